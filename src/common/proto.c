@@ -40,7 +40,9 @@ static void reader_compact(ProtoReader *r)
 uint8_t *proto_reader_space(ProtoReader *r, size_t want)
 {
         reader_compact(r);
-        if (r->cap - r->len < want) {
+        if (!r->buf || r->cap - r->len < want) {
+                if (want > SIZE_MAX / 2 - r->len)
+                        return NULL;
                 size_t cap = r->cap ? r->cap : 4096;
                 while (cap - r->len < want)
                         cap *= 2;
@@ -74,6 +76,59 @@ static uint32_t le32(const uint8_t *p)
                (uint32_t) p[3] << 24;
 }
 
+/* Walks one msgpack object without allocating. Fails when the body is cut short or declares
+ * more elements than it has bytes left (each takes at least one): msgpack_unpack allocates
+ * declared counts up front, so a 5-byte body could otherwise ask for ~100 GB. */
+static bool body_fits(const uint8_t *p, size_t n)
+{
+        size_t pos = 0;
+        uint64_t need = 1; /* objects still to read */
+        while (need > 0) {
+                if (need > n - pos)
+                        return false;
+                uint8_t b = p[pos++];
+                size_t w = 0;                 /* width of a length or count field */
+                uint64_t skip = 0, items = 0; /* payload bytes, child objects */
+                if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3)
+                        ;
+                else if (b <= 0x8f)
+                        items = 2 * (b & 0x0f);
+                else if (b <= 0x9f)
+                        items = b & 0x0f;
+                else if (b <= 0xbf)
+                        skip = b & 0x1f;
+                else if (b == 0xca || b == 0xcb)
+                        skip = b == 0xca ? 4 : 8;
+                else if (b >= 0xcc && b <= 0xd3) /* uint8..64, int8..64 */
+                        skip = 1u << (b & 3);
+                else if (b >= 0xd4 && b <= 0xd8) /* fixext: type byte and 1..16 bytes */
+                        skip = 1 + (1u << (b - 0xd4));
+                else if (b >= 0xc4 && b <= 0xc9) { /* bin8..32, ext8..32 (+ type byte) */
+                        w = 1u << ((b - 0xc4) % 3);
+                        skip = b >= 0xc7;
+                } else if (b >= 0xd9 && b <= 0xdb) /* str8..32 */
+                        w = 1u << (b - 0xd9);
+                else if (b >= 0xdc) /* array16/32, map16/32 */
+                        w = b & 1 ? 4 : 2;
+                else
+                        return false; /* 0xc1, never used */
+                if (n - pos < w)
+                        return false;
+                uint64_t len = 0;
+                for (size_t i = 0; i < w; i++)
+                        len = len << 8 | p[pos++];
+                if (b >= 0xdc && b <= 0xdf)
+                        items = b >= 0xde ? 2 * len : len;
+                else
+                        skip += len;
+                if (n - pos < skip)
+                        return false;
+                pos += skip;
+                need = need - 1 + items;
+        }
+        return true;
+}
+
 int proto_reader_next(ProtoReader *r, msgpack_object *ret_msg)
 {
         if (r->error)
@@ -86,6 +141,8 @@ int proto_reader_next(ProtoReader *r, msgpack_object *ret_msg)
                 return r->error = -EMSGSIZE;
         if (r->len - 4 < n)
                 return 0;
+        if (!body_fits(r->buf + 4, n))
+                return r->error = -EBADMSG;
 
         msgpack_zone_clear(r->zone);
         msgpack_object obj;
@@ -102,6 +159,13 @@ int proto_reader_next(ProtoReader *r, msgpack_object *ret_msg)
         r->consumed = 4 + (size_t) n;
         *ret_msg = obj;
         return 1;
+}
+
+const uint8_t *proto_reader_last_body(const ProtoReader *r, size_t *ret_len)
+{
+        /* Compaction happens at the start of each call, so the last frame sits at buf[0]. */
+        *ret_len = r->consumed >= 4 ? r->consumed - 4 : 0;
+        return r->buf + 4;
 }
 
 /* ---- field access ---- */
@@ -377,9 +441,8 @@ int proto_write_error(ProtoWriter *w, uint64_t id, int errnum, const char *msg)
 
 const char *proto_errno_name(int errnum)
 {
-        if (errnum < 0)
-                errnum = -errnum;
-        if ((size_t) errnum >= sizeof proto_errno_names / sizeof proto_errno_names[0])
+        unsigned u = errnum < 0 ? 0u - (unsigned) errnum : (unsigned) errnum; /* INT_MIN too */
+        if (u >= sizeof proto_errno_names / sizeof proto_errno_names[0])
                 return NULL;
-        return proto_errno_names[errnum];
+        return proto_errno_names[u];
 }

@@ -44,6 +44,8 @@ int proto_reader_feed(ProtoReader *r, const void *data, size_t n);
  * on r), 0 when more bytes are needed, -EMSGSIZE for an oversized frame, -EBADMSG for a body
  * that is not exactly one msgpack map, -ENOMEM. After an error the reader stays failed. */
 int proto_reader_next(ProtoReader *r, msgpack_object *ret_msg);
+/* The raw body (msgpack bytes) of the message last returned by proto_reader_next. */
+const uint8_t *proto_reader_last_body(const ProtoReader *r, size_t *ret_len);
 /* Where a reader can place bytes read straight from a fd: ensures room for want bytes and
  * returns the write position (NULL on -ENOMEM); call proto_reader_commit(r, n) after filling
  * n of them. Invalidates the last message returned. */

@@ -1,0 +1,30 @@
+/* cli.h: the provium command: options shared by the dispatcher and the file runner. */
+#pragma once
+
+#include <stdbool.h>
+
+typedef struct CliOptions {
+        const char *accel;     /* "auto", "kvm" or "tcg" */
+        const char *events;    /* --events FILE, or NULL */
+        unsigned jobs;         /* files run at once */
+        double test_timeout_s; /* per test */
+        double op_timeout_s;   /* default per guest operation */
+        double boot_timeout_s; /* default per boot */
+        bool verbose;
+} CliOptions;
+
+/* dispatcher.c: runs every *.test.lua under paths, one child process per file. Returns the
+ * process exit status (0 when nothing failed). */
+int dispatcher_run(const CliOptions *o, char **paths, int npaths);
+/* accel.c: "tcg" or "kvm" for --accel o->accel, saying once why when auto picks TCG. */
+const char *accel_resolve(const char *accel);
+
+/* file_runner.c: the child side: runs one file; events go to fd 3. Returns the exit status. */
+int file_runner_main(int argc, char **argv);
+
+/* reporter.c: the terminal summary, a sink on the event bus. */
+void reporter_start(bool verbose);
+/* Prints the final line "N passed, N failed, N skipped"; returns the number failed. */
+unsigned reporter_finish(void);
+/* Counts a file that ended without reporting (crashed runner) as one failure. */
+void reporter_file_crashed(const char *file, const char *why);

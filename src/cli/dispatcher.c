@@ -1,0 +1,394 @@
+/* dispatcher.c: finds the test files, runs each in its own child process (at most `jobs` at
+ * once), relays their events onto the bus, and cleans up after them even when they crash.
+ *
+ * Sections: discovery, event sinks, children, signals, entry point.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "cli.h"
+#include "events.h"
+#include "image.h"
+
+/* ---- discovery ---- */
+
+typedef struct FileList {
+        char **v;
+        size_t n, cap;
+} FileList;
+
+static int list_add(FileList *l, const char *path)
+{
+        if (l->n == l->cap) {
+                size_t cap = l->cap ? l->cap * 2 : 16;
+                char **v = realloc(l->v, cap * sizeof *v);
+                if (!v)
+                        return -ENOMEM;
+                l->v = v;
+                l->cap = cap;
+        }
+        l->v[l->n] = strdup(path);
+        return l->v[l->n] ? (int) ++l->n : -ENOMEM;
+}
+
+static bool is_test_file(const char *name)
+{
+        size_t n = strlen(name);
+        return n > 9 && strcmp(name + n - 9, ".test.lua") == 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+        return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+/* Walks dir in a stable (sorted) order, skipping hidden entries. */
+static int walk(FileList *l, const char *dir)
+{
+        struct dirent **ents;
+        int n = scandir(dir, &ents, NULL, alphasort);
+        if (n < 0)
+                return -errno;
+        int r = 0;
+        for (int i = 0; i < n; i++) {
+                const char *name = ents[i]->d_name;
+                char path[4096];
+                struct stat st;
+                if (r == 0 && name[0] != '.') {
+                        snprintf(path, sizeof path, "%s/%s", dir, name);
+                        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+                                r = walk(l, path);
+                        else if (is_test_file(name))
+                                r = list_add(l, path) < 0 ? -ENOMEM : 0;
+                }
+                free(ents[i]);
+        }
+        free(ents);
+        return r;
+}
+
+static int discover(FileList *l, char **paths, int npaths)
+{
+        for (int i = 0; i < npaths; i++) {
+                struct stat st;
+                char p[4096];
+                snprintf(p, sizeof p, "%s", paths[i]);
+                size_t n = strlen(p);
+                while (n > 1 && p[n - 1] == '/')
+                        p[--n] = 0;
+                if (stat(p, &st) < 0) {
+                        fprintf(stderr, "provium: %s: %s\n", paths[i], strerror(errno));
+                        return -errno;
+                }
+                int r = S_ISDIR(st.st_mode) ? walk(l, p) : list_add(l, p);
+                if (r < 0) {
+                        fprintf(stderr, "provium: %s: %s\n", paths[i], strerror(-r));
+                        return r;
+                }
+        }
+        return 0;
+}
+
+/* ---- event sinks ---- */
+
+static FILE *events_file;
+
+static void file_sink(void *data, const char *type, const uint8_t *mp, size_t len)
+{
+        if (fwrite(mp, 1, len, events_file) != len) {
+                fprintf(stderr, "provium: writing events: %s; events file closed\n",
+                        strerror(errno));
+                events_unsubscribe(*(int *) data);
+        }
+}
+
+/* ---- children ---- */
+
+typedef struct Child {
+        uv_process_t proc;
+        uv_pipe_t events;
+        ProtoReader reader;
+        char *file;
+        char *run_dir;
+        bool saw_file_end;
+        bool exited;
+        int closing; /* handles still to close */
+        struct Dispatcher *d;
+} Child;
+
+typedef struct Dispatcher {
+        uv_loop_t *loop;
+        const CliOptions *o;
+        const char *accel;
+        FileList files;
+        size_t next;
+        unsigned running;
+        char run_root[64];
+        uv_signal_t sigint, sigterm;
+        bool interrupted;
+        Child **children;
+        char self[4096];
+} Dispatcher;
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+        (void) remove(path);
+        return 0;
+}
+
+static void rm_tree(const char *path)
+{
+        (void) nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void child_free(Child *c)
+{
+        rm_tree(c->run_dir);
+        proto_reader_done(&c->reader);
+        free(c->file);
+        free(c->run_dir);
+        free(c);
+}
+
+static void start_next(Dispatcher *d);
+
+static void on_child_handle_closed(uv_handle_t *h)
+{
+        Child *c = h->data;
+        if (--c->closing > 0)
+                return;
+        Dispatcher *d = c->d;
+        child_free(c);
+        d->running--;
+        start_next(d);
+}
+
+static void child_events(Child *c)
+{
+        for (;;) {
+                msgpack_object msg;
+                int r = proto_reader_next(&c->reader, &msg);
+                if (r <= 0)
+                        return;
+                const char *type;
+                size_t tlen;
+                char t[64];
+                if (proto_get_bytes(&msg, "type", &type, &tlen) != 1 || tlen >= sizeof t)
+                        continue;
+                memcpy(t, type, tlen);
+                t[tlen] = 0;
+                if (strcmp(t, "file.end") == 0)
+                        c->saw_file_end = true;
+                size_t len;
+                const uint8_t *body = proto_reader_last_body(&c->reader, &len);
+                events_forward(t, body, len);
+        }
+}
+
+static void events_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+        Child *c = h->data;
+        uint8_t *p = proto_reader_space(&c->reader, 65536);
+        *buf = uv_buf_init((char *) p, p ? 65536 : 0);
+}
+
+static void events_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+        Child *c = s->data;
+        if (n < 0) {
+                uv_read_stop(s);
+                return;
+        }
+        proto_reader_commit(&c->reader, (size_t) n);
+        child_events(c);
+}
+
+static void on_child_exit(uv_process_t *p, int64_t status, int term_signal)
+{
+        Child *c = p->data;
+        /* Drain events still in the pipe before judging the exit. */
+        child_events(c);
+        if (!c->saw_file_end) {
+                char why[256];
+                if (term_signal)
+                        snprintf(why, sizeof why, "file runner was killed by signal %d (%s)",
+                                 term_signal, strsignal(term_signal));
+                else
+                        snprintf(why, sizeof why,
+                                 "file runner exited with status %ld before "
+                                 "the file finished",
+                                 (long) status);
+                reporter_file_crashed(c->file, why);
+        }
+        c->closing = 2;
+        uv_close((uv_handle_t *) &c->proc, on_child_handle_closed);
+        uv_close((uv_handle_t *) &c->events, on_child_handle_closed);
+}
+
+static int spawn_child(Dispatcher *d, const char *file, size_t index)
+{
+        Child *c = calloc(1, sizeof *c);
+        if (!c)
+                return -ENOMEM;
+        c->d = d;
+        c->file = strdup(file);
+        if (asprintf(&c->run_dir, "%s/%zu", d->run_root, index) < 0)
+                c->run_dir = NULL;
+        if (!c->file || !c->run_dir || proto_reader_init(&c->reader) < 0 ||
+            mkdir(c->run_dir, 0700) < 0) {
+                int r = errno ? -errno : -ENOMEM;
+                child_free(c);
+                return r;
+        }
+        char tt[32], ot[32], bt[32];
+        snprintf(tt, sizeof tt, "%g", d->o->test_timeout_s);
+        snprintf(ot, sizeof ot, "%g", d->o->op_timeout_s);
+        snprintf(bt, sizeof bt, "%g", d->o->boot_timeout_s);
+        char *args[] = {d->self, "__run-file", c->file, c->run_dir, (char *) d->accel,
+                        tt,      ot,           bt,      NULL};
+        uv_pipe_init(d->loop, &c->events, 0);
+        c->events.data = c;
+        uv_stdio_container_t stdio[4] = {
+            {.flags = UV_IGNORE},
+            {.flags = UV_INHERIT_FD, .data.fd = 1},
+            {.flags = UV_INHERIT_FD, .data.fd = 2},
+            {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *) &c->events},
+        };
+        uv_process_options_t po = {
+            .exit_cb = on_child_exit,
+            .file = d->self,
+            .args = args,
+            .stdio_count = 4,
+            .stdio = stdio,
+        };
+        c->proc.data = c;
+        int r = uv_spawn(d->loop, &c->proc, &po);
+        if (r < 0) {
+                c->closing = 2;
+                d->running++; /* balanced in on_child_handle_closed */
+                fprintf(stderr, "provium: %s: cannot start a runner: %s\n", file, uv_strerror(r));
+                reporter_file_crashed(file, "cannot start a file runner");
+                uv_close((uv_handle_t *) &c->proc, on_child_handle_closed);
+                uv_close((uv_handle_t *) &c->events, on_child_handle_closed);
+                return r;
+        }
+        d->running++;
+        return uv_read_start((uv_stream_t *) &c->events, events_alloc, events_read);
+}
+
+static void start_next(Dispatcher *d)
+{
+        while (!d->interrupted && d->running < d->o->jobs && d->next < d->files.n) {
+                size_t i = d->next++;
+                (void) spawn_child(d, d->files.v[i], i);
+        }
+}
+
+/* ---- signals ---- */
+
+static void walk_kill(uv_handle_t *h, void *arg)
+{
+        if (h->type == UV_PROCESS && !uv_is_closing(h))
+                (void) uv_process_kill((uv_process_t *) h, SIGTERM);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+        Dispatcher *d = s->data;
+        if (d->interrupted) {
+                fprintf(stderr, "provium: second %s: stopping now\n", strsignal(signum));
+                uv_walk(d->loop, walk_kill, NULL);
+                return;
+        }
+        d->interrupted = true;
+        fprintf(stderr, "\nprovium: %s: finishing the running files (again to stop at once)\n",
+                strsignal(signum));
+        uv_walk(d->loop, walk_kill, NULL);
+}
+
+/* ---- entry point ---- */
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+        if (!uv_is_closing(h))
+                uv_close(h, NULL);
+}
+
+int dispatcher_run(const CliOptions *o, char **paths, int npaths)
+{
+        Dispatcher d = {.o = o};
+        ssize_t n = readlink("/proc/self/exe", d.self, sizeof d.self - 1);
+        if (n < 0) {
+                perror("provium: readlink /proc/self/exe");
+                return 2;
+        }
+        d.self[n] = 0;
+        if (discover(&d.files, paths, npaths) < 0)
+                return 2;
+        qsort(d.files.v, d.files.n, sizeof *d.files.v, cmp_str);
+        int events_sink = -1;
+        if (o->events) {
+                events_file = fopen(o->events, "we");
+                if (!events_file) {
+                        fprintf(stderr, "provium: --events %s: %s\n", o->events, strerror(errno));
+                        return 2;
+                }
+                events_sink = events_subscribe(file_sink, &events_sink);
+        }
+        reporter_start(o->verbose);
+        int status = 0;
+        if (d.files.n == 0)
+                fprintf(stderr, "provium: no *.test.lua files found\n");
+        d.accel = accel_resolve(o->accel);
+        if (!d.accel)
+                status = 2;
+
+        /* Build the default image once, here, rather than in every runner at the same time. */
+        char err[4096];
+        Image *img = NULL;
+        if (status == 0 && d.files.n > 0 &&
+            image_resolve("default", NULL, &img, err, sizeof err) < 0)
+                fprintf(stderr, "provium: %s\n", err);
+        img = image_free(img);
+
+        const char *tmp = getenv("TMPDIR");
+        snprintf(d.run_root, sizeof d.run_root, "%s/provium-XXXXXX",
+                 tmp && *tmp && strlen(tmp) < 32 ? tmp : "/tmp");
+        if (status == 0 && !mkdtemp(d.run_root)) {
+                perror("provium: mkdtemp");
+                status = 2;
+        }
+        if (status == 0) {
+                d.loop = uv_default_loop();
+                uv_signal_init(d.loop, &d.sigint);
+                uv_signal_init(d.loop, &d.sigterm);
+                d.sigint.data = d.sigterm.data = &d;
+                uv_signal_start(&d.sigint, on_signal, SIGINT);
+                uv_signal_start(&d.sigterm, on_signal, SIGTERM);
+                uv_unref((uv_handle_t *) &d.sigint);
+                uv_unref((uv_handle_t *) &d.sigterm);
+                start_next(&d);
+                uv_run(d.loop, UV_RUN_DEFAULT);
+                uv_walk(d.loop, close_walk, NULL);
+                uv_run(d.loop, UV_RUN_DEFAULT);
+                (void) uv_loop_close(d.loop);
+                rm_tree(d.run_root);
+                unsigned failed = reporter_finish();
+                status = d.interrupted ? 130 : failed ? 1 : 0;
+        }
+        if (events_file)
+                fclose(events_file);
+        for (size_t i = 0; i < d.files.n; i++)
+                free(d.files.v[i]);
+        free(d.files.v);
+        return status;
+}

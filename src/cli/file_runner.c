@@ -1,0 +1,141 @@
+/* file_runner.c: the child process that runs one test file: a Lua state, a libuv loop, and
+ * events written as frames to fd 3 for the dispatcher.
+ *
+ * argv: __run-file FILE RUN_DIR ACCEL TEST_TIMEOUT OP_TIMEOUT BOOT_TIMEOUT
+ */
+#include <errno.h>
+#include <lauxlib.h>
+#include <lualib.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "cli.h"
+#include "events.h"
+#include "lua_provium.h"
+#include "runtime.h"
+
+#define EVENTS_FD 3
+
+static bool events_broken;
+
+static int write_all(int fd, const uint8_t *p, size_t n)
+{
+        while (n > 0) {
+                ssize_t w = write(fd, p, n);
+                if (w < 0 && errno == EINTR)
+                        continue;
+                if (w < 0)
+                        return -errno;
+                p += w;
+                n -= (size_t) w;
+        }
+        return 0;
+}
+
+/* Frames each event (u32 length + map) onto the dispatcher's pipe. */
+static void pipe_sink(void *data, const char *type, const uint8_t *mp, size_t len)
+{
+        if (events_broken)
+                return;
+        uint8_t hdr[4] = {len & 0xff, (len >> 8) & 0xff, (len >> 16) & 0xff, (len >> 24) & 0xff};
+        if (write_all(EVENTS_FD, hdr, 4) < 0 || write_all(EVENTS_FD, mp, len) < 0)
+                events_broken = true;
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+        char why[64];
+        snprintf(why, sizeof why, "interrupted by %s", strsignal(signum));
+        runtime_interrupt(s->data, why);
+}
+
+/* A file that does not load (syntax error, missing) is one failed pseudo-test. */
+static void report_load_error(const char *file, const char *msg)
+{
+        EventBuilder ev;
+        event_begin(&ev, "file.start", 1);
+        proto_kv_str(&ev.w, "file", file);
+        event_end(&ev);
+        event_begin(&ev, "test.end", 5);
+        proto_kv_str(&ev.w, "file", file);
+        proto_kv_str(&ev.w, "test", "(file)");
+        proto_kv_str(&ev.w, "status", "fail");
+        proto_kv_uint(&ev.w, "duration_ns", 0);
+        proto_kv_str(&ev.w, "message", msg);
+        event_end(&ev);
+        event_begin(&ev, "file.end", 4);
+        proto_kv_str(&ev.w, "file", file);
+        proto_kv_uint(&ev.w, "passed", 0);
+        proto_kv_uint(&ev.w, "failed", 1);
+        proto_kv_uint(&ev.w, "skipped", 0);
+        event_end(&ev);
+}
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+        if (!uv_is_closing(h))
+                uv_close(h, NULL);
+}
+
+int file_runner_main(int argc, char **argv)
+{
+        if (argc != 7) {
+                fprintf(stderr, "provium: __run-file is internal to the dispatcher\n");
+                return 2;
+        }
+        /* Die with the dispatcher; our QEMU children die with us the same way. */
+        pid_t parent = getppid();
+        if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != parent)
+                return 1;
+        signal(SIGPIPE, SIG_IGN);
+        (void) events_subscribe(pipe_sink, NULL);
+
+        RuntimeConfig cfg = {
+            .file = argv[1],
+            .run_dir = argv[2],
+            .accel = argv[3],
+            .test_timeout_s = atof(argv[4]),
+            .op_timeout_s = atof(argv[5]),
+            .boot_timeout_s = atof(argv[6]),
+        };
+        lua_State *L = luaL_newstate();
+        if (!L)
+                return 1;
+        if (lua_provium_open(L) < 0) {
+                report_load_error(cfg.file, lua_tostring(L, -1));
+                lua_close(L);
+                return 1;
+        }
+        if (luaL_loadfilex(L, cfg.file, "t") != LUA_OK) {
+                report_load_error(cfg.file, lua_tostring(L, -1));
+                lua_close(L);
+                return 1;
+        }
+        uv_loop_t loop;
+        if (uv_loop_init(&loop) < 0) {
+                lua_close(L);
+                return 1;
+        }
+        Runtime *rt = runtime_new(&loop, L, &cfg);
+        uv_signal_t sigint, sigterm;
+        uv_signal_init(&loop, &sigint);
+        uv_signal_init(&loop, &sigterm);
+        sigint.data = sigterm.data = rt;
+        uv_signal_start(&sigint, on_signal, SIGINT);
+        uv_signal_start(&sigterm, on_signal, SIGTERM);
+        uv_unref((uv_handle_t *) &sigint);
+        uv_unref((uv_handle_t *) &sigterm);
+
+        int failed = rt ? runtime_run_file(rt) : 1;
+        runtime_free(rt);
+        lua_close(L);
+        uv_walk(&loop, close_walk, NULL);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        (void) uv_loop_close(&loop);
+        return failed ? 1 : 0;
+}

@@ -1,0 +1,173 @@
+/* main.c: the provium command line: run tests, manage images, and the internal entry points
+ * of the dispatcher's children.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "config.h"
+#include "image.h"
+#include "vm.h"
+
+static void usage(FILE *f)
+{
+        fprintf(f,
+                "usage: provium [run] [options] PATH...   run *.test.lua files (dirs are walked)\n"
+                "       provium image build [NAME] [--force]\n"
+                "       provium image ls\n"
+                "\n"
+                "options:\n"
+                "  --accel auto|kvm|tcg   accelerator (auto: KVM only when a probe guest runs)\n"
+                "  --events FILE          write every event as msgpack to FILE\n"
+                "  -j, --jobs N           files run at once (default 1)\n"
+                "  --test-timeout S       fail a test after S seconds (default 600)\n"
+                "  --op-timeout S         default timeout of a guest operation (default 60)\n"
+                "  --boot-timeout S       default timeout of vm:boot (default 120)\n"
+                "  -v, --verbose          more output\n"
+                "  --version              print the version\n");
+}
+
+static int parse_seconds(const char *opt, const char *s, double *ret)
+{
+        char *end;
+        double v = strtod(s, &end);
+        if (end == s || *end || v < 0) {
+                fprintf(stderr, "provium: %s: expected seconds >= 0, got '%s'\n", opt, s);
+                return -1;
+        }
+        *ret = v;
+        return 0;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+        CliOptions o = {.accel = "auto",
+                        .jobs = 1,
+                        .test_timeout_s = 600,
+                        .op_timeout_s = 60,
+                        .boot_timeout_s = 120};
+        static const struct option longopts[] = {
+            {"accel", required_argument, NULL, 'a'},
+            {"events", required_argument, NULL, 'e'},
+            {"jobs", required_argument, NULL, 'j'},
+            {"test-timeout", required_argument, NULL, 'T'},
+            {"op-timeout", required_argument, NULL, 'O'},
+            {"boot-timeout", required_argument, NULL, 'B'},
+            {"verbose", no_argument, NULL, 'v'},
+            {"help", no_argument, NULL, 'h'},
+            {NULL, 0, NULL, 0},
+        };
+        int c;
+        optind = 1;
+        while ((c = getopt_long(argc, argv, "j:vh", longopts, NULL)) != -1) {
+                switch (c) {
+                case 'a':
+                        o.accel = optarg;
+                        break;
+                case 'e':
+                        o.events = optarg;
+                        break;
+                case 'j': {
+                        char *end;
+                        long j = strtol(optarg, &end, 10);
+                        if (*end || j < 1 || j > 256) {
+                                fprintf(stderr, "provium: --jobs: expected 1..256, got '%s'\n",
+                                        optarg);
+                                return 2;
+                        }
+                        o.jobs = (unsigned) j;
+                        break;
+                }
+                case 'T':
+                        if (parse_seconds("--test-timeout", optarg, &o.test_timeout_s) < 0)
+                                return 2;
+                        break;
+                case 'O':
+                        if (parse_seconds("--op-timeout", optarg, &o.op_timeout_s) < 0)
+                                return 2;
+                        break;
+                case 'B':
+                        if (parse_seconds("--boot-timeout", optarg, &o.boot_timeout_s) < 0)
+                                return 2;
+                        break;
+                case 'v':
+                        o.verbose = true;
+                        break;
+                case 'h':
+                        usage(stdout);
+                        return 0;
+                default:
+                        usage(stderr);
+                        return 2;
+                }
+        }
+        if (optind >= argc) {
+                fprintf(stderr, "provium: no test paths given\n");
+                usage(stderr);
+                return 2;
+        }
+        return dispatcher_run(&o, argv + optind, argc - optind);
+}
+
+static int cmd_image(int argc, char **argv)
+{
+        char err[4096];
+        if (argc >= 2 && strcmp(argv[1], "build") == 0) {
+                const char *name = "default";
+                bool force = false;
+                for (int i = 2; i < argc; i++) {
+                        if (strcmp(argv[i], "--force") == 0)
+                                force = true;
+                        else
+                                name = argv[i];
+                }
+                Image *img = NULL;
+                if (image_build(name, force, &img, err, sizeof err) < 0) {
+                        fprintf(stderr, "provium: %s\n", err);
+                        return 1;
+                }
+                printf("%s %s %s\n", img->name, img->key, img->dir);
+                image_free(img);
+                return 0;
+        }
+        if (argc >= 2 && strcmp(argv[1], "ls") == 0) {
+                Image **list = NULL;
+                size_t n = 0;
+                int r = image_list(&list, &n);
+                if (r < 0) {
+                        fprintf(stderr, "provium: image ls: %s\n", strerror(-r));
+                        return 1;
+                }
+                printf("%-16s %-34s %10s  %s\n", "NAME", "KEY", "SIZE", "DIR");
+                for (size_t i = 0; i < n; i++)
+                        printf("%-16s %-34s %9.1fM  %s\n", list[i]->name, list[i]->key,
+                               (double) list[i]->size / (1 << 20), list[i]->dir);
+                image_list_free(list, n);
+                return 0;
+        }
+        fprintf(stderr, "provium: image: expected 'build [NAME] [--force]' or 'ls'\n");
+        return 2;
+}
+
+int main(int argc, char **argv)
+{
+        if (argc >= 2 && strcmp(argv[1], "__pdeathsig") == 0)
+                return vm_pdeathsig_exec(argc - 1, argv + 1);
+        if (argc >= 2 && strcmp(argv[1], "__run-file") == 0)
+                return file_runner_main(argc - 1, argv + 1);
+        if (argc >= 2 && strcmp(argv[1], "--version") == 0) {
+                printf("provium %s\n", PROVIUM_VERSION);
+                return 0;
+        }
+        if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0)) {
+                usage(stdout);
+                return 0;
+        }
+        if (argc >= 2 && strcmp(argv[1], "image") == 0)
+                return cmd_image(argc - 1, argv + 1);
+        if (argc >= 2 && strcmp(argv[1], "run") == 0)
+                return cmd_run(argc - 1, argv + 1);
+        return cmd_run(argc, argv);
+}

@@ -1,0 +1,405 @@
+/* agent_client.c: host side of the agent protocol over a libuv stream (see agent_client.h).
+ *
+ * Sections: connection, reading and dispatch, requests, timeouts, teardown.
+ */
+#include "agent_client.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "connect.h"
+#include "events.h"
+
+#define SWEEP_MS 50
+
+struct AgentClient {
+        uv_loop_t *loop;
+        char *name;
+        uv_pipe_t *pipe;   /* NULL until connected; freed by its close callback */
+        uv_timer_t *sweep; /* request deadlines; freed by its close callback */
+        Connector *connector;
+        ProtoReader reader;
+        ProtoWriter writer;
+        uint64_t next_id;
+        AgentRequest *pending; /* doubly linked, newest first */
+        AgentRequest hello;
+        bool ready;
+        char *agent_version;
+        char *kernel;
+        AgentReadyFn ready_cb;
+        AgentLostFn lost_cb;
+        void *cb_data;
+        uint64_t hello_timeout_ms;
+};
+
+static void on_handle_closed(uv_handle_t *h)
+{
+        free(h);
+}
+
+static void close_pipe(AgentClient *c)
+{
+        if (!c->pipe)
+                return;
+        c->pipe->data = NULL;
+        uv_close((uv_handle_t *) c->pipe, on_handle_closed);
+        c->pipe = NULL;
+}
+
+static void fail_all(AgentClient *c, int status)
+{
+        while (c->pending) {
+                AgentRequest *req = c->pending;
+                agent_request_cancel(req);
+                if (req->on_reply)
+                        req->on_reply(req, status, NULL);
+        }
+}
+
+void agent_client_shutdown(AgentClient *c, int status)
+{
+        c->connector = connector_cancel(c->connector);
+        close_pipe(c);
+        bool was_ready = c->ready;
+        c->ready = false;
+        fail_all(c, status);
+        if (was_ready && c->lost_cb)
+                c->lost_cb(c, status, c->cb_data);
+}
+
+/* ---- reading and dispatch ---- */
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+        AgentClient *c = h->data;
+        size_t want = 64 * 1024;
+        uint8_t *p = c ? proto_reader_space(&c->reader, want) : NULL;
+        *buf = uv_buf_init((char *) p, p ? (unsigned) want : 0);
+}
+
+static AgentRequest *find_pending(AgentClient *c, uint64_t id)
+{
+        for (AgentRequest *r = c->pending; r; r = r->next)
+                if (r->id == id)
+                        return r;
+        return NULL;
+}
+
+static int dispatch(AgentClient *c, const msgpack_object *msg)
+{
+        uint64_t id;
+        if (proto_get_uint(msg, "id", &id) != 1)
+                return -EBADMSG;
+        AgentRequest *req = find_pending(c, id);
+        const msgpack_object *chunk = proto_get(msg, "chunk");
+        if (chunk) {
+                const char *data;
+                size_t len;
+                if (chunk->type != MSGPACK_OBJECT_STR || chunk->via.str.size > 15 ||
+                    proto_get_bytes(msg, "data", &data, &len) != 1)
+                        return -EBADMSG;
+                char kind[16];
+                memcpy(kind, chunk->via.str.ptr, chunk->via.str.size);
+                kind[chunk->via.str.size] = 0;
+                if (req && req->on_chunk)
+                        req->on_chunk(req, kind, data, len);
+                return 0;
+        }
+        bool ok;
+        if (proto_get_bool(msg, "ok", &ok) != 1)
+                return -EBADMSG;
+        if (req) {
+                agent_request_cancel(req);
+                if (req->on_reply)
+                        req->on_reply(req, 0, msg);
+        }
+        return 0;
+}
+
+static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+        AgentClient *c = s->data;
+        if (!c)
+                return;
+        if (n < 0) {
+                agent_client_shutdown(c, n == UV_EOF ? -ECONNRESET : (int) n);
+                return;
+        }
+        proto_reader_commit(&c->reader, (size_t) n);
+        for (;;) {
+                msgpack_object msg;
+                int r = proto_reader_next(&c->reader, &msg);
+                if (r == 0)
+                        return;
+                if (r > 0)
+                        r = dispatch(c, &msg);
+                if (r < 0) {
+                        /* The guest is not trusted: a bad frame ends the connection, not us. */
+                        agent_client_shutdown(c, r);
+                        return;
+                }
+                if (!c->pipe)
+                        return;
+        }
+}
+
+/* ---- connection ---- */
+
+static char *dup_field(const msgpack_object *m, const char *key)
+{
+        char *s = NULL;
+        return proto_dup_str(m, key, &s) == 1 ? s : NULL;
+}
+
+static void on_hello(AgentRequest *req, int status, const msgpack_object *reply)
+{
+        AgentClient *c = req->data;
+        uint64_t version = 0;
+        bool ok = false;
+        if (status == 0) {
+                if (proto_get_bool(reply, "ok", &ok) != 1 || !ok)
+                        status = -EPROTO;
+                else if (proto_get_uint(reply, "version", &version) != 1 ||
+                         version != PROTO_VERSION)
+                        status = -EPROTONOSUPPORT;
+        }
+        if (status == 0) {
+                c->agent_version = dup_field(reply, "agent");
+                c->kernel = dup_field(reply, "kernel");
+                c->ready = true;
+        }
+        AgentReadyFn cb = c->ready_cb;
+        c->ready_cb = NULL;
+        if (status < 0)
+                agent_client_shutdown(c, status);
+        if (cb)
+                cb(c, status, c->cb_data);
+}
+
+static void on_connected(void *data, int status, int fd)
+{
+        AgentClient *c = data;
+        c->connector = NULL;
+        int r = status;
+        if (r == 0) {
+                c->pipe = calloc(1, sizeof *c->pipe);
+                if (!c->pipe) {
+                        r = -ENOMEM;
+                        (void) close(fd);
+                }
+        }
+        if (r == 0) {
+                r = uv_pipe_init(c->loop, c->pipe, 0);
+                if (r == 0) {
+                        c->pipe->data = c;
+                        r = uv_pipe_open(c->pipe, fd);
+                        if (r < 0)
+                                (void) close(fd);
+                        else
+                                r = uv_read_start((uv_stream_t *) c->pipe, alloc_cb, read_cb);
+                        if (r < 0)
+                                close_pipe(c);
+                } else {
+                        free(c->pipe);
+                        c->pipe = NULL;
+                        (void) close(fd);
+                }
+        }
+        if (r == 0) {
+                c->hello = (AgentRequest){.on_reply = on_hello, .data = c};
+                ProtoWriter *w = agent_request_begin(c, &c->hello, "hello", 1);
+                proto_kv_uint(w, "version", PROTO_VERSION);
+                r = agent_request_send(c, &c->hello, c->hello_timeout_ms);
+        }
+        if (r < 0) {
+                AgentReadyFn cb = c->ready_cb;
+                c->ready_cb = NULL;
+                agent_client_shutdown(c, r);
+                if (cb)
+                        cb(c, r, c->cb_data);
+        }
+}
+
+AgentClient *agent_client_new(uv_loop_t *loop, const char *name)
+{
+        AgentClient *c = calloc(1, sizeof *c);
+        if (!c)
+                return NULL;
+        c->loop = loop;
+        c->name = strdup(name);
+        c->next_id = 1;
+        proto_writer_init(&c->writer);
+        if (!c->name || proto_reader_init(&c->reader) < 0)
+                return agent_client_free(c);
+        return c;
+}
+
+int agent_client_connect(AgentClient *c, const char *path, uint64_t timeout_ms,
+                         AgentReadyFn ready_cb, AgentLostFn lost_cb, void *data)
+{
+        if (c->pipe || c->connector)
+                return -EALREADY;
+        c->ready_cb = ready_cb;
+        c->lost_cb = lost_cb;
+        c->cb_data = data;
+        c->hello_timeout_ms = timeout_ms;
+        c->connector = connector_start(c->loop, path, timeout_ms, on_connected, c);
+        return c->connector ? 0 : -ENOMEM;
+}
+
+bool agent_client_ready(const AgentClient *c)
+{
+        return c && c->ready;
+}
+
+const char *agent_client_agent_version(const AgentClient *c)
+{
+        return c->agent_version;
+}
+
+const char *agent_client_kernel(const AgentClient *c)
+{
+        return c->kernel;
+}
+
+/* ---- requests ---- */
+
+ProtoWriter *agent_frame_begin(AgentClient *c, uint32_t npairs)
+{
+        proto_writer_reset(&c->writer);
+        proto_begin(&c->writer, npairs);
+        return &c->writer;
+}
+
+ProtoWriter *agent_request_begin(AgentClient *c, AgentRequest *req, const char *op, uint32_t nargs)
+{
+        req->id = c->next_id++;
+        ProtoWriter *w = agent_frame_begin(c, nargs + 2);
+        proto_kv_uint(w, "id", req->id);
+        proto_kv_str(w, "op", op);
+        return w;
+}
+
+static void on_write_done(uv_write_t *wr, int status)
+{
+        free(wr);
+}
+
+int agent_frame_send(AgentClient *c)
+{
+        int r = proto_end(&c->writer);
+        if (r < 0)
+                return r;
+        if (!c->pipe)
+                return -ENOTCONN;
+        size_t len;
+        const uint8_t *p = proto_writer_data(&c->writer, &len);
+        /* One allocation holds the write request and a copy of the frame. */
+        uv_write_t *wr = malloc(sizeof *wr + len);
+        if (!wr)
+                return -ENOMEM;
+        memcpy(wr + 1, p, len);
+        uv_buf_t buf = uv_buf_init((char *) (wr + 1), (unsigned) len);
+        r = uv_write(wr, (uv_stream_t *) c->pipe, &buf, 1, on_write_done);
+        if (r < 0)
+                free(wr);
+        return r;
+}
+
+static void on_sweep(uv_timer_t *t);
+
+static int ensure_sweep(AgentClient *c)
+{
+        if (c->sweep)
+                return 0;
+        c->sweep = calloc(1, sizeof *c->sweep);
+        if (!c->sweep)
+                return -ENOMEM;
+        int r = uv_timer_init(c->loop, c->sweep);
+        if (r < 0) {
+                free(c->sweep);
+                c->sweep = NULL;
+                return r;
+        }
+        c->sweep->data = c;
+        r = uv_timer_start(c->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
+        uv_unref((uv_handle_t *) c->sweep);
+        return r;
+}
+
+int agent_request_send(AgentClient *c, AgentRequest *req, uint64_t timeout_ms)
+{
+        int r = ensure_sweep(c);
+        if (r < 0)
+                return r;
+        r = agent_frame_send(c);
+        if (r < 0)
+                return r;
+        req->client = c;
+        req->started_ns = events_mono_ns();
+        req->deadline_ns = timeout_ms ? req->started_ns + timeout_ms * 1000000u : 0;
+        req->prev = NULL;
+        req->next = c->pending;
+        if (c->pending)
+                c->pending->prev = req;
+        c->pending = req;
+        return 0;
+}
+
+void agent_request_cancel(AgentRequest *req)
+{
+        AgentClient *c = req->client;
+        if (!c)
+                return;
+        if (req->prev)
+                req->prev->next = req->next;
+        else
+                c->pending = req->next;
+        if (req->next)
+                req->next->prev = req->prev;
+        req->prev = req->next = NULL;
+        req->client = NULL;
+}
+
+/* ---- timeouts ---- */
+
+static void on_sweep(uv_timer_t *t)
+{
+        AgentClient *c = t->data;
+        uint64_t now = events_mono_ns();
+        AgentRequest *req = c->pending;
+        while (req) {
+                AgentRequest *next = req->next;
+                if (req->deadline_ns && now >= req->deadline_ns) {
+                        /* The connection stays up: the agent's late reply is dropped by id. */
+                        agent_request_cancel(req);
+                        if (req->on_reply)
+                                req->on_reply(req, -ETIMEDOUT, NULL);
+                        next = c->pending; /* the callback may have changed the list */
+                }
+                req = next;
+        }
+}
+
+/* ---- teardown ---- */
+
+AgentClient *agent_client_free(AgentClient *c)
+{
+        if (!c)
+                return NULL;
+        c->lost_cb = NULL;
+        c->ready_cb = NULL;
+        agent_client_shutdown(c, -ECANCELED);
+        if (c->sweep) {
+                c->sweep->data = NULL;
+                uv_close((uv_handle_t *) c->sweep, on_handle_closed);
+        }
+        proto_reader_done(&c->reader);
+        proto_writer_done(&c->writer);
+        free(c->agent_version);
+        free(c->kernel);
+        free(c->name);
+        free(c);
+        return NULL;
+}

@@ -1,0 +1,65 @@
+/* agent_client.h: one connection to a provium-agent, with requests in flight matched to
+ * replies by id (protocol in docs/protocol.md).
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "proto.h"
+
+typedef struct AgentClient AgentClient;
+typedef struct AgentRequest AgentRequest;
+
+/* A chunk of output for req: kind is "stdout", "stderr" or "data". */
+typedef void (*AgentChunkFn)(AgentRequest *req, const char *kind, const char *data, size_t len);
+/* The end of req. status 0: reply is the agent's reply map (check its "ok"); status < 0: no
+ * reply (-ETIMEDOUT, -ECONNRESET when the connection died, -EBADMSG for a bad frame from the
+ * agent), reply NULL. After this call the client holds no reference to req. */
+typedef void (*AgentReplyFn)(AgentRequest *req, int status, const msgpack_object *reply);
+
+/* Caller-owned; must stay valid until on_reply runs or agent_request_cancel() returns. */
+struct AgentRequest {
+        AgentChunkFn on_chunk;
+        AgentReplyFn on_reply;
+        void *data;
+        /* private */
+        uint64_t id;
+        uint64_t deadline_ns; /* 0: none */
+        uint64_t started_ns;
+        AgentClient *client;
+        AgentRequest *prev, *next;
+};
+
+/* Called once: status 0 when the hello reply arrived (ready), else why not. */
+typedef void (*AgentReadyFn)(AgentClient *c, int status, void *data);
+/* Called when the connection is lost after it was ready. */
+typedef void (*AgentLostFn)(AgentClient *c, int status, void *data);
+
+AgentClient *agent_client_new(uv_loop_t *loop, const char *name);
+/* Connects to the socket at path (retrying while it does not exist yet), sends hello, and
+ * calls ready_cb. Returns 0 or -errno (then ready_cb is never called). */
+int agent_client_connect(AgentClient *c, const char *path, uint64_t timeout_ms,
+                         AgentReadyFn ready_cb, AgentLostFn lost_cb, void *data);
+bool agent_client_ready(const AgentClient *c);
+/* What the agent said in hello ("provium-agent 0.1.0", kernel release); NULL before ready. */
+const char *agent_client_agent_version(const AgentClient *c);
+const char *agent_client_kernel(const AgentClient *c);
+
+/* Starts a request frame {id, op, ...} with nargs more pairs to pack on the returned writer,
+ * then agent_request_send(). */
+ProtoWriter *agent_request_begin(AgentClient *c, AgentRequest *req, const char *op, uint32_t nargs);
+/* Sends the frame begun above and tracks req. timeout_ms 0: no timeout. Returns 0 or -errno
+ * (-EMSGSIZE, -ENOTCONN); on error req is not tracked and no callback runs. */
+int agent_request_send(AgentClient *c, AgentRequest *req, uint64_t timeout_ms);
+/* Sends one more frame for req (an upload chunk); begin it with agent_frame_begin(). */
+ProtoWriter *agent_frame_begin(AgentClient *c, uint32_t npairs);
+int agent_frame_send(AgentClient *c);
+/* Forgets req: its callbacks will not run; a late reply is ignored. Safe twice. */
+void agent_request_cancel(AgentRequest *req);
+
+/* Fails every request in flight with status and closes the connection. */
+void agent_client_shutdown(AgentClient *c, int status);
+/* Frees the client (after failing requests with -ECANCELED). Accepts NULL, returns NULL. */
+AgentClient *agent_client_free(AgentClient *c);

@@ -1,0 +1,38 @@
+/* events.h: the internal event bus. Every host-side action becomes one msgpack map,
+ * {v, type, ts, ...fields}, handed to every subscribed sink in emission order.
+ * docs/events.md lists the types and their fields.
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto.h"
+
+#define EVENTS_SCHEMA_VERSION 1
+
+/* A sink receives each event as one msgpack map (no length prefix). It must not emit. */
+typedef void (*EventSinkFn)(void *userdata, const char *type, const uint8_t *mp, size_t len);
+
+/* Returns a sink id >= 0, or -ENOMEM. */
+int events_subscribe(EventSinkFn fn, void *userdata);
+void events_unsubscribe(int id);
+/* Drops every sink (used by a forked child that starts its own bus). */
+void events_reset(void);
+
+/* Emitting: begin with the number of fields you will add, pack them on ev->w with the
+ * proto_kv_* helpers, then end. The bus adds v, type and ts itself. */
+typedef struct EventBuilder {
+        ProtoWriter w;
+        const char *type;
+} EventBuilder;
+
+void event_begin(EventBuilder *ev, const char *type, uint32_t nfields);
+void event_end(EventBuilder *ev);
+
+/* Re-emits an event received from elsewhere (a file runner's pipe) to the local sinks. */
+void events_forward(const char *type, const uint8_t *mp, size_t len);
+
+/* Wall-clock time in nanoseconds since the epoch, and monotonic nanoseconds. */
+uint64_t events_now_ns(void);
+uint64_t events_mono_ns(void);

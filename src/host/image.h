@@ -1,0 +1,50 @@
+/* image.h: guest images (kernel + initrd + command line), built on demand and cached.
+ *
+ * A built image lives in $CACHE/images/<name>-<key>/ (kernel, initrd, cmdline, manifest). The
+ * key is an XXH3-128 over everything that shapes it: the recipe script, the agent binary, the
+ * busybox binary and the kernel package's name, version and SHA256 as apt knows them, so a
+ * lookup needs no download and an image is rebuilt only when one of those changes.
+ * docs/images.md describes the layout. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct Image {
+        char *name;    /* "default", or the caller's name for their own kernel */
+        char *dir;     /* the cache entry; for a user's own kernel, the kernel's directory */
+        char *kernel;  /* absolute path of the kernel (ELF vmlinux or bzImage) */
+        char *initrd;  /* absolute path of the initramfs; NULL when a user gave none */
+        char *cmdline; /* the kernel command line itself (not a path) */
+        char *key;     /* 32 hex digits: cache key of a built image, content hash of a user's */
+        uint64_t size; /* bytes under dir (image_list only, else 0) */
+} Image;
+
+typedef struct ImageOptions {
+        const char *kernel;  /* the user's own kernel: no build, the files are only checked */
+        const char *initrd;  /* with kernel: optional initramfs */
+        const char *cmdline; /* replaces the image's command line (built or not) when set */
+        bool quiet;          /* no progress lines on stderr */
+} ImageOptions;
+
+/* Resolves NAME ("default", or any name with opts->kernel set) to built files, building the
+ * image first when the cache has no entry for its current key. Safe against other processes
+ * resolving or building the same image at the same time. opts may be NULL.
+ * Returns 0 and *ret (free with image_free), or -errno with a message naming the image and
+ * what failed in err (errlen bytes, always NUL-terminated when errlen > 0); on a failed build
+ * the message ends with the last lines of the recipe's output. */
+int image_resolve(const char *name, const ImageOptions *opts, Image **ret, char *err,
+                  size_t errlen);
+
+/* Builds image NAME for its current key; with force, rebuilds it even when cached (the old
+ * directory is replaced atomically). Returns like image_resolve. */
+int image_build(const char *name, bool force, Image **ret, char *err, size_t errlen);
+
+/* Lists the built images in the cache, sorted by name then directory, with size filled.
+ * Returns 0 with *ret (an array of *ret_n images; free with image_list_free) or -errno. */
+int image_list(Image ***ret, size_t *ret_n);
+Image **image_list_free(Image **images, size_t n);
+
+/* Frees img and its strings. Accepts NULL; returns NULL. */
+Image *image_free(Image *img);

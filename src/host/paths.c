@@ -1,0 +1,99 @@
+/* paths.c: cache, source and agent locations (environment first, then build-time defaults). */
+#include "paths.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+
+static const char *env_nonempty(const char *name)
+{
+        const char *v = getenv(name);
+
+        return v && *v ? v : NULL;
+}
+
+int paths_mkdir_p(const char *path, mode_t mode)
+{
+        char buf[PATH_MAX];
+        size_t n;
+
+        if (!path || !*path)
+                return -EINVAL;
+        n = strlen(path);
+        if (n >= sizeof buf)
+                return -ENAMETOOLONG;
+        memcpy(buf, path, n + 1);
+        for (char *p = buf + 1;; p++) {
+                if (*p != '/' && *p != '\0')
+                        continue;
+                char c = *p;
+                *p = '\0';
+                if (mkdir(buf, mode) < 0 && errno != EEXIST)
+                        return -errno;
+                *p = c;
+                if (c == '\0')
+                        break;
+        }
+        struct stat st;
+        if (stat(path, &st) < 0)
+                return -errno;
+        return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+}
+
+const char *paths_cache_dir(void)
+{
+        static char dir[PATH_MAX];
+        const char *base, *home;
+        int n, r;
+
+        if (dir[0])
+                return dir;
+        base = env_nonempty("XDG_CACHE_HOME");
+        if (base && base[0] == '/') {
+                n = snprintf(dir, sizeof dir, "%s/provium", base);
+        } else {
+                home = env_nonempty("HOME");
+                if (!home) {
+                        struct passwd *pw = getpwuid(getuid());
+                        home = pw ? pw->pw_dir : NULL;
+                }
+                if (!home) {
+                        errno = ENOENT;
+                        return NULL;
+                }
+                n = snprintf(dir, sizeof dir, "%s/.cache/provium", home);
+        }
+        if (n < 0 || (size_t) n >= sizeof dir) {
+                dir[0] = '\0';
+                errno = ENAMETOOLONG;
+                return NULL;
+        }
+        r = paths_mkdir_p(dir, 0755);
+        if (r < 0) {
+                dir[0] = '\0';
+                errno = -r;
+                return NULL;
+        }
+        return dir;
+}
+
+const char *paths_source_dir(void)
+{
+        const char *v = env_nonempty("PROVIUM_SOURCE_DIR");
+
+        return v ? v : PROVIUM_SOURCE_DIR;
+}
+
+const char *paths_agent(void)
+{
+        const char *v = env_nonempty("PROVIUM_AGENT");
+
+        return v ? v : PROVIUM_AGENT_PATH;
+}

@@ -1,0 +1,20 @@
+/* paths.h: where Provium finds its cache, its source tree and the agent binary. */
+#pragma once
+
+#include <sys/types.h>
+
+/* $XDG_CACHE_HOME/provium, else ~/.cache/provium; created (mkdir -p, 0755) on the first call.
+ * Returns a string owned by this module, or NULL with errno set when no home is known or the
+ * directory cannot be created. */
+const char *paths_cache_dir(void);
+
+/* $PROVIUM_SOURCE_DIR when set and non-empty, else the source tree Provium was built from.
+ * Never NULL. */
+const char *paths_source_dir(void);
+
+/* $PROVIUM_AGENT when set and non-empty, else the provium-agent this build produced. Never NULL;
+ * the file may not exist. */
+const char *paths_agent(void);
+
+/* mkdir -p PATH with MODE for the directories it creates. Returns 0 or -errno. */
+int paths_mkdir_p(const char *path, mode_t mode);

@@ -1,0 +1,681 @@
+/* vm.c: a guest VM: QEMU launch, serial console capture, QMP and agent connections, exit.
+ *
+ * Sections: helpers, console, process exit, boot, stop and free, exec wrapper.
+ */
+#include "vm.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "events.h"
+#include "image.h"
+
+#define CONSOLE_MAX     (8u << 20) /* console bytes kept; later output only updates the tail */
+#define CONSOLE_TAIL    8192
+#define QEMU_ERR_MAX    4096
+#define DEFAULT_MEM_MB  256
+#define DEFAULT_BOOT_MS 120000
+
+struct Vm {
+        uv_loop_t *loop;
+        char *name;
+        char *dir; /* run_dir/name: sockets */
+        VmState state;
+        uv_process_t *proc; /* freed by its close callback */
+        uv_pipe_t *out;     /* QEMU stdout: the serial console */
+        uv_pipe_t *err;     /* QEMU stderr */
+        int handles_open;   /* proc + pipes still to close */
+        Qmp *qmp;
+        AgentClient *agent;
+        uv_timer_t *boot_timer;
+        uint64_t boot_started_ns;
+        char *image_name;
+
+        char *console; /* first CONSOLE_MAX bytes */
+        size_t console_len;
+        char tail[CONSOLE_TAIL]; /* ring of the last bytes */
+        size_t tail_total;       /* bytes ever written to the ring */
+        char qemu_err[QEMU_ERR_MAX];
+        size_t qemu_err_len;
+
+        bool console_eof;
+        bool exit_pending;  /* QEMU gone, console not drained yet */
+        bool exit_expected; /* vm_stop asked for it */
+        int64_t exit_status;
+        int term_signal;
+        char *death;
+
+        VmBootFn boot_cb;
+        void *boot_data;
+        VmDeathFn death_cb;
+        void *death_data;
+        void (*stop_cb)(Vm *, void *);
+        void *stop_data;
+};
+
+static char self_exe[4096] = "/proc/self/exe";
+
+void vm_set_self_exe(const char *path)
+{
+        snprintf(self_exe, sizeof self_exe, "%s", path);
+}
+
+/* ---- helpers ---- */
+
+static void on_handle_closed(uv_handle_t *h)
+{
+        Vm *vm = h->data;
+        free(h);
+        if (vm && --vm->handles_open == 0 && vm->stop_cb) {
+                void (*cb)(Vm *, void *) = vm->stop_cb;
+                vm->stop_cb = NULL;
+                cb(vm, vm->stop_data);
+        }
+}
+
+static void close_handle(Vm *vm, uv_handle_t *h)
+{
+        if (h && !uv_is_closing(h))
+                uv_close(h, on_handle_closed);
+}
+
+const char *vm_name(const Vm *vm)
+{
+        return vm->name;
+}
+
+VmState vm_state(const Vm *vm)
+{
+        return vm->state;
+}
+
+const char *vm_state_name(VmState s)
+{
+        static const char *const names[] = {"defined", "booting", "running", "stopping", "exited"};
+        return s <= VM_EXITED ? names[s] : "?";
+}
+
+AgentClient *vm_agent(Vm *vm)
+{
+        return vm->agent;
+}
+
+const char *vm_death_reason(const Vm *vm)
+{
+        return vm->death;
+}
+
+void vm_on_death(Vm *vm, VmDeathFn cb, void *data)
+{
+        vm->death_cb = cb;
+        vm->death_data = data;
+}
+
+Vm *vm_new(uv_loop_t *loop, const char *name, const char *run_dir)
+{
+        Vm *vm = calloc(1, sizeof *vm);
+        if (!vm)
+                return NULL;
+        vm->loop = loop;
+        vm->name = strdup(name);
+        if (asprintf(&vm->dir, "%s/%s", run_dir, name) < 0)
+                vm->dir = NULL;
+        vm->console = malloc(4096);
+        if (!vm->name || !vm->dir || !vm->console)
+                return vm_free(vm);
+        vm->state = VM_DEFINED;
+        return vm;
+}
+
+/* ---- console ---- */
+
+static void finish_exit(Vm *vm);
+
+static void console_append(Vm *vm, const char *p, size_t n)
+{
+        if (vm->console_len < CONSOLE_MAX) {
+                size_t take = n < CONSOLE_MAX - vm->console_len ? n : CONSOLE_MAX - vm->console_len;
+                size_t need = vm->console_len + take + 1;
+                size_t cap = 4096;
+                while (cap < need)
+                        cap *= 2;
+                char *c = realloc(vm->console, cap);
+                if (c) {
+                        vm->console = c;
+                        memcpy(vm->console + vm->console_len, p, take);
+                        vm->console_len += take;
+                        vm->console[vm->console_len] = 0;
+                }
+        }
+        for (size_t i = 0; i < n; i++)
+                vm->tail[(vm->tail_total + i) % CONSOLE_TAIL] = p[i];
+        vm->tail_total += n;
+}
+
+const char *vm_console_log(const Vm *vm, size_t *ret_len)
+{
+        *ret_len = vm->console_len;
+        return vm->console_len ? vm->console : "";
+}
+
+char *vm_console_tail(const Vm *vm, unsigned nlines)
+{
+        size_t n = vm->tail_total < CONSOLE_TAIL ? vm->tail_total : CONSOLE_TAIL;
+        char *s = malloc(n + 1);
+        if (!s)
+                return NULL;
+        size_t start = vm->tail_total - n;
+        for (size_t i = 0; i < n; i++)
+                s[i] = vm->tail[(start + i) % CONSOLE_TAIL];
+        s[n] = 0;
+        /* Drop a trailing newline, then walk back nlines line starts. */
+        size_t end = n;
+        while (end > 0 && (s[end - 1] == '\n' || s[end - 1] == '\r'))
+                s[--end] = 0;
+        size_t pos = end;
+        for (unsigned l = 0; pos > 0; pos--)
+                if (s[pos - 1] == '\n' && ++l == nlines)
+                        break;
+        memmove(s, s + pos, end - pos + 1);
+        return s;
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+        static char scratch[65536];
+        *buf = uv_buf_init(scratch, sizeof scratch);
+}
+
+static void console_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+        Vm *vm = s->data;
+        if (n > 0)
+                console_append(vm, buf->base, (size_t) n);
+        else if (n < 0) {
+                uv_read_stop(s);
+                vm->console_eof = true;
+                if (vm->exit_pending)
+                        finish_exit(vm);
+        }
+}
+
+static void qemu_err_read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+        Vm *vm = s->data;
+        if (n > 0) {
+                size_t room = QEMU_ERR_MAX - 1 - vm->qemu_err_len;
+                size_t take = (size_t) n < room ? (size_t) n : room;
+                memcpy(vm->qemu_err + vm->qemu_err_len, buf->base, take);
+                vm->qemu_err_len += take;
+                vm->qemu_err[vm->qemu_err_len] = 0;
+        } else if (n < 0)
+                uv_read_stop(s);
+}
+
+/* ---- process exit ---- */
+
+static void emit_exit(Vm *vm, bool expected)
+{
+        EventBuilder ev;
+        event_begin(&ev, "vm.exit", 4);
+        proto_kv_str(&ev.w, "vm", vm->name);
+        proto_kv_int(&ev.w, "status", vm->exit_status);
+        proto_kv_int(&ev.w, "signal", vm->term_signal);
+        proto_kv_bool(&ev.w, "expected", expected);
+        event_end(&ev);
+}
+
+static void set_death(Vm *vm)
+{
+        char *tail = vm_console_tail(vm, 20);
+        const char *what = vm->term_signal ? "was killed by signal" : "exited with status";
+        long code = vm->term_signal ? vm->term_signal : (long) vm->exit_status;
+        bool panic = tail && strstr(tail, "Kernel panic");
+        free(vm->death);
+        if (asprintf(&vm->death, "vm %s: QEMU %s %ld%s%s%s\n--- last console lines ---\n%s",
+                     vm->name, what, code, panic ? " (guest kernel panic)" : "",
+                     vm->qemu_err_len ? "; QEMU said: " : "", vm->qemu_err, tail ? tail : "") < 0)
+                vm->death = NULL;
+        free(tail);
+}
+
+static void boot_done(Vm *vm, int status, const char *msg);
+
+/* Runs once QEMU has exited and its console pipe is drained (or closed by vm_stop). */
+static void finish_exit(Vm *vm)
+{
+        bool expected = vm->exit_expected;
+        vm->exit_pending = false;
+        set_death(vm);
+        emit_exit(vm, expected);
+        vm->qmp = qmp_free(vm->qmp);
+        if (vm->agent)
+                agent_client_shutdown(vm->agent, -ECONNRESET);
+        if (vm->boot_cb)
+                boot_done(vm, -ECHILD, vm->death);
+        else if (!expected && vm->death_cb)
+                vm->death_cb(vm, vm->death ? vm->death : "QEMU exited", vm->death_data);
+}
+
+static void on_qemu_exit(uv_process_t *p, int64_t status, int term_signal)
+{
+        Vm *vm = p->data;
+        vm->exit_expected = vm->state == VM_STOPPING;
+        vm->exit_status = status;
+        vm->term_signal = term_signal;
+        vm->state = VM_EXITED;
+        close_handle(vm, (uv_handle_t *) vm->proc);
+        vm->proc = NULL;
+        /* What QEMU printed before dying may still sit in the console pipe: wait for EOF. */
+        if (vm->out && !vm->console_eof)
+                vm->exit_pending = true;
+        else
+                finish_exit(vm);
+}
+
+/* ---- boot ---- */
+
+static void emit_boot(Vm *vm, int status, const char *msg)
+{
+        EventBuilder ev;
+        event_begin(&ev, "vm.boot", 5);
+        proto_kv_str(&ev.w, "vm", vm->name);
+        proto_kv_str(&ev.w, "image", vm->image_name ? vm->image_name : "");
+        proto_kv_bool(&ev.w, "ok", status == 0);
+        proto_kv_uint(&ev.w, "duration_ns", events_mono_ns() - vm->boot_started_ns);
+        proto_kv_str(&ev.w, "error", msg ? msg : "");
+        event_end(&ev);
+}
+
+static void boot_done(Vm *vm, int status, const char *msg)
+{
+        VmBootFn cb = vm->boot_cb;
+        vm->boot_cb = NULL;
+        if (vm->boot_timer) {
+                close_handle(vm, (uv_handle_t *) vm->boot_timer);
+                vm->boot_timer = NULL;
+        }
+        if (status == 0)
+                vm->state = VM_RUNNING;
+        emit_boot(vm, status, msg);
+        if (cb)
+                cb(vm, status, msg, vm->boot_data);
+}
+
+static void on_agent_ready(AgentClient *c, int status, void *data)
+{
+        Vm *vm = data;
+        if (!vm->boot_cb)
+                return;
+        if (status == 0)
+                return boot_done(vm, 0, NULL);
+        char *tail = vm_console_tail(vm, 20);
+        char *msg = NULL;
+        if (asprintf(&msg, "vm %s: agent did not become ready: %s\n--- last console lines ---\n%s",
+                     vm->name, strerror(-status), tail ? tail : "") < 0)
+                msg = NULL;
+        boot_done(vm, status, msg ? msg : "agent did not become ready");
+        free(msg);
+        free(tail);
+}
+
+static void on_agent_lost(AgentClient *c, int status, void *data)
+{
+        /* QEMU's exit callback reports the death; a lost agent alone fails only its ops. */
+}
+
+static void on_boot_timeout(uv_timer_t *t)
+{
+        Vm *vm = t->data;
+        char *tail = vm_console_tail(vm, 20);
+        char *msg = NULL;
+        if (asprintf(&msg,
+                     "vm %s: boot timed out: the agent did not answer within %.0f s\n"
+                     "--- last console lines ---\n%s",
+                     vm->name, (double) (events_mono_ns() - vm->boot_started_ns) / 1e9,
+                     tail ? tail : "") < 0)
+                msg = NULL;
+        boot_done(vm, -ETIMEDOUT, msg ? msg : "boot timed out");
+        free(msg);
+        free(tail);
+}
+
+static void on_qmp_ready(void *data, int status)
+{
+        /* QMP is needed by later lifecycle operations; a failure here shows up as a boot
+         * failure only if QEMU itself dies, which the exit callback reports. */
+}
+
+static void on_qmp_event(void *data, const char *event, json_t *event_data)
+{
+        Vm *vm = data;
+        EventBuilder ev;
+        event_begin(&ev, "vm.qmp_event", 2);
+        proto_kv_str(&ev.w, "vm", vm->name);
+        proto_kv_str(&ev.w, "event", event);
+        event_end(&ev);
+}
+
+typedef struct Argv {
+        char **v;
+        size_t n, cap;
+        int error;
+} Argv;
+
+static void argv_add(Argv *a, const char *fmt, ...)
+{
+        if (a->error)
+                return;
+        if (a->n + 2 > a->cap) {
+                size_t cap = a->cap ? a->cap * 2 : 32;
+                char **v = realloc(a->v, cap * sizeof *v);
+                if (!v) {
+                        a->error = -ENOMEM;
+                        return;
+                }
+                a->v = v;
+                a->cap = cap;
+        }
+        va_list ap;
+        va_start(ap, fmt);
+        int r = vasprintf(&a->v[a->n], fmt, ap);
+        va_end(ap);
+        if (r < 0) {
+                a->error = -ENOMEM;
+                return;
+        }
+        a->v[++a->n] = NULL;
+}
+
+static void argv_free(Argv *a)
+{
+        for (size_t i = 0; i < a->n; i++)
+                free(a->v[i]);
+        free(a->v);
+}
+
+static const char *qemu_binary(void)
+{
+        const char *q = getenv("PROVIUM_QEMU");
+        return q && *q ? q : "qemu-system-x86_64";
+}
+
+static int build_argv(Vm *vm, const VmConfig *cfg, const Image *img, Argv *a)
+{
+        argv_add(a, "%s", self_exe);
+        argv_add(a, "__pdeathsig");
+        argv_add(a, "%ld", (long) getpid());
+        argv_add(a, "%s", qemu_binary());
+        argv_add(a, "-name");
+        argv_add(a, "provium-%s", vm->name);
+        argv_add(a, "-machine");
+        argv_add(a, "pc,accel=%s", cfg->accel && *cfg->accel ? cfg->accel : "tcg");
+        argv_add(a, "-m");
+        argv_add(a, "%llu",
+                 (unsigned long long) (cfg->memory_mb ? cfg->memory_mb : DEFAULT_MEM_MB));
+        argv_add(a, "-smp");
+        argv_add(a, "%u", cfg->cpus ? cfg->cpus : 1);
+        argv_add(a, "-nodefaults");
+        argv_add(a, "-no-user-config");
+        argv_add(a, "-no-reboot");
+        argv_add(a, "-display");
+        argv_add(a, "none");
+        argv_add(a, "-serial");
+        argv_add(a, "stdio");
+        argv_add(a, "-qmp");
+        argv_add(a, "unix:%s/qmp.sock,server=on,wait=off", vm->dir);
+        argv_add(a, "-kernel");
+        argv_add(a, "%s", img->kernel);
+        if (img->initrd) {
+                argv_add(a, "-initrd");
+                argv_add(a, "%s", img->initrd);
+        }
+        argv_add(a, "-append");
+        argv_add(a, "%s%s%s", img->cmdline ? img->cmdline : "", cfg->append ? " " : "",
+                 cfg->append ? cfg->append : "");
+        argv_add(a, "-device");
+        argv_add(a, "virtio-serial-pci,id=vser0");
+        argv_add(a, "-chardev");
+        argv_add(a, "socket,id=agent0,path=%s/agent0.sock,server=on,wait=off", vm->dir);
+        argv_add(a, "-device");
+        argv_add(a, "virtserialport,bus=vser0.0,chardev=agent0,name=provium.0");
+        return a->error;
+}
+
+static void emit_spawn(Vm *vm, const VmConfig *cfg, int pid)
+{
+        EventBuilder ev;
+        event_begin(&ev, "vm.spawn", 4);
+        proto_kv_str(&ev.w, "vm", vm->name);
+        proto_kv_int(&ev.w, "pid", pid);
+        proto_kv_str(&ev.w, "accel", cfg->accel ? cfg->accel : "tcg");
+        proto_kv_str(&ev.w, "image", vm->image_name ? vm->image_name : "");
+        event_end(&ev);
+}
+
+static int init_pipe(Vm *vm, uv_pipe_t **ret)
+{
+        uv_pipe_t *p = calloc(1, sizeof *p);
+        if (!p)
+                return -ENOMEM;
+        int r = uv_pipe_init(vm->loop, p, 0);
+        if (r < 0) {
+                free(p);
+                return r;
+        }
+        p->data = vm;
+        vm->handles_open++;
+        *ret = p;
+        return 0;
+}
+
+static int spawn_qemu(Vm *vm, char **argv)
+{
+        int r = init_pipe(vm, &vm->out);
+        if (r == 0)
+                r = init_pipe(vm, &vm->err);
+        if (r < 0)
+                return r;
+        uv_stdio_container_t stdio[3] = {
+            {.flags = UV_IGNORE},
+            {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *) vm->out},
+            {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *) vm->err},
+        };
+        uv_process_options_t o = {
+            .exit_cb = on_qemu_exit,
+            .file = argv[0],
+            .args = argv,
+            .stdio_count = 3,
+            .stdio = stdio,
+        };
+        vm->proc = calloc(1, sizeof *vm->proc);
+        if (!vm->proc)
+                return -ENOMEM;
+        vm->proc->data = vm;
+        r = uv_spawn(vm->loop, vm->proc, &o);
+        vm->handles_open++;
+        if (r < 0) {
+                /* libuv requires closing a process handle even when spawn failed. */
+                close_handle(vm, (uv_handle_t *) vm->proc);
+                vm->proc = NULL;
+                return r;
+        }
+        r = uv_read_start((uv_stream_t *) vm->out, alloc_cb, console_read_cb);
+        if (r == 0)
+                r = uv_read_start((uv_stream_t *) vm->err, alloc_cb, qemu_err_read_cb);
+        return r;
+}
+
+static int start_connections(Vm *vm, uint64_t timeout_ms)
+{
+        char path[4096];
+        vm->qmp = qmp_new(vm->loop);
+        vm->agent = agent_client_new(vm->loop, vm->name);
+        if (!vm->qmp || !vm->agent)
+                return -ENOMEM;
+        snprintf(path, sizeof path, "%s/qmp.sock", vm->dir);
+        int r = qmp_connect(vm->qmp, path, timeout_ms, on_qmp_ready, on_qmp_event, vm);
+        if (r < 0)
+                return r;
+        snprintf(path, sizeof path, "%s/agent0.sock", vm->dir);
+        return agent_client_connect(vm->agent, path, timeout_ms, on_agent_ready, on_agent_lost, vm);
+}
+
+static int start_boot_timer(Vm *vm, uint64_t timeout_ms)
+{
+        vm->boot_timer = calloc(1, sizeof *vm->boot_timer);
+        if (!vm->boot_timer)
+                return -ENOMEM;
+        int r = uv_timer_init(vm->loop, vm->boot_timer);
+        if (r < 0) {
+                free(vm->boot_timer);
+                vm->boot_timer = NULL;
+                return r;
+        }
+        vm->boot_timer->data = vm;
+        vm->handles_open++;
+        return uv_timer_start(vm->boot_timer, on_boot_timeout, timeout_ms, 0);
+}
+
+int vm_boot(Vm *vm, const VmConfig *cfg, VmBootFn cb, void *data, char *err, size_t errlen)
+{
+        if (vm->state != VM_DEFINED) {
+                snprintf(err, errlen, "vm %s: boot: already %s", vm->name,
+                         vm_state_name(vm->state));
+                return -EALREADY;
+        }
+        vm->boot_started_ns = events_mono_ns();
+        ImageOptions io = {.kernel = cfg->kernel, .initrd = cfg->initrd};
+        Image *img = NULL;
+        const char *image = cfg->image ? cfg->image : "default";
+        int r = image_resolve(image, &io, &img, err, errlen);
+        if (r < 0)
+                return r;
+        vm->image_name = strdup(img->name ? img->name : image);
+        if (mkdir(vm->dir, 0700) < 0 && errno != EEXIST) {
+                r = -errno;
+                snprintf(err, errlen, "vm %s: boot: mkdir %s: %s", vm->name, vm->dir,
+                         strerror(errno));
+                image_free(img);
+                return r;
+        }
+        Argv a = {0};
+        r = build_argv(vm, cfg, img, &a);
+        image_free(img);
+        uint64_t timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : DEFAULT_BOOT_MS;
+        if (r == 0)
+                r = spawn_qemu(vm, a.v);
+        if (r == 0) {
+                vm->state = VM_BOOTING;
+                emit_spawn(vm, cfg, vm->proc->pid);
+                r = start_connections(vm, timeout_ms);
+        }
+        if (r == 0)
+                r = start_boot_timer(vm, timeout_ms);
+        if (r < 0) {
+                snprintf(err, errlen, "vm %s: boot: starting %s: %s", vm->name,
+                         a.v ? a.v[3] : "qemu", strerror(-r));
+                argv_free(&a);
+                vm_stop(vm, NULL, NULL);
+                return r;
+        }
+        argv_free(&a);
+        vm->boot_cb = cb;
+        vm->boot_data = data;
+        return 0;
+}
+
+/* ---- stop and free ---- */
+
+static void remove_run_dir(Vm *vm)
+{
+        char path[4096];
+        static const char *const files[] = {"qmp.sock", "agent0.sock"};
+        for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+                snprintf(path, sizeof path, "%s/%s", vm->dir, files[i]);
+                (void) unlink(path);
+        }
+        (void) rmdir(vm->dir);
+}
+
+void vm_stop(Vm *vm, void (*done_cb)(Vm *vm, void *data), void *data)
+{
+        vm->boot_cb = NULL;
+        vm->death_cb = NULL;
+        vm->stop_cb = done_cb;
+        vm->stop_data = data;
+        if (vm->state == VM_BOOTING || vm->state == VM_RUNNING)
+                vm->state = VM_STOPPING;
+        vm->qmp = qmp_free(vm->qmp);
+        vm->agent = agent_client_free(vm->agent);
+        if (vm->proc && vm->state == VM_STOPPING)
+                (void) uv_process_kill(vm->proc, SIGKILL);
+        if (vm->boot_timer) {
+                close_handle(vm, (uv_handle_t *) vm->boot_timer);
+                vm->boot_timer = NULL;
+        }
+        /* The pipes close now; the process handle closes in its exit callback. */
+        if (vm->out) {
+                close_handle(vm, (uv_handle_t *) vm->out);
+                vm->out = NULL;
+        }
+        if (vm->exit_pending)
+                finish_exit(vm);
+        if (vm->err) {
+                close_handle(vm, (uv_handle_t *) vm->err);
+                vm->err = NULL;
+        }
+        remove_run_dir(vm);
+        if (vm->handles_open == 0 && vm->stop_cb) {
+                vm->stop_cb = NULL;
+                done_cb(vm, data);
+        }
+}
+
+Vm *vm_free(Vm *vm)
+{
+        if (!vm)
+                return NULL;
+        /* Handles still closing point at vm: callers wait for vm_stop's callback first. */
+        assert(vm->handles_open == 0);
+        vm->qmp = qmp_free(vm->qmp);
+        vm->agent = agent_client_free(vm->agent);
+        free(vm->image_name);
+        free(vm->console);
+        free(vm->death);
+        free(vm->name);
+        free(vm->dir);
+        free(vm);
+        return NULL;
+}
+
+/* ---- exec wrapper ---- */
+
+int vm_pdeathsig_exec(int argc, char **argv)
+{
+        /* argv: __pdeathsig PPID PROGRAM ARGS... */
+        if (argc < 3) {
+                fprintf(stderr, "provium: __pdeathsig: usage: __pdeathsig PPID PROGRAM [ARGS]\n");
+                return 2;
+        }
+        pid_t parent = (pid_t) atol(argv[1]);
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) {
+                perror("provium: prctl(PR_SET_PDEATHSIG)");
+                return 1;
+        }
+        /* The parent may have died before prctl took effect. */
+        if (getppid() != parent)
+                return 1;
+        execvp(argv[2], argv + 2);
+        fprintf(stderr, "provium: exec %s: %s\n", argv[2], strerror(errno));
+        return 127;
+}

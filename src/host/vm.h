@@ -1,0 +1,66 @@
+/* vm.h: one guest: a QEMU process with its console, QMP and agent connections. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "agent_client.h"
+#include "qmp.h"
+
+typedef enum VmState {
+        VM_DEFINED, /* created, not booted */
+        VM_BOOTING, /* QEMU started, agent not ready yet */
+        VM_RUNNING, /* agent ready */
+        VM_STOPPING,
+        VM_EXITED,
+} VmState;
+
+typedef struct VmConfig {
+        const char *image;   /* image name ("default") */
+        const char *kernel;  /* or an explicit kernel... */
+        const char *initrd;  /* ...and initrd */
+        const char *append;  /* extra kernel command line */
+        uint64_t memory_mb;  /* default 256 */
+        unsigned cpus;       /* default 1 */
+        uint64_t timeout_ms; /* boot to agent-ready; default 120 s */
+        const char *accel;   /* "tcg" or "kvm" */
+} VmConfig;
+
+typedef struct Vm Vm;
+
+/* Boot finished: status 0 when the agent answered hello; otherwise -errno and a message. */
+typedef void (*VmBootFn)(Vm *vm, int status, const char *msg, void *data);
+/* QEMU exited while the runner did not ask for it (crash, panic, guest poweroff). */
+typedef void (*VmDeathFn)(Vm *vm, const char *msg, void *data);
+
+/* run_dir: private 0700 directory of the file runner; the VM makes its own below it. */
+Vm *vm_new(uv_loop_t *loop, const char *name, const char *run_dir);
+const char *vm_name(const Vm *vm);
+VmState vm_state(const Vm *vm);
+const char *vm_state_name(VmState s);
+
+/* Starts QEMU and waits for the agent. Returns 0 (cb will run) or -errno with a message in
+ * err (cb will not run). The image is built first when the cache lacks it. */
+int vm_boot(Vm *vm, const VmConfig *cfg, VmBootFn cb, void *data, char *err, size_t errlen);
+void vm_on_death(Vm *vm, VmDeathFn cb, void *data);
+AgentClient *vm_agent(Vm *vm);
+
+/* Last n lines of the serial console as a new string (caller frees); NULL on -ENOMEM. */
+char *vm_console_tail(const Vm *vm, unsigned nlines);
+/* The whole console log so far (borrowed; valid until the next loop iteration). */
+const char *vm_console_log(const Vm *vm, size_t *ret_len);
+/* Why the VM is gone, for error messages ("QEMU exited with status 1: ..."); NULL if alive. */
+const char *vm_death_reason(const Vm *vm);
+
+/* Kills QEMU (if running) and removes the VM's run directory; done_cb (may be NULL) runs once
+ * QEMU has been reaped. Safe twice. */
+void vm_stop(Vm *vm, void (*done_cb)(Vm *vm, void *data), void *data);
+/* Frees a VM that is defined or exited (after vm_stop's callback). Accepts NULL. */
+Vm *vm_free(Vm *vm);
+
+/* Path of the running executable, for the PDEATHSIG exec wrapper (set once by main). */
+void vm_set_self_exe(const char *path);
+/* The wrapper: "provium __pdeathsig PPID PROGRAM ARGS...": arranges SIGKILL when the runner
+ * dies, then execs. Never returns on success. */
+int vm_pdeathsig_exec(int argc, char **argv);

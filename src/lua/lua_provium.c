@@ -1,0 +1,37 @@
+/* lua_provium.c: builds the Lua environment of a test file: the provium global, the internal
+ * table the runtime reads (tests, run_test), and the prelude that defines the public API.
+ */
+#include "lua_provium.h"
+
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include "config.h"
+#include "lua_vm.h"
+#include "prelude.h"
+
+#define INTERNAL_KEY "provium.internal"
+
+int lua_provium_open(lua_State *L)
+{
+        luaL_openlibs(L);
+        if (luaL_loadbufferx(L, provium_prelude, sizeof provium_prelude - 1, "=prelude", "t") !=
+            LUA_OK)
+                return -1;
+        /* provium: the user-facing object */
+        lua_newtable(L);
+        lua_pushliteral(L, PROVIUM_VERSION);
+        lua_setfield(L, -2, "version");
+        lua_pushvalue(L, -1);
+        lua_setglobal(L, "provium");
+        /* internal: shared with the runtime */
+        lua_newtable(L);
+        lua_vm_push_constructor(L);
+        lua_setfield(L, -2, "vm_new");
+        lua_pushvalue(L, -1);
+        lua_setfield(L, LUA_REGISTRYINDEX, INTERNAL_KEY);
+        lua_vm_register(L); /* pushes the VM methods table */
+        if (lua_pcall(L, 3, 0, 0) != LUA_OK)
+                return -1;
+        return 0;
+}

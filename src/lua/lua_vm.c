@@ -1,0 +1,793 @@
+/* lua_vm.c: the provium.VM userdata and its guest operations (boot, exec, files).
+ *
+ * The C methods here are the low-level layer: each returns `result` or `nil, message`, and
+ * parks the calling coroutine while the operation is in flight. The prelude wraps them into
+ * the public API (vm:run, vm:read_file...), which raises errors at the caller's line.
+ *
+ * Sections: userdata, operation contexts, boot, exec, files, registration.
+ */
+#include "lua_vm.h"
+
+#include <errno.h>
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "events.h"
+#include "runtime.h"
+#include "vm.h"
+
+#define VM_MT      "provium.VM"
+#define ANCHOR_KEY "provium.vms" /* name -> userdata, keeps VMs alive until lua_close */
+
+typedef struct VmBox {
+        Vm *vm; /* cleared by the runtime when it frees the VM */
+} VmBox;
+
+/* ---- userdata ---- */
+
+static VmBox *check_box(lua_State *L, int i)
+{
+        return luaL_checkudata(L, i, VM_MT);
+}
+
+static Vm *check_vm(lua_State *L, int i)
+{
+        VmBox *b = check_box(L, i);
+        if (!b->vm)
+                luaL_error(L, "vm: this VM was closed at the end of its file");
+        return b->vm;
+}
+
+static bool valid_name(const char *s)
+{
+        size_t n = strlen(s);
+        if (n == 0 || n > 32)
+                return false;
+        for (const char *p = s; *p; p++)
+                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+                      (*p >= '0' && *p <= '9') || *p == '-' || *p == '_'))
+                        return false;
+        return true;
+}
+
+/* internal.vm_new(name) -> VM userdata */
+static int l_vm_new(lua_State *L)
+{
+        const char *name = luaL_checkstring(L, 1);
+        Runtime *rt = runtime_get(L);
+        if (!valid_name(name))
+                return luaL_argerror(L, 1,
+                                     lua_pushfstring(L,
+                                                     "VM name '%s' must be 1-32 characters "
+                                                     "of A-Z a-z 0-9 - _",
+                                                     name));
+        lua_getfield(L, LUA_REGISTRYINDEX, ANCHOR_KEY);
+        if (lua_getfield(L, -1, name) != LUA_TNIL)
+                return luaL_error(L, "a VM named '%s' already exists in this file", name);
+        lua_pop(L, 1);
+        VmBox *b = lua_newuserdatauv(L, sizeof *b, 1);
+        b->vm = NULL; /* closed state first, so a failure below leaves nothing half-open */
+        luaL_setmetatable(L, VM_MT);
+        b->vm = vm_new(runtime_loop(rt), name, runtime_config(rt)->run_dir);
+        if (!b->vm || runtime_track_vm(rt, &b->vm) < 0) {
+                b->vm = vm_free(b->vm);
+                return luaL_error(L, "vm %s: out of memory", name);
+        }
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -3, name);
+        return 1;
+}
+
+static int l_vm_name(lua_State *L)
+{
+        lua_pushstring(L, vm_name(check_vm(L, 1)));
+        return 1;
+}
+
+static int l_vm_state(lua_State *L)
+{
+        lua_pushstring(L, vm_state_name(vm_state(check_vm(L, 1))));
+        return 1;
+}
+
+static int l_vm_console_tail(lua_State *L)
+{
+        Vm *vm = check_vm(L, 1);
+        lua_Integer n = luaL_optinteger(L, 2, 20);
+        luaL_argcheck(L, n > 0 && n <= 100000, 2, "line count must be 1..100000");
+        char *s = vm_console_tail(vm, (unsigned) n);
+        if (!s)
+                return luaL_error(L, "vm %s: out of memory", vm_name(vm));
+        lua_pushstring(L, s);
+        free(s);
+        return 1;
+}
+
+static int l_vm_boot_log(lua_State *L)
+{
+        size_t n;
+        const char *s = vm_console_log(check_vm(L, 1), &n);
+        lua_pushlstring(L, s, n);
+        return 1;
+}
+
+static int l_vm_tostring(lua_State *L)
+{
+        VmBox *b = check_box(L, 1);
+        if (b->vm)
+                lua_pushfstring(L, "VM(%s, %s)", vm_name(b->vm), vm_state_name(vm_state(b->vm)));
+        else
+                lua_pushliteral(L, "VM(closed)");
+        return 1;
+}
+
+/* ---- operation contexts ---- */
+
+typedef struct Buf {
+        char *p;
+        size_t len, cap;
+        bool oom;
+} Buf;
+
+static void buf_add(Buf *b, const char *p, size_t n)
+{
+        if (b->oom || n == 0)
+                return;
+        if (b->cap - b->len < n) {
+                size_t cap = b->cap ? b->cap : 4096;
+                while (cap - b->len < n)
+                        cap *= 2;
+                char *q = realloc(b->p, cap);
+                if (!q) {
+                        b->oom = true;
+                        return;
+                }
+                b->p = q;
+                b->cap = cap;
+        }
+        memcpy(b->p + b->len, p, n);
+        b->len += n;
+}
+
+typedef struct Op {
+        AgentRequest req; /* first: the callbacks get &op->req */
+        Pending pending;
+        Vm *vm;
+        char *vm_name;
+        const char *name; /* "exec", "read_file"... */
+        char *object;     /* the path or command, for messages */
+        uint64_t t0;
+        double timeout_s;
+        Buf out, err;
+        int (*push_ok)(lua_State *co, struct Op *op, const msgpack_object *reply);
+} Op;
+
+static Op *op_new(Vm *vm, const char *name, const char *object, double timeout_s)
+{
+        Op *op = calloc(1, sizeof *op);
+        if (!op)
+                return NULL;
+        op->vm = vm;
+        op->name = name;
+        op->vm_name = strdup(vm_name(vm));
+        op->object = strdup(object);
+        op->timeout_s = timeout_s;
+        op->t0 = events_mono_ns();
+        op->req.data = op;
+        if (!op->vm_name || !op->object) {
+                free(op->vm_name);
+                free(op->object);
+                free(op);
+                return NULL;
+        }
+        return op;
+}
+
+static void op_free(Op *op)
+{
+        free(op->out.p);
+        free(op->err.p);
+        free(op->vm_name);
+        free(op->object);
+        free(op);
+}
+
+static void emit_op(Op *op, bool ok, const char *error)
+{
+        EventBuilder ev;
+        event_begin(&ev, "op", 5);
+        proto_kv_str(&ev.w, "vm", op->vm_name);
+        proto_kv_str(&ev.w, "op", op->name);
+        proto_kv_uint(&ev.w, "duration_ns", events_mono_ns() - op->t0);
+        proto_kv_bool(&ev.w, "ok", ok);
+        proto_kv_str(&ev.w, "error", error ? error : "");
+        event_end(&ev);
+}
+
+/* The message for a failed operation: names the VM, the operation, the object, the reason. */
+static void push_failure(lua_State *co, Op *op, int status, const msgpack_object *reply)
+{
+        const char *name = "", *msg = "";
+        size_t nlen = 0, mlen = 0;
+        if (status == 0) {
+                (void) proto_get_bytes(reply, "error", &name, &nlen);
+                (void) proto_get_bytes(reply, "msg", &msg, &mlen);
+                lua_pushfstring(co, "vm %s: %s %s: %s (%s)", op->vm_name, op->name, op->object,
+                                lua_pushlstring(co, name, nlen), lua_pushlstring(co, msg, mlen));
+                lua_replace(co, -3);
+                lua_pop(co, 1);
+        } else if (status == -ETIMEDOUT)
+                lua_pushfstring(co, "vm %s: %s %s: timed out after %f s", op->vm_name, op->name,
+                                op->object, op->timeout_s);
+        else {
+                const char *death = op->vm ? vm_death_reason(op->vm) : NULL;
+                lua_pushfstring(co, "vm %s: %s %s: %s%s%s", op->vm_name, op->name, op->object,
+                                strerror(-status), death ? "\n" : "", death ? death : "");
+        }
+}
+
+static void on_op_reply(AgentRequest *req, int status, const msgpack_object *reply)
+{
+        Op *op = req->data;
+        bool ok = false;
+        if (status == 0 && proto_get_bool(reply, "ok", &ok) != 1)
+                ok = false;
+        const char *errname = NULL;
+        size_t errlen = 0;
+        if (status == 0 && !ok)
+                (void) proto_get_bytes(reply, "error", &errname, &errlen);
+        char ebuf[32];
+        snprintf(ebuf, sizeof ebuf, "%.*s", (int) errlen, errname ? errname : "");
+        emit_op(op, status == 0 && ok, status < 0 ? strerror(-status) : ebuf);
+
+        if (runtime_pending_alive(&op->pending)) {
+                lua_State *co = op->pending.co;
+                int n;
+                if (!lua_checkstack(co, 8))
+                        n = 0;
+                else if (status == 0 && ok && !op->out.oom && !op->err.oom)
+                        n = op->push_ok(co, op, reply);
+                else {
+                        lua_pushnil(co);
+                        if (op->out.oom || op->err.oom)
+                                lua_pushfstring(co, "vm %s: %s %s: out of memory on the host",
+                                                op->vm_name, op->name, op->object);
+                        else
+                                push_failure(co, op, status, reply);
+                        n = 2;
+                }
+                Pending p = op->pending;
+                op_free(op);
+                runtime_resume(&p, n);
+                return;
+        }
+        op_free(op);
+}
+
+static void on_op_chunk(AgentRequest *req, const char *kind, const char *data, size_t len)
+{
+        Op *op = req->data;
+        if (strcmp(kind, "stderr") == 0)
+                buf_add(&op->err, data, len);
+        else
+                buf_add(&op->out, data, len);
+}
+
+static double opt_timeout(lua_State *L, int opts, const char *field)
+{
+        Runtime *rt = runtime_get(L);
+        double def = runtime_config(rt)->op_timeout_s;
+        if (lua_type(L, opts) != LUA_TTABLE)
+                return def;
+        lua_getfield(L, opts, field);
+        double t = lua_isnil(L, -1) ? def : luaL_checknumber(L, -1);
+        lua_pop(L, 1);
+        if (t < 0)
+                luaL_error(L, "option '%s' must be a number of seconds >= 0", field);
+        return t;
+}
+
+static const char *opt_string(lua_State *L, int opts, const char *field)
+{
+        if (lua_type(L, opts) != LUA_TTABLE)
+                return NULL;
+        lua_getfield(L, opts, field);
+        const char *s = NULL;
+        if (!lua_isnil(L, -1)) {
+                if (lua_type(L, -1) != LUA_TSTRING)
+                        luaL_error(L, "option '%s' must be a string", field);
+                s = lua_tostring(L, -1);
+        }
+        lua_pop(L, 1); /* still referenced by the options table */
+        return s;
+}
+
+/* Checks that the VM can take operations; otherwise pushes nil, message. Returns 0 or 2. */
+static int check_running(lua_State *L, Vm *vm, const char *op, const char *object)
+{
+        if (vm_state(vm) == VM_RUNNING && agent_client_ready(vm_agent(vm)))
+                return 0;
+        lua_pushnil(L);
+        const char *death = vm_death_reason(vm);
+        if (death)
+                lua_pushfstring(L, "vm %s: %s %s: the VM is not running\n%s", vm_name(vm), op,
+                                object, death);
+        else
+                lua_pushfstring(L, "vm %s: %s %s: the VM is %s%s", vm_name(vm), op, object,
+                                vm_state_name(vm_state(vm)),
+                                vm_state(vm) == VM_DEFINED ? " (call vm:boot() first)" : "");
+        return 2;
+}
+
+static int send_op(lua_State *L, Op *op)
+{
+        uint64_t timeout_ms = (uint64_t) (op->timeout_s * 1000);
+        int r = agent_request_send(vm_agent(op->vm), &op->req, timeout_ms);
+        if (r < 0) {
+                lua_pushnil(L);
+                lua_pushfstring(L, "vm %s: %s %s: %s", op->vm_name, op->name, op->object,
+                                strerror(-r));
+                op_free(op);
+                return 2;
+        }
+        return runtime_wait(L, &op->pending);
+}
+
+#define NEW_OP_OR_FAIL(op, L, vm, name, object, timeout)                                           \
+        do {                                                                                       \
+                op = op_new(vm, name, object, timeout);                                            \
+                if (!op)                                                                           \
+                        return luaL_error(L, "vm %s: %s: out of memory", vm_name(vm), name);       \
+                op->req.on_reply = on_op_reply;                                                    \
+                op->req.on_chunk = on_op_chunk;                                                    \
+        } while (0)
+
+static bool has_field(lua_State *L, int opts, const char *field)
+{
+        if (lua_type(L, opts) != LUA_TTABLE)
+                return false;
+        bool has = lua_getfield(L, opts, field) != LUA_TNIL;
+        lua_pop(L, 1);
+        return has;
+}
+
+/* ---- boot ---- */
+
+typedef struct BootCtx {
+        Pending pending;
+        Runtime *rt;
+} BootCtx;
+
+static void on_vm_death(Vm *vm, const char *msg, void *data)
+{
+        runtime_abort_test(data, msg);
+}
+
+static void on_booted(Vm *vm, int status, const char *msg, void *data)
+{
+        BootCtx *ctx = data;
+        Pending p = ctx->pending;
+        free(ctx);
+        if (status == 0)
+                vm_on_death(vm, on_vm_death, p.rt);
+        if (!runtime_pending_alive(&p))
+                return;
+        if (status == 0) {
+                lua_pushboolean(p.co, 1);
+                runtime_resume(&p, 1);
+        } else {
+                lua_pushnil(p.co);
+                lua_pushstring(p.co, msg ? msg : "boot failed");
+                runtime_resume(&p, 2);
+        }
+}
+
+static uint64_t opt_memory_mb(lua_State *L, int opts)
+{
+        if (lua_type(L, opts) != LUA_TTABLE)
+                return 0;
+        lua_getfield(L, opts, "memory");
+        uint64_t mb = 0;
+        if (lua_isinteger(L, -1))
+                mb = (uint64_t) lua_tointeger(L, -1);
+        else if (lua_type(L, -1) == LUA_TSTRING) {
+                const char *s = lua_tostring(L, -1);
+                char *end;
+                unsigned long long v = strtoull(s, &end, 10);
+                if (end != s && (*end == 'G' || *end == 'g') && end[1] == 0)
+                        mb = v * 1024;
+                else if (end != s && ((*end == 'M' || *end == 'm') && end[1] == 0))
+                        mb = v;
+                else if (end != s && *end == 0)
+                        mb = v;
+                else
+                        luaL_error(L,
+                                   "option 'memory' must be MiB or a string like \"512M\" or "
+                                   "\"1G\", got \"%s\"",
+                                   s);
+        } else if (!lua_isnil(L, -1))
+                luaL_error(L, "option 'memory' must be MiB or a string like \"512M\"");
+        lua_pop(L, 1);
+        if (mb != 0 && (mb < 64 || mb > 65536))
+                luaL_error(L, "option 'memory' must be between 64M and 64G");
+        return mb;
+}
+
+/* vm:_boot(image, opts) -> true | nil, message */
+static int l_vm_boot(lua_State *L)
+{
+        Vm *vm = check_vm(L, 1);
+        const char *image = luaL_optstring(L, 2, "default");
+        int opts = 3;
+        if (!lua_isnoneornil(L, opts))
+                luaL_checktype(L, opts, LUA_TTABLE);
+        Runtime *rt = runtime_get(L);
+        const RuntimeConfig *rc = runtime_config(rt);
+        VmConfig cfg = {
+            .image = image,
+            .kernel = opt_string(L, opts, "kernel"),
+            .initrd = opt_string(L, opts, "initrd"),
+            .append = opt_string(L, opts, "append"),
+            .memory_mb = opt_memory_mb(L, opts),
+            .accel = rc->accel,
+        };
+        if (lua_type(L, opts) == LUA_TTABLE) {
+                lua_getfield(L, opts, "cpus");
+                lua_Integer cpus = luaL_optinteger(L, -1, 1);
+                if (cpus < 1 || cpus > 64)
+                        return luaL_error(L, "option 'cpus' must be 1..64");
+                cfg.cpus = (unsigned) cpus;
+                lua_pop(L, 1);
+        }
+        double boot_timeout = rc->boot_timeout_s;
+        if (has_field(L, opts, "timeout"))
+                boot_timeout = opt_timeout(L, opts, "timeout");
+        cfg.timeout_ms = (uint64_t) (boot_timeout * 1000);
+        BootCtx *ctx = calloc(1, sizeof *ctx);
+        if (!ctx)
+                return luaL_error(L, "vm %s: boot: out of memory", vm_name(vm));
+        ctx->rt = rt;
+        char err[2048];
+        int r = vm_boot(vm, &cfg, on_booted, ctx, err, sizeof err);
+        if (r < 0) {
+                free(ctx);
+                lua_pushnil(L);
+                lua_pushstring(L, err);
+                return 2;
+        }
+        return runtime_wait(L, &ctx->pending);
+}
+
+/* ---- exec ---- */
+
+static int push_exec_result(lua_State *co, Op *op, const msgpack_object *reply)
+{
+        int64_t code = 0, sig = 0;
+        uint64_t dur = 0;
+        bool timed_out = false;
+        lua_createtable(co, 0, 8);
+        lua_pushlstring(co, op->out.p ? op->out.p : "", op->out.len);
+        lua_setfield(co, -2, "stdout");
+        lua_pushlstring(co, op->err.p ? op->err.p : "", op->err.len);
+        lua_setfield(co, -2, "stderr");
+        if (proto_get_int(reply, "exit_code", &code) == 1) {
+                lua_pushinteger(co, code);
+                lua_setfield(co, -2, "code");
+        }
+        if (proto_get_int(reply, "signal", &sig) == 1 && sig) {
+                lua_pushinteger(co, sig);
+                lua_setfield(co, -2, "signal");
+        }
+        (void) proto_get_bool(reply, "timed_out", &timed_out);
+        lua_pushboolean(co, timed_out);
+        lua_setfield(co, -2, "timed_out");
+        (void) proto_get_uint(reply, "duration_ns", &dur);
+        lua_pushnumber(co, (double) dur / 1e9);
+        lua_setfield(co, -2, "duration");
+        lua_pushstring(co, op->object);
+        lua_setfield(co, -2, "cmd");
+        lua_pushstring(co, op->vm_name);
+        lua_setfield(co, -2, "vm");
+        return 1;
+}
+
+static void pack_env(lua_State *L, int opts, ProtoWriter *w)
+{
+        lua_getfield(L, opts, "env");
+        int t = lua_gettop(L);
+        uint32_t n = 0;
+        lua_pushnil(L);
+        while (lua_next(L, t)) {
+                if (lua_type(L, -2) != LUA_TSTRING ||
+                    (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER))
+                        luaL_error(L, "option 'env' must map names to strings");
+                n++;
+                lua_pop(L, 1);
+        }
+        proto_key(w, "env");
+        msgpack_pack_map(&w->pk, n);
+        lua_pushnil(L);
+        while (lua_next(L, t)) {
+                proto_pack_str(w, lua_tostring(L, -2));
+                proto_pack_str(w, lua_tostring(L, -1));
+                lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+}
+
+/* vm:_exec(cmd | argv, opts) -> result | nil, message */
+static int l_vm_exec(lua_State *L)
+{
+        Vm *vm = check_vm(L, 1);
+        int t1 = lua_type(L, 2);
+        luaL_argexpected(L, t1 == LUA_TSTRING || t1 == LUA_TTABLE, 2,
+                         "command string or argv table");
+        if (!lua_isnoneornil(L, 3))
+                luaL_checktype(L, 3, LUA_TTABLE);
+        size_t argc = t1 == LUA_TTABLE ? luaL_len(L, 2) : 0;
+        if (t1 == LUA_TTABLE) {
+                luaL_argcheck(L, argc > 0, 2, "argv must not be empty");
+                for (size_t i = 1; i <= argc; i++) {
+                        if (lua_geti(L, 2, (lua_Integer) i) != LUA_TSTRING)
+                                luaL_argerror(L, 2, "argv must hold only strings");
+                        lua_pop(L, 1);
+                }
+        }
+        const char *object;
+        if (t1 == LUA_TSTRING)
+                object = lua_tostring(L, 2);
+        else {
+                luaL_Buffer b;
+                luaL_buffinit(L, &b);
+                for (size_t i = 1; i <= argc; i++) {
+                        lua_geti(L, 2, (lua_Integer) i);
+                        if (i > 1)
+                                luaL_addchar(&b, ' ');
+                        luaL_addvalue(&b);
+                }
+                luaL_pushresult(&b);
+                object = lua_tostring(L, -1);
+        }
+        int n = check_running(L, vm, "exec", object);
+        if (n)
+                return n;
+        const char *cwd = opt_string(L, 3, "cwd");
+        size_t stdin_len = 0;
+        const char *stdin_data = NULL;
+        if (has_field(L, 3, "stdin")) {
+                lua_getfield(L, 3, "stdin");
+                stdin_data = luaL_checklstring(L, -1, &stdin_len);
+                lua_pop(L, 1);
+        }
+        bool env = has_field(L, 3, "env");
+        if (env) {
+                lua_getfield(L, 3, "env");
+                luaL_checktype(L, -1, LUA_TTABLE);
+                lua_pop(L, 1);
+        }
+        double timeout = opt_timeout(L, 3, "timeout");
+        Op *op;
+        NEW_OP_OR_FAIL(op, L, vm, "exec", object, timeout);
+        op->push_ok = push_exec_result;
+        /* The agent enforces the command's timeout and reports it; the request's own timeout
+         * is a little longer so a hung guest is still caught. */
+        op->timeout_s = timeout > 0 ? timeout + 5 : 0;
+        ProtoWriter *w = agent_request_begin(vm_agent(vm), &op->req, "exec",
+                                             1 + (cwd != NULL) + (stdin_data != NULL) + env + 1);
+        if (t1 == LUA_TSTRING)
+                proto_kv_str(w, "cmd", object);
+        else {
+                proto_key(w, "argv");
+                msgpack_pack_array(&w->pk, (uint32_t) argc);
+                for (size_t i = 1; i <= argc; i++) {
+                        lua_geti(L, 2, (lua_Integer) i);
+                        proto_pack_str(w, lua_tostring(L, -1));
+                        lua_pop(L, 1);
+                }
+        }
+        if (cwd)
+                proto_kv_str(w, "cwd", cwd);
+        if (stdin_data)
+                proto_kv_bin(w, "stdin", stdin_data, stdin_len);
+        if (env)
+                pack_env(L, 3, w);
+        proto_kv_uint(w, "timeout_ms", (uint64_t) (timeout * 1000));
+        return send_op(L, op);
+}
+
+/* ---- files ---- */
+
+static int push_read_result(lua_State *co, Op *op, const msgpack_object *reply)
+{
+        lua_pushlstring(co, op->out.p ? op->out.p : "", op->out.len);
+        return 1;
+}
+
+static int push_true(lua_State *co, Op *op, const msgpack_object *reply)
+{
+        lua_pushboolean(co, 1);
+        return 1;
+}
+
+static int push_stat_result(lua_State *co, Op *op, const msgpack_object *reply)
+{
+        static const char *const ufields[] = {"size", "mode",     "uid",      "gid",     "nlink",
+                                              "ino",  "mtime_ns", "atime_ns", "ctime_ns"};
+        lua_createtable(co, 0, 12);
+        const char *type;
+        size_t tlen;
+        if (proto_get_bytes(reply, "type", &type, &tlen) == 1) {
+                lua_pushlstring(co, type, tlen);
+                lua_setfield(co, -2, "type");
+        }
+        for (size_t i = 0; i < sizeof ufields / sizeof ufields[0]; i++) {
+                uint64_t v;
+                if (proto_get_uint(reply, ufields[i], &v) == 1) {
+                        lua_pushinteger(co, (lua_Integer) v);
+                        lua_setfield(co, -2, ufields[i]);
+                }
+        }
+        uint64_t mt;
+        if (proto_get_uint(reply, "mtime_ns", &mt) == 1) {
+                lua_pushnumber(co, (double) mt / 1e9);
+                lua_setfield(co, -2, "mtime");
+        }
+        return 1;
+}
+
+/* vm:_read_file(path, opts) -> string | nil, message */
+static int l_vm_read_file(lua_State *L)
+{
+        Vm *vm = check_vm(L, 1);
+        const char *path = luaL_checkstring(L, 2);
+        int n = check_running(L, vm, "read_file", path);
+        if (n)
+                return n;
+        Op *op;
+        NEW_OP_OR_FAIL(op, L, vm, "read_file", path, opt_timeout(L, 3, "timeout"));
+        op->push_ok = push_read_result;
+        ProtoWriter *w = agent_request_begin(vm_agent(vm), &op->req, "read_file", 1);
+        proto_kv_str(w, "path", path);
+        return send_op(L, op);
+}
+
+/* vm:_write_file(path, data, opts) -> true | nil, message */
+static int l_vm_write_file(lua_State *L)
+{
+        Vm *vm = check_vm(L, 1);
+        const char *path = luaL_checkstring(L, 2);
+        size_t len;
+        const char *data = luaL_checklstring(L, 3, &len);
+        lua_Integer mode = 0644;
+        if (lua_type(L, 4) == LUA_TTABLE) {
+                lua_getfield(L, 4, "mode");
+                mode = luaL_optinteger(L, -1, 0644);
+                lua_pop(L, 1);
+        }
+        luaL_argcheck(L, mode >= 0 && mode <= 07777, 4, "mode must be 0..07777");
+        int n = check_running(L, vm, "write_file", path);
+        if (n)
+                return n;
+        Op *op;
+        NEW_OP_OR_FAIL(op, L, vm, "write_file", path, opt_timeout(L, 4, "timeout"));
+        op->push_ok = push_true;
+        AgentClient *c = vm_agent(vm);
+        size_t first = len < PROTO_CHUNK ? len : PROTO_CHUNK;
+        ProtoWriter *w = agent_request_begin(c, &op->req, "write_file", 4);
+        proto_kv_str(w, "path", path);
+        proto_kv_uint(w, "mode", (uint64_t) mode);
+        proto_kv_bin(w, "data", data, first);
+        proto_kv_bool(w, "eof", first == len);
+        uint64_t id = op->req.id;
+        int r = agent_request_send(c, &op->req, (uint64_t) (op->timeout_s * 1000));
+        for (size_t off = first; r == 0 && off < len; off += PROTO_CHUNK) {
+                size_t k = len - off < PROTO_CHUNK ? len - off : PROTO_CHUNK;
+                w = agent_frame_begin(c, 4);
+                proto_kv_uint(w, "id", id);
+                proto_kv_str(w, "op", "data");
+                proto_kv_bin(w, "data", data + off, k);
+                proto_kv_bool(w, "eof", off + k == len);
+                r = agent_frame_send(c);
+        }
+        if (r < 0) {
+                agent_request_cancel(&op->req);
+                lua_pushnil(L);
+                lua_pushfstring(L, "vm %s: write_file %s: %s", op->vm_name, path, strerror(-r));
+                op_free(op);
+                return 2;
+        }
+        return runtime_wait(L, &op->pending);
+}
+
+/* vm:_stat(path, opts) -> table | nil, message */
+static int l_vm_stat(lua_State *L)
+{
+        Vm *vm = check_vm(L, 1);
+        const char *path = luaL_checkstring(L, 2);
+        bool follow = true;
+        if (lua_type(L, 3) == LUA_TTABLE) {
+                lua_getfield(L, 3, "follow");
+                follow = lua_isnil(L, -1) || lua_toboolean(L, -1);
+                lua_pop(L, 1);
+        }
+        int n = check_running(L, vm, "stat", path);
+        if (n)
+                return n;
+        Op *op;
+        NEW_OP_OR_FAIL(op, L, vm, "stat", path, opt_timeout(L, 3, "timeout"));
+        op->push_ok = push_stat_result;
+        ProtoWriter *w = agent_request_begin(vm_agent(vm), &op->req, "stat", 2);
+        proto_kv_str(w, "path", path);
+        proto_kv_bool(w, "follow", follow);
+        return send_op(L, op);
+}
+
+/* vm:_mkdir(path, opts) -> true | nil, message */
+static int l_vm_mkdir(lua_State *L)
+{
+        Vm *vm = check_vm(L, 1);
+        const char *path = luaL_checkstring(L, 2);
+        bool parents = false;
+        lua_Integer mode = 0755;
+        if (lua_type(L, 3) == LUA_TTABLE) {
+                lua_getfield(L, 3, "parents");
+                parents = lua_toboolean(L, -1);
+                lua_getfield(L, 3, "mode");
+                mode = luaL_optinteger(L, -1, 0755);
+                lua_pop(L, 2);
+        }
+        luaL_argcheck(L, mode >= 0 && mode <= 07777, 3, "mode must be 0..07777");
+        int n = check_running(L, vm, "mkdir", path);
+        if (n)
+                return n;
+        Op *op;
+        NEW_OP_OR_FAIL(op, L, vm, "mkdir", path, opt_timeout(L, 3, "timeout"));
+        op->push_ok = push_true;
+        ProtoWriter *w = agent_request_begin(vm_agent(vm), &op->req, "mkdir", 3);
+        proto_kv_str(w, "path", path);
+        proto_kv_uint(w, "mode", (uint64_t) mode);
+        proto_kv_bool(w, "parents", parents);
+        return send_op(L, op);
+}
+
+/* ---- registration ---- */
+
+static const luaL_Reg vm_methods[] = {
+    {"name", l_vm_name},
+    {"state", l_vm_state},
+    {"console_tail", l_vm_console_tail},
+    {"boot_log", l_vm_boot_log},
+    {"_boot", l_vm_boot},
+    {"_exec", l_vm_exec},
+    {"_read_file", l_vm_read_file},
+    {"_write_file", l_vm_write_file},
+    {"_stat", l_vm_stat},
+    {"_mkdir", l_vm_mkdir},
+    {NULL, NULL},
+};
+
+static const luaL_Reg vm_meta[] = {
+    {"__tostring", l_vm_tostring},
+    {"__index", NULL},
+    {NULL, NULL},
+};
+
+void lua_vm_register(lua_State *L)
+{
+        lua_newtable(L);
+        lua_setfield(L, LUA_REGISTRYINDEX, ANCHOR_KEY);
+        luaL_newmetatable(L, VM_MT);
+        luaL_setfuncs(L, vm_meta, 0);
+        luaL_newlib(L, vm_methods);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -3, "__index");
+        /* leaves the methods table on the stack for the prelude, below the metatable */
+        lua_remove(L, -2);
+}
+
+void lua_vm_push_constructor(lua_State *L)
+{
+        lua_pushcfunction(L, l_vm_new);
+}

@@ -1,0 +1,242 @@
+-- prelude.lua: the test-facing Lua API, built on the C primitives of lua_vm.c.
+-- Loaded once per file runner with (provium, internal, VM methods). docs/api.md describes it.
+local provium, internal, VM = ...
+
+internal.tests = {}
+local names = {}
+
+---------------------------------------------------------------------------------------------
+-- test registration
+
+function test(name, fn)
+    if type(name) ~= "string" or name == "" then
+        error("bad argument #1 to 'test' (non-empty test name expected, got " .. type(name) .. ")", 2)
+    end
+    if type(fn) ~= "function" then
+        error("bad argument #2 to 'test' (function expected, got " .. type(fn) .. ")", 2)
+    end
+    if names[name] then
+        error("test '" .. name .. "' is defined twice in this file", 2)
+    end
+    names[name] = true
+    local info = debug.getinfo(2, "Sl")
+    internal.tests[#internal.tests + 1] = { name = name, fn = fn, line = info.currentline }
+end
+
+---------------------------------------------------------------------------------------------
+-- values in messages
+
+local function show(v)
+    if type(v) == "string" then
+        if #v > 400 then v = v:sub(1, 200) .. "..." .. v:sub(-200) end
+        return string.format("%q", v)
+    elseif type(v) == "table" then
+        local mt = getmetatable(v)
+        if mt and mt.__tostring then return tostring(v) end
+        local parts, n = {}, 0
+        for k, x in pairs(v) do
+            n = n + 1
+            if n > 10 then parts[#parts + 1] = "..."; break end
+            parts[#parts + 1] = (type(k) == "string" and k or "[" .. tostring(k) .. "]") .. "=" ..
+                (type(x) == "table" and tostring(x) or show(x))
+        end
+        return "{" .. table.concat(parts, ", ") .. "}"
+    end
+    return tostring(v)
+end
+
+local function deep_eq(a, b)
+    if a == b then return true end
+    if type(a) ~= "table" or type(b) ~= "table" then return false end
+    for k, v in pairs(a) do if not deep_eq(v, b[k]) then return false end end
+    for k in pairs(b) do if a[k] == nil then return false end end
+    return true
+end
+
+local function tail(s, lines)
+    s = s or ""
+    local out = {}
+    for line in s:gmatch("[^\n]*") do out[#out + 1] = line end
+    while #out > 0 and out[#out] == "" do out[#out] = nil end
+    local from = math.max(1, #out - lines + 1)
+    return table.concat(out, "\n", from)
+end
+
+---------------------------------------------------------------------------------------------
+-- the test handle t: skipping and assertions (each failure shows expected and actual)
+
+local T = {}
+T.__index = T
+local Skip = {}
+Skip.__tostring = function(s) return "skipped: " .. s.reason end
+
+-- Raises msg at the first caller outside this prelude: the test's own file and line, even
+-- through wrappers and tail calls.
+local function raise(msg)
+    local level = 2
+    while true do
+        local info = debug.getinfo(level, "S")
+        if not info then return error(msg, 0) end
+        if info.source ~= "=prelude" and info.what ~= "C" then return error(msg, level) end
+        level = level + 1
+    end
+end
+internal.raise = raise
+
+local function fail(msg, extra)
+    if extra then msg = extra .. ": " .. msg end
+    raise(msg)
+end
+
+function T:skip(reason)
+    error(setmetatable({ reason = tostring(reason or "skipped") }, Skip), 0)
+end
+
+function T:fail(msg) fail(tostring(msg or "failed"), nil) end
+
+function T:ok(v, msg)
+    if not v then fail("expected a true value, got " .. show(v), msg) end
+    return v
+end
+
+function T:eq(actual, expected, msg)
+    if not deep_eq(actual, expected) then
+        fail("expected " .. show(expected) .. ", got " .. show(actual), msg)
+    end
+end
+
+function T:ne(actual, unexpected, msg)
+    if deep_eq(actual, unexpected) then
+        fail("expected a value other than " .. show(unexpected), msg)
+    end
+end
+
+function T:contains(haystack, needle, msg)
+    local found = false
+    if type(haystack) == "string" then
+        found = haystack:find(needle, 1, true) ~= nil
+    elseif type(haystack) == "table" then
+        for _, v in pairs(haystack) do if deep_eq(v, needle) then found = true; break end end
+    else
+        fail("contains: expected a string or table to search, got " .. type(haystack), msg)
+    end
+    if not found then fail("expected " .. show(haystack) .. " to contain " .. show(needle), msg) end
+end
+
+function T:match(s, pattern, msg)
+    if type(s) ~= "string" or not s:match(pattern) then
+        fail("expected " .. show(s) .. " to match pattern " .. show(pattern), msg)
+    end
+end
+
+-- t:error(fn, pattern?) expects fn to raise; returns the error message.
+function T:error(fn, pattern, msg)
+    local ok, err = pcall(fn)
+    if ok then fail("expected an error, but the function returned normally", msg) end
+    local s = tostring(err)
+    if pattern and not s:find(pattern) then
+        fail("expected an error matching " .. show(pattern) .. ", got " .. show(s), msg)
+    end
+    return s
+end
+
+function internal.run_test(entry)
+    local t = setmetatable({ name = entry.name }, T)
+    local ok, err = pcall(entry.fn, t)
+    if ok then return "pass" end
+    if getmetatable(err) == Skip then return "skip", err.reason end
+    if type(err) ~= "string" then err = show(err) end
+    return "fail", err
+end
+
+---------------------------------------------------------------------------------------------
+-- command results
+
+local Result = {}
+Result.__index = Result
+Result.__tostring = function(r)
+    return string.format("Result(%s: code=%s)", r.cmd, tostring(r.code or ("signal " .. tostring(r.signal))))
+end
+
+local function describe(r)
+    local how
+    if r.timed_out then how = "timed out"
+    elseif r.signal then how = "was killed by signal " .. r.signal
+    else how = "exited with code " .. tostring(r.code) end
+    local s = string.format("vm %s: command %q %s", r.vm, r.cmd, how)
+    if r.stdout ~= "" then s = s .. "\n--- stdout (last lines) ---\n" .. tail(r.stdout, 10) end
+    if r.stderr ~= "" then s = s .. "\n--- stderr (last lines) ---\n" .. tail(r.stderr, 10) end
+    return s
+end
+
+function Result:ok() return self.code == 0 and not self.timed_out end
+
+function Result:assert_ok(msg)
+    if not self:ok() then fail(describe(self) .. " (expected exit code 0)", msg) end
+    return self
+end
+
+function Result:assert_fail(msg)
+    if self:ok() then fail(describe(self) .. " (expected a failure)", msg) end
+    return self
+end
+
+---------------------------------------------------------------------------------------------
+-- VM: public methods over the C primitives; errors point at the caller's line
+
+-- Calls a C primitive of VM; an argument error is re-raised under the public method's name
+-- (arguments counted as in a method call), a failed operation at the test's line.
+local function call(name, prim, self, ...)
+    local ok, v, err = pcall(prim, self, ...)
+    if not ok then
+        local msg = tostring(v):gsub("^prelude:%d+: ", "")
+        msg = msg:gsub("bad argument #(%d+) to '[^']*'", function(n)
+            return "bad argument #" .. (tonumber(n) - 1) .. " to '" .. name .. "'"
+        end)
+        raise(msg)
+    end
+    if v == nil then raise(err) end
+    return v
+end
+
+function VM:boot(opts)
+    call("boot", self._boot, self, internal.images[self], opts)
+    return self
+end
+
+function VM:run(cmd, opts)
+    return setmetatable(call("run", self._exec, self, cmd, opts), Result)
+end
+
+function VM:read_file(path, opts) return call("read_file", self._read_file, self, path, opts) end
+
+function VM:write_file(path, data, opts)
+    if type(opts) == "number" then opts = { mode = opts } end
+    call("write_file", self._write_file, self, path, data, opts)
+end
+
+function VM:stat(path, opts) return call("stat", self._stat, self, path, opts) end
+
+function VM:mkdir(path, opts)
+    if opts == true then opts = { parents = true } end
+    call("mkdir", self._mkdir, self, path, opts)
+end
+
+---------------------------------------------------------------------------------------------
+-- the provium object
+
+internal.images = setmetatable({}, { __mode = "k" })
+
+function provium:vm(name, image)
+    if self ~= provium then error("provium:vm must be called with ':'", 2) end
+    if type(name) ~= "string" then
+        error("bad argument #1 to 'vm' (VM name expected, got " .. type(name) .. ")", 2)
+    end
+    if image ~= nil and type(image) ~= "string" then
+        error("bad argument #2 to 'vm' (image name expected, got " .. type(image) .. ")", 2)
+    end
+    local ok, vm = pcall(internal.vm_new, name)
+    if not ok then error(vm, 2) end
+    internal.images[vm] = image or "default"
+    return vm
+end

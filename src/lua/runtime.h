@@ -1,0 +1,57 @@
+/* runtime.h: the per-file Lua runtime: runs each test body in a coroutine on the libuv loop,
+ * parks coroutines while host operations are in flight, and tears down what the file made.
+ */
+#pragma once
+
+#include <lua.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct Vm Vm;
+
+typedef struct RuntimeConfig {
+        const char *file;      /* the test file, as given on the command line */
+        const char *run_dir;   /* private 0700 directory for sockets */
+        const char *accel;     /* "tcg" or "kvm" */
+        double test_timeout_s; /* per test; 0: none */
+        double op_timeout_s;   /* default for guest operations */
+        double boot_timeout_s; /* default for vm:boot */
+} RuntimeConfig;
+
+typedef struct Runtime Runtime;
+
+/* A parked coroutine waiting for one host operation. Embed it in the operation's context. */
+typedef struct Pending {
+        Runtime *rt;
+        lua_State *co;
+        unsigned gen; /* the runtime generation it belongs to; stale after an abort */
+} Pending;
+
+Runtime *runtime_new(uv_loop_t *loop, lua_State *L, const RuntimeConfig *cfg);
+Runtime *runtime_get(lua_State *L);
+const RuntimeConfig *runtime_config(const Runtime *rt);
+uv_loop_t *runtime_loop(const Runtime *rt);
+
+/* Parks the running coroutine: call as `return runtime_wait(L, &ctx->pending);` from a C
+ * function called from Lua. Errors (via lua_error) when called outside a test body. */
+int runtime_wait(lua_State *L, Pending *p);
+/* True when the coroutine behind p may still be resumed (the test was not aborted). */
+bool runtime_pending_alive(const Pending *p);
+/* Resumes p's coroutine with nargs values already pushed on p->co. */
+void runtime_resume(Pending *p, int nargs);
+
+/* Registers a VM so that it is stopped at file end, in reverse order of creation. The runtime
+ * frees it then and clears *slot (the Lua userdata's pointer), so slot must outlive the
+ * runtime: VM userdata stay anchored until lua_close. */
+int runtime_track_vm(Runtime *rt, Vm **slot);
+/* Fails the running test at once with msg (used when a VM dies unexpectedly). */
+void runtime_abort_test(Runtime *rt, const char *msg);
+
+/* Runs the loaded chunk on top of L's stack, then every registered test. Returns the number
+ * of failed tests (a file-level error counts as one). */
+int runtime_run_file(Runtime *rt);
+/* Requests a stop (Ctrl-C / SIGTERM): the running test fails as interrupted, the rest skip. */
+void runtime_interrupt(Runtime *rt, const char *why);
+/* Stops every VM, waits for their processes, frees everything. Accepts NULL. */
+Runtime *runtime_free(Runtime *rt);

@@ -1,0 +1,934 @@
+/* test_agent.c: drives the real provium-agent ($PROVIUM_AGENT) over a socketpair, op by op.
+ *
+ * Sections: client, replies, ops (hello, exec, files, errors), bad frames, main.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "proto.h"
+
+#define MIB            (1024u * 1024u)
+#define _cleanup_free_ __attribute__((cleanup(freep)))
+
+static void freep(void *p)
+{
+        free(*(void **) p);
+}
+
+static char tmp_root[] = "/tmp/provium-agent-test.XXXXXX";
+
+/* ---- client ---- */
+
+typedef struct Client {
+        pid_t pid;
+        int fd;
+        ProtoReader rd;
+        ProtoWriter wr;
+} Client;
+
+typedef struct Result {
+        char *out, *err, *data; /* chunk payloads by stream */
+        size_t out_len, err_len, data_len;
+        size_t n_chunks, max_chunk;
+} Result;
+
+static Client *client_new(void)
+{
+        const char *agent = getenv("PROVIUM_AGENT");
+        assert_non_null(agent);
+        int sv[2];
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                if (sv[1] == 3)
+                        (void) fcntl(3, F_SETFD, 0);
+                else if (dup2(sv[1], 3) < 0)
+                        _exit(126);
+                execl(agent, agent, "--fd", "3", (char *) NULL);
+                _exit(127);
+        }
+        assert_int_equal(close(sv[1]), 0);
+        struct timeval tv = {.tv_sec = 30};
+        assert_int_equal(setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
+        Client *c = calloc(1, sizeof *c);
+        assert_non_null(c);
+        c->pid = pid;
+        c->fd = sv[0];
+        assert_int_equal(proto_reader_init(&c->rd), 0);
+        proto_writer_init(&c->wr);
+        return c;
+}
+
+/* Closes the connection and returns the agent's wait status. */
+static int client_finish(Client *c)
+{
+        int status = 0;
+        assert_int_equal(close(c->fd), 0);
+        assert_int_equal(waitpid(c->pid, &status, 0), c->pid);
+        proto_reader_done(&c->rd);
+        proto_writer_done(&c->wr);
+        free(c);
+        return status;
+}
+
+/* EOF on the connection must make the agent exit 0. */
+static void client_free(Client *c)
+{
+        int status = client_finish(c);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+static void send_raw(Client *c, const void *p, size_t n)
+{
+        const char *b = p;
+        while (n > 0) {
+                ssize_t k = write(c->fd, b, n);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                assert_true(k > 0);
+                b += k;
+                n -= (size_t) k;
+        }
+}
+
+static void req_begin(Client *c, uint64_t id, const char *op, uint32_t n_extra)
+{
+        proto_begin(&c->wr, 2 + n_extra);
+        proto_kv_uint(&c->wr, "id", id);
+        proto_kv_str(&c->wr, "op", op);
+}
+
+static void req_send(Client *c)
+{
+        size_t n;
+        assert_int_equal(proto_end(&c->wr), 0);
+        const uint8_t *p = proto_writer_data(&c->wr, &n);
+        send_raw(c, p, n);
+        proto_writer_reset(&c->wr);
+}
+
+/* Reads the next frame: 1 with *ret (valid until the next call), 0 on EOF. */
+static int read_frame(Client *c, msgpack_object *ret)
+{
+        for (;;) {
+                int r = proto_reader_next(&c->rd, ret);
+                if (r < 0) {
+                        for (size_t i = 0; i < c->rd.len && i < 120; i++)
+                                fprintf(stderr, "%02x ", c->rd.buf[i]);
+                        fail_msg("bad frame from the agent: %s", strerror(-r));
+                }
+                if (r == 1)
+                        return 1;
+                uint8_t *p = proto_reader_space(&c->rd, 65536);
+                assert_non_null(p);
+                ssize_t n = read(c->fd, p, 65536);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0 && errno == ECONNRESET)
+                        return 0;
+                assert_true(n >= 0); /* a timeout here means the agent hung */
+                if (n == 0)
+                        return 0;
+                proto_reader_commit(&c->rd, (size_t) n);
+        }
+}
+
+static void buf_append(char **buf, size_t *len, const char *p, size_t n)
+{
+        *buf = realloc(*buf, *len + n + 1);
+        assert_non_null(*buf);
+        memcpy(*buf + *len, p, n);
+        *len += n;
+        (*buf)[*len] = 0;
+}
+
+static void result_add_chunk(Result *res, const msgpack_object *m)
+{
+        const char *p;
+        size_t n;
+        assert_int_equal(proto_get_bytes(m, "data", &p, &n), 1);
+        const msgpack_object *kind = proto_get(m, "chunk");
+        res->n_chunks++;
+        if (n > res->max_chunk)
+                res->max_chunk = n;
+        if (proto_str_eq(kind, "stdout"))
+                buf_append(&res->out, &res->out_len, p, n);
+        else if (proto_str_eq(kind, "stderr"))
+                buf_append(&res->err, &res->err_len, p, n);
+        else if (proto_str_eq(kind, "data"))
+                buf_append(&res->data, &res->data_len, p, n);
+        else
+                fail_msg("bad chunk kind");
+}
+
+static void result_done(Result *res)
+{
+        free(res->out);
+        free(res->err);
+        free(res->data);
+        *res = (Result){0};
+}
+
+/* Reads frames until the reply for id, collecting its chunks in res (may be NULL). Frames for
+ * other ids fail the test. The reply stays valid until the next read. */
+static msgpack_object wait_reply(Client *c, uint64_t id, Result *res)
+{
+        Result scratch = {0};
+        if (!res)
+                res = &scratch;
+        msgpack_object m;
+        for (;;) {
+                assert_int_equal(read_frame(c, &m), 1);
+                uint64_t got;
+                assert_int_equal(proto_get_uint(&m, "id", &got), 1);
+                assert_int_equal(got, id);
+                if (!proto_get(&m, "chunk"))
+                        break;
+                result_add_chunk(res, &m);
+        }
+        result_done(&scratch);
+        return m;
+}
+
+/* ---- replies ---- */
+
+static void assert_ok(const msgpack_object *m)
+{
+        bool ok = false;
+        assert_int_equal(proto_get_bool(m, "ok", &ok), 1);
+        if (!ok) {
+                const char *msg = "?";
+                size_t n = 1;
+                (void) proto_get_bytes(m, "msg", &msg, &n);
+                fail_msg("error reply: %.*s", (int) n, msg);
+        }
+}
+
+static uint64_t get_u(const msgpack_object *m, const char *key)
+{
+        uint64_t v = 0;
+        assert_int_equal(proto_get_uint(m, key, &v), 1);
+        return v;
+}
+
+static int64_t get_i(const msgpack_object *m, const char *key)
+{
+        int64_t v = 0;
+        assert_int_equal(proto_get_int(m, key, &v), 1);
+        return v;
+}
+
+static bool get_b(const msgpack_object *m, const char *key)
+{
+        bool v = false;
+        assert_int_equal(proto_get_bool(m, key, &v), 1);
+        return v;
+}
+
+static bool is_nil(const msgpack_object *m, const char *key)
+{
+        const msgpack_object *o = proto_get(m, key);
+        return o && o->type == MSGPACK_OBJECT_NIL;
+}
+
+/* Checks an error reply and that its msg contains needle. */
+static void assert_error(const msgpack_object *m, int errnum, const char *name, const char *needle)
+{
+        assert_false(get_b(m, "ok"));
+        assert_int_equal(get_i(m, "errno"), errnum);
+        assert_true(proto_str_eq(proto_get(m, "error"), name));
+        char *msg = NULL;
+        assert_int_equal(proto_dup_str(m, "msg", &msg), 1);
+        if (needle && !strstr(msg, needle))
+                fail_msg("msg \"%s\" lacks \"%s\"", msg, needle);
+        free(msg);
+}
+
+static void hello_ok(Client *c, uint64_t id)
+{
+        req_begin(c, id, "hello", 1);
+        proto_kv_uint(&c->wr, "version", 1);
+        req_send(c);
+        msgpack_object m = wait_reply(c, id, NULL);
+        assert_ok(&m);
+}
+
+static char *tmp_path(const char *name)
+{
+        char *p = NULL;
+        assert_true(asprintf(&p, "%s/%s", tmp_root, name) > 0);
+        return p;
+}
+
+/* ---- hello ---- */
+
+static void test_hello(void **state)
+{
+        Client *c = client_new();
+        req_begin(c, 1, "hello", 1);
+        proto_kv_uint(&c->wr, "version", 1);
+        req_send(c);
+        msgpack_object m = wait_reply(c, 1, NULL);
+        assert_ok(&m);
+        assert_int_equal(get_u(&m, "version"), 1);
+        assert_true(proto_str_eq(proto_get(&m, "agent"), "provium-agent 0.1.0"));
+        assert_false(get_b(&m, "pid1"));
+        assert_int_equal(get_u(&m, "max_frame"), PROTO_MAX_FRAME);
+        const msgpack_object *kernel = proto_get(&m, "kernel");
+        assert_true(kernel && kernel->type == MSGPACK_OBJECT_STR && kernel->via.str.size > 0);
+        const msgpack_object *caps = proto_get(&m, "caps");
+        assert_true(caps && caps->type == MSGPACK_OBJECT_ARRAY);
+        const char *want[] = {"hello", "exec",  "read_file", "write_file",
+                              "stat",  "mkdir", "poweroff"};
+        for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+                bool found = false;
+                for (uint32_t j = 0; j < caps->via.array.size; j++)
+                        found |= proto_str_eq(&caps->via.array.ptr[j], want[i]);
+                assert_true(found);
+        }
+
+        req_begin(c, 2, "hello", 1);
+        proto_kv_uint(&c->wr, "version", 2);
+        req_send(c);
+        m = wait_reply(c, 2, NULL);
+        assert_error(&m, EPROTONOSUPPORT, "EPROTONOSUPPORT", "hello");
+        client_free(c);
+}
+
+/* ---- exec ---- */
+
+/* Sends exec {cmd} and returns its reply; output lands in res. */
+static msgpack_object run_cmd(Client *c, uint64_t id, const char *cmd, Result *res)
+{
+        req_begin(c, id, "exec", 1);
+        proto_kv_str(&c->wr, "cmd", cmd);
+        req_send(c);
+        return wait_reply(c, id, res);
+}
+
+static void test_exec_argv(void **state)
+{
+        Client *c = client_new();
+        req_begin(c, 1, "exec", 1);
+        proto_key(&c->wr, "argv");
+        msgpack_pack_array(&c->wr.pk, 2);
+        proto_pack_str(&c->wr, "echo");
+        proto_pack_str(&c->wr, "hello world");
+        req_send(c);
+        Result res = {0};
+        msgpack_object m = wait_reply(c, 1, &res);
+        assert_ok(&m);
+        assert_int_equal(get_i(&m, "exit_code"), 0);
+        assert_true(is_nil(&m, "signal"));
+        assert_false(get_b(&m, "timed_out"));
+        assert_true(get_u(&m, "duration_ns") > 0);
+        assert_string_equal(res.out, "hello world\n");
+        assert_null(res.err);
+        result_done(&res);
+
+        m = run_cmd(c, 2, "echo out; echo err >&2; exit 3", &res);
+        assert_ok(&m);
+        assert_int_equal(get_i(&m, "exit_code"), 3);
+        assert_string_equal(res.out, "out\n");
+        assert_string_equal(res.err, "err\n");
+        result_done(&res);
+        client_free(c);
+}
+
+static void test_exec_env_cwd_stdin(void **state)
+{
+        Client *c = client_new();
+        req_begin(c, 1, "exec", 4);
+        proto_kv_str(&c->wr, "cmd", "cat; printf '%s|%s\\n' \"$PROVIUM_T\" \"$(pwd)\"");
+        proto_key(&c->wr, "env");
+        msgpack_pack_map(&c->wr.pk, 1);
+        proto_pack_str(&c->wr, "PROVIUM_T");
+        proto_pack_str(&c->wr, "bar baz");
+        proto_kv_str(&c->wr, "cwd", tmp_root);
+        proto_kv_bin(&c->wr, "stdin", "input\n", 6);
+        req_send(c);
+        Result res = {0};
+        msgpack_object m = wait_reply(c, 1, &res);
+        assert_ok(&m);
+        char *want = NULL;
+        assert_true(asprintf(&want, "input\nbar baz|%s\n", tmp_root) > 0);
+        assert_string_equal(res.out, want);
+        free(want);
+        result_done(&res);
+
+        /* no stdin: /dev/null */
+        m = run_cmd(c, 2, "cat; echo end", &res);
+        assert_ok(&m);
+        assert_string_equal(res.out, "end\n");
+        result_done(&res);
+
+        /* 2 MiB through cat: stdin is written while stdout is read */
+        char *big = malloc(2 * MIB);
+        assert_non_null(big);
+        for (size_t i = 0; i < 2 * MIB; i++)
+                big[i] = (char) ('a' + i % 23);
+        req_begin(c, 3, "exec", 2);
+        proto_kv_str(&c->wr, "cmd", "cat");
+        proto_kv_bin(&c->wr, "stdin", big, 2 * MIB);
+        req_send(c);
+        m = wait_reply(c, 3, &res);
+        assert_ok(&m);
+        assert_int_equal(get_i(&m, "exit_code"), 0);
+        assert_int_equal(res.out_len, 2 * MIB);
+        assert_memory_equal(res.out, big, 2 * MIB);
+        free(big);
+        result_done(&res);
+        client_free(c);
+}
+
+static void test_exec_signal_timeout(void **state)
+{
+        Client *c = client_new();
+        msgpack_object m = run_cmd(c, 1, "kill -TERM $$", NULL);
+        assert_ok(&m);
+        assert_true(is_nil(&m, "exit_code"));
+        assert_int_equal(get_i(&m, "signal"), SIGTERM);
+        assert_false(get_b(&m, "timed_out"));
+
+        req_begin(c, 2, "exec", 2);
+        proto_key(&c->wr, "argv");
+        msgpack_pack_array(&c->wr.pk, 2);
+        proto_pack_str(&c->wr, "sleep");
+        proto_pack_str(&c->wr, "10");
+        proto_kv_uint(&c->wr, "timeout_ms", 300);
+        req_send(c);
+        m = wait_reply(c, 2, NULL);
+        assert_ok(&m);
+        assert_true(get_b(&m, "timed_out"));
+        assert_int_equal(get_i(&m, "signal"), SIGKILL);
+        assert_true(is_nil(&m, "exit_code"));
+        uint64_t ns = get_u(&m, "duration_ns");
+        assert_true(ns >= 300000000ull && ns < 5000000000ull);
+
+        /* a background grandchild holding stdout open does not hold the reply forever */
+        m = run_cmd(c, 3, "sleep 5 & echo started", NULL);
+        assert_ok(&m);
+        assert_int_equal(get_i(&m, "exit_code"), 0);
+        client_free(c);
+}
+
+static void test_exec_not_found(void **state)
+{
+        Client *c = client_new();
+        Result res = {0};
+        msgpack_object m = run_cmd(c, 1, "provium-no-such-command", &res);
+        assert_ok(&m);
+        assert_int_equal(get_i(&m, "exit_code"), 127);
+        assert_true(res.err_len > 0);
+        result_done(&res);
+
+        req_begin(c, 2, "exec", 1);
+        proto_key(&c->wr, "argv");
+        msgpack_pack_array(&c->wr.pk, 1);
+        proto_pack_str(&c->wr, "provium-no-such-command");
+        req_send(c);
+        m = wait_reply(c, 2, NULL);
+        assert_error(&m, ENOENT, "ENOENT", "exec provium-no-such-command: No such file");
+
+        req_begin(c, 3, "exec", 2);
+        proto_kv_str(&c->wr, "cmd", "true");
+        proto_kv_str(&c->wr, "cwd", "/provium-no-such-dir");
+        req_send(c);
+        m = wait_reply(c, 3, NULL);
+        assert_error(&m, ENOENT, "ENOENT", "chdir /provium-no-such-dir");
+        client_free(c);
+}
+
+static void test_exec_big_output(void **state)
+{
+        Client *c = client_new();
+        Result res = {0};
+        msgpack_object m = run_cmd(c, 1, "head -c 10485760 /dev/zero", &res);
+        assert_ok(&m);
+        assert_int_equal(get_i(&m, "exit_code"), 0);
+        assert_int_equal(res.out_len, 10 * MIB);
+        assert_true(res.n_chunks > 1);
+        assert_true(res.max_chunk <= PROTO_CHUNK);
+        for (size_t i = 0; i < res.out_len; i++)
+                if (res.out[i] != 0)
+                        fail_msg("byte %zu is not zero", i);
+        result_done(&res);
+        client_free(c);
+}
+
+static void test_exec_concurrent(void **state)
+{
+        Client *c = client_new();
+        req_begin(c, 1, "exec", 1);
+        proto_kv_str(&c->wr, "cmd", "sleep 0.4; echo slow");
+        req_send(c);
+        req_begin(c, 2, "exec", 1);
+        proto_kv_str(&c->wr, "cmd", "echo fast");
+        req_send(c);
+        int order[2], n = 0;
+        while (n < 2) {
+                msgpack_object m;
+                assert_int_equal(read_frame(c, &m), 1);
+                if (proto_get(&m, "chunk"))
+                        continue;
+                assert_ok(&m);
+                order[n++] = (int) get_u(&m, "id");
+        }
+        assert_int_equal(order[0], 2);
+        assert_int_equal(order[1], 1);
+        client_free(c);
+}
+
+/* ---- files ---- */
+
+static void write_local(const char *path, const void *p, size_t n)
+{
+        FILE *f = fopen(path, "we");
+        assert_non_null(f);
+        assert_int_equal(fwrite(p, 1, n, f), n);
+        assert_int_equal(fclose(f), 0);
+}
+
+static char *read_local(const char *path, size_t *ret_len)
+{
+        FILE *f = fopen(path, "re");
+        assert_non_null(f);
+        char *b = NULL;
+        size_t len = 0;
+        char tmp[65536];
+        size_t k;
+        while ((k = fread(tmp, 1, sizeof tmp, f)) > 0)
+                buf_append(&b, &len, tmp, k);
+        assert_int_equal(fclose(f), 0);
+        *ret_len = len;
+        return b;
+}
+
+static msgpack_object read_file(Client *c, uint64_t id, const char *path, Result *res)
+{
+        req_begin(c, id, "read_file", 1);
+        proto_kv_str(&c->wr, "path", path);
+        req_send(c);
+        return wait_reply(c, id, res);
+}
+
+static void test_read_file(void **state)
+{
+        Client *c = client_new();
+        _cleanup_free_ char *missing = tmp_path("missing");
+        msgpack_object m = read_file(c, 1, missing, NULL);
+        char *want = NULL;
+        assert_true(asprintf(&want, "open %s: No such file or directory", missing) > 0);
+        assert_error(&m, ENOENT, "ENOENT", want);
+        free(want);
+
+        m = read_file(c, 2, tmp_root, NULL);
+        assert_error(&m, EISDIR, "EISDIR", tmp_root);
+
+        _cleanup_free_ char *path = tmp_path("big-read");
+        char *big = malloc(MIB);
+        assert_non_null(big);
+        for (size_t i = 0; i < MIB; i++)
+                big[i] = (char) (i * 7 + i / 4096);
+        write_local(path, big, MIB);
+        Result res = {0};
+        m = read_file(c, 3, path, &res);
+        assert_ok(&m);
+        assert_int_equal(get_u(&m, "size"), MIB);
+        assert_int_equal(res.data_len, MIB);
+        assert_true(res.n_chunks >= MIB / PROTO_CHUNK);
+        assert_true(res.max_chunk <= PROTO_CHUNK);
+        assert_memory_equal(res.data, big, MIB);
+        free(big);
+        result_done(&res);
+
+        _cleanup_free_ char *empty = tmp_path("empty");
+        write_local(empty, "", 0);
+        m = read_file(c, 4, empty, &res);
+        assert_ok(&m);
+        assert_int_equal(get_u(&m, "size"), 0);
+        assert_int_equal(res.n_chunks, 0);
+        client_free(c);
+}
+
+static msgpack_object stat_path(Client *c, uint64_t id, const char *path, bool follow)
+{
+        req_begin(c, id, "stat", 2);
+        proto_kv_str(&c->wr, "path", path);
+        proto_kv_bool(&c->wr, "follow", follow);
+        req_send(c);
+        return wait_reply(c, id, NULL);
+}
+
+static void test_write_file(void **state)
+{
+        Client *c = client_new();
+        _cleanup_free_ char *small = tmp_path("small");
+        req_begin(c, 1, "write_file", 4);
+        proto_kv_str(&c->wr, "path", small);
+        proto_kv_uint(&c->wr, "mode", 0600);
+        proto_kv_bin(&c->wr, "data", "hello", 5);
+        proto_kv_bool(&c->wr, "eof", true);
+        req_send(c);
+        msgpack_object m = wait_reply(c, 1, NULL);
+        assert_ok(&m);
+        assert_int_equal(get_u(&m, "size"), 5);
+        m = stat_path(c, 2, small, true);
+        assert_ok(&m);
+        assert_int_equal(get_u(&m, "mode"), 0600);
+        assert_int_equal(get_u(&m, "size"), 5);
+        size_t len;
+        char *got = read_local(small, &len);
+        assert_int_equal(len, 5);
+        assert_memory_equal(got, "hello", 5);
+        free(got);
+
+        /* three frames: 256 KiB, 256 KiB, 100 KiB; mode 0751 beyond the umask */
+        _cleanup_free_ char *big = tmp_path("big-write");
+        const size_t sizes[] = {PROTO_CHUNK, PROTO_CHUNK, 100 * 1024};
+        const size_t total = sizes[0] + sizes[1] + sizes[2];
+        char *data = malloc(total);
+        assert_non_null(data);
+        for (size_t i = 0; i < total; i++)
+                data[i] = (char) (i % 251);
+        req_begin(c, 3, "write_file", 4);
+        proto_kv_str(&c->wr, "path", big);
+        proto_kv_uint(&c->wr, "mode", 0751);
+        proto_kv_bin(&c->wr, "data", data, sizes[0]);
+        proto_kv_bool(&c->wr, "eof", false);
+        req_send(c);
+        for (size_t i = 1, off = sizes[0]; i < 3; off += sizes[i], i++) {
+                req_begin(c, 3, "data", 2);
+                proto_kv_bin(&c->wr, "data", data + off, sizes[i]);
+                proto_kv_bool(&c->wr, "eof", i == 2);
+                req_send(c);
+        }
+        m = wait_reply(c, 3, NULL);
+        assert_ok(&m);
+        assert_int_equal(get_u(&m, "size"), total);
+        got = read_local(big, &len);
+        assert_int_equal(len, total);
+        assert_memory_equal(got, data, total);
+        free(got);
+        free(data);
+        m = stat_path(c, 4, big, true);
+        assert_ok(&m);
+        assert_int_equal(get_u(&m, "mode"), 0751);
+        assert_int_equal(get_u(&m, "size"), total);
+
+        /* an error at open is reported once, after the last upload */
+        _cleanup_free_ char *bad = tmp_path("no-dir/file");
+        req_begin(c, 5, "write_file", 3);
+        proto_kv_str(&c->wr, "path", bad);
+        proto_kv_bin(&c->wr, "data", "a", 1);
+        proto_kv_bool(&c->wr, "eof", false);
+        req_send(c);
+        for (int i = 0; i < 2; i++) {
+                req_begin(c, 5, "data", 2);
+                proto_kv_bin(&c->wr, "data", "b", 1);
+                proto_kv_bool(&c->wr, "eof", i == 1);
+                req_send(c);
+        }
+        m = wait_reply(c, 5, NULL);
+        assert_error(&m, ENOENT, "ENOENT", "open ");
+        hello_ok(c, 6); /* exactly one reply for id 5 came */
+        client_free(c);
+}
+
+static void test_stat(void **state)
+{
+        Client *c = client_new();
+        _cleanup_free_ char *file = tmp_path("stat-file");
+        _cleanup_free_ char *link = tmp_path("stat-link");
+        write_local(file, "12345678", 8);
+        assert_int_equal(chmod(file, 04710), 0);
+        assert_int_equal(symlink(file, link), 0);
+        struct stat st;
+        assert_int_equal(stat(file, &st), 0);
+
+        msgpack_object m = stat_path(c, 1, file, true);
+        assert_ok(&m);
+        assert_true(proto_str_eq(proto_get(&m, "type"), "file"));
+        assert_int_equal(get_u(&m, "size"), 8);
+        assert_int_equal(get_u(&m, "mode"), 04710);
+        assert_int_equal(get_u(&m, "uid"), st.st_uid);
+        assert_int_equal(get_u(&m, "gid"), st.st_gid);
+        assert_int_equal(get_u(&m, "nlink"), 1);
+        assert_int_equal(get_u(&m, "ino"), st.st_ino);
+        assert_int_equal(get_u(&m, "mtime_ns"),
+                         (uint64_t) st.st_mtim.tv_sec * 1000000000u + st.st_mtim.tv_nsec);
+        assert_true(get_u(&m, "atime_ns") > 0 && get_u(&m, "ctime_ns") > 0);
+
+        m = stat_path(c, 2, link, false);
+        assert_ok(&m);
+        assert_true(proto_str_eq(proto_get(&m, "type"), "link"));
+        m = stat_path(c, 3, link, true);
+        assert_ok(&m);
+        assert_true(proto_str_eq(proto_get(&m, "type"), "file"));
+        m = stat_path(c, 4, tmp_root, true);
+        assert_ok(&m);
+        assert_true(proto_str_eq(proto_get(&m, "type"), "dir"));
+        m = stat_path(c, 5, "/dev/null", true);
+        assert_ok(&m);
+        assert_true(proto_str_eq(proto_get(&m, "type"), "chr"));
+        _cleanup_free_ char *missing = tmp_path("stat-missing");
+        m = stat_path(c, 6, missing, true);
+        assert_error(&m, ENOENT, "ENOENT", "stat ");
+        client_free(c);
+}
+
+static msgpack_object mkdir_path(Client *c, uint64_t id, const char *path, int mode, bool parents)
+{
+        req_begin(c, id, "mkdir", mode >= 0 ? 3 : 2);
+        proto_kv_str(&c->wr, "path", path);
+        proto_kv_bool(&c->wr, "parents", parents);
+        if (mode >= 0)
+                proto_kv_uint(&c->wr, "mode", (uint64_t) mode);
+        req_send(c);
+        return wait_reply(c, id, NULL);
+}
+
+static void test_mkdir(void **state)
+{
+        Client *c = client_new();
+        _cleanup_free_ char *d = tmp_path("d1");
+        msgpack_object m = mkdir_path(c, 1, d, 0700, false);
+        assert_ok(&m);
+        struct stat st;
+        assert_int_equal(stat(d, &st), 0);
+        assert_true(S_ISDIR(st.st_mode));
+        assert_int_equal(st.st_mode & 07777, 0700);
+        m = mkdir_path(c, 2, d, -1, false);
+        assert_error(&m, EEXIST, "EEXIST", "mkdir ");
+
+        _cleanup_free_ char *deep = tmp_path("a/b/c");
+        m = mkdir_path(c, 3, deep, -1, false);
+        assert_error(&m, ENOENT, "ENOENT", "mkdir ");
+        m = mkdir_path(c, 4, deep, -1, true);
+        assert_ok(&m);
+        assert_int_equal(stat(deep, &st), 0);
+        assert_true(S_ISDIR(st.st_mode));
+        assert_int_equal(st.st_mode & 07777, 0755);
+        m = mkdir_path(c, 5, deep, -1, true);
+        assert_ok(&m);
+
+        _cleanup_free_ char *file = tmp_path("mkdir-file");
+        write_local(file, "x", 1);
+        _cleanup_free_ char *under = tmp_path("mkdir-file/sub/dir");
+        m = mkdir_path(c, 6, under, -1, true);
+        assert_error(&m, ENOTDIR, "ENOTDIR", "mkdir ");
+        client_free(c);
+}
+
+/* ---- errors ---- */
+
+static void test_unknown_op(void **state)
+{
+        Client *c = client_new();
+        req_begin(c, 7, "frobnicate", 0);
+        req_send(c);
+        msgpack_object m = wait_reply(c, 7, NULL);
+        assert_error(&m, ENOSYS, "ENOSYS", "frobnicate");
+        hello_ok(c, 8);
+        client_free(c);
+}
+
+static void test_bad_fields(void **state)
+{
+        Client *c = client_new();
+        req_begin(c, 1, "exec", 1);
+        proto_kv_uint(&c->wr, "argv", 5);
+        req_send(c);
+        msgpack_object m = wait_reply(c, 1, NULL);
+        assert_error(&m, EINVAL, "EINVAL", "argv");
+
+        req_begin(c, 2, "exec", 0);
+        req_send(c);
+        m = wait_reply(c, 2, NULL);
+        assert_error(&m, EINVAL, "EINVAL", "argv");
+
+        req_begin(c, 3, "exec", 2);
+        proto_kv_str(&c->wr, "cmd", "true");
+        proto_kv_str(&c->wr, "timeout_ms", "soon");
+        req_send(c);
+        m = wait_reply(c, 3, NULL);
+        assert_error(&m, EINVAL, "EINVAL", "timeout_ms");
+
+        req_begin(c, 4, "exec", 2);
+        proto_kv_str(&c->wr, "cmd", "true");
+        proto_key(&c->wr, "env");
+        msgpack_pack_map(&c->wr.pk, 1);
+        proto_pack_str(&c->wr, "A");
+        msgpack_pack_int(&c->wr.pk, 1);
+        req_send(c);
+        m = wait_reply(c, 4, NULL);
+        assert_error(&m, EINVAL, "EINVAL", "env");
+
+        req_begin(c, 5, "read_file", 1);
+        proto_kv_uint(&c->wr, "path", 7);
+        req_send(c);
+        m = wait_reply(c, 5, NULL);
+        assert_error(&m, EINVAL, "EINVAL", "path");
+
+        req_begin(c, 6, "stat", 2);
+        proto_kv_str(&c->wr, "path", "/");
+        proto_kv_str(&c->wr, "follow", "yes");
+        req_send(c);
+        m = wait_reply(c, 6, NULL);
+        assert_error(&m, EINVAL, "EINVAL", "follow");
+
+        req_begin(c, 7, "mkdir", 2);
+        proto_kv_str(&c->wr, "path", "/tmp/x");
+        proto_kv_int(&c->wr, "mode", -1);
+        req_send(c);
+        m = wait_reply(c, 7, NULL);
+        assert_error(&m, EINVAL, "EINVAL", "mode");
+
+        req_begin(c, 8, "write_file", 2);
+        proto_kv_str(&c->wr, "path", "/tmp/x");
+        proto_kv_uint(&c->wr, "data", 1);
+        req_send(c);
+        m = wait_reply(c, 8, NULL);
+        assert_error(&m, EINVAL, "EINVAL", "data");
+
+        proto_begin(&c->wr, 2); /* op not a string */
+        proto_kv_uint(&c->wr, "id", 9);
+        proto_kv_uint(&c->wr, "op", 1);
+        req_send(c);
+        m = wait_reply(c, 9, NULL);
+        assert_error(&m, EINVAL, "EINVAL", "op");
+
+        proto_begin(&c->wr, 1); /* no id: answered as id 0 */
+        proto_kv_str(&c->wr, "op", "hello");
+        req_send(c);
+        m = wait_reply(c, 0, NULL);
+        assert_error(&m, EINVAL, "EINVAL", "id");
+
+        req_begin(c, 10, "read_file", 1); /* embedded NUL */
+        proto_kv_strn(&c->wr, "path", "/etc\0x", 6);
+        req_send(c);
+        m = wait_reply(c, 10, NULL);
+        assert_error(&m, EINVAL, "EINVAL", "path");
+
+        hello_ok(c, 11);
+        client_free(c);
+}
+
+/* ---- bad frames ---- */
+
+/* Sends raw bytes (then half-closes when shut) and expects the agent to hang up cleanly. */
+static void expect_hangup(const void *bytes, size_t n, bool shut)
+{
+        Client *c = client_new();
+        hello_ok(c, 1);
+        send_raw(c, bytes, n);
+        if (shut)
+                assert_int_equal(shutdown(c->fd, SHUT_WR), 0);
+        msgpack_object m;
+        int frames = 0;
+        while (read_frame(c, &m) == 1)
+                assert_true(++frames < 2); /* at most an error reply */
+        int status = client_finish(c);
+        assert_true(WIFEXITED(status));
+        assert_true(WEXITSTATUS(status) <= 1);
+}
+
+static void test_bad_frames(void **state)
+{
+        static const uint8_t oversized[] = {0xff, 0xff, 0xff, 0xff, 0x81, 0xa2, 'i', 'd', 1};
+        expect_hangup(oversized, sizeof oversized, false);
+        static const uint8_t just_over[] = {0x01, 0x00, 0x40, 0x00}; /* 4 MiB + 1 */
+        expect_hangup(just_over, sizeof just_over, false);
+        static const uint8_t not_map[] = {0x01, 0, 0, 0, 0x05};
+        expect_hangup(not_map, sizeof not_map, false);
+        static const uint8_t int_key[] = {0x03, 0, 0, 0, 0x81, 0x01, 0x02};
+        expect_hangup(int_key, sizeof int_key, false);
+        static const uint8_t two_objects[] = {0x02, 0, 0, 0, 0x80, 0x80};
+        expect_hangup(two_objects, sizeof two_objects, false);
+        static const uint8_t huge_map[] = {0x05, 0, 0, 0, 0xdf, 0xff, 0xff, 0xff, 0xff};
+        expect_hangup(huge_map, sizeof huge_map, false);
+        static const uint8_t huge_array[] = {0x0b, 0,    0,    0,    0x81, 0xa1, 'a', 0xdd,
+                                             0xff, 0xff, 0xff, 0xff, 0x01, 0x02, 0x03};
+        expect_hangup(huge_array, sizeof huge_array, false);
+        static const uint8_t empty[] = {0, 0, 0, 0};
+        expect_hangup(empty, sizeof empty, false);
+        static const uint8_t truncated_map[] = {0x04, 0, 0, 0, 0x83, 0xa2, 'i', 'd'};
+        expect_hangup(truncated_map, sizeof truncated_map, false);
+        static const uint8_t truncated[] = {0x40, 0, 0, 0, 0x85, 0xa2, 'i', 'd', 0x01, 0xa2};
+        expect_hangup(truncated, sizeof truncated, true);
+        uint8_t garbage[4096];
+        srand(42);
+        for (size_t i = 0; i < sizeof garbage; i++)
+                garbage[i] = (uint8_t) rand();
+        garbage[3] = 0; /* keep the length plausible so the body is parsed */
+        expect_hangup(garbage, sizeof garbage, true);
+}
+
+static void test_poweroff_exits(void **state)
+{
+        Client *c = client_new();
+        req_begin(c, 1, "poweroff", 0);
+        req_send(c);
+        msgpack_object m = wait_reply(c, 1, NULL);
+        assert_ok(&m);
+        assert_int_equal(read_frame(c, &m), 0);
+        client_free(c);
+}
+
+/* ---- main ---- */
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+        return remove(path);
+}
+
+static int group_setup(void **state)
+{
+        return mkdtemp(tmp_root) ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+        return nftw(tmp_root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+            cmocka_unit_test(test_hello),
+            cmocka_unit_test(test_exec_argv),
+            cmocka_unit_test(test_exec_env_cwd_stdin),
+            cmocka_unit_test(test_exec_signal_timeout),
+            cmocka_unit_test(test_exec_not_found),
+            cmocka_unit_test(test_exec_big_output),
+            cmocka_unit_test(test_exec_concurrent),
+            cmocka_unit_test(test_read_file),
+            cmocka_unit_test(test_write_file),
+            cmocka_unit_test(test_stat),
+            cmocka_unit_test(test_mkdir),
+            cmocka_unit_test(test_unknown_op),
+            cmocka_unit_test(test_bad_fields),
+            cmocka_unit_test(test_bad_frames),
+            cmocka_unit_test(test_poweroff_exits),
+        };
+        (void) signal(SIGPIPE, SIG_IGN);
+        return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
