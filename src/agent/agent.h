@@ -79,6 +79,8 @@ void init_ensure_stdio(void);
 
 /* ---- server.c ---- */
 
+/* CLOCK_MONOTONIC in nanoseconds. */
+int64_t agent_now_ns(void);
 int server_init(Server *s, bool pid1);
 void server_done(Server *s);
 /* Serves one connection on fd (not taken over). Returns 0 on EOF, 1 when asked to quit,
@@ -123,5 +125,3 @@ int fs_stat(Server *s, uint64_t id, const msgpack_object *req);
 int fs_mkdir(Server *s, uint64_t id, const msgpack_object *req);
 void fs_drop_uploads(Server *s);
 bool fs_id_busy(const Server *s, uint64_t id);
-
-int64_t agent_now_ns(void);

@@ -448,26 +448,26 @@ int exec_poll_timeout(const Server *s)
 
 /* ---- completion ---- */
 
-/* After the grace period, takes what the pipes hold now and closes them. */
+/* After the grace period, forwards what one pipe holds now (bounded) and closes it. */
+static int exec_drain_pipe(Server *s, Exec *ex, int *fd, const char *kind)
+{
+        for (int i = 0; i < 16 && *fd >= 0; i++) {
+                int r = exec_read_pipe(s, ex, fd, kind);
+                if (r < 0)
+                        return r;
+                if (r == 0)
+                        break;
+        }
+        closep(fd);
+        return 0;
+}
+
 static int exec_drain(Server *s, Exec *ex)
 {
-        for (int i = 0; i < 16 && ex->fd_out >= 0; i++) {
-                int r = exec_read_pipe(s, ex, &ex->fd_out, "stdout");
-                if (r <= 0 && ex->fd_out >= 0)
-                        closep(&ex->fd_out);
-                if (r < 0)
-                        return r;
-        }
-        for (int i = 0; i < 16 && ex->fd_err >= 0; i++) {
-                int r = exec_read_pipe(s, ex, &ex->fd_err, "stderr");
-                if (r <= 0 && ex->fd_err >= 0)
-                        closep(&ex->fd_err);
-                if (r < 0)
-                        return r;
-        }
-        closep(&ex->fd_out);
-        closep(&ex->fd_err);
-        return 0;
+        int r = exec_drain_pipe(s, ex, &ex->fd_out, "stdout");
+        if (r < 0)
+                return r;
+        return exec_drain_pipe(s, ex, &ex->fd_err, "stderr");
 }
 
 static int exec_reply(Server *s, Exec *ex)

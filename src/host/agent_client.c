@@ -61,11 +61,8 @@ void agent_client_shutdown(AgentClient *c, int status)
 {
         c->connector = connector_cancel(c->connector);
         close_pipe(c);
-        bool was_ready = c->ready;
         c->ready = false;
         fail_all(c, status);
-        if (was_ready && c->lost_cb)
-                c->lost_cb(c, status, c->cb_data);
 }
 
 /* ---- reading and dispatch ---- */
@@ -123,7 +120,11 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         if (!c)
                 return;
         if (n < 0) {
-                agent_client_shutdown(c, n == UV_EOF ? -ECONNRESET : (int) n);
+                int status = n == UV_EOF ? -ECONNRESET : (int) n;
+                close_pipe(c);
+                if (c->ready && c->lost_cb && c->lost_cb(c, status, c->cb_data))
+                        return;
+                agent_client_shutdown(c, status);
                 return;
         }
         proto_reader_commit(&c->reader, (size_t) n);

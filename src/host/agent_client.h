@@ -34,8 +34,10 @@ struct AgentRequest {
 
 /* Called once: status 0 when the hello reply arrived (ready), else why not. */
 typedef void (*AgentReadyFn)(AgentClient *c, int status, void *data);
-/* Called when the connection is lost after it was ready. */
-typedef void (*AgentLostFn)(AgentClient *c, int status, void *data);
+/* Called when the connection is lost after it was ready. Return true to keep the requests in
+ * flight pending until the owner calls agent_client_shutdown() (a VM does, once it knows why
+ * QEMU went away); false fails them now with status. */
+typedef bool (*AgentLostFn)(AgentClient *c, int status, void *data);
 
 AgentClient *agent_client_new(uv_loop_t *loop, const char *name);
 /* Connects to the socket at path (retrying while it does not exist yet), sends hello, and

@@ -239,7 +239,9 @@ static void set_death(Vm *vm)
         char *tail = vm_console_tail(vm, 20);
         const char *what = vm->term_signal ? "was killed by signal" : "exited with status";
         long code = vm->term_signal ? vm->term_signal : (long) vm->exit_status;
-        bool panic = tail && strstr(tail, "Kernel panic");
+        char *recent = vm_console_tail(vm, 200);
+        bool panic = recent && strstr(recent, "Kernel panic");
+        free(recent);
         free(vm->death);
         if (asprintf(&vm->death, "vm %s: QEMU %s %ld%s%s%s\n--- last console lines ---\n%s",
                      vm->name, what, code, panic ? " (guest kernel panic)" : "",
@@ -328,9 +330,12 @@ static void on_agent_ready(AgentClient *c, int status, void *data)
         free(tail);
 }
 
-static void on_agent_lost(AgentClient *c, int status, void *data)
+static bool on_agent_lost(AgentClient *c, int status, void *data)
 {
-        /* QEMU's exit callback reports the death; a lost agent alone fails only its ops. */
+        /* The port only closes when QEMU goes away: keep the operations in flight until its
+         * exit callback can fail them with the reason and the console tail. */
+        Vm *vm = data;
+        return vm->state != VM_STOPPING;
 }
 
 static void on_boot_timeout(uv_timer_t *t)

@@ -5,6 +5,7 @@
 
 #include <lauxlib.h>
 #include <lualib.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "lua_vm.h"
@@ -22,6 +23,12 @@ int lua_provium_open(lua_State *L)
         lua_newtable(L);
         lua_pushliteral(L, PROVIUM_VERSION);
         lua_setfield(L, -2, "version");
+        char exe[4096];
+        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        if (n > 0) {
+                lua_pushlstring(L, exe, (size_t) n);
+                lua_setfield(L, -2, "executable");
+        }
         lua_pushvalue(L, -1);
         lua_setglobal(L, "provium");
         /* internal: shared with the runtime */

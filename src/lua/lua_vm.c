@@ -223,8 +223,12 @@ static void push_failure(lua_State *co, Op *op, int status, const msgpack_object
                                 op->object, op->timeout_s);
         else {
                 const char *death = op->vm ? vm_death_reason(op->vm) : NULL;
-                lua_pushfstring(co, "vm %s: %s %s: %s%s%s", op->vm_name, op->name, op->object,
-                                strerror(-status), death ? "\n" : "", death ? death : "");
+                if (death)
+                        lua_pushfstring(co, "vm %s: %s %s: the VM died\n%s", op->vm_name, op->name,
+                                        op->object, death);
+                else
+                        lua_pushfstring(co, "vm %s: %s %s: %s", op->vm_name, op->name, op->object,
+                                        strerror(-status));
         }
 }
 

@@ -1,0 +1,56 @@
+# The two README commands and their parts. Meson + Ninja do the building.
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+JOBS       ?= 2
+PROVIUM    := $(BUILD)/provium
+RUN_FLAGS  ?=
+
+.PHONY: all bootstrap build image demo check unit acceptance check-asan bench format clean
+
+all: build
+
+bootstrap:
+	scripts/bootstrap
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD)
+
+build: bootstrap $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+image: build
+	$(PROVIUM) image build default
+
+# Boots real VMs: the examples/ a newcomer reads first.
+demo: image
+	$(PROVIUM) $(RUN_FLAGS) -j $(JOBS) examples/
+
+unit: build
+	meson test -C $(BUILD) --print-errorlogs
+
+acceptance: image
+	$(PROVIUM) $(RUN_FLAGS) -j $(JOBS) tests/
+
+check: unit acceptance
+
+# The same suite with provium built under AddressSanitizer and UBSan. The agent stays the
+# static one from $(BUILD): sanitizers do not link statically, and the guest does not need them.
+$(ASAN_BUILD)/build.ninja: | build
+	meson setup $(ASAN_BUILD) -Db_sanitize=address,undefined -Db_lundef=false \
+	        -Dagent=false -Dagent_path=$(abspath $(BUILD))/provium-agent
+
+check-asan: image $(ASAN_BUILD)/build.ninja
+	ninja -C $(ASAN_BUILD)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	        meson test -C $(ASAN_BUILD) --print-errorlogs
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	        $(ASAN_BUILD)/provium $(RUN_FLAGS) -j $(JOBS) tests/
+
+bench: image
+	bench/run
+
+format:
+	clang-format -i $$(git ls-files 'src/*.c' 'src/*.h' 'tests/unit/*.c')
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

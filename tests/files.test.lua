@@ -1,0 +1,81 @@
+-- vm:read_file, vm:write_file, vm:stat, vm:mkdir and their errors.
+local vm = provium:vm("files")
+
+test("boot", function(t)
+    vm:boot()
+end)
+
+test("write, read back, stat", function(t)
+    vm:write_file("/tmp/hello.txt", "hello\n")
+    t:eq(vm:read_file("/tmp/hello.txt"), "hello\n")
+    local st = vm:stat("/tmp/hello.txt")
+    t:eq(st.type, "file")
+    t:eq(st.size, 6)
+    t:eq(st.mode, tonumber("644", 8))
+    t:eq(st.uid, 0)
+    t:ok(st.mtime > 1e9, "mtime is a Unix time")
+end)
+
+test("write_file sets the mode exactly", function(t)
+    vm:write_file("/tmp/script.sh", "#!/bin/sh\necho ran\n", { mode = tonumber("750", 8) })
+    t:eq(vm:stat("/tmp/script.sh").mode, tonumber("750", 8))
+    t:eq(vm:run("/tmp/script.sh"):assert_ok().stdout, "ran\n")
+end)
+
+test("a 3 MiB binary file survives a round trip", function(t)
+    local parts = {}
+    for i = 0, 255 do parts[#parts + 1] = string.char(i) end
+    local block = table.concat(parts)
+    local data = string.rep(block, 3 * 4096)
+    vm:write_file("/tmp/blob", data)
+    t:eq(vm:stat("/tmp/blob").size, #data)
+    local back = vm:read_file("/tmp/blob")
+    t:eq(#back, #data)
+    t:ok(back == data, "contents identical")
+    t:eq(vm:run("md5sum < /tmp/blob | cut -c1-32"):assert_ok().stdout,
+        vm:run("cat /tmp/blob | md5sum | cut -c1-32").stdout)
+end)
+
+test("an empty file", function(t)
+    vm:write_file("/tmp/empty", "")
+    t:eq(vm:read_file("/tmp/empty"), "")
+    t:eq(vm:stat("/tmp/empty").size, 0)
+end)
+
+test("missing files raise ENOENT with the path", function(t)
+    local msg = t:error(function() vm:read_file("/no/such/file") end, "ENOENT")
+    t:contains(msg, "/no/such/file")
+    t:contains(msg, "vm files")
+    t:contains(msg, "files.test.lua:")
+    t:error(function() vm:stat("/no/such/file") end, "ENOENT")
+    t:error(function() vm:write_file("/no/such/dir/f", "x") end, "ENOENT")
+end)
+
+test("reading a directory raises EISDIR", function(t)
+    t:error(function() vm:read_file("/tmp") end, "EISDIR")
+end)
+
+test("mkdir, with and without parents", function(t)
+    vm:mkdir("/tmp/one")
+    t:eq(vm:stat("/tmp/one").type, "dir")
+    t:eq(vm:stat("/tmp/one").mode, tonumber("755", 8))
+    t:error(function() vm:mkdir("/tmp/one") end, "EEXIST")
+    t:error(function() vm:mkdir("/tmp/a/b/c") end, "ENOENT")
+    vm:mkdir("/tmp/a/b/c", { parents = true, mode = tonumber("700", 8) })
+    t:eq(vm:stat("/tmp/a/b/c").mode, tonumber("700", 8))
+    vm:mkdir("/tmp/a/b/c", { parents = true }) -- like mkdir -p: no error
+end)
+
+test("stat tells types apart and can skip symlinks", function(t)
+    vm:run("ln -sf /tmp/hello.txt /tmp/link"):assert_ok()
+    t:eq(vm:stat("/tmp/link").type, "file")
+    t:eq(vm:stat("/tmp/link", { follow = false }).type, "link")
+    t:eq(vm:stat("/dev/null").type, "chr")
+    t:eq(vm:stat("/").type, "dir")
+end)
+
+test("bad arguments name the method and the argument", function(t)
+    t:error(function() vm:read_file() end, "bad argument #1 to 'read_file'")
+    t:error(function() vm:write_file("/tmp/x") end, "bad argument #2 to 'write_file'")
+    t:error(function() vm:write_file("/tmp/x", "y", { mode = 99999 }) end, "mode")
+end)

@@ -1,0 +1,91 @@
+-- The runner itself, driven as a user drives it: a second provium on fixture files.
+local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
+
+local function sh(cmd)
+    local p = assert(io.popen(cmd .. " 2>&1; echo \"exit=$?\""))
+    local out = p:read("a")
+    p:close()
+    local code = tonumber(out:match("exit=(%d+)\n$"))
+    return out:gsub("exit=%d+\n$", ""), code
+end
+
+-- Copies fixtures into a fresh directory as *.test.lua and returns it.
+local function workdir(...)
+    local dir = sh("mktemp -d /tmp/provium-selftest-XXXXXX"):gsub("%s+$", "")
+    for _, name in ipairs({ ... }) do
+        sh(string.format("cp %s/fixtures/%s.lua %s/%s.test.lua", here, name, dir, name))
+    end
+    return dir
+end
+
+local function provium_run(dir, extra)
+    return sh(string.format("%s --accel tcg %s %s", provium.executable, extra or "", dir))
+end
+
+local function qemus(name)
+    -- [x]yz keeps pgrep from matching the shell that runs it
+    return (sh("pgrep -f 'provium-[" .. name:sub(1, 1) .. "]" .. name:sub(2) .. "' || true"))
+end
+
+test("each outcome is reported with its location, and the summary counts them", function(t)
+    local dir = workdir("outcomes", "syntax")
+    local out, code = provium_run(dir, "--events " .. dir .. "/events.mp")
+    t:eq(code, 1, "exit status when something failed")
+    t:match(out, "PASS  [^\n]*outcomes.test.lua: passes %(")
+    t:match(out, "FAIL  [^\n]*outcomes.test.lua: fails on an assertion")
+    t:match(out, "outcomes.test.lua:3: expected \"expected\", got \"actual\"")
+    t:match(out, "SKIP  [^\n]*outcomes.test.lua: is skipped %([%d.]+s%): no reason at all")
+    t:match(out, "FAIL  [^\n]*outcomes.test.lua: errors mid%-test")
+    t:match(out, "outcomes.test.lua:8: boom after a boot")
+    t:match(out, "PASS  [^\n]*still runs after the error")
+    t:match(out, "FAIL  [^\n]*syntax.test.lua: %(file%)")
+    t:match(out, "syntax.test.lua:2:")
+    t:match(out, "\n2 passed, 3 failed, 1 skipped\n$")
+    -- the events file holds msgpack maps; spot-check that the types are there
+    local ev = io.open(dir .. "/events.mp", "rb"):read("a")
+    for _, ty in ipairs({ "file.start", "test.start", "test.end", "vm.spawn", "vm.boot", "op", "vm.exit", "file.end" }) do
+        t:contains(ev, ty, "event type " .. ty)
+    end
+    sh("rm -rf " .. dir)
+    t:eq(qemus("mid"), "", "no QEMU left behind")
+end)
+
+test("a guest kernel panic fails the test at once with the console tail", function(t)
+    local dir = workdir("panic")
+    local t0 = os.time()
+    local out, code = provium_run(dir)
+    t:eq(code, 1)
+    t:match(out, "FAIL  [^\n]*the guest kernel panics")
+    t:contains(out, "guest kernel panic")
+    t:contains(out, "last console lines")
+    t:contains(out, "sysrq")
+    t:match(out, "PASS  [^\n]*the next test runs")
+    t:ok(os.time() - t0 < 120, "reported well before the 300 s operation timeout")
+    sh("rm -rf " .. dir)
+end)
+
+test("Ctrl-C stops a run and leaves no QEMU, socket or run directory behind", function(t)
+    local dir = workdir("sleeper")
+    local before = sh("ls -d /tmp/provium-?????? 2>/dev/null | sort")
+    local out, code = sh(string.format(
+        "%s --accel tcg %s & pid=$!; " ..
+        "for i in $(seq 1 600); do pgrep -f provium-[s]leeper >/dev/null && break; sleep 0.1; done; " ..
+        "sleep 4; kill -INT $pid; wait $pid", provium.executable, dir))
+    t:eq(code, 130, "exit status after SIGINT\n" .. out)
+    t:match(out, "interrupted")
+    t:eq(qemus("sleeper"), "", "QEMU killed")
+    t:eq(sh("ls -d /tmp/provium-?????? 2>/dev/null | sort"), before, "run directory removed")
+    sh("rm -rf " .. dir)
+end)
+
+test("bad command lines get a clear error and status 2", function(t)
+    local out, code = sh(provium.executable .. " /no/such/path")
+    t:eq(code, 2)
+    t:contains(out, "/no/such/path: No such file or directory")
+    out, code = sh(provium.executable .. " --accel warp " .. here .. "/fixtures")
+    t:eq(code, 2)
+    t:contains(out, "--accel must be auto, kvm or tcg")
+    out, code = sh(provium.executable .. " --jobs 0 x")
+    t:eq(code, 2)
+    t:contains(out, "--jobs")
+end)
