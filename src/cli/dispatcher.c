@@ -228,6 +228,13 @@ static void on_child_exit(uv_process_t *p, int64_t status, int term_signal)
                                  "the file finished",
                                  (long) status);
                 reporter_file_crashed(c->file, why);
+        } else if (term_signal || (status != 0 && status != 1)) {
+                /* Finished, but then crashed or was flagged by a sanitizer on the way out. */
+                char why[256];
+                snprintf(why, sizeof why, "file runner ended with %s %d after the file finished",
+                         term_signal ? "signal" : "status",
+                         term_signal ? term_signal : (int) status);
+                reporter_file_crashed(c->file, why);
         }
         c->closing = 2;
         uv_close((uv_handle_t *) &c->proc, on_child_handle_closed);
@@ -334,7 +341,8 @@ int dispatcher_run(const CliOptions *o, char **paths, int npaths)
         d.self[n] = 0;
         if (discover(&d.files, paths, npaths) < 0)
                 return 2;
-        qsort(d.files.v, d.files.n, sizeof *d.files.v, cmp_str);
+        if (d.files.n > 1)
+                qsort(d.files.v, d.files.n, sizeof *d.files.v, cmp_str);
         int events_sink = -1;
         if (o->events) {
                 events_file = fopen(o->events, "we");
