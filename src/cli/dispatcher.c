@@ -132,7 +132,7 @@ typedef struct Dispatcher {
         FileList files;
         size_t next;
         unsigned running;
-        char run_root[64];
+        char run_root[64]; /* short: Unix socket paths below it must fit in 108 bytes */
         uv_signal_t sigint, sigterm;
         bool interrupted;
         Child **children;
@@ -370,7 +370,7 @@ int dispatcher_run(const CliOptions *o, char **paths, int npaths)
 
         const char *tmp = getenv("TMPDIR");
         snprintf(d.run_root, sizeof d.run_root, "%s/provium-XXXXXX",
-                 tmp && *tmp && strlen(tmp) < 32 ? tmp : "/tmp");
+                 tmp && *tmp && strlen(tmp) <= 40 ? tmp : "/tmp");
         if (status == 0 && !mkdtemp(d.run_root)) {
                 perror("provium: mkdtemp");
                 status = 2;
