@@ -9,6 +9,7 @@
 
 #include "config.h"
 #include "lua_vm.h"
+#include "runtime.h"
 #include "prelude.h"
 
 #define INTERNAL_KEY "provium.internal"
@@ -35,6 +36,8 @@ int lua_provium_open(lua_State *L)
         lua_newtable(L);
         lua_vm_push_constructor(L);
         lua_setfield(L, -2, "vm_new");
+        lua_pushcfunction(L, runtime_parallel);
+        lua_setfield(L, -2, "parallel");
         lua_pushvalue(L, -1);
         lua_setfield(L, LUA_REGISTRYINDEX, INTERNAL_KEY);
         lua_vm_register(L); /* pushes the VM methods table */

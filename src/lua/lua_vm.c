@@ -9,6 +9,7 @@
 #include "lua_vm.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <lauxlib.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -262,9 +263,9 @@ static void on_op_reply(AgentRequest *req, int status, const msgpack_object *rep
                                 push_failure(co, op, status, reply);
                         n = 2;
                 }
-                Pending p = op->pending;
+                /* Resume through op->pending itself: the runtime matches it by address. */
+                runtime_resume(&op->pending, n);
                 op_free(op);
-                runtime_resume(&p, n);
                 return;
         }
         op_free(op);
@@ -325,6 +326,23 @@ static int check_running(lua_State *L, Vm *vm, const char *op, const char *objec
         return 2;
 }
 
+/* The task waiting for op was abandoned: stop the operation in the guest too. */
+static void cancel_op(Pending *p)
+{
+        Op *op = (Op *) ((char *) p - offsetof(Op, pending));
+        AgentClient *c = op->req.client;
+        if (c) {
+                uint64_t target = op->req.id;
+                agent_request_cancel(&op->req);
+                ProtoWriter *w = agent_frame_begin(c, 3);
+                proto_kv_uint(w, "id", 0);
+                proto_kv_str(w, "op", "cancel");
+                proto_kv_uint(w, "target", target);
+                (void) agent_frame_send(c);
+        }
+        op_free(op);
+}
+
 static int send_op(lua_State *L, Op *op)
 {
         uint64_t timeout_ms = (uint64_t) (op->timeout_s * 1000);
@@ -346,6 +364,7 @@ static int send_op(lua_State *L, Op *op)
                         return luaL_error(L, "vm %s: %s: out of memory", vm_name(vm), name);       \
                 op->req.on_reply = on_op_reply;                                                    \
                 op->req.on_chunk = on_op_chunk;                                                    \
+                op->pending.cancel = cancel_op;                                                    \
         } while (0)
 
 static bool has_field(lua_State *L, int opts, const char *field)
@@ -372,20 +391,20 @@ static void on_vm_death(Vm *vm, const char *msg, void *data)
 static void on_booted(Vm *vm, int status, const char *msg, void *data)
 {
         BootCtx *ctx = data;
-        Pending p = ctx->pending;
-        free(ctx);
         if (status == 0)
-                vm_on_death(vm, on_vm_death, p.rt);
-        if (!runtime_pending_alive(&p))
-                return;
-        if (status == 0) {
-                lua_pushboolean(p.co, 1);
-                runtime_resume(&p, 1);
-        } else {
-                lua_pushnil(p.co);
-                lua_pushstring(p.co, msg ? msg : "boot failed");
-                runtime_resume(&p, 2);
+                vm_on_death(vm, on_vm_death, ctx->rt);
+        if (runtime_pending_alive(&ctx->pending)) {
+                lua_State *co = ctx->pending.co;
+                if (status == 0) {
+                        lua_pushboolean(co, 1);
+                        runtime_resume(&ctx->pending, 1);
+                } else {
+                        lua_pushnil(co);
+                        lua_pushstring(co, msg ? msg : "boot failed");
+                        runtime_resume(&ctx->pending, 2);
+                }
         }
+        free(ctx);
 }
 
 static uint64_t opt_memory_mb(lua_State *L, int opts)

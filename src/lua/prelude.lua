@@ -227,6 +227,21 @@ end
 
 internal.images = setmetatable({}, { __mode = "k" })
 
+-- provium:parallel(fn, ...) runs the functions at once, each in its own coroutine, and returns
+-- when all have. The first error fails the call with that branch's own message and location;
+-- the other branches are stopped (their guest operations cancelled).
+function provium:parallel(...)
+    if self ~= provium then error("provium:parallel must be called with ':'", 2) end
+    for i = 1, select("#", ...) do
+        local f = select(i, ...)
+        if type(f) ~= "function" then
+            error("bad argument #" .. i .. " to 'parallel' (function expected, got " .. type(f) .. ")", 2)
+        end
+    end
+    local ok, err = internal.parallel(...)
+    if not ok then error(err, 0) end
+end
+
 function provium:vm(name, image)
     if self ~= provium then error("provium:vm must be called with ':'", 2) end
     if type(name) ~= "string" then

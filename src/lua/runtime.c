@@ -18,14 +18,37 @@
 
 typedef enum TestStatus { TEST_PASS, TEST_FAIL, TEST_SKIP } TestStatus;
 
+/* A coroutine the runtime drives: a test body, or a branch of provium:parallel. */
+typedef struct Task Task;
+typedef struct Group Group;
+
+struct Task {
+        uint64_t id;
+        lua_State *co;
+        int ref;
+        bool parked;      /* yielded through runtime_wait */
+        Pending *pending; /* what it is parked on */
+        Group *group;     /* the parallel call it is a branch of; NULL for a test body */
+        Group *waiting;   /* the parallel call it is parked in */
+        Task *next;
+};
+
+/* One provium:parallel call: lives in a userdata on the caller's stack. */
+struct Group {
+        Pending pending; /* the caller, parked */
+        bool caller_parked;
+        unsigned remaining;
+        bool settled;
+        char *error;
+};
+
 struct Runtime {
         uv_loop_t *loop;
         lua_State *L;
         RuntimeConfig cfg;
-        unsigned gen;
-        lua_State *co; /* the running test's coroutine, NULL between tests */
-        int co_ref;
-        bool parked; /* the coroutine yielded through runtime_wait */
+        uint64_t next_task_id;
+        Task *tasks; /* live tasks */
+        Task *main;  /* the running test's body, NULL between tests */
         bool test_done;
         TestStatus status;
         char *message;
@@ -50,7 +73,7 @@ Runtime *runtime_new(uv_loop_t *loop, lua_State *L, const RuntimeConfig *cfg)
         rt->loop = loop;
         rt->L = L;
         rt->cfg = *cfg;
-        rt->co_ref = LUA_NOREF;
+        rt->next_task_id = 1;
         lua_pushlightuserdata(L, rt);
         lua_setfield(L, LUA_REGISTRYINDEX, RUNTIME_KEY);
         return rt;
@@ -84,23 +107,103 @@ int runtime_track_vm(Runtime *rt, Vm **slot)
         return 0;
 }
 
+/* ---- tasks ---- */
+
+static Task *task_new(Runtime *rt, lua_State *co, int ref, Group *group)
+{
+        Task *t = calloc(1, sizeof *t);
+        if (!t)
+                return NULL;
+        t->id = rt->next_task_id++;
+        t->co = co;
+        t->ref = ref;
+        t->group = group;
+        t->next = rt->tasks;
+        rt->tasks = t;
+        return t;
+}
+
+static Task *task_find(Runtime *rt, uint64_t id)
+{
+        for (Task *t = rt->tasks; t; t = t->next)
+                if (t->id == id)
+                        return t;
+        return NULL;
+}
+
+static Task *task_of(Runtime *rt, lua_State *co)
+{
+        for (Task *t = rt->tasks; t; t = t->next)
+                if (t->co == co)
+                        return t;
+        return NULL;
+}
+
+static void task_remove(Runtime *rt, Task *t)
+{
+        for (Task **pp = &rt->tasks; *pp; pp = &(*pp)->next)
+                if (*pp == t) {
+                        *pp = t->next;
+                        break;
+                }
+        if (rt->main == t)
+                rt->main = NULL;
+        luaL_unref(rt->L, LUA_REGISTRYINDEX, t->ref);
+        free(t);
+}
+
+static void abandon_group(Runtime *rt, Group *g);
+
+/* Drops a task that will never be resumed: releases what it is parked on, recursively. */
+static void task_abandon(Runtime *rt, Task *t)
+{
+        Pending *p = t->parked ? t->pending : NULL;
+        Group *waiting = t->waiting;
+        t->parked = false;
+        t->pending = NULL;
+        t->waiting = NULL;
+        if (p && p->cancel)
+                p->cancel(p);
+        if (waiting)
+                abandon_group(rt, waiting);
+        task_remove(rt, t);
+}
+
+static void abandon_group(Runtime *rt, Group *g)
+{
+        Task *t = rt->tasks;
+        while (t) {
+                if (t->group == g) {
+                        task_abandon(rt, t);
+                        t = rt->tasks; /* the list changed */
+                } else
+                        t = t->next;
+        }
+}
+
 /* ---- parking and resuming ---- */
 
 int runtime_wait(lua_State *L, Pending *p)
 {
         Runtime *rt = runtime_get(L);
-        if (!rt || L != rt->co || rt->test_done)
-                return luaL_error(L, "guest operations can only run inside a test body");
+        Task *t = rt && !rt->test_done ? task_of(rt, L) : NULL;
+        if (!t)
+                return luaL_error(L, "guest operations can only run inside a test body or a "
+                                     "provium:parallel branch");
         p->rt = rt;
         p->co = L;
-        p->gen = rt->gen;
-        rt->parked = true;
+        p->task = t->id;
+        t->parked = true;
+        t->pending = p;
         return lua_yield(L, 0);
 }
 
 bool runtime_pending_alive(const Pending *p)
 {
-        return p->rt && p->gen == p->rt->gen && !p->rt->test_done && p->co == p->rt->co;
+        if (!p->rt || p->rt->test_done)
+                return false;
+        Task *t = task_find(p->rt, p->task);
+        return t && t->parked && t->pending == p;
 }
 
 static void finish_test(Runtime *rt, TestStatus status, const char *msg)
@@ -111,56 +214,151 @@ static void finish_test(Runtime *rt, TestStatus status, const char *msg)
         rt->status = status;
         free(rt->message);
         rt->message = msg ? strdup(msg) : NULL;
-        rt->gen++;
+        /* Every task of the test goes: branches still parked release their operations. */
+        while (rt->tasks)
+                task_abandon(rt, rt->tasks);
 }
 
-/* Interprets what a resume of the test coroutine returned. */
-static void after_resume(Runtime *rt, lua_State *co, int status, int nres)
+static void resume(Runtime *rt, Task *t, int nargs);
+
+/* A branch of a parallel call ended (err NULL: it returned). */
+static void branch_done(Runtime *rt, Task *t, const char *err)
 {
+        Group *g = t->group;
+        task_remove(rt, t);
+        g->remaining--;
+        if (err && !g->error) {
+                g->error = strdup(err);
+                abandon_group(rt, g); /* the other branches stop here */
+                g->remaining = 0;
+        }
+        if (g->remaining > 0 || g->settled)
+                return;
+        g->settled = true;
+        if (!g->caller_parked || !runtime_pending_alive(&g->pending))
+                return; /* still inside runtime_parallel, which sees settled */
+        Task *caller = task_find(rt, g->pending.task);
+        caller->waiting = NULL;
+        lua_State *co = caller->co;
+        if (g->error) {
+                lua_pushnil(co);
+                lua_pushstring(co, g->error);
+                resume(rt, caller, 2);
+        } else {
+                lua_pushboolean(co, 1);
+                resume(rt, caller, 1);
+        }
+}
+
+/* Interprets what a resume of a task returned. */
+static void after_resume(Runtime *rt, Task *t, int status, int nres)
+{
+        lua_State *co = t->co;
+        const char *err = NULL;
         if (status == LUA_YIELD) {
                 lua_pop(co, nres);
-                if (!rt->parked)
-                        finish_test(rt, TEST_FAIL,
-                                    "test body yielded outside a provium operation "
-                                    "(coroutine.yield at the top level of a test)");
+                if (t->parked)
+                        return;
+                err = "a test body yielded outside a provium operation (coroutine.yield at the "
+                      "top level of a test or branch)";
+        } else if (status != LUA_OK) {
+                err = lua_tostring(co, -1);
+                if (!err)
+                        err = "failed with a non-string error";
+        }
+        if (t->group) {
+                branch_done(rt, t, err);
                 return;
         }
-        if (status == LUA_OK) {
-                /* run_test returns "pass" | "fail" | "skip", message */
-                const char *st = nres >= 1 ? lua_tostring(co, -nres) : NULL;
-                const char *msg = nres >= 2 ? lua_tostring(co, -nres + 1) : NULL;
-                TestStatus ts = TEST_FAIL;
-                if (nres == 0 || (st && strcmp(st, "pass") == 0)) /* nres 0: the file's chunk */
-                        ts = TEST_PASS;
-                else if (st && strcmp(st, "skip") == 0)
-                        ts = TEST_SKIP;
-                finish_test(rt, ts, msg);
-                lua_pop(co, nres);
+        if (err) {
+                finish_test(rt, TEST_FAIL, err);
                 return;
         }
-        const char *msg = lua_tostring(co, -1);
-        finish_test(rt, TEST_FAIL, msg ? msg : "test failed with a non-string error");
+        /* run_test returns "pass" | "fail" | "skip", message; the file's chunk returns nothing */
+        const char *st = nres >= 1 ? lua_tostring(co, -nres) : NULL;
+        const char *msg = nres >= 2 ? lua_tostring(co, -nres + 1) : NULL;
+        TestStatus ts = TEST_FAIL;
+        if (nres == 0 || (st && strcmp(st, "pass") == 0))
+                ts = TEST_PASS;
+        else if (st && strcmp(st, "skip") == 0)
+                ts = TEST_SKIP;
+        finish_test(rt, ts, msg);
 }
 
-static void resume(Runtime *rt, lua_State *co, int nargs)
+static void resume(Runtime *rt, Task *t, int nargs)
 {
         int nres = 0;
-        rt->parked = false;
-        int status = lua_resume(co, rt->L, nargs, &nres);
-        after_resume(rt, co, status, nres);
+        t->parked = false;
+        t->pending = NULL;
+        int status = lua_resume(t->co, rt->L, nargs, &nres);
+        after_resume(rt, t, status, nres);
 }
 
 void runtime_resume(Pending *p, int nargs)
 {
         if (!runtime_pending_alive(p))
                 return;
-        resume(p->rt, p->co, nargs);
+        resume(p->rt, task_find(p->rt, p->task), nargs);
 }
 
 void runtime_abort_test(Runtime *rt, const char *msg)
 {
-        if (rt->co && !rt->test_done)
+        if (rt->main && !rt->test_done)
                 finish_test(rt, TEST_FAIL, msg);
+}
+
+/* ---- provium:parallel ---- */
+
+static int group_gc(lua_State *L)
+{
+        Group *g = lua_touserdata(L, 1);
+        free(g->error);
+        g->error = NULL;
+        return 0;
+}
+
+int runtime_parallel(lua_State *L)
+{
+        Runtime *rt = runtime_get(L);
+        Task *caller = rt && !rt->test_done ? task_of(rt, L) : NULL;
+        if (!caller)
+                return luaL_error(L, "provium:parallel can only run inside a test body");
+        int n = lua_gettop(L);
+        for (int i = 1; i <= n; i++)
+                luaL_checktype(L, i, LUA_TFUNCTION);
+        Group *g = lua_newuserdatauv(L, sizeof *g, 0);
+        *g = (Group){.remaining = (unsigned) n};
+        if (luaL_newmetatable(L, "provium.Group")) {
+                lua_pushcfunction(L, group_gc);
+                lua_setfield(L, -2, "__gc");
+        }
+        lua_setmetatable(L, -2);
+        for (int i = 1; i <= n && !g->settled; i++) {
+                lua_State *co = lua_newthread(L);
+                lua_pushvalue(L, i);
+                lua_xmove(L, co, 1);
+                int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+                Task *t = task_new(rt, co, ref, g);
+                if (!t) {
+                        luaL_unref(L, LUA_REGISTRYINDEX, ref);
+                        return luaL_error(L, "provium:parallel: out of memory");
+                }
+                resume(rt, t, 0);
+                if (rt->test_done)
+                        return lua_yield(L, 0); /* the test ended meanwhile: never resumed */
+        }
+        if (!g->settled) {
+                g->caller_parked = true;
+                caller->waiting = g;
+                return runtime_wait(L, &g->pending);
+        }
+        if (g->error) {
+                lua_pushnil(L);
+                lua_pushstring(L, g->error);
+                return 2;
+        }
+        lua_pushboolean(L, 1);
+        return 1;
 }
 
 void runtime_interrupt(Runtime *rt, const char *why)
@@ -231,14 +429,19 @@ static void run_in_coroutine(Runtime *rt, int nargs)
         lua_State *co = lua_newthread(L);
         lua_insert(L, -(nargs + 2)); /* thread below function and args */
         lua_xmove(L, co, nargs + 1);
-        rt->co = co;
-        rt->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        int ref = luaL_ref(L, LUA_REGISTRYINDEX);
         rt->test_done = false;
-        rt->gen++;
+        rt->main = task_new(rt, co, ref, NULL);
+        if (!rt->main) {
+                luaL_unref(L, LUA_REGISTRYINDEX, ref);
+                rt->test_done = true;
+                rt->status = TEST_FAIL;
+                return;
+        }
         if (start_test_timer(rt) < 0)
                 finish_test(rt, TEST_FAIL, "cannot start the test timer");
         else
-                resume(rt, co, nargs);
+                resume(rt, rt->main, nargs);
         while (!rt->test_done) {
                 if (uv_run(rt->loop, UV_RUN_ONCE) == 0 && !rt->test_done)
                         finish_test(rt, TEST_FAIL,
@@ -246,9 +449,6 @@ static void run_in_coroutine(Runtime *rt, int nargs)
         }
         if (rt->test_timer)
                 (void) uv_timer_stop(rt->test_timer);
-        luaL_unref(L, LUA_REGISTRYINDEX, rt->co_ref);
-        rt->co_ref = LUA_NOREF;
-        rt->co = NULL;
 }
 
 static void count(Runtime *rt)
@@ -349,7 +549,8 @@ Runtime *runtime_free(Runtime *rt)
 {
         if (!rt)
                 return NULL;
-        rt->gen++;
+        if (!rt->test_done)
+                finish_test(rt, TEST_FAIL, "runtime closed");
         for (size_t i = rt->nvms; i-- > 0;) {
                 rt->stopping++;
                 if (*rt->vms[i])

@@ -22,11 +22,16 @@ typedef struct RuntimeConfig {
 typedef struct Runtime Runtime;
 
 /* A parked coroutine waiting for one host operation. Embed it in the operation's context. */
-typedef struct Pending {
+typedef struct Pending Pending;
+struct Pending {
         Runtime *rt;
         lua_State *co;
-        unsigned gen; /* the runtime generation it belongs to; stale after an abort */
-} Pending;
+        uint64_t task; /* id of the parked task; stale once the task is gone */
+        /* Optional: called when the task is abandoned (its test failed elsewhere, a sibling
+         * branch of provium:parallel failed) while parked here. It must release the
+         * operation; the completion callback will then not run. */
+        void (*cancel)(Pending *p);
+};
 
 Runtime *runtime_new(uv_loop_t *loop, lua_State *L, const RuntimeConfig *cfg);
 Runtime *runtime_get(lua_State *L);
@@ -47,6 +52,10 @@ void runtime_resume(Pending *p, int nargs);
 int runtime_track_vm(Runtime *rt, Vm **slot);
 /* Fails the running test at once with msg (used when a VM dies unexpectedly). */
 void runtime_abort_test(Runtime *rt, const char *msg);
+
+/* provium:parallel(fn, ...): runs each function in its own task and parks the caller until
+ * all have returned; returns true, or nil and the first error (the others are abandoned). */
+int runtime_parallel(lua_State *L);
 
 /* Runs the loaded chunk on top of L's stack, then every registered test. Returns the number
  * of failed tests (a file-level error counts as one). */
