@@ -1,9 +1,12 @@
 /* guest-floor.c: the in-guest side of the round-trip floors (bench/run, docs/performance.md).
  * Built static and put into a copy of the default initrd by bench/bench.py.
  *
- *   guest-floor mark                     write PROVIUM-INIT-MARK to the console, power off
+ *   guest-floor mark                     write "PROVIUM-INIT-MARK <CLOCK_MONOTONIC ns>" to the
+ *                                        console, power off
  *                                        (also what it does as /init, with no arguments)
- *   guest-floor forkexec N PROG [ARG]... time N x (fork + execv PROG + waitpid); prints
+ *   guest-floor clock                    print CLOCK_MONOTONIC in ns
+ *   guest-floor forkexec N PROG [ARG]... time N x (fork + execv PROG + waitpid), after N/10
+ *                                        untimed ones; prints
  *                                        "FLOOR-FORKEXEC ns ns ..." (one value per run)
  *   guest-floor serve DEV                the "bare C responder": on DEV, a request is a 4-byte
  *                                        little-endian length L + L bytes; its first byte says
@@ -57,10 +60,12 @@ static int write_full(int fd, const void *p, size_t n)
 
 static int mark(void)
 {
-        static const char m[] = "\nPROVIUM-INIT-MARK\n";
-        if (write(1, m, sizeof m - 1) < 0) {
+        /* the guest's CLOCK_MONOTONIC (time since the kernel's clock started) at init start */
+        char m[64];
+        int n = snprintf(m, sizeof m, "\nPROVIUM-INIT-MARK %llu\n", (unsigned long long) now_ns());
+        if (write(1, m, (size_t) n) < 0) {
                 int fd = open("/dev/console", O_WRONLY);
-                if (fd >= 0 && write(fd, m, sizeof m - 1) < 0)
+                if (fd >= 0 && write(fd, m, (size_t) n) < 0)
                         return 1;
         }
         sync();
@@ -70,8 +75,11 @@ static int mark(void)
 
 static int forkexec(int n, char **argv)
 {
-        printf("FLOOR-FORKEXEC");
-        for (int i = 0; i < n; i++) {
+        static uint64_t t[10000];
+        int warm = n / 10;
+        if (n > 10000)
+                n = 10000;
+        for (int i = -warm; i < n; i++) {
                 uint64_t t0 = now_ns();
                 pid_t p = fork();
                 if (p == 0) {
@@ -86,11 +94,15 @@ static int forkexec(int n, char **argv)
                 }
                 int st;
                 if (p < 0 || waitpid(p, &st, 0) != p || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-                        printf(" FAILED\n");
+                        printf("FLOOR-FORKEXEC FAILED\n");
                         return 1;
                 }
-                printf(" %llu", (unsigned long long) (now_ns() - t0));
+                if (i >= 0)
+                        t[i] = now_ns() - t0;
         }
+        printf("FLOOR-FORKEXEC");
+        for (int i = 0; i < n; i++)
+                printf(" %llu", (unsigned long long) t[i]);
         printf("\n");
         fflush(stdout);
         return 0;
@@ -141,8 +153,12 @@ int main(int argc, char **argv)
                 return mark();
         if (argc >= 4 && strcmp(argv[1], "forkexec") == 0)
                 return forkexec(atoi(argv[2]), argv + 3);
+        if (argc == 2 && strcmp(argv[1], "clock") == 0) {
+                printf("%llu\n", (unsigned long long) now_ns());
+                return 0;
+        }
         if (argc == 3 && strcmp(argv[1], "serve") == 0)
                 return serve(argv[2]);
-        fprintf(stderr, "usage: guest-floor mark | forkexec N PROG [ARG]... | serve DEV\n");
+        fprintf(stderr, "usage: guest-floor mark | clock | forkexec N PROG [ARG]... | serve DEV\n");
         return 2;
 }

@@ -366,6 +366,8 @@ int dispatcher_run(const CliOptions *o, char **paths, int npaths)
         if (status == 0 && d.files.n > 0 &&
             image_resolve("default", NULL, &img, err, sizeof err) < 0)
                 fprintf(stderr, "provium: %s\n", err);
+        if (img && setenv("PROVIUM_IMAGE_DIR_default", img->dir, 1) < 0)
+                perror("provium: setenv");
         img = image_free(img);
 
         const char *tmp = getenv("TMPDIR");

@@ -748,6 +748,16 @@ int image_resolve(const char *name, const ImageOptions *opts, Image **ret, char 
                 seterr(err, errlen, "image %s: initrd given without kernel", name);
                 return -EINVAL;
         }
+        /* The dispatcher resolved it a moment ago: skip recomputing the key (it runs the
+         * recipe script) in every runner and every boot. */
+        char var[128];
+        snprintf(var, sizeof var, "PROVIUM_IMAGE_DIR_%s", name);
+        const char *dir = getenv(var);
+        const char *base = dir ? strrchr(dir, '/') : NULL;
+        size_t nlen = strlen(name);
+        if (base && strncmp(base + 1, name, nlen) == 0 && base[1 + nlen] == '-' &&
+            image_load(name, dir, base + 2 + nlen, ret) == 0)
+                return 0;
         return image_get(name, false, opts, ret, err, errlen);
 }
 

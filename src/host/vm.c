@@ -36,6 +36,9 @@ struct Vm {
         int handles_open;   /* proc + pipes still to close */
         Qmp *qmp;
         AgentClient *agent;
+        AgentClient *workers[VM_MAX_WORKERS + 1]; /* [1..nworkers] once connected */
+        int nworkers;                             /* worker ports QEMU has */
+        int next_worker;
         uv_timer_t *boot_timer;
         uint64_t boot_started_ns;
         char *image_name;
@@ -262,6 +265,9 @@ static void finish_exit(Vm *vm)
         vm->qmp = qmp_free(vm->qmp);
         if (vm->agent)
                 agent_client_shutdown(vm->agent, -ECONNRESET);
+        for (int i = 1; i <= vm->nworkers; i++)
+                if (vm->workers[i])
+                        agent_client_shutdown(vm->workers[i], -ECONNRESET);
         if (vm->boot_cb)
                 boot_done(vm, -ECHILD, vm->death);
         else if (!expected && vm->death_cb)
@@ -453,6 +459,13 @@ static int build_argv(Vm *vm, const VmConfig *cfg, const Image *img, Argv *a)
         argv_add(a, "socket,id=agent0,path=%s/agent0.sock,server=on,wait=off", vm->dir);
         argv_add(a, "-device");
         argv_add(a, "virtserialport,bus=vser0.0,chardev=agent0,name=provium.0");
+        for (int i = 1; i <= vm->nworkers; i++) {
+                argv_add(a, "-chardev");
+                argv_add(a, "socket,id=agent%d,path=%s/agent%d.sock,server=on,wait=off", i, vm->dir,
+                         i);
+                argv_add(a, "-device");
+                argv_add(a, "virtserialport,bus=vser0.0,chardev=agent%d,name=provium.%d", i, i);
+        }
         return a->error;
 }
 
@@ -573,6 +586,9 @@ int vm_boot(Vm *vm, const VmConfig *cfg, VmBootFn cb, void *data, char *err, siz
                 image_free(img);
                 return r;
         }
+        vm->nworkers = cfg->workers < 0 ? 4 : cfg->workers;
+        if (vm->nworkers > VM_MAX_WORKERS)
+                vm->nworkers = VM_MAX_WORKERS;
         Argv a = {0};
         r = build_argv(vm, cfg, img, &a);
         image_free(img);
@@ -604,12 +620,45 @@ int vm_boot(Vm *vm, const VmConfig *cfg, VmBootFn cb, void *data, char *err, siz
 static void remove_run_dir(Vm *vm)
 {
         char path[4096];
-        static const char *const files[] = {"qmp.sock", "agent0.sock"};
-        for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-                snprintf(path, sizeof path, "%s/%s", vm->dir, files[i]);
+        snprintf(path, sizeof path, "%s/qmp.sock", vm->dir);
+        (void) unlink(path);
+        for (int i = 0; i <= vm->nworkers; i++) {
+                snprintf(path, sizeof path, "%s/agent%d.sock", vm->dir, i);
                 (void) unlink(path);
         }
         (void) rmdir(vm->dir);
+}
+
+/* Like the main connection, a worker port closes only when QEMU goes: the exit callback (or
+ * vm_stop) fails its operations with the reason. */
+static bool on_worker_lost(AgentClient *c, int status, void *data)
+{
+        return true;
+}
+
+int vm_worker_connect(Vm *vm, uint64_t timeout_ms, AgentReadyFn cb, void *data, AgentClient **ret,
+                      int *ret_index)
+{
+        if (vm->state != VM_RUNNING)
+                return -ENOTCONN;
+        if (vm->next_worker >= vm->nworkers)
+                return -EBUSY;
+        int i = ++vm->next_worker;
+        char path[4096], name[64];
+        snprintf(path, sizeof path, "%s/agent%d.sock", vm->dir, i);
+        snprintf(name, sizeof name, "%s/worker%d", vm->name, i);
+        AgentClient *c = agent_client_new(vm->loop, name);
+        if (!c)
+                return -ENOMEM;
+        int r = agent_client_connect(c, path, timeout_ms, cb, on_worker_lost, data);
+        if (r < 0) {
+                agent_client_free(c);
+                return r;
+        }
+        vm->workers[i] = c;
+        *ret = c;
+        *ret_index = i;
+        return 0;
 }
 
 void vm_stop(Vm *vm, void (*done_cb)(Vm *vm, void *data), void *data)
@@ -622,6 +671,8 @@ void vm_stop(Vm *vm, void (*done_cb)(Vm *vm, void *data), void *data)
                 vm->state = VM_STOPPING;
         vm->qmp = qmp_free(vm->qmp);
         vm->agent = agent_client_free(vm->agent);
+        for (int i = 1; i <= vm->nworkers; i++)
+                vm->workers[i] = agent_client_free(vm->workers[i]);
         if (vm->proc && vm->state == VM_STOPPING)
                 (void) uv_process_kill(vm->proc, SIGKILL);
         if (vm->boot_timer) {
@@ -654,6 +705,8 @@ Vm *vm_free(Vm *vm)
         assert(vm->handles_open == 0);
         vm->qmp = qmp_free(vm->qmp);
         vm->agent = agent_client_free(vm->agent);
+        for (int i = 1; i <= VM_MAX_WORKERS; i++)
+                vm->workers[i] = agent_client_free(vm->workers[i]);
         free(vm->image_name);
         free(vm->console);
         free(vm->death);

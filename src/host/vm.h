@@ -25,7 +25,10 @@ typedef struct VmConfig {
         unsigned cpus;       /* default 1 */
         uint64_t timeout_ms; /* boot to agent-ready; default 120 s */
         const char *accel;   /* "tcg" or "kvm" */
+        int workers;         /* worker ports beside the main one; -1: default (4) */
 } VmConfig;
+
+#define VM_MAX_WORKERS 16
 
 typedef struct Vm Vm;
 
@@ -45,6 +48,12 @@ const char *vm_state_name(VmState s);
 int vm_boot(Vm *vm, const VmConfig *cfg, VmBootFn cb, void *data, char *err, size_t errlen);
 void vm_on_death(Vm *vm, VmDeathFn cb, void *data);
 AgentClient *vm_agent(Vm *vm);
+
+/* Connects a new agent connection on the next free worker port; cb runs when it answered
+ * hello (status 0) or failed. The VM owns the client (freed by vm_stop). Returns 0, -EBUSY
+ * when every worker port is taken, -ENOTCONN when the VM is not running. */
+int vm_worker_connect(Vm *vm, uint64_t timeout_ms, AgentReadyFn cb, void *data, AgentClient **ret,
+                      int *ret_index);
 
 /* Last n lines of the serial console as a new string (caller frees); NULL on -ENOMEM. */
 char *vm_console_tail(const Vm *vm, unsigned nlines);

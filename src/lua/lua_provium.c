@@ -41,7 +41,8 @@ int lua_provium_open(lua_State *L)
         lua_pushvalue(L, -1);
         lua_setfield(L, LUA_REGISTRYINDEX, INTERNAL_KEY);
         lua_vm_register(L); /* pushes the VM methods table */
-        if (lua_pcall(L, 3, 0, 0) != LUA_OK)
+        lua_getfield(L, LUA_REGISTRYINDEX, "provium.Worker.methods");
+        if (lua_pcall(L, 4, 0, 0) != LUA_OK)
                 return -1;
         return 0;
 }

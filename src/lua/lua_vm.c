@@ -41,6 +41,40 @@ static Vm *check_vm(lua_State *L, int i)
         return b->vm;
 }
 
+#define WORKER_MT "provium.Worker"
+
+typedef struct WorkerBox {
+        Vm **slot;          /* the VM's userdata slot: NULL once the file closed the VM */
+        AgentClient *agent; /* owned by the VM */
+        int index;
+} WorkerBox;
+
+/* Where an operation goes: the VM's main connection or one of its workers. */
+typedef struct Target {
+        Vm *vm;
+        AgentClient *agent;
+        char label[64]; /* "a", or "a/worker1" */
+} Target;
+
+static Target check_target(lua_State *L, int i)
+{
+        Target tg = {0};
+        WorkerBox *w = luaL_testudata(L, i, WORKER_MT);
+        if (w) {
+                if (!*w->slot)
+                        luaL_error(L, "worker: its VM was closed at the end of its file");
+                tg.vm = *w->slot;
+                tg.agent = w->agent;
+                snprintf(tg.label, sizeof tg.label, "%s/worker%d", vm_name(tg.vm), w->index);
+                return tg;
+        }
+        luaL_argexpected(L, luaL_testudata(L, i, VM_MT) != NULL, i, "VM or Worker");
+        tg.vm = check_vm(L, i);
+        tg.agent = vm_agent(tg.vm);
+        snprintf(tg.label, sizeof tg.label, "%s", vm_name(tg.vm));
+        return tg;
+}
+
 static bool valid_name(const char *s)
 {
         size_t n = strlen(s);
@@ -156,6 +190,7 @@ typedef struct Op {
         AgentRequest req; /* first: the callbacks get &op->req */
         Pending pending;
         Vm *vm;
+        AgentClient *agent;
         char *vm_name;
         const char *name; /* "exec", "read_file"... */
         char *object;     /* the path or command, for messages */
@@ -165,14 +200,15 @@ typedef struct Op {
         int (*push_ok)(lua_State *co, struct Op *op, const msgpack_object *reply);
 } Op;
 
-static Op *op_new(Vm *vm, const char *name, const char *object, double timeout_s)
+static Op *op_new(const Target *tg, const char *name, const char *object, double timeout_s)
 {
         Op *op = calloc(1, sizeof *op);
         if (!op)
                 return NULL;
-        op->vm = vm;
+        op->vm = tg->vm;
+        op->agent = tg->agent;
         op->name = name;
-        op->vm_name = strdup(vm_name(vm));
+        op->vm_name = strdup(tg->label);
         op->object = strdup(object);
         op->timeout_s = timeout_s;
         op->t0 = events_mono_ns();
@@ -310,9 +346,10 @@ static const char *opt_string(lua_State *L, int opts, const char *field)
 }
 
 /* Checks that the VM can take operations; otherwise pushes nil, message. Returns 0 or 2. */
-static int check_running(lua_State *L, Vm *vm, const char *op, const char *object)
+static int check_running(lua_State *L, const Target *tg, const char *op, const char *object)
 {
-        if (vm_state(vm) == VM_RUNNING && agent_client_ready(vm_agent(vm)))
+        Vm *vm = tg->vm;
+        if (vm_state(vm) == VM_RUNNING && agent_client_ready(tg->agent))
                 return 0;
         lua_pushnil(L);
         const char *death = vm_death_reason(vm);
@@ -346,7 +383,7 @@ static void cancel_op(Pending *p)
 static int send_op(lua_State *L, Op *op)
 {
         uint64_t timeout_ms = (uint64_t) (op->timeout_s * 1000);
-        int r = agent_request_send(vm_agent(op->vm), &op->req, timeout_ms);
+        int r = agent_request_send(op->agent, &op->req, timeout_ms);
         if (r < 0) {
                 lua_pushnil(L);
                 lua_pushfstring(L, "vm %s: %s %s: %s", op->vm_name, op->name, op->object,
@@ -357,11 +394,11 @@ static int send_op(lua_State *L, Op *op)
         return runtime_wait(L, &op->pending);
 }
 
-#define NEW_OP_OR_FAIL(op, L, vm, name, object, timeout)                                           \
+#define NEW_OP_OR_FAIL(op, L, tg, name, object, timeout)                                           \
         do {                                                                                       \
-                op = op_new(vm, name, object, timeout);                                            \
+                op = op_new(&tg, name, object, timeout);                                           \
                 if (!op)                                                                           \
-                        return luaL_error(L, "vm %s: %s: out of memory", vm_name(vm), name);       \
+                        return luaL_error(L, "vm %s: %s: out of memory", tg.label, name);          \
                 op->req.on_reply = on_op_reply;                                                    \
                 op->req.on_chunk = on_op_chunk;                                                    \
                 op->pending.cancel = cancel_op;                                                    \
@@ -455,6 +492,7 @@ static int l_vm_boot(lua_State *L)
             .append = opt_string(L, opts, "append"),
             .memory_mb = opt_memory_mb(L, opts),
             .accel = rc->accel,
+            .workers = -1,
         };
         if (lua_type(L, opts) == LUA_TTABLE) {
                 lua_getfield(L, opts, "cpus");
@@ -462,6 +500,15 @@ static int l_vm_boot(lua_State *L)
                 if (cpus < 1 || cpus > 64)
                         return luaL_error(L, "option 'cpus' must be 1..64");
                 cfg.cpus = (unsigned) cpus;
+                lua_pop(L, 1);
+                lua_getfield(L, opts, "workers");
+                if (!lua_isnil(L, -1)) {
+                        lua_Integer w = luaL_checkinteger(L, -1);
+                        if (w < 0 || w > VM_MAX_WORKERS)
+                                return luaL_error(L, "option 'workers' must be 0..%d",
+                                                  VM_MAX_WORKERS);
+                        cfg.workers = (int) w;
+                }
                 lua_pop(L, 1);
         }
         double boot_timeout = rc->boot_timeout_s;
@@ -543,7 +590,7 @@ static void pack_env(lua_State *L, int opts, ProtoWriter *w)
 /* vm:_exec(cmd | argv, opts) -> result | nil, message */
 static int l_vm_exec(lua_State *L)
 {
-        Vm *vm = check_vm(L, 1);
+        Target tg = check_target(L, 1);
         int t1 = lua_type(L, 2);
         luaL_argexpected(L, t1 == LUA_TSTRING || t1 == LUA_TTABLE, 2,
                          "command string or argv table");
@@ -573,7 +620,7 @@ static int l_vm_exec(lua_State *L)
                 luaL_pushresult(&b);
                 object = lua_tostring(L, -1);
         }
-        int n = check_running(L, vm, "exec", object);
+        int n = check_running(L, &tg, "exec", object);
         if (n)
                 return n;
         const char *cwd = opt_string(L, 3, "cwd");
@@ -592,12 +639,12 @@ static int l_vm_exec(lua_State *L)
         }
         double timeout = opt_timeout(L, 3, "timeout");
         Op *op;
-        NEW_OP_OR_FAIL(op, L, vm, "exec", object, timeout);
+        NEW_OP_OR_FAIL(op, L, tg, "exec", object, timeout);
         op->push_ok = push_exec_result;
         /* The agent enforces the command's timeout and reports it; the request's own timeout
          * is a little longer so a hung guest is still caught. */
         op->timeout_s = timeout > 0 ? timeout + 5 : 0;
-        ProtoWriter *w = agent_request_begin(vm_agent(vm), &op->req, "exec",
+        ProtoWriter *w = agent_request_begin(tg.agent, &op->req, "exec",
                                              1 + (cwd != NULL) + (stdin_data != NULL) + env + 1);
         if (t1 == LUA_TSTRING)
                 proto_kv_str(w, "cmd", object);
@@ -663,15 +710,15 @@ static int push_stat_result(lua_State *co, Op *op, const msgpack_object *reply)
 /* vm:_read_file(path, opts) -> string | nil, message */
 static int l_vm_read_file(lua_State *L)
 {
-        Vm *vm = check_vm(L, 1);
+        Target tg = check_target(L, 1);
         const char *path = luaL_checkstring(L, 2);
-        int n = check_running(L, vm, "read_file", path);
+        int n = check_running(L, &tg, "read_file", path);
         if (n)
                 return n;
         Op *op;
-        NEW_OP_OR_FAIL(op, L, vm, "read_file", path, opt_timeout(L, 3, "timeout"));
+        NEW_OP_OR_FAIL(op, L, tg, "read_file", path, opt_timeout(L, 3, "timeout"));
         op->push_ok = push_read_result;
-        ProtoWriter *w = agent_request_begin(vm_agent(vm), &op->req, "read_file", 1);
+        ProtoWriter *w = agent_request_begin(tg.agent, &op->req, "read_file", 1);
         proto_kv_str(w, "path", path);
         return send_op(L, op);
 }
@@ -679,7 +726,7 @@ static int l_vm_read_file(lua_State *L)
 /* vm:_write_file(path, data, opts) -> true | nil, message */
 static int l_vm_write_file(lua_State *L)
 {
-        Vm *vm = check_vm(L, 1);
+        Target tg = check_target(L, 1);
         const char *path = luaL_checkstring(L, 2);
         size_t len;
         const char *data = luaL_checklstring(L, 3, &len);
@@ -690,13 +737,13 @@ static int l_vm_write_file(lua_State *L)
                 lua_pop(L, 1);
         }
         luaL_argcheck(L, mode >= 0 && mode <= 07777, 4, "mode must be 0..07777");
-        int n = check_running(L, vm, "write_file", path);
+        int n = check_running(L, &tg, "write_file", path);
         if (n)
                 return n;
         Op *op;
-        NEW_OP_OR_FAIL(op, L, vm, "write_file", path, opt_timeout(L, 4, "timeout"));
+        NEW_OP_OR_FAIL(op, L, tg, "write_file", path, opt_timeout(L, 4, "timeout"));
         op->push_ok = push_true;
-        AgentClient *c = vm_agent(vm);
+        AgentClient *c = tg.agent;
         size_t first = len < PROTO_CHUNK ? len : PROTO_CHUNK;
         ProtoWriter *w = agent_request_begin(c, &op->req, "write_file", 4);
         proto_kv_str(w, "path", path);
@@ -727,7 +774,7 @@ static int l_vm_write_file(lua_State *L)
 /* vm:_stat(path, opts) -> table | nil, message */
 static int l_vm_stat(lua_State *L)
 {
-        Vm *vm = check_vm(L, 1);
+        Target tg = check_target(L, 1);
         const char *path = luaL_checkstring(L, 2);
         bool follow = true;
         if (lua_type(L, 3) == LUA_TTABLE) {
@@ -735,13 +782,13 @@ static int l_vm_stat(lua_State *L)
                 follow = lua_isnil(L, -1) || lua_toboolean(L, -1);
                 lua_pop(L, 1);
         }
-        int n = check_running(L, vm, "stat", path);
+        int n = check_running(L, &tg, "stat", path);
         if (n)
                 return n;
         Op *op;
-        NEW_OP_OR_FAIL(op, L, vm, "stat", path, opt_timeout(L, 3, "timeout"));
+        NEW_OP_OR_FAIL(op, L, tg, "stat", path, opt_timeout(L, 3, "timeout"));
         op->push_ok = push_stat_result;
-        ProtoWriter *w = agent_request_begin(vm_agent(vm), &op->req, "stat", 2);
+        ProtoWriter *w = agent_request_begin(tg.agent, &op->req, "stat", 2);
         proto_kv_str(w, "path", path);
         proto_kv_bool(w, "follow", follow);
         return send_op(L, op);
@@ -750,7 +797,7 @@ static int l_vm_stat(lua_State *L)
 /* vm:_mkdir(path, opts) -> true | nil, message */
 static int l_vm_mkdir(lua_State *L)
 {
-        Vm *vm = check_vm(L, 1);
+        Target tg = check_target(L, 1);
         const char *path = luaL_checkstring(L, 2);
         bool parents = false;
         lua_Integer mode = 0755;
@@ -762,17 +809,98 @@ static int l_vm_mkdir(lua_State *L)
                 lua_pop(L, 2);
         }
         luaL_argcheck(L, mode >= 0 && mode <= 07777, 3, "mode must be 0..07777");
-        int n = check_running(L, vm, "mkdir", path);
+        int n = check_running(L, &tg, "mkdir", path);
         if (n)
                 return n;
         Op *op;
-        NEW_OP_OR_FAIL(op, L, vm, "mkdir", path, opt_timeout(L, 3, "timeout"));
+        NEW_OP_OR_FAIL(op, L, tg, "mkdir", path, opt_timeout(L, 3, "timeout"));
         op->push_ok = push_true;
-        ProtoWriter *w = agent_request_begin(vm_agent(vm), &op->req, "mkdir", 3);
+        ProtoWriter *w = agent_request_begin(tg.agent, &op->req, "mkdir", 3);
         proto_kv_str(w, "path", path);
         proto_kv_uint(w, "mode", (uint64_t) mode);
         proto_kv_bool(w, "parents", parents);
         return send_op(L, op);
+}
+
+/* ---- workers ---- */
+
+typedef struct WorkerCtx {
+        Pending pending;
+        int box_ref; /* the Worker userdata, pushed back on success */
+} WorkerCtx;
+
+static void on_worker_ready(AgentClient *c, int status, void *data)
+{
+        WorkerCtx *ctx = data;
+        if (runtime_pending_alive(&ctx->pending)) {
+                lua_State *co = ctx->pending.co;
+                lua_rawgeti(co, LUA_REGISTRYINDEX, ctx->box_ref);
+                luaL_unref(co, LUA_REGISTRYINDEX, ctx->box_ref);
+                if (status == 0)
+                        runtime_resume(&ctx->pending, 1);
+                else {
+                        WorkerBox *w = lua_touserdata(co, -1);
+                        lua_pop(co, 1);
+                        lua_pushnil(co);
+                        lua_pushfstring(co, "vm %s: spawn_worker: worker %d did not answer: %s",
+                                        *w->slot ? vm_name(*w->slot) : "?", w->index,
+                                        strerror(-status));
+                        runtime_resume(&ctx->pending, 2);
+                }
+        }
+        free(ctx);
+}
+
+/* vm:_spawn_worker(opts) -> Worker | nil, message */
+static int l_vm_spawn_worker(lua_State *L)
+{
+        VmBox *b = check_box(L, 1);
+        Vm *vm = check_vm(L, 1);
+        double timeout = opt_timeout(L, 2, "timeout");
+        if (vm_state(vm) != VM_RUNNING) {
+                lua_pushnil(L);
+                lua_pushfstring(L, "vm %s: spawn_worker: the VM is %s", vm_name(vm),
+                                vm_state_name(vm_state(vm)));
+                return 2;
+        }
+        WorkerBox *w = lua_newuserdatauv(L, sizeof *w, 1);
+        *w = (WorkerBox){.slot = &b->vm};
+        luaL_setmetatable(L, WORKER_MT);
+        lua_pushvalue(L, 1); /* the worker keeps its VM's userdata alive */
+        lua_setiuservalue(L, -2, 1);
+        WorkerCtx *ctx = calloc(1, sizeof *ctx);
+        if (!ctx)
+                return luaL_error(L, "vm %s: spawn_worker: out of memory", vm_name(vm));
+        int r = vm_worker_connect(vm, (uint64_t) (timeout * 1000), on_worker_ready, ctx, &w->agent,
+                                  &w->index);
+        if (r < 0) {
+                free(ctx);
+                lua_pushnil(L);
+                if (r == -EBUSY)
+                        lua_pushfstring(L,
+                                        "vm %s: spawn_worker: all worker ports are in use "
+                                        "(boot with a larger 'workers' option)",
+                                        vm_name(vm));
+                else
+                        lua_pushfstring(L, "vm %s: spawn_worker: %s", vm_name(vm), strerror(-r));
+                return 2;
+        }
+        ctx->box_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        return runtime_wait(L, &ctx->pending);
+}
+
+static int l_worker_tostring(lua_State *L)
+{
+        WorkerBox *w = luaL_checkudata(L, 1, WORKER_MT);
+        lua_pushfstring(L, "Worker(%s/%d)", *w->slot ? vm_name(*w->slot) : "closed", w->index);
+        return 1;
+}
+
+static int l_worker_index(lua_State *L)
+{
+        WorkerBox *w = luaL_checkudata(L, 1, WORKER_MT);
+        lua_pushinteger(L, w->index);
+        return 1;
 }
 
 /* ---- registration ---- */
@@ -783,6 +911,17 @@ static const luaL_Reg vm_methods[] = {
     {"console_tail", l_vm_console_tail},
     {"boot_log", l_vm_boot_log},
     {"_boot", l_vm_boot},
+    {"_exec", l_vm_exec},
+    {"_read_file", l_vm_read_file},
+    {"_write_file", l_vm_write_file},
+    {"_stat", l_vm_stat},
+    {"_mkdir", l_vm_mkdir},
+    {"_spawn_worker", l_vm_spawn_worker},
+    {NULL, NULL},
+};
+
+static const luaL_Reg worker_methods[] = {
+    {"index", l_worker_index},
     {"_exec", l_vm_exec},
     {"_read_file", l_vm_read_file},
     {"_write_file", l_vm_write_file},
@@ -799,6 +938,15 @@ static const luaL_Reg vm_meta[] = {
 
 void lua_vm_register(lua_State *L)
 {
+        luaL_newmetatable(L, WORKER_MT);
+        lua_pushcfunction(L, l_worker_tostring);
+        lua_setfield(L, -2, "__tostring");
+        luaL_newlib(L, worker_methods);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, LUA_REGISTRYINDEX, "provium.Worker.methods");
+        lua_setfield(L, -2, "__index");
+        lua_pop(L, 1);
+
         lua_newtable(L);
         lua_setfield(L, LUA_REGISTRYINDEX, ANCHOR_KEY);
         luaL_newmetatable(L, VM_MT);

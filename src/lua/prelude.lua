@@ -1,6 +1,6 @@
 -- prelude.lua: the test-facing Lua API, built on the C primitives of lua_vm.c.
 -- Loaded once per file runner with (provium, internal, VM methods). docs/api.md describes it.
-local provium, internal, VM = ...
+local provium, internal, VM, Worker = ...
 
 internal.tests = {}
 local names = {}
@@ -220,6 +220,16 @@ function VM:stat(path, opts) return call("stat", self._stat, self, path, opts) e
 function VM:mkdir(path, opts)
     if opts == true then opts = { parents = true } end
     call("mkdir", self._mkdir, self, path, opts)
+end
+
+-- vm:spawn_worker() opens another agent connection: a Worker has the guest-operation methods
+-- of a VM, and its requests run concurrently with the VM's and other workers'.
+function VM:spawn_worker(opts)
+    return call("spawn_worker", self._spawn_worker, self, opts)
+end
+
+for _, name in ipairs({ "run", "read_file", "write_file", "stat", "mkdir" }) do
+    Worker[name] = VM[name]
 end
 
 ---------------------------------------------------------------------------------------------
