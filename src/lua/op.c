@@ -1,0 +1,260 @@
+/* op.c: guest operations from Lua (see op.h). */
+#include "op.h"
+
+#include <errno.h>
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "events.h"
+
+static Vm *check_vm_box(lua_State *L, int i)
+{
+        Vm **slot = luaL_checkudata(L, i, VM_MT);
+        if (!*slot)
+                luaL_error(L, "vm: this VM was closed at the end of its file");
+        return *slot;
+}
+
+Target check_target(lua_State *L, int i)
+{
+        Target tg = {0};
+        WorkerBox *w = luaL_testudata(L, i, WORKER_MT);
+        if (w) {
+                if (!*w->slot)
+                        luaL_error(L, "worker: its VM was closed at the end of its file");
+                tg.vm = *w->slot;
+                tg.agent = w->agent;
+                snprintf(tg.label, sizeof tg.label, "%s/worker%d", vm_name(tg.vm), w->index);
+                return tg;
+        }
+        luaL_argexpected(L, luaL_testudata(L, i, VM_MT) != NULL, i, "VM or Worker");
+        tg.vm = check_vm_box(L, i);
+        tg.agent = vm_agent(tg.vm);
+        snprintf(tg.label, sizeof tg.label, "%s", vm_name(tg.vm));
+        return tg;
+}
+
+void buf_add(Buf *b, const char *p, size_t n)
+{
+        if (b->oom || n == 0)
+                return;
+        if (b->cap - b->len < n) {
+                size_t cap = b->cap ? b->cap : 4096;
+                while (cap - b->len < n)
+                        cap *= 2;
+                char *q = realloc(b->p, cap);
+                if (!q) {
+                        b->oom = true;
+                        return;
+                }
+                b->p = q;
+                b->cap = cap;
+        }
+        memcpy(b->p + b->len, p, n);
+        b->len += n;
+}
+
+Op *op_new(const Target *tg, const char *name, const char *object, double timeout_s)
+{
+        Op *op = calloc(1, sizeof *op);
+        if (!op)
+                return NULL;
+        op->vm = tg->vm;
+        op->agent = tg->agent;
+        op->name = name;
+        op->vm_name = strdup(tg->label);
+        op->object = strdup(object);
+        op->timeout_s = timeout_s;
+        op->t0 = events_mono_ns();
+        op->req.data = op;
+        if (!op->vm_name || !op->object) {
+                free(op->vm_name);
+                free(op->object);
+                free(op);
+                return NULL;
+        }
+        return op;
+}
+
+void op_free(Op *op)
+{
+        free(op->out.p);
+        free(op->err.p);
+        free(op->vm_name);
+        free(op->object);
+        free(op);
+}
+
+static void emit_op(Op *op, bool ok, const char *error)
+{
+        EventBuilder ev;
+        event_begin(&ev, "op", 5);
+        proto_kv_str(&ev.w, "vm", op->vm_name);
+        proto_kv_str(&ev.w, "op", op->name);
+        proto_kv_uint(&ev.w, "duration_ns", events_mono_ns() - op->t0);
+        proto_kv_bool(&ev.w, "ok", ok);
+        proto_kv_str(&ev.w, "error", error ? error : "");
+        event_end(&ev);
+}
+
+/* The message for a failed operation: names the VM, the operation, the object, the reason. */
+static void push_failure(lua_State *co, Op *op, int status, const msgpack_object *reply)
+{
+        const char *name = "", *msg = "";
+        size_t nlen = 0, mlen = 0;
+        if (status == 0) {
+                (void) proto_get_bytes(reply, "error", &name, &nlen);
+                (void) proto_get_bytes(reply, "msg", &msg, &mlen);
+                lua_pushfstring(co, "vm %s: %s %s: %s (%s)", op->vm_name, op->name, op->object,
+                                lua_pushlstring(co, name, nlen), lua_pushlstring(co, msg, mlen));
+                lua_replace(co, -3);
+                lua_pop(co, 1);
+        } else if (status == -ETIMEDOUT)
+                lua_pushfstring(co, "vm %s: %s %s: timed out after %f s", op->vm_name, op->name,
+                                op->object, op->timeout_s);
+        else {
+                const char *death = op->vm ? vm_death_reason(op->vm) : NULL;
+                if (death)
+                        lua_pushfstring(co, "vm %s: %s %s: the VM died\n%s", op->vm_name, op->name,
+                                        op->object, death);
+                else
+                        lua_pushfstring(co, "vm %s: %s %s: %s", op->vm_name, op->name, op->object,
+                                        strerror(-status));
+        }
+}
+
+void op_on_reply(AgentRequest *req, int status, const msgpack_object *reply)
+{
+        Op *op = req->data;
+        bool ok = false;
+        if (status == 0 && proto_get_bool(reply, "ok", &ok) != 1)
+                ok = false;
+        const char *errname = NULL;
+        size_t errlen = 0;
+        if (status == 0 && !ok)
+                (void) proto_get_bytes(reply, "error", &errname, &errlen);
+        char ebuf[32];
+        snprintf(ebuf, sizeof ebuf, "%.*s", (int) errlen, errname ? errname : "");
+        emit_op(op, status == 0 && ok, status < 0 ? strerror(-status) : ebuf);
+
+        if (runtime_pending_alive(&op->pending)) {
+                lua_State *co = op->pending.co;
+                int n;
+                if (!lua_checkstack(co, 8))
+                        n = 0;
+                else if (status == 0 && ok && !op->out.oom && !op->err.oom)
+                        n = op->push_ok(co, op, reply);
+                else {
+                        lua_pushnil(co);
+                        if (op->out.oom || op->err.oom)
+                                lua_pushfstring(co, "vm %s: %s %s: out of memory on the host",
+                                                op->vm_name, op->name, op->object);
+                        else
+                                push_failure(co, op, status, reply);
+                        n = 2;
+                }
+                /* Resume through op->pending itself: the runtime matches it by address. */
+                runtime_resume(&op->pending, n);
+                op_free(op);
+                return;
+        }
+        op_free(op);
+}
+
+void op_on_chunk(AgentRequest *req, const char *kind, const char *data, size_t len)
+{
+        Op *op = req->data;
+        if (strcmp(kind, "stderr") == 0)
+                buf_add(&op->err, data, len);
+        else
+                buf_add(&op->out, data, len);
+}
+
+double opt_timeout(lua_State *L, int opts, const char *field)
+{
+        Runtime *rt = runtime_get(L);
+        double def = runtime_config(rt)->op_timeout_s;
+        if (lua_type(L, opts) != LUA_TTABLE)
+                return def;
+        lua_getfield(L, opts, field);
+        double t = lua_isnil(L, -1) ? def : luaL_checknumber(L, -1);
+        lua_pop(L, 1);
+        if (t < 0)
+                luaL_error(L, "option '%s' must be a number of seconds >= 0", field);
+        return t;
+}
+
+const char *opt_string(lua_State *L, int opts, const char *field)
+{
+        if (lua_type(L, opts) != LUA_TTABLE)
+                return NULL;
+        lua_getfield(L, opts, field);
+        const char *s = NULL;
+        if (!lua_isnil(L, -1)) {
+                if (lua_type(L, -1) != LUA_TSTRING)
+                        luaL_error(L, "option '%s' must be a string", field);
+                s = lua_tostring(L, -1);
+        }
+        lua_pop(L, 1); /* still referenced by the options table */
+        return s;
+}
+
+/* Checks that the VM can take operations; otherwise pushes nil, message. Returns 0 or 2. */
+int check_running(lua_State *L, const Target *tg, const char *op, const char *object)
+{
+        Vm *vm = tg->vm;
+        if (vm_state(vm) == VM_RUNNING && agent_client_ready(tg->agent))
+                return 0;
+        lua_pushnil(L);
+        const char *death = vm_death_reason(vm);
+        if (death)
+                lua_pushfstring(L, "vm %s: %s %s: the VM is not running\n%s", vm_name(vm), op,
+                                object, death);
+        else
+                lua_pushfstring(L, "vm %s: %s %s: the VM is %s%s", vm_name(vm), op, object,
+                                vm_state_name(vm_state(vm)),
+                                vm_state(vm) == VM_DEFINED ? " (call vm:boot() first)" : "");
+        return 2;
+}
+
+/* The task waiting for op was abandoned: stop the operation in the guest too. */
+void op_cancel(Pending *p)
+{
+        Op *op = (Op *) ((char *) p - offsetof(Op, pending));
+        AgentClient *c = op->req.client;
+        if (c) {
+                uint64_t target = op->req.id;
+                agent_request_cancel(&op->req);
+                ProtoWriter *w = agent_frame_begin(c, 3);
+                proto_kv_uint(w, "id", 0);
+                proto_kv_str(w, "op", "cancel");
+                proto_kv_uint(w, "target", target);
+                (void) agent_frame_send(c);
+        }
+        op_free(op);
+}
+
+int op_send(lua_State *L, Op *op)
+{
+        uint64_t timeout_ms = (uint64_t) (op->timeout_s * 1000);
+        int r = agent_request_send(op->agent, &op->req, timeout_ms);
+        if (r < 0) {
+                lua_pushnil(L);
+                lua_pushfstring(L, "vm %s: %s %s: %s", op->vm_name, op->name, op->object,
+                                strerror(-r));
+                op_free(op);
+                return 2;
+        }
+        return runtime_wait(L, &op->pending);
+}
+
+bool has_field(lua_State *L, int opts, const char *field)
+{
+        if (lua_type(L, opts) != LUA_TTABLE)
+                return false;
+        bool has = lua_getfield(L, opts, field) != LUA_TNIL;
+        lua_pop(L, 1);
+        return has;
+}

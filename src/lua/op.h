@@ -1,0 +1,81 @@
+/* op.h: guest operations from Lua: where they go (Target), their in-flight context (Op), the
+ * option helpers every method shares, and the reply handling that resumes the caller.
+ */
+#pragma once
+
+#include <lua.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "agent_client.h"
+#include "runtime.h"
+#include "vm.h"
+
+#define VM_MT     "provium.VM"
+#define WORKER_MT "provium.Worker"
+
+typedef struct WorkerBox {
+        Vm **slot;          /* the VM's userdata slot: NULL once the file closed the VM */
+        AgentClient *agent; /* owned by the VM */
+        int index;
+} WorkerBox;
+
+/* Where an operation goes: the VM's main connection or one of its workers. */
+typedef struct Target {
+        Vm *vm;
+        AgentClient *agent;
+        char label[64]; /* "a", or "a/worker1" */
+} Target;
+
+/* The VM or Worker userdata at index i (raises otherwise). */
+Target check_target(lua_State *L, int i);
+
+/* A growable byte buffer; oom is sticky. */
+typedef struct Buf {
+        char *p;
+        size_t len, cap;
+        bool oom;
+} Buf;
+
+void buf_add(Buf *b, const char *p, size_t n);
+
+typedef struct Op {
+        AgentRequest req; /* first: the callbacks get &op->req */
+        Pending pending;
+        Vm *vm;
+        AgentClient *agent;
+        char *vm_name;
+        const char *name; /* "exec", "read_file"... */
+        char *object;     /* the path or command, for messages */
+        uint64_t t0;
+        double timeout_s;
+        Buf out, err;
+        int (*push_ok)(lua_State *co, struct Op *op, const msgpack_object *reply);
+} Op;
+
+/* A new operation on tg; NULL on -ENOMEM. Its reply resumes the caller with push_ok's values,
+ * or nil and a message naming the VM, the operation, the object and the reason. */
+Op *op_new(const Target *tg, const char *name, const char *object, double timeout_s);
+void op_free(Op *op);
+void op_on_reply(AgentRequest *req, int status, const msgpack_object *reply);
+void op_on_chunk(AgentRequest *req, const char *kind, const char *data, size_t len);
+void op_cancel(Pending *p);
+/* Sends the request begun with agent_request_begin(tg.agent, &op->req, ...) and parks. */
+int op_send(lua_State *L, Op *op);
+/* Pushes nil and a message when tg cannot take operations now; returns 2 then, else 0. */
+int check_running(lua_State *L, const Target *tg, const char *op, const char *object);
+
+/* Options (opts is a stack index; a non-table means "none given"). */
+double opt_timeout(lua_State *L, int opts, const char *field);
+const char *opt_string(lua_State *L, int opts, const char *field);
+bool has_field(lua_State *L, int opts, const char *field);
+
+#define NEW_OP_OR_FAIL(op, L, tg, name, object, timeout)                                           \
+        do {                                                                                       \
+                op = op_new(&tg, name, object, timeout);                                           \
+                if (!op)                                                                           \
+                        return luaL_error(L, "vm %s: %s: out of memory", tg.label, name);          \
+                op->req.on_reply = op_on_reply;                                                    \
+                op->req.on_chunk = op_on_chunk;                                                    \
+                op->pending.cancel = op_cancel;                                                    \
+        } while (0)
