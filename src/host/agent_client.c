@@ -91,16 +91,16 @@ static int dispatch(AgentClient *c, const msgpack_object *msg)
         AgentRequest *req = find_pending(c, id);
         const msgpack_object *chunk = proto_get(msg, "chunk");
         if (chunk) {
-                const char *data;
-                size_t len;
+                const char *data = NULL;
+                size_t len = 0;
                 if (chunk->type != MSGPACK_OBJECT_STR || chunk->via.str.size > 15 ||
-                    proto_get_bytes(msg, "data", &data, &len) != 1)
+                    proto_get_bytes(msg, "data", &data, &len) < 0)
                         return -EBADMSG;
                 char kind[16];
                 memcpy(kind, chunk->via.str.ptr, chunk->via.str.size);
                 kind[chunk->via.str.size] = 0;
                 if (req && req->on_chunk)
-                        req->on_chunk(req, kind, data, len);
+                        req->on_chunk(req, kind, data, len, msg);
                 return 0;
         }
         bool ok;

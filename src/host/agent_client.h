@@ -12,8 +12,10 @@
 typedef struct AgentClient AgentClient;
 typedef struct AgentRequest AgentRequest;
 
-/* A chunk of output for req: kind is "stdout", "stderr" or "data". */
-typedef void (*AgentChunkFn)(AgentRequest *req, const char *kind, const char *data, size_t len);
+/* A chunk for req: kind is "stdout", "stderr", "data" (bytes in data/len), or another kind
+ * ("started", "ack") whose fields are in msg; data is then NULL. */
+typedef void (*AgentChunkFn)(AgentRequest *req, const char *kind, const char *data, size_t len,
+                             const msgpack_object *msg);
 /* The end of req. status 0: reply is the agent's reply map (check its "ok"); status < 0: no
  * reply (-ETIMEDOUT, -ECONNRESET when the connection died, -EBADMSG for a bad frame from the
  * agent), reply NULL. After this call the client holds no reference to req. */

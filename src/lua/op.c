@@ -163,9 +163,12 @@ void op_on_reply(AgentRequest *req, int status, const msgpack_object *reply)
         op_free(op);
 }
 
-void op_on_chunk(AgentRequest *req, const char *kind, const char *data, size_t len)
+void op_on_chunk(AgentRequest *req, const char *kind, const char *data, size_t len,
+                 const msgpack_object *msg)
 {
         Op *op = req->data;
+        if (!data)
+                return; /* "ack" and other bookkeeping chunks */
         if (strcmp(kind, "stderr") == 0)
                 buf_add(&op->err, data, len);
         else

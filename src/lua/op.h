@@ -58,7 +58,8 @@ typedef struct Op {
 Op *op_new(const Target *tg, const char *name, const char *object, double timeout_s);
 void op_free(Op *op);
 void op_on_reply(AgentRequest *req, int status, const msgpack_object *reply);
-void op_on_chunk(AgentRequest *req, const char *kind, const char *data, size_t len);
+void op_on_chunk(AgentRequest *req, const char *kind, const char *data, size_t len,
+                 const msgpack_object *msg);
 void op_cancel(Pending *p);
 /* Sends the request begun with agent_request_begin(tg.agent, &op->req, ...) and parks. */
 int op_send(lua_State *L, Op *op);
