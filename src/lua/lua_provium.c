@@ -8,11 +8,21 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "events.h"
 #include "lua_vm.h"
+#include "process.h"
+#include "stream.h"
 #include "runtime.h"
 #include "prelude.h"
 
 #define INTERNAL_KEY "provium.internal"
+
+/* internal.now() -> monotonic seconds, for deadlines in the prelude */
+static int l_now(lua_State *L)
+{
+        lua_pushnumber(L, (double) events_mono_ns() / 1e9);
+        return 1;
+}
 
 int lua_provium_open(lua_State *L)
 {
@@ -38,11 +48,15 @@ int lua_provium_open(lua_State *L)
         lua_setfield(L, -2, "vm_new");
         lua_pushcfunction(L, runtime_parallel);
         lua_setfield(L, -2, "parallel");
+        lua_pushcfunction(L, l_now);
+        lua_setfield(L, -2, "now");
         lua_pushvalue(L, -1);
         lua_setfield(L, LUA_REGISTRYINDEX, INTERNAL_KEY);
         lua_vm_register(L); /* pushes the VM methods table */
         lua_getfield(L, LUA_REGISTRYINDEX, "provium.Worker.methods");
-        if (lua_pcall(L, 4, 0, 0) != LUA_OK)
+        lua_stream_register(L);
+        lua_process_register(L);
+        if (lua_pcall(L, 6, 0, 0) != LUA_OK)
                 return -1;
         return 0;
 }

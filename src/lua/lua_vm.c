@@ -18,7 +18,9 @@
 #include "events.h"
 #include "runtime.h"
 #include "vm.h"
+#include "command.h"
 #include "op.h"
+#include "process.h"
 
 #define ANCHOR_KEY "provium.vms" /* name -> userdata, keeps VMs alive until lua_close */
 
@@ -274,107 +276,23 @@ static int push_exec_result(lua_State *co, Op *op, const msgpack_object *reply)
         return 1;
 }
 
-static void pack_env(lua_State *L, int opts, ProtoWriter *w)
-{
-        lua_getfield(L, opts, "env");
-        int t = lua_gettop(L);
-        uint32_t n = 0;
-        lua_pushnil(L);
-        while (lua_next(L, t)) {
-                if (lua_type(L, -2) != LUA_TSTRING ||
-                    (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER))
-                        luaL_error(L, "option 'env' must map names to strings");
-                n++;
-                lua_pop(L, 1);
-        }
-        proto_key(w, "env");
-        msgpack_pack_map(&w->pk, n);
-        lua_pushnil(L);
-        while (lua_next(L, t)) {
-                proto_pack_str(w, lua_tostring(L, -2));
-                proto_pack_str(w, lua_tostring(L, -1));
-                lua_pop(L, 1);
-        }
-        lua_pop(L, 1);
-}
-
 /* vm:_exec(cmd | argv, opts) -> result | nil, message */
 static int l_vm_exec(lua_State *L)
 {
         Target tg = check_target(L, 1);
-        int t1 = lua_type(L, 2);
-        luaL_argexpected(L, t1 == LUA_TSTRING || t1 == LUA_TTABLE, 2,
-                         "command string or argv table");
-        if (!lua_isnoneornil(L, 3))
-                luaL_checktype(L, 3, LUA_TTABLE);
-        size_t argc = t1 == LUA_TTABLE ? luaL_len(L, 2) : 0;
-        if (t1 == LUA_TTABLE) {
-                luaL_argcheck(L, argc > 0, 2, "argv must not be empty");
-                for (size_t i = 1; i <= argc; i++) {
-                        if (lua_geti(L, 2, (lua_Integer) i) != LUA_TSTRING)
-                                luaL_argerror(L, 2, "argv must hold only strings");
-                        lua_pop(L, 1);
-                }
-        }
-        const char *object;
-        if (t1 == LUA_TSTRING)
-                object = lua_tostring(L, 2);
-        else {
-                luaL_Buffer b;
-                luaL_buffinit(L, &b);
-                for (size_t i = 1; i <= argc; i++) {
-                        lua_geti(L, 2, (lua_Integer) i);
-                        if (i > 1)
-                                luaL_addchar(&b, ' ');
-                        luaL_addvalue(&b);
-                }
-                luaL_pushresult(&b);
-                object = lua_tostring(L, -1);
-        }
-        int n = check_running(L, &tg, "exec", object);
+        Command cmd;
+        command_check(L, 2, 3, true, &cmd);
+        int n = check_running(L, &tg, "exec", cmd.text);
         if (n)
                 return n;
-        const char *cwd = opt_string(L, 3, "cwd");
-        size_t stdin_len = 0;
-        const char *stdin_data = NULL;
-        if (has_field(L, 3, "stdin")) {
-                lua_getfield(L, 3, "stdin");
-                stdin_data = luaL_checklstring(L, -1, &stdin_len);
-                lua_pop(L, 1);
-        }
-        bool env = has_field(L, 3, "env");
-        if (env) {
-                lua_getfield(L, 3, "env");
-                luaL_checktype(L, -1, LUA_TTABLE);
-                lua_pop(L, 1);
-        }
-        double timeout = opt_timeout(L, 3, "timeout");
         Op *op;
-        NEW_OP_OR_FAIL(op, L, tg, "exec", object, timeout);
+        NEW_OP_OR_FAIL(op, L, tg, "exec", cmd.text, cmd.timeout_s);
         op->push_ok = push_exec_result;
         /* The agent enforces the command's timeout and reports it; the request's own timeout
          * is a little longer so a hung guest is still caught. */
-        op->timeout_s = timeout > 0 ? timeout + 5 : 0;
-        ProtoWriter *w = agent_request_begin(tg.agent, &op->req, "exec",
-                                             1 + (cwd != NULL) + (stdin_data != NULL) + env + 1);
-        if (t1 == LUA_TSTRING)
-                proto_kv_str(w, "cmd", object);
-        else {
-                proto_key(w, "argv");
-                msgpack_pack_array(&w->pk, (uint32_t) argc);
-                for (size_t i = 1; i <= argc; i++) {
-                        lua_geti(L, 2, (lua_Integer) i);
-                        proto_pack_str(w, lua_tostring(L, -1));
-                        lua_pop(L, 1);
-                }
-        }
-        if (cwd)
-                proto_kv_str(w, "cwd", cwd);
-        if (stdin_data)
-                proto_kv_bin(w, "stdin", stdin_data, stdin_len);
-        if (env)
-                pack_env(L, 3, w);
-        proto_kv_uint(w, "timeout_ms", (uint64_t) (timeout * 1000));
+        op->timeout_s = cmd.timeout_s > 0 ? cmd.timeout_s + 5 : 0;
+        command_pack(L, &cmd,
+                     agent_request_begin(tg.agent, &op->req, "exec", command_nfields(&cmd)));
         return op_send(L, op);
 }
 
@@ -628,17 +546,14 @@ static const luaL_Reg vm_methods[] = {
     {"_stat", l_vm_stat},
     {"_mkdir", l_vm_mkdir},
     {"_spawn_worker", l_vm_spawn_worker},
+    {"_run_async", lua_vm_run_async},
     {NULL, NULL},
 };
 
 static const luaL_Reg worker_methods[] = {
-    {"index", l_worker_index},
-    {"_exec", l_vm_exec},
-    {"_read_file", l_vm_read_file},
-    {"_write_file", l_vm_write_file},
-    {"_stat", l_vm_stat},
-    {"_mkdir", l_vm_mkdir},
-    {NULL, NULL},
+    {"index", l_worker_index},        {"_exec", l_vm_exec}, {"_read_file", l_vm_read_file},
+    {"_write_file", l_vm_write_file}, {"_stat", l_vm_stat}, {"_mkdir", l_vm_mkdir},
+    {"_run_async", lua_vm_run_async}, {NULL, NULL},
 };
 
 static const luaL_Reg vm_meta[] = {

@@ -1,6 +1,6 @@
 -- prelude.lua: the test-facing Lua API, built on the C primitives of lua_vm.c.
 -- Loaded once per file runner with (provium, internal, VM methods). docs/api.md describes it.
-local provium, internal, VM, Worker = ...
+local provium, internal, VM, Worker, Stream, Process = ...
 
 internal.tests = {}
 local names = {}
@@ -228,7 +228,124 @@ function VM:spawn_worker(opts)
     return call("spawn_worker", self._spawn_worker, self, opts)
 end
 
-for _, name in ipairs({ "run", "read_file", "write_file", "stat", "mkdir" }) do
+---------------------------------------------------------------------------------------------
+-- streams: one interface for process output, tails, and later console and capture
+
+local function deadline(timeout)
+    if timeout == nil then return nil end
+    if type(timeout) ~= "number" or timeout < 0 then
+        raise("stream: timeout must be a number of seconds >= 0, got " .. show(timeout))
+    end
+    return internal.now() + timeout
+end
+
+local function remaining(dl)
+    if not dl then return nil end
+    return math.max(0, dl - internal.now())
+end
+
+-- stream:next(timeout?) -> the next bytes available, or nil at the end; raises on timeout.
+function Stream:next(timeout)
+    local dl = deadline(timeout)
+    while true do
+        local s = self:_peek()
+        if #s > 0 then
+            self:_consume(#s)
+            return s
+        end
+        local ended, err = self:_ended()
+        if ended then
+            if err then raise(self:name() .. ": " .. err) end
+            return nil
+        end
+        if not self:_wait(remaining(dl)) then
+            raise(self:name() .. ": nothing arrived within " .. timeout .. " s")
+        end
+    end
+end
+
+-- stream:read_until(pattern, timeout?) -> the text up to and including the first match of
+-- the Lua pattern (what follows stays for the next read), or nil, "timeout" | "eof".
+function Stream:read_until(pattern, timeout)
+    if type(pattern) ~= "string" then
+        raise("bad argument #1 to 'read_until' (pattern string expected, got " .. type(pattern) .. ")")
+    end
+    local dl = deadline(timeout)
+    while true do
+        local s = self:_peek()
+        local _, j = s:find(pattern)
+        if j then
+            self:_consume(j)
+            return s:sub(1, j)
+        end
+        if self:_ended() then return nil, "eof" end
+        if not self:_wait(remaining(dl)) then return nil, "timeout" end
+    end
+end
+
+-- stream:expect(pattern, timeout?) is read_until that fails the test, showing what came.
+function Stream:expect(pattern, timeout)
+    local got, why = self:read_until(pattern, timeout)
+    if got then return got end
+    local seen = self:_peek()
+    local _, err = self:_ended()
+    raise(string.format("%s: expected %s %s; %s", self:name(), show(pattern),
+        why == "eof" and "before the end of the stream" or ("within " .. tostring(timeout) .. " s"),
+        #seen > 0 and ("got " .. show(tail(seen, 10))) or "got nothing") .. (err and (" (" .. err .. ")") or ""))
+end
+
+-- stream:drain() -> everything buffered now, without waiting.
+function Stream:drain()
+    local s = self:_peek()
+    self:_consume(#s)
+    return s
+end
+
+-- stream:eof() -> true once the stream has ended and every byte was read.
+function Stream:eof()
+    return (self:_ended()) and #self:_peek() == 0
+end
+
+---------------------------------------------------------------------------------------------
+-- asynchronous processes
+
+function VM:run_async(cmd, opts)
+    local p = call("run_async", self._run_async, self, cmd, opts)
+    p:_wait_started()
+    local st = p:_state()
+    if not st.started then raise(st.error) end
+    return p
+end
+
+function Process:pid() return self:_state().pid end
+
+function Process:running() return not self:_state().done end
+
+-- process:wait(timeout?) -> a Result (what stdout/stderr still hold unread, the exit status);
+-- raises if it does not exit in time (the process keeps running).
+function Process:wait(timeout)
+    if timeout ~= nil and (type(timeout) ~= "number" or timeout < 0) then
+        raise("bad argument #1 to 'wait' (seconds >= 0 expected, got " .. show(timeout) .. ")")
+    end
+    if not self:_wait_exit(timeout) then
+        raise(string.format("%s: still running after %s s", tostring(self), tostring(timeout)))
+    end
+    local st = self:_state()
+    if st.error then raise(st.error) end
+    local r = { code = st.code, signal = st.signal, timed_out = st.timed_out,
+                duration = st.duration, cmd = st.cmd, vm = st.vm,
+                stdout = self:stdout():drain(), stderr = self:stderr():drain() }
+    return setmetatable(r, Result)
+end
+
+function Process:write(data) call("write", self._write, self, data) end
+function Process:close_stdin() call("close_stdin", self._close_stdin, self) end
+function Process:signal(sig, opts)
+    call("signal", self._signal, self, sig, not (opts and opts.group == false))
+end
+function Process:kill() self:signal("KILL") end
+
+for _, name in ipairs({ "run", "read_file", "write_file", "stat", "mkdir", "run_async" }) do
     Worker[name] = VM[name]
 end
 

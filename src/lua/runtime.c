@@ -198,6 +198,12 @@ int runtime_wait(lua_State *L, Pending *p)
         return lua_yield(L, 0);
 }
 
+bool runtime_in_task(lua_State *L)
+{
+        Runtime *rt = runtime_get(L);
+        return rt && !rt->test_done && task_of(rt, L);
+}
+
 bool runtime_pending_alive(const Pending *p)
 {
         if (!p->rt || p->rt->test_done)

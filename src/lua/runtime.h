@@ -41,6 +41,8 @@ uv_loop_t *runtime_loop(const Runtime *rt);
 /* Parks the running coroutine: call as `return runtime_wait(L, &ctx->pending);` from a C
  * function called from Lua. Errors (via lua_error) when called outside a test body. */
 int runtime_wait(lua_State *L, Pending *p);
+/* True when L is a task the runtime drives (a test body or a parallel branch). */
+bool runtime_in_task(lua_State *L);
 /* True when the coroutine behind p may still be resumed (the test was not aborted). */
 bool runtime_pending_alive(const Pending *p);
 /* Resumes p's coroutine with nargs values already pushed on p->co. */
