@@ -43,23 +43,35 @@ static inline void closep(int *fd)
         })
 #define ELEMENTSOF(a) (sizeof(a) / sizeof((a)[0]))
 
-typedef struct Exec Exec;     /* one running exec request (ops_exec.c) */
+typedef struct Exec Exec;     /* one running exec or spawn request (ops_exec.c) */
 typedef struct Upload Upload; /* one write_file awaiting uploads (ops_fs.c) */
+typedef struct Handle Handle; /* one open file handle (ops_handle.c) */
+typedef struct Tail Tail;     /* one tail request (ops_handle.c) */
 
+/* Headroom before the data in Server.buf, so a chunk's frame header can be written in front of
+ * data read straight into the buffer (one write, no copy). */
+#define SERVER_HEAD 64
+
+/* One connection's state; each connection has its own thread and its own Server. */
 typedef struct Server {
-        int fd;      /* the connection, -1 between connections */
-        int sigfd;   /* signalfd for SIGCHLD */
-        bool pid1;   /* running as init: poweroff really powers off */
-        bool debug;  /* log each op to stderr */
-        bool quit;   /* poweroff outside PID 1: stop serving after this frame */
-        bool broken; /* a write to the connection failed */
+        int fd;           /* the connection, -1 between connections */
+        const char *port; /* the port name for hello, "fd" in host mode */
+        bool pid1;        /* running as init: poweroff really powers off */
+        bool debug;       /* log each op to stderr */
+        bool quit;        /* poweroff outside PID 1: stop serving after this frame */
+        bool broken;      /* a write to the connection failed */
         ProtoReader rd;
         ProtoWriter wr;
         Exec *execs;
         Upload *uploads;
-        uint8_t *buf; /* PROTO_CHUNK bytes of scratch for file and pipe reads */
+        Handle *handles;
+        uint64_t next_handle; /* handle numbers are never reused on a connection */
+        size_t n_handles;
+        Tail *tails;
+        uint8_t *buf; /* SERVER_HEAD + PROTO_CHUNK bytes of scratch for file and pipe reads */
         struct pollfd *pfd;
         size_t pfd_cap;
+        size_t n_exec_pfd; /* pfd[1..n_exec_pfd] belong to execs, handles follow */
 } Server;
 
 /* ---- init.c ---- */
@@ -81,7 +93,8 @@ void init_ensure_stdio(void);
 
 /* CLOCK_MONOTONIC in nanoseconds. */
 int64_t agent_now_ns(void);
-int server_init(Server *s, bool pid1);
+/* Prepares a connection's state. port is borrowed for the Server's life. Returns 0 or -ENOMEM. */
+int server_init(Server *s, const char *port, bool pid1, bool debug);
 void server_done(Server *s);
 /* Serves one connection on fd (not taken over). Returns 0 on EOF, 1 when asked to quit,
  * -EBADMSG/-EMSGSIZE on a bad frame, another -errno when the connection failed. All exec
@@ -97,6 +110,14 @@ int server_reply_errno(Server *s, uint64_t id, int err, const char *fmt, ...)
 /* EINVAL reply for a field that is missing (r == 0) or mistyped (r < 0). */
 int server_reply_field(Server *s, uint64_t id, const char *op, const char *field, int r);
 int server_send_chunk(Server *s, uint64_t id, const char *kind, const void *p, size_t n);
+/* Sends a chunk whose n payload bytes are already at s->buf + SERVER_HEAD (no copy). */
+int server_send_buf(Server *s, uint64_t id, const char *kind, size_t n);
+/* True when id names a request in flight on this connection. */
+bool server_id_busy(const Server *s, uint64_t id);
+/* Milliseconds from now until the monotonic time at_ns (>= 0), or -1 when at_ns is 0. */
+int server_ms_until(int64_t at_ns);
+/* Sets O_NONBLOCK on fd. Returns 0 or -errno. */
+int agent_set_nonblock(int fd);
 
 /* ---- ops_exec.c ---- */
 
@@ -106,8 +127,19 @@ size_t exec_count(const Server *s);
 size_t exec_poll_fill(Server *s, struct pollfd *pfd);
 /* Handles revents of the fds exec_poll_fill() added. Returns 0 or a connection -errno. */
 int exec_poll_handle(Server *s, const struct pollfd *pfd);
-/* Reaps every exited child and routes statuses to their execs; orphans are just reaped. */
-void exec_reap(Server *s);
+/* Reaps zombies that no connection owns (PID 1's orphans). Returns true when a zombie owned by
+ * a connection is waiting, so the caller should look again soon. Thread-safe. */
+bool exec_reap_orphans(void);
+/* Resets limits raised for the agent (RLIMIT_NOFILE) in children; call once at start. */
+void exec_init_limits(void);
+int exec_proc_write(Server *s, uint64_t id, const msgpack_object *req);
+int exec_proc_close_stdin(Server *s, uint64_t id, const msgpack_object *req);
+int exec_proc_signal(Server *s, uint64_t id, const msgpack_object *req);
+int exec_spawn_op(Server *s, uint64_t id, const msgpack_object *req);
+/* cancel/reset: kills the process of request target (or every process when all). */
+void exec_cancel(Server *s, uint64_t target, bool all);
+/* Fails a pending proc_write target with ECANCELED. Returns 0 or a connection -errno. */
+int exec_cancel_write(Server *s, uint64_t target);
 /* Milliseconds until the next exec deadline, -1 for none. */
 int exec_poll_timeout(const Server *s);
 /* Applies timeouts and grace periods and replies for finished execs. Returns 0 or -errno. */
@@ -125,3 +157,33 @@ int fs_stat(Server *s, uint64_t id, const msgpack_object *req);
 int fs_mkdir(Server *s, uint64_t id, const msgpack_object *req);
 void fs_drop_uploads(Server *s);
 bool fs_id_busy(const Server *s, uint64_t id);
+/* Ends upload target (or all) with ECANCELED. Returns 0 or a connection -errno. */
+int fs_cancel(Server *s, uint64_t target, bool all);
+
+/* ---- ops_handle.c ---- */
+
+int hnd_open(Server *s, uint64_t id, const msgpack_object *req);
+int hnd_fread(Server *s, uint64_t id, const msgpack_object *req);
+int hnd_fwrite(Server *s, uint64_t id, const msgpack_object *req);
+int hnd_seek(Server *s, uint64_t id, const msgpack_object *req);
+int hnd_close(Server *s, uint64_t id, const msgpack_object *req);
+int hnd_tail(Server *s, uint64_t id, const msgpack_object *req);
+/* The guest fd of handle num, or -EBADF. */
+int hnd_fd(const Server *s, uint64_t num);
+size_t hnd_count(const Server *s);
+size_t hnd_poll_fill(Server *s, struct pollfd *pfd);
+int hnd_poll_handle(Server *s, const struct pollfd *pfd);
+int hnd_poll_timeout(const Server *s);
+/* Forwards what tails gained. Returns 0 or a connection -errno. */
+int hnd_tick(Server *s);
+bool hnd_id_busy(const Server *s, uint64_t id);
+/* Ends the pending fread/fwrite or tail target (every one when all) with ECANCELED; with all,
+ * also closes every handle. Returns 0 or a connection -errno. */
+int hnd_cancel(Server *s, uint64_t target, bool all);
+/* Connection gone: closes handles and drops tails without replies. */
+void hnd_drop_all(Server *s);
+
+/* ---- ops_sys.c ---- */
+
+int sys_syscall(Server *s, uint64_t id, const msgpack_object *req);
+int sys_ioctl(Server *s, uint64_t id, const msgpack_object *req);

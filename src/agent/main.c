@@ -1,12 +1,25 @@
-/* main.c: provium-agent entry point: options, PID-1 setup, choosing and (re)opening the transport.
+/* main.c: provium-agent entry point: options, PID-1 setup, the connection threads and the
+ * orphan reaper.
+ *
+ * Every connection (virtio port provium.0..N, each --fd, or --connect) is served by its own
+ * thread. The main thread blocks SIGCHLD (before any thread exists, so every thread inherits
+ * the mask), reaps orphans that no connection owns, looks for worker ports that appear late,
+ * and exits when every --fd connection is done or a connection asks to quit.
+ *
+ * Sections: options, transports, connection threads, main loop.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
@@ -17,9 +30,15 @@
 #define PORT_WAIT_MS  30000
 #define PORT_RETRY_MS 50
 #define RECONNECT_MS  100
+#define PORT_PREFIX   "provium."
+#define MAX_CONNS     64  /* connection threads */
+#define SCAN_MS       500 /* period of the worker port scan */
+#define REAP_AGAIN_MS 100 /* look again for orphans behind an owned zombie */
 
 typedef struct Options {
-        int fd;           /* --fd, -1 when absent */
+        int fds[MAX_CONNS]; /* each --fd */
+        size_t n_fds;
+        int fd;           /* first --fd, -1 when absent */
         const char *path; /* --connect */
         const char *port; /* --port or the default */
 } Options;
@@ -33,9 +52,11 @@ static void sleep_ms(int ms)
 
 static void usage(FILE *f)
 {
-        (void) fprintf(f, "usage: provium-agent [--fd N | --connect PATH | --port NAME]\n"
-                          "Serves the provium agent protocol (docs/protocol.md). Without options\n"
-                          "it uses the virtio-serial port named " AGENT_DEFAULT_PORT ".\n");
+        (void) fprintf(f,
+                       "usage: provium-agent [--fd N [--fd M...] | --connect PATH | --port NAME]\n"
+                       "Serves the provium agent protocol (docs/protocol.md). Without options\n"
+                       "it serves the virtio-serial port named " AGENT_DEFAULT_PORT " and every\n"
+                       "other port named " PORT_PREFIX "*, each in its own thread.\n");
 }
 
 /* Returns 0, 1 after --help, or -EINVAL. */
@@ -58,7 +79,10 @@ static int parse_args(int argc, char **argv, Options *ret)
                         long v = strtol(optarg, &end, 10);
                         if (errno || *end || end == optarg || v < 0 || v > INT32_MAX)
                                 return -EINVAL;
-                        o.fd = (int) v;
+                        if (o.n_fds == MAX_CONNS)
+                                return -EINVAL;
+                        o.fds[o.n_fds++] = (int) v;
+                        o.fd = o.fds[0];
                         break;
                 case 'c':
                         o.path = optarg;
@@ -73,7 +97,7 @@ static int parse_args(int argc, char **argv, Options *ret)
                         return -EINVAL;
                 }
         }
-        if (optind != argc || (o.fd >= 0 && o.path))
+        if (optind != argc || (o.n_fds > 0 && o.path))
                 return -EINVAL;
         *ret = o;
         return 0;
@@ -154,11 +178,38 @@ static int fd_adopt(int fd)
         return 0;
 }
 
-/* Serves a stream connection once: EOF ends the agent. Returns the exit code. */
+/* ---- connection threads ---- */
+
+typedef enum { CONN_FD, CONN_PORT } ConnKind;
+
+typedef struct Conn {
+        pthread_t thread;
+        ConnKind kind;
+        int fd;         /* CONN_FD: the stream; CONN_PORT: opened by the thread */
+        char name[128]; /* port name, or "fd" */
+        int code;       /* exit code of the thread */
+        bool started;
+} Conn;
+
+static Conn conns[MAX_CONNS];
+static size_t n_conns;
+static bool agent_pid1, agent_debug;
+static atomic_int live_conns;  /* threads still serving */
+static atomic_bool agent_quit; /* a connection asked to exit (poweroff outside PID 1) */
+static int wake_fd = -1;       /* eventfd: a thread ended or asked to quit */
+
+static void wake_main(void)
+{
+        uint64_t one = 1;
+        (void) !write(wake_fd, &one, sizeof one);
+}
+
+/* Serves a stream connection once. Returns the exit code (0 on EOF or quit). */
 static int serve_stream(Server *s, int fd)
 {
-        agent_log("ready");
         int r = server_serve(s, fd);
+        if (r == 1)
+                atomic_store(&agent_quit, true);
         if (r < 0) {
                 agent_log("connection closed: %s", strerror(-r));
                 return 1;
@@ -166,53 +217,226 @@ static int serve_stream(Server *s, int fd)
         return 0;
 }
 
-/* Serves the virtio port forever: the host may disconnect and reconnect. Returns the exit
- * code when told to quit or when the port cannot be opened. */
+/* Serves a virtio port until told to quit: the host may disconnect and reconnect. Returns the
+ * exit code when told to quit or when the port cannot be opened. */
 static int serve_port(Server *s, const char *name)
 {
-        bool announced = false;
-        int fd = -1;
+        int fd = port_open(name);
+        if (fd < 0) {
+                agent_log("virtio port %s: %s", name, strerror(-fd));
+                return 1;
+        }
+        agent_log("ready on %s", name);
         for (;;) {
-                if (fd < 0 && (fd = port_open(name)) < 0) {
-                        agent_log("virtio port %s: %s", name, strerror(-fd));
-                        return 1;
-                }
-                if (!announced) {
-                        agent_log("ready");
-                        announced = true;
-                }
                 int r = server_serve(s, fd);
                 if (r == 1) {
                         (void) close(fd);
+                        atomic_store(&agent_quit, true);
                         return 0;
                 }
                 if (r < 0) {
-                        agent_log("connection closed: %s", strerror(-r));
-                        closep(&fd);
+                        agent_log("%s: connection closed: %s", name, strerror(-r));
+                        (void) close(fd);
+                        sleep_ms(RECONNECT_MS);
+                        if ((fd = port_open(name)) < 0) {
+                                agent_log("virtio port %s: %s", name, strerror(-fd));
+                                return 1;
+                        }
+                        continue;
                 }
                 sleep_ms(RECONNECT_MS);
         }
 }
 
-static int agent_run(Server *s, const Options *o)
+static void *conn_main(void *arg)
 {
-        if (o->fd >= 0) {
-                int r = fd_adopt(o->fd);
+        Conn *c = arg;
+        Server s;
+        int r = server_init(&s, c->name, agent_pid1, agent_debug);
+        if (r < 0) {
+                agent_log("%s: init: %s", c->name, strerror(-r));
+                c->code = 1;
+        } else if (c->kind == CONN_PORT)
+                c->code = serve_port(&s, c->name);
+        else
+                c->code = serve_stream(&s, c->fd);
+        server_done(&s);
+        if (c->kind == CONN_FD)
+                closep(&c->fd);
+        atomic_fetch_sub(&live_conns, 1);
+        wake_main();
+        return NULL;
+}
+
+/* Starts a thread for a connection. Returns 0 or -errno. */
+static int conn_start(ConnKind kind, int fd, const char *name)
+{
+        if (n_conns == MAX_CONNS)
+                return -EMFILE;
+        Conn *c = &conns[n_conns];
+        *c = (Conn){.kind = kind, .fd = fd};
+        (void) snprintf(c->name, sizeof c->name, "%s", name);
+        pthread_attr_t attr;
+        int r = pthread_attr_init(&attr);
+        if (r == 0)
+                r = pthread_attr_setstacksize(&attr, 1u << 20);
+        atomic_fetch_add(&live_conns, 1);
+        if (r == 0)
+                r = pthread_create(&c->thread, &attr, conn_main, c);
+        (void) pthread_attr_destroy(&attr);
+        if (r != 0) {
+                atomic_fetch_sub(&live_conns, 1);
+                return -r;
+        }
+        c->started = true;
+        n_conns++;
+        return 0;
+}
+
+static bool port_served(const char *name)
+{
+        for (size_t i = 0; i < n_conns; i++)
+                if (conns[i].kind == CONN_PORT && strcmp(conns[i].name, name) == 0)
+                        return true;
+        return false;
+}
+
+/* Starts a thread for every port named provium.* not served yet. */
+static void ports_scan(void)
+{
+        DIR *d = opendir(PORTS_DIR);
+        if (!d)
+                return;
+        struct dirent *e;
+        while ((e = readdir(d))) {
+                if (e->d_name[0] == '.')
+                        continue;
+                char p[512], buf[128];
+                (void) snprintf(p, sizeof p, PORTS_DIR "/%s/name", e->d_name);
+                int fd = open(p, O_RDONLY | O_CLOEXEC);
+                if (fd < 0)
+                        continue;
+                ssize_t n = read(fd, buf, sizeof buf - 1);
+                (void) close(fd);
+                if (n <= 0)
+                        continue;
+                buf[n] = 0;
+                buf[strcspn(buf, "\n")] = 0;
+                if (strncmp(buf, PORT_PREFIX, strlen(PORT_PREFIX)) != 0 || port_served(buf))
+                        continue;
+                int r = conn_start(CONN_PORT, -1, buf);
+                if (r < 0)
+                        agent_log("thread for %s: %s", buf, strerror(-r));
+        }
+        (void) closedir(d);
+}
+
+/* ---- main loop ---- */
+
+/* Starts the connection threads. Returns 0 or the exit code. */
+static int agent_start(const Options *o)
+{
+        for (size_t i = 0; i < o->n_fds; i++) {
+                int r = fd_adopt(o->fds[i]);
                 if (r < 0) {
-                        agent_log("--fd %d: %s", o->fd, strerror(-r));
+                        agent_log("--fd %d: %s", o->fds[i], strerror(-r));
                         return 1;
                 }
-                return serve_stream(s, o->fd);
+        }
+        for (size_t i = 0; i < o->n_fds; i++) {
+                int r = conn_start(CONN_FD, o->fds[i], "fd");
+                if (r < 0) {
+                        agent_log("thread: %s", strerror(-r));
+                        return 1;
+                }
+        }
+        if (o->n_fds > 0) {
+                agent_log("ready");
+                return 0;
         }
         if (o->path) {
-                _cleanup_close_ int fd = unix_connect(o->path);
+                int fd = unix_connect(o->path);
                 if (fd < 0) {
                         agent_log("connect %s: %s", o->path, strerror(-fd));
                         return 1;
                 }
-                return serve_stream(s, fd);
+                int r = conn_start(CONN_FD, fd, "fd");
+                if (r < 0) {
+                        (void) close(fd);
+                        agent_log("thread: %s", strerror(-r));
+                        return 1;
+                }
+                agent_log("ready");
+                return 0;
         }
-        return serve_port(s, o->port);
+        int r = conn_start(CONN_PORT, -1, o->port);
+        if (r < 0) {
+                agent_log("thread: %s", strerror(-r));
+                return 1;
+        }
+        return 0;
+}
+
+/* Reaps orphans and waits for the connections. Returns the exit code. */
+static int agent_loop(int sigfd, bool ports)
+{
+        int64_t scan_until = ports ? agent_now_ns() + (int64_t) PORT_WAIT_MS * 1000000LL : 0;
+        bool again = false;
+        for (;;) {
+                if (atomic_load(&agent_quit))
+                        return 0;
+                if (!ports && atomic_load(&live_conns) == 0)
+                        break;
+                if (ports && atomic_load(&live_conns) == 0 && agent_now_ns() >= scan_until)
+                        break;
+                int timeout = again ? REAP_AGAIN_MS : -1;
+                if (ports && agent_now_ns() < scan_until)
+                        timeout = again ? REAP_AGAIN_MS : SCAN_MS;
+                struct pollfd pfd[2] = {{.fd = sigfd, .events = POLLIN},
+                                        {.fd = wake_fd, .events = POLLIN}};
+                if (poll(pfd, 2, timeout) < 0 && errno != EINTR) {
+                        agent_log("poll: %s", strerror(errno));
+                        sleep_ms(REAP_AGAIN_MS);
+                }
+                struct signalfd_siginfo si;
+                while (read(sigfd, &si, sizeof si) == (ssize_t) sizeof si)
+                        ;
+                uint64_t v;
+                (void) !read(wake_fd, &v, sizeof v);
+                again = exec_reap_orphans();
+                if (ports && agent_now_ns() < scan_until)
+                        ports_scan();
+        }
+        int code = 0;
+        for (size_t i = 0; i < n_conns; i++) {
+                (void) pthread_join(conns[i].thread, NULL);
+                if (conns[i].code > code)
+                        code = conns[i].code;
+        }
+        return code;
+}
+
+/* Returns the exit code. */
+static int agent_run(const Options *o)
+{
+        sigset_t mask;
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGCHLD);
+        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0) {
+                agent_log("sigprocmask: %s", strerror(errno));
+                return 1;
+        }
+        _cleanup_close_ int sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+        wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        if (sigfd < 0 || wake_fd < 0) {
+                agent_log("signalfd/eventfd: %s", strerror(errno));
+                return 1;
+        }
+        int code = agent_start(o);
+        if (code != 0 && n_conns == 0)
+                return code;
+        int r = agent_loop(sigfd, o->n_fds == 0 && !o->path);
+        return code ? code : r;
 }
 
 int main(int argc, char **argv)
@@ -231,13 +455,9 @@ int main(int argc, char **argv)
         }
         if (signal(SIGPIPE, SIG_IGN) == SIG_ERR)
                 agent_log("signal: %s", strerror(errno));
-        Server s;
-        r = server_init(&s, pid1);
-        if (r < 0) {
-                agent_log("init: %s", strerror(-r));
-                init_exit(pid1, 1);
-        }
-        int code = agent_run(&s, &o);
-        server_done(&s);
+        agent_pid1 = pid1;
+        agent_debug = init_debug_requested(pid1);
+        exec_init_limits();
+        int code = agent_run(&o);
         init_exit(pid1, code);
 }

@@ -1,31 +1,58 @@
-/* ops_exec.c: the exec op: spawning, stdin/stdout/stderr pipes, timeouts, reaping, replies.
+/* ops_exec.c: exec and spawn: children, their pipes, timeouts, reaping, proc_* ops, replies.
  *
- * Sections: request parsing, child, spawning, loop hooks, completion.
+ * Reaping: several connection threads fork children while PID 1 must also reap orphans. A
+ * global table (under child_lock) lists the pids that connections own; each connection waits
+ * for its own children through a pidfd, and exec_reap_orphans() (main thread) reaps only pids
+ * that are not in the table. fork() and the table insert happen under the lock, so a child
+ * that dies at once is never taken for an orphan.
+ *
+ * Sections: request parsing, child, child table, spawning, proc ops, loop hooks, completion.
  */
 #include <errno.h>
 #include <inttypes.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <pthread.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include "agent.h"
+
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+
+#define EXEC_MAX_PER_CONN 1024 /* processes in flight on one connection */
+#define EXEC_NOPIDFD_MS   20   /* reaping period without pidfds */
+
+/* One stdin write: an exec's stdin bytes (id 0: no reply) or a proc_write request. */
+typedef struct WriteReq {
+        struct WriteReq *next;
+        uint64_t id; /* proc_write request to answer, 0 for none */
+        uint8_t *data;
+        size_t len, off;
+} WriteReq;
 
 struct Exec {
         Exec *next;
         uint64_t id;
         pid_t pid;
         int fd_in, fd_out, fd_err; /* our ends of the child's pipes, -1 once closed */
-        uint8_t *in;               /* stdin bytes still to write from in_off */
-        size_t in_len, in_off;
+        int pidfd;                 /* readable when the child exits, -1 without pidfd */
+        WriteReq *wq;              /* stdin writes in order; the head is being written */
+        bool close_in;             /* close stdin once wq is empty */
+        bool spawn;                /* a spawn request (started chunk, stdin stays open) */
+        bool owned;                /* pid is in the child table */
         int64_t start_ns;
         int64_t deadline_ns; /* timeout, 0 for none */
         int64_t exit_ns;     /* when the child was reaped, 0 while running */
         int status;          /* waitpid status once exit_ns != 0 */
         bool timed_out;
         bool detached; /* the connection is gone: reap silently */
-        int pidx[3];   /* poll indices of fd_in, fd_out, fd_err, -1 when not polled */
+        int pidx[4];   /* poll indices of fd_in, fd_out, fd_err, pidfd; -1 when not polled */
 };
 
 typedef struct ExecSpec {
@@ -158,10 +185,27 @@ static _Noreturn void exec_child_fail(int st, int step)
 }
 
 /* Runs in the forked child: never returns. */
+static struct rlimit exec_nofile; /* RLIMIT_NOFILE the agent started with */
+static bool exec_nofile_set;
+
+void exec_init_limits(void)
+{
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+                return;
+        exec_nofile = rl;
+        exec_nofile_set = true;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                agent_log("setrlimit NOFILE: %s", strerror(errno));
+}
+
 static _Noreturn void exec_child(const ExecSpec *sp, int in, int out, int err, int st)
 {
         sigset_t none;
         sigemptyset(&none);
+        if (exec_nofile_set)
+                (void) setrlimit(RLIMIT_NOFILE, &exec_nofile);
         if (sigprocmask(SIG_SETMASK, &none, NULL) < 0 || signal(SIGPIPE, SIG_DFL) == SIG_ERR ||
             setsid() < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
                 exec_child_fail(st, 0);
@@ -174,16 +218,126 @@ static _Noreturn void exec_child(const ExecSpec *sp, int in, int out, int err, i
         exec_child_fail(st, 2);
 }
 
+/* ---- child table ---- */
+
+static pthread_mutex_t child_lock = PTHREAD_MUTEX_INITIALIZER;
+static pid_t *child_pids; /* pids owned by connections, under child_lock */
+static size_t child_n, child_cap;
+
+/* Adds pid; child_lock held. Returns 0 or -ENOMEM. */
+static int child_add_locked(pid_t pid)
+{
+        if (child_n == child_cap) {
+                size_t cap = child_cap ? 2 * child_cap : 64;
+                pid_t *p = realloc(child_pids, cap * sizeof *p);
+                if (!p)
+                        return -ENOMEM;
+                child_pids = p;
+                child_cap = cap;
+        }
+        child_pids[child_n++] = pid;
+        return 0;
+}
+
+static bool child_owned_locked(pid_t pid)
+{
+        for (size_t i = 0; i < child_n; i++)
+                if (child_pids[i] == pid)
+                        return true;
+        return false;
+}
+
+static void child_remove_locked(pid_t pid)
+{
+        for (size_t i = 0; i < child_n; i++)
+                if (child_pids[i] == pid) {
+                        child_pids[i] = child_pids[--child_n];
+                        return;
+                }
+}
+
+/* Gives pid up to the orphan reaper. */
+static void child_disown(pid_t pid)
+{
+        pthread_mutex_lock(&child_lock);
+        child_remove_locked(pid);
+        pthread_mutex_unlock(&child_lock);
+}
+
+/* Reaps ex's child if it has exited (never blocks). Returns true once reaped. */
+static bool exec_try_reap(Exec *ex)
+{
+        if (ex->exit_ns)
+                return true;
+        int status;
+        pthread_mutex_lock(&child_lock);
+        pid_t r;
+        do
+                r = waitpid(ex->pid, &status, WNOHANG);
+        while (r < 0 && errno == EINTR);
+        if (r == ex->pid || (r < 0 && errno == ECHILD))
+                child_remove_locked(ex->pid);
+        pthread_mutex_unlock(&child_lock);
+        if (r == 0)
+                return false;
+        if (r < 0) /* reaped elsewhere: cannot happen while owned; report as killed */
+                status = SIGKILL;
+        ex->status = status;
+        ex->exit_ns = agent_now_ns();
+        ex->owned = false;
+        closep(&ex->pidfd);
+        return true;
+}
+
+bool exec_reap_orphans(void)
+{
+        bool owned = false;
+        pthread_mutex_lock(&child_lock);
+        for (;;) {
+                siginfo_t si = {0};
+                if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        break;
+                }
+                if (si.si_pid == 0)
+                        break;
+                if (child_owned_locked(si.si_pid)) {
+                        owned = true;
+                        break;
+                }
+                (void) waitpid(si.si_pid, NULL, WNOHANG);
+        }
+        pthread_mutex_unlock(&child_lock);
+        return owned;
+}
+
 /* ---- spawning ---- */
+
+static WriteReq *wreq_free(WriteReq *w)
+{
+        if (w) {
+                free(w->data);
+                free(w);
+        }
+        return NULL;
+}
 
 static Exec *exec_free(Exec *ex)
 {
         if (!ex)
                 return NULL;
+        if (ex->owned)
+                child_disown(ex->pid);
         closep(&ex->fd_in);
         closep(&ex->fd_out);
         closep(&ex->fd_err);
-        free(ex->in);
+        closep(&ex->pidfd);
+        while (ex->wq) {
+                WriteReq *w = ex->wq;
+                ex->wq = w->next;
+                wreq_free(w);
+        }
         free(ex);
         return NULL;
 }
@@ -218,10 +372,14 @@ static int exec_wait_status(int st, ExecFail *ret)
         }
 }
 
+/* Reaps a child that failed before exec (it exits at once). */
 static void exec_wait_pid(pid_t pid)
 {
+        pthread_mutex_lock(&child_lock);
         while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
                 ;
+        child_remove_locked(pid);
+        pthread_mutex_unlock(&child_lock);
 }
 
 static void close_pair(int p[2])
@@ -230,7 +388,7 @@ static void close_pair(int p[2])
         closep(&p[1]);
 }
 
-static int set_nonblock(int fd)
+int agent_set_nonblock(int fd)
 {
         int fl = fcntl(fd, F_GETFL);
         if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
@@ -238,24 +396,43 @@ static int set_nonblock(int fd)
         return 0;
 }
 
+/* Forks under child_lock and records the child in the table. Returns the pid or -errno. */
+static pid_t exec_fork(const ExecSpec *sp, int in[2], int out[2], int err[2], int st[2])
+{
+        pthread_mutex_lock(&child_lock);
+        int r = child_add_locked(0); /* reserve room, so the insert after fork cannot fail */
+        if (r < 0) {
+                pthread_mutex_unlock(&child_lock);
+                return r;
+        }
+        pid_t pid = fork();
+        if (pid == 0)
+                exec_child(sp, in[0], out[1], err[1], st[1]);
+        if (pid < 0) {
+                r = -errno;
+                child_n--;
+        } else
+                child_pids[child_n - 1] = pid;
+        pthread_mutex_unlock(&child_lock);
+        return pid < 0 ? r : pid;
+}
+
 /* Forks the child and fills ex. Returns 0, or -errno with a failure reply already sent
  * (then *ret_replied is set), or -errno from the system. */
 static int exec_spawn(Server *s, Exec *ex, const ExecSpec *sp, bool *ret_replied)
 {
         int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1}, st[2] = {-1, -1};
-        int r = exec_pipes(in, out, err, sp->in != NULL);
+        int r = exec_pipes(in, out, err, sp->in != NULL || ex->spawn);
         if (r >= 0 && pipe2(st, O_CLOEXEC) < 0)
                 r = -errno;
         if (r < 0)
                 goto done;
         ex->start_ns = agent_now_ns();
-        pid_t pid = fork();
+        pid_t pid = exec_fork(sp, in, out, err, st);
         if (pid < 0) {
-                r = -errno;
+                r = pid;
                 goto done;
         }
-        if (pid == 0)
-                exec_child(sp, in[0], out[1], err[1], st[1]);
         closep(&st[1]);
         ExecFail f;
         r = exec_wait_status(st[0], &f);
@@ -271,11 +448,15 @@ static int exec_spawn(Server *s, Exec *ex, const ExecSpec *sp, bool *ret_replied
                 goto done;
         }
         ex->pid = pid;
+        ex->owned = true;
+        ex->pidfd = (int) syscall(SYS_pidfd_open, pid, 0);
+        if (ex->pidfd >= 0)
+                (void) fcntl(ex->pidfd, F_SETFD, FD_CLOEXEC);
         ex->fd_in = TAKE_FD(in[1]);
         ex->fd_out = TAKE_FD(out[0]);
         ex->fd_err = TAKE_FD(err[0]);
-        if ((ex->fd_in >= 0 && set_nonblock(ex->fd_in) < 0) || set_nonblock(ex->fd_out) < 0 ||
-            set_nonblock(ex->fd_err) < 0)
+        if ((ex->fd_in >= 0 && agent_set_nonblock(ex->fd_in) < 0) ||
+            agent_set_nonblock(ex->fd_out) < 0 || agent_set_nonblock(ex->fd_err) < 0)
                 agent_log("exec %" PRIu64 ": fcntl: %s", ex->id, strerror(errno));
 done:
         close_pair(in);
@@ -285,51 +466,213 @@ done:
         return r;
 }
 
+/* Queues len bytes for the child's stdin, answered to id when written (0: no reply). */
+static int exec_queue(Exec *ex, uint64_t id, const void *p, size_t len)
+{
+        WriteReq *w = calloc(1, sizeof *w);
+        if (!w)
+                return -ENOMEM;
+        w->id = id;
+        w->len = len;
+        if (len > 0 && !(w->data = malloc(len))) {
+                free(w);
+                return -ENOMEM;
+        }
+        if (len > 0)
+                memcpy(w->data, p, len);
+        WriteReq **t = &ex->wq;
+        while (*t)
+                t = &(*t)->next;
+        *t = w;
+        return 0;
+}
+
 static int exec_setup(Server *s, Exec *ex, const ExecSpec *sp, bool *ret_replied)
 {
         if (sp->in && sp->in_len > 0) {
-                ex->in = malloc(sp->in_len);
-                if (!ex->in)
-                        return -ENOMEM;
-                memcpy(ex->in, sp->in, sp->in_len);
-                ex->in_len = sp->in_len;
+                int r = exec_queue(ex, 0, sp->in, sp->in_len);
+                if (r < 0)
+                        return r;
         }
+        ex->close_in = !ex->spawn;
         int r = exec_spawn(s, ex, sp, ret_replied);
         if (r < 0 || *ret_replied)
                 return r;
-        if (ex->in_len == 0)
+        if (!ex->wq && ex->close_in)
                 closep(&ex->fd_in);
         if (sp->timeout_ms > 0)
                 ex->deadline_ns = ex->start_ns + (int64_t) sp->timeout_ms * 1000000LL;
         return 0;
 }
 
-int exec_start(Server *s, uint64_t id, const msgpack_object *req)
+static int exec_start_common(Server *s, uint64_t id, const msgpack_object *req, bool spawn)
 {
+        const char *op = spawn ? "spawn" : "exec";
         ExecSpec sp = {0};
         const char *field = NULL;
         int r = spec_parse(&sp, req, &field);
         if (r < 0) {
                 spec_done(&sp);
                 return r == -EINVAL
-                           ? server_reply_field(s, id, "exec", field, proto_get(req, field) ? r : 0)
-                           : server_reply_errno(s, id, -r, "exec");
+                           ? server_reply_field(s, id, op, field, proto_get(req, field) ? r : 0)
+                           : server_reply_errno(s, id, -r, "%s", op);
+        }
+        if (exec_count(s) >= EXEC_MAX_PER_CONN) {
+                spec_done(&sp);
+                return server_reply_errno(s, id, EAGAIN, "%s: too many processes", op);
         }
         Exec *ex = calloc(1, sizeof *ex);
         bool replied = false;
         if (!ex)
                 r = -ENOMEM;
         else {
-                *ex = (Exec){.id = id, .fd_in = -1, .fd_out = -1, .fd_err = -1};
+                *ex = (Exec){
+                    .id = id, .fd_in = -1, .fd_out = -1, .fd_err = -1, .pidfd = -1, .spawn = spawn};
                 r = exec_setup(s, ex, &sp, &replied);
         }
         spec_done(&sp);
         if (r < 0 || replied) {
+                if (ex && ex->pid > 0 && !replied) { /* cannot happen after a fork, but be safe */
+                        (void) kill(-ex->pid, SIGKILL);
+                        ex->detached = true;
+                }
                 exec_free(ex);
-                return replied ? r : server_reply_errno(s, id, -r, "exec");
+                return replied ? r : server_reply_errno(s, id, -r, "%s", op);
         }
         ex->next = s->execs;
         s->execs = ex;
+        if (!spawn)
+                return 0;
+        proto_begin(&s->wr, 3);
+        proto_kv_uint(&s->wr, "id", id);
+        proto_kv_str(&s->wr, "chunk", "started");
+        proto_kv_uint(&s->wr, "pid", (uint64_t) ex->pid);
+        return server_flush(s);
+}
+
+int exec_start(Server *s, uint64_t id, const msgpack_object *req)
+{
+        return exec_start_common(s, id, req, false);
+}
+
+int exec_spawn_op(Server *s, uint64_t id, const msgpack_object *req)
+{
+        return exec_start_common(s, id, req, true);
+}
+
+/* ---- proc ops ---- */
+
+/* Finds the running process of request proc, or replies ESRCH / EINVAL and returns NULL with
+ * the reply's status in *ret. */
+static Exec *exec_lookup(Server *s, uint64_t id, const msgpack_object *req, const char *op,
+                         int *ret)
+{
+        uint64_t proc;
+        int r = proto_get_uint(req, "proc", &proc);
+        if (r <= 0) {
+                *ret = server_reply_field(s, id, op, "proc", r);
+                return NULL;
+        }
+        for (Exec *ex = s->execs; ex; ex = ex->next)
+                if (ex->id == proc && !ex->detached && ex->exit_ns == 0)
+                        return ex;
+        *ret = server_reply_errno(s, id, ESRCH, "%s %" PRIu64, op, proc);
+        return NULL;
+}
+
+static int exec_write_stdin(Server *s, Exec *ex);
+
+int exec_proc_write(Server *s, uint64_t id, const msgpack_object *req)
+{
+        int r;
+        Exec *ex = exec_lookup(s, id, req, "proc_write", &r);
+        if (!ex)
+                return r;
+        const char *p;
+        size_t n;
+        r = proto_get_bytes(req, "data", &p, &n);
+        if (r <= 0)
+                return server_reply_field(s, id, "proc_write", "data", r);
+        if (ex->fd_in < 0 || ex->close_in)
+                return server_reply_errno(s, id, EPIPE, "proc_write %" PRIu64 " stdin", ex->id);
+        r = exec_queue(ex, id, p, n);
+        if (r < 0)
+                return server_reply_errno(s, id, -r, "proc_write");
+        return exec_write_stdin(s, ex);
+}
+
+int exec_proc_close_stdin(Server *s, uint64_t id, const msgpack_object *req)
+{
+        int r;
+        Exec *ex = exec_lookup(s, id, req, "proc_close_stdin", &r);
+        if (!ex)
+                return r;
+        ex->close_in = true;
+        if (!ex->wq)
+                closep(&ex->fd_in);
+        server_begin_ok(s, id, 0);
+        return server_flush(s);
+}
+
+int exec_proc_signal(Server *s, uint64_t id, const msgpack_object *req)
+{
+        int r;
+        Exec *ex = exec_lookup(s, id, req, "proc_signal", &r);
+        if (!ex)
+                return r;
+        int64_t sig;
+        r = proto_get_int(req, "signal", &sig);
+        if (r <= 0 || sig < 0 || sig > SIGRTMAX)
+                return server_reply_field(s, id, "proc_signal", "signal", r <= 0 ? r : -EINVAL);
+        bool group = true;
+        r = proto_get_bool(req, "group", &group);
+        if (r < 0)
+                return server_reply_field(s, id, "proc_signal", "group", r);
+        if (kill(group ? -ex->pid : ex->pid, (int) sig) < 0)
+                return server_reply_errno(s, id, errno, "kill %s%d", group ? "-" : "",
+                                          (int) ex->pid);
+        server_begin_ok(s, id, 0);
+        return server_flush(s);
+}
+
+static void exec_kill(Exec *ex)
+{
+        if (ex->exit_ns == 0 && !ex->detached && kill(-ex->pid, SIGKILL) < 0 && errno != ESRCH)
+                agent_log("kill -%d: %s", (int) ex->pid, strerror(errno));
+}
+
+void exec_cancel(Server *s, uint64_t target, bool all)
+{
+        for (Exec *ex = s->execs; ex; ex = ex->next)
+                if (all || ex->id == target)
+                        exec_kill(ex);
+}
+
+/* Answers and drops every queued stdin write with err (0: drop silently). */
+static int exec_fail_writes(Server *s, Exec *ex, int err)
+{
+        int r = 0;
+        while (ex->wq) {
+                WriteReq *w = ex->wq;
+                ex->wq = w->next;
+                if (w->id && err && r >= 0)
+                        r = server_reply_errno(s, w->id, err, "proc_write %" PRIu64, ex->id);
+                wreq_free(w);
+        }
+        return r;
+}
+
+int exec_cancel_write(Server *s, uint64_t target)
+{
+        for (Exec *ex = s->execs; ex; ex = ex->next)
+                for (WriteReq **p = &ex->wq; *p; p = &(*p)->next)
+                        if ((*p)->id == target) {
+                                WriteReq *w = *p;
+                                *p = w->next;
+                                wreq_free(w);
+                                return server_reply_errno(s, target, ECANCELED,
+                                                          "proc_write %" PRIu64, ex->id);
+                        }
         return 0;
 }
 
@@ -345,9 +688,13 @@ size_t exec_count(const Server *s)
 
 bool exec_id_busy(const Server *s, uint64_t id)
 {
-        for (const Exec *ex = s->execs; ex; ex = ex->next)
+        for (const Exec *ex = s->execs; ex; ex = ex->next) {
                 if (!ex->detached && ex->id == id)
                         return true;
+                for (const WriteReq *w = ex->wq; w; w = w->next)
+                        if (w->id == id)
+                                return true;
+        }
         return false;
 }
 
@@ -355,8 +702,9 @@ size_t exec_poll_fill(Server *s, struct pollfd *pfd)
 {
         size_t n = 0;
         for (Exec *ex = s->execs; ex; ex = ex->next) {
-                const int fds[3] = {ex->fd_in, ex->fd_out, ex->fd_err};
-                for (int i = 0; i < 3; i++) {
+                const int fds[4] = {ex->wq ? ex->fd_in : -1, ex->fd_out, ex->fd_err,
+                                    ex->exit_ns ? -1 : ex->pidfd};
+                for (int i = 0; i < 4; i++) {
                         ex->pidx[i] = -1;
                         if (fds[i] < 0)
                                 continue;
@@ -368,82 +716,90 @@ size_t exec_poll_fill(Server *s, struct pollfd *pfd)
         return n;
 }
 
-static void exec_write_stdin(Exec *ex)
+/* Writes queued stdin while the pipe takes it; answers finished proc_writes. Returns 0 or a
+ * connection -errno. */
+static int exec_write_stdin(Server *s, Exec *ex)
 {
-        ssize_t n = write(ex->fd_in, ex->in + ex->in_off, ex->in_len - ex->in_off);
-        if (n < 0 && (errno == EAGAIN || errno == EINTR))
-                return;
-        if (n > 0)
-                ex->in_off += (size_t) n;
-        if (n < 0 || ex->in_off == ex->in_len) {
-                closep(&ex->fd_in);
+        while (ex->wq && ex->fd_in >= 0) {
+                WriteReq *w = ex->wq;
+                if (w->off < w->len) {
+                        ssize_t n = write(ex->fd_in, w->data + w->off, w->len - w->off);
+                        if (n < 0 && errno == EINTR)
+                                continue;
+                        if (n < 0 && errno == EAGAIN)
+                                return 0;
+                        if (n < 0) {
+                                int err = errno;
+                                closep(&ex->fd_in);
+                                return exec_fail_writes(s, ex, err);
+                        }
+                        w->off += (size_t) n;
+                        continue;
+                }
+                ex->wq = w->next;
+                uint64_t wid = w->id;
+                size_t len = w->len;
+                wreq_free(w);
+                if (wid) {
+                        server_begin_ok(s, wid, 1);
+                        proto_kv_uint(&s->wr, "n", len);
+                        int r = server_flush(s);
+                        if (r < 0)
+                                return r;
+                }
         }
+        if (!ex->wq && ex->close_in)
+                closep(&ex->fd_in);
+        return 0;
 }
 
 /* Forwards one read of a pipe as a chunk. Returns 1 if data moved, 0, or a connection -errno. */
 static int exec_read_pipe(Server *s, Exec *ex, int *fd, const char *kind)
 {
-        ssize_t n = read(*fd, s->buf, PROTO_CHUNK);
+        ssize_t n = read(*fd, s->buf + SERVER_HEAD, PROTO_CHUNK);
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
                 return 0;
         if (n <= 0) {
                 closep(fd);
                 return 0;
         }
-        int r = server_send_chunk(s, ex->id, kind, s->buf, (size_t) n);
+        int r = server_send_buf(s, ex->id, kind, (size_t) n);
         return r < 0 ? r : 1;
 }
 
 int exec_poll_handle(Server *s, const struct pollfd *pfd)
 {
         for (Exec *ex = s->execs; ex; ex = ex->next) {
+                int r = 0;
                 if (ex->pidx[0] >= 0 && pfd[ex->pidx[0]].revents && ex->fd_in >= 0)
-                        exec_write_stdin(ex);
-                if (ex->pidx[1] >= 0 && pfd[ex->pidx[1]].revents && ex->fd_out >= 0) {
-                        int r = exec_read_pipe(s, ex, &ex->fd_out, "stdout");
-                        if (r < 0)
-                                return r;
-                }
-                if (ex->pidx[2] >= 0 && pfd[ex->pidx[2]].revents && ex->fd_err >= 0) {
-                        int r = exec_read_pipe(s, ex, &ex->fd_err, "stderr");
-                        if (r < 0)
-                                return r;
-                }
+                        r = exec_write_stdin(s, ex);
+                if (r >= 0 && ex->pidx[1] >= 0 && pfd[ex->pidx[1]].revents && ex->fd_out >= 0)
+                        r = exec_read_pipe(s, ex, &ex->fd_out, "stdout");
+                if (r >= 0 && ex->pidx[2] >= 0 && pfd[ex->pidx[2]].revents && ex->fd_err >= 0)
+                        r = exec_read_pipe(s, ex, &ex->fd_err, "stderr");
+                if (r < 0)
+                        return r;
+                if (ex->pidx[3] >= 0 && pfd[ex->pidx[3]].revents)
+                        (void) exec_try_reap(ex);
         }
         return 0;
-}
-
-void exec_reap(Server *s)
-{
-        for (;;) {
-                int status;
-                pid_t pid = waitpid(-1, &status, WNOHANG);
-                if (pid < 0 && errno == EINTR)
-                        continue;
-                if (pid <= 0)
-                        return;
-                for (Exec *ex = s->execs; ex; ex = ex->next)
-                        if (ex->pid == pid && ex->exit_ns == 0) {
-                                ex->status = status;
-                                ex->exit_ns = agent_now_ns();
-                                break;
-                        }
-        }
 }
 
 int exec_poll_timeout(const Server *s)
 {
         int64_t next = 0;
+        bool nopidfd = false;
         for (const Exec *ex = s->execs; ex; ex = ex->next) {
                 int64_t d = ex->exit_ns ? ex->exit_ns + AGENT_EXEC_GRACE_NS
                                         : (ex->timed_out ? 0 : ex->deadline_ns);
                 if (d > 0 && (next == 0 || d < next))
                         next = d;
+                nopidfd |= ex->exit_ns == 0 && ex->pidfd < 0;
         }
-        if (next == 0)
-                return -1;
-        int64_t ms = (next - agent_now_ns() + 999999) / 1000000;
-        return ms < 0 ? 0 : ms > INT32_MAX ? INT32_MAX : (int) ms;
+        int ms = server_ms_until(next);
+        if (nopidfd && (ms < 0 || ms > EXEC_NOPIDFD_MS))
+                ms = EXEC_NOPIDFD_MS;
+        return ms;
 }
 
 /* ---- completion ---- */
@@ -489,10 +845,11 @@ static int exec_reply(Server *s, Exec *ex)
 /* Moves ex one step on. Returns 1 when it is finished (reply sent), 0, or -errno. */
 static int exec_advance(Server *s, Exec *ex, int64_t now)
 {
+        if (ex->exit_ns == 0 && ex->pidfd < 0)
+                (void) exec_try_reap(ex);
         if (ex->exit_ns == 0) {
                 if (ex->deadline_ns && !ex->timed_out && now >= ex->deadline_ns) {
-                        if (kill(-ex->pid, SIGKILL) < 0 && errno != ESRCH)
-                                agent_log("kill -%d: %s", (int) ex->pid, strerror(errno));
+                        exec_kill(ex);
                         ex->timed_out = true;
                 }
                 return 0;
@@ -502,9 +859,12 @@ static int exec_advance(Server *s, Exec *ex, int64_t now)
         if ((ex->fd_out >= 0 || ex->fd_err >= 0) && now < ex->exit_ns + AGENT_EXEC_GRACE_NS)
                 return 0;
         int r = exec_drain(s, ex);
-        if (r < 0)
-                return r;
-        r = exec_reply(s, ex);
+        if (r >= 0) {
+                closep(&ex->fd_in);
+                r = exec_fail_writes(s, ex, EPIPE);
+        }
+        if (r >= 0)
+                r = exec_reply(s, ex);
         return r < 0 ? r : 1;
 }
 
@@ -529,14 +889,18 @@ int exec_tick(Server *s)
 void exec_detach_all(Server *s)
 {
         for (Exec *ex = s->execs; ex; ex = ex->next) {
-                if (ex->exit_ns == 0 && !ex->detached && kill(-ex->pid, SIGKILL) < 0 &&
-                    errno != ESRCH)
-                        agent_log("kill -%d: %s", (int) ex->pid, strerror(errno));
+                exec_kill(ex);
                 ex->detached = true;
                 closep(&ex->fd_in);
                 closep(&ex->fd_out);
                 closep(&ex->fd_err);
+                (void) exec_fail_writes(s, ex, 0);
         }
-        exec_reap(s);
-        (void) exec_tick(s);
+        /* Killed children not yet reaped go to the orphan reaper (exec_free disowns them). */
+        while (s->execs) {
+                Exec *ex = s->execs;
+                s->execs = ex->next;
+                (void) exec_try_reap(ex);
+                exec_free(ex);
+        }
 }

@@ -1,6 +1,6 @@
 /* ops_fs.c: file ops: read_file (streamed), write_file and its uploads, stat, mkdir.
  *
- * Sections: read_file, write_file, stat, mkdir.
+ * Sections: read_file, write_file (acks each frame), stat, mkdir.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -32,16 +32,17 @@ int fs_read_file(Server *s, uint64_t id, const msgpack_object *req)
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         if (fd < 0)
                 return server_reply_errno(s, id, errno, "open %s", path);
+        (void) posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
         uint64_t total = 0;
         for (;;) {
-                ssize_t n = read(fd, s->buf, PROTO_CHUNK);
+                ssize_t n = read(fd, s->buf + SERVER_HEAD, PROTO_CHUNK);
                 if (n < 0 && errno == EINTR)
                         continue;
                 if (n < 0)
                         return server_reply_errno(s, id, errno, "read %s", path);
                 if (n == 0)
                         break;
-                r = server_send_chunk(s, id, "data", s->buf, (size_t) n);
+                r = server_send_buf(s, id, "data", (size_t) n);
                 if (r < 0)
                         return r;
                 total += (uint64_t) n;
@@ -115,6 +116,16 @@ static bool upload_feed(Upload *u, const msgpack_object *req)
         return eof;
 }
 
+/* Acknowledges an upload frame: {id, chunk: "ack", n: bytes written so far}. */
+static int upload_ack(Server *s, Upload *u)
+{
+        proto_begin(&s->wr, 3);
+        proto_kv_uint(&s->wr, "id", u->id);
+        proto_kv_str(&s->wr, "chunk", "ack");
+        proto_kv_uint(&s->wr, "n", u->size);
+        return server_flush(s);
+}
+
 /* Sends the reply of a finished upload. Returns 0 or a connection -errno. */
 static int upload_finish(Server *s, Upload *u)
 {
@@ -163,7 +174,7 @@ int fs_write_file(Server *s, uint64_t id, const msgpack_object *req)
         if (!upload_feed(u, req)) {
                 u->next = s->uploads;
                 s->uploads = u;
-                return 0;
+                return upload_ack(s, u);
         }
         int r = upload_finish(s, u);
         upload_free(u);
@@ -182,7 +193,7 @@ int fs_upload(Server *s, uint64_t id, const msgpack_object *req)
         }
         Upload *u = *p;
         if (!upload_feed(u, req))
-                return 0;
+                return upload_ack(s, u);
         *p = u->next;
         int r = upload_finish(s, u);
         upload_free(u);
@@ -195,6 +206,24 @@ bool fs_id_busy(const Server *s, uint64_t id)
                 if (u->id == id)
                         return true;
         return false;
+}
+
+int fs_cancel(Server *s, uint64_t target, bool all)
+{
+        int r = 0;
+        for (Upload **p = &s->uploads; *p;) {
+                Upload *u = *p;
+                if (!all && u->id != target) {
+                        p = &u->next;
+                        continue;
+                }
+                *p = u->next;
+                if (r >= 0)
+                        r = server_reply_errno(s, u->id, ECANCELED, "write_file %s",
+                                               u->path ? u->path : "");
+                upload_free(u);
+        }
+        return r;
 }
 
 void fs_drop_uploads(Server *s)

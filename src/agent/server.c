@@ -1,26 +1,36 @@
 /* server.c: one connection of provium-agent: the poll loop, frame dispatch and replies.
  *
- * Sections: sending, small ops (hello, poweroff), dispatch, loop.
+ * Each connection runs in its own thread with its own Server; nothing here is shared.
+ *
+ * Sections: sending, small ops (hello, poweroff, cancel, reset), dispatch, loop.
  */
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/signalfd.h>
 #include <sys/utsname.h>
 #include <time.h>
 
 #include "agent.h"
 
-#define READ_SIZE (64u << 10)
+#define READ_SIZE (PROTO_CHUNK + (64u << 10)) /* one upload frame per read */
 
 int64_t agent_now_ns(void)
 {
         struct timespec ts;
         (void) clock_gettime(CLOCK_MONOTONIC, &ts);
         return (int64_t) ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+int server_ms_until(int64_t at_ns)
+{
+        if (at_ns == 0)
+                return -1;
+        int64_t ms = (at_ns - agent_now_ns() + 999999) / 1000000;
+        return ms < 0 ? 0 : ms > INT32_MAX ? INT32_MAX : (int) ms;
 }
 
 /* ---- sending ---- */
@@ -113,10 +123,63 @@ int server_send_chunk(Server *s, uint64_t id, const char *kind, const void *p, s
         return server_flush(s);
 }
 
+/* msgpack write callback into a fixed buffer (a chunk's header). */
+typedef struct HeadBuf {
+        uint8_t b[SERVER_HEAD];
+        size_t n;
+        bool overflow;
+} HeadBuf;
+
+static int head_write(void *data, const char *p, size_t n)
+{
+        HeadBuf *h = data;
+        if (n > sizeof h->b - h->n) {
+                h->overflow = true;
+                return -1;
+        }
+        memcpy(h->b + h->n, p, n);
+        h->n += n;
+        return 0;
+}
+
+int server_send_buf(Server *s, uint64_t id, const char *kind, size_t n)
+{
+        assert(n <= PROTO_CHUNK);
+        HeadBuf h = {.n = 4};
+        msgpack_packer pk;
+        msgpack_packer_init(&pk, &h, head_write);
+        size_t klen = strlen(kind);
+        msgpack_pack_map(&pk, 3);
+        msgpack_pack_str_with_body(&pk, "id", 2);
+        msgpack_pack_uint64(&pk, id);
+        msgpack_pack_str_with_body(&pk, "chunk", 5);
+        msgpack_pack_str_with_body(&pk, kind, klen);
+        msgpack_pack_str_with_body(&pk, "data", 4);
+        msgpack_pack_bin(&pk, n);
+        if (h.overflow)
+                return -EMSGSIZE;
+        uint32_t body = (uint32_t) (h.n - 4 + n);
+        h.b[0] = (uint8_t) body;
+        h.b[1] = (uint8_t) (body >> 8);
+        h.b[2] = (uint8_t) (body >> 16);
+        h.b[3] = (uint8_t) (body >> 24);
+        uint8_t *start = s->buf + SERVER_HEAD - h.n;
+        memcpy(start, h.b, h.n);
+        if (s->broken)
+                return -EPIPE;
+        int r = write_all(s->fd, start, h.n + n);
+        if (r < 0)
+                s->broken = true;
+        return r;
+}
+
 /* ---- small ops ---- */
 
-static const char *const server_caps[] = {"hello", "exec",  "read_file", "write_file",
-                                          "stat",  "mkdir", "poweroff"};
+static const char *const server_caps[] = {
+    "hello",       "exec",    "read_file", "write_file", "stat",       "mkdir",
+    "poweroff",    "cancel",  "reset",     "spawn",      "proc_write", "proc_close_stdin",
+    "proc_signal", "open",    "fread",     "fwrite",     "seek",       "close",
+    "tail",        "syscall", "ioctl"};
 
 static int op_hello(Server *s, uint64_t id, const msgpack_object *req)
 {
@@ -130,8 +193,10 @@ static int op_hello(Server *s, uint64_t id, const msgpack_object *req)
         struct utsname u;
         if (uname(&u) < 0)
                 return server_reply_errno(s, id, errno, "uname");
-        server_begin_ok(s, id, 6);
+        server_begin_ok(s, id, 8);
         proto_kv_uint(&s->wr, "version", PROTO_VERSION);
+        proto_kv_str(&s->wr, "port", s->port);
+        proto_kv_str(&s->wr, "arch", u.machine);
         proto_kv_str(&s->wr, "agent", AGENT_NAME);
         proto_key(&s->wr, "caps");
         msgpack_pack_array(&s->wr.pk, ELEMENTSOF(server_caps));
@@ -163,6 +228,48 @@ static int op_poweroff(Server *s, uint64_t id, const msgpack_object *req)
         return 0;
 }
 
+bool server_id_busy(const Server *s, uint64_t id)
+{
+        return exec_id_busy(s, id) || fs_id_busy(s, id) || hnd_id_busy(s, id);
+}
+
+/* Replies {} at once; the target then sends its own final reply. */
+static int op_cancel(Server *s, uint64_t id, const msgpack_object *req)
+{
+        uint64_t target;
+        int r = proto_get_uint(req, "target", &target);
+        if (r <= 0)
+                return server_reply_field(s, id, "cancel", "target", r);
+        if (!server_id_busy(s, target))
+                return server_reply_errno(s, id, ESRCH, "cancel %" PRIu64, target);
+        server_begin_ok(s, id, 0);
+        r = server_flush(s);
+        if (r < 0)
+                return r;
+        exec_cancel(s, target, false);
+        r = exec_cancel_write(s, target);
+        if (r >= 0)
+                r = fs_cancel(s, target, false);
+        if (r >= 0)
+                r = hnd_cancel(s, target, false);
+        return r;
+}
+
+/* Replies {}, then ends everything of the connection: pending requests get ECANCELED,
+ * processes are killed (their final replies follow when they are reaped). */
+static int op_reset(Server *s, uint64_t id, const msgpack_object *req)
+{
+        server_begin_ok(s, id, 0);
+        int r = server_flush(s);
+        if (r < 0)
+                return r;
+        exec_cancel(s, 0, true);
+        r = fs_cancel(s, 0, true);
+        if (r >= 0)
+                r = hnd_cancel(s, 0, true);
+        return r;
+}
+
 /* ---- dispatch ---- */
 
 typedef int (*OpFn)(Server *s, uint64_t id, const msgpack_object *req);
@@ -171,9 +278,28 @@ static const struct {
         const char *name;
         OpFn fn;
 } server_ops[] = {
-    {"hello", op_hello},           {"exec", exec_start},      {"read_file", fs_read_file},
-    {"write_file", fs_write_file}, {"data", fs_upload},       {"stat", fs_stat},
-    {"mkdir", fs_mkdir},           {"poweroff", op_poweroff},
+    {"hello", op_hello},
+    {"exec", exec_start},
+    {"read_file", fs_read_file},
+    {"write_file", fs_write_file},
+    {"data", fs_upload},
+    {"stat", fs_stat},
+    {"mkdir", fs_mkdir},
+    {"poweroff", op_poweroff},
+    {"cancel", op_cancel},
+    {"reset", op_reset},
+    {"spawn", exec_spawn_op},
+    {"proc_write", exec_proc_write},
+    {"proc_close_stdin", exec_proc_close_stdin},
+    {"proc_signal", exec_proc_signal},
+    {"open", hnd_open},
+    {"fread", hnd_fread},
+    {"fwrite", hnd_fwrite},
+    {"seek", hnd_seek},
+    {"close", hnd_close},
+    {"tail", hnd_tail},
+    {"syscall", sys_syscall},
+    {"ioctl", sys_ioctl},
 };
 
 /* Handles one request. Returns 0, or -errno when the connection is unusable. */
@@ -189,7 +315,7 @@ static int server_dispatch(Server *s, const msgpack_object *req)
         if (s->debug)
                 agent_log("op %" PRIu64 " %.*s", id, (int) op->via.str.size, op->via.str.ptr);
         bool upload = proto_str_eq(op, "data");
-        if (!upload && (exec_id_busy(s, id) || fs_id_busy(s, id)))
+        if (!upload && server_id_busy(s, id))
                 return server_reply_errno(s, id, EBUSY, "request id %" PRIu64, id);
         for (size_t i = 0; i < ELEMENTSOF(server_ops); i++)
                 if (proto_str_eq(op, server_ops[i].name))
@@ -226,17 +352,18 @@ static int server_read(Server *s)
         }
 }
 
-static void server_drain_signals(Server *s)
+static int min_timeout(int a, int b)
 {
-        struct signalfd_siginfo si;
-        while (read(s->sigfd, &si, sizeof si) == (ssize_t) sizeof si)
-                ;
-        exec_reap(s);
+        if (a < 0)
+                return b;
+        if (b < 0)
+                return a;
+        return a < b ? a : b;
 }
 
 static int server_poll(Server *s)
 {
-        size_t need = 2 + 3 * exec_count(s);
+        size_t need = 1 + 4 * exec_count(s) + hnd_count(s);
         if (need > s->pfd_cap) {
                 struct pollfd *p = realloc(s->pfd, need * sizeof *p);
                 if (!p)
@@ -245,9 +372,12 @@ static int server_poll(Server *s)
                 s->pfd_cap = need;
         }
         s->pfd[0] = (struct pollfd){.fd = s->fd, .events = POLLIN};
-        s->pfd[1] = (struct pollfd){.fd = s->sigfd, .events = POLLIN};
-        size_t n = 2 + exec_poll_fill(s, s->pfd + 2);
-        if (poll(s->pfd, n, exec_poll_timeout(s)) < 0)
+        size_t n_exec = exec_poll_fill(s, s->pfd + 1);
+        size_t n = 1 + n_exec;
+        s->n_exec_pfd = n_exec;
+        n += hnd_poll_fill(s, s->pfd + n);
+        int timeout = min_timeout(exec_poll_timeout(s), hnd_poll_timeout(s));
+        if (poll(s->pfd, n, timeout) < 0)
                 return errno == EINTR ? 0 : -errno;
         return 1;
 }
@@ -256,18 +386,24 @@ static int server_poll(Server *s)
 static int server_step(Server *s)
 {
         int r = server_poll(s);
-        if (r <= 0)
-                return r;
-        if (s->pfd[1].revents)
-                server_drain_signals(s);
-        r = exec_poll_handle(s, s->pfd + 2);
         if (r < 0)
                 return r;
-        if (s->pfd[0].revents) {
-                r = server_read(s);
-                if (r != 0)
+        if (r > 0) {
+                r = exec_poll_handle(s, s->pfd + 1);
+                if (r < 0)
                         return r;
+                r = hnd_poll_handle(s, s->pfd + 1 + s->n_exec_pfd);
+                if (r < 0)
+                        return r;
+                if (s->pfd[0].revents) {
+                        r = server_read(s);
+                        if (r != 0)
+                                return r;
+                }
         }
+        r = hnd_tick(s);
+        if (r < 0)
+                return r;
         return exec_tick(s);
 }
 
@@ -289,26 +425,18 @@ int server_serve(Server *s, int fd)
                 r = 0;
         exec_detach_all(s);
         fs_drop_uploads(s);
+        hnd_drop_all(s);
         s->fd = -1;
         return r;
 }
 
-int server_init(Server *s, bool pid1)
+int server_init(Server *s, const char *port, bool pid1, bool debug)
 {
-        *s = (Server){.fd = -1, .sigfd = -1, .pid1 = pid1};
-        s->debug = init_debug_requested(pid1);
+        *s = (Server){.fd = -1, .port = port, .pid1 = pid1, .debug = debug, .next_handle = 1};
         proto_writer_init(&s->wr);
-        s->buf = malloc(PROTO_CHUNK);
+        s->buf = malloc(SERVER_HEAD + PROTO_CHUNK);
         if (!s->buf || proto_reader_init(&s->rd) < 0)
                 return -ENOMEM;
-        sigset_t mask;
-        sigemptyset(&mask);
-        sigaddset(&mask, SIGCHLD);
-        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
-                return -errno;
-        s->sigfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-        if (s->sigfd < 0)
-                return -errno;
         return 0;
 }
 
@@ -316,11 +444,10 @@ void server_done(Server *s)
 {
         exec_detach_all(s);
         fs_drop_uploads(s);
+        hnd_drop_all(s);
         proto_reader_done(&s->rd);
         proto_writer_done(&s->wr);
         free(s->buf);
         free(s->pfd);
-        if (s->sigfd >= 0)
-                (void) close(s->sigfd);
-        *s = (Server){.fd = -1, .sigfd = -1};
+        *s = (Server){.fd = -1};
 }

@@ -10,6 +10,7 @@
 #include "config.h"
 #include "events.h"
 #include "lua_vm.h"
+#include "file.h"
 #include "process.h"
 #include "stream.h"
 #include "runtime.h"
@@ -56,7 +57,8 @@ int lua_provium_open(lua_State *L)
         lua_getfield(L, LUA_REGISTRYINDEX, "provium.Worker.methods");
         lua_stream_register(L);
         lua_process_register(L);
-        if (lua_pcall(L, 6, 0, 0) != LUA_OK)
+        lua_file_register(L);
+        if (lua_pcall(L, 7, 0, 0) != LUA_OK)
                 return -1;
         return 0;
 }

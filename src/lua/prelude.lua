@@ -1,6 +1,6 @@
 -- prelude.lua: the test-facing Lua API, built on the C primitives of lua_vm.c.
 -- Loaded once per file runner with (provium, internal, VM methods). docs/api.md describes it.
-local provium, internal, VM, Worker, Stream, Process = ...
+local provium, internal, VM, Worker, Stream, Process, File = ...
 
 internal.tests = {}
 local names = {}
@@ -345,7 +345,24 @@ function Process:signal(sig, opts)
 end
 function Process:kill() self:signal("KILL") end
 
-for _, name in ipairs({ "run", "read_file", "write_file", "stat", "mkdir", "run_async" }) do
+---------------------------------------------------------------------------------------------
+-- file handles: POSIX semantics, errors carry the errno name
+
+-- vm:open(path, mode?, opts?): mode as fopen ("r", "r+", "w", "w+", "a", "a+", "wx", "w+x");
+-- opts.perm sets the permission bits of a created file (default 0644).
+function VM:open(path, mode, opts) return call("open", self._open, self, path, mode, opts) end
+
+-- vm:tail(path): a stream of what is appended to path from now on.
+function VM:tail(path) return call("tail", self._tail, self, path) end
+
+function File:read(n) return call("read", self._read, self, n) end
+function File:write(data) return call("write", self._write, self, data) end
+function File:seek(whence, offset) return call("seek", self._seek, self, whence, offset) end
+function File:tell() return call("tell", self._seek, self, "cur", 0) end
+function File:close() call("close", self._close, self) end
+function File:tail() return call("tail", self._tail, self) end
+
+for _, name in ipairs({ "run", "read_file", "write_file", "stat", "mkdir", "run_async", "open", "tail" }) do
     Worker[name] = VM[name]
 end
 

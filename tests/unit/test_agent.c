@@ -1,6 +1,7 @@
 /* test_agent.c: drives the real provium-agent ($PROVIUM_AGENT) over a socketpair, op by op.
  *
- * Sections: client, replies, ops (hello, exec, files, errors), bad frames, main.
+ * Sections: client, replies, ops (hello, exec, files), guest control (handles, tail, syscall,
+ * ioctl, connections, spawn, cancel, reset), errors, bad frames, main.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -15,10 +16,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/time.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "proto.h"
@@ -46,33 +51,61 @@ typedef struct Result {
         char *out, *err, *data; /* chunk payloads by stream */
         size_t out_len, err_len, data_len;
         size_t n_chunks, max_chunk;
+        size_t n_acks;     /* write_file ack chunks */
+        uint64_t last_ack; /* their last n */
+        uint64_t pid;      /* spawn's started chunk, 0 before it */
 } Result;
 
-static Client *client_new(void)
+/* Starts one agent serving n connections (--fd 3, --fd 4, ...); ret[0] owns the process. */
+static void client_new_n(size_t n, Client **ret)
 {
         const char *agent = getenv("PROVIUM_AGENT");
         assert_non_null(agent);
-        int sv[2];
-        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        assert_true(n >= 1 && n <= 4);
+        int sv[4][2];
+        for (size_t i = 0; i < n; i++)
+                assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv[i]), 0);
         pid_t pid = fork();
         assert_true(pid >= 0);
         if (pid == 0) {
-                if (sv[1] == 3)
-                        (void) fcntl(3, F_SETFD, 0);
-                else if (dup2(sv[1], 3) < 0)
-                        _exit(126);
-                execl(agent, agent, "--fd", "3", (char *) NULL);
+                /* move the child ends above the target range first, then onto 3, 4, ... */
+                int hi[4];
+                for (size_t i = 0; i < n; i++)
+                        if ((hi[i] = fcntl(sv[i][1], F_DUPFD, 20)) < 0)
+                                _exit(126);
+                char *argv[2 + 2 * 4 + 1];
+                char nums[4][8];
+                size_t k = 0;
+                argv[k++] = (char *) agent;
+                for (size_t i = 0; i < n; i++) {
+                        if (dup2(hi[i], 3 + (int) i) < 0)
+                                _exit(126);
+                        (void) snprintf(nums[i], sizeof nums[i], "%d", 3 + (int) i);
+                        argv[k++] = "--fd";
+                        argv[k++] = nums[i];
+                }
+                argv[k] = NULL;
+                execv(agent, argv);
                 _exit(127);
         }
-        assert_int_equal(close(sv[1]), 0);
-        struct timeval tv = {.tv_sec = 30};
-        assert_int_equal(setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
-        Client *c = calloc(1, sizeof *c);
-        assert_non_null(c);
-        c->pid = pid;
-        c->fd = sv[0];
-        assert_int_equal(proto_reader_init(&c->rd), 0);
-        proto_writer_init(&c->wr);
+        for (size_t i = 0; i < n; i++) {
+                assert_int_equal(close(sv[i][1]), 0);
+                struct timeval tv = {.tv_sec = 30};
+                assert_int_equal(setsockopt(sv[i][0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
+                Client *c = calloc(1, sizeof *c);
+                assert_non_null(c);
+                c->pid = i == 0 ? pid : 0;
+                c->fd = sv[i][0];
+                assert_int_equal(proto_reader_init(&c->rd), 0);
+                proto_writer_init(&c->wr);
+                ret[i] = c;
+        }
+}
+
+static Client *client_new(void)
+{
+        Client *c;
+        client_new_n(1, &c);
         return c;
 }
 
@@ -81,7 +114,8 @@ static int client_finish(Client *c)
 {
         int status = 0;
         assert_int_equal(close(c->fd), 0);
-        assert_int_equal(waitpid(c->pid, &status, 0), c->pid);
+        if (c->pid > 0)
+                assert_int_equal(waitpid(c->pid, &status, 0), c->pid);
         proto_reader_done(&c->rd);
         proto_writer_done(&c->wr);
         free(c);
@@ -164,6 +198,19 @@ static void result_add_chunk(Result *res, const msgpack_object *m)
 {
         const char *p;
         size_t n;
+        if (proto_str_eq(proto_get(m, "chunk"), "ack")) {
+                uint64_t v = 0;
+                assert_int_equal(proto_get_uint(m, "n", &v), 1);
+                assert_true(v >= res->last_ack);
+                res->last_ack = v;
+                res->n_acks++;
+                return;
+        }
+        if (proto_str_eq(proto_get(m, "chunk"), "started")) {
+                assert_int_equal(res->pid, 0);
+                assert_int_equal(proto_get_uint(m, "pid", &res->pid), 1);
+                return;
+        }
         assert_int_equal(proto_get_bytes(m, "data", &p, &n), 1);
         const msgpack_object *kind = proto_get(m, "chunk");
         res->n_chunks++;
@@ -296,8 +343,15 @@ static void test_hello(void **state)
         assert_true(kernel && kernel->type == MSGPACK_OBJECT_STR && kernel->via.str.size > 0);
         const msgpack_object *caps = proto_get(&m, "caps");
         assert_true(caps && caps->type == MSGPACK_OBJECT_ARRAY);
-        const char *want[] = {"hello", "exec",  "read_file", "write_file",
-                              "stat",  "mkdir", "poweroff"};
+        const char *want[] = {
+            "hello",       "exec",    "read_file", "write_file", "stat",       "mkdir",
+            "poweroff",    "cancel",  "reset",     "spawn",      "proc_write", "proc_close_stdin",
+            "proc_signal", "open",    "fread",     "fwrite",     "seek",       "close",
+            "tail",        "syscall", "ioctl"};
+        assert_true(proto_str_eq(proto_get(&m, "port"), "fd"));
+        struct utsname un;
+        assert_int_equal(uname(&un), 0);
+        assert_true(proto_str_eq(proto_get(&m, "arch"), un.machine));
         for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
                 bool found = false;
                 for (uint32_t j = 0; j < caps->via.array.size; j++)
@@ -621,9 +675,12 @@ static void test_write_file(void **state)
                 proto_kv_bool(&c->wr, "eof", i == 2);
                 req_send(c);
         }
-        m = wait_reply(c, 3, NULL);
+        Result acks = {0};
+        m = wait_reply(c, 3, &acks);
         assert_ok(&m);
         assert_int_equal(get_u(&m, "size"), total);
+        assert_int_equal(acks.n_acks, 2); /* after each frame but the last (it gets the reply) */
+        assert_int_equal(acks.last_ack, sizes[0] + sizes[1]);
         got = read_local(big, &len);
         assert_int_equal(len, total);
         assert_memory_equal(got, data, total);
@@ -735,6 +792,835 @@ static void test_mkdir(void **state)
         _cleanup_free_ char *under = tmp_path("mkdir-file/sub/dir");
         m = mkdir_path(c, 6, under, -1, true);
         assert_error(&m, ENOTDIR, "ENOTDIR", "mkdir ");
+        client_free(c);
+}
+
+/* ---- guest control: handles, tail ---- */
+
+/* Reads the next frame and returns its id. */
+static uint64_t next_frame(Client *c, msgpack_object *m)
+{
+        assert_int_equal(read_frame(c, m), 1);
+        return get_u(m, "id");
+}
+
+static bool is_chunk(const msgpack_object *m, const char *kind)
+{
+        const msgpack_object *o = proto_get(m, "chunk");
+        return o && proto_str_eq(o, kind);
+}
+
+static msgpack_object open_req(Client *c, uint64_t id, const char *path, const char *flags)
+{
+        req_begin(c, id, "open", 2);
+        proto_kv_str(&c->wr, "path", path);
+        proto_kv_str(&c->wr, "flags", flags);
+        req_send(c);
+        return wait_reply(c, id, NULL);
+}
+
+static uint64_t open_handle(Client *c, uint64_t id, const char *path, const char *flags)
+{
+        msgpack_object m = open_req(c, id, path, flags);
+        assert_ok(&m);
+        uint64_t fd = get_u(&m, "fd");
+        assert_true(fd > 0);
+        return fd;
+}
+
+static msgpack_object fread_req(Client *c, uint64_t id, uint64_t fd, uint64_t n)
+{
+        req_begin(c, id, "fread", 2);
+        proto_kv_uint(&c->wr, "fd", fd);
+        proto_kv_uint(&c->wr, "n", n);
+        req_send(c);
+        return wait_reply(c, id, NULL);
+}
+
+static uint64_t seek_req(Client *c, uint64_t id, uint64_t fd, const char *whence, int64_t off)
+{
+        req_begin(c, id, "seek", 3);
+        proto_kv_uint(&c->wr, "fd", fd);
+        proto_kv_str(&c->wr, "whence", whence);
+        proto_kv_int(&c->wr, "offset", off);
+        req_send(c);
+        msgpack_object m = wait_reply(c, id, NULL);
+        assert_ok(&m);
+        return get_u(&m, "pos");
+}
+
+static void assert_data(const msgpack_object *m, const char *want)
+{
+        const char *p;
+        size_t n;
+        assert_int_equal(proto_get_bytes(m, "data", &p, &n), 1);
+        assert_int_equal(n, strlen(want));
+        assert_memory_equal(p, want, n);
+}
+
+static void hello_ok_any(Client *c, uint64_t id)
+{
+        req_begin(c, id, "hello", 1);
+        proto_kv_uint(&c->wr, "version", 1);
+        req_send(c);
+}
+
+static void test_handles(void **state)
+{
+        Client *c = client_new();
+        _cleanup_free_ char *path = tmp_path("handle-file");
+        uint64_t fd = open_handle(c, 1, path, "w+");
+        req_begin(c, 2, "fwrite", 2);
+        proto_kv_uint(&c->wr, "fd", fd);
+        proto_kv_bin(&c->wr, "data", "hello world", 11);
+        req_send(c);
+        msgpack_object m = wait_reply(c, 2, NULL);
+        assert_ok(&m);
+        assert_int_equal(get_u(&m, "n"), 11);
+        assert_int_equal(seek_req(c, 3, fd, "set", 0), 0);
+        m = fread_req(c, 4, fd, 5);
+        assert_ok(&m);
+        assert_data(&m, "hello");
+        assert_int_equal(seek_req(c, 5, fd, "cur", 0), 5);
+        assert_int_equal(seek_req(c, 6, fd, "end", -5), 6);
+        m = fread_req(c, 7, fd, 100);
+        assert_ok(&m);
+        assert_data(&m, "world");
+        m = fread_req(c, 8, fd, 100);
+        assert_ok(&m);
+        assert_data(&m, ""); /* EOF */
+
+        uint64_t fd2 = open_handle(c, 9, path, "r");
+        assert_true(fd2 != fd);
+        req_begin(c, 10, "fwrite", 2); /* read-only handle */
+        proto_kv_uint(&c->wr, "fd", fd2);
+        proto_kv_bin(&c->wr, "data", "x", 1);
+        req_send(c);
+        m = wait_reply(c, 10, NULL);
+        assert_error(&m, EBADF, "EBADF", "fwrite");
+
+        req_begin(c, 11, "close", 1);
+        proto_kv_uint(&c->wr, "fd", fd);
+        req_send(c);
+        m = wait_reply(c, 11, NULL);
+        assert_ok(&m);
+        m = fread_req(c, 12, fd, 1);
+        assert_error(&m, EBADF, "EBADF", "fread");
+        req_begin(c, 13, "close", 1);
+        proto_kv_uint(&c->wr, "fd", fd);
+        req_send(c);
+        m = wait_reply(c, 13, NULL);
+        assert_error(&m, EBADF, "EBADF", "close");
+
+        _cleanup_free_ char *missing = tmp_path("handle-missing");
+        m = open_req(c, 14, missing, "r");
+        assert_error(&m, ENOENT, "ENOENT", "open ");
+        m = open_req(c, 15, path, "wx");
+        assert_error(&m, EEXIST, "EEXIST", "open ");
+        m = open_req(c, 16, path, "q");
+        assert_error(&m, EINVAL, "EINVAL", "flags");
+        req_begin(c, 17, "seek", 3);
+        proto_kv_uint(&c->wr, "fd", fd2);
+        proto_kv_str(&c->wr, "whence", "middle");
+        proto_kv_int(&c->wr, "offset", 0);
+        req_send(c);
+        m = wait_reply(c, 17, NULL);
+        assert_error(&m, EINVAL, "EINVAL", "whence");
+        assert_int_equal(chmod(path, 0), 0);
+        if (geteuid() != 0) {
+                m = open_req(c, 18, path, "r");
+                assert_error(&m, EACCES, "EACCES", "open ");
+        }
+
+        /* appending handle */
+        _cleanup_free_ char *app = tmp_path("handle-append");
+        write_local(app, "ab", 2);
+        uint64_t fa = open_handle(c, 19, app, "a");
+        req_begin(c, 20, "fwrite", 2);
+        proto_kv_uint(&c->wr, "fd", fa);
+        proto_kv_bin(&c->wr, "data", "cd", 2);
+        req_send(c);
+        m = wait_reply(c, 20, NULL);
+        assert_ok(&m);
+        size_t len;
+        char *got = read_local(app, &len);
+        assert_int_equal(len, 4);
+        assert_memory_equal(got, "abcd", 4);
+        free(got);
+        client_free(c);
+}
+
+static void test_fread_fifo_cancel(void **state)
+{
+        Client *c = client_new();
+        _cleanup_free_ char *fifo = tmp_path("fifo-cancel");
+        assert_int_equal(mkfifo(fifo, 0600), 0);
+        uint64_t fd = open_handle(c, 1, fifo, "r+");
+        req_begin(c, 2, "fread", 2);
+        proto_kv_uint(&c->wr, "fd", fd);
+        proto_kv_uint(&c->wr, "n", 10);
+        req_send(c);
+        hello_ok(c, 3); /* the parked fread does not block the connection */
+        req_begin(c, 4, "cancel", 1);
+        proto_kv_uint(&c->wr, "target", 2);
+        req_send(c);
+        msgpack_object m = wait_reply(c, 4, NULL);
+        assert_ok(&m);
+        m = wait_reply(c, 2, NULL);
+        assert_error(&m, ECANCELED, "ECANCELED", "fread");
+
+        /* a parked fread completes when data arrives */
+        req_begin(c, 5, "fread", 2);
+        proto_kv_uint(&c->wr, "fd", fd);
+        proto_kv_uint(&c->wr, "n", 10);
+        req_send(c);
+        hello_ok(c, 6);
+        int w = open(fifo, O_WRONLY | O_CLOEXEC);
+        assert_true(w >= 0);
+        assert_int_equal(write(w, "abc", 3), 3);
+        m = wait_reply(c, 5, NULL);
+        assert_ok(&m);
+        assert_data(&m, "abc");
+        assert_int_equal(close(w), 0);
+        client_free(c);
+}
+
+static void append_local(const char *path, const char *s)
+{
+        FILE *f = fopen(path, "ae");
+        assert_non_null(f);
+        assert_int_equal(fputs(s, f) >= 0, 1);
+        assert_int_equal(fclose(f), 0);
+}
+
+/* Reads data chunks of tail id until want has been collected. */
+static void tail_expect(Client *c, uint64_t id, const char *want)
+{
+        char got[256] = "";
+        size_t len = 0, n_want = strlen(want);
+        while (len < n_want) {
+                msgpack_object m;
+                assert_int_equal(next_frame(c, &m), id);
+                assert_true(is_chunk(&m, "data"));
+                const char *p;
+                size_t n;
+                assert_int_equal(proto_get_bytes(&m, "data", &p, &n), 1);
+                assert_true(len + n < sizeof got);
+                memcpy(got + len, p, n);
+                len += n;
+        }
+        assert_int_equal(len, n_want);
+        assert_memory_equal(got, want, len);
+}
+
+static void test_tail(void **state)
+{
+        Client *c = client_new();
+        _cleanup_free_ char *path = tmp_path("tail-file");
+        write_local(path, "old line\n", 9);
+        req_begin(c, 1, "tail", 1);
+        proto_kv_str(&c->wr, "path", path);
+        req_send(c);
+        hello_ok(c, 2); /* the tail is registered once hello is answered */
+        append_local(path, "line 1\n");
+        tail_expect(c, 1, "line 1\n");
+        append_local(path, "line 2\n");
+        tail_expect(c, 1, "line 2\n");
+        write_local(path, "new\n", 4); /* truncation: starts over */
+        tail_expect(c, 1, "new\n");
+        req_begin(c, 3, "cancel", 1);
+        proto_kv_uint(&c->wr, "target", 1);
+        req_send(c);
+        msgpack_object m = wait_reply(c, 3, NULL);
+        assert_ok(&m);
+        m = wait_reply(c, 1, NULL);
+        assert_error(&m, ECANCELED, "ECANCELED", "tail");
+
+        _cleanup_free_ char *missing = tmp_path("tail-missing");
+        req_begin(c, 4, "tail", 1);
+        proto_kv_str(&c->wr, "path", missing);
+        req_send(c);
+        m = wait_reply(c, 4, NULL);
+        assert_error(&m, ENOENT, "ENOENT", "open ");
+        client_free(c);
+}
+
+/* ---- guest control: syscall, ioctl ---- */
+
+static void test_syscall(void **state)
+{
+        Client *c = client_new();
+        req_begin(c, 1, "syscall", 2);
+        proto_kv_uint(&c->wr, "nr", SYS_getpid);
+        proto_key(&c->wr, "args");
+        msgpack_pack_array(&c->wr.pk, 0);
+        req_send(c);
+        msgpack_object m = wait_reply(c, 1, NULL);
+        assert_ok(&m);
+        assert_int_equal(get_i(&m, "ret"), c->pid);
+        assert_int_equal(get_i(&m, "errno"), 0);
+
+        req_begin(c, 2, "syscall", 2);
+        proto_kv_uint(&c->wr, "nr", SYS_uname);
+        proto_key(&c->wr, "args");
+        msgpack_pack_array(&c->wr.pk, 1);
+        msgpack_pack_map(&c->wr.pk, 1);
+        proto_kv_uint(&c->wr, "out", 390);
+        req_send(c);
+        m = wait_reply(c, 2, NULL);
+        assert_ok(&m);
+        assert_int_equal(get_i(&m, "ret"), 0);
+        const msgpack_object *bufs = proto_get(&m, "bufs");
+        assert_true(bufs && bufs->type == MSGPACK_OBJECT_ARRAY && bufs->via.array.size == 1);
+        const msgpack_object *b = &bufs->via.array.ptr[0];
+        assert_int_equal(b->type, MSGPACK_OBJECT_BIN);
+        assert_int_equal(b->via.bin.size, 390);
+        assert_memory_equal(b->via.bin.ptr, "Linux", 6);
+
+        /* openat + write + close on a file, through buffers and integers */
+        _cleanup_free_ char *path = tmp_path("syscall-file");
+        req_begin(c, 3, "syscall", 2);
+        proto_kv_uint(&c->wr, "nr", SYS_openat);
+        proto_key(&c->wr, "args");
+        msgpack_pack_array(&c->wr.pk, 4);
+        msgpack_pack_int(&c->wr.pk, AT_FDCWD);
+        msgpack_pack_map(&c->wr.pk, 1);
+        proto_kv_bin(&c->wr, "buf", path, strlen(path) + 1);
+        msgpack_pack_int(&c->wr.pk, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC);
+        msgpack_pack_int(&c->wr.pk, 0600);
+        req_send(c);
+        m = wait_reply(c, 3, NULL);
+        assert_ok(&m);
+        int64_t gfd = get_i(&m, "ret");
+        assert_true(gfd >= 0);
+        req_begin(c, 4, "syscall", 2);
+        proto_kv_uint(&c->wr, "nr", SYS_write);
+        proto_key(&c->wr, "args");
+        msgpack_pack_array(&c->wr.pk, 3);
+        msgpack_pack_int64(&c->wr.pk, gfd);
+        msgpack_pack_map(&c->wr.pk, 1);
+        proto_kv_bin(&c->wr, "buf", "written", 7);
+        msgpack_pack_int(&c->wr.pk, 7);
+        req_send(c);
+        m = wait_reply(c, 4, NULL);
+        assert_ok(&m);
+        assert_int_equal(get_i(&m, "ret"), 7);
+        req_begin(c, 5, "syscall", 2);
+        proto_kv_uint(&c->wr, "nr", SYS_close);
+        proto_key(&c->wr, "args");
+        msgpack_pack_array(&c->wr.pk, 1);
+        msgpack_pack_int64(&c->wr.pk, gfd);
+        req_send(c);
+        m = wait_reply(c, 5, NULL);
+        assert_ok(&m);
+        assert_int_equal(get_i(&m, "ret"), 0);
+        size_t len;
+        char *got = read_local(path, &len);
+        assert_int_equal(len, 7);
+        assert_memory_equal(got, "written", 7);
+        free(got);
+
+        /* a failing call: ret -1 and errno, not an error reply */
+        req_begin(c, 6, "syscall", 2);
+        proto_kv_uint(&c->wr, "nr", SYS_close);
+        proto_key(&c->wr, "args");
+        msgpack_pack_array(&c->wr.pk, 1);
+        msgpack_pack_int(&c->wr.pk, 100000);
+        req_send(c);
+        m = wait_reply(c, 6, NULL);
+        assert_ok(&m);
+        assert_int_equal(get_i(&m, "ret"), -1);
+        assert_int_equal(get_i(&m, "errno"), EBADF);
+
+        /* refused calls */
+        const long refused[] = {
+            SYS_exit_group, SYS_exit, SYS_execve, SYS_clone, SYS_reboot,
+#ifdef SYS_fork
+            SYS_fork,
+#endif
+        };
+        for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+                req_begin(c, 7, "syscall", 1);
+                proto_kv_uint(&c->wr, "nr", (uint64_t) refused[i]);
+                req_send(c);
+                m = wait_reply(c, 7, NULL);
+                assert_error(&m, EPERM, "EPERM", "syscall");
+        }
+
+        /* bad arguments */
+        req_begin(c, 8, "syscall", 2);
+        proto_kv_uint(&c->wr, "nr", SYS_getpid);
+        proto_key(&c->wr, "args");
+        msgpack_pack_array(&c->wr.pk, 7);
+        for (int i = 0; i < 7; i++)
+                msgpack_pack_int(&c->wr.pk, 0);
+        req_send(c);
+        m = wait_reply(c, 8, NULL);
+        assert_error(&m, EINVAL, "EINVAL", "args");
+        req_begin(c, 9, "syscall", 2);
+        proto_kv_uint(&c->wr, "nr", SYS_getpid);
+        proto_key(&c->wr, "args");
+        msgpack_pack_array(&c->wr.pk, 1);
+        msgpack_pack_map(&c->wr.pk, 1);
+        proto_kv_uint(&c->wr, "out", 2 * MIB);
+        req_send(c);
+        m = wait_reply(c, 9, NULL);
+        assert_error(&m, E2BIG, "E2BIG", NULL);
+        req_begin(c, 10, "syscall", 2);
+        proto_kv_uint(&c->wr, "nr", SYS_getpid);
+        proto_key(&c->wr, "args");
+        msgpack_pack_array(&c->wr.pk, 1);
+        proto_pack_str(&c->wr, "str");
+        req_send(c);
+        m = wait_reply(c, 10, NULL);
+        assert_error(&m, EINVAL, "EINVAL", "args");
+        req_begin(c, 11, "syscall", 0);
+        req_send(c);
+        m = wait_reply(c, 11, NULL);
+        assert_error(&m, EINVAL, "EINVAL", "nr");
+        hello_ok(c, 12);
+        client_free(c);
+}
+
+static void test_ioctl(void **state)
+{
+        Client *c = client_new();
+        _cleanup_free_ char *fifo = tmp_path("fifo-ioctl");
+        assert_int_equal(mkfifo(fifo, 0600), 0);
+        uint64_t fd = open_handle(c, 1, fifo, "r+");
+        req_begin(c, 2, "fwrite", 2);
+        proto_kv_uint(&c->wr, "fd", fd);
+        proto_kv_bin(&c->wr, "data", "12345", 5);
+        req_send(c);
+        msgpack_object m = wait_reply(c, 2, NULL);
+        assert_ok(&m);
+        req_begin(c, 3, "ioctl", 3);
+        proto_kv_uint(&c->wr, "fd", fd);
+        proto_kv_uint(&c->wr, "request", FIONREAD);
+        proto_key(&c->wr, "arg");
+        msgpack_pack_map(&c->wr.pk, 1);
+        proto_kv_uint(&c->wr, "out", sizeof(int));
+        req_send(c);
+        m = wait_reply(c, 3, NULL);
+        assert_ok(&m);
+        assert_int_equal(get_i(&m, "ret"), 0);
+        const msgpack_object *bufs = proto_get(&m, "bufs");
+        assert_true(bufs && bufs->type == MSGPACK_OBJECT_ARRAY && bufs->via.array.size == 1);
+        int avail = 0;
+        assert_int_equal(bufs->via.array.ptr[0].via.bin.size, sizeof avail);
+        memcpy(&avail, bufs->via.array.ptr[0].via.bin.ptr, sizeof avail);
+        assert_int_equal(avail, 5);
+
+        req_begin(c, 4, "ioctl", 3); /* integer argument */
+        proto_kv_uint(&c->wr, "fd", fd);
+        proto_kv_uint(&c->wr, "request", FIOCLEX);
+        proto_kv_uint(&c->wr, "arg", 0);
+        req_send(c);
+        m = wait_reply(c, 4, NULL);
+        assert_ok(&m);
+        assert_int_equal(get_i(&m, "ret"), 0);
+        bufs = proto_get(&m, "bufs");
+        assert_true(bufs && bufs->type == MSGPACK_OBJECT_ARRAY && bufs->via.array.size == 0);
+
+        /* by path: a pty master's window size */
+        req_begin(c, 5, "ioctl", 3);
+        proto_kv_str(&c->wr, "path", "/dev/ptmx");
+        proto_kv_uint(&c->wr, "request", TIOCGWINSZ);
+        proto_key(&c->wr, "arg");
+        msgpack_pack_map(&c->wr.pk, 1);
+        proto_kv_uint(&c->wr, "out", sizeof(struct winsize));
+        req_send(c);
+        m = wait_reply(c, 5, NULL);
+        if (get_b(&m, "ok")) {
+                assert_int_equal(get_i(&m, "ret"), 0);
+                bufs = proto_get(&m, "bufs");
+                assert_int_equal(bufs->via.array.ptr[0].via.bin.size, sizeof(struct winsize));
+        }
+        /* ENOTTY comes back as errno, not as an error reply */
+        req_begin(c, 6, "ioctl", 3);
+        proto_kv_uint(&c->wr, "fd", fd);
+        proto_kv_uint(&c->wr, "request", TIOCGWINSZ);
+        proto_key(&c->wr, "arg");
+        msgpack_pack_map(&c->wr.pk, 1);
+        proto_kv_uint(&c->wr, "out", sizeof(struct winsize));
+        req_send(c);
+        m = wait_reply(c, 6, NULL);
+        assert_ok(&m);
+        assert_int_equal(get_i(&m, "ret"), -1);
+        assert_int_equal(get_i(&m, "errno"), ENOTTY);
+
+        req_begin(c, 7, "ioctl", 2);
+        proto_kv_uint(&c->wr, "fd", 999);
+        proto_kv_uint(&c->wr, "request", FIONREAD);
+        req_send(c);
+        m = wait_reply(c, 7, NULL);
+        assert_error(&m, EBADF, "EBADF", "ioctl");
+        _cleanup_free_ char *missing = tmp_path("ioctl-missing");
+        req_begin(c, 8, "ioctl", 2);
+        proto_kv_str(&c->wr, "path", missing);
+        proto_kv_uint(&c->wr, "request", FIONREAD);
+        req_send(c);
+        m = wait_reply(c, 8, NULL);
+        assert_error(&m, ENOENT, "ENOENT", "open ");
+        req_begin(c, 9, "ioctl", 1);
+        proto_kv_uint(&c->wr, "request", FIONREAD);
+        req_send(c);
+        m = wait_reply(c, 9, NULL);
+        assert_error(&m, EINVAL, "EINVAL", NULL);
+        client_free(c);
+}
+
+/* ---- guest control: connections ---- */
+
+static int64_t now_ms(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void test_two_connections(void **state)
+{
+        Client *cs[2];
+        client_new_n(2, cs);
+        Client *a = cs[0], *b = cs[1];
+        hello_ok(a, 1);
+        hello_ok(b, 1); /* ids are per connection */
+
+        /* a's thread blocks inside read(2) on a FIFO without data */
+        _cleanup_free_ char *fifo = tmp_path("fifo-block");
+        assert_int_equal(mkfifo(fifo, 0600), 0);
+        req_begin(a, 2, "syscall", 2);
+        proto_kv_uint(&a->wr, "nr", SYS_openat);
+        proto_key(&a->wr, "args");
+        msgpack_pack_array(&a->wr.pk, 3);
+        msgpack_pack_int(&a->wr.pk, AT_FDCWD);
+        msgpack_pack_map(&a->wr.pk, 1);
+        proto_kv_bin(&a->wr, "buf", fifo, strlen(fifo) + 1);
+        msgpack_pack_int(&a->wr.pk, O_RDWR | O_CLOEXEC);
+        req_send(a);
+        msgpack_object m = wait_reply(a, 2, NULL);
+        assert_ok(&m);
+        int64_t gfd = get_i(&m, "ret");
+        assert_true(gfd >= 0);
+        req_begin(a, 3, "syscall", 2);
+        proto_kv_uint(&a->wr, "nr", SYS_read);
+        proto_key(&a->wr, "args");
+        msgpack_pack_array(&a->wr.pk, 3);
+        msgpack_pack_int64(&a->wr.pk, gfd);
+        msgpack_pack_map(&a->wr.pk, 1);
+        proto_kv_uint(&a->wr, "out", 16);
+        msgpack_pack_int(&a->wr.pk, 16);
+        req_send(a);
+        req_begin(a, 4, "exec", 1);
+        proto_kv_str(&a->wr, "cmd", "sleep 5");
+        req_send(a);
+        usleep(50 * 1000);
+
+        /* b answers at once */
+        int64_t t0 = now_ms();
+        hello_ok(b, 2);
+        m = stat_path(b, 3, "/", true);
+        assert_ok(&m);
+        assert_true(now_ms() - t0 < 100);
+        /* b's exec runs while a is blocked */
+        Result res = {0};
+        m = run_cmd(b, 4, "echo b", &res);
+        assert_ok(&m);
+        assert_string_equal(res.out, "b\n");
+        result_done(&res);
+
+        /* unblock a */
+        int w = open(fifo, O_WRONLY | O_CLOEXEC);
+        assert_true(w >= 0);
+        assert_int_equal(write(w, "wake", 4), 4);
+        assert_int_equal(close(w), 0);
+        m = wait_reply(a, 3, NULL);
+        assert_ok(&m);
+        assert_int_equal(get_i(&m, "ret"), 4);
+        req_begin(a, 5, "cancel", 1);
+        proto_kv_uint(&a->wr, "target", 4);
+        req_send(a);
+        m = wait_reply(a, 5, NULL);
+        assert_ok(&m);
+        m = wait_reply(a, 4, NULL);
+        assert_ok(&m);
+        assert_int_equal(get_i(&m, "signal"), SIGKILL);
+
+        /* closing b alone leaves a served; the agent exits after both */
+        int status = client_finish(b);
+        assert_int_equal(status, 0);
+        hello_ok(a, 6);
+        client_free(a);
+}
+
+/* ---- guest control: spawn, proc_*, cancel, reset ---- */
+
+static void spawn_cmd(Client *c, uint64_t id, const char *cmd)
+{
+        req_begin(c, id, "spawn", 1);
+        proto_kv_str(&c->wr, "cmd", cmd);
+        req_send(c);
+}
+
+/* Reads frames until the started chunk of spawn id; returns the pid. */
+static uint64_t wait_started(Client *c, uint64_t id)
+{
+        msgpack_object m;
+        assert_int_equal(next_frame(c, &m), id);
+        assert_true(is_chunk(&m, "started"));
+        uint64_t pid = get_u(&m, "pid");
+        assert_true(pid > 0);
+        return pid;
+}
+
+static void send_proc(Client *c, uint64_t id, const char *op, uint64_t proc)
+{
+        req_begin(c, id, op, 1);
+        proto_kv_uint(&c->wr, "proc", proc);
+        req_send(c);
+}
+
+static void test_spawn_cat(void **state)
+{
+        Client *c = client_new();
+        spawn_cmd(c, 1, "cat");
+        uint64_t pid = wait_started(c, 1);
+        assert_int_equal(kill((pid_t) pid, 0), 0);
+
+        req_begin(c, 2, "proc_write", 2);
+        proto_kv_uint(&c->wr, "proc", 1);
+        proto_kv_bin(&c->wr, "data", "ping\n", 5);
+        req_send(c);
+        /* the echo arrives while the process still runs */
+        bool replied = false, echoed = false;
+        while (!replied || !echoed) {
+                msgpack_object m;
+                uint64_t id = next_frame(c, &m);
+                if (id == 2) {
+                        assert_ok(&m);
+                        assert_int_equal(get_u(&m, "n"), 5);
+                        replied = true;
+                } else {
+                        assert_int_equal(id, 1);
+                        assert_true(is_chunk(&m, "stdout"));
+                        const char *p;
+                        size_t n;
+                        assert_int_equal(proto_get_bytes(&m, "data", &p, &n), 1);
+                        assert_int_equal(n, 5);
+                        assert_memory_equal(p, "ping\n", 5);
+                        echoed = true;
+                }
+        }
+
+        /* 1 MiB through the pipe: proc_write waits for room without blocking the loop */
+        char *big = malloc(MIB);
+        assert_non_null(big);
+        memset(big, 'z', MIB);
+        req_begin(c, 3, "proc_write", 2);
+        proto_kv_uint(&c->wr, "proc", 1);
+        proto_kv_bin(&c->wr, "data", big, MIB);
+        req_send(c);
+        free(big);
+        hello_ok_any(c, 4);
+        send_proc(c, 5, "proc_close_stdin", 1);
+        size_t got = 0;
+        bool w_ok = false, close_ok = false;
+        for (;;) {
+                msgpack_object m;
+                uint64_t id = next_frame(c, &m);
+                if (id == 3) {
+                        assert_ok(&m);
+                        assert_int_equal(get_u(&m, "n"), MIB);
+                        w_ok = true;
+                } else if (id == 5) {
+                        assert_ok(&m);
+                        close_ok = true;
+                } else if (id == 4) {
+                        assert_ok(&m);
+                } else {
+                        assert_int_equal(id, 1);
+                        if (!proto_get(&m, "chunk")) {
+                                assert_ok(&m);
+                                assert_int_equal(get_i(&m, "exit_code"), 0);
+                                break;
+                        }
+                        const char *p;
+                        size_t n;
+                        assert_int_equal(proto_get_bytes(&m, "data", &p, &n), 1);
+                        got += n;
+                }
+        }
+        assert_true(w_ok && close_ok);
+        assert_int_equal(got, MIB);
+
+        /* the process is gone: ESRCH */
+        req_begin(c, 6, "proc_write", 2);
+        proto_kv_uint(&c->wr, "proc", 1);
+        proto_kv_bin(&c->wr, "data", "x", 1);
+        req_send(c);
+        msgpack_object m = wait_reply(c, 6, NULL);
+        assert_error(&m, ESRCH, "ESRCH", "proc_write");
+        send_proc(c, 7, "proc_close_stdin", 99);
+        m = wait_reply(c, 7, NULL);
+        assert_error(&m, ESRCH, "ESRCH", NULL);
+
+        /* a missing program is an error reply, as for exec */
+        req_begin(c, 8, "spawn", 1);
+        proto_key(&c->wr, "argv");
+        msgpack_pack_array(&c->wr.pk, 1);
+        proto_pack_str(&c->wr, "provium-no-such-command");
+        req_send(c);
+        m = wait_reply(c, 8, NULL);
+        assert_error(&m, ENOENT, "ENOENT", "exec provium-no-such-command");
+        client_free(c);
+}
+
+static void test_spawn_signal(void **state)
+{
+        Client *c = client_new();
+        spawn_cmd(c, 1, "echo up; exec sleep 100");
+        wait_started(c, 1);
+        msgpack_object m;
+        assert_int_equal(next_frame(c, &m), 1);
+        assert_true(is_chunk(&m, "stdout"));
+        req_begin(c, 2, "proc_signal", 2);
+        proto_kv_uint(&c->wr, "proc", 1);
+        proto_kv_int(&c->wr, "signal", SIGTERM);
+        req_send(c);
+        m = wait_reply(c, 2, NULL);
+        assert_ok(&m);
+        m = wait_reply(c, 1, NULL);
+        assert_ok(&m);
+        assert_true(is_nil(&m, "exit_code"));
+        assert_int_equal(get_i(&m, "signal"), SIGTERM);
+
+        req_begin(c, 3, "proc_signal", 2);
+        proto_kv_uint(&c->wr, "proc", 1);
+        proto_kv_int(&c->wr, "signal", SIGTERM);
+        req_send(c);
+        m = wait_reply(c, 3, NULL);
+        assert_error(&m, ESRCH, "ESRCH", NULL);
+
+        spawn_cmd(c, 4, "sleep 100");
+        wait_started(c, 4);
+        req_begin(c, 5, "proc_signal", 2);
+        proto_kv_uint(&c->wr, "proc", 4);
+        proto_kv_int(&c->wr, "signal", 1000);
+        req_send(c);
+        m = wait_reply(c, 5, NULL);
+        assert_error(&m, EINVAL, "EINVAL", "signal");
+        client_free(c); /* EOF kills the process */
+}
+
+static void test_spawn_many(void **state)
+{
+        enum { N = 64 };
+        Client *c = client_new();
+        for (uint64_t i = 1; i <= N; i++) {
+                char cmd[64];
+                (void) snprintf(cmd, sizeof cmd, "sleep 0.3; echo %u", (unsigned) i);
+                spawn_cmd(c, i, cmd);
+        }
+        bool started[N + 1] = {0}, out[N + 1] = {0}, done[N + 1] = {0};
+        size_t n_done = 0;
+        while (n_done < N) {
+                msgpack_object m;
+                uint64_t id = next_frame(c, &m);
+                assert_true(id >= 1 && id <= N);
+                if (is_chunk(&m, "started")) {
+                        assert_false(started[id] || done[id]);
+                        started[id] = true;
+                } else if (is_chunk(&m, "stdout")) {
+                        char *data = NULL;
+                        assert_int_equal(proto_dup_str(&m, "data", &data), 1);
+                        assert_int_equal(strtoul(data, NULL, 10), id);
+                        free(data);
+                        out[id] = true;
+                } else {
+                        assert_ok(&m);
+                        assert_true(started[id] && out[id] && !done[id]);
+                        assert_int_equal(get_i(&m, "exit_code"), 0);
+                        done[id] = true;
+                        n_done++;
+                }
+        }
+        client_free(c);
+}
+
+static void test_cancel(void **state)
+{
+        Client *c = client_new();
+        spawn_cmd(c, 1, "sleep 100");
+        wait_started(c, 1);
+        req_begin(c, 2, "cancel", 1);
+        proto_kv_uint(&c->wr, "target", 1);
+        req_send(c);
+        msgpack_object m = wait_reply(c, 2, NULL);
+        assert_ok(&m);
+        m = wait_reply(c, 1, NULL);
+        assert_ok(&m);
+        assert_int_equal(get_i(&m, "signal"), SIGKILL);
+
+        req_begin(c, 3, "exec", 1);
+        proto_kv_str(&c->wr, "cmd", "sleep 100");
+        req_send(c);
+        req_begin(c, 4, "cancel", 1);
+        proto_kv_uint(&c->wr, "target", 3);
+        req_send(c);
+        m = wait_reply(c, 4, NULL);
+        assert_ok(&m);
+        m = wait_reply(c, 3, NULL);
+        assert_ok(&m);
+        assert_int_equal(get_i(&m, "signal"), SIGKILL);
+        assert_true(get_u(&m, "duration_ns") < 5000000000ull);
+
+        req_begin(c, 5, "cancel", 1);
+        proto_kv_uint(&c->wr, "target", 3);
+        req_send(c);
+        m = wait_reply(c, 5, NULL);
+        assert_error(&m, ESRCH, "ESRCH", "cancel 3");
+        req_begin(c, 6, "cancel", 0);
+        req_send(c);
+        m = wait_reply(c, 6, NULL);
+        assert_error(&m, EINVAL, "EINVAL", "target");
+        client_free(c);
+}
+
+static void test_reset(void **state)
+{
+        Client *c = client_new();
+        _cleanup_free_ char *path = tmp_path("reset-file");
+        write_local(path, "x", 1);
+        spawn_cmd(c, 1, "sleep 100");
+        wait_started(c, 1);
+        uint64_t fd = open_handle(c, 2, path, "r");
+        req_begin(c, 3, "tail", 1);
+        proto_kv_str(&c->wr, "path", path);
+        req_send(c);
+        req_begin(c, 4, "reset", 0);
+        req_send(c);
+        msgpack_object m = wait_reply(c, 4, NULL);
+        assert_ok(&m);
+        bool tail_done = false, proc_done = false;
+        while (!tail_done || !proc_done) {
+                uint64_t id = next_frame(c, &m);
+                if (id == 3) {
+                        assert_error(&m, ECANCELED, "ECANCELED", "tail");
+                        tail_done = true;
+                } else {
+                        assert_int_equal(id, 1);
+                        assert_ok(&m);
+                        assert_int_equal(get_i(&m, "signal"), SIGKILL);
+                        proc_done = true;
+                }
+        }
+        req_begin(c, 5, "fread", 2);
+        proto_kv_uint(&c->wr, "fd", fd);
+        proto_kv_uint(&c->wr, "n", 1);
+        req_send(c);
+        m = wait_reply(c, 5, NULL);
+        assert_error(&m, EBADF, "EBADF", NULL);
         client_free(c);
 }
 
@@ -928,6 +1814,17 @@ int main(void)
             cmocka_unit_test(test_bad_fields),
             cmocka_unit_test(test_bad_frames),
             cmocka_unit_test(test_poweroff_exits),
+            cmocka_unit_test(test_spawn_cat),
+            cmocka_unit_test(test_spawn_signal),
+            cmocka_unit_test(test_spawn_many),
+            cmocka_unit_test(test_cancel),
+            cmocka_unit_test(test_reset),
+            cmocka_unit_test(test_handles),
+            cmocka_unit_test(test_fread_fifo_cancel),
+            cmocka_unit_test(test_tail),
+            cmocka_unit_test(test_syscall),
+            cmocka_unit_test(test_ioctl),
+            cmocka_unit_test(test_two_connections),
         };
         (void) signal(SIGPIPE, SIG_IGN);
         return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -1,0 +1,11 @@
+/* file.h: guest file handles (vm:open) and tails (see file.c). */
+#pragma once
+
+#include <lua.h>
+
+/* vm:_open(path, mode, opts) -> File | nil, message */
+int lua_vm_open(lua_State *L);
+/* vm:_tail(path) -> Stream | nil, message */
+int lua_vm_tail(lua_State *L);
+/* Registers the File metatable and pushes its methods table (the prelude adds to it). */
+void lua_file_register(lua_State *L);
