@@ -27,6 +27,7 @@ struct AgentClient {
         bool ready;
         char *agent_version;
         char *kernel;
+        char *arch;
         AgentReadyFn ready_cb;
         AgentLostFn lost_cb;
         void *cb_data;
@@ -168,6 +169,7 @@ static void on_hello(AgentRequest *req, int status, const msgpack_object *reply)
         if (status == 0) {
                 c->agent_version = dup_field(reply, "agent");
                 c->kernel = dup_field(reply, "kernel");
+                c->arch = dup_field(reply, "arch");
                 c->ready = true;
         }
         AgentReadyFn cb = c->ready_cb;
@@ -257,6 +259,11 @@ bool agent_client_ready(const AgentClient *c)
 const char *agent_client_agent_version(const AgentClient *c)
 {
         return c->agent_version;
+}
+
+const char *agent_client_arch(const AgentClient *c)
+{
+        return c->arch;
 }
 
 const char *agent_client_kernel(const AgentClient *c)
@@ -400,6 +407,7 @@ AgentClient *agent_client_free(AgentClient *c)
         proto_writer_done(&c->writer);
         free(c->agent_version);
         free(c->kernel);
+        free(c->arch);
         free(c->name);
         free(c);
         return NULL;

@@ -50,6 +50,8 @@ bool agent_client_ready(const AgentClient *c);
 /* What the agent said in hello ("provium-agent 0.1.0", kernel release); NULL before ready. */
 const char *agent_client_agent_version(const AgentClient *c);
 const char *agent_client_kernel(const AgentClient *c);
+/* The guest's machine ("x86_64"); NULL before ready or from an agent that does not say. */
+const char *agent_client_arch(const AgentClient *c);
 
 /* Starts a request frame {id, op, ...} with nargs more pairs to pack on the returned writer,
  * then agent_request_send(). */

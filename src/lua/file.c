@@ -325,6 +325,16 @@ int lua_vm_tail(lua_State *L)
         return start_tail(L, &tg, luaL_checkstring(L, 2));
 }
 
+bool lua_file_handle(lua_State *L, int i, uint64_t *ret_fd, bool *ret_open)
+{
+        FileBox *f = luaL_testudata(L, i, FILE_MT);
+        if (!f)
+                return false;
+        *ret_fd = f->fd;
+        *ret_open = f->open;
+        return true;
+}
+
 /* ---- registration ---- */
 
 static const luaL_Reg methods[] = {

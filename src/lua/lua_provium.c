@@ -11,6 +11,7 @@
 #include "events.h"
 #include "lua_vm.h"
 #include "file.h"
+#include "layer0.h"
 #include "process.h"
 #include "stream.h"
 #include "runtime.h"
@@ -41,6 +42,9 @@ int lua_provium_open(lua_State *L)
                 lua_pushlstring(L, exe, (size_t) n);
                 lua_setfield(L, -2, "executable");
         }
+        lua_layer0_register(L);
+        lua_layer0_push_buffer_constructor(L);
+        lua_setfield(L, -2, "buffer");
         lua_pushvalue(L, -1);
         lua_setglobal(L, "provium");
         /* internal: shared with the runtime */

@@ -21,6 +21,7 @@
 #include "command.h"
 #include "op.h"
 #include "file.h"
+#include "layer0.h"
 #include "process.h"
 
 #define ANCHOR_KEY "provium.vms" /* name -> userdata, keeps VMs alive until lua_close */
@@ -550,20 +551,16 @@ static const luaL_Reg vm_methods[] = {
     {"_run_async", lua_vm_run_async},
     {"_open", lua_vm_open},
     {"_tail", lua_vm_tail},
+    {"_syscall", lua_vm_syscall},
+    {"_ioctl", lua_vm_ioctl},
     {NULL, NULL},
 };
 
 static const luaL_Reg worker_methods[] = {
-    {"index", l_worker_index},
-    {"_exec", l_vm_exec},
-    {"_read_file", l_vm_read_file},
-    {"_write_file", l_vm_write_file},
-    {"_stat", l_vm_stat},
-    {"_mkdir", l_vm_mkdir},
-    {"_run_async", lua_vm_run_async},
-    {"_open", lua_vm_open},
-    {"_tail", lua_vm_tail},
-    {NULL, NULL},
+    {"index", l_worker_index},        {"_exec", l_vm_exec},     {"_read_file", l_vm_read_file},
+    {"_write_file", l_vm_write_file}, {"_stat", l_vm_stat},     {"_mkdir", l_vm_mkdir},
+    {"_run_async", lua_vm_run_async}, {"_open", lua_vm_open},   {"_tail", lua_vm_tail},
+    {"_syscall", lua_vm_syscall},     {"_ioctl", lua_vm_ioctl}, {NULL, NULL},
 };
 
 static const luaL_Reg vm_meta[] = {

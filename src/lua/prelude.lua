@@ -187,16 +187,16 @@ end
 -- Calls a C primitive of VM; an argument error is re-raised under the public method's name
 -- (arguments counted as in a method call), a failed operation at the test's line.
 local function call(name, prim, self, ...)
-    local ok, v, err = pcall(prim, self, ...)
-    if not ok then
-        local msg = tostring(v):gsub("^prelude:%d+: ", "")
+    local res = table.pack(pcall(prim, self, ...))
+    if not res[1] then
+        local msg = tostring(res[2]):gsub("^prelude:%d+: ", "")
         msg = msg:gsub("bad argument #(%d+) to '[^']*'", function(n)
             return "bad argument #" .. (tonumber(n) - 1) .. " to '" .. name .. "'"
         end)
         raise(msg)
     end
-    if v == nil then raise(err) end
-    return v
+    if res[2] == nil then raise(res[3]) end
+    return table.unpack(res, 2, res.n)
 end
 
 function VM:boot(opts)
@@ -362,7 +362,19 @@ function File:tell() return call("tell", self._seek, self, "cur", 0) end
 function File:close() call("close", self._close, self) end
 function File:tail() return call("tail", self._tail, self) end
 
-for _, name in ipairs({ "run", "read_file", "write_file", "stat", "mkdir", "run_async", "open", "tail" }) do
+---------------------------------------------------------------------------------------------
+-- layer 0: syscalls and ioctls straight into the guest kernel
+
+-- vm:syscall(name | number, args...) -> ret, errno name (nil on success), errno number.
+-- Arguments: integers (registers), strings (passed NUL-terminated, read-only) and
+-- provium.buffer values (in and out: updated in place after the call).
+function VM:syscall(nr, ...) return call("syscall", self._syscall, self, nr, ...) end
+
+-- vm:ioctl(path | file, request, arg) -> ret, errno name, errno number; arg as for syscall.
+function VM:ioctl(target, request, arg) return call("ioctl", self._ioctl, self, target, request, arg) end
+
+for _, name in ipairs({ "run", "read_file", "write_file", "stat", "mkdir", "run_async", "open", "tail",
+                        "syscall", "ioctl" }) do
     Worker[name] = VM[name]
 end
 

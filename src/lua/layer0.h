@@ -1,0 +1,11 @@
+/* layer0.h: provium.buffer, vm:syscall and vm:ioctl (see layer0.c). */
+#pragma once
+
+#include <lua.h>
+
+int lua_vm_syscall(lua_State *L);
+int lua_vm_ioctl(lua_State *L);
+/* Registers the Buffer metatable. */
+void lua_layer0_register(lua_State *L);
+/* Pushes provium.buffer(size | string). */
+void lua_layer0_push_buffer_constructor(lua_State *L);
