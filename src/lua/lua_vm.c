@@ -23,6 +23,7 @@
 #include "file.h"
 #include "layer0.h"
 #include "process.h"
+#include "transfer.h"
 
 #define ANCHOR_KEY "provium.vms" /* name -> userdata, keeps VMs alive until lua_close */
 
@@ -300,12 +301,6 @@ static int l_vm_exec(lua_State *L)
 
 /* ---- files ---- */
 
-static int push_read_result(lua_State *co, Op *op, const msgpack_object *reply)
-{
-        lua_pushlstring(co, op->out.p ? op->out.p : "", op->out.len);
-        return 1;
-}
-
 static int push_true(lua_State *co, Op *op, const msgpack_object *reply)
 {
         lua_pushboolean(co, 1);
@@ -336,70 +331,6 @@ static int push_stat_result(lua_State *co, Op *op, const msgpack_object *reply)
                 lua_setfield(co, -2, "mtime");
         }
         return 1;
-}
-
-/* vm:_read_file(path, opts) -> string | nil, message */
-static int l_vm_read_file(lua_State *L)
-{
-        Target tg = check_target(L, 1);
-        const char *path = luaL_checkstring(L, 2);
-        int n = check_running(L, &tg, "read_file", path);
-        if (n)
-                return n;
-        Op *op;
-        NEW_OP_OR_FAIL(op, L, tg, "read_file", path, opt_timeout(L, 3, "timeout"));
-        op->push_ok = push_read_result;
-        ProtoWriter *w = agent_request_begin(tg.agent, &op->req, "read_file", 1);
-        proto_kv_str(w, "path", path);
-        return op_send(L, op);
-}
-
-/* vm:_write_file(path, data, opts) -> true | nil, message */
-static int l_vm_write_file(lua_State *L)
-{
-        Target tg = check_target(L, 1);
-        const char *path = luaL_checkstring(L, 2);
-        size_t len;
-        const char *data = luaL_checklstring(L, 3, &len);
-        lua_Integer mode = 0644;
-        if (lua_type(L, 4) == LUA_TTABLE) {
-                lua_getfield(L, 4, "mode");
-                mode = luaL_optinteger(L, -1, 0644);
-                lua_pop(L, 1);
-        }
-        luaL_argcheck(L, mode >= 0 && mode <= 07777, 4, "mode must be 0..07777");
-        int n = check_running(L, &tg, "write_file", path);
-        if (n)
-                return n;
-        Op *op;
-        NEW_OP_OR_FAIL(op, L, tg, "write_file", path, opt_timeout(L, 4, "timeout"));
-        op->push_ok = push_true;
-        AgentClient *c = tg.agent;
-        size_t first = len < PROTO_CHUNK ? len : PROTO_CHUNK;
-        ProtoWriter *w = agent_request_begin(c, &op->req, "write_file", 4);
-        proto_kv_str(w, "path", path);
-        proto_kv_uint(w, "mode", (uint64_t) mode);
-        proto_kv_bin(w, "data", data, first);
-        proto_kv_bool(w, "eof", first == len);
-        uint64_t id = op->req.id;
-        int r = agent_request_send(c, &op->req, (uint64_t) (op->timeout_s * 1000));
-        for (size_t off = first; r == 0 && off < len; off += PROTO_CHUNK) {
-                size_t k = len - off < PROTO_CHUNK ? len - off : PROTO_CHUNK;
-                w = agent_frame_begin(c, 4);
-                proto_kv_uint(w, "id", id);
-                proto_kv_str(w, "op", "data");
-                proto_kv_bin(w, "data", data + off, k);
-                proto_kv_bool(w, "eof", off + k == len);
-                r = agent_frame_send(c);
-        }
-        if (r < 0) {
-                agent_request_cancel(&op->req);
-                lua_pushnil(L);
-                lua_pushfstring(L, "vm %s: write_file %s: %s", op->vm_name, path, strerror(-r));
-                op_free(op);
-                return 2;
-        }
-        return runtime_wait(L, &op->pending);
 }
 
 /* vm:_stat(path, opts) -> table | nil, message */
@@ -543,8 +474,8 @@ static const luaL_Reg vm_methods[] = {
     {"boot_log", l_vm_boot_log},
     {"_boot", l_vm_boot},
     {"_exec", l_vm_exec},
-    {"_read_file", l_vm_read_file},
-    {"_write_file", l_vm_write_file},
+    {"_read_file", lua_vm_read_file},
+    {"_write_file", lua_vm_write_file},
     {"_stat", l_vm_stat},
     {"_mkdir", l_vm_mkdir},
     {"_spawn_worker", l_vm_spawn_worker},
@@ -557,10 +488,10 @@ static const luaL_Reg vm_methods[] = {
 };
 
 static const luaL_Reg worker_methods[] = {
-    {"index", l_worker_index},        {"_exec", l_vm_exec},     {"_read_file", l_vm_read_file},
-    {"_write_file", l_vm_write_file}, {"_stat", l_vm_stat},     {"_mkdir", l_vm_mkdir},
-    {"_run_async", lua_vm_run_async}, {"_open", lua_vm_open},   {"_tail", lua_vm_tail},
-    {"_syscall", lua_vm_syscall},     {"_ioctl", lua_vm_ioctl}, {NULL, NULL},
+    {"index", l_worker_index},          {"_exec", l_vm_exec},     {"_read_file", lua_vm_read_file},
+    {"_write_file", lua_vm_write_file}, {"_stat", l_vm_stat},     {"_mkdir", l_vm_mkdir},
+    {"_run_async", lua_vm_run_async},   {"_open", lua_vm_open},   {"_tail", lua_vm_tail},
+    {"_syscall", lua_vm_syscall},       {"_ioctl", lua_vm_ioctl}, {NULL, NULL},
 };
 
 static const luaL_Reg vm_meta[] = {

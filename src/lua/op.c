@@ -80,6 +80,8 @@ Op *op_new(const Target *tg, const char *name, const char *object, double timeou
 
 void op_free(Op *op)
 {
+        if (op->cleanup)
+                op->cleanup(op);
         free(op->out.p);
         free(op->err.p);
         free(op->vm_name);

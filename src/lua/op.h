@@ -51,6 +51,7 @@ typedef struct Op {
         double timeout_s;
         Buf out, err;
         int (*push_ok)(lua_State *co, struct Op *op, const msgpack_object *reply);
+        void (*cleanup)(struct Op *op); /* extra teardown of a larger struct that embeds Op */
 } Op;
 
 /* A new operation on tg; NULL on -ENOMEM. Its reply resumes the caller with push_ok's values,

@@ -208,11 +208,16 @@ function VM:run(cmd, opts)
     return setmetatable(call("run", self._exec, self, cmd, opts), Result)
 end
 
+-- vm:read_file(path, opts?) -> the contents; with opts.to = host_path, writes them there
+-- instead and returns the byte count.
 function VM:read_file(path, opts) return call("read_file", self._read_file, self, path, opts) end
 
+-- vm:write_file(path, data, opts?) or vm:write_file(path, {from = host_path, ...}): creates or
+-- truncates path with mode opts.mode (default 0644, exact); returns the bytes written.
 function VM:write_file(path, data, opts)
     if type(opts) == "number" then opts = { mode = opts } end
-    call("write_file", self._write_file, self, path, data, opts)
+    if type(data) == "table" and opts == nil then data, opts = nil, data end
+    return call("write_file", self._write_file, self, path, data, opts)
 end
 
 function VM:stat(path, opts) return call("stat", self._stat, self, path, opts) end
