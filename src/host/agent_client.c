@@ -372,6 +372,15 @@ void agent_request_cancel(AgentRequest *req)
 
 /* ---- timeouts ---- */
 
+void agent_client_send_cancel(AgentClient *c, uint64_t target)
+{
+        ProtoWriter *w = agent_frame_begin(c, 3);
+        proto_kv_uint(w, "id", 0); /* id 0 is never a request of ours: its reply is dropped */
+        proto_kv_str(w, "op", "cancel");
+        proto_kv_uint(w, "target", target);
+        (void) agent_frame_send(c);
+}
+
 static void on_sweep(uv_timer_t *t)
 {
         AgentClient *c = t->data;
@@ -380,7 +389,9 @@ static void on_sweep(uv_timer_t *t)
         while (req) {
                 AgentRequest *next = req->next;
                 if (req->deadline_ns && now >= req->deadline_ns) {
-                        /* The connection stays up: the agent's late reply is dropped by id. */
+                        /* The connection stays up: the agent is asked to stop, and its late
+                         * reply is dropped by id. */
+                        agent_client_send_cancel(c, req->id);
                         agent_request_cancel(req);
                         if (req->on_reply)
                                 req->on_reply(req, -ETIMEDOUT, NULL);

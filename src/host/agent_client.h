@@ -62,6 +62,8 @@ int agent_request_send(AgentClient *c, AgentRequest *req, uint64_t timeout_ms);
 /* Sends one more frame for req (an upload chunk); begin it with agent_frame_begin(). */
 ProtoWriter *agent_frame_begin(AgentClient *c, uint32_t npairs);
 int agent_frame_send(AgentClient *c);
+/* Asks the agent to stop request `target` (a `cancel` frame; its own reply is ignored). */
+void agent_client_send_cancel(AgentClient *c, uint64_t target);
 /* Forgets req: its callbacks will not run; a late reply is ignored. Safe twice. */
 void agent_request_cancel(AgentRequest *req);
 

@@ -58,9 +58,10 @@ static int l_tostring(lua_State *L)
         return 1;
 }
 
-static Op *file_op(lua_State *L, FileBox *f, const char *name)
+/* opts: stack index of the method's options table (timeout), or 0 for none */
+static Op *file_op(lua_State *L, FileBox *f, const char *name, int opts)
 {
-        Op *op = op_new(&f->tg, name, f->path, opt_timeout(L, 1, "timeout"));
+        Op *op = op_new(&f->tg, name, f->path, opt_timeout(L, opts ? opts : 1, "timeout"));
         if (!op)
                 luaL_error(L, "vm %s: %s %s: out of memory", f->tg.label, name, f->path);
         op->req.on_reply = op_on_reply;
@@ -173,7 +174,7 @@ static int l_read(lua_State *L)
         int n = check_open(L, f, "read");
         if (n)
                 return n;
-        Op *op = file_op(L, f, "read");
+        Op *op = file_op(L, f, "read", 3);
         op->push_ok = push_data;
         ProtoWriter *w = agent_request_begin(f->tg.agent, &op->req, "fread", 2);
         proto_kv_uint(w, "fd", f->fd);
@@ -191,7 +192,7 @@ static int l_write(lua_State *L)
         int n = check_open(L, f, "write");
         if (n)
                 return n;
-        Op *op = file_op(L, f, "write");
+        Op *op = file_op(L, f, "write", 3);
         op->push_ok = push_n;
         ProtoWriter *w = agent_request_begin(f->tg.agent, &op->req, "fwrite", 2);
         proto_kv_uint(w, "fd", f->fd);
@@ -209,7 +210,7 @@ static int l_seek(lua_State *L)
         int n = check_open(L, f, "seek");
         if (n)
                 return n;
-        Op *op = file_op(L, f, "seek");
+        Op *op = file_op(L, f, "seek", 4);
         op->push_ok = push_pos;
         ProtoWriter *w = agent_request_begin(f->tg.agent, &op->req, "seek", 3);
         proto_kv_uint(w, "fd", f->fd);
@@ -225,7 +226,7 @@ static int l_close(lua_State *L)
         if (n)
                 return n;
         f->open = false; /* closed from our side whatever the agent answers */
-        Op *op = file_op(L, f, "close");
+        Op *op = file_op(L, f, "close", 0);
         op->push_ok = push_closed;
         ProtoWriter *w = agent_request_begin(f->tg.agent, &op->req, "close", 1);
         proto_kv_uint(w, "fd", f->fd);
@@ -269,13 +270,8 @@ static void on_tail_reply(AgentRequest *req, int status, const msgpack_object *r
 static void on_stream_closed(void *data)
 {
         Tail *t = data;
-        if (!t->req.client)
-                return;
-        ProtoWriter *w = agent_frame_begin(t->agent, 3);
-        proto_kv_uint(w, "id", 0);
-        proto_kv_str(w, "op", "cancel");
-        proto_kv_uint(w, "target", t->req.id);
-        (void) agent_frame_send(t->agent);
+        if (t->req.client)
+                agent_client_send_cancel(t->agent, t->req.id);
 }
 
 /* file:_tail() / vm:_tail(path) -> Stream | nil, message */

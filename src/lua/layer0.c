@@ -62,14 +62,21 @@ static int l_buffer_len(lua_State *L)
 static int l_buffer_bytes(lua_State *L)
 {
         Buffer *b = check_buffer(L, 1);
-        lua_pushlstring(L, (const char *) b->data, b->len);
-        if (lua_gettop(L) > 2 || !lua_isnoneornil(L, 2)) {
-                lua_getfield(L, -1, "sub");
-                lua_insert(L, -2);
-                lua_pushinteger(L, luaL_optinteger(L, 2, 1));
-                lua_pushinteger(L, luaL_optinteger(L, 3, -1));
-                lua_call(L, 3, 1);
-        }
+        lua_Integer len = (lua_Integer) b->len;
+        lua_Integer i = luaL_optinteger(L, 2, 1);
+        lua_Integer j = luaL_optinteger(L, 3, -1);
+        if (i < 0)
+                i = len + i + 1 > 0 ? len + i + 1 : 1;
+        else if (i == 0)
+                i = 1;
+        if (j < 0)
+                j = len + j + 1;
+        else if (j > len)
+                j = len;
+        if (i > j)
+                lua_pushliteral(L, "");
+        else
+                lua_pushlstring(L, (const char *) b->data + i - 1, (size_t) (j - i + 1));
         return 1;
 }
 

@@ -230,13 +230,8 @@ void op_cancel(Pending *p)
         Op *op = (Op *) ((char *) p - offsetof(Op, pending));
         AgentClient *c = op->req.client;
         if (c) {
-                uint64_t target = op->req.id;
+                agent_client_send_cancel(c, op->req.id);
                 agent_request_cancel(&op->req);
-                ProtoWriter *w = agent_frame_begin(c, 3);
-                proto_kv_uint(w, "id", 0);
-                proto_kv_str(w, "op", "cancel");
-                proto_kv_uint(w, "target", target);
-                (void) agent_frame_send(c);
         }
         op_free(op);
 }

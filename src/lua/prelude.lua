@@ -284,7 +284,7 @@ function Stream:read_until(pattern, timeout)
             return s:sub(1, j)
         end
         if self:_ended() then return nil, "eof" end
-        if not self:_wait(remaining(dl)) then return nil, "timeout" end
+        if not self:_wait(remaining(dl), #s) then return nil, "timeout" end
     end
 end
 
@@ -360,9 +360,9 @@ function VM:open(path, mode, opts) return call("open", self._open, self, path, m
 -- vm:tail(path): a stream of what is appended to path from now on.
 function VM:tail(path) return call("tail", self._tail, self, path) end
 
-function File:read(n) return call("read", self._read, self, n) end
-function File:write(data) return call("write", self._write, self, data) end
-function File:seek(whence, offset) return call("seek", self._seek, self, whence, offset) end
+function File:read(n, opts) return call("read", self._read, self, n, opts) end
+function File:write(data, opts) return call("write", self._write, self, data, opts) end
+function File:seek(whence, offset, opts) return call("seek", self._seek, self, whence, offset, opts) end
 function File:tell() return call("tell", self._seek, self, "cur", 0) end
 function File:close() call("close", self._close, self) end
 function File:tail() return call("tail", self._tail, self) end

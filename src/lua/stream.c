@@ -167,12 +167,14 @@ static int l_ended(lua_State *L)
         return 2;
 }
 
-/* _wait(timeout) -> true | nil, "timeout": returns at once when data or the end is there. */
+/* _wait(timeout, seen) -> true | nil, "timeout": returns once more than `seen` bytes (default
+ * 0) are unread, or the stream has ended. */
 static int l_wait(lua_State *L)
 {
         Stream *s = check_stream(L, 1);
         double timeout = luaL_optnumber(L, 2, -1);
-        if (s->len > s->off || s->ended || s->closed) {
+        lua_Integer seen = luaL_optinteger(L, 3, 0);
+        if (s->len - s->off > (size_t) seen || s->ended || s->closed) {
                 lua_pushboolean(L, 1);
                 return 1;
         }

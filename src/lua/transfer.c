@@ -84,14 +84,8 @@ static Transfer *transfer_new(lua_State *L, const Target *tg, const char *name, 
 /* Asks the agent to stop the transfer (after a host-side failure). */
 static void send_cancel(Transfer *t)
 {
-        AgentClient *c = t->op.req.client;
-        if (!c)
-                return;
-        ProtoWriter *w = agent_frame_begin(c, 3);
-        proto_kv_uint(w, "id", 0);
-        proto_kv_str(w, "op", "cancel");
-        proto_kv_uint(w, "target", t->op.req.id);
-        (void) agent_frame_send(c);
+        if (t->op.req.client)
+                agent_client_send_cancel(t->op.req.client, t->op.req.id);
 }
 
 /* Replaces a success with the host-side error, naming the host file. */

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -307,6 +308,26 @@ static void assert_error(const msgpack_object *m, int errnum, const char *name, 
         if (needle && !strstr(msg, needle))
                 fail_msg("msg \"%s\" lacks \"%s\"", msg, needle);
         free(msg);
+}
+
+/* Reads the next frame and returns its id. */
+static uint64_t next_frame(Client *c, msgpack_object *m)
+{
+        assert_int_equal(read_frame(c, m), 1);
+        return get_u(m, "id");
+}
+
+static bool is_chunk(const msgpack_object *m, const char *kind)
+{
+        const msgpack_object *o = proto_get(m, "chunk");
+        return o && proto_str_eq(o, kind);
+}
+
+static int64_t now_ms(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void hello_ok(Client *c, uint64_t id)
@@ -623,6 +644,147 @@ static void test_read_file(void **state)
         client_free(c);
 }
 
+/* Sends hello and checks that the reply comes within max_ms. */
+static void hello_within(Client *c, uint64_t id, int64_t max_ms)
+{
+        int64_t t0 = now_ms();
+        hello_ok(c, id);
+        int64_t dt = now_ms() - t0;
+        if (dt > max_ms)
+                fail_msg("hello took %lld ms", (long long) dt);
+}
+
+/* Cancels target and checks both replies: {} for the cancel, ECANCELED naming op for the
+ * target. Data chunks of target that were already under way are skipped. */
+static void cancel_expect(Client *c, uint64_t id, uint64_t target, const char *op)
+{
+        req_begin(c, id, "cancel", 1);
+        proto_kv_uint(&c->wr, "target", target);
+        req_send(c);
+        bool cancel_done = false, target_done = false;
+        while (!cancel_done || !target_done) {
+                msgpack_object m;
+                uint64_t got = next_frame(c, &m);
+                if (got == target && proto_get(&m, "chunk")) {
+                        assert_false(target_done);
+                        continue;
+                }
+                if (got == id) {
+                        assert_ok(&m);
+                        cancel_done = true;
+                } else {
+                        assert_int_equal(got, target);
+                        assert_error(&m, ECANCELED, "ECANCELED", op);
+                        target_done = true;
+                }
+        }
+}
+
+/* read_file must never wedge its connection: a FIFO without a writer waits until cancel, an
+ * endless file streams until cancel; the connection answers at once afterwards. */
+static void test_read_file_cancel(void **state)
+{
+        Client *c = client_new();
+        _cleanup_free_ char *fifo = tmp_path("read-fifo");
+        assert_int_equal(mkfifo(fifo, 0600), 0);
+        req_begin(c, 1, "read_file", 1);
+        proto_kv_str(&c->wr, "path", fifo);
+        req_send(c);
+        hello_within(c, 2, 1000); /* the parked read_file does not block the connection */
+        cancel_expect(c, 3, 1, "read_file");
+        hello_within(c, 4, 100);
+
+        /* a writer that comes later: read until it closes */
+        req_begin(c, 5, "read_file", 1);
+        proto_kv_str(&c->wr, "path", fifo);
+        req_send(c);
+        hello_ok(c, 6);
+        int w = open(fifo, O_WRONLY | O_CLOEXEC);
+        assert_true(w >= 0);
+        assert_int_equal(write(w, "from fifo", 9), 9);
+        assert_int_equal(close(w), 0);
+        Result res = {0};
+        msgpack_object m = wait_reply(c, 5, &res);
+        assert_ok(&m);
+        assert_int_equal(get_u(&m, "size"), 9);
+        assert_int_equal(res.data_len, 9);
+        assert_memory_equal(res.data, "from fifo", 9);
+        result_done(&res);
+
+        /* an endless file streams chunks until cancel */
+        req_begin(c, 7, "read_file", 1);
+        proto_kv_str(&c->wr, "path", "/dev/zero");
+        req_send(c);
+        for (int i = 0; i < 20; i++) {
+                assert_int_equal(next_frame(c, &m), 7);
+                assert_true(is_chunk(&m, "data"));
+        }
+        cancel_expect(c, 8, 7, "read_file");
+        hello_within(c, 9, 1000);
+        client_free(c);
+}
+
+/* write_file to a FIFO without a reader waits for one (or cancel) without blocking the
+ * connection. */
+static void test_write_file_fifo(void **state)
+{
+        Client *c = client_new();
+        _cleanup_free_ char *fifo = tmp_path("write-fifo");
+        assert_int_equal(mkfifo(fifo, 0600), 0);
+        req_begin(c, 1, "write_file", 3);
+        proto_kv_str(&c->wr, "path", fifo);
+        proto_kv_bin(&c->wr, "data", "abc", 3);
+        proto_kv_bool(&c->wr, "eof", true);
+        req_send(c);
+        hello_within(c, 2, 1000);
+        cancel_expect(c, 3, 1, "write_file");
+        hello_within(c, 4, 100);
+
+        /* a reader that comes later gets the data; a full pipe parks the rest */
+        size_t big = 3 * PROTO_CHUNK;
+        char *data = malloc(big);
+        assert_non_null(data);
+        for (size_t i = 0; i < big; i++)
+                data[i] = (char) (i * 13);
+        req_begin(c, 5, "write_file", 3);
+        proto_kv_str(&c->wr, "path", fifo);
+        proto_kv_bin(&c->wr, "data", data, PROTO_CHUNK);
+        proto_kv_bool(&c->wr, "eof", false);
+        req_send(c);
+        hello_ok(c, 6);
+        int rfd = open(fifo, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+        assert_true(rfd >= 0);
+        for (int i = 1; i < 3; i++) {
+                req_begin(c, 5, "data", 2);
+                proto_kv_bin(&c->wr, "data", data + i * PROTO_CHUNK, PROTO_CHUNK);
+                proto_kv_bool(&c->wr, "eof", i == 2);
+                req_send(c);
+        }
+        hello_ok(c, 7); /* the pipe is full and nobody reads: still answered */
+        char *got = malloc(big);
+        assert_non_null(got);
+        size_t n = 0;
+        while (n < big) { /* until the agent's open, read() would see EOF: poll first */
+                struct pollfd pfd = {.fd = rfd, .events = POLLIN};
+                assert_int_equal(poll(&pfd, 1, 10000), 1);
+                ssize_t k = read(rfd, got + n, big - n);
+                assert_true(k > 0);
+                n += (size_t) k;
+        }
+        Result res = {0};
+        msgpack_object m = wait_reply(c, 5, &res);
+        assert_ok(&m);
+        assert_int_equal(get_u(&m, "size"), big);
+        assert_int_equal(res.n_acks, 2);
+        assert_int_equal(res.last_ack, 2 * PROTO_CHUNK);
+        assert_memory_equal(got, data, big);
+        assert_int_equal(close(rfd), 0);
+        free(got);
+        free(data);
+        result_done(&res);
+        client_free(c);
+}
+
 static msgpack_object stat_path(Client *c, uint64_t id, const char *path, bool follow)
 {
         req_begin(c, id, "stat", 2);
@@ -796,19 +958,6 @@ static void test_mkdir(void **state)
 }
 
 /* ---- guest control: handles, tail ---- */
-
-/* Reads the next frame and returns its id. */
-static uint64_t next_frame(Client *c, msgpack_object *m)
-{
-        assert_int_equal(read_frame(c, m), 1);
-        return get_u(m, "id");
-}
-
-static bool is_chunk(const msgpack_object *m, const char *kind)
-{
-        const msgpack_object *o = proto_get(m, "chunk");
-        return o && proto_str_eq(o, kind);
-}
 
 static msgpack_object open_req(Client *c, uint64_t id, const char *path, const char *flags)
 {
@@ -1036,12 +1185,59 @@ static void test_tail(void **state)
         m = wait_reply(c, 1, NULL);
         assert_error(&m, ECANCELED, "ECANCELED", "tail");
 
-        _cleanup_free_ char *missing = tmp_path("tail-missing");
-        req_begin(c, 4, "tail", 1);
-        proto_kv_str(&c->wr, "path", missing);
+        req_begin(c, 4, "tail", 1); /* a directory is still an error */
+        proto_kv_str(&c->wr, "path", tmp_root);
         req_send(c);
         m = wait_reply(c, 4, NULL);
-        assert_error(&m, ENOENT, "ENOENT", "open ");
+        assert_error(&m, EISDIR, "EISDIR", "tail ");
+        client_free(c);
+}
+
+/* tail of a path that does not exist yet waits for it (like tail -F), then streams it from 0;
+ * a re-created path is reopened and streamed from 0 too. */
+static void test_tail_missing(void **state)
+{
+        Client *c = client_new();
+        _cleanup_free_ char *path = tmp_path("tail-later");
+        _cleanup_free_ char *tmp = tmp_path("tail-later.new");
+        req_begin(c, 1, "tail", 1);
+        proto_kv_str(&c->wr, "path", path);
+        req_send(c);
+        hello_ok(c, 2); /* no error reply came first: the tail waits */
+        write_local(path, "first\n", 6);
+        tail_expect(c, 1, "first\n");
+        append_local(path, "more\n");
+        tail_expect(c, 1, "more\n");
+        /* replaced by rename: a new inode, streamed from its start */
+        write_local(tmp, "replaced\n", 9);
+        assert_int_equal(rename(tmp, path), 0);
+        tail_expect(c, 1, "replaced\n");
+        /* removed, then created again */
+        assert_int_equal(unlink(path), 0);
+        hello_ok(c, 3);
+        write_local(path, "again\n", 6);
+        tail_expect(c, 1, "again\n");
+        req_begin(c, 4, "cancel", 1);
+        proto_kv_uint(&c->wr, "target", 1);
+        req_send(c);
+        msgpack_object m = wait_reply(c, 4, NULL);
+        assert_ok(&m);
+        m = wait_reply(c, 1, NULL);
+        assert_error(&m, ECANCELED, "ECANCELED", "tail");
+
+        /* a path that never comes: cancel ends the wait */
+        _cleanup_free_ char *never = tmp_path("tail-never");
+        req_begin(c, 5, "tail", 1);
+        proto_kv_str(&c->wr, "path", never);
+        req_send(c);
+        hello_ok(c, 6);
+        req_begin(c, 7, "cancel", 1);
+        proto_kv_uint(&c->wr, "target", 5);
+        req_send(c);
+        m = wait_reply(c, 7, NULL);
+        assert_ok(&m);
+        m = wait_reply(c, 5, NULL);
+        assert_error(&m, ECANCELED, "ECANCELED", "tail");
         client_free(c);
 }
 
@@ -1182,6 +1378,53 @@ static void test_syscall(void **state)
         client_free(c);
 }
 
+/* A blocking syscall runs beside the connection: cancel answers at once, and the helper
+ * finishes the call and frees it later. */
+static void test_syscall_cancel(void **state)
+{
+        Client *c = client_new();
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = 300 * 1000000L};
+        req_begin(c, 1, "syscall", 2);
+        proto_kv_uint(&c->wr, "nr", SYS_nanosleep);
+        proto_key(&c->wr, "args");
+        msgpack_pack_array(&c->wr.pk, 2);
+        msgpack_pack_map(&c->wr.pk, 1);
+        proto_kv_bin(&c->wr, "buf", &ts, sizeof ts);
+        msgpack_pack_int(&c->wr.pk, 0);
+        req_send(c);
+        hello_within(c, 2, 250); /* answered while the call sleeps */
+        cancel_expect(c, 3, 1, "syscall");
+        hello_within(c, 4, 100);
+
+        /* not cancelled: the reply comes when the call returns */
+        ts.tv_nsec = 50 * 1000000L;
+        req_begin(c, 5, "syscall", 2);
+        proto_kv_uint(&c->wr, "nr", SYS_nanosleep);
+        proto_key(&c->wr, "args");
+        msgpack_pack_array(&c->wr.pk, 2);
+        msgpack_pack_map(&c->wr.pk, 1);
+        proto_kv_bin(&c->wr, "buf", &ts, sizeof ts);
+        msgpack_pack_int(&c->wr.pk, 0);
+        req_send(c);
+        msgpack_object m = wait_reply(c, 5, NULL);
+        assert_ok(&m);
+        assert_int_equal(get_i(&m, "ret"), 0);
+
+        /* gettid runs in the connection's thread: the same answer twice */
+        int64_t tid[2];
+        for (int i = 0; i < 2; i++) {
+                req_begin(c, 6, "syscall", 1);
+                proto_kv_uint(&c->wr, "nr", SYS_gettid);
+                req_send(c);
+                m = wait_reply(c, 6, NULL);
+                assert_ok(&m);
+                tid[i] = get_i(&m, "ret");
+        }
+        assert_int_equal(tid[0], tid[1]);
+        usleep(400 * 1000); /* let the abandoned call end and free itself */
+        client_free(c);
+}
+
 static void test_ioctl(void **state)
 {
         Client *c = client_new();
@@ -1271,13 +1514,6 @@ static void test_ioctl(void **state)
 }
 
 /* ---- guest control: connections ---- */
-
-static int64_t now_ms(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void test_two_connections(void **state)
 {
@@ -1807,6 +2043,8 @@ int main(void)
             cmocka_unit_test(test_exec_big_output),
             cmocka_unit_test(test_exec_concurrent),
             cmocka_unit_test(test_read_file),
+            cmocka_unit_test(test_read_file_cancel),
+            cmocka_unit_test(test_write_file_fifo),
             cmocka_unit_test(test_write_file),
             cmocka_unit_test(test_stat),
             cmocka_unit_test(test_mkdir),
@@ -1822,7 +2060,9 @@ int main(void)
             cmocka_unit_test(test_handles),
             cmocka_unit_test(test_fread_fifo_cancel),
             cmocka_unit_test(test_tail),
+            cmocka_unit_test(test_tail_missing),
             cmocka_unit_test(test_syscall),
+            cmocka_unit_test(test_syscall_cancel),
             cmocka_unit_test(test_ioctl),
             cmocka_unit_test(test_two_connections),
         };
