@@ -663,7 +663,8 @@ int vm_worker_connect(Vm *vm, uint64_t timeout_ms, AgentReadyFn cb, void *data, 
 
 void vm_stop(Vm *vm, void (*done_cb)(Vm *vm, void *data), void *data)
 {
-        vm->boot_cb = NULL;
+        if (vm->boot_cb) /* the boot's waiter learns it will never finish, and frees itself */
+                boot_done(vm, -ECANCELED, "the VM was stopped while booting");
         vm->death_cb = NULL;
         vm->stop_cb = done_cb;
         vm->stop_data = data;
