@@ -45,8 +45,10 @@ static inline void closep(int *fd)
 
 typedef struct Exec Exec;     /* one running exec or spawn request (ops_exec.c) */
 typedef struct Upload Upload; /* one write_file awaiting uploads (ops_fs.c) */
+typedef struct Reader Reader; /* one read_file still streaming (ops_fs.c) */
 typedef struct Handle Handle; /* one open file handle (ops_handle.c) */
 typedef struct Tail Tail;     /* one tail request (ops_handle.c) */
+typedef struct SysJob SysJob; /* one syscall/ioctl running in a helper thread (ops_sys.c) */
 
 /* Headroom before the data in Server.buf, so a chunk's frame header can be written in front of
  * data read straight into the buffer (one write, no copy). */
@@ -64,6 +66,8 @@ typedef struct Server {
         ProtoWriter wr;
         Exec *execs;
         Upload *uploads;
+        Reader *readers;
+        SysJob *sysjobs;
         Handle *handles;
         uint64_t next_handle; /* handle numbers are never reused on a connection */
         size_t n_handles;
@@ -71,15 +75,26 @@ typedef struct Server {
         uint8_t *buf; /* SERVER_HEAD + PROTO_CHUNK bytes of scratch for file and pipe reads */
         struct pollfd *pfd;
         size_t pfd_cap;
-        size_t n_exec_pfd; /* pfd[1..n_exec_pfd] belong to execs, handles follow */
+        size_t pfd_base[4]; /* where the execs', handles', files' and syscalls' fds start */
 } Server;
 
 /* ---- init.c ---- */
 
 /* Logs one line "provium-agent: ..." to stderr (the console when PID 1). */
 void agent_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* PID-1 setup: mounts, environment, kernel modules. Logs failures and carries on. */
+/* CLOCK_MONOTONIC when init_pid1() had loaded the console's modules (for debug logs). */
+extern int64_t init_modules_ns;
+/* PID-1 setup: mounts, environment, and the kernel modules the console needs (those listed up
+ * to virtio_console). Logs failures and carries on. */
 void init_pid1(void);
+/* Starts the thread that loads the remaining modules once modules_release() is called (or
+ * after a while). Call with SIGCHLD blocked, after init_pid1(); a no-op when nothing is left. */
+void modules_start(void);
+/* Lets the module thread begin (the agent has answered its first hello). Thread-safe, cheap. */
+void modules_release(void);
+/* Waits until every listed module has been tried (for ops that need disks or NICs). Returns at
+ * once outside PID 1 or when nothing was deferred. Thread-safe. */
+void modules_wait(void);
 /* True when the kernel command line (PID 1) or PROVIUM_AGENT_DEBUG asks for op logging. */
 bool init_debug_requested(bool pid1);
 /* Powers off (or reboots) as PID 1; returns only on failure, with -errno. */
@@ -119,6 +134,41 @@ int server_ms_until(int64_t at_ns);
 /* Sets O_NONBLOCK on fd. Returns 0 or -errno. */
 int agent_set_nonblock(int fd);
 
+/* ---- child.c ---- */
+
+/* What to run: parsed from an exec or spawn request (ops_exec.c), used by the child. */
+typedef struct ChildSpec {
+        char **argv; /* NULL-terminated, owned */
+        char **env;  /* name, value, name, value, ..., NULL; owned */
+        char *cwd;
+        const char *in; /* stdin bytes in the request, or NULL */
+        size_t in_len;
+        uint64_t timeout_ms;
+} ChildSpec;
+
+/* Why a child failed before exec, sent through its status pipe. */
+typedef struct ChildFail {
+        int step; /* 0 setup, 1 chdir, 2 exec */
+        int err;
+} ChildFail;
+
+/* Raises RLIMIT_NOFILE for the agent and remembers the old limit for children; call once. */
+void child_init_limits(void);
+/* Forks a child that runs sp with in/out/err as fds 0-2, in its own session, and records it in
+ * the child table (owned by the caller's connection). A failure before exec is written to the
+ * status pipe st (close-on-exec). Returns the pid or -errno. Thread-safe. */
+pid_t child_fork(const ChildSpec *sp, int in, int out, int err, int st);
+/* Reaps pid if it has exited (never blocks). Returns 1 with *ret_status, 0 while it runs.
+ * A pid reaped elsewhere is reported as killed by SIGKILL. Thread-safe. */
+int child_try_reap(pid_t pid, int *ret_status);
+/* Reaps a child known to be exiting (it failed before exec). Thread-safe. */
+void child_wait(pid_t pid);
+/* Gives pid up to the orphan reaper. Thread-safe. */
+void child_disown(pid_t pid);
+/* Reaps zombies that no connection owns (PID 1's orphans). Returns true when a zombie owned by
+ * a connection is waiting, so the caller should look again soon. Thread-safe. */
+bool child_reap_orphans(void);
+
 /* ---- ops_exec.c ---- */
 
 int exec_start(Server *s, uint64_t id, const msgpack_object *req);
@@ -127,11 +177,6 @@ size_t exec_count(const Server *s);
 size_t exec_poll_fill(Server *s, struct pollfd *pfd);
 /* Handles revents of the fds exec_poll_fill() added. Returns 0 or a connection -errno. */
 int exec_poll_handle(Server *s, const struct pollfd *pfd);
-/* Reaps zombies that no connection owns (PID 1's orphans). Returns true when a zombie owned by
- * a connection is waiting, so the caller should look again soon. Thread-safe. */
-bool exec_reap_orphans(void);
-/* Resets limits raised for the agent (RLIMIT_NOFILE) in children; call once at start. */
-void exec_init_limits(void);
 int exec_proc_write(Server *s, uint64_t id, const msgpack_object *req);
 int exec_proc_close_stdin(Server *s, uint64_t id, const msgpack_object *req);
 int exec_proc_signal(Server *s, uint64_t id, const msgpack_object *req);
@@ -155,10 +200,22 @@ int fs_write_file(Server *s, uint64_t id, const msgpack_object *req);
 int fs_upload(Server *s, uint64_t id, const msgpack_object *req);
 int fs_stat(Server *s, uint64_t id, const msgpack_object *req);
 int fs_mkdir(Server *s, uint64_t id, const msgpack_object *req);
-void fs_drop_uploads(Server *s);
+/* Connection gone: drops every read_file and upload without replies. */
+void fs_drop_all(Server *s);
 bool fs_id_busy(const Server *s, uint64_t id);
-/* Ends upload target (or all) with ECANCELED. Returns 0 or a connection -errno. */
+/* Ends the read_file or upload target (or all) with ECANCELED. Returns 0 or a connection
+ * -errno. */
 int fs_cancel(Server *s, uint64_t target, bool all);
+/* Upper bound of the fds fs_poll_fill() adds. */
+size_t fs_count(const Server *s);
+/* Adds the fds of parked read_files and uploads to pfd[]; returns how many it added. */
+size_t fs_poll_fill(Server *s, struct pollfd *pfd);
+/* Moves on the read_files and uploads whose fds are ready. Returns 0 or a connection -errno. */
+int fs_poll_handle(Server *s, const struct pollfd *pfd);
+/* 0 when a read_file has more to send now, the FIFO open retry period, or -1. */
+int fs_poll_timeout(const Server *s);
+/* Streams the read_files that have more now and retries parked opens. Returns 0 or -errno. */
+int fs_tick(Server *s);
 
 /* ---- ops_handle.c ---- */
 
@@ -187,3 +244,14 @@ void hnd_drop_all(Server *s);
 
 int sys_syscall(Server *s, uint64_t id, const msgpack_object *req);
 int sys_ioctl(Server *s, uint64_t id, const msgpack_object *req);
+size_t sys_count(const Server *s);
+/* Adds the completion eventfds of running calls to pfd[]; returns how many it added. */
+size_t sys_poll_fill(Server *s, struct pollfd *pfd);
+/* Replies for the calls that finished. Returns 0 or a connection -errno. */
+int sys_poll_handle(Server *s, const struct pollfd *pfd);
+bool sys_id_busy(const Server *s, uint64_t id);
+/* Ends call target (every one when all) with ECANCELED at once; its helper thread finishes the
+ * call on its own and frees it. Returns 0 or a connection -errno. */
+int sys_cancel(Server *s, uint64_t target, bool all);
+/* Connection gone: abandons every running call without replies. */
+void sys_drop_all(Server *s);

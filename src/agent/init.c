@@ -1,16 +1,25 @@
 /* init.c: PID-1 duties of provium-agent: mounts, environment, kernel modules, power off.
  *
+ * Modules: /lib/modules/provium.order lists them in load order. Only those up to virtio_console
+ * (what the agent's ports need) load before the agent serves; the rest (disks, NICs) load in a
+ * background thread once the first hello has been answered (or after MODULES_DEFER_MS), so they
+ * never delay boot-to-ready. modules_wait() is for ops that need them.
+ *
  * Sections: logging, mounts, modules, power.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 
 #include "agent.h"
 
@@ -18,7 +27,9 @@
 #define MODULE_INIT_COMPRESSED_FILE 4
 #endif
 
-#define MODULES_ORDER "/lib/modules/provium.order"
+#define MODULES_ORDER    "/lib/modules/provium.order"
+#define MODULES_CONSOLE  "virtio_console" /* the last module the ports need */
+#define MODULES_DEFER_MS 2000             /* load the rest by then even without a hello */
 
 /* ---- logging ---- */
 
@@ -120,14 +131,34 @@ static int init_load_module(const char *rel)
         return 0;
 }
 
-static void init_modules(void)
+/* True when the module file rel (a path, .ko or compressed) is the module called name; '-'
+ * and '_' are the same in module names. */
+static bool module_is(const char *rel, const char *name)
 {
-        FILE *f = fopen(MODULES_ORDER, "re");
-        if (!f) {
-                if (errno != ENOENT)
-                        agent_log("open %s: %s", MODULES_ORDER, strerror(errno));
-                return;
+        const char *base = strrchr(rel, '/');
+        base = base ? base + 1 : rel;
+        size_t i = 0;
+        for (; name[i] && base[i]; i++) {
+                char a = base[i] == '-' ? '_' : base[i], b = name[i] == '-' ? '_' : name[i];
+                if (a != b)
+                        return false;
         }
+        return name[i] == 0 && (base[i] == 0 || base[i] == '.');
+}
+
+int64_t init_modules_ns;
+
+static pthread_mutex_t modules_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t modules_cond = PTHREAD_COND_INITIALIZER;
+static long modules_rest_off; /* where the deferred modules start in MODULES_ORDER */
+static bool modules_pending;  /* deferred modules are not loaded yet; under modules_lock */
+static bool modules_go;       /* released: the thread may load them; under modules_lock */
+static atomic_bool modules_released;
+
+/* Loads the modules listed in f from its position on, stopping after MODULES_CONSOLE when
+ * stop_at_console. Returns true when it stopped there. */
+static bool modules_load_from(FILE *f, bool stop_at_console)
+{
         char line[4096];
         while (fgets(line, sizeof line, f)) {
                 line[strcspn(line, "\r\n")] = 0;
@@ -136,8 +167,106 @@ static void init_modules(void)
                 int r = init_load_module(line[0] == '/' ? line + 1 : line);
                 if (r < 0)
                         agent_log("load module %s: %s", line, strerror(-r));
+                if (stop_at_console && module_is(line, MODULES_CONSOLE))
+                        return true;
         }
+        return false;
+}
+
+/* Loads the modules up to MODULES_CONSOLE (all of them when it is not listed) and notes where
+ * the rest starts. */
+static void init_modules(void)
+{
+        FILE *f = fopen(MODULES_ORDER, "re");
+        if (!f) {
+                if (errno != ENOENT)
+                        agent_log("open %s: %s", MODULES_ORDER, strerror(errno));
+                return;
+        }
+        struct stat st;
+        if (modules_load_from(f, true) && fstat(fileno(f), &st) == 0 &&
+            (modules_rest_off = ftell(f)) >= 0 && modules_rest_off < st.st_size)
+                modules_pending = true;
         (void) fclose(f);
+}
+
+static void *modules_thread(void *arg)
+{
+        struct timespec until;
+        (void) clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += MODULES_DEFER_MS / 1000;
+        until.tv_nsec += (long) (MODULES_DEFER_MS % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+        }
+        pthread_mutex_lock(&modules_lock);
+        while (!modules_go)
+                if (pthread_cond_timedwait(&modules_cond, &modules_lock, &until) == ETIMEDOUT)
+                        break;
+        pthread_mutex_unlock(&modules_lock);
+        FILE *f = fopen(MODULES_ORDER, "re");
+        if (!f)
+                agent_log("open %s: %s", MODULES_ORDER, strerror(errno));
+        else {
+                if (fseek(f, modules_rest_off, SEEK_SET) < 0)
+                        agent_log("seek %s: %s", MODULES_ORDER, strerror(errno));
+                else
+                        (void) modules_load_from(f, false);
+                (void) fclose(f);
+        }
+        pthread_mutex_lock(&modules_lock);
+        modules_pending = false;
+        pthread_cond_broadcast(&modules_cond);
+        pthread_mutex_unlock(&modules_lock);
+        return NULL;
+}
+
+void modules_start(void)
+{
+        if (!modules_pending)
+                return;
+        /* no signal for this thread: SIGCHLD must stay pending for the main thread's signalfd */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_t t;
+        pthread_attr_t attr;
+        int r = pthread_sigmask(SIG_SETMASK, &all, &old);
+        if (r == 0) {
+                r = pthread_attr_init(&attr);
+                if (r == 0) {
+                        r = pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+                        if (r == 0)
+                                r = pthread_create(&t, &attr, modules_thread, NULL);
+                        (void) pthread_attr_destroy(&attr);
+                }
+                (void) pthread_sigmask(SIG_SETMASK, &old, NULL);
+        }
+        if (r != 0) {
+                agent_log("module thread: %s; loading the modules now", strerror(r));
+                modules_release();
+                (void) modules_thread(NULL);
+        }
+}
+
+void modules_release(void)
+{
+        if (atomic_load(&modules_released))
+                return;
+        pthread_mutex_lock(&modules_lock);
+        modules_go = true;
+        atomic_store(&modules_released, true);
+        pthread_cond_broadcast(&modules_cond);
+        pthread_mutex_unlock(&modules_lock);
+}
+
+void modules_wait(void)
+{
+        modules_release();
+        pthread_mutex_lock(&modules_lock);
+        while (modules_pending)
+                pthread_cond_wait(&modules_cond, &modules_lock);
+        pthread_mutex_unlock(&modules_lock);
 }
 
 void init_pid1(void)
@@ -150,6 +279,7 @@ void init_pid1(void)
         if (chdir("/") < 0)
                 agent_log("chdir /: %s", strerror(errno));
         init_modules();
+        init_modules_ns = agent_now_ns();
 }
 
 /* ---- power ---- */

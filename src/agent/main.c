@@ -28,7 +28,9 @@
 
 #define PORTS_DIR     "/sys/class/virtio-ports"
 #define PORT_WAIT_MS  30000
-#define PORT_RETRY_MS 50
+#define PORT_FAST_MS  5    /* look for the port this often while the guest boots, */
+#define PORT_FAST_FOR 2000 /* for this long after the agent starts, */
+#define PORT_SLOW_MS  50   /* and this often afterwards */
 #define RECONNECT_MS  100
 #define PORT_PREFIX   "provium."
 #define MAX_CONNS     64  /* connection threads */
@@ -136,11 +138,17 @@ static int port_find(const char *name, char *ret_dev, size_t size)
         return r;
 }
 
-/* Opens the virtio port, waiting up to PORT_WAIT_MS for it to appear. Returns fd or -errno. */
+static int64_t agent_start_ns; /* when main() began */
+
+/* Opens the virtio port, waiting up to PORT_WAIT_MS for it to appear. The port's name shows in
+ * sysfs only after virtio_console and the host have talked (a while after its /dev node), so
+ * look often (PORT_FAST_MS) while the guest is booting, then PORT_SLOW_MS. Returns fd or
+ * -errno. */
 static int port_open(const char *name)
 {
         int r = -ENOENT;
-        for (int waited = 0; waited <= PORT_WAIT_MS; waited += PORT_RETRY_MS) {
+        int64_t until = agent_now_ns() + (int64_t) PORT_WAIT_MS * 1000000LL;
+        for (;;) {
                 char dev[512];
                 r = port_find(name, dev, sizeof dev);
                 if (r >= 0) {
@@ -149,9 +157,12 @@ static int port_open(const char *name)
                                 return fd;
                         r = -errno;
                 }
-                sleep_ms(PORT_RETRY_MS);
+                int64_t now = agent_now_ns();
+                if (now >= until)
+                        return r;
+                bool fast = now - agent_start_ns < (int64_t) PORT_FAST_FOR * 1000000LL;
+                sleep_ms(fast ? PORT_FAST_MS : PORT_SLOW_MS);
         }
-        return r;
 }
 
 static int unix_connect(const char *path)
@@ -226,7 +237,14 @@ static int serve_port(Server *s, const char *name)
                 agent_log("virtio port %s: %s", name, strerror(-fd));
                 return 1;
         }
-        agent_log("ready on %s", name);
+        if (agent_debug)
+                agent_log("ready on %s at %lld ms (agent started at %lld ms, console modules "
+                          "loaded at %lld ms)",
+                          name, (long long) (agent_now_ns() / 1000000),
+                          (long long) (agent_start_ns / 1000000),
+                          (long long) (init_modules_ns / 1000000));
+        else
+                agent_log("ready on %s", name);
         for (;;) {
                 int r = server_serve(s, fd);
                 if (r == 1) {
@@ -403,7 +421,7 @@ static int agent_loop(int sigfd, bool ports)
                         ;
                 uint64_t v;
                 (void) !read(wake_fd, &v, sizeof v);
-                again = exec_reap_orphans();
+                again = child_reap_orphans();
                 if (ports && agent_now_ns() < scan_until)
                         ports_scan();
         }
@@ -432,6 +450,7 @@ static int agent_run(const Options *o)
                 agent_log("signalfd/eventfd: %s", strerror(errno));
                 return 1;
         }
+        modules_start(); /* after SIGCHLD is blocked; the thread blocks every signal */
         int code = agent_start(o);
         if (code != 0 && n_conns == 0)
                 return code;
@@ -441,6 +460,7 @@ static int agent_run(const Options *o)
 
 int main(int argc, char **argv)
 {
+        agent_start_ns = agent_now_ns();
         bool pid1 = getpid() == 1;
         if (pid1)
                 init_pid1();
@@ -457,7 +477,7 @@ int main(int argc, char **argv)
                 agent_log("signal: %s", strerror(errno));
         agent_pid1 = pid1;
         agent_debug = init_debug_requested(pid1);
-        exec_init_limits();
+        child_init_limits();
         int code = agent_run(&o);
         init_exit(pid1, code);
 }

@@ -1,21 +1,16 @@
-/* ops_exec.c: exec and spawn: children, their pipes, timeouts, reaping, proc_* ops, replies.
+/* ops_exec.c: exec and spawn requests: their pipes, timeouts, proc_* ops and final replies.
  *
- * Reaping: several connection threads fork children while PID 1 must also reap orphans. A
- * global table (under child_lock) lists the pids that connections own; each connection waits
- * for its own children through a pidfd, and exec_reap_orphans() (main thread) reaps only pids
- * that are not in the table. fork() and the table insert happen under the lock, so a child
- * that dies at once is never taken for an orphan.
+ * Children are forked and reaped through child.c; a connection waits for its own children
+ * through a pidfd (or polls every EXEC_NOPIDFD_MS without one).
  *
- * Sections: request parsing, child, child table, spawning, proc ops, loop hooks, completion.
+ * Sections: request parsing, spawning, proc ops, loop hooks, completion.
  */
 #include <errno.h>
-#include <inttypes.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
-#include <pthread.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
@@ -55,20 +50,6 @@ struct Exec {
         int pidx[4];   /* poll indices of fd_in, fd_out, fd_err, pidfd; -1 when not polled */
 };
 
-typedef struct ExecSpec {
-        char **argv; /* NULL-terminated, owned */
-        char **env;  /* name, value, name, value, ..., NULL; owned */
-        char *cwd;
-        const char *in; /* stdin bytes in the request, or NULL */
-        size_t in_len;
-        uint64_t timeout_ms;
-} ExecSpec;
-
-typedef struct ExecFail {
-        int step; /* 0 setup, 1 chdir, 2 exec */
-        int err;
-} ExecFail;
-
 /* ---- request parsing ---- */
 
 static void strv_free(char **v)
@@ -78,7 +59,7 @@ static void strv_free(char **v)
         free(v);
 }
 
-static void spec_done(ExecSpec *sp)
+static void spec_done(ChildSpec *sp)
 {
         strv_free(sp->argv);
         strv_free(sp->env);
@@ -103,7 +84,7 @@ static char *dup_obj_str(const msgpack_object *o)
 }
 
 /* Fills sp->argv from argv or cmd. Returns 0, or the name of the bad field in *ret_field. */
-static int spec_argv(ExecSpec *sp, const msgpack_object *req, const char **ret_field)
+static int spec_argv(ChildSpec *sp, const msgpack_object *req, const char **ret_field)
 {
         const msgpack_object *a = proto_get(req, "argv");
         _cleanup_free_ char *cmd = NULL;
@@ -131,7 +112,7 @@ static int spec_argv(ExecSpec *sp, const msgpack_object *req, const char **ret_f
         return 0;
 }
 
-static int spec_env(ExecSpec *sp, const msgpack_object *req)
+static int spec_env(ChildSpec *sp, const msgpack_object *req)
 {
         const msgpack_object *e = proto_get(req, "env");
         if (!e || e->type == MSGPACK_OBJECT_NIL)
@@ -153,7 +134,7 @@ static int spec_env(ExecSpec *sp, const msgpack_object *req)
 }
 
 /* Parses an exec request. Returns 0, or -EINVAL with the bad field in *ret_field, or -ENOMEM. */
-static int spec_parse(ExecSpec *sp, const msgpack_object *req, const char **ret_field)
+static int spec_parse(ChildSpec *sp, const msgpack_object *req, const char **ret_field)
 {
         int r = spec_argv(sp, req, ret_field);
         if (r < 0)
@@ -175,141 +156,17 @@ static int spec_parse(ExecSpec *sp, const msgpack_object *req, const char **ret_
         return 0;
 }
 
-/* ---- child ---- */
-
-static _Noreturn void exec_child_fail(int st, int step)
-{
-        ExecFail f = {.step = step, .err = errno};
-        (void) !write(st, &f, sizeof f);
-        _exit(127);
-}
-
-/* Runs in the forked child: never returns. */
-static struct rlimit exec_nofile; /* RLIMIT_NOFILE the agent started with */
-static bool exec_nofile_set;
-
-void exec_init_limits(void)
-{
-        struct rlimit rl;
-        if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-                return;
-        exec_nofile = rl;
-        exec_nofile_set = true;
-        rl.rlim_cur = rl.rlim_max;
-        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-                agent_log("setrlimit NOFILE: %s", strerror(errno));
-}
-
-static _Noreturn void exec_child(const ExecSpec *sp, int in, int out, int err, int st)
-{
-        sigset_t none;
-        sigemptyset(&none);
-        if (exec_nofile_set)
-                (void) setrlimit(RLIMIT_NOFILE, &exec_nofile);
-        if (sigprocmask(SIG_SETMASK, &none, NULL) < 0 || signal(SIGPIPE, SIG_DFL) == SIG_ERR ||
-            setsid() < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
-                exec_child_fail(st, 0);
-        for (size_t i = 0; sp->env && sp->env[i]; i += 2)
-                if (setenv(sp->env[i], sp->env[i + 1], 1) < 0)
-                        exec_child_fail(st, 0);
-        if (sp->cwd && chdir(sp->cwd) < 0)
-                exec_child_fail(st, 1);
-        execvp(sp->argv[0], sp->argv);
-        exec_child_fail(st, 2);
-}
-
-/* ---- child table ---- */
-
-static pthread_mutex_t child_lock = PTHREAD_MUTEX_INITIALIZER;
-static pid_t *child_pids; /* pids owned by connections, under child_lock */
-static size_t child_n, child_cap;
-
-/* Adds pid; child_lock held. Returns 0 or -ENOMEM. */
-static int child_add_locked(pid_t pid)
-{
-        if (child_n == child_cap) {
-                size_t cap = child_cap ? 2 * child_cap : 64;
-                pid_t *p = realloc(child_pids, cap * sizeof *p);
-                if (!p)
-                        return -ENOMEM;
-                child_pids = p;
-                child_cap = cap;
-        }
-        child_pids[child_n++] = pid;
-        return 0;
-}
-
-static bool child_owned_locked(pid_t pid)
-{
-        for (size_t i = 0; i < child_n; i++)
-                if (child_pids[i] == pid)
-                        return true;
-        return false;
-}
-
-static void child_remove_locked(pid_t pid)
-{
-        for (size_t i = 0; i < child_n; i++)
-                if (child_pids[i] == pid) {
-                        child_pids[i] = child_pids[--child_n];
-                        return;
-                }
-}
-
-/* Gives pid up to the orphan reaper. */
-static void child_disown(pid_t pid)
-{
-        pthread_mutex_lock(&child_lock);
-        child_remove_locked(pid);
-        pthread_mutex_unlock(&child_lock);
-}
-
 /* Reaps ex's child if it has exited (never blocks). Returns true once reaped. */
 static bool exec_try_reap(Exec *ex)
 {
         if (ex->exit_ns)
                 return true;
-        int status;
-        pthread_mutex_lock(&child_lock);
-        pid_t r;
-        do
-                r = waitpid(ex->pid, &status, WNOHANG);
-        while (r < 0 && errno == EINTR);
-        if (r == ex->pid || (r < 0 && errno == ECHILD))
-                child_remove_locked(ex->pid);
-        pthread_mutex_unlock(&child_lock);
-        if (r == 0)
+        if (child_try_reap(ex->pid, &ex->status) == 0)
                 return false;
-        if (r < 0) /* reaped elsewhere: cannot happen while owned; report as killed */
-                status = SIGKILL;
-        ex->status = status;
         ex->exit_ns = agent_now_ns();
         ex->owned = false;
         closep(&ex->pidfd);
         return true;
-}
-
-bool exec_reap_orphans(void)
-{
-        bool owned = false;
-        pthread_mutex_lock(&child_lock);
-        for (;;) {
-                siginfo_t si = {0};
-                if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        break;
-                }
-                if (si.si_pid == 0)
-                        break;
-                if (child_owned_locked(si.si_pid)) {
-                        owned = true;
-                        break;
-                }
-                (void) waitpid(si.si_pid, NULL, WNOHANG);
-        }
-        pthread_mutex_unlock(&child_lock);
-        return owned;
 }
 
 /* ---- spawning ---- */
@@ -360,7 +217,7 @@ static int exec_pipes(int in[2], int out[2], int err[2], bool with_stdin)
 }
 
 /* Waits for the status pipe: 0 once the child exec'd, or its failure in *ret. */
-static int exec_wait_status(int st, ExecFail *ret)
+static int exec_wait_status(int st, ChildFail *ret)
 {
         for (;;) {
                 ssize_t n = read(st, ret, sizeof *ret);
@@ -372,54 +229,15 @@ static int exec_wait_status(int st, ExecFail *ret)
         }
 }
 
-/* Reaps a child that failed before exec (it exits at once). */
-static void exec_wait_pid(pid_t pid)
-{
-        pthread_mutex_lock(&child_lock);
-        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-                ;
-        child_remove_locked(pid);
-        pthread_mutex_unlock(&child_lock);
-}
-
 static void close_pair(int p[2])
 {
         closep(&p[0]);
         closep(&p[1]);
 }
 
-int agent_set_nonblock(int fd)
-{
-        int fl = fcntl(fd, F_GETFL);
-        if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
-                return -errno;
-        return 0;
-}
-
-/* Forks under child_lock and records the child in the table. Returns the pid or -errno. */
-static pid_t exec_fork(const ExecSpec *sp, int in[2], int out[2], int err[2], int st[2])
-{
-        pthread_mutex_lock(&child_lock);
-        int r = child_add_locked(0); /* reserve room, so the insert after fork cannot fail */
-        if (r < 0) {
-                pthread_mutex_unlock(&child_lock);
-                return r;
-        }
-        pid_t pid = fork();
-        if (pid == 0)
-                exec_child(sp, in[0], out[1], err[1], st[1]);
-        if (pid < 0) {
-                r = -errno;
-                child_n--;
-        } else
-                child_pids[child_n - 1] = pid;
-        pthread_mutex_unlock(&child_lock);
-        return pid < 0 ? r : pid;
-}
-
 /* Forks the child and fills ex. Returns 0, or -errno with a failure reply already sent
  * (then *ret_replied is set), or -errno from the system. */
-static int exec_spawn(Server *s, Exec *ex, const ExecSpec *sp, bool *ret_replied)
+static int exec_spawn(Server *s, Exec *ex, const ChildSpec *sp, bool *ret_replied)
 {
         int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1}, st[2] = {-1, -1};
         int r = exec_pipes(in, out, err, sp->in != NULL || ex->spawn);
@@ -428,16 +246,16 @@ static int exec_spawn(Server *s, Exec *ex, const ExecSpec *sp, bool *ret_replied
         if (r < 0)
                 goto done;
         ex->start_ns = agent_now_ns();
-        pid_t pid = exec_fork(sp, in, out, err, st);
+        pid_t pid = child_fork(sp, in[0], out[1], err[1], st[1]);
         if (pid < 0) {
                 r = pid;
                 goto done;
         }
         closep(&st[1]);
-        ExecFail f;
+        ChildFail f;
         r = exec_wait_status(st[0], &f);
         if (r != 0) {
-                exec_wait_pid(pid);
+                child_wait(pid);
                 *ret_replied = r > 0;
                 if (r > 0)
                         r = server_reply_errno(s, ex->id, f.err, "%s %s",
@@ -487,7 +305,7 @@ static int exec_queue(Exec *ex, uint64_t id, const void *p, size_t len)
         return 0;
 }
 
-static int exec_setup(Server *s, Exec *ex, const ExecSpec *sp, bool *ret_replied)
+static int exec_setup(Server *s, Exec *ex, const ChildSpec *sp, bool *ret_replied)
 {
         if (sp->in && sp->in_len > 0) {
                 int r = exec_queue(ex, 0, sp->in, sp->in_len);
@@ -508,7 +326,7 @@ static int exec_setup(Server *s, Exec *ex, const ExecSpec *sp, bool *ret_replied
 static int exec_start_common(Server *s, uint64_t id, const msgpack_object *req, bool spawn)
 {
         const char *op = spawn ? "spawn" : "exec";
-        ExecSpec sp = {0};
+        ChildSpec sp = {0};
         const char *field = NULL;
         int r = spec_parse(&sp, req, &field);
         if (r < 0) {

@@ -3,7 +3,8 @@
  * Handles are opened O_NONBLOCK. An fread or fwrite that would block is parked on its handle
  * (one at a time per handle) and finished from the connection's poll loop, so cancel and the
  * other requests of the connection keep working meanwhile. Tails poll their file every
- * TAIL_POLL_MS.
+ * TAIL_POLL_MS and follow the path like tail -F: a missing path is waited for, and a path that
+ * comes to name another file (re-created, replaced by rename) is reopened and read from 0.
  *
  * Sections: handles, open/close/seek, fread/fwrite, tail, loop hooks.
  */
@@ -38,10 +39,13 @@ struct Handle {
 struct Tail {
         Tail *next;
         uint64_t id;
-        int fd;
+        int fd; /* -1 while the path does not exist */
         char *path;
         bool regular; /* follow by position; else read what arrives */
         uint64_t off; /* next byte to send */
+        dev_t dev;    /* the file fd reads */
+        ino_t ino;
+        int64_t check_ns; /* when to look at the path again */
 };
 
 /* ---- handles ---- */
@@ -348,28 +352,48 @@ static Tail *tail_free(Tail *t)
         return NULL;
 }
 
+/* Opens t->path and reads from its end (from_end) or from 0. Returns 0, or -errno with the
+ * operation that failed in *ret_what (-ENOENT: the path does not exist). */
+static int tail_open(Tail *t, bool from_end, const char **ret_what)
+{
+        *ret_what = "open";
+        _cleanup_close_ int fd = open(t->path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0)
+                return -errno;
+        struct stat st;
+        *ret_what = "stat";
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        *ret_what = "tail";
+        if (S_ISDIR(st.st_mode))
+                return -EISDIR;
+        closep(&t->fd);
+        t->fd = TAKE_FD(fd);
+        t->regular = S_ISREG(st.st_mode);
+        t->off = from_end ? (uint64_t) st.st_size : 0;
+        t->dev = st.st_dev;
+        t->ino = st.st_ino;
+        return 0;
+}
+
 int hnd_tail(Server *s, uint64_t id, const msgpack_object *req)
 {
         _cleanup_free_ char *path = NULL;
         int r = proto_dup_str(req, "path", &path);
         if (r <= 0)
                 return server_reply_field(s, id, "tail", "path", r);
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-        if (fd < 0)
-                return server_reply_errno(s, id, errno, "open %s", path);
-        struct stat st;
-        if (fstat(fd, &st) < 0)
-                return server_reply_errno(s, id, errno, "stat %s", path);
-        if (S_ISDIR(st.st_mode))
-                return server_reply_errno(s, id, EISDIR, "tail %s", path);
         Tail *t = calloc(1, sizeof *t);
         if (!t)
                 return server_reply_errno(s, id, ENOMEM, "tail %s", path);
-        *t = (Tail){.id = id,
-                    .fd = TAKE_FD(fd),
-                    .path = TAKE_PTR(path),
-                    .regular = S_ISREG(st.st_mode),
-                    .off = (uint64_t) st.st_size};
+        *t = (Tail){.id = id, .fd = -1, .path = TAKE_PTR(path)};
+        const char *what;
+        r = tail_open(t, true, &what);
+        if (r < 0 && r != -ENOENT) {
+                r = server_reply_errno(s, id, -r, "%s %s", what, t->path);
+                tail_free(t);
+                return r;
+        }
+        t->check_ns = agent_now_ns() + TAIL_POLL_MS * 1000000LL;
         t->next = s->tails;
         s->tails = t;
         return 0;
@@ -378,7 +402,7 @@ int hnd_tail(Server *s, uint64_t id, const msgpack_object *req)
 /* Forwards what t's file gained. Returns 0 or a connection -errno. */
 static int tail_step(Server *s, Tail *t)
 {
-        for (int i = 0; i < TAIL_MAX_CHUNKS; i++) {
+        for (int i = 0; i < TAIL_MAX_CHUNKS && t->fd >= 0; i++) {
                 size_t want = PROTO_CHUNK;
                 ssize_t k;
                 if (t->regular) {
@@ -402,6 +426,33 @@ static int tail_step(Server *s, Tail *t)
                         return r;
         }
         return 0;
+}
+
+/* Follows t's path (every TAIL_POLL_MS): opens it once it exists, and once it names another
+ * file, forwards what the old one still holds and switches to the new one from 0. A path that
+ * goes away leaves the old file followed. Returns 1 when the tail ended with an error reply
+ * (the path became a directory, or cannot be opened), 0, or a connection -errno. */
+static int tail_follow(Server *s, Tail *t)
+{
+        int64_t now = agent_now_ns();
+        if (now < t->check_ns)
+                return 0;
+        t->check_ns = now + TAIL_POLL_MS * 1000000LL;
+        if (t->fd >= 0) {
+                struct stat st;
+                if (stat(t->path, &st) < 0 || (st.st_dev == t->dev && st.st_ino == t->ino))
+                        return 0;
+                int r = tail_step(s, t);
+                if (r < 0)
+                        return r;
+                closep(&t->fd);
+        }
+        const char *what;
+        int r = tail_open(t, false, &what);
+        if (r >= 0 || r == -ENOENT)
+                return 0;
+        r = server_reply_errno(s, t->id, -r, "%s %s", what, t->path);
+        return r < 0 ? r : 1;
 }
 
 /* ---- loop hooks ---- */
@@ -461,10 +512,19 @@ int hnd_poll_timeout(const Server *s)
 
 int hnd_tick(Server *s)
 {
-        for (Tail *t = s->tails; t; t = t->next) {
-                int r = tail_step(s, t);
+        for (Tail **p = &s->tails; *p;) {
+                Tail *t = *p;
+                int r = tail_follow(s, t);
+                if (r == 0)
+                        r = tail_step(s, t);
                 if (r < 0)
                         return r;
+                if (r == 0) {
+                        p = &t->next;
+                        continue;
+                }
+                *p = t->next;
+                tail_free(t);
         }
         return 0;
 }

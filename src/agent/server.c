@@ -6,6 +6,7 @@
  */
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -31,6 +32,14 @@ int server_ms_until(int64_t at_ns)
                 return -1;
         int64_t ms = (at_ns - agent_now_ns() + 999999) / 1000000;
         return ms < 0 ? 0 : ms > INT32_MAX ? INT32_MAX : (int) ms;
+}
+
+int agent_set_nonblock(int fd)
+{
+        int fl = fcntl(fd, F_GETFL);
+        if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+                return -errno;
+        return 0;
 }
 
 /* ---- sending ---- */
@@ -205,7 +214,9 @@ static int op_hello(Server *s, uint64_t id, const msgpack_object *req)
         proto_kv_bool(&s->wr, "pid1", s->pid1);
         proto_kv_str(&s->wr, "kernel", u.release);
         proto_kv_uint(&s->wr, "max_frame", PROTO_MAX_FRAME);
-        return server_flush(s);
+        r = server_flush(s);
+        modules_release(); /* the agent is ready: the deferred modules may load now */
+        return r;
 }
 
 static int op_poweroff(Server *s, uint64_t id, const msgpack_object *req)
@@ -230,7 +241,7 @@ static int op_poweroff(Server *s, uint64_t id, const msgpack_object *req)
 
 bool server_id_busy(const Server *s, uint64_t id)
 {
-        return exec_id_busy(s, id) || fs_id_busy(s, id) || hnd_id_busy(s, id);
+        return exec_id_busy(s, id) || fs_id_busy(s, id) || hnd_id_busy(s, id) || sys_id_busy(s, id);
 }
 
 /* Replies {} at once; the target then sends its own final reply. */
@@ -252,6 +263,8 @@ static int op_cancel(Server *s, uint64_t id, const msgpack_object *req)
                 r = fs_cancel(s, target, false);
         if (r >= 0)
                 r = hnd_cancel(s, target, false);
+        if (r >= 0)
+                r = sys_cancel(s, target, false);
         return r;
 }
 
@@ -267,6 +280,8 @@ static int op_reset(Server *s, uint64_t id, const msgpack_object *req)
         r = fs_cancel(s, 0, true);
         if (r >= 0)
                 r = hnd_cancel(s, 0, true);
+        if (r >= 0)
+                r = sys_cancel(s, 0, true);
         return r;
 }
 
@@ -313,7 +328,8 @@ static int server_dispatch(Server *s, const msgpack_object *req)
         if (!op || op->type != MSGPACK_OBJECT_STR)
                 return server_reply_field(s, id, "request", "op", op ? -EBADMSG : 0);
         if (s->debug)
-                agent_log("op %" PRIu64 " %.*s", id, (int) op->via.str.size, op->via.str.ptr);
+                agent_log("op %" PRIu64 " %.*s at %lld ms", id, (int) op->via.str.size,
+                          op->via.str.ptr, (long long) (agent_now_ns() / 1000000));
         bool upload = proto_str_eq(op, "data");
         if (!upload && server_id_busy(s, id))
                 return server_reply_errno(s, id, EBUSY, "request id %" PRIu64, id);
@@ -361,9 +377,12 @@ static int min_timeout(int a, int b)
         return a < b ? a : b;
 }
 
+/* Polls the connection and every fd a request waits on: pfd[0] is the connection, then the
+ * execs', handles', files' and syscalls' fds from s->pfd_base[0..3]. Returns 1 when poll
+ * returned events, 0 on EINTR, or -errno. */
 static int server_poll(Server *s)
 {
-        size_t need = 1 + 4 * exec_count(s) + hnd_count(s);
+        size_t need = 1 + 4 * exec_count(s) + hnd_count(s) + fs_count(s) + sys_count(s);
         if (need > s->pfd_cap) {
                 struct pollfd *p = realloc(s->pfd, need * sizeof *p);
                 if (!p)
@@ -372,11 +391,17 @@ static int server_poll(Server *s)
                 s->pfd_cap = need;
         }
         s->pfd[0] = (struct pollfd){.fd = s->fd, .events = POLLIN};
-        size_t n_exec = exec_poll_fill(s, s->pfd + 1);
-        size_t n = 1 + n_exec;
-        s->n_exec_pfd = n_exec;
+        size_t n = 1;
+        s->pfd_base[0] = n;
+        n += exec_poll_fill(s, s->pfd + n);
+        s->pfd_base[1] = n;
         n += hnd_poll_fill(s, s->pfd + n);
-        int timeout = min_timeout(exec_poll_timeout(s), hnd_poll_timeout(s));
+        s->pfd_base[2] = n;
+        n += fs_poll_fill(s, s->pfd + n);
+        s->pfd_base[3] = n;
+        n += sys_poll_fill(s, s->pfd + n);
+        int timeout =
+            min_timeout(min_timeout(exec_poll_timeout(s), hnd_poll_timeout(s)), fs_poll_timeout(s));
         if (poll(s->pfd, n, timeout) < 0)
                 return errno == EINTR ? 0 : -errno;
         return 1;
@@ -389,10 +414,13 @@ static int server_step(Server *s)
         if (r < 0)
                 return r;
         if (r > 0) {
-                r = exec_poll_handle(s, s->pfd + 1);
-                if (r < 0)
-                        return r;
-                r = hnd_poll_handle(s, s->pfd + 1 + s->n_exec_pfd);
+                r = exec_poll_handle(s, s->pfd + s->pfd_base[0]);
+                if (r >= 0)
+                        r = hnd_poll_handle(s, s->pfd + s->pfd_base[1]);
+                if (r >= 0)
+                        r = fs_poll_handle(s, s->pfd + s->pfd_base[2]);
+                if (r >= 0)
+                        r = sys_poll_handle(s, s->pfd + s->pfd_base[3]);
                 if (r < 0)
                         return r;
                 if (s->pfd[0].revents) {
@@ -402,6 +430,8 @@ static int server_step(Server *s)
                 }
         }
         r = hnd_tick(s);
+        if (r >= 0)
+                r = fs_tick(s);
         if (r < 0)
                 return r;
         return exec_tick(s);
@@ -424,8 +454,9 @@ int server_serve(Server *s, int fd)
         else if (r == 1)
                 r = 0;
         exec_detach_all(s);
-        fs_drop_uploads(s);
+        fs_drop_all(s);
         hnd_drop_all(s);
+        sys_drop_all(s);
         s->fd = -1;
         return r;
 }
@@ -443,8 +474,9 @@ int server_init(Server *s, const char *port, bool pid1, bool debug)
 void server_done(Server *s)
 {
         exec_detach_all(s);
-        fs_drop_uploads(s);
+        fs_drop_all(s);
         hnd_drop_all(s);
+        sys_drop_all(s);
         proto_reader_done(&s->rd);
         proto_writer_done(&s->wr);
         free(s->buf);

@@ -1,0 +1,180 @@
+/* child.c: child processes of provium-agent: fork and exec, the child table, reaping.
+ *
+ * Several connection threads fork children while PID 1 must also reap orphans. A global table
+ * (under child_lock) lists the pids that connections own; each connection waits for its own
+ * children (through a pidfd, see ops_exec.c) and reaps them with child_try_reap(), while
+ * child_reap_orphans() (main thread) reaps only pids that are not in the table. fork() and the
+ * table insert happen under the lock, so a child that dies at once is never taken for an
+ * orphan.
+ *
+ * Sections: limits, the forked child, child table, reaping.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+
+#include "agent.h"
+
+/* ---- limits ---- */
+
+static struct rlimit child_nofile; /* RLIMIT_NOFILE the agent started with */
+static bool child_nofile_set;
+
+void child_init_limits(void)
+{
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+                return;
+        child_nofile = rl;
+        child_nofile_set = true;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+                agent_log("setrlimit NOFILE: %s", strerror(errno));
+}
+
+/* ---- the forked child ---- */
+
+static _Noreturn void child_fail(int st, int step)
+{
+        ChildFail f = {.step = step, .err = errno};
+        (void) !write(st, &f, sizeof f);
+        _exit(127);
+}
+
+/* Runs in the forked child: never returns. */
+static _Noreturn void child_exec(const ChildSpec *sp, int in, int out, int err, int st)
+{
+        sigset_t none;
+        sigemptyset(&none);
+        if (child_nofile_set)
+                (void) setrlimit(RLIMIT_NOFILE, &child_nofile);
+        if (sigprocmask(SIG_SETMASK, &none, NULL) < 0 || signal(SIGPIPE, SIG_DFL) == SIG_ERR ||
+            setsid() < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
+                child_fail(st, 0);
+        for (size_t i = 0; sp->env && sp->env[i]; i += 2)
+                if (setenv(sp->env[i], sp->env[i + 1], 1) < 0)
+                        child_fail(st, 0);
+        if (sp->cwd && chdir(sp->cwd) < 0)
+                child_fail(st, 1);
+        execvp(sp->argv[0], sp->argv);
+        child_fail(st, 2);
+}
+
+/* ---- child table ---- */
+
+static pthread_mutex_t child_lock = PTHREAD_MUTEX_INITIALIZER;
+static pid_t *child_pids; /* pids owned by connections, under child_lock */
+static size_t child_n, child_cap;
+
+/* Adds pid; child_lock held. Returns 0 or -ENOMEM. */
+static int child_add_locked(pid_t pid)
+{
+        if (child_n == child_cap) {
+                size_t cap = child_cap ? 2 * child_cap : 64;
+                pid_t *p = realloc(child_pids, cap * sizeof *p);
+                if (!p)
+                        return -ENOMEM;
+                child_pids = p;
+                child_cap = cap;
+        }
+        child_pids[child_n++] = pid;
+        return 0;
+}
+
+static bool child_owned_locked(pid_t pid)
+{
+        for (size_t i = 0; i < child_n; i++)
+                if (child_pids[i] == pid)
+                        return true;
+        return false;
+}
+
+static void child_remove_locked(pid_t pid)
+{
+        for (size_t i = 0; i < child_n; i++)
+                if (child_pids[i] == pid) {
+                        child_pids[i] = child_pids[--child_n];
+                        return;
+                }
+}
+
+void child_disown(pid_t pid)
+{
+        pthread_mutex_lock(&child_lock);
+        child_remove_locked(pid);
+        pthread_mutex_unlock(&child_lock);
+}
+
+pid_t child_fork(const ChildSpec *sp, int in, int out, int err, int st)
+{
+        pthread_mutex_lock(&child_lock);
+        int r = child_add_locked(0); /* reserve room, so the insert after fork cannot fail */
+        if (r < 0) {
+                pthread_mutex_unlock(&child_lock);
+                return r;
+        }
+        pid_t pid = fork();
+        if (pid == 0)
+                child_exec(sp, in, out, err, st);
+        if (pid < 0) {
+                r = -errno;
+                child_n--;
+        } else
+                child_pids[child_n - 1] = pid;
+        pthread_mutex_unlock(&child_lock);
+        return pid < 0 ? r : pid;
+}
+
+/* ---- reaping ---- */
+
+int child_try_reap(pid_t pid, int *ret_status)
+{
+        int status;
+        pthread_mutex_lock(&child_lock);
+        pid_t r;
+        do
+                r = waitpid(pid, &status, WNOHANG);
+        while (r < 0 && errno == EINTR);
+        if (r == pid || (r < 0 && errno == ECHILD))
+                child_remove_locked(pid);
+        pthread_mutex_unlock(&child_lock);
+        if (r == 0)
+                return 0;
+        *ret_status = r < 0 ? SIGKILL : status; /* reaped elsewhere: cannot happen while owned */
+        return 1;
+}
+
+void child_wait(pid_t pid)
+{
+        pthread_mutex_lock(&child_lock);
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+                ;
+        child_remove_locked(pid);
+        pthread_mutex_unlock(&child_lock);
+}
+
+bool child_reap_orphans(void)
+{
+        bool owned = false;
+        pthread_mutex_lock(&child_lock);
+        for (;;) {
+                siginfo_t si = {0};
+                if (waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        break;
+                }
+                if (si.si_pid == 0)
+                        break;
+                if (child_owned_locked(si.si_pid)) {
+                        owned = true;
+                        break;
+                }
+                (void) waitpid(si.si_pid, NULL, WNOHANG);
+        }
+        pthread_mutex_unlock(&child_lock);
+        return owned;
+}
