@@ -267,8 +267,10 @@ static int upload_flush(Server *s, Upload *u)
                 }
                 u->q = f->next;
                 u->q_bytes -= f->len;
-                bool eof = f->eof;
+                bool eof = f->eof || u->err; /* an error ends the upload at once */
                 upframe_free(f);
+                if (u->err)
+                        upload_drop_queue(u);
                 int r = eof ? upload_finish(s, u) : upload_ack(s, u);
                 if (r < 0)
                         return r;
@@ -321,6 +323,14 @@ static int upload_feed(Server *s, Upload *u, const msgpack_object *req)
                 size_t k = upload_write(u, (const uint8_t *) p, n);
                 p += k;
                 n -= k;
+        }
+        if (u->err) {
+                /* Fail fast: the host keeps at most a window of frames unacknowledged, so it
+                 * learns of the error now instead of waiting for acks; later frames for this
+                 * id are dropped. */
+                upload_drop_queue(u);
+                int r = upload_finish(s, u);
+                return r < 0 ? r : 1;
         }
         if (u->q || u->opening || (!u->err && n > 0)) {
                 if (upload_queue(u, p, n, eof) == 0)
