@@ -80,6 +80,15 @@ test("Ctrl-C stops a run and leaves no QEMU, socket or run directory behind", fu
     sh("rm -rf " .. dir)
 end)
 
+test("a test spinning in Lua is stopped at its timeout, with its location", function(t)
+    local dir = workdir("busy")
+    local out, code = provium_run(dir, "--test-timeout 2")
+    t:eq(code, 1)
+    t:match(out, "busy.test.lua:3: test timed out after 2.0 s")
+    t:match(out, "PASS  [^\n]*the next test still runs")
+    sh("rm -rf " .. dir)
+end)
+
 test("bad command lines get a clear error and status 2", function(t)
     local out, code = sh(provium.executable .. " /no/such/path")
     t:eq(code, 2)

@@ -10,6 +10,8 @@
  * Sections: limits, the forked child, child table, reaping.
  */
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
@@ -44,23 +46,64 @@ static _Noreturn void child_fail(int st, int step)
         _exit(127);
 }
 
-/* Runs in the forked child: never returns. */
-static _Noreturn void child_exec(const ChildSpec *sp, int in, int out, int err, int st)
+/* Runs in the vfork()ed child, on the parent's memory: only system calls and the exec, no
+ * allocation or global state (envp was built by the parent). Never returns. */
+static _Noreturn void child_exec(const ChildSpec *sp, char **envp, int in, int out, int err, int st)
 {
         sigset_t none;
         sigemptyset(&none);
         if (child_nofile_set)
                 (void) setrlimit(RLIMIT_NOFILE, &child_nofile);
+        /* an ignored SIGPIPE would survive exec: commands expect the default */
         if (sigprocmask(SIG_SETMASK, &none, NULL) < 0 || signal(SIGPIPE, SIG_DFL) == SIG_ERR ||
             setsid() < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
                 child_fail(st, 0);
-        for (size_t i = 0; sp->env && sp->env[i]; i += 2)
-                if (setenv(sp->env[i], sp->env[i + 1], 1) < 0)
-                        child_fail(st, 0);
         if (sp->cwd && chdir(sp->cwd) < 0)
                 child_fail(st, 1);
-        execvp(sp->argv[0], sp->argv);
+        execvpe(sp->argv[0], sp->argv, envp);
         child_fail(st, 2);
+}
+
+/* The agent's environment with the request's pairs set (replacing same-named entries). The
+ * array and *ret_block (the pairs' strings) are the caller's to free. NULL on -ENOMEM. */
+static char **child_envp(const ChildSpec *sp, char **ret_block)
+{
+        extern char **environ;
+        size_t n = 0, k = 0;
+        while (environ[n])
+                n++;
+        for (size_t i = 0; sp->env && sp->env[i]; i += 2)
+                k++;
+        char **envp = calloc(n + k + 1, sizeof *envp);
+        char *buf = NULL;
+        size_t total = 0;
+        for (size_t i = 0; sp->env && sp->env[i]; i += 2)
+                total += strlen(sp->env[i]) + strlen(sp->env[i + 1]) + 2;
+        buf = total ? malloc(total) : NULL;
+        if (!envp || (total && !buf)) {
+                free(envp);
+                free(buf);
+                return NULL;
+        }
+        size_t m = 0;
+        for (size_t e = 0; e < n; e++) {
+                bool replaced = false;
+                for (size_t i = 0; sp->env && sp->env[i] && !replaced; i += 2) {
+                        size_t len = strlen(sp->env[i]);
+                        replaced =
+                            strncmp(environ[e], sp->env[i], len) == 0 && environ[e][len] == '=';
+                }
+                if (!replaced)
+                        envp[m++] = environ[e];
+        }
+        char *p = buf;
+        for (size_t i = 0; sp->env && sp->env[i]; i += 2) {
+                envp[m++] = p;
+                p += sprintf(p, "%s=%s", sp->env[i], sp->env[i + 1]) + 1;
+        }
+        envp[m] = NULL;
+        *ret_block = buf;
+        return envp;
 }
 
 /* ---- child table ---- */
@@ -108,23 +151,41 @@ void child_disown(pid_t pid)
         pthread_mutex_unlock(&child_lock);
 }
 
+/* Its own function, so that nothing the parent uses afterwards lives across vfork(). */
+static __attribute__((noinline)) pid_t spawn_child(const ChildSpec *sp, char **envp, int in,
+                                                   int out, int err, int st)
+{
+        pid_t pid = vfork();
+        if (pid == 0)
+                child_exec(sp, envp, in, out, err, st);
+        return pid < 0 ? -errno : pid;
+}
+
 pid_t child_fork(const ChildSpec *sp, int in, int out, int err, int st)
 {
+        char *block = NULL;
+        char **envp = child_envp(sp, &block);
+        if (!envp)
+                return -ENOMEM;
         pthread_mutex_lock(&child_lock);
         int r = child_add_locked(0); /* reserve room, so the insert after fork cannot fail */
         if (r < 0) {
                 pthread_mutex_unlock(&child_lock);
+                free(block);
+                free(envp);
                 return r;
         }
-        pid_t pid = fork();
-        if (pid == 0)
-                child_exec(sp, in, out, err, st);
+        /* vfork: no copy of the agent's page tables, which under TCG costs milliseconds per
+         * command; the parent thread waits until the child has exec'd or failed. */
+        pid_t pid = spawn_child(sp, envp, in, out, err, st);
         if (pid < 0) {
-                r = -errno;
+                r = pid;
                 child_n--;
         } else
                 child_pids[child_n - 1] = pid;
         pthread_mutex_unlock(&child_lock);
+        free(block);
+        free(envp);
         return pid < 0 ? r : pid;
 }
 

@@ -47,11 +47,39 @@ static void pipe_sink(void *data, const char *type, const uint8_t *mp, size_t le
                 events_broken = true;
 }
 
-static void on_signal(uv_signal_t *s, int signum)
+/* Signals: the handler only notes the signal (for Lua code that never yields) and wakes the
+ * loop, whose callback then interrupts the running test. */
+static uv_async_t signal_async;
+static volatile sig_atomic_t signal_number;
+
+static void on_signal(int signo)
+{
+        int saved = errno;
+        signal_number = signo;
+        runtime_note_signal(signo);
+        (void) uv_async_send(&signal_async);
+        errno = saved;
+}
+
+static void on_signal_async(uv_async_t *a)
 {
         char why[64];
-        snprintf(why, sizeof why, "interrupted by %s", strsignal(signum));
-        runtime_interrupt(s->data, why);
+        snprintf(why, sizeof why, "interrupted by %s", strsignal(signal_number));
+        runtime_interrupt(a->data, why);
+}
+
+static int install_signals(uv_loop_t *loop, Runtime *rt)
+{
+        int r = uv_async_init(loop, &signal_async, on_signal_async);
+        if (r < 0)
+                return r;
+        signal_async.data = rt;
+        uv_unref((uv_handle_t *) &signal_async);
+        struct sigaction sa = {.sa_handler = on_signal};
+        sigemptyset(&sa.sa_mask);
+        if (sigaction(SIGINT, &sa, NULL) < 0 || sigaction(SIGTERM, &sa, NULL) < 0)
+                return -errno;
+        return 0;
 }
 
 /* A file that does not load (syntax error, missing) is one failed pseudo-test. */
@@ -122,14 +150,8 @@ int file_runner_main(int argc, char **argv)
                 return 1;
         }
         Runtime *rt = runtime_new(&loop, L, &cfg);
-        uv_signal_t sigint, sigterm;
-        uv_signal_init(&loop, &sigint);
-        uv_signal_init(&loop, &sigterm);
-        sigint.data = sigterm.data = rt;
-        uv_signal_start(&sigint, on_signal, SIGINT);
-        uv_signal_start(&sigterm, on_signal, SIGTERM);
-        uv_unref((uv_handle_t *) &sigint);
-        uv_unref((uv_handle_t *) &sigterm);
+        if (rt && install_signals(&loop, rt) < 0)
+                fprintf(stderr, "provium: %s: cannot handle signals\n", cfg.file);
 
         int failed = rt ? runtime_run_file(rt) : 1;
         runtime_free(rt);

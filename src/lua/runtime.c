@@ -5,6 +5,7 @@
 #include "runtime.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <lauxlib.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,7 +60,38 @@ struct Runtime {
         size_t nvms;
         unsigned stopping; /* VMs whose QEMU has not been reaped yet */
         unsigned passed, failed, skipped;
+        uint64_t deadline_ns; /* the running test's timeout, for the count hook; 0: none */
 };
+
+#define HOOK_COUNT 100000 /* instructions between checks for a signal or the deadline */
+
+static volatile sig_atomic_t signal_seen;
+static Runtime *hook_runtime; /* one runtime per process: the file runner's */
+
+void runtime_note_signal(int signo)
+{
+        signal_seen = signo;
+}
+
+/* Stops Lua code that never yields to the loop: a busy loop past the test's timeout, or after
+ * Ctrl-C. The error unwinds to the test's own pcall, which fails the test. */
+static void count_hook(lua_State *L, lua_Debug *ar)
+{
+        Runtime *rt = hook_runtime;
+        if (!rt)
+                return;
+        bool late = rt->deadline_ns && events_mono_ns() > rt->deadline_ns;
+        if (!signal_seen && !late)
+                return;
+        char where[256] = "";
+        if (lua_getinfo(L, "Sl", ar) && ar->currentline > 0)
+                snprintf(where, sizeof where, "%s:%d: ", ar->short_src, ar->currentline);
+        if (signal_seen)
+                luaL_error(L, "%sinterrupted by %s while running Lua code", where,
+                           strsignal(signal_seen));
+        luaL_error(L, "%stest timed out after %f s (--test-timeout) while running Lua code", where,
+                   rt->cfg.test_timeout_s);
+}
 
 static const char *const status_names[] = {"pass", "fail", "skip"};
 
@@ -74,6 +106,8 @@ Runtime *runtime_new(uv_loop_t *loop, lua_State *L, const RuntimeConfig *cfg)
         rt->L = L;
         rt->cfg = *cfg;
         rt->next_task_id = 1;
+        hook_runtime = rt;
+        lua_sethook(L, count_hook, LUA_MASKCOUNT, HOOK_COUNT); /* new threads inherit it */
         lua_pushlightuserdata(L, rt);
         lua_setfield(L, LUA_REGISTRYINDEX, RUNTIME_KEY);
         return rt;
@@ -444,6 +478,9 @@ static void run_in_coroutine(Runtime *rt, int nargs)
                 rt->status = TEST_FAIL;
                 return;
         }
+        rt->deadline_ns = rt->cfg.test_timeout_s > 0
+                              ? events_mono_ns() + (uint64_t) (rt->cfg.test_timeout_s * 1e9)
+                              : 0;
         if (start_test_timer(rt) < 0)
                 finish_test(rt, TEST_FAIL, "cannot start the test timer");
         else
@@ -455,6 +492,7 @@ static void run_in_coroutine(Runtime *rt, int nargs)
         }
         if (rt->test_timer)
                 (void) uv_timer_stop(rt->test_timer);
+        rt->deadline_ns = 0;
 }
 
 static void count(Runtime *rt)
@@ -497,6 +535,11 @@ static void run_one_test(Runtime *rt, int index)
 
         emit_test("test.start", rt, name ? name : "?", 0, 0);
         uint64_t t0 = events_mono_ns();
+        if (signal_seen && !rt->interrupted) { /* the loop has not run its callback yet */
+                char why[64];
+                snprintf(why, sizeof why, "interrupted by %s", strsignal(signal_seen));
+                runtime_interrupt(rt, why);
+        }
         if (rt->interrupted) {
                 lua_pop(L, 2);
                 rt->status = TEST_SKIP;
@@ -579,6 +622,8 @@ Runtime *runtime_free(Runtime *rt)
         free(rt->interrupt_why);
         lua_pushnil(rt->L);
         lua_setfield(rt->L, LUA_REGISTRYINDEX, RUNTIME_KEY);
+        lua_sethook(rt->L, NULL, 0, 0);
+        hook_runtime = NULL;
         free(rt);
         return NULL;
 }

@@ -62,6 +62,10 @@ int runtime_parallel(lua_State *L);
 /* Runs the loaded chunk on top of L's stack, then every registered test. Returns the number
  * of failed tests (a file-level error counts as one). */
 int runtime_run_file(Runtime *rt);
+/* Async-signal-safe: notes that signal signo arrived. Lua code that is busy (never yields to
+ * the loop) is stopped by a count hook that checks this; runtime_interrupt does the rest. */
+void runtime_note_signal(int signo);
+
 /* Requests a stop (Ctrl-C / SIGTERM): the running test fails as interrupted, the rest skip. */
 void runtime_interrupt(Runtime *rt, const char *why);
 /* Stops every VM, waits for their processes, frees everything. Accepts NULL. */
