@@ -12,7 +12,12 @@
  *                                        little-endian length L + L bytes; its first byte says
  *                                        'E' (reply the L bytes unchanged) or 'R' (the rest is
  *                                        a path: open, read up to 64 KiB, close, reply with a
- *                                        4-byte length + the contents).
+ *                                        4-byte length + the contents), 'P' (push: the next 8
+ *                                        bytes are a little-endian count N; reply with N bytes,
+ *                                        written from memory as fast as the port takes them) or
+ *                                        'G' (get: N likewise; read N bytes from the port and
+ *                                        discard them, then reply with the 4 bytes "DONE").
+ *                                        P and G are the raw port throughput floors.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -143,6 +148,19 @@ static int serve(const char *dev)
                         memcpy(buf, &n, 4);
                         if (write_full(fd, buf, 4 + n) < 0)
                                 continue;
+                } else if ((req[0] == 'P' || req[0] == 'G') && len == 9) {
+                        uint64_t left;
+                        memcpy(&left, req + 1, 8);
+                        static char big[1 << 20];
+                        while (left > 0) {
+                                size_t n = left < sizeof big ? (size_t) left : sizeof big;
+                                ssize_t r = req[0] == 'P' ? write(fd, big, n) : read(fd, big, n);
+                                if (r <= 0)
+                                        break;
+                                left -= (uint64_t) r;
+                        }
+                        if (left == 0 && req[0] == 'G')
+                                write_full(fd, "DONE", 4);
                 }
         }
 }
