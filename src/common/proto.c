@@ -147,8 +147,7 @@ int proto_reader_next(ProtoReader *r, msgpack_object *ret_msg)
         msgpack_zone_clear(r->zone);
         msgpack_object obj;
         size_t off = 0;
-        msgpack_unpack_return u =
-                msgpack_unpack((const char *) r->buf + 4, n, &off, r->zone, &obj);
+        msgpack_unpack_return u = msgpack_unpack((const char *) r->buf + 4, n, &off, r->zone, &obj);
         if (u == MSGPACK_UNPACK_NOMEM_ERROR)
                 return r->error = -ENOMEM;
         if (u != MSGPACK_UNPACK_SUCCESS || off != n || obj.type != MSGPACK_OBJECT_MAP)
@@ -255,8 +254,7 @@ int proto_get_double(const msgpack_object *map, const char *key, double *ret)
         }
 }
 
-int proto_get_bytes(const msgpack_object *map, const char *key, const char **ret,
-                    size_t *ret_len)
+int proto_get_bytes(const msgpack_object *map, const char *key, const char **ret, size_t *ret_len)
 {
         const msgpack_object *o = get_present(map, key);
         if (!o)

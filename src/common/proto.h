@@ -28,11 +28,11 @@
 
 typedef struct ProtoReader {
         uint8_t *buf;
-        size_t len;      /* bytes buffered */
+        size_t len; /* bytes buffered */
         size_t cap;
-        size_t consumed; /* bytes of frames already returned; dropped on the next call */
-        int error;       /* sticky: once a stream is bad it stays bad */
-        size_t max_frame; /* PROTO_MAX_FRAME unless a test lowers it */
+        size_t consumed;    /* bytes of frames already returned; dropped on the next call */
+        int error;          /* sticky: once a stream is bad it stays bad */
+        size_t max_frame;   /* PROTO_MAX_FRAME unless a test lowers it */
         msgpack_zone *zone; /* owns the objects of the last message returned */
 } ProtoReader;
 
@@ -61,8 +61,7 @@ int proto_get_int(const msgpack_object *map, const char *key, int64_t *ret);
 int proto_get_bool(const msgpack_object *map, const char *key, bool *ret);
 int proto_get_double(const msgpack_object *map, const char *key, double *ret);
 /* str and bin are both accepted for strings and for bytes; the result is not NUL-terminated. */
-int proto_get_bytes(const msgpack_object *map, const char *key, const char **ret,
-                    size_t *ret_len);
+int proto_get_bytes(const msgpack_object *map, const char *key, const char **ret, size_t *ret_len);
 /* Copies a string field into a new NUL-terminated string (caller frees); rejects embedded NULs. */
 int proto_dup_str(const msgpack_object *map, const char *key, char **ret);
 bool proto_key_is(const msgpack_object_kv *kv, const char *key);
