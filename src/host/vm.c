@@ -33,7 +33,13 @@ struct Vm {
         uv_process_t *proc; /* freed by its close callback */
         uv_pipe_t *out;     /* QEMU stdout: the serial console */
         uv_pipe_t *err;     /* QEMU stderr */
-        int handles_open;   /* proc + pipes still to close */
+        uv_pipe_t *in;      /* QEMU stdin: input to the serial console */
+        bool exit_wanted;   /* vm_expect_exit: the next exit does not fail the test */
+        void (*exit_fn)(Vm *, void *);
+        void *exit_data;
+        void (*console_fn)(void *, const char *, size_t);
+        void *console_data;
+        int handles_open; /* proc + pipes still to close */
         Qmp *qmp;
         AgentClient *agent;
         AgentClient *workers[VM_MAX_WORKERS + 1]; /* [1..nworkers] once connected */
@@ -103,7 +109,8 @@ VmState vm_state(const Vm *vm)
 
 const char *vm_state_name(VmState s)
 {
-        static const char *const names[] = {"defined", "booting", "running", "stopping", "exited"};
+        static const char *const names[] = {"defined", "booting",  "running",
+                                            "paused",  "stopping", "exited"};
         return s <= VM_EXITED ? names[s] : "?";
 }
 
@@ -162,6 +169,8 @@ static void console_append(Vm *vm, const char *p, size_t n)
         for (size_t i = 0; i < n; i++)
                 vm->tail[(vm->tail_total + i) % CONSOLE_TAIL] = p[i];
         vm->tail_total += n;
+        if (vm->console_fn)
+                vm->console_fn(vm->console_data, p, n);
 }
 
 const char *vm_console_log(const Vm *vm, size_t *ret_len)
@@ -272,12 +281,21 @@ static void finish_exit(Vm *vm)
                 boot_done(vm, -ECHILD, vm->death);
         else if (!expected && vm->death_cb)
                 vm->death_cb(vm, vm->death ? vm->death : "QEMU exited", vm->death_data);
+        if (vm->console_fn) {
+                vm->console_fn(vm->console_data, NULL, 0); /* the console ends here */
+                vm->console_fn = NULL;
+        }
+        if (vm->exit_fn) {
+                void (*fn)(Vm *, void *) = vm->exit_fn;
+                vm->exit_fn = NULL;
+                fn(vm, vm->exit_data);
+        }
 }
 
 static void on_qemu_exit(uv_process_t *p, int64_t status, int term_signal)
 {
         Vm *vm = p->data;
-        vm->exit_expected = vm->state == VM_STOPPING;
+        vm->exit_expected = vm->state == VM_STOPPING || vm->exit_wanted;
         vm->exit_status = status;
         vm->term_signal = term_signal;
         vm->state = VM_EXITED;
@@ -341,7 +359,7 @@ static bool on_agent_lost(AgentClient *c, int status, void *data)
         /* The port only closes when QEMU goes away: keep the operations in flight until its
          * exit callback can fail them with the reason and the console tail. */
         Vm *vm = data;
-        return vm->state != VM_STOPPING;
+        return vm->state != VM_STOPPING; /* paused or running: QEMU's exit will say why */
 }
 
 static void on_boot_timeout(uv_timer_t *t)
@@ -501,10 +519,12 @@ static int spawn_qemu(Vm *vm, char **argv)
         int r = init_pipe(vm, &vm->out);
         if (r == 0)
                 r = init_pipe(vm, &vm->err);
+        if (r == 0)
+                r = init_pipe(vm, &vm->in);
         if (r < 0)
                 return r;
         uv_stdio_container_t stdio[3] = {
-            {.flags = UV_IGNORE},
+            {.flags = UV_CREATE_PIPE | UV_READABLE_PIPE, .data.stream = (uv_stream_t *) vm->in},
             {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *) vm->out},
             {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *) vm->err},
         };
@@ -615,6 +635,72 @@ int vm_boot(Vm *vm, const VmConfig *cfg, VmBootFn cb, void *data, char *err, siz
         return 0;
 }
 
+/* ---- lifecycle ---- */
+
+void vm_expect_exit(Vm *vm)
+{
+        vm->exit_wanted = true;
+}
+
+void vm_on_exit(Vm *vm, void (*fn)(Vm *vm, void *data), void *data)
+{
+        vm->exit_fn = fn;
+        vm->exit_data = data;
+        if (fn && vm->state == VM_EXITED && !vm->exit_pending) {
+                vm->exit_fn = NULL;
+                fn(vm, data);
+        }
+}
+
+int vm_qmp(Vm *vm, const char *cmd, QmpReplyFn cb, void *data)
+{
+        if (!vm->qmp)
+                return -ENOTCONN;
+        return qmp_execute(vm->qmp, cmd, NULL, cb, data);
+}
+
+void vm_set_paused(Vm *vm, bool paused)
+{
+        if (paused && vm->state == VM_RUNNING)
+                vm->state = VM_PAUSED;
+        else if (!paused && vm->state == VM_PAUSED)
+                vm->state = VM_RUNNING;
+}
+
+int vm_kill(Vm *vm)
+{
+        if (!vm->proc)
+                return -ESRCH;
+        vm->exit_wanted = true;
+        return uv_process_kill(vm->proc, SIGKILL);
+}
+
+void vm_console_watch(Vm *vm, void (*fn)(void *data, const char *p, size_t n), void *data)
+{
+        vm->console_fn = fn;
+        vm->console_data = data;
+}
+
+static void on_console_written(uv_write_t *wr, int status)
+{
+        free(wr);
+}
+
+int vm_console_write(Vm *vm, const char *p, size_t n)
+{
+        if (!vm->in || vm->state == VM_EXITED)
+                return -EPIPE;
+        uv_write_t *wr = malloc(sizeof *wr + n);
+        if (!wr)
+                return -ENOMEM;
+        memcpy(wr + 1, p, n);
+        uv_buf_t buf = uv_buf_init((char *) (wr + 1), (unsigned) n);
+        int r = uv_write(wr, (uv_stream_t *) vm->in, &buf, 1, on_console_written);
+        if (r < 0)
+                free(wr);
+        return r;
+}
+
 /* ---- stop and free ---- */
 
 static void remove_run_dir(Vm *vm)
@@ -668,7 +754,7 @@ void vm_stop(Vm *vm, void (*done_cb)(Vm *vm, void *data), void *data)
         vm->death_cb = NULL;
         vm->stop_cb = done_cb;
         vm->stop_data = data;
-        if (vm->state == VM_BOOTING || vm->state == VM_RUNNING)
+        if (vm->state == VM_BOOTING || vm->state == VM_RUNNING || vm->state == VM_PAUSED)
                 vm->state = VM_STOPPING;
         vm->qmp = qmp_free(vm->qmp);
         vm->agent = agent_client_free(vm->agent);
@@ -691,6 +777,12 @@ void vm_stop(Vm *vm, void (*done_cb)(Vm *vm, void *data), void *data)
                 close_handle(vm, (uv_handle_t *) vm->err);
                 vm->err = NULL;
         }
+        if (vm->in) {
+                close_handle(vm, (uv_handle_t *) vm->in);
+                vm->in = NULL;
+        }
+        vm->console_fn = NULL;
+        vm->exit_fn = NULL;
         remove_run_dir(vm);
         if (vm->handles_open == 0 && vm->stop_cb) {
                 vm->stop_cb = NULL;

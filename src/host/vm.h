@@ -12,6 +12,7 @@ typedef enum VmState {
         VM_DEFINED, /* created, not booted */
         VM_BOOTING, /* QEMU started, agent not ready yet */
         VM_RUNNING, /* agent ready */
+        VM_PAUSED,  /* running, vCPUs stopped (vm:pause) */
         VM_STOPPING,
         VM_EXITED,
 } VmState;
@@ -54,6 +55,28 @@ AgentClient *vm_agent(Vm *vm);
  * when every worker port is taken, -ENOTCONN when the VM is not running. */
 int vm_worker_connect(Vm *vm, uint64_t timeout_ms, AgentReadyFn cb, void *data, AgentClient **ret,
                       int *ret_index);
+
+/* ---- lifecycle ---- */
+
+/* The next QEMU exit is wanted (shutdown, power button, kill): it does not fail the test. */
+void vm_expect_exit(Vm *vm);
+/* Runs fn once QEMU has exited (at once if it already has). One watcher per VM; fn NULL
+ * removes it. */
+void vm_on_exit(Vm *vm, void (*fn)(Vm *vm, void *data), void *data);
+/* Sends a QMP command without arguments; cb(data, status, result) as qmp_execute. */
+int vm_qmp(Vm *vm, const char *cmd, QmpReplyFn cb, void *data);
+/* Marks the VM paused or running again (after the QMP stop/cont succeeded). */
+void vm_set_paused(Vm *vm, bool paused);
+/* Power loss: SIGKILL to QEMU; the exit is expected. */
+int vm_kill(Vm *vm);
+
+/* ---- console ---- */
+
+/* fn receives every console byte from now on, then (NULL, 0) when QEMU exits; NULL removes
+ * it. */
+void vm_console_watch(Vm *vm, void (*fn)(void *data, const char *p, size_t n), void *data);
+/* Writes input to the serial console (QEMU's stdin). Returns 0 or -errno. */
+int vm_console_write(Vm *vm, const char *p, size_t n);
 
 /* Last n lines of the serial console as a new string (caller frees); NULL on -ENOMEM. */
 char *vm_console_tail(const Vm *vm, unsigned nlines);

@@ -22,6 +22,7 @@
 #include "op.h"
 #include "file.h"
 #include "layer0.h"
+#include "lifecycle.h"
 #include "process.h"
 #include "transfer.h"
 
@@ -516,6 +517,7 @@ void lua_vm_register(lua_State *L)
         luaL_newmetatable(L, VM_MT);
         luaL_setfuncs(L, vm_meta, 0);
         luaL_newlib(L, vm_methods);
+        lua_lifecycle_add_methods(L);
         lua_pushvalue(L, -1);
         lua_setfield(L, -3, "__index");
         /* leaves the methods table on the stack for the prelude, below the metatable */

@@ -210,7 +210,9 @@ const char *opt_string(lua_State *L, int opts, const char *field)
 int check_running(lua_State *L, const Target *tg, const char *op, const char *object)
 {
         Vm *vm = tg->vm;
-        if (vm_state(vm) == VM_RUNNING && agent_client_ready(tg->agent))
+        /* A paused VM takes requests: they are answered once it resumes (or time out). */
+        VmState st = vm_state(vm);
+        if ((st == VM_RUNNING || st == VM_PAUSED) && agent_client_ready(tg->agent))
                 return 0;
         lua_pushnil(L);
         const char *death = vm_death_reason(vm);

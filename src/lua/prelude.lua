@@ -312,6 +312,49 @@ function Stream:eof()
 end
 
 ---------------------------------------------------------------------------------------------
+-- lifecycle and console
+
+function VM:pause() call("pause", self._pause, self) end
+function VM:resume() call("resume", self._resume, self) end
+function VM:reset() call("reset", self._reset, self) end
+
+-- vm:wait_exit(timeout?): waits until QEMU has exited; raises if it is still running then.
+function VM:wait_exit(timeout)
+    if timeout ~= nil and (type(timeout) ~= "number" or timeout < 0) then
+        raise("bad argument #1 to 'wait_exit' (seconds >= 0 expected, got " .. show(timeout) .. ")")
+    end
+    local ok, err = pcall(self._wait_exit, self, timeout)
+    if not ok then raise((tostring(err):gsub("^prelude:%d+: ", ""))) end
+    if self:state() ~= "exited" then
+        raise(string.format("vm %s: still running after %s s", self:name(), tostring(timeout)))
+    end
+end
+
+-- vm:power_button(): the ACPI power button; the guest shuts down cleanly (wait_exit to wait).
+function VM:power_button() call("power_button", self._power_button, self) end
+
+-- vm:shutdown(opts?): a clean poweroff through the agent, and waits for QEMU to exit.
+function VM:shutdown(opts)
+    call("shutdown", self._poweroff, self, opts)
+    self:wait_exit(opts and opts.timeout or 60)
+end
+
+local console_of = setmetatable({}, { __mode = "k" })
+local vm_console = VM.console
+function VM:console()
+    local s = vm_console(self)
+    console_of[s] = self
+    return s
+end
+
+-- console:write(input): types into the serial console.
+function Stream:write(data)
+    local vm = console_of[self]
+    if not vm then raise("stream: write is only for a VM's console") end
+    call("write", vm._console_write, vm, data)
+end
+
+---------------------------------------------------------------------------------------------
 -- asynchronous processes
 
 function VM:run_async(cmd, opts)

@@ -1,0 +1,257 @@
+/* lifecycle.c: VM lifecycle from Lua (pause, resume, reset, power button, shutdown, kill,
+ * wait_exit) and the serial console as a stream.
+ *
+ * Sections: QMP commands, exits, console.
+ */
+#include "lifecycle.h"
+
+#include <errno.h>
+#include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "op.h"
+#include "stream.h"
+#include "waiter.h"
+
+typedef struct VmBoxHead {
+        Vm *vm;
+} VmBoxHead;
+
+static Vm *check_live_vm(lua_State *L)
+{
+        VmBoxHead *b = luaL_checkudata(L, 1, VM_MT);
+        if (!b->vm)
+                luaL_error(L, "vm: this VM was closed at the end of its file");
+        return b->vm;
+}
+
+/* ---- QMP commands ---- */
+
+typedef struct QmpCtx {
+        Pending pending; /* first: the cancel hook gets &ctx->pending */
+        Vm *vm;
+        const char *what;
+        int paused; /* -1: leave, 0/1: set on success */
+        bool abandoned;
+} QmpCtx;
+
+static void on_qmp_abandoned(Pending *p)
+{
+        ((QmpCtx *) p)->abandoned = true; /* the reply frees it */
+}
+
+static void on_qmp_reply(void *data, int status, json_t *result)
+{
+        QmpCtx *ctx = data;
+        if (status == 0 && ctx->paused >= 0)
+                vm_set_paused(ctx->vm, ctx->paused);
+        if (!ctx->abandoned && runtime_pending_alive(&ctx->pending)) {
+                lua_State *co = ctx->pending.co;
+                if (status == 0) {
+                        lua_pushboolean(co, 1);
+                        runtime_resume(&ctx->pending, 1);
+                } else {
+                        const char *desc = status == -EPROTO
+                                               ? json_string_value(json_object_get(result, "desc"))
+                                               : strerror(-status);
+                        lua_pushnil(co);
+                        lua_pushfstring(co, "vm %s: %s: %s", vm_name(ctx->vm), ctx->what,
+                                        desc ? desc : "failed");
+                        runtime_resume(&ctx->pending, 2);
+                }
+        }
+        free(ctx);
+}
+
+/* Sends cmd and parks until QEMU answers: true | nil, message. */
+static int qmp_op(lua_State *L, const char *cmd, const char *what, int paused)
+{
+        Vm *vm = check_live_vm(L);
+        VmState st = vm_state(vm);
+        if (st != VM_RUNNING && st != VM_PAUSED) {
+                lua_pushnil(L);
+                lua_pushfstring(L, "vm %s: %s: the VM is %s", vm_name(vm), what, vm_state_name(st));
+                return 2;
+        }
+        if (!runtime_in_task(L))
+                return luaL_error(L, "vm %s: %s: only inside a test body", vm_name(vm), what);
+        QmpCtx *ctx = calloc(1, sizeof *ctx);
+        if (!ctx)
+                return luaL_error(L, "vm %s: %s: out of memory", vm_name(vm), what);
+        *ctx = (QmpCtx){.vm = vm, .what = what, .paused = paused};
+        ctx->pending.cancel = on_qmp_abandoned;
+        int r = vm_qmp(vm, cmd, on_qmp_reply, ctx);
+        if (r < 0) {
+                free(ctx);
+                lua_pushnil(L);
+                lua_pushfstring(L, "vm %s: %s: %s", vm_name(vm), what, strerror(-r));
+                return 2;
+        }
+        return runtime_wait(L, &ctx->pending);
+}
+
+static int l_pause(lua_State *L)
+{
+        return qmp_op(L, "stop", "pause", 1);
+}
+
+static int l_resume(lua_State *L)
+{
+        return qmp_op(L, "cont", "resume", 0);
+}
+
+static int l_reset(lua_State *L)
+{
+        return qmp_op(L, "system_reset", "reset", -1);
+}
+
+static int l_power_button(lua_State *L)
+{
+        vm_expect_exit(check_live_vm(L));
+        return qmp_op(L, "system_powerdown", "power_button", -1);
+}
+
+/* ---- exits ---- */
+
+typedef struct ExitWait {
+        Waiter *waiter;
+} ExitWait;
+
+static void on_exit_seen(Vm *vm, void *data)
+{
+        ExitWait *w = data;
+        waiter_wake(&w->waiter);
+        free(w); /* the waiter finished (or was never there) */
+}
+
+/* vm:_wait_exit(timeout) -> true | nil, "timeout" */
+static int l_wait_exit(lua_State *L)
+{
+        Vm *vm = check_live_vm(L);
+        double timeout = luaL_optnumber(L, 2, -1);
+        if (vm_state(vm) == VM_EXITED) {
+                lua_pushboolean(L, 1);
+                return 1;
+        }
+        if (vm_state(vm) == VM_DEFINED)
+                return luaL_error(L, "vm %s: wait_exit: the VM was never booted", vm_name(vm));
+        ExitWait *w = calloc(1, sizeof *w);
+        if (!w)
+                return luaL_error(L, "vm %s: wait_exit: out of memory", vm_name(vm));
+        vm_on_exit(vm, on_exit_seen, w);
+        /* The exit watcher outlives the waiter on a timeout: it only wakes an empty slot. */
+        return waiter_park(L, &w->waiter, timeout, "wait_exit");
+}
+
+/* vm:kill(): power loss, QEMU killed at once (the exit does not fail the test) */
+static int l_kill(lua_State *L)
+{
+        Vm *vm = check_live_vm(L);
+        int r = vm_kill(vm);
+        if (r < 0 && r != -ESRCH)
+                return luaL_error(L, "vm %s: kill: %s", vm_name(vm), strerror(-r));
+        return 0;
+}
+
+/* vm:_expect_exit(): the next exit (a guest-initiated poweroff) does not fail the test */
+static int l_expect_exit(lua_State *L)
+{
+        vm_expect_exit(check_live_vm(L));
+        return 0;
+}
+
+static int push_true(lua_State *co, Op *op, const msgpack_object *reply)
+{
+        lua_pushboolean(co, 1);
+        return 1;
+}
+
+/* vm:_poweroff(opts): asks the agent to power the guest off cleanly; the exit is expected */
+static int l_poweroff(lua_State *L)
+{
+        Target tg = check_target(L, 1);
+        int n = check_running(L, &tg, "shutdown", "");
+        if (n)
+                return n;
+        vm_expect_exit(tg.vm);
+        Op *op;
+        NEW_OP_OR_FAIL(op, L, tg, "shutdown", "", opt_timeout(L, 2, "timeout"));
+        op->push_ok = push_true;
+        ProtoWriter *w = agent_request_begin(tg.agent, &op->req, "poweroff", 1);
+        proto_kv_bool(w, "reboot", false);
+        return op_send(L, op);
+}
+
+/* ---- console ---- */
+
+/* p NULL: the VM has exited, the console ends. */
+static void on_console_bytes(void *data, const char *p, size_t n)
+{
+        if (p)
+                stream_push(data, p, n);
+        else
+                stream_end(data, NULL);
+}
+
+/* vm:console() -> Stream of the console from its first byte, then live (one per VM) */
+static int l_console(lua_State *L)
+{
+        Vm *vm = check_live_vm(L);
+        if (lua_getiuservalue(L, 1, 1) == LUA_TUSERDATA)
+                return 1;
+        lua_pop(L, 1);
+        char name[96];
+        snprintf(name, sizeof name, "vm %s: console", vm_name(vm));
+        Stream *s = stream_new(name);
+        if (!s)
+                return luaL_error(L, "%s: out of memory", name);
+        size_t n;
+        const char *log = vm_console_log(vm, &n);
+        stream_push(s, log, n);
+        if (vm_state(vm) == VM_EXITED)
+                stream_end(s, NULL);
+        else
+                vm_console_watch(vm, on_console_bytes, s);
+        lua_stream_push(L, s);
+        /* The userdata owns the stream; it is anchored in the VM's user value, and the VM
+         * (which outlives every test) drops its watcher when it stops, before lua_close. */
+        stream_release(s);
+        lua_pushvalue(L, -1);
+        lua_setiuservalue(L, 1, 1);
+        return 1;
+}
+
+static int l_console_write(lua_State *L)
+{
+        Vm *vm = check_live_vm(L);
+        size_t n;
+        const char *p = luaL_checklstring(L, 2, &n);
+        int r = vm_console_write(vm, p, n);
+        if (r < 0) {
+                lua_pushnil(L);
+                lua_pushfstring(L, "vm %s: console write: %s", vm_name(vm), strerror(-r));
+                return 2;
+        }
+        lua_pushboolean(L, 1);
+        return 1;
+}
+
+static const luaL_Reg methods[] = {
+    {"_pause", l_pause},
+    {"_resume", l_resume},
+    {"_reset", l_reset},
+    {"_power_button", l_power_button},
+    {"_wait_exit", l_wait_exit},
+    {"_expect_exit", l_expect_exit},
+    {"_poweroff", l_poweroff},
+    {"kill", l_kill},
+    {"console", l_console},
+    {"_console_write", l_console_write},
+    {NULL, NULL},
+};
+
+void lua_lifecycle_add_methods(lua_State *L)
+{
+        luaL_setfuncs(L, methods, 0);
+}
