@@ -95,14 +95,32 @@ void modules_release(void);
 /* Waits until every listed module has been tried (for ops that need disks or NICs). Returns at
  * once outside PID 1 or when nothing was deferred. Thread-safe. */
 void modules_wait(void);
+/* Like modules_wait(), but leaves the deferred modules their usual start (no early release). */
+void modules_wait_loaded(void);
 /* True when the kernel command line (PID 1) or PROVIUM_AGENT_DEBUG asks for op logging. */
 bool init_debug_requested(bool pid1);
-/* Powers off (or reboots) as PID 1; returns only on failure, with -errno. */
-int init_poweroff(bool reboot);
 /* Leaves the agent: exit(code) normally, power off as PID 1 (init must never exit). */
 _Noreturn void init_exit(bool pid1, int code);
 /* Opens fds 0-2 on /dev/null (or /dev/console) where they are closed. */
 void init_ensure_stdio(void);
+
+/* ---- power.c ---- */
+
+/* PID 1's clean shutdown: SIGTERM to every process, up to 2 s for them to exit (reaping them),
+ * SIGKILL to the rest, sync, then power off (or reboot). No wait when no process is left.
+ * Returns only on failure, with -errno. Thread-safe. */
+int power_off(bool reboot);
+/* Starts the thread that watches the ACPI power button: as PID 1, every input device named
+ * "Power Button" (once the deferred modules are loaded), or the evdev device path when not
+ * NULL (borrowed for the process's life). KEY_POWER pressed logs "power button: powering off"
+ * and calls power_off() as PID 1; outside PID 1 it calls agent_request_quit(). A no-op outside
+ * PID 1 without path. Call with SIGCHLD blocked. Returns 0 or -errno (no thread). */
+int power_button_start(const char *path, bool pid1, bool debug);
+
+/* ---- main.c ---- */
+
+/* Makes the agent leave as after poweroff outside PID 1 (main thread exits 0). Thread-safe. */
+void agent_request_quit(void);
 
 /* ---- server.c ---- */
 

@@ -1,11 +1,11 @@
-/* init.c: PID-1 duties of provium-agent: mounts, environment, kernel modules, power off.
+/* init.c: PID-1 duties of provium-agent: mounts, environment, kernel modules, exit.
  *
  * Modules: /lib/modules/provium.order lists them in load order. Only those up to virtio_console
  * (what the agent's ports need) load before the agent serves; the rest (disks, NICs) load in a
  * background thread once the first hello has been answered (or after MODULES_DEFER_MS), so they
  * never delay boot-to-ready. modules_wait() is for ops that need them.
  *
- * Sections: logging, mounts, modules, power.
+ * Sections: logging, mounts, modules, exit (shutting down is power.c's).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
-#include <sys/reboot.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -263,6 +262,11 @@ void modules_release(void)
 void modules_wait(void)
 {
         modules_release();
+        modules_wait_loaded();
+}
+
+void modules_wait_loaded(void)
+{
         pthread_mutex_lock(&modules_lock);
         while (modules_pending)
                 pthread_cond_wait(&modules_cond, &modules_lock);
@@ -282,15 +286,7 @@ void init_pid1(void)
         init_modules_ns = agent_now_ns();
 }
 
-/* ---- power ---- */
-
-int init_poweroff(bool reboot_)
-{
-        sync();
-        if (reboot(reboot_ ? RB_AUTOBOOT : RB_POWER_OFF) < 0)
-                return -errno;
-        return 0;
-}
+/* ---- exit ---- */
 
 _Noreturn void init_exit(bool pid1, int code)
 {
@@ -298,7 +294,7 @@ _Noreturn void init_exit(bool pid1, int code)
                 exit(code);
         agent_log("init exiting (%d), powering off", code);
         for (;;) {
-                int r = init_poweroff(false);
+                int r = power_off(false);
                 agent_log("reboot: %s", strerror(-r));
                 (void) sleep(10);
         }

@@ -40,9 +40,10 @@
 typedef struct Options {
         int fds[MAX_CONNS]; /* each --fd */
         size_t n_fds;
-        int fd;           /* first --fd, -1 when absent */
-        const char *path; /* --connect */
-        const char *port; /* --port or the default */
+        int fd;                   /* first --fd, -1 when absent */
+        const char *path;         /* --connect */
+        const char *port;         /* --port or the default */
+        const char *power_button; /* --power-button: the evdev device to watch */
 } Options;
 
 static void sleep_ms(int ms)
@@ -56,20 +57,22 @@ static void usage(FILE *f)
 {
         (void) fprintf(f,
                        "usage: provium-agent [--fd N [--fd M...] | --connect PATH | --port NAME]\n"
+                       "                     [--power-button DEV]\n"
                        "Serves the provium agent protocol (docs/protocol.md). Without options\n"
                        "it serves the virtio-serial port named " AGENT_DEFAULT_PORT " and every\n"
-                       "other port named " PORT_PREFIX "*, each in its own thread.\n");
+                       "other port named " PORT_PREFIX "*, each in its own thread.\n"
+                       "As PID 1 it powers off when the ACPI power button is pressed; with\n"
+                       "--power-button it watches the evdev device DEV instead (outside PID 1\n"
+                       "a KEY_POWER press makes it exit, as poweroff does).\n");
 }
 
 /* Returns 0, 1 after --help, or -EINVAL. */
 static int parse_args(int argc, char **argv, Options *ret)
 {
         static const struct option longopts[] = {
-            {"fd", required_argument, NULL, 'f'},
-            {"connect", required_argument, NULL, 'c'},
-            {"port", required_argument, NULL, 'p'},
-            {"help", no_argument, NULL, 'h'},
-            {0},
+            {"fd", required_argument, NULL, 'f'},   {"connect", required_argument, NULL, 'c'},
+            {"port", required_argument, NULL, 'p'}, {"power-button", required_argument, NULL, 'b'},
+            {"help", no_argument, NULL, 'h'},       {0},
         };
         Options o = {.fd = -1, .port = AGENT_DEFAULT_PORT};
         int c;
@@ -91,6 +94,9 @@ static int parse_args(int argc, char **argv, Options *ret)
                         break;
                 case 'p':
                         o.port = optarg;
+                        break;
+                case 'b':
+                        o.power_button = optarg;
                         break;
                 case 'h':
                         usage(stdout);
@@ -213,6 +219,12 @@ static void wake_main(void)
 {
         uint64_t one = 1;
         (void) !write(wake_fd, &one, sizeof one);
+}
+
+void agent_request_quit(void)
+{
+        atomic_store(&agent_quit, true);
+        wake_main();
 }
 
 /* Serves a stream connection once. Returns the exit code (0 on EOF or quit). */
@@ -451,10 +463,13 @@ static int agent_run(const Options *o)
                 return 1;
         }
         modules_start(); /* after SIGCHLD is blocked; the thread blocks every signal */
+        int r = power_button_start(o->power_button, agent_pid1, agent_debug);
+        if (r < 0)
+                agent_log("power button thread: %s", strerror(-r));
         int code = agent_start(o);
         if (code != 0 && n_conns == 0)
                 return code;
-        int r = agent_loop(sigfd, o->n_fds == 0 && !o->path);
+        r = agent_loop(sigfd, o->n_fds == 0 && !o->path);
         return code ? code : r;
 }
 

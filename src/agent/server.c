@@ -234,7 +234,7 @@ static int op_poweroff(Server *s, uint64_t id, const msgpack_object *req)
                 return 0;
         }
         exec_detach_all(s);
-        r = init_poweroff(reboot_);
+        r = power_off(reboot_);
         agent_log("reboot: %s", strerror(-r));
         return 0;
 }

@@ -471,6 +471,18 @@ static int build_argv(Vm *vm, const VmConfig *cfg, const Image *img, Argv *a)
         argv_add(a, "-append");
         argv_add(a, "%s%s%s", img->cmdline ? img->cmdline : "", cfg->append ? " " : "",
                  cfg->append ? cfg->append : "");
+        if (cfg->initial_time) {
+                argv_add(a, "-rtc");
+                argv_add(a, "base=%s,clock=host", cfg->initial_time);
+        }
+        if (cfg->has_rng_seed) {
+                argv_add(a, "-seed");
+                argv_add(a, "%llu", (unsigned long long) cfg->rng_seed);
+                argv_add(a, "-object");
+                argv_add(a, "rng-builtin,id=rng0");
+                argv_add(a, "-device");
+                argv_add(a, "virtio-rng-pci,rng=rng0");
+        }
         argv_add(a, "-device");
         argv_add(a, "virtio-serial-pci,id=vser0");
         argv_add(a, "-chardev");

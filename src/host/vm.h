@@ -18,15 +18,18 @@ typedef enum VmState {
 } VmState;
 
 typedef struct VmConfig {
-        const char *image;   /* image name ("default") */
-        const char *kernel;  /* or an explicit kernel... */
-        const char *initrd;  /* ...and initrd */
-        const char *append;  /* extra kernel command line */
-        uint64_t memory_mb;  /* default 256 */
-        unsigned cpus;       /* default 1 */
-        uint64_t timeout_ms; /* boot to agent-ready; default 120 s */
-        const char *accel;   /* "tcg" or "kvm" */
-        int workers;         /* worker ports beside the main one; -1: default (4) */
+        const char *image;        /* image name ("default") */
+        const char *kernel;       /* or an explicit kernel... */
+        const char *initrd;       /* ...and initrd */
+        const char *append;       /* extra kernel command line */
+        uint64_t memory_mb;       /* default 256 */
+        unsigned cpus;            /* default 1 */
+        uint64_t timeout_ms;      /* boot to agent-ready; default 120 s */
+        const char *accel;        /* "tcg" or "kvm" */
+        int workers;              /* worker ports beside the main one; -1: default (4) */
+        const char *initial_time; /* guest RTC at power-on, "YYYY-MM-DDTHH:MM:SS" UTC; NULL: now */
+        bool has_rng_seed;
+        uint64_t rng_seed; /* QEMU -seed: guest RDRAND and virtio-rng become reproducible */
 } VmConfig;
 
 #define VM_MAX_WORKERS 16

@@ -9,6 +9,7 @@
 #include "lua_vm.h"
 
 #include <errno.h>
+#include <time.h>
 #include <stddef.h>
 #include <lauxlib.h>
 #include <stdio.h>
@@ -192,6 +193,36 @@ static uint64_t opt_memory_mb(lua_State *L, int opts)
         return mb;
 }
 
+/* opts.initial_time: seconds since the epoch, or "YYYY-MM-DDTHH:MM:SS" (UTC). Returns the
+ * QEMU -rtc base in buf, or NULL when not given. */
+static const char *opt_initial_time(lua_State *L, int opts, char *buf, size_t len)
+{
+        lua_getfield(L, opts, "initial_time");
+        const char *r = NULL;
+        if (lua_isinteger(L, -1) || lua_type(L, -1) == LUA_TNUMBER) {
+                time_t t = (time_t) lua_tonumber(L, -1);
+                struct tm tm;
+                if (t < 0 || !gmtime_r(&t, &tm))
+                        luaL_error(L, "option 'initial_time' must be seconds since 1970 >= 0");
+                strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+                r = buf;
+        } else if (lua_type(L, -1) == LUA_TSTRING) {
+                const char *s = lua_tostring(L, -1);
+                struct tm tm = {0};
+                const char *end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+                if (!end || *end)
+                        luaL_error(L,
+                                   "option 'initial_time' must look like "
+                                   "\"2030-01-01T00:00:00\" (UTC), got \"%s\"",
+                                   s);
+                snprintf(buf, len, "%s", s);
+                r = buf;
+        } else if (!lua_isnil(L, -1))
+                luaL_error(L, "option 'initial_time' must be a number or a date string");
+        lua_pop(L, 1);
+        return r;
+}
+
 /* vm:_boot(image, opts) -> true | nil, message */
 static int l_vm_boot(lua_State *L)
 {
@@ -202,6 +233,7 @@ static int l_vm_boot(lua_State *L)
                 luaL_checktype(L, opts, LUA_TTABLE);
         Runtime *rt = runtime_get(L);
         const RuntimeConfig *rc = runtime_config(rt);
+        char time_buf[32];
         VmConfig cfg = {
             .image = image,
             .kernel = opt_string(L, opts, "kernel"),
@@ -217,6 +249,16 @@ static int l_vm_boot(lua_State *L)
                 if (cpus < 1 || cpus > 64)
                         return luaL_error(L, "option 'cpus' must be 1..64");
                 cfg.cpus = (unsigned) cpus;
+                lua_pop(L, 1);
+                cfg.initial_time = opt_initial_time(L, opts, time_buf, sizeof time_buf);
+                lua_getfield(L, opts, "rng_seed");
+                if (!lua_isnil(L, -1)) {
+                        lua_Integer seed = luaL_checkinteger(L, -1);
+                        if (seed < 0)
+                                return luaL_error(L, "option 'rng_seed' must be an integer >= 0");
+                        cfg.has_rng_seed = true;
+                        cfg.rng_seed = (uint64_t) seed;
+                }
                 lua_pop(L, 1);
                 lua_getfield(L, opts, "workers");
                 if (!lua_isnil(L, -1)) {
