@@ -128,7 +128,8 @@ static size_t power_find(int *fds, size_t max)
                         continue;
                 }
                 if (power_buttons.debug)
-                        agent_log("power button: watching %s", dev);
+                        agent_log("power button: watching %s at %lld ms", dev,
+                                  (long long) (agent_now_ns() / 1000000));
                 fds[n++] = fd;
         }
         (void) closedir(d);

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/input.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -57,8 +58,9 @@ typedef struct Result {
         uint64_t pid;      /* spawn's started chunk, 0 before it */
 } Result;
 
-/* Starts one agent serving n connections (--fd 3, --fd 4, ...); ret[0] owns the process. */
-static void client_new_n(size_t n, Client **ret)
+/* Starts one agent serving n connections (--fd 3, --fd 4, ...) with the options in extra
+ * (NULL-terminated, or NULL); ret[0] owns the process. */
+static void client_start(size_t n, const char *const *extra, Client **ret)
 {
         const char *agent = getenv("PROVIUM_AGENT");
         assert_non_null(agent);
@@ -74,7 +76,7 @@ static void client_new_n(size_t n, Client **ret)
                 for (size_t i = 0; i < n; i++)
                         if ((hi[i] = fcntl(sv[i][1], F_DUPFD, 20)) < 0)
                                 _exit(126);
-                char *argv[2 + 2 * 4 + 1];
+                char *argv[2 + 2 * 4 + 4 + 1];
                 char nums[4][8];
                 size_t k = 0;
                 argv[k++] = (char *) agent;
@@ -85,6 +87,8 @@ static void client_new_n(size_t n, Client **ret)
                         argv[k++] = "--fd";
                         argv[k++] = nums[i];
                 }
+                for (size_t i = 0; extra && extra[i] && i < 4; i++)
+                        argv[k++] = (char *) extra[i];
                 argv[k] = NULL;
                 execv(agent, argv);
                 _exit(127);
@@ -101,6 +105,11 @@ static void client_new_n(size_t n, Client **ret)
                 proto_writer_init(&c->wr);
                 ret[i] = c;
         }
+}
+
+static void client_new_n(size_t n, Client **ret)
+{
+        client_start(n, NULL, ret);
 }
 
 static Client *client_new(void)
@@ -2015,6 +2024,40 @@ static void test_poweroff_exits(void **state)
         client_free(c);
 }
 
+/* Writes one struct input_event to fd (a FIFO standing in for /dev/input/eventN). */
+static void send_input_event(int fd, uint16_t type, uint16_t code, int32_t value)
+{
+        struct input_event ev = {.type = type, .code = code, .value = value};
+        assert_int_equal(write(fd, &ev, sizeof ev), (ssize_t) sizeof ev);
+}
+
+/* --power-button outside PID 1: other keys, SYN and KEY_POWER released are ignored; KEY_POWER
+ * pressed makes the agent exit 0, as poweroff does. */
+static void test_power_button(void **state)
+{
+        _cleanup_free_ char *path = tmp_path("power-button");
+        assert_int_equal(mkfifo(path, 0600), 0);
+        int fd = open(path, O_RDWR | O_CLOEXEC); /* a writer, so the agent's open never waits */
+        assert_true(fd >= 0);
+        const char *extra[] = {"--power-button", path, NULL};
+        Client *c;
+        client_start(1, extra, &c);
+        hello_ok(c, 1);
+        send_input_event(fd, EV_KEY, KEY_POWER, 0);
+        send_input_event(fd, EV_KEY, KEY_SLEEP, 1);
+        send_input_event(fd, EV_SYN, SYN_REPORT, 0);
+        struct timespec ts = {.tv_nsec = 200 * 1000 * 1000};
+        assert_int_equal(nanosleep(&ts, NULL), 0);
+        hello_ok(c, 2); /* still serving */
+        send_input_event(fd, EV_KEY, KEY_POWER, 1);
+        send_input_event(fd, EV_SYN, SYN_REPORT, 0);
+        msgpack_object m;
+        assert_int_equal(read_frame(c, &m), 0); /* the agent left: EOF */
+        assert_int_equal(close(fd), 0);
+        assert_int_equal(unlink(path), 0);
+        client_free(c);
+}
+
 /* ---- main ---- */
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -2052,6 +2095,7 @@ int main(void)
             cmocka_unit_test(test_bad_fields),
             cmocka_unit_test(test_bad_frames),
             cmocka_unit_test(test_poweroff_exits),
+            cmocka_unit_test(test_power_button),
             cmocka_unit_test(test_spawn_cat),
             cmocka_unit_test(test_spawn_signal),
             cmocka_unit_test(test_spawn_many),
