@@ -34,7 +34,9 @@ struct Vm {
         uv_pipe_t *out;     /* QEMU stdout: the serial console */
         uv_pipe_t *err;     /* QEMU stderr */
         uv_pipe_t *in;      /* QEMU stdin: input to the serial console */
-        bool exit_wanted;   /* vm_expect_exit: the next exit does not fail the test */
+        uv_timer_t *press;  /* re-presses the power button until the guest is off */
+        int presses;
+        bool exit_wanted; /* vm_expect_exit: the next exit does not fail the test */
         void (*exit_fn)(Vm *, void *);
         void *exit_data;
         void (*console_fn)(void *, const char *, size_t);
@@ -149,6 +151,7 @@ Vm *vm_new(uv_loop_t *loop, const char *name, const char *run_dir)
 /* ---- console ---- */
 
 static void finish_exit(Vm *vm);
+static void stop_pressing(Vm *vm);
 
 static void console_append(Vm *vm, const char *p, size_t n)
 {
@@ -281,6 +284,7 @@ static void finish_exit(Vm *vm)
                 boot_done(vm, -ECHILD, vm->death);
         else if (!expected && vm->death_cb)
                 vm->death_cb(vm, vm->death ? vm->death : "QEMU exited", vm->death_data);
+        stop_pressing(vm);
         if (vm->console_fn) {
                 vm->console_fn(vm->console_data, NULL, 0); /* the console ends here */
                 vm->console_fn = NULL;
@@ -679,6 +683,50 @@ void vm_set_paused(Vm *vm, bool paused)
                 vm->state = VM_RUNNING;
 }
 
+/* A press that reaches the guest before its button driver is up is lost, so the button is
+ * pressed again every 2 s (at most 10 times) until QEMU exits. */
+#define PRESS_AGAIN_MS 2000
+#define PRESS_MAX      10
+
+static void stop_pressing(Vm *vm)
+{
+        if (vm->press) {
+                close_handle(vm, (uv_handle_t *) vm->press);
+                vm->press = NULL;
+        }
+}
+
+static void on_press_again(uv_timer_t *t)
+{
+        Vm *vm = t->data;
+        if (vm->state == VM_EXITED || ++vm->presses >= PRESS_MAX || !vm->qmp) {
+                stop_pressing(vm);
+                return;
+        }
+        (void) qmp_execute(vm->qmp, "system_powerdown", NULL, NULL, NULL);
+}
+
+int vm_power_button(Vm *vm, QmpReplyFn cb, void *data)
+{
+        if (!vm->qmp)
+                return -ENOTCONN;
+        vm->exit_wanted = true;
+        if (!vm->press) {
+                vm->press = calloc(1, sizeof *vm->press);
+                if (vm->press && uv_timer_init(vm->loop, vm->press) == 0) {
+                        vm->press->data = vm;
+                        vm->handles_open++;
+                        vm->presses = 0;
+                        (void) uv_timer_start(vm->press, on_press_again, PRESS_AGAIN_MS,
+                                              PRESS_AGAIN_MS);
+                } else {
+                        free(vm->press);
+                        vm->press = NULL;
+                }
+        }
+        return qmp_execute(vm->qmp, "system_powerdown", NULL, cb, data);
+}
+
 int vm_kill(Vm *vm)
 {
         if (!vm->proc)
@@ -795,6 +843,7 @@ void vm_stop(Vm *vm, void (*done_cb)(Vm *vm, void *data), void *data)
         }
         vm->console_fn = NULL;
         vm->exit_fn = NULL;
+        stop_pressing(vm);
         remove_run_dir(vm);
         if (vm->handles_open == 0 && vm->stop_cb) {
                 vm->stop_cb = NULL;

@@ -70,6 +70,9 @@ void vm_on_exit(Vm *vm, void (*fn)(Vm *vm, void *data), void *data);
 int vm_qmp(Vm *vm, const char *cmd, QmpReplyFn cb, void *data);
 /* Marks the VM paused or running again (after the QMP stop/cont succeeded). */
 void vm_set_paused(Vm *vm, bool paused);
+/* Presses the ACPI power button (and again every 2 s until QEMU exits, since an early press
+ * can be lost); the exit is expected. cb as qmp_execute. */
+int vm_power_button(Vm *vm, QmpReplyFn cb, void *data);
 /* Power loss: SIGKILL to QEMU; the exit is expected. */
 int vm_kill(Vm *vm);
 

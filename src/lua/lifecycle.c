@@ -64,8 +64,17 @@ static void on_qmp_reply(void *data, int status, json_t *result)
         free(ctx);
 }
 
+static int qmp_op_with(lua_State *L, const char *cmd, const char *what, int paused,
+                       int (*send)(Vm *, QmpReplyFn, void *));
+
 /* Sends cmd and parks until QEMU answers: true | nil, message. */
 static int qmp_op(lua_State *L, const char *cmd, const char *what, int paused)
+{
+        return qmp_op_with(L, cmd, what, paused, NULL);
+}
+
+static int qmp_op_with(lua_State *L, const char *cmd, const char *what, int paused,
+                       int (*send)(Vm *, QmpReplyFn, void *))
 {
         Vm *vm = check_live_vm(L);
         VmState st = vm_state(vm);
@@ -81,7 +90,7 @@ static int qmp_op(lua_State *L, const char *cmd, const char *what, int paused)
                 return luaL_error(L, "vm %s: %s: out of memory", vm_name(vm), what);
         *ctx = (QmpCtx){.vm = vm, .what = what, .paused = paused};
         ctx->pending.cancel = on_qmp_abandoned;
-        int r = vm_qmp(vm, cmd, on_qmp_reply, ctx);
+        int r = send ? send(vm, on_qmp_reply, ctx) : vm_qmp(vm, cmd, on_qmp_reply, ctx);
         if (r < 0) {
                 free(ctx);
                 lua_pushnil(L);
@@ -108,8 +117,7 @@ static int l_reset(lua_State *L)
 
 static int l_power_button(lua_State *L)
 {
-        vm_expect_exit(check_live_vm(L));
-        return qmp_op(L, "system_powerdown", "power_button", -1);
+        return qmp_op_with(L, "system_powerdown", "power_button", -1, vm_power_button);
 }
 
 /* ---- exits ---- */
