@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "events.h"
 #include "op.h"
 #include "stream.h"
 #include "waiter.h"
@@ -41,9 +42,20 @@ static void on_qmp_abandoned(Pending *p)
         ((QmpCtx *) p)->abandoned = true; /* the reply frees it */
 }
 
+static void emit_lifecycle(Vm *vm, const char *action, bool ok)
+{
+        EventBuilder ev;
+        event_begin(&ev, "vm.lifecycle", 3);
+        proto_kv_str(&ev.w, "vm", vm_name(vm));
+        proto_kv_str(&ev.w, "action", action);
+        proto_kv_bool(&ev.w, "ok", ok);
+        event_end(&ev);
+}
+
 static void on_qmp_reply(void *data, int status, json_t *result)
 {
         QmpCtx *ctx = data;
+        emit_lifecycle(ctx->vm, ctx->what, status == 0);
         if (status == 0 && ctx->paused >= 0)
                 vm_set_paused(ctx->vm, ctx->paused);
         if (!ctx->abandoned && runtime_pending_alive(&ctx->pending)) {
@@ -157,6 +169,7 @@ static int l_kill(lua_State *L)
 {
         Vm *vm = check_live_vm(L);
         int r = vm_kill(vm);
+        emit_lifecycle(vm, "kill", r == 0);
         if (r < 0 && r != -ESRCH)
                 return luaL_error(L, "vm %s: kill: %s", vm_name(vm), strerror(-r));
         return 0;
