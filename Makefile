@@ -33,7 +33,8 @@ acceptance: image
 
 check: unit acceptance
 
-# The same suite with provium built under AddressSanitizer and UBSan. The agent stays the
+# The same suite with provium built under AddressSanitizer and UBSan. A leak or error makes a
+# file runner exit with status 23, which the dispatcher reports as a failure of that file. The agent stays the
 # static one from $(BUILD): sanitizers do not link statically, and the guest does not need them.
 $(ASAN_BUILD)/build.ninja: | build
 	meson setup $(ASAN_BUILD) -Db_sanitize=address,undefined -Db_lundef=false \
@@ -43,7 +44,7 @@ check-asan: image $(ASAN_BUILD)/build.ninja
 	ninja -C $(ASAN_BUILD)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	        meson test -C $(ASAN_BUILD) --print-errorlogs
-	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	ASAN_OPTIONS=detect_leaks=1:exitcode=23 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:exitcode=23 \
 	        $(ASAN_BUILD)/provium $(RUN_FLAGS) -j $(JOBS) tests/
 
 bench: image

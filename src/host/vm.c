@@ -842,8 +842,12 @@ void vm_stop(Vm *vm, void (*done_cb)(Vm *vm, void *data), void *data)
                 vm->in = NULL;
         }
         vm->console_fn = NULL;
-        vm->exit_fn = NULL;
         stop_pressing(vm);
+        if (vm->exit_fn) { /* the watcher learns the VM is gone, and frees what it holds */
+                void (*fn)(Vm *, void *) = vm->exit_fn;
+                vm->exit_fn = NULL;
+                fn(vm, vm->exit_data);
+        }
         remove_run_dir(vm);
         if (vm->handles_open == 0 && vm->stop_cb) {
                 vm->stop_cb = NULL;
