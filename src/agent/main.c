@@ -113,6 +113,25 @@ static int parse_args(int argc, char **argv, Options *ret)
 
 /* ---- transports ---- */
 
+/* Reads the name of virtio port `entry` (vportNpM) from sysfs into buf. Returns 0 or -errno
+ * (a port whose name is not there yet: -ENOENT or -ENODATA). */
+static int port_name(const char *entry, char *buf, size_t size)
+{
+        char p[512];
+        (void) snprintf(p, sizeof p, PORTS_DIR "/%s/name", entry);
+        int fd = open(p, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        ssize_t n = read(fd, buf, size - 1);
+        int r = n < 0 ? -errno : 0;
+        (void) close(fd);
+        if (n <= 0)
+                return r < 0 ? r : -ENODATA;
+        buf[n] = 0;
+        buf[strcspn(buf, "\n")] = 0;
+        return 0;
+}
+
 /* Looks up the /dev node of the virtio port called name. Returns 0 or -ENOENT. */
 static int port_find(const char *name, char *ret_dev, size_t size)
 {
@@ -124,17 +143,9 @@ static int port_find(const char *name, char *ret_dev, size_t size)
         while (r < 0 && (e = readdir(d))) {
                 if (e->d_name[0] == '.')
                         continue;
-                char p[512], buf[256];
-                (void) snprintf(p, sizeof p, PORTS_DIR "/%s/name", e->d_name);
-                int fd = open(p, O_RDONLY | O_CLOEXEC);
-                if (fd < 0)
+                char buf[256];
+                if (port_name(e->d_name, buf, sizeof buf) < 0)
                         continue;
-                ssize_t n = read(fd, buf, sizeof buf - 1);
-                (void) close(fd);
-                if (n <= 0)
-                        continue;
-                buf[n] = 0;
-                buf[strcspn(buf, "\n")] = 0;
                 if (strcmp(buf, name) == 0) {
                         (void) snprintf(ret_dev, size, "/dev/%s", e->d_name);
                         r = 0;
@@ -341,17 +352,9 @@ static void ports_scan(void)
         while ((e = readdir(d))) {
                 if (e->d_name[0] == '.')
                         continue;
-                char p[512], buf[128];
-                (void) snprintf(p, sizeof p, PORTS_DIR "/%s/name", e->d_name);
-                int fd = open(p, O_RDONLY | O_CLOEXEC);
-                if (fd < 0)
+                char buf[128];
+                if (port_name(e->d_name, buf, sizeof buf) < 0)
                         continue;
-                ssize_t n = read(fd, buf, sizeof buf - 1);
-                (void) close(fd);
-                if (n <= 0)
-                        continue;
-                buf[n] = 0;
-                buf[strcspn(buf, "\n")] = 0;
                 if (strncmp(buf, PORT_PREFIX, strlen(PORT_PREFIX)) != 0 || port_served(buf))
                         continue;
                 int r = conn_start(CONN_PORT, -1, buf);

@@ -16,6 +16,7 @@
 #include <time.h>
 
 #include "agent.h"
+#include "fdio.h"
 
 #define READ_SIZE (PROTO_CHUNK + (64u << 10)) /* one upload frame per read */
 
@@ -44,32 +45,12 @@ int agent_set_nonblock(int fd)
 
 /* ---- sending ---- */
 
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-        while (n > 0) {
-                ssize_t k = write(fd, p, n);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        if (errno == EAGAIN) {
-                                struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-                                (void) poll(&pfd, 1, -1);
-                                continue;
-                        }
-                        return -errno;
-                }
-                p += k;
-                n -= (size_t) k;
-        }
-        return 0;
-}
-
 /* Writes out everything buffered in s->wr. Returns 0 or -errno (the connection is then dead). */
 static int server_send_buffered(Server *s)
 {
         size_t n;
         const uint8_t *p = proto_writer_data(&s->wr, &n);
-        int r = s->broken ? -EPIPE : write_all(s->fd, p, n);
+        int r = s->broken ? -EPIPE : fd_write_all(s->fd, p, n);
         proto_writer_reset(&s->wr);
         if (r < 0)
                 s->broken = true;
@@ -176,7 +157,7 @@ int server_send_buf(Server *s, uint64_t id, const char *kind, size_t n)
         memcpy(start, h.b, h.n);
         if (s->broken)
                 return -EPIPE;
-        int r = write_all(s->fd, start, h.n + n);
+        int r = fd_write_all(s->fd, start, h.n + n);
         if (r < 0)
                 s->broken = true;
         return r;

@@ -15,6 +15,7 @@
 #include <uv.h>
 
 #include "cli.h"
+#include "fdio.h"
 #include "events.h"
 #include "lua_provium.h"
 #include "runtime.h"
@@ -23,27 +24,13 @@
 
 static bool events_broken;
 
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-        while (n > 0) {
-                ssize_t w = write(fd, p, n);
-                if (w < 0 && errno == EINTR)
-                        continue;
-                if (w < 0)
-                        return -errno;
-                p += w;
-                n -= (size_t) w;
-        }
-        return 0;
-}
-
 /* Frames each event (u32 length + map) onto the dispatcher's pipe. */
 static void pipe_sink(void *data, const char *type, const uint8_t *mp, size_t len)
 {
         if (events_broken)
                 return;
         uint8_t hdr[4] = {len & 0xff, (len >> 8) & 0xff, (len >> 16) & 0xff, (len >> 24) & 0xff};
-        if (write_all(EVENTS_FD, hdr, 4) < 0 || write_all(EVENTS_FD, mp, len) < 0)
+        if (fd_write_all(EVENTS_FD, hdr, 4) < 0 || fd_write_all(EVENTS_FD, mp, len) < 0)
                 events_broken = true;
 }
 

@@ -12,6 +12,7 @@
 
 #include "op.h"
 #include "stream.h"
+#include "types.h"
 
 #define FILE_MT "provium.File"
 
@@ -159,12 +160,6 @@ static int push_pos(lua_State *co, Op *op, const msgpack_object *reply)
         return 1;
 }
 
-static int push_closed(lua_State *co, Op *op, const msgpack_object *reply)
-{
-        lua_pushboolean(co, 1);
-        return 1;
-}
-
 /* file:_read(n) -> bytes ("" at the end of the file) */
 static int l_read(lua_State *L)
 {
@@ -227,7 +222,7 @@ static int l_close(lua_State *L)
                 return n;
         f->open = false; /* closed from our side whatever the agent answers */
         Op *op = file_op(L, f, "close", 0);
-        op->push_ok = push_closed;
+        op->push_ok = op_push_true;
         ProtoWriter *w = agent_request_begin(f->tg.agent, &op->req, "close", 1);
         proto_kv_uint(w, "fd", f->fd);
         return op_send(L, op);
@@ -340,13 +335,5 @@ static const luaL_Reg methods[] = {
 
 void lua_file_register(lua_State *L)
 {
-        luaL_newmetatable(L, FILE_MT);
-        lua_pushcfunction(L, l_gc);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, l_tostring);
-        lua_setfield(L, -2, "__tostring");
-        luaL_newlib(L, methods);
-        lua_pushvalue(L, -1);
-        lua_setfield(L, -3, "__index");
-        lua_remove(L, -2);
+        types_register(L, FILE_MT, methods, l_gc, NULL, l_tostring);
 }

@@ -12,6 +12,7 @@
 #include "file.h"
 #include "op.h"
 #include "syscalls.h"
+#include "types.h"
 
 #define BUFFER_MT  "provium.Buffer"
 #define MAX_ARGS   6
@@ -319,13 +320,11 @@ static const luaL_Reg buffer_methods[] = {
 
 void lua_layer0_register(lua_State *L)
 {
-        luaL_newmetatable(L, BUFFER_MT);
+        types_register(L, BUFFER_MT, buffer_methods, NULL, NULL, l_buffer_tostring);
+        lua_pop(L, 1);
+        luaL_getmetatable(L, BUFFER_MT);
         lua_pushcfunction(L, l_buffer_len);
         lua_setfield(L, -2, "__len");
-        lua_pushcfunction(L, l_buffer_tostring);
-        lua_setfield(L, -2, "__tostring");
-        luaL_newlib(L, buffer_methods);
-        lua_setfield(L, -2, "__index");
         lua_pop(L, 1);
 }
 

@@ -182,12 +182,6 @@ static int l_expect_exit(lua_State *L)
         return 0;
 }
 
-static int push_true(lua_State *co, Op *op, const msgpack_object *reply)
-{
-        lua_pushboolean(co, 1);
-        return 1;
-}
-
 /* vm:_poweroff(opts): asks the agent to power the guest off cleanly; the exit is expected */
 static int l_poweroff(lua_State *L)
 {
@@ -198,7 +192,7 @@ static int l_poweroff(lua_State *L)
         vm_expect_exit(tg.vm);
         Op *op;
         NEW_OP_OR_FAIL(op, L, tg, "shutdown", "", opt_timeout(L, 2, "timeout"));
-        op->push_ok = push_true;
+        op->push_ok = op_push_true;
         ProtoWriter *w = agent_request_begin(tg.agent, &op->req, "poweroff", 1);
         proto_kv_bool(w, "reboot", false);
         return op_send(L, op);

@@ -344,12 +344,6 @@ static int l_vm_exec(lua_State *L)
 
 /* ---- files ---- */
 
-static int push_true(lua_State *co, Op *op, const msgpack_object *reply)
-{
-        lua_pushboolean(co, 1);
-        return 1;
-}
-
 static int push_stat_result(lua_State *co, Op *op, const msgpack_object *reply)
 {
         static const char *const ufields[] = {"size", "mode",     "uid",      "gid",     "nlink",
@@ -419,7 +413,7 @@ static int l_vm_mkdir(lua_State *L)
                 return n;
         Op *op;
         NEW_OP_OR_FAIL(op, L, tg, "mkdir", path, opt_timeout(L, 3, "timeout"));
-        op->push_ok = push_true;
+        op->push_ok = op_push_true;
         ProtoWriter *w = agent_request_begin(tg.agent, &op->req, "mkdir", 3);
         proto_kv_str(w, "path", path);
         proto_kv_uint(w, "mode", (uint64_t) mode);

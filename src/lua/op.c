@@ -260,3 +260,9 @@ bool has_field(lua_State *L, int opts, const char *field)
         lua_pop(L, 1);
         return has;
 }
+
+int op_push_true(lua_State *co, Op *op, const msgpack_object *reply)
+{
+        lua_pushboolean(co, 1);
+        return 1;
+}

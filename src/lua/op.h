@@ -67,6 +67,9 @@ int op_send(lua_State *L, Op *op);
 /* Pushes nil and a message when tg cannot take operations now; returns 2 then, else 0. */
 int check_running(lua_State *L, const Target *tg, const char *op, const char *object);
 
+/* A push_ok for operations whose success carries nothing: pushes true. */
+int op_push_true(lua_State *co, Op *op, const msgpack_object *reply);
+
 /* Options (opts is a stack index; a non-table means "none given"). */
 double opt_timeout(lua_State *L, int opts, const char *field);
 const char *opt_string(lua_State *L, int opts, const char *field);

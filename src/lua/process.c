@@ -18,6 +18,7 @@
 #include "op.h"
 #include "stream.h"
 #include "waiter.h"
+#include "types.h"
 
 #define PROCESS_MT "provium.Process"
 
@@ -243,12 +244,6 @@ static int l_stderr(lua_State *L)
         return push_stream(L, 2);
 }
 
-static int push_true(lua_State *co, Op *op, const msgpack_object *reply)
-{
-        lua_pushboolean(co, 1);
-        return 1;
-}
-
 /* Sends one proc_* request about p; the caller packs nargs more pairs after {id, op, proc}. */
 static ProtoWriter *proc_op_begin(lua_State *L, Process *p, const char *name, uint32_t nargs,
                                   Op **ret)
@@ -259,7 +254,7 @@ static ProtoWriter *proc_op_begin(lua_State *L, Process *p, const char *name, ui
         op->req.on_reply = op_on_reply;
         op->req.on_chunk = op_on_chunk;
         op->pending.cancel = op_cancel;
-        op->push_ok = push_true;
+        op->push_ok = op_push_true;
         ProtoWriter *w = agent_request_begin(p->tg.agent, &op->req, name, nargs + 1);
         proto_kv_uint(w, "proc", p->req.id);
         *ret = op;
@@ -382,13 +377,5 @@ static const luaL_Reg methods[] = {
 
 void lua_process_register(lua_State *L)
 {
-        luaL_newmetatable(L, PROCESS_MT);
-        lua_pushcfunction(L, l_gc);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, l_tostring);
-        lua_setfield(L, -2, "__tostring");
-        luaL_newlib(L, methods);
-        lua_pushvalue(L, -1);
-        lua_setfield(L, -3, "__index");
-        lua_remove(L, -2);
+        types_register(L, PROCESS_MT, methods, l_gc, NULL, l_tostring);
 }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "waiter.h"
+#include "types.h"
 
 #define STREAM_MT "provium.Stream"
 
@@ -229,15 +230,5 @@ static const luaL_Reg methods[] = {
 
 void lua_stream_register(lua_State *L)
 {
-        luaL_newmetatable(L, STREAM_MT);
-        lua_pushcfunction(L, l_gc);
-        lua_setfield(L, -2, "__gc");
-        lua_pushcfunction(L, l_close);
-        lua_setfield(L, -2, "__close");
-        lua_pushcfunction(L, l_tostring);
-        lua_setfield(L, -2, "__tostring");
-        luaL_newlib(L, methods);
-        lua_pushvalue(L, -1);
-        lua_setfield(L, -3, "__index");
-        lua_remove(L, -2);
+        types_register(L, STREAM_MT, methods, l_gc, l_close, l_tostring);
 }

@@ -5,6 +5,7 @@
  * Sections: the transfer, downloads, uploads.
  */
 #include "transfer.h"
+#include "fdio.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -99,20 +100,6 @@ static int push_host_error(lua_State *co, Transfer *t)
 
 /* ---- downloads ---- */
 
-static int write_all(int fd, const char *p, size_t n)
-{
-        while (n > 0) {
-                ssize_t w = write(fd, p, n);
-                if (w < 0 && errno == EINTR)
-                        continue;
-                if (w < 0)
-                        return -errno;
-                p += w;
-                n -= (size_t) w;
-        }
-        return 0;
-}
-
 static void on_download_chunk(AgentRequest *req, const char *kind, const char *data, size_t len,
                               const msgpack_object *msg)
 {
@@ -121,7 +108,7 @@ static void on_download_chunk(AgentRequest *req, const char *kind, const char *d
                 return;
         t->done += len;
         if (t->fd >= 0) {
-                t->io_error = write_all(t->fd, data, len);
+                t->io_error = fd_write_all(t->fd, data, len);
                 if (t->io_error)
                         send_cancel(t);
                 return;

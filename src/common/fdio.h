@@ -1,0 +1,8 @@
+/* fdio.h: small fd helpers shared by host and agent. */
+#pragma once
+
+#include <stddef.h>
+
+/* Writes all n bytes, retrying on EINTR and short writes, and waiting (poll) when a
+ * non-blocking fd is full. Returns 0 or -errno. */
+int fd_write_all(int fd, const void *p, size_t n);
