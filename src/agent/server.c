@@ -74,6 +74,16 @@ void server_begin_ok(Server *s, uint64_t id, uint32_t n_extra)
         proto_kv_bool(&s->wr, "ok", true);
 }
 
+static int reply_error(Server *s, uint64_t id, int err, const char *msg)
+{
+        if (s->debug)
+                agent_log("reply %" PRIu64 " error: %s", id, msg);
+        int r = proto_write_error(&s->wr, id, err, msg);
+        if (r < 0)
+                return r;
+        return server_send_buffered(s);
+}
+
 int server_reply_errno(Server *s, uint64_t id, int err, const char *fmt, ...)
 {
         char msg[1024];
@@ -83,12 +93,7 @@ int server_reply_errno(Server *s, uint64_t id, int err, const char *fmt, ...)
         va_end(ap);
         if (n >= 0 && (size_t) n < sizeof msg)
                 (void) snprintf(msg + n, sizeof msg - (size_t) n, ": %s", strerror(err));
-        if (s->debug)
-                agent_log("reply %" PRIu64 " error: %s", id, msg);
-        int r = proto_write_error(&s->wr, id, err, msg);
-        if (r < 0)
-                return r;
-        return server_send_buffered(s);
+        return reply_error(s, id, err, msg);
 }
 
 int server_reply_field(Server *s, uint64_t id, const char *op, const char *field, int r)
@@ -96,12 +101,7 @@ int server_reply_field(Server *s, uint64_t id, const char *op, const char *field
         char msg[256];
         (void) snprintf(msg, sizeof msg, "%s: %s field %s", op,
                         r == 0 ? "missing" : "wrong type or value for", field);
-        if (s->debug)
-                agent_log("reply %" PRIu64 " error: %s", id, msg);
-        int k = proto_write_error(&s->wr, id, EINVAL, msg);
-        if (k < 0)
-                return k;
-        return server_send_buffered(s);
+        return reply_error(s, id, EINVAL, msg);
 }
 
 int server_send_chunk(Server *s, uint64_t id, const char *kind, const void *p, size_t n)

@@ -65,9 +65,6 @@ static Op *file_op(lua_State *L, FileBox *f, const char *name, int opts)
         Op *op = op_new(&f->tg, name, f->path, opt_timeout(L, opts ? opts : 1, "timeout"));
         if (!op)
                 luaL_error(L, "vm %s: %s %s: out of memory", f->tg.label, name, f->path);
-        op->req.on_reply = op_on_reply;
-        op->req.on_chunk = op_on_chunk;
-        op->pending.cancel = op_cancel;
         return op;
 }
 
@@ -109,22 +106,13 @@ int lua_vm_open(lua_State *L)
         const char *path = luaL_checkstring(L, 2);
         const char *mode = luaL_optstring(L, 3, "r");
         luaL_argcheck(L, valid_flags(mode), 3, "mode must be r, r+, w, w+, a, a+, wx or w+x");
-        lua_Integer perm = 0644;
-        if (lua_type(L, 4) == LUA_TTABLE) {
-                lua_getfield(L, 4, "perm");
-                perm = luaL_optinteger(L, -1, 0644);
-                lua_pop(L, 1);
-        }
-        luaL_argcheck(L, perm >= 0 && perm <= 07777, 4, "perm must be 0..07777");
+        lua_Integer perm = opt_mode(L, 4, "perm", 0644);
         int n = check_running(L, &tg, "open", path);
         if (n)
                 return n;
         Op *op = op_new(&tg, "open", path, opt_timeout(L, 4, "timeout"));
         if (!op)
                 return luaL_error(L, "vm %s: open %s: out of memory", tg.label, path);
-        op->req.on_reply = op_on_reply;
-        op->req.on_chunk = op_on_chunk;
-        op->pending.cancel = op_cancel;
         op->push_ok = push_file;
         ProtoWriter *w = agent_request_begin(tg.agent, &op->req, "open", 3);
         proto_kv_str(w, "path", path);

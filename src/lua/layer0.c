@@ -222,18 +222,10 @@ static int push_sys_result(lua_State *co, Op *op, const msgpack_object *reply)
 static SysOp *sys_op_new(lua_State *L, const Target *tg, const char *name, const char *object,
                          int first, int last)
 {
-        /* Op is the first member, so op_free frees the whole SysOp. */
-        Op *base = op_new(tg, name, object, runtime_config(runtime_get(L))->op_timeout_s);
-        SysOp *so = base ? realloc(base, sizeof *so) : NULL;
-        if (!so) {
-                if (base)
-                        op_free(base);
+        SysOp *so = (SysOp *) op_new_sized(
+            tg, name, object, runtime_config(runtime_get(L))->op_timeout_s, sizeof(SysOp));
+        if (!so)
                 luaL_error(L, "vm %s: %s: out of memory", tg->label, name);
-        }
-        so->op.req.data = &so->op;
-        so->op.req.on_reply = op_on_reply;
-        so->op.req.on_chunk = op_on_chunk;
-        so->op.pending.cancel = op_cancel;
         so->op.push_ok = push_sys_result;
         lua_newtable(L);
         int n = 0;

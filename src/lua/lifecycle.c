@@ -15,18 +15,6 @@
 #include "stream.h"
 #include "waiter.h"
 
-typedef struct VmBoxHead {
-        Vm *vm;
-} VmBoxHead;
-
-static Vm *check_live_vm(lua_State *L)
-{
-        VmBoxHead *b = luaL_checkudata(L, 1, VM_MT);
-        if (!b->vm)
-                luaL_error(L, "vm: this VM was closed at the end of its file");
-        return b->vm;
-}
-
 /* ---- QMP commands ---- */
 
 typedef struct QmpCtx {
@@ -88,7 +76,7 @@ static int qmp_op(lua_State *L, const char *cmd, const char *what, int paused)
 static int qmp_op_with(lua_State *L, const char *cmd, const char *what, int paused,
                        int (*send)(Vm *, QmpReplyFn, void *))
 {
-        Vm *vm = check_live_vm(L);
+        Vm *vm = check_vm(L, 1);
         VmState st = vm_state(vm);
         if (st != VM_RUNNING && st != VM_PAUSED) {
                 lua_pushnil(L);
@@ -148,7 +136,7 @@ static void on_exit_seen(Vm *vm, void *data)
 /* vm:_wait_exit(timeout) -> true | nil, "timeout" */
 static int l_wait_exit(lua_State *L)
 {
-        Vm *vm = check_live_vm(L);
+        Vm *vm = check_vm(L, 1);
         double timeout = luaL_optnumber(L, 2, -1);
         if (vm_state(vm) == VM_EXITED) {
                 lua_pushboolean(L, 1);
@@ -167,7 +155,7 @@ static int l_wait_exit(lua_State *L)
 /* vm:kill(): power loss, QEMU killed at once (the exit does not fail the test) */
 static int l_kill(lua_State *L)
 {
-        Vm *vm = check_live_vm(L);
+        Vm *vm = check_vm(L, 1);
         int r = vm_kill(vm);
         emit_lifecycle(vm, "kill", r == 0);
         if (r < 0 && r != -ESRCH)
@@ -178,7 +166,7 @@ static int l_kill(lua_State *L)
 /* vm:_expect_exit(): the next exit (a guest-initiated poweroff) does not fail the test */
 static int l_expect_exit(lua_State *L)
 {
-        vm_expect_exit(check_live_vm(L));
+        vm_expect_exit(check_vm(L, 1));
         return 0;
 }
 
@@ -212,7 +200,7 @@ static void on_console_bytes(void *data, const char *p, size_t n)
 /* vm:console() -> Stream of the console from its first byte, then live (one per VM) */
 static int l_console(lua_State *L)
 {
-        Vm *vm = check_live_vm(L);
+        Vm *vm = check_vm(L, 1);
         if (lua_getiuservalue(L, 1, 1) == LUA_TUSERDATA)
                 return 1;
         lua_pop(L, 1);
@@ -239,7 +227,7 @@ static int l_console(lua_State *L)
 
 static int l_console_write(lua_State *L)
 {
-        Vm *vm = check_live_vm(L);
+        Vm *vm = check_vm(L, 1);
         size_t n;
         const char *p = luaL_checklstring(L, 2, &n);
         int r = vm_console_write(vm, p, n);

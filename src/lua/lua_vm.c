@@ -40,14 +40,6 @@ static VmBox *check_box(lua_State *L, int i)
         return luaL_checkudata(L, i, VM_MT);
 }
 
-static Vm *check_vm(lua_State *L, int i)
-{
-        VmBox *b = check_box(L, i);
-        if (!b->vm)
-                luaL_error(L, "vm: this VM was closed at the end of its file");
-        return b->vm;
-}
-
 static bool valid_name(const char *s)
 {
         size_t n = strlen(s);
@@ -399,15 +391,12 @@ static int l_vm_mkdir(lua_State *L)
         Target tg = check_target(L, 1);
         const char *path = luaL_checkstring(L, 2);
         bool parents = false;
-        lua_Integer mode = 0755;
         if (lua_type(L, 3) == LUA_TTABLE) {
                 lua_getfield(L, 3, "parents");
                 parents = lua_toboolean(L, -1);
-                lua_getfield(L, 3, "mode");
-                mode = luaL_optinteger(L, -1, 0755);
-                lua_pop(L, 2);
+                lua_pop(L, 1);
         }
-        luaL_argcheck(L, mode >= 0 && mode <= 07777, 3, "mode must be 0..07777");
+        lua_Integer mode = opt_mode(L, 3, "mode", 0755);
         int n = check_running(L, &tg, "mkdir", path);
         if (n)
                 return n;

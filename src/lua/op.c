@@ -1,6 +1,7 @@
 /* op.c: guest operations from Lua (see op.h). */
 #include "op.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <lauxlib.h>
 #include <stdio.h>
@@ -9,7 +10,7 @@
 
 #include "events.h"
 
-static Vm *check_vm_box(lua_State *L, int i)
+Vm *check_vm(lua_State *L, int i)
 {
         Vm **slot = luaL_checkudata(L, i, VM_MT);
         if (!*slot)
@@ -30,7 +31,7 @@ Target check_target(lua_State *L, int i)
                 return tg;
         }
         luaL_argexpected(L, luaL_testudata(L, i, VM_MT) != NULL, i, "VM or Worker");
-        tg.vm = check_vm_box(L, i);
+        tg.vm = check_vm(L, i);
         tg.agent = vm_agent(tg.vm);
         snprintf(tg.label, sizeof tg.label, "%s", vm_name(tg.vm));
         return tg;
@@ -56,9 +57,11 @@ void buf_add(Buf *b, const char *p, size_t n)
         b->len += n;
 }
 
-Op *op_new(const Target *tg, const char *name, const char *object, double timeout_s)
+Op *op_new_sized(const Target *tg, const char *name, const char *object, double timeout_s,
+                 size_t size)
 {
-        Op *op = calloc(1, sizeof *op);
+        assert(size >= sizeof(Op));
+        Op *op = calloc(1, size);
         if (!op)
                 return NULL;
         op->vm = tg->vm;
@@ -69,6 +72,9 @@ Op *op_new(const Target *tg, const char *name, const char *object, double timeou
         op->timeout_s = timeout_s;
         op->t0 = events_mono_ns();
         op->req.data = op;
+        op->req.on_reply = op_on_reply;
+        op->req.on_chunk = op_on_chunk;
+        op->pending.cancel = op_cancel;
         if (!op->vm_name || !op->object) {
                 free(op->vm_name);
                 free(op->object);
@@ -76,6 +82,11 @@ Op *op_new(const Target *tg, const char *name, const char *object, double timeou
                 return NULL;
         }
         return op;
+}
+
+Op *op_new(const Target *tg, const char *name, const char *object, double timeout_s)
+{
+        return op_new_sized(tg, name, object, timeout_s, sizeof(Op));
 }
 
 void op_free(Op *op)
@@ -265,4 +276,17 @@ int op_push_true(lua_State *co, Op *op, const msgpack_object *reply)
 {
         lua_pushboolean(co, 1);
         return 1;
+}
+
+lua_Integer opt_mode(lua_State *L, int opts, const char *field, lua_Integer def)
+{
+        lua_Integer mode = def;
+        if (lua_type(L, opts) == LUA_TTABLE) {
+                lua_getfield(L, opts, field);
+                mode = luaL_optinteger(L, -1, def);
+                lua_pop(L, 1);
+        }
+        if (mode < 0 || mode > 07777)
+                luaL_argerror(L, opts, lua_pushfstring(L, "%s must be 0..07777", field));
+        return mode;
 }

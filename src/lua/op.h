@@ -27,6 +27,8 @@ typedef struct Target {
         char label[64]; /* "a", or "a/worker1" */
 } Target;
 
+/* The live VM of the VM userdata at index i (raises if it is not one, or was closed). */
+Vm *check_vm(lua_State *L, int i);
 /* The VM or Worker userdata at index i (raises otherwise). */
 Target check_target(lua_State *L, int i);
 
@@ -54,9 +56,14 @@ typedef struct Op {
         void (*cleanup)(struct Op *op); /* extra teardown of a larger struct that embeds Op */
 } Op;
 
-/* A new operation on tg; NULL on -ENOMEM. Its reply resumes the caller with push_ok's values,
- * or nil and a message naming the VM, the operation, the object and the reason. */
+/* A new operation on tg; NULL on -ENOMEM. Its callbacks are set: the reply resumes the caller with
+ * push_ok's values, or nil and a message naming the VM, the operation, the object and the reason.
+ */
 Op *op_new(const Target *tg, const char *name, const char *object, double timeout_s);
+/* The same for a larger struct that starts with an Op (size bytes, zeroed); op_free frees it
+ * whole, after its cleanup hook. */
+Op *op_new_sized(const Target *tg, const char *name, const char *object, double timeout_s,
+                 size_t size);
 void op_free(Op *op);
 void op_on_reply(AgentRequest *req, int status, const msgpack_object *reply);
 void op_on_chunk(AgentRequest *req, const char *kind, const char *data, size_t len,
@@ -74,13 +81,12 @@ int op_push_true(lua_State *co, Op *op, const msgpack_object *reply);
 double opt_timeout(lua_State *L, int opts, const char *field);
 const char *opt_string(lua_State *L, int opts, const char *field);
 bool has_field(lua_State *L, int opts, const char *field);
+/* Permission bits in opts[field] (default def); raises unless 0..07777. */
+lua_Integer opt_mode(lua_State *L, int opts, const char *field, lua_Integer def);
 
 #define NEW_OP_OR_FAIL(op, L, tg, name, object, timeout)                                           \
         do {                                                                                       \
                 op = op_new(&tg, name, object, timeout);                                           \
                 if (!op)                                                                           \
                         return luaL_error(L, "vm %s: %s: out of memory", tg.label, name);          \
-                op->req.on_reply = op_on_reply;                                                    \
-                op->req.on_chunk = op_on_chunk;                                                    \
-                op->pending.cancel = op_cancel;                                                    \
         } while (0)

@@ -251,9 +251,6 @@ static ProtoWriter *proc_op_begin(lua_State *L, Process *p, const char *name, ui
         Op *op = op_new(&p->tg, name, p->cmd, opt_timeout(L, 1, "timeout"));
         if (!op)
                 luaL_error(L, "vm %s: %s: out of memory", p->tg.label, name);
-        op->req.on_reply = op_on_reply;
-        op->req.on_chunk = op_on_chunk;
-        op->pending.cancel = op_cancel;
         op->push_ok = op_push_true;
         ProtoWriter *w = agent_request_begin(p->tg.agent, &op->req, name, nargs + 1);
         proto_kv_uint(w, "proc", p->req.id);

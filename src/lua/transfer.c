@@ -61,18 +61,9 @@ static void transfer_cleanup(Op *op)
 static Transfer *transfer_new(lua_State *L, const Target *tg, const char *name, const char *path,
                               double timeout_s)
 {
-        Op *base = op_new(tg, name, path, timeout_s);
-        Transfer *t = base ? realloc(base, sizeof *t) : NULL;
-        if (!t) {
-                if (base)
-                        op_free(base);
+        Transfer *t = (Transfer *) op_new_sized(tg, name, path, timeout_s, sizeof(Transfer));
+        if (!t)
                 luaL_error(L, "vm %s: %s %s: out of memory", tg->label, name, path);
-        }
-        Op head = t->op; /* realloc kept the Op; the rest starts zeroed */
-        *t = (Transfer){.op = head};
-        t->op.req.data = &t->op;
-        t->op.req.on_reply = op_on_reply;
-        t->op.pending.cancel = op_cancel;
         t->op.cleanup = transfer_cleanup;
         t->data_ref = LUA_NOREF;
         t->fd = -1;
@@ -292,13 +283,7 @@ int lua_vm_write_file(lua_State *L)
                 luaL_checkstring(L, 3);
         else
                 luaL_argcheck(L, lua_isnoneornil(L, 3), 3, "give the data or opts.from, not both");
-        lua_Integer mode = 0644;
-        if (lua_type(L, 4) == LUA_TTABLE) {
-                lua_getfield(L, 4, "mode");
-                mode = luaL_optinteger(L, -1, 0644);
-                lua_pop(L, 1);
-        }
-        luaL_argcheck(L, mode >= 0 && mode <= 07777, 4, "mode must be 0..07777");
+        lua_Integer mode = opt_mode(L, 4, "mode", 0644);
         int n = check_running(L, &tg, "write_file", path);
         if (n)
                 return n;
