@@ -89,6 +89,17 @@ test("a test spinning in Lua is stopped at its timeout, with its location", func
     sh("rm -rf " .. dir)
 end)
 
+test("a failure with a huge message is still reported, its message cut", function(t)
+    local dir = workdir("huge")
+    local out, code = provium_run(dir)
+    t:eq(code, 1)
+    t:match(out, "FAIL  [^\n]*huge.test.lua: fails with a 5 MiB message")
+    t:contains(out, "[...]")
+    t:ok(#out < 1024 * 1024, "the message was cut, output is " .. #out .. " bytes")
+    t:match(out, "\n1 passed, 1 failed, 0 skipped\n$")
+    sh("rm -rf " .. dir)
+end)
+
 test("bad command lines get a clear error and status 2", function(t)
     local out, code = sh(provium.executable .. " /no/such/path")
     t:eq(code, 2)

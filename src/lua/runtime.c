@@ -63,6 +63,9 @@ struct Runtime {
         uint64_t deadline_ns; /* the running test's timeout, for the count hook; 0: none */
 };
 
+/* A failure message goes out in one event frame (4 MiB at most): longer ones are cut. */
+#define MESSAGE_MAX (64 * 1024)
+
 #define HOOK_COUNT 100000 /* instructions between checks for a signal or the deadline */
 
 static volatile sig_atomic_t signal_seen;
@@ -253,7 +256,9 @@ static void finish_test(Runtime *rt, TestStatus status, const char *msg)
         rt->test_done = true;
         rt->status = status;
         free(rt->message);
-        rt->message = msg ? strdup(msg) : NULL;
+        rt->message = msg ? strndup(msg, MESSAGE_MAX) : NULL;
+        if (rt->message && strlen(msg) > MESSAGE_MAX)
+                memcpy(rt->message + MESSAGE_MAX - 5, "[...]", 5);
         /* Every task of the test goes: branches still parked release their operations. */
         while (rt->tasks)
                 task_abandon(rt, rt->tasks);
