@@ -68,7 +68,7 @@ test("Ctrl-C stops a run and leaves no QEMU, socket or run directory behind", fu
     local dir = workdir("sleeper")
     sh("mkdir " .. dir .. "/tmp")
     local out, code = sh(string.format(
-        "TMPDIR=%s/tmp %s --accel tcg %s & pid=$!; " ..
+        "PROVIUM_RUN_DIR=%s/tmp %s --accel tcg %s & pid=$!; " ..
         "for i in $(seq 1 600); do pgrep -f provium-[s]leeper >/dev/null && break; sleep 0.1; done; " ..
         "sleep 4; ls -A %s/tmp > %s/during.txt; kill -INT $pid; wait $pid",
         dir, provium.executable, dir, dir, dir))

@@ -330,6 +330,20 @@ static void close_walk(uv_handle_t *h, void *arg)
                 uv_close(h, NULL);
 }
 
+/* Where the runners' directories go: sockets, and guest RAM files, which belong in memory
+ * (tmpfs), not on a disk that would write the guest's pages back. $PROVIUM_RUN_DIR wins, then
+ * /dev/shm, then $TMPDIR or /tmp. Unix socket paths are short, so long parents are skipped. */
+static const char *run_root_parent(void)
+{
+        const char *env = getenv("PROVIUM_RUN_DIR");
+        if (env && *env && strlen(env) <= 40)
+                return env;
+        if (access("/dev/shm", W_OK | X_OK) == 0)
+                return "/dev/shm";
+        const char *tmp = getenv("TMPDIR");
+        return tmp && *tmp && strlen(tmp) <= 40 ? tmp : "/tmp";
+}
+
 int dispatcher_run(const CliOptions *o, char **paths, int npaths)
 {
         Dispatcher d = {.o = o};
@@ -370,9 +384,7 @@ int dispatcher_run(const CliOptions *o, char **paths, int npaths)
                 perror("provium: setenv");
         img = image_free(img);
 
-        const char *tmp = getenv("TMPDIR");
-        snprintf(d.run_root, sizeof d.run_root, "%s/provium-XXXXXX",
-                 tmp && *tmp && strlen(tmp) <= 40 ? tmp : "/tmp");
+        snprintf(d.run_root, sizeof d.run_root, "%s/provium-XXXXXX", run_root_parent());
         if (status == 0 && !mkdtemp(d.run_root)) {
                 perror("provium: mkdtemp");
                 status = 2;

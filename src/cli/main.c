@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cache_cmd.h"
 #include "cli.h"
 #include "config.h"
 #include "image.h"
@@ -17,6 +18,8 @@ static void usage(FILE *f)
                 "usage: provium [run] [options] PATH...   run *.test.lua files (dirs are walked)\n"
                 "       provium image build [NAME] [--force]\n"
                 "       provium image ls\n"
+                "       provium cache ls                  images and fixtures in the cache\n"
+                "       provium cache clear [images|fixtures] [NAME...]\n"
                 "\n"
                 "options:\n"
                 "  --accel auto|kvm|tcg   accelerator (auto: KVM only when a probe guest runs)\n"
@@ -167,6 +170,8 @@ int main(int argc, char **argv)
         }
         if (argc >= 2 && strcmp(argv[1], "image") == 0)
                 return cmd_image(argc - 1, argv + 1);
+        if (argc >= 2 && strcmp(argv[1], "cache") == 0)
+                return cache_cmd_main(argc - 1, argv + 1);
         if (argc >= 2 && strcmp(argv[1], "run") == 0)
                 return cmd_run(argc - 1, argv + 1);
         return cmd_run(argc, argv);

@@ -21,7 +21,6 @@ struct AgentClient {
         Connector *connector;
         ProtoReader reader;
         ProtoWriter writer;
-        uint64_t next_id;
         AgentRequest *pending; /* doubly linked, newest first */
         AgentRequest hello;
         bool ready;
@@ -32,7 +31,14 @@ struct AgentClient {
         AgentLostFn lost_cb;
         void *cb_data;
         uint64_t hello_timeout_ms;
+        void (*connected_fn)(AgentClient *c, void *data);
+        bool retired;
 };
+
+/* Request ids are unique across every client of the process: after vm:restore the guest's agent
+ * can still hold requests of the connection that saved the state, and their late frames must not
+ * match a new request. */
+static uint64_t next_request_id = 1;
 
 static void on_handle_closed(uv_handle_t *h)
 {
@@ -209,6 +215,8 @@ static void on_connected(void *data, int status, int fd)
                         (void) close(fd);
                 }
         }
+        if (r == 0 && c->connected_fn)
+                c->connected_fn(c, c->cb_data);
         if (r == 0) {
                 c->hello = (AgentRequest){.on_reply = on_hello, .data = c};
                 ProtoWriter *w = agent_request_begin(c, &c->hello, "hello", 1);
@@ -231,7 +239,6 @@ AgentClient *agent_client_new(uv_loop_t *loop, const char *name)
                 return NULL;
         c->loop = loop;
         c->name = strdup(name);
-        c->next_id = 1;
         proto_writer_init(&c->writer);
         if (!c->name || proto_reader_init(&c->reader) < 0)
                 return agent_client_free(c);
@@ -282,7 +289,7 @@ ProtoWriter *agent_frame_begin(AgentClient *c, uint32_t npairs)
 
 ProtoWriter *agent_request_begin(AgentClient *c, AgentRequest *req, const char *op, uint32_t nargs)
 {
-        req->id = c->next_id++;
+        req->id = next_request_id++;
         ProtoWriter *w = agent_frame_begin(c, nargs + 2);
         proto_kv_uint(w, "id", req->id);
         proto_kv_str(w, "op", op);
@@ -300,7 +307,7 @@ int agent_frame_send(AgentClient *c)
         if (r < 0)
                 return r;
         if (!c->pipe)
-                return -ENOTCONN;
+                return c->retired ? -ESTALE : -ENOTCONN;
         size_t len;
         const uint8_t *p = proto_writer_data(&c->writer, &len);
         /* One allocation holds the write request and a copy of the frame. */
@@ -402,6 +409,25 @@ static void on_sweep(uv_timer_t *t)
 }
 
 /* ---- teardown ---- */
+
+void agent_client_on_connected(AgentClient *c, void (*fn)(AgentClient *c, void *data))
+{
+        c->connected_fn = fn;
+}
+
+void agent_client_retire(AgentClient *c)
+{
+        c->lost_cb = NULL;
+        c->ready_cb = NULL;
+        c->connected_fn = NULL;
+        agent_client_shutdown(c, -ESTALE);
+        c->retired = true;
+}
+
+bool agent_client_retired(const AgentClient *c)
+{
+        return c && c->retired;
+}
 
 AgentClient *agent_client_free(AgentClient *c)
 {

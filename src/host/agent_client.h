@@ -47,6 +47,14 @@ AgentClient *agent_client_new(uv_loop_t *loop, const char *name);
 int agent_client_connect(AgentClient *c, const char *path, uint64_t timeout_ms,
                          AgentReadyFn ready_cb, AgentLostFn lost_cb, void *data);
 bool agent_client_ready(const AgentClient *c);
+/* fn runs once the socket is connected, before hello is sent (with the connect's data): a VM
+ * restoring a saved state starts loading it only then, so the guest never sees the port closed. */
+void agent_client_on_connected(AgentClient *c, void (*fn)(AgentClient *c, void *data));
+/* The VM behind c was restored to a saved state: requests in flight fail with -ESTALE, and so
+ * does every later one; objects made through c (processes, files, workers) belong to the state
+ * before. The client stays allocated (its owner frees it) so those objects can still ask. */
+void agent_client_retire(AgentClient *c);
+bool agent_client_retired(const AgentClient *c);
 /* What the agent said in hello ("provium-agent 0.1.0", kernel release); NULL before ready. */
 const char *agent_client_agent_version(const AgentClient *c);
 const char *agent_client_kernel(const AgentClient *c);

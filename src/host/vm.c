@@ -17,61 +17,10 @@
 #include <unistd.h>
 
 #include "events.h"
-#include "image.h"
+#include "vm_internal.h"
 
-#define CONSOLE_MAX     (8u << 20) /* console bytes kept; later output only updates the tail */
-#define CONSOLE_TAIL    8192
-#define QEMU_ERR_MAX    4096
 #define DEFAULT_MEM_MB  256
 #define DEFAULT_BOOT_MS 120000
-
-struct Vm {
-        uv_loop_t *loop;
-        char *name;
-        char *dir; /* run_dir/name: sockets */
-        VmState state;
-        uv_process_t *proc; /* freed by its close callback */
-        uv_pipe_t *out;     /* QEMU stdout: the serial console */
-        uv_pipe_t *err;     /* QEMU stderr */
-        uv_pipe_t *in;      /* QEMU stdin: input to the serial console */
-        uv_timer_t *press;  /* re-presses the power button until the guest is off */
-        int presses;
-        bool exit_wanted; /* vm_expect_exit: the next exit does not fail the test */
-        void (*exit_fn)(Vm *, void *);
-        void *exit_data;
-        void (*console_fn)(void *, const char *, size_t);
-        void *console_data;
-        int handles_open; /* proc + pipes still to close */
-        Qmp *qmp;
-        AgentClient *agent;
-        AgentClient *workers[VM_MAX_WORKERS + 1]; /* [1..nworkers] once connected */
-        int nworkers;                             /* worker ports QEMU has */
-        int next_worker;
-        uv_timer_t *boot_timer;
-        uint64_t boot_started_ns;
-        char *image_name;
-
-        char *console; /* first CONSOLE_MAX bytes */
-        size_t console_len;
-        char tail[CONSOLE_TAIL]; /* ring of the last bytes */
-        size_t tail_total;       /* bytes ever written to the ring */
-        char qemu_err[QEMU_ERR_MAX];
-        size_t qemu_err_len;
-
-        bool console_eof;
-        bool exit_pending;  /* QEMU gone, console not drained yet */
-        bool exit_expected; /* vm_stop asked for it */
-        int64_t exit_status;
-        int term_signal;
-        char *death;
-
-        VmBootFn boot_cb;
-        void *boot_data;
-        VmDeathFn death_cb;
-        void *death_data;
-        void (*stop_cb)(Vm *, void *);
-        void *stop_data;
-};
 
 static char self_exe[4096] = "/proc/self/exe";
 
@@ -145,7 +94,59 @@ Vm *vm_new(uv_loop_t *loop, const char *name, const char *run_dir)
         if (!vm->name || !vm->dir || !vm->console)
                 return vm_free(vm);
         vm->state = VM_DEFINED;
+        vm->incoming_fd = -1;
         return vm;
+}
+
+/* ---- configuration ---- */
+
+static void config_clear(VmConfig *c)
+{
+        free((char *) c->image);
+        free((char *) c->kernel);
+        free((char *) c->initrd);
+        free((char *) c->append);
+        free((char *) c->accel);
+        free((char *) c->initial_time);
+        free((char *) c->ram_path);
+        free((char *) c->incoming);
+        *c = (VmConfig){0};
+}
+
+static int dup_opt(const char **dst, const char *src)
+{
+        *dst = NULL;
+        if (src && !(*dst = strdup(src)))
+                return -ENOMEM;
+        return 0;
+}
+
+/* A deep copy of src (strings duplicated) into dst; dst is cleared on failure. */
+static int config_copy(VmConfig *dst, const VmConfig *src)
+{
+        *dst = *src;
+        int r = dup_opt(&dst->image, src->image);
+        r = r ? r : dup_opt(&dst->kernel, src->kernel);
+        r = r ? r : dup_opt(&dst->initrd, src->initrd);
+        r = r ? r : dup_opt(&dst->append, src->append);
+        r = r ? r : dup_opt(&dst->accel, src->accel);
+        r = r ? r : dup_opt(&dst->initial_time, src->initial_time);
+        r = r ? r : dup_opt(&dst->ram_path, src->ram_path);
+        r = r ? r : dup_opt(&dst->incoming, src->incoming);
+        if (r < 0)
+                config_clear(dst);
+        return r;
+}
+
+const VmConfig *vm_config(const Vm *vm)
+{
+        return &vm->cfg;
+}
+
+const char *vm_ram_path(const Vm *vm, bool *ret_shared)
+{
+        *ret_shared = vm->ram_shared;
+        return vm->ram_path;
 }
 
 /* ---- console ---- */
@@ -268,8 +269,12 @@ static void set_death(Vm *vm)
 static void boot_done(Vm *vm, int status, const char *msg);
 
 /* Runs once QEMU has exited and its console pipe is drained (or closed by vm_stop). */
+static void finish_restart(Vm *vm);
+
 static void finish_exit(Vm *vm)
 {
+        if (vm->restarting)
+                return finish_restart(vm);
         bool expected = vm->exit_expected;
         vm->exit_pending = false;
         set_death(vm);
@@ -336,7 +341,12 @@ static void boot_done(Vm *vm, int status, const char *msg)
         }
         if (status == 0)
                 vm->state = VM_RUNNING;
-        emit_boot(vm, status, msg);
+        if (vm->restoring)
+                vm_emit_timed(vm, "vm.restore", vm->restore_label, status == 0,
+                              vm->restore_started_ns, msg);
+        else
+                emit_boot(vm, status, msg);
+        vm->restoring = false;
         if (cb)
                 cb(vm, status, msg, vm->boot_data);
 }
@@ -382,10 +392,73 @@ static void on_boot_timeout(uv_timer_t *t)
         free(tail);
 }
 
+static void incoming_failed(Vm *vm, const char *what, json_t *result)
+{
+        if (!vm->boot_cb)
+                return;
+        json_t *desc = result ? json_object_get(result, "desc") : NULL;
+        char *msg = NULL;
+        if (asprintf(&msg, "vm %s: restore: %s: %s", vm->name, what,
+                     json_is_string(desc) ? json_string_value(desc) : "QMP connection lost") < 0)
+                msg = NULL;
+        boot_done(vm, -EIO, msg ? msg : "restore failed");
+        free(msg);
+}
+
+static void on_incoming_started(void *data, int status, json_t *result)
+{
+        if (status < 0)
+                incoming_failed(data, "migrate-incoming", result);
+}
+
+static void on_incoming_caps(void *data, int status, json_t *result)
+{
+        Vm *vm = data;
+        if (status < 0)
+                return incoming_failed(vm, "migrate-set-capabilities", result);
+        json_t *args = json_pack("{s:s}", "uri", "fd:3");
+        if (!args || qmp_execute(vm->qmp, "migrate-incoming", args, on_incoming_started, vm) < 0)
+                incoming_failed(vm, "migrate-incoming", NULL);
+}
+
+/* Saved RAM is not in the stream: x-ignore-shared must be set on both sides. */
+json_t *vm_ignore_shared_args(int on)
+{
+        return json_pack("{s:[{s:s,s:b}]}", "capabilities", "capability", "x-ignore-shared",
+                         "state", on);
+}
+
+/* A restoring QEMU loads its state once QMP is up and the agent socket is connected, so the
+ * guest's agent port never sees the host side closed (which would cost it a reconnect). */
+static void maybe_start_incoming(Vm *vm)
+{
+        if (!vm->restoring || vm->incoming_sent || !vm->qmp_up || !vm->agent_up)
+                return;
+        vm->incoming_sent = true;
+        if (!vm->ram_shared && vm->incoming_has_ram) /* the stream carries RAM: load it all */
+                return on_incoming_caps(vm, 0, NULL);
+        json_t *args = vm_ignore_shared_args(vm->incoming_has_ram ? 0 : 1);
+        if (!args ||
+            qmp_execute(vm->qmp, "migrate-set-capabilities", args, on_incoming_caps, vm) < 0)
+                incoming_failed(vm, "migrate-set-capabilities", NULL);
+}
+
 static void on_qmp_ready(void *data, int status)
 {
         /* QMP is needed by later lifecycle operations; a failure here shows up as a boot
          * failure only if QEMU itself dies, which the exit callback reports. */
+        Vm *vm = data;
+        if (status == 0) {
+                vm->qmp_up = true;
+                maybe_start_incoming(vm);
+        }
+}
+
+static void on_agent_socket(AgentClient *c, void *data)
+{
+        Vm *vm = data;
+        vm->agent_up = true;
+        maybe_start_incoming(vm);
 }
 
 static void on_qmp_event(void *data, const char *event, json_t *event_data)
@@ -442,8 +515,39 @@ static const char *qemu_binary(void)
         return q && *q ? q : "qemu-system-x86_64";
 }
 
+/* A value inside a QEMU option list: commas are doubled. NULL on -ENOMEM. */
+static char *qemu_opt_escape(const char *s)
+{
+        char *r = malloc(2 * strlen(s) + 1), *q = r;
+        if (!r)
+                return NULL;
+        for (; *s; s++) {
+                *q++ = *s;
+                if (*s == ',')
+                        *q++ = ',';
+        }
+        *q = 0;
+        return r;
+}
+
+/* Guest RAM lives in a file so that a save need not copy it (x-ignore-shared) and a restore
+ * can map a saved file copy-on-write, sharing its pages with every other clone. */
+static void argv_add_ram(Vm *vm, uint64_t mb, Argv *a)
+{
+        char *path = qemu_opt_escape(vm->ram_path);
+        if (!path) {
+                a->error = -ENOMEM;
+                return;
+        }
+        argv_add(a, "-object");
+        argv_add(a, "memory-backend-file,id=pc.ram,size=%lluM,mem-path=%s,share=%s",
+                 (unsigned long long) mb, path, vm->ram_shared ? "on" : "off");
+        free(path);
+}
+
 static int build_argv(Vm *vm, const VmConfig *cfg, const Image *img, Argv *a)
 {
+        uint64_t mb = cfg->memory_mb ? cfg->memory_mb : DEFAULT_MEM_MB;
         argv_add(a, "%s", self_exe);
         argv_add(a, "__pdeathsig");
         argv_add(a, "%ld", (long) getpid());
@@ -451,10 +555,15 @@ static int build_argv(Vm *vm, const VmConfig *cfg, const Image *img, Argv *a)
         argv_add(a, "-name");
         argv_add(a, "provium-%s", vm->name);
         argv_add(a, "-machine");
-        argv_add(a, "pc,accel=%s", cfg->accel && *cfg->accel ? cfg->accel : "tcg");
+        argv_add(a, "pc,accel=%s,memory-backend=pc.ram",
+                 cfg->accel && *cfg->accel ? cfg->accel : "tcg");
         argv_add(a, "-m");
-        argv_add(a, "%llu",
-                 (unsigned long long) (cfg->memory_mb ? cfg->memory_mb : DEFAULT_MEM_MB));
+        argv_add(a, "%llu", (unsigned long long) mb);
+        argv_add_ram(vm, mb, a);
+        if (vm->incoming_fd >= 0) {
+                argv_add(a, "-incoming");
+                argv_add(a, "defer");
+        }
         argv_add(a, "-smp");
         argv_add(a, "%u", cfg->cpus ? cfg->cpus : 1);
         argv_add(a, "-nodefaults");
@@ -539,16 +648,17 @@ static int spawn_qemu(Vm *vm, char **argv)
                 r = init_pipe(vm, &vm->in);
         if (r < 0)
                 return r;
-        uv_stdio_container_t stdio[3] = {
+        uv_stdio_container_t stdio[4] = {
             {.flags = UV_CREATE_PIPE | UV_READABLE_PIPE, .data.stream = (uv_stream_t *) vm->in},
             {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *) vm->out},
             {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *) vm->err},
+            {.flags = UV_INHERIT_FD, .data.fd = vm->incoming_fd}, /* fd 3: the saved state */
         };
         uv_process_options_t o = {
             .exit_cb = on_qemu_exit,
             .file = argv[0],
             .args = argv,
-            .stdio_count = 3,
+            .stdio_count = vm->incoming_fd >= 0 ? 4 : 3,
             .stdio = stdio,
         };
         vm->proc = calloc(1, sizeof *vm->proc);
@@ -581,6 +691,9 @@ static int start_connections(Vm *vm, uint64_t timeout_ms)
         if (r < 0)
                 return r;
         snprintf(path, sizeof path, "%s/agent0.sock", vm->dir);
+        vm->qmp_up = vm->agent_up = vm->incoming_sent = false;
+        if (vm->restoring)
+                agent_client_on_connected(vm->agent, on_agent_socket);
         return agent_client_connect(vm->agent, path, timeout_ms, on_agent_ready, on_agent_lost, vm);
 }
 
@@ -600,6 +713,69 @@ static int start_boot_timer(Vm *vm, uint64_t timeout_ms)
         return uv_timer_start(vm->boot_timer, on_boot_timeout, timeout_ms, 0);
 }
 
+/* Starts QEMU for vm->cfg and vm->image (booting, or loading vm->incoming_fd) and waits for
+ * the agent. On failure the VM is stopped and err says why. */
+static int launch(Vm *vm, char *err, size_t errlen)
+{
+        Argv a = {0};
+        int r = build_argv(vm, &vm->cfg, vm->image, &a);
+        uint64_t timeout_ms = vm->cfg.timeout_ms ? vm->cfg.timeout_ms : DEFAULT_BOOT_MS;
+        if (r == 0)
+                r = spawn_qemu(vm, a.v);
+        if (vm->incoming_fd >= 0) { /* QEMU has its own copy now */
+                (void) close(vm->incoming_fd);
+                vm->incoming_fd = -1;
+        }
+        if (r == 0) {
+                vm->state = VM_BOOTING;
+                emit_spawn(vm, &vm->cfg, vm->proc->pid);
+                r = start_connections(vm, timeout_ms);
+        }
+        if (r == 0)
+                r = start_boot_timer(vm, timeout_ms);
+        if (r < 0) {
+                snprintf(err, errlen, "vm %s: %s: starting %s: %s", vm->name,
+                         vm->restoring ? "restore" : "boot", a.v ? a.v[3] : "qemu", strerror(-r));
+                vm->boot_cb = NULL;
+                vm_stop(vm, NULL, NULL);
+        }
+        argv_free(&a);
+        return r;
+}
+
+static int set_ram(Vm *vm, const char *path, bool shared)
+{
+        char *p = NULL;
+        if (path)
+                p = strdup(path);
+        else if (asprintf(&p, "%s/ram", vm->dir) < 0)
+                p = NULL;
+        if (!p)
+                return -ENOMEM;
+        free(vm->ram_path);
+        vm->ram_path = p;
+        vm->ram_shared = shared;
+        return 0;
+}
+
+/* Opens the saved state QEMU will load (handed over as its fd 3). */
+static int open_incoming(Vm *vm, const char *path, const char *label, char *err, size_t errlen)
+{
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0) {
+                int e = errno;
+                snprintf(err, errlen, "vm %s: restore %s: open %s: %s", vm->name, label, path,
+                         strerror(e));
+                return -e;
+        }
+        free(vm->restore_label);
+        vm->restore_label = strdup(label);
+        vm->incoming_fd = fd;
+        vm->restoring = true;
+        vm->restore_started_ns = events_mono_ns();
+        return 0;
+}
+
 int vm_boot(Vm *vm, const VmConfig *cfg, VmBootFn cb, void *data, char *err, size_t errlen)
 {
         if (vm->state != VM_DEFINED) {
@@ -609,46 +785,167 @@ int vm_boot(Vm *vm, const VmConfig *cfg, VmBootFn cb, void *data, char *err, siz
         }
         vm->boot_started_ns = events_mono_ns();
         ImageOptions io = {.kernel = cfg->kernel, .initrd = cfg->initrd};
-        Image *img = NULL;
         const char *image = cfg->image ? cfg->image : "default";
-        int r = image_resolve(image, &io, &img, err, errlen);
+        int r = image_resolve(image, &io, &vm->image, err, errlen);
         if (r < 0)
                 return r;
-        vm->image_name = strdup(img->name ? img->name : image);
+        vm->image_name = strdup(vm->image->name ? vm->image->name : image);
         if (mkdir(vm->dir, 0700) < 0 && errno != EEXIST) {
                 r = -errno;
                 snprintf(err, errlen, "vm %s: boot: mkdir %s: %s", vm->name, vm->dir,
                          strerror(errno));
-                image_free(img);
                 return r;
+        }
+        if (config_copy(&vm->cfg, cfg) < 0 || !vm->image_name ||
+            set_ram(vm, cfg->ram_path, cfg->incoming == NULL) < 0) {
+                snprintf(err, errlen, "vm %s: boot: out of memory", vm->name);
+                return -ENOMEM;
         }
         vm->nworkers = cfg->workers < 0 ? 4 : cfg->workers;
         if (vm->nworkers > VM_MAX_WORKERS)
                 vm->nworkers = VM_MAX_WORKERS;
-        Argv a = {0};
-        r = build_argv(vm, cfg, img, &a);
-        image_free(img);
-        uint64_t timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : DEFAULT_BOOT_MS;
-        if (r == 0)
-                r = spawn_qemu(vm, a.v);
-        if (r == 0) {
-                vm->state = VM_BOOTING;
-                emit_spawn(vm, cfg, vm->proc->pid);
-                r = start_connections(vm, timeout_ms);
-        }
-        if (r == 0)
-                r = start_boot_timer(vm, timeout_ms);
-        if (r < 0) {
-                snprintf(err, errlen, "vm %s: boot: starting %s: %s", vm->name,
-                         a.v ? a.v[3] : "qemu", strerror(-r));
-                argv_free(&a);
-                vm_stop(vm, NULL, NULL);
+        vm->incoming_has_ram = false;
+        if (cfg->incoming && (r = open_incoming(vm, cfg->incoming, cfg->incoming, err, errlen)) < 0)
                 return r;
-        }
-        argv_free(&a);
+        r = launch(vm, err, errlen);
+        if (r < 0)
+                return r;
         vm->boot_cb = cb;
         vm->boot_data = data;
         return 0;
+}
+
+/* ---- restore ---- */
+
+/* Objects made through the old connections now fail with -ESTALE; the clients stay allocated
+ * for them until the VM is freed. */
+static int retire_clients(Vm *vm)
+{
+        size_t n = vm->nretired + 1 + (size_t) vm->nworkers;
+        AgentClient **v = realloc(vm->retired, n * sizeof *v);
+        if (!v)
+                return -ENOMEM;
+        vm->retired = v;
+        AgentClient **all[VM_MAX_WORKERS + 1] = {&vm->agent};
+        for (int i = 1; i <= vm->nworkers; i++)
+                all[i] = &vm->workers[i];
+        for (int i = 0; i <= vm->nworkers; i++) {
+                if (!*all[i])
+                        continue;
+                agent_client_retire(*all[i]);
+                vm->retired[vm->nretired++] = *all[i];
+                *all[i] = NULL;
+        }
+        vm->next_worker = 0;
+        return 0;
+}
+
+/* The old QEMU is gone: start the one that loads the saved state. */
+static int relaunch(Vm *vm, char *err, size_t errlen)
+{
+        close_handle(vm, (uv_handle_t *) vm->out);
+        close_handle(vm, (uv_handle_t *) vm->err);
+        close_handle(vm, (uv_handle_t *) vm->in);
+        vm->out = vm->err = NULL;
+        vm->in = NULL;
+        vm->console_eof = vm->exit_pending = vm->exit_expected = vm->exit_wanted = false;
+        vm->exit_status = 0;
+        vm->term_signal = 0;
+        vm->qemu_err_len = 0;
+        vm->qemu_err[0] = 0;
+        free(vm->death);
+        vm->death = NULL;
+        return launch(vm, err, errlen);
+}
+
+static void finish_restart(Vm *vm)
+{
+        vm->restarting = false;
+        vm->exit_pending = false;
+        emit_exit(vm, true);
+        if (vm->console_fn) { /* a console stream ends with its QEMU */
+                vm->console_fn(vm->console_data, NULL, 0);
+                vm->console_fn = NULL;
+        }
+        VmBootFn cb = vm->boot_cb; /* a failed launch stops the VM without calling it */
+        void *data = vm->boot_data;
+        char err[1024];
+        int r = relaunch(vm, err, sizeof err);
+        if (r < 0 && cb)
+                cb(vm, r, err, data);
+}
+
+/* The restored VM gets RAM of its own again (share=on, so its next snapshot is as cheap as the
+ * first): a sparse copy of the snapshot's RAM, or an empty file when the saved stream carries
+ * the RAM. It replaces dir/ram under the old QEMU, which keeps its mapping until it exits. */
+static int restore_ram(Vm *vm, const VmSnap *snap, const char *label, char *err, size_t errlen)
+{
+        char own[4096], next[4096];
+        snprintf(own, sizeof own, "%s/ram", vm->dir);
+        snprintf(next, sizeof next, "%s/ram.next", vm->dir);
+        uint64_t bytes = 0;
+        int r = snap->own_ram ? vm_copy_sparse(snap->ram, next, &bytes) : 0;
+        if (!snap->own_ram) {
+                int fd = open(next, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+                r = fd < 0 ? -errno : close(fd) < 0 ? -errno : 0;
+        }
+        if (r == 0 && rename(next, own) < 0)
+                r = -errno;
+        if (r == 0)
+                r = set_ram(vm, own, true);
+        if (r < 0) {
+                (void) unlink(next);
+                snprintf(err, errlen, "vm %s: restore %s: copying RAM %s: %s", vm->name, label,
+                         snap->ram, strerror(-r));
+        }
+        return r;
+}
+
+int vm_restore(Vm *vm, unsigned id, const char *label, VmBootFn cb, void *data, char *err,
+               size_t errlen)
+{
+        VmState st = vm->state;
+        if (id == 0 || id > vm->nsnaps) {
+                snprintf(err, errlen, "vm %s: restore %s: no such snapshot of this VM", vm->name,
+                         label);
+                return -ENOENT;
+        }
+        if (vm->saving || vm->restarting || vm->boot_cb ||
+            (st != VM_RUNNING && st != VM_PAUSED && st != VM_EXITED)) {
+                snprintf(err, errlen, "vm %s: restore %s: the VM is %s", vm->name, label,
+                         vm->saving ? "saving a snapshot" : vm_state_name(st));
+                return -EBUSY;
+        }
+        const VmSnap *snap = &vm->snaps[id - 1];
+        int r = restore_ram(vm, snap, label, err, errlen);
+        if (r == 0)
+                r = open_incoming(vm, snap->state, label, err, errlen);
+        if (r < 0)
+                return r;
+        vm->incoming_has_ram = !snap->own_ram;
+        if (retire_clients(vm) < 0) {
+                snprintf(err, errlen, "vm %s: restore %s: out of memory", vm->name, label);
+                (void) close(vm->incoming_fd);
+                vm->incoming_fd = -1;
+                vm->restoring = false;
+                return -ENOMEM;
+        }
+        vm->qmp = qmp_free(vm->qmp);
+        stop_pressing(vm);
+        vm->boot_cb = cb;
+        vm->boot_data = data;
+        if (vm->proc) {
+                vm->restarting = true;
+                vm->exit_wanted = true;
+                (void) uv_process_kill(vm->proc, SIGKILL);
+                return 0;
+        }
+        if (vm->exit_pending) /* exited, console not drained yet: finish_exit relaunches */
+                return (vm->restarting = true), 0;
+        r = relaunch(vm, err, errlen);
+        if (r < 0)
+                vm->boot_cb = NULL;
+        return r;
 }
 
 /* ---- lifecycle ---- */
@@ -766,8 +1063,16 @@ int vm_console_write(Vm *vm, const char *p, size_t n)
 static void remove_run_dir(Vm *vm)
 {
         char path[4096];
-        snprintf(path, sizeof path, "%s/qmp.sock", vm->dir);
-        (void) unlink(path);
+        static const char *const files[] = {"qmp.sock", "mig.sock", "ram", "ram.next"};
+        for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+                snprintf(path, sizeof path, "%s/%s", vm->dir, files[i]);
+                (void) unlink(path);
+        }
+        for (unsigned i = 0; i < vm->nsnaps; i++) {
+                (void) unlink(vm->snaps[i].state);
+                if (vm->snaps[i].own_ram)
+                        (void) unlink(vm->snaps[i].ram);
+        }
         for (int i = 0; i <= vm->nworkers; i++) {
                 snprintf(path, sizeof path, "%s/agent%d.sock", vm->dir, i);
                 (void) unlink(path);
@@ -812,6 +1117,11 @@ void vm_stop(Vm *vm, void (*done_cb)(Vm *vm, void *data), void *data)
         if (vm->boot_cb) /* the boot's waiter learns it will never finish, and frees itself */
                 boot_done(vm, -ECANCELED, "the VM was stopped while booting");
         vm->death_cb = NULL;
+        vm->restarting = false;
+        if (vm->incoming_fd >= 0) {
+                (void) close(vm->incoming_fd);
+                vm->incoming_fd = -1;
+        }
         vm->stop_cb = done_cb;
         vm->stop_data = data;
         if (vm->state == VM_BOOTING || vm->state == VM_RUNNING || vm->state == VM_PAUSED)
@@ -865,6 +1175,18 @@ Vm *vm_free(Vm *vm)
         vm->agent = agent_client_free(vm->agent);
         for (int i = 1; i <= VM_MAX_WORKERS; i++)
                 vm->workers[i] = agent_client_free(vm->workers[i]);
+        for (size_t i = 0; i < vm->nretired; i++)
+                agent_client_free(vm->retired[i]);
+        free(vm->retired);
+        for (unsigned i = 0; i < vm->nsnaps; i++) {
+                free(vm->snaps[i].state);
+                free(vm->snaps[i].ram);
+        }
+        free(vm->snaps);
+        config_clear(&vm->cfg);
+        image_free(vm->image);
+        free(vm->ram_path);
+        free(vm->restore_label);
         free(vm->image_name);
         free(vm->console);
         free(vm->death);

@@ -29,7 +29,10 @@ typedef struct VmConfig {
         int workers;              /* worker ports beside the main one; -1: default (4) */
         const char *initial_time; /* guest RTC at power-on, "YYYY-MM-DDTHH:MM:SS" UTC; NULL: now */
         bool has_rng_seed;
-        uint64_t rng_seed; /* QEMU -seed: guest RDRAND and virtio-rng become reproducible */
+        uint64_t rng_seed;    /* QEMU -seed: guest RDRAND and virtio-rng become reproducible */
+        const char *ram_path; /* file behind guest RAM; NULL: <run dir>/<vm>/ram (tmpfs) */
+        const char *incoming; /* with ram_path: load this saved state, RAM mapped copy-on-write
+                               * from ram_path (a fixture), instead of booting */
 } VmConfig;
 
 #define VM_MAX_WORKERS 16
@@ -75,6 +78,32 @@ void vm_set_paused(Vm *vm, bool paused);
 int vm_power_button(Vm *vm, QmpReplyFn cb, void *data);
 /* Power loss: SIGKILL to QEMU; the exit is expected. */
 int vm_kill(Vm *vm);
+
+/* ---- snapshots (vm_snapshot.c) ---- */
+
+typedef void (*VmSaveFn)(Vm *vm, int status, const char *msg, void *data);
+
+typedef struct VmSaveOptions {
+        const char *state_path;    /* the migration stream goes here (created, 0600) */
+        const char *ram_copy_path; /* RAM file copied here (sparse); NULL: left where it is */
+        bool resume;               /* run the guest again after the save; else it stays stopped */
+} VmSaveOptions;
+
+/* Saves the running VM: the device state (and RAM too when RAM is a copy-on-write mapping of
+ * a saved file) through QEMU migration with x-ignore-shared. Returns 0 (cb will run) or -errno
+ * with err. The guest is stopped while the state is written. */
+int vm_save(Vm *vm, const VmSaveOptions *o, VmSaveFn cb, void *data, char *err, size_t errlen);
+/* vm:snapshot: vm_save into the VM's run directory; *ret_id names it for vm_restore. */
+int vm_snapshot(Vm *vm, unsigned *ret_id, VmSaveFn cb, void *data, char *err, size_t errlen);
+/* Replaces QEMU with one that loads snapshot id, its RAM mapped copy-on-write; cb runs when the
+ * agent answers again. Works on a running, paused or exited VM. Processes, files and workers
+ * made before fail with -ESTALE afterwards. Returns 0 or -errno with err. */
+int vm_restore(Vm *vm, unsigned id, const char *label, VmBootFn cb, void *data, char *err,
+               size_t errlen);
+/* The configuration of the VM's boot (valid once it booted). */
+const VmConfig *vm_config(const Vm *vm);
+/* The RAM file the VM runs on, and whether it is the VM's own (shared) or a COW template. */
+const char *vm_ram_path(const Vm *vm, bool *ret_shared);
 
 /* ---- console ---- */
 

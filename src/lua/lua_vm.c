@@ -24,6 +24,7 @@
 #include "file.h"
 #include "layer0.h"
 #include "lifecycle.h"
+#include "snapshot.h"
 #include "process.h"
 #include "transfer.h"
 
@@ -215,18 +216,13 @@ static const char *opt_initial_time(lua_State *L, int opts, char *buf, size_t le
         return r;
 }
 
-/* vm:_boot(image, opts) -> true | nil, message */
-static int l_vm_boot(lua_State *L)
+void lua_vm_boot_config(lua_State *L, const char *image, int opts, VmConfig *cfg, char *time_buf,
+                        size_t time_len)
 {
-        Vm *vm = check_vm(L, 1);
-        const char *image = luaL_optstring(L, 2, "default");
-        int opts = 3;
         if (!lua_isnoneornil(L, opts))
                 luaL_checktype(L, opts, LUA_TTABLE);
-        Runtime *rt = runtime_get(L);
-        const RuntimeConfig *rc = runtime_config(rt);
-        char time_buf[32];
-        VmConfig cfg = {
+        const RuntimeConfig *rc = runtime_config(runtime_get(L));
+        *cfg = (VmConfig){
             .image = image,
             .kernel = opt_string(L, opts, "kernel"),
             .initrd = opt_string(L, opts, "initrd"),
@@ -239,39 +235,42 @@ static int l_vm_boot(lua_State *L)
                 lua_getfield(L, opts, "cpus");
                 lua_Integer cpus = luaL_optinteger(L, -1, 1);
                 if (cpus < 1 || cpus > 64)
-                        return luaL_error(L, "option 'cpus' must be 1..64");
-                cfg.cpus = (unsigned) cpus;
+                        luaL_error(L, "option 'cpus' must be 1..64");
+                cfg->cpus = (unsigned) cpus;
                 lua_pop(L, 1);
-                cfg.initial_time = opt_initial_time(L, opts, time_buf, sizeof time_buf);
+                cfg->initial_time = opt_initial_time(L, opts, time_buf, time_len);
                 lua_getfield(L, opts, "rng_seed");
                 if (!lua_isnil(L, -1)) {
                         lua_Integer seed = luaL_checkinteger(L, -1);
                         if (seed < 0)
-                                return luaL_error(L, "option 'rng_seed' must be an integer >= 0");
-                        cfg.has_rng_seed = true;
-                        cfg.rng_seed = (uint64_t) seed;
+                                luaL_error(L, "option 'rng_seed' must be an integer >= 0");
+                        cfg->has_rng_seed = true;
+                        cfg->rng_seed = (uint64_t) seed;
                 }
                 lua_pop(L, 1);
                 lua_getfield(L, opts, "workers");
                 if (!lua_isnil(L, -1)) {
                         lua_Integer w = luaL_checkinteger(L, -1);
                         if (w < 0 || w > VM_MAX_WORKERS)
-                                return luaL_error(L, "option 'workers' must be 0..%d",
-                                                  VM_MAX_WORKERS);
-                        cfg.workers = (int) w;
+                                luaL_error(L, "option 'workers' must be 0..%d", VM_MAX_WORKERS);
+                        cfg->workers = (int) w;
                 }
                 lua_pop(L, 1);
         }
         double boot_timeout = rc->boot_timeout_s;
         if (has_field(L, opts, "timeout"))
                 boot_timeout = opt_timeout(L, opts, "timeout");
-        cfg.timeout_ms = (uint64_t) (boot_timeout * 1000);
+        cfg->timeout_ms = (uint64_t) (boot_timeout * 1000);
+}
+
+int lua_vm_boot_wait(lua_State *L, Vm *vm, const VmConfig *cfg)
+{
         BootCtx *ctx = calloc(1, sizeof *ctx);
         if (!ctx)
                 return luaL_error(L, "vm %s: boot: out of memory", vm_name(vm));
-        ctx->rt = rt;
+        ctx->rt = runtime_get(L);
         char err[2048];
-        int r = vm_boot(vm, &cfg, on_booted, ctx, err, sizeof err);
+        int r = vm_boot(vm, cfg, on_booted, ctx, err, sizeof err);
         if (r < 0) {
                 free(ctx);
                 lua_pushnil(L);
@@ -279,6 +278,16 @@ static int l_vm_boot(lua_State *L)
                 return 2;
         }
         return runtime_wait(L, &ctx->pending);
+}
+
+/* vm:_boot(image, opts) -> true | nil, message */
+static int l_vm_boot(lua_State *L)
+{
+        Vm *vm = check_vm(L, 1);
+        char time_buf[32];
+        VmConfig cfg;
+        lua_vm_boot_config(L, luaL_optstring(L, 2, "default"), 3, &cfg, time_buf, sizeof time_buf);
+        return lua_vm_boot_wait(L, vm, &cfg);
 }
 
 /* ---- exec ---- */
@@ -543,6 +552,7 @@ void lua_vm_register(lua_State *L)
         luaL_setfuncs(L, vm_meta, 0);
         luaL_newlib(L, vm_methods);
         lua_lifecycle_add_methods(L);
+        lua_snapshot_add_methods(L);
         lua_pushvalue(L, -1);
         lua_setfield(L, -3, "__index");
         /* leaves the methods table on the stack for the prelude, below the metatable */

@@ -127,6 +127,9 @@ static void push_failure(lua_State *co, Op *op, int status, const msgpack_object
         } else if (status == -ETIMEDOUT)
                 lua_pushfstring(co, "vm %s: %s %s: timed out after %f s", op->vm_name, op->name,
                                 op->object, op->timeout_s);
+        else if (status == -ESTALE)
+                lua_pushfstring(co, "vm %s: %s %s: %s", op->vm_name, op->name, op->object,
+                                STALE_MSG);
         else {
                 const char *death = op->vm ? vm_death_reason(op->vm) : NULL;
                 if (death)
@@ -226,6 +229,10 @@ int check_running(lua_State *L, const Target *tg, const char *op, const char *ob
         if ((st == VM_RUNNING || st == VM_PAUSED) && agent_client_ready(tg->agent))
                 return 0;
         lua_pushnil(L);
+        if (agent_client_retired(tg->agent)) {
+                lua_pushfstring(L, "vm %s: %s %s: %s", tg->label, op, object, STALE_MSG);
+                return 2;
+        }
         const char *death = vm_death_reason(vm);
         if (death)
                 lua_pushfstring(L, "vm %s: %s %s: the VM is not running\n%s", vm_name(vm), op,

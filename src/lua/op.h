@@ -8,6 +8,9 @@
 #include <stddef.h>
 
 #include "agent_client.h"
+
+/* Why an object made before vm:restore no longer works (status -ESTALE). */
+#define STALE_MSG "it belongs to the VM's state before vm:restore()"
 #include "runtime.h"
 #include "vm.h"
 

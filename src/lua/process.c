@@ -84,6 +84,9 @@ static char *reply_error(const Process *p, int status, const msgpack_object *rep
                 if (asprintf(&s, "vm %s: run_async %s: %.*s (%.*s)", p->tg.label, p->cmd,
                              (int) nlen, name, (int) mlen, msg) < 0)
                         s = NULL;
+        } else if (status == -ESTALE) {
+                if (asprintf(&s, "vm %s: run_async %s: %s", p->tg.label, p->cmd, STALE_MSG) < 0)
+                        s = NULL;
         } else {
                 const char *death = vm_death_reason(p->tg.vm);
                 if (asprintf(&s, "vm %s: run_async %s: %s%s%s", p->tg.label, p->cmd,

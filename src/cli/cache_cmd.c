@@ -1,0 +1,344 @@
+/* cache_cmd.c: `provium cache ls` and `provium cache clear`: what the cache holds (built
+ * images and saved VM fixtures) and removing it.
+ *
+ * Sections: helpers / ls / clear / the command. */
+#include "cache_cmd.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fixture_cache.h"
+#include "image.h"
+#include "paths.h"
+
+#define MIB (1024.0 * 1024.0)
+
+/* ---- helpers ---- */
+
+static uint64_t disk_bytes_total;
+
+static int add_disk_bytes(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+        if (flag == FTW_F)
+                disk_bytes_total += (uint64_t) sb->st_blocks * 512;
+        return 0;
+}
+
+/* st_blocks*512 over the regular files under dir. */
+static uint64_t disk_bytes(const char *dir)
+{
+        disk_bytes_total = 0;
+        (void) nftw(dir, add_disk_bytes, 16, FTW_PHYS);
+        return disk_bytes_total;
+}
+
+static int remove_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+        return remove(path) < 0 && errno != ENOENT ? -1 : 0;
+}
+
+/* rm -rf dir. Returns 0 or -errno. */
+static int remove_tree(const char *dir)
+{
+        if (nftw(dir, remove_one, 16, FTW_DEPTH | FTW_PHYS) < 0)
+                return errno == ENOENT ? 0 : -errno;
+        return 0;
+}
+
+/* "42s", "3m", "2h", "4d" since unix time t. */
+static void format_age(int64_t t, char *buf, size_t len)
+{
+        int64_t s = (int64_t) time(NULL) - t;
+
+        if (s < 0)
+                s = 0;
+        if (s < 60)
+                (void) snprintf(buf, len, "%llds", (long long) s);
+        else if (s < 3600)
+                (void) snprintf(buf, len, "%lldm", (long long) (s / 60));
+        else if (s < 86400)
+                (void) snprintf(buf, len, "%lldh", (long long) (s / 3600));
+        else
+                (void) snprintf(buf, len, "%lldd", (long long) (s / 86400));
+}
+
+static bool name_selected(const char *name, char **names, int nnames)
+{
+        if (nnames == 0)
+                return true;
+        for (int i = 0; i < nnames; i++)
+                if (strcmp(names[i], name) == 0)
+                        return true;
+        return false;
+}
+
+/* ---- ls ---- */
+
+static void print_row(const char *kind, const char *name, const char *key, uint64_t bytes,
+                      int64_t t, const char *vms, const char *dir)
+{
+        char age[32];
+
+        format_age(t, age, sizeof age);
+        printf("%-8s %-20s %-16.16s %9.1fM %5s  %-20s %s\n", kind, name, key, bytes / MIB, age, vms,
+               dir);
+}
+
+static int print_fixture(const FixtureEntry *e)
+{
+        size_t len = 1;
+        char *vms;
+
+        for (size_t i = 0; i < e->nvms; i++)
+                len += strlen(e->vms[i].name) + 1;
+        vms = calloc(1, len);
+        if (!vms)
+                return -ENOMEM;
+        for (size_t i = 0; i < e->nvms; i++) {
+                if (i > 0)
+                        strcat(vms, ",");
+                strcat(vms, e->vms[i].name);
+        }
+        print_row("fixture", e->name, e->key, e->disk_bytes, e->created, e->nvms ? vms : "-",
+                  e->dir);
+        free(vms);
+        return 0;
+}
+
+static int cache_ls(const char *cache)
+{
+        Image **images = NULL;
+        FixtureEntry **fixtures = NULL;
+        size_t nimages = 0, nfixtures = 0;
+        int r, status = 0;
+
+        r = image_list(&images, &nimages);
+        if (r < 0) {
+                fprintf(stderr, "provium: cache ls: images in %s/images: %s\n", cache,
+                        strerror(-r));
+                return 1;
+        }
+        r = fixture_cache_list(&fixtures, &nfixtures);
+        if (r < 0) {
+                fprintf(stderr, "provium: cache ls: fixtures in %s/fixtures: %s\n", cache,
+                        strerror(-r));
+                image_list_free(images, nimages);
+                return 1;
+        }
+        if (nimages + nfixtures == 0) {
+                printf("cache is empty (%s)\n", cache);
+                goto out;
+        }
+        printf("%-8s %-20s %-16s %10s %5s  %-20s %s\n", "KIND", "NAME", "KEY", "SIZE", "AGE", "VMS",
+               "DIR");
+        for (size_t i = 0; i < nimages; i++) {
+                struct stat sb;
+                int64_t t = stat(images[i]->dir, &sb) == 0 ? (int64_t) sb.st_mtime : time(NULL);
+                print_row("image", images[i]->name, images[i]->key ? images[i]->key : "-",
+                          disk_bytes(images[i]->dir), t, "-", images[i]->dir);
+        }
+        for (size_t i = 0; i < nfixtures; i++) {
+                if (print_fixture(fixtures[i]) < 0) {
+                        fprintf(stderr, "provium: cache ls: %s\n", strerror(ENOMEM));
+                        status = 1;
+                        break;
+                }
+        }
+out:
+        image_list_free(images, nimages);
+        fixture_cache_list_free(fixtures, nfixtures);
+        return status;
+}
+
+/* ---- clear ---- */
+
+typedef struct ClearStats {
+        unsigned fixtures, images, busy;
+        uint64_t bytes;
+} ClearStats;
+
+static void on_fixture_cleared(void *data, const char *name, const char *key, uint64_t bytes,
+                               int result)
+{
+        ClearStats *s = data;
+
+        if (result == 1) {
+                s->fixtures++;
+                s->bytes += bytes;
+                printf("removed fixture %s-%.16s (%.1fM)\n", name, key, bytes / MIB);
+        } else {
+                s->busy++;
+                printf("skipped fixture %s-%.16s: being built by another process\n", name, key);
+        }
+}
+
+static int clear_fixtures(char **names, int nnames, ClearStats *s)
+{
+        char err[4096];
+        int r;
+
+        for (int i = 0; i < (nnames ? nnames : 1); i++) {
+                r = fixture_cache_clear_each(nnames ? names[i] : NULL, on_fixture_cleared, s, NULL,
+                                             err, sizeof err);
+                if (r < 0) {
+                        fprintf(stderr, "provium: cache clear: %s\n", err);
+                        return r;
+                }
+        }
+        return 0;
+}
+
+/* Removes one built image under its build lock (image.c's <images>/<name>-<key>.lock, taken
+ * without waiting; the lock file stays, as image.c expects). 1 removed, 0 busy, or -errno. */
+static int clear_image(const char *images, const Image *img, char *err, size_t errlen)
+{
+        char *lock = NULL, *log = NULL;
+        int fd = -1, r;
+
+        if (asprintf(&lock, "%s/%s-%s.lock", images, img->name, img->key) < 0)
+                lock = NULL;
+        if (asprintf(&log, "%s/%s-%s.log", images, img->name, img->key) < 0)
+                log = NULL;
+        if (!lock || !log) {
+                r = -ENOMEM;
+                (void) snprintf(err, errlen, "image %s: %s", img->name, strerror(-r));
+                goto out;
+        }
+        fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (fd < 0) {
+                r = -errno;
+                (void) snprintf(err, errlen, "image %s: open %s: %s", img->name, lock,
+                                strerror(-r));
+                goto out;
+        }
+        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+                r = errno == EWOULDBLOCK ? 0 : -errno;
+                if (r < 0)
+                        (void) snprintf(err, errlen, "image %s: lock %s: %s", img->name, lock,
+                                        strerror(-r));
+                goto out;
+        }
+        r = remove_tree(img->dir);
+        if (r < 0) {
+                (void) snprintf(err, errlen, "image %s: removing %s: %s", img->name, img->dir,
+                                strerror(-r));
+                goto out;
+        }
+        (void) unlink(log); /* its build log, when there is one */
+        r = 1;
+out:
+        if (fd >= 0)
+                (void) close(fd);
+        free(lock);
+        free(log);
+        return r;
+}
+
+static int clear_images(const char *cache, char **names, int nnames, ClearStats *s)
+{
+        char *images = NULL, err[4096];
+        Image **list = NULL;
+        size_t n = 0;
+        int r;
+
+        if (asprintf(&images, "%s/images", cache) < 0) {
+                fprintf(stderr, "provium: cache clear: %s\n", strerror(ENOMEM));
+                return -ENOMEM;
+        }
+        r = image_list(&list, &n);
+        if (r < 0) {
+                fprintf(stderr, "provium: cache clear: images in %s: %s\n", images, strerror(-r));
+                free(images);
+                return r;
+        }
+        for (size_t i = 0; i < n; i++) {
+                const Image *img = list[i];
+                if (!img->key || !name_selected(img->name, names, nnames))
+                        continue;
+                uint64_t bytes = disk_bytes(img->dir);
+                r = clear_image(images, img, err, sizeof err);
+                if (r < 0) {
+                        fprintf(stderr, "provium: cache clear: %s\n", err);
+                        break;
+                }
+                if (r == 0) {
+                        s->busy++;
+                        printf("skipped image %s-%.16s: being built by another process\n",
+                               img->name, img->key);
+                        continue;
+                }
+                s->images++;
+                s->bytes += bytes;
+                printf("removed image %s-%.16s (%.1fM)\n", img->name, img->key, bytes / MIB);
+        }
+        image_list_free(list, n);
+        free(images);
+        return r < 0 ? r : 0;
+}
+
+static int cache_clear(const char *cache, int argc, char **argv)
+{
+        bool fixtures = true, images = true;
+        ClearStats s = {0};
+        int r = 0;
+
+        if (argc > 0 && strcmp(argv[0], "images") == 0) {
+                fixtures = false;
+                argc--, argv++;
+        } else if (argc > 0 && strcmp(argv[0], "fixtures") == 0) {
+                images = false;
+                argc--, argv++;
+        }
+        if (fixtures)
+                r = clear_fixtures(argv, argc, &s);
+        if (r >= 0 && images)
+                r = clear_images(cache, argv, argc, &s);
+        printf("removed %u fixture%s and %u image%s (%.1fM)", s.fixtures,
+               s.fixtures == 1 ? "" : "s", s.images, s.images == 1 ? "" : "s", s.bytes / MIB);
+        if (s.busy)
+                printf("; skipped %u being built", s.busy);
+        printf(" in %s\n", cache);
+        return r < 0 ? 1 : 0;
+}
+
+/* ---- the command ---- */
+
+int cache_cmd_main(int argc, char **argv)
+{
+        const char *cache;
+
+        if (argc < 2) {
+                fprintf(stderr, "provium: cache: expected a subcommand: ls, or clear "
+                                "[images|fixtures] [NAME...]\n");
+                return 2;
+        }
+        if (strcmp(argv[1], "ls") != 0 && strcmp(argv[1], "clear") != 0) {
+                fprintf(stderr,
+                        "provium: cache: unknown subcommand '%s' (valid: ls, clear "
+                        "[images|fixtures] [NAME...])\n",
+                        argv[1]);
+                return 2;
+        }
+        if (strcmp(argv[1], "ls") == 0 && argc > 2) {
+                fprintf(stderr, "provium: cache ls: unexpected argument '%s'\n", argv[2]);
+                return 2;
+        }
+        cache = paths_cache_dir();
+        if (!cache) {
+                fprintf(stderr, "provium: cache: cache directory: %s\n", strerror(errno));
+                return 1;
+        }
+        if (strcmp(argv[1], "ls") == 0)
+                return cache_ls(cache);
+        return cache_clear(cache, argc - 2, argv + 2);
+}

@@ -1,0 +1,5 @@
+/* cache_cmd.h: `provium cache ls|clear`: the images and fixtures in the cache. */
+#pragma once
+
+/* argv[0] is "cache". Returns the exit status: 0, 1 on an error, 2 on a usage error. */
+int cache_cmd_main(int argc, char **argv);

@@ -1,0 +1,87 @@
+/* vm_internal.h: the Vm structure, shared by vm.c (lifecycle) and vm_snapshot.c (save). */
+#pragma once
+
+#include "image.h"
+#include "vm.h"
+
+#define CONSOLE_MAX  (8u << 20) /* console bytes kept; later output only updates the tail */
+#define CONSOLE_TAIL 8192
+#define QEMU_ERR_MAX 4096
+
+typedef struct VmSnap {
+        char *state;  /* dir/snap<N>.state */
+        char *ram;    /* dir/snap<N>.ram, or the RAM file the VM mapped when the state holds RAM */
+        bool own_ram; /* ram is this snapshot's copy (removed with the VM) */
+} VmSnap;
+
+struct Vm {
+        uv_loop_t *loop;
+        char *name;
+        char *dir; /* run_dir/name: sockets */
+        VmState state;
+        uv_process_t *proc; /* freed by its close callback */
+        uv_pipe_t *out;     /* QEMU stdout: the serial console */
+        uv_pipe_t *err;     /* QEMU stderr */
+        uv_pipe_t *in;      /* QEMU stdin: input to the serial console */
+        uv_timer_t *press;  /* re-presses the power button until the guest is off */
+        int presses;
+        bool exit_wanted; /* vm_expect_exit: the next exit does not fail the test */
+        void (*exit_fn)(Vm *, void *);
+        void *exit_data;
+        void (*console_fn)(void *, const char *, size_t);
+        void *console_data;
+        int handles_open; /* proc + pipes still to close */
+        Qmp *qmp;
+        AgentClient *agent;
+        AgentClient *workers[VM_MAX_WORKERS + 1]; /* [1..nworkers] once connected */
+        int nworkers;                             /* worker ports QEMU has */
+        int next_worker;
+        uv_timer_t *boot_timer;
+        uint64_t boot_started_ns;
+        char *image_name;
+        Image *image;   /* kernel, initrd and command line of the first boot; restores reuse them */
+        VmConfig cfg;   /* the first boot's configuration, strings owned (config_copy) */
+        char *ram_path; /* the file behind guest RAM */
+        bool ram_shared; /* ram_path is the VM's own (share=on); else a saved RAM file mapped COW */
+        int incoming_fd; /* a saved state QEMU loads once the agent socket is connected; else -1 */
+        bool qmp_up, agent_up, incoming_sent;
+        bool incoming_has_ram; /* the state being loaded carries RAM (saved from a COW VM) */
+        bool restarting;       /* vm_restore is replacing QEMU: its exit is part of the restore */
+        bool restoring;        /* the current QEMU loads a saved state (boot means restore) */
+        bool saving;           /* vm_save in progress */
+        VmSnap *snaps;         /* vm_snapshot's saves, id = index + 1 */
+        unsigned nsnaps;
+        AgentClient **retired; /* clients of the states before restores; freed with the VM */
+        size_t nretired;
+        uint64_t restore_started_ns;
+        char *restore_label;
+
+        char *console; /* first CONSOLE_MAX bytes */
+        size_t console_len;
+        char tail[CONSOLE_TAIL]; /* ring of the last bytes */
+        size_t tail_total;       /* bytes ever written to the ring */
+        char qemu_err[QEMU_ERR_MAX];
+        size_t qemu_err_len;
+
+        bool console_eof;
+        bool exit_pending;  /* QEMU gone, console not drained yet */
+        bool exit_expected; /* vm_stop asked for it */
+        int64_t exit_status;
+        int term_signal;
+        char *death;
+
+        VmBootFn boot_cb;
+        void *boot_data;
+        VmDeathFn death_cb;
+        void *death_data;
+        void (*stop_cb)(Vm *, void *);
+        void *stop_data;
+};
+
+/* Emits a vm.snapshot / vm.restore style event with the VM, a label, ok and a duration. */
+void vm_emit_timed(Vm *vm, const char *type, const char *label, bool ok, uint64_t started_ns,
+                   const char *error);
+/* {"capabilities": [{"capability": "x-ignore-shared", "state": true}]} for QMP. */
+json_t *vm_ignore_shared_args(int on);
+/* Copies src to a new file dst, data extents only (holes stay holes). */
+int vm_copy_sparse(const char *src, const char *dst, uint64_t *ret_bytes);

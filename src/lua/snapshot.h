@@ -1,0 +1,7 @@
+/* snapshot.h: vm:snapshot / vm:restore and the fixture primitives (see snapshot.c). */
+#pragma once
+
+#include <lua.h>
+
+/* Adds the snapshot methods to the VM methods table on top of the stack. */
+void lua_snapshot_add_methods(lua_State *L);
