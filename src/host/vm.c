@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "events.h"
@@ -331,6 +332,29 @@ static void emit_boot(Vm *vm, int status, const char *msg)
         event_end(&ev);
 }
 
+static uint64_t since(uint64_t start, uint64_t t)
+{
+        return t > start ? t - start : 0;
+}
+
+/* vm.restore: the whole duration and its phases (QEMU started, QMP up, guest running again),
+ * all from the restore's start. */
+static void emit_restore(Vm *vm, int status, const char *msg)
+{
+        uint64_t t0 = vm->restore_started_ns;
+        EventBuilder ev;
+        event_begin(&ev, "vm.restore", 8);
+        proto_kv_str(&ev.w, "vm", vm->name);
+        proto_kv_str(&ev.w, "name", vm->restore_label ? vm->restore_label : "");
+        proto_kv_bool(&ev.w, "ok", status == 0);
+        proto_kv_uint(&ev.w, "duration_ns", since(t0, events_mono_ns()));
+        proto_kv_uint(&ev.w, "spawned_ns", since(t0, vm->spawned_ns));
+        proto_kv_uint(&ev.w, "qmp_ns", since(t0, vm->qmp_ns));
+        proto_kv_uint(&ev.w, "running_ns", since(t0, vm->running_ns));
+        proto_kv_str(&ev.w, "error", msg ? msg : "");
+        event_end(&ev);
+}
+
 static void boot_done(Vm *vm, int status, const char *msg)
 {
         VmBootFn cb = vm->boot_cb;
@@ -342,8 +366,7 @@ static void boot_done(Vm *vm, int status, const char *msg)
         if (status == 0)
                 vm->state = VM_RUNNING;
         if (vm->restoring)
-                vm_emit_timed(vm, "vm.restore", vm->restore_label, status == 0,
-                              vm->restore_started_ns, msg);
+                emit_restore(vm, status, msg);
         else
                 emit_boot(vm, status, msg);
         vm->restoring = false;
@@ -351,10 +374,37 @@ static void boot_done(Vm *vm, int status, const char *msg)
                 cb(vm, status, msg, vm->boot_data);
 }
 
+static void on_clock_set(AgentRequest *req, int status, const msgpack_object *reply)
+{
+        Vm *vm = req->data;
+        bool ok = false;
+        if (!vm->boot_cb)
+                return;
+        if (status == 0 && proto_get_bool(reply, "ok", &ok) == 1 && ok)
+                return boot_done(vm, 0, NULL);
+        char msg[256];
+        snprintf(msg, sizeof msg, "vm %s: restore: setting the guest clock failed%s%s", vm->name,
+                 status < 0 ? ": " : "", status < 0 ? strerror(-status) : "");
+        boot_done(vm, status < 0 ? status : -EIO, msg);
+}
+
+/* A VM restored from a fixture gets the host's time before it counts as ready. */
+static int sync_clock(Vm *vm)
+{
+        struct timespec ts;
+        (void) clock_gettime(CLOCK_REALTIME, &ts);
+        vm->clock_req = (AgentRequest){.on_reply = on_clock_set, .data = vm};
+        ProtoWriter *w = agent_request_begin(vm->agent, &vm->clock_req, "set_time", 1);
+        proto_kv_int(w, "realtime_ns", (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec);
+        return agent_request_send(vm->agent, &vm->clock_req, 10000);
+}
+
 static void on_agent_ready(AgentClient *c, int status, void *data)
 {
         Vm *vm = data;
         if (!vm->boot_cb)
+                return;
+        if (status == 0 && vm->restoring && vm->sync_clock && (status = sync_clock(vm)) == 0)
                 return;
         if (status == 0)
                 return boot_done(vm, 0, NULL);
@@ -450,6 +500,7 @@ static void on_qmp_ready(void *data, int status)
         Vm *vm = data;
         if (status == 0) {
                 vm->qmp_up = true;
+                vm->qmp_ns = events_mono_ns();
                 maybe_start_incoming(vm);
         }
 }
@@ -464,6 +515,8 @@ static void on_agent_socket(AgentClient *c, void *data)
 static void on_qmp_event(void *data, const char *event, json_t *event_data)
 {
         Vm *vm = data;
+        if (strcmp(event, "RESUME") == 0)
+                vm->running_ns = events_mono_ns();
         EventBuilder ev;
         event_begin(&ev, "vm.qmp_event", 2);
         proto_kv_str(&ev.w, "vm", vm->name);
@@ -728,6 +781,8 @@ static int launch(Vm *vm, char *err, size_t errlen)
         }
         if (r == 0) {
                 vm->state = VM_BOOTING;
+                vm->spawned_ns = events_mono_ns();
+                vm->qmp_ns = vm->running_ns = 0;
                 emit_spawn(vm, &vm->cfg, vm->proc->pid);
                 r = start_connections(vm, timeout_ms);
         }
@@ -805,6 +860,7 @@ int vm_boot(Vm *vm, const VmConfig *cfg, VmBootFn cb, void *data, char *err, siz
         if (vm->nworkers > VM_MAX_WORKERS)
                 vm->nworkers = VM_MAX_WORKERS;
         vm->incoming_has_ram = false;
+        vm->sync_clock = cfg->incoming && !cfg->initial_time;
         if (cfg->incoming && (r = open_incoming(vm, cfg->incoming, cfg->incoming, err, errlen)) < 0)
                 return r;
         r = launch(vm, err, errlen);

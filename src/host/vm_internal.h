@@ -45,6 +45,8 @@ struct Vm {
         bool ram_shared; /* ram_path is the VM's own (share=on); else a saved RAM file mapped COW */
         int incoming_fd; /* a saved state QEMU loads once the agent socket is connected; else -1 */
         bool qmp_up, agent_up, incoming_sent;
+        bool sync_clock;        /* a fixture restore: set the guest's clock once it answers */
+        AgentRequest clock_req; /* that request */
         bool incoming_has_ram; /* the state being loaded carries RAM (saved from a COW VM) */
         bool restarting;       /* vm_restore is replacing QEMU: its exit is part of the restore */
         bool restoring;        /* the current QEMU loads a saved state (boot means restore) */
@@ -54,6 +56,7 @@ struct Vm {
         AgentClient **retired; /* clients of the states before restores; freed with the VM */
         size_t nretired;
         uint64_t restore_started_ns;
+        uint64_t spawned_ns, qmp_ns, running_ns; /* a restore's phases, for its event */
         char *restore_label;
 
         char *console; /* first CONSOLE_MAX bytes */
@@ -78,9 +81,6 @@ struct Vm {
         void *stop_data;
 };
 
-/* Emits a vm.snapshot / vm.restore style event with the VM, a label, ok and a duration. */
-void vm_emit_timed(Vm *vm, const char *type, const char *label, bool ok, uint64_t started_ns,
-                   const char *error);
 /* {"capabilities": [{"capability": "x-ignore-shared", "state": true}]} for QMP. */
 json_t *vm_ignore_shared_args(int on);
 /* Copies src to a new file dst, data extents only (holes stay holes). */

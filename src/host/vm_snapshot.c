@@ -5,7 +5,7 @@
  * save writes a few hundred KB however large the guest is. A VM running on a copy-on-write
  * mapping of a saved file (after a restore) has share=off RAM, which the stream carries.
  *
- * Sections: events, RAM copy, the save, snapshots.
+ * Sections: RAM copy, the save, snapshots.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -23,21 +23,6 @@
 #define SAVE_POLL_MS    2
 #define SAVE_TIMEOUT_MS 120000
 #define COPY_BLOCK      (1u << 20)
-
-/* ---- events ---- */
-
-void vm_emit_timed(Vm *vm, const char *type, const char *label, bool ok, uint64_t started_ns,
-                   const char *error)
-{
-        EventBuilder ev;
-        event_begin(&ev, type, 5);
-        proto_kv_str(&ev.w, "vm", vm->name);
-        proto_kv_str(&ev.w, "name", label ? label : "");
-        proto_kv_bool(&ev.w, "ok", ok);
-        proto_kv_uint(&ev.w, "duration_ns", events_mono_ns() - started_ns);
-        proto_kv_str(&ev.w, "error", error ? error : "");
-        event_end(&ev);
-}
 
 /* ---- RAM copy ---- */
 

@@ -11,6 +11,7 @@
 #include "events.h"
 #include "lua_vm.h"
 #include "file.h"
+#include "fixture.h"
 #include "layer0.h"
 #include "process.h"
 #include "stream.h"
@@ -51,10 +52,13 @@ int lua_provium_open(lua_State *L)
         lua_newtable(L);
         lua_vm_push_constructor(L);
         lua_setfield(L, -2, "vm_new");
+        lua_vm_push_release(L);
+        lua_setfield(L, -2, "vm_release");
         lua_pushcfunction(L, runtime_parallel);
         lua_setfield(L, -2, "parallel");
         lua_pushcfunction(L, l_now);
         lua_setfield(L, -2, "now");
+        lua_fixture_register(L);
         lua_pushvalue(L, -1);
         lua_setfield(L, LUA_REGISTRYINDEX, INTERNAL_KEY);
         lua_vm_register(L); /* pushes the VM methods table */

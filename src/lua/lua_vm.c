@@ -227,6 +227,7 @@ void lua_vm_boot_config(lua_State *L, const char *image, int opts, VmConfig *cfg
             .kernel = opt_string(L, opts, "kernel"),
             .initrd = opt_string(L, opts, "initrd"),
             .append = opt_string(L, opts, "append"),
+            .ram_path = opt_string(L, opts, "_ram"), /* a fixture build's RAM file */
             .memory_mb = opt_memory_mb(L, opts),
             .accel = rc->accel,
             .workers = -1,
@@ -559,7 +560,53 @@ void lua_vm_register(lua_State *L)
         lua_remove(L, -2);
 }
 
+typedef struct ReleaseCtx {
+        Pending pending;
+        bool parked, done;
+} ReleaseCtx;
+
+static void on_released(Vm *vm, void *data)
+{
+        ReleaseCtx *ctx = data;
+        if (!ctx->parked) { /* vm_stop finished at once */
+                ctx->done = true;
+                return;
+        }
+        if (runtime_pending_alive(&ctx->pending)) {
+                lua_pushboolean(ctx->pending.co, 1);
+                runtime_resume(&ctx->pending, 1);
+        }
+        free(ctx);
+}
+
+/* internal.vm_release(vm): stops the VM at once (a fixture's builder, saved already) and frees
+ * its name for the VM restored in its place. Parks until QEMU is gone. */
+static int l_vm_release(lua_State *L)
+{
+        Vm *vm = check_vm(L, 1);
+        lua_getfield(L, LUA_REGISTRYINDEX, ANCHOR_KEY);
+        lua_pushnil(L);
+        lua_setfield(L, -2, vm_name(vm));
+        lua_pop(L, 1);
+        ReleaseCtx *ctx = calloc(1, sizeof *ctx);
+        if (!ctx)
+                return luaL_error(L, "vm %s: out of memory", vm_name(vm));
+        vm_stop(vm, on_released, ctx);
+        if (ctx->done) {
+                free(ctx);
+                lua_pushboolean(L, 1);
+                return 1;
+        }
+        ctx->parked = true;
+        return runtime_wait(L, &ctx->pending);
+}
+
 void lua_vm_push_constructor(lua_State *L)
 {
         lua_pushcfunction(L, l_vm_new);
+}
+
+void lua_vm_push_release(lua_State *L)
+{
+        lua_pushcfunction(L, l_vm_release);
 }

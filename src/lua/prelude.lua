@@ -140,8 +140,34 @@ function T:error(fn, pattern, msg)
     return s
 end
 
+-- provium.reset_between_tests: the VMs running when the first test starts are snapshotted then,
+-- and restored to it before every later test; VMs made by a test are stopped after it.
+local file_start
+local function reset_vms()
+    if not file_start then
+        file_start = {}
+        for _, vm in ipairs(internal.vm_list) do
+            if vm:state() == "running" then file_start[vm] = vm:snapshot("file start") end
+        end
+        return
+    end
+    for _, vm in ipairs(internal.vm_list) do
+        local snap = file_start[vm]
+        if snap then
+            vm:restore(snap)
+        elseif vm:state() == "running" or vm:state() == "paused" then
+            vm:kill()
+            vm:wait_exit(30)
+        end
+    end
+end
+
 function internal.run_test(entry)
     local t = setmetatable({ name = entry.name }, T)
+    if provium.reset_between_tests then
+        local ok, err = pcall(reset_vms)
+        if not ok then return "fail", "reset_between_tests: " .. tostring(err) end
+    end
     local ok, err = pcall(entry.fn, t)
     if ok then return "pass" end
     if getmetatable(err) == Skip then return "skip", err.reason end
@@ -200,9 +226,17 @@ local function call(name, prim, self, ...)
 end
 
 function VM:boot(opts)
+    local ram = internal.fixture_ram[self]
+    if ram then -- a fixture's builder: its RAM goes straight into the cache entry
+        local o = {}
+        for k, v in pairs(opts or {}) do o[k] = v end
+        o._ram = ram
+        opts = o
+    end
     call("boot", self._boot, self, internal.images[self], opts)
     return self
 end
+internal.fixture_ram = setmetatable({}, { __mode = "k" })
 
 function VM:run(cmd, opts)
     return setmetatable(call("run", self._exec, self, cmd, opts), Result)
@@ -534,5 +568,185 @@ function provium:vm(name, image)
     local ok, vm = pcall(internal.vm_new, name)
     if not ok then error(vm, 2) end
     internal.images[vm] = image or "default"
+    internal.vm_list[#internal.vm_list + 1] = vm
     return vm
+end
+internal.vm_list = {}
+
+---------------------------------------------------------------------------------------------
+-- fixtures: VM states built once, cached on disk, restored for every test that asks
+
+-- The text of fn (its lines in its file) and the values of its plain upvalues: a change to
+-- either changes the fixture's key.
+local function function_source(fn)
+    local info = debug.getinfo(fn, "S")
+    local text = info.source
+    if text:sub(1, 1) == "@" then
+        local lines, n = {}, 0
+        local f = io.open(text:sub(2), "r")
+        if f then
+            for line in f:lines() do
+                n = n + 1
+                if n > info.lastlinedefined then break end
+                if n >= info.linedefined then lines[#lines + 1] = line end
+            end
+            f:close()
+        end
+        text = table.concat(lines, "\n")
+    end
+    local ups = {}
+    for i = 1, 255 do
+        local name, v = debug.getupvalue(fn, i)
+        if not name then break end
+        local ty = type(v)
+        if ty == "string" or ty == "number" or ty == "boolean" then
+            ups[#ups + 1] = name .. "=" .. ty .. ":" .. tostring(v)
+        end
+    end
+    return text .. "\0" .. table.concat(ups, "\0")
+end
+
+-- Options as text with sorted keys; the boot timeout does not shape the VM.
+local function canonical(v, top)
+    if type(v) ~= "table" then return type(v) .. ":" .. tostring(v) end
+    local keys = {}
+    for k in pairs(v) do keys[#keys + 1] = k end
+    table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+    local parts = {}
+    for _, k in ipairs(keys) do
+        if not (top and k == "timeout") then
+            parts[#parts + 1] = tostring(k) .. "=" .. canonical(v[k])
+        end
+    end
+    return "{" .. table.concat(parts, ",") .. "}"
+end
+
+-- The builder's view of a lab: lab:vm(name, image) makes a VM whose RAM lives in the cache.
+local Lab = {}
+Lab.__index = Lab
+
+function Lab:vm(name, image)
+    if self.vms[name] then
+        raise(string.format("fixture %s: the lab has a VM named '%s' already", self.name, name))
+    end
+    local ok, vm = pcall(provium.vm, provium, name, image)
+    if not ok then raise(string.format("fixture %s: %s", self.name, vm)) end
+    internal.fixture_ram[vm] = self.build:ram_path(name)
+    self.vms[name] = vm
+    self.order[#self.order + 1] = name
+    return vm
+end
+
+local function save_lab(lab)
+    if #lab.order == 0 then error("the setup function made no VM", 0) end
+    for _, name in ipairs(lab.order) do
+        local vm = lab.vms[name]
+        if vm:state() ~= "running" then
+            error(string.format("vm %s is %s when the setup function returns; a fixture saves " ..
+                                "running VMs", name, vm:state()), 0)
+        end
+    end
+    for _, name in ipairs(lab.order) do
+        local vm = lab.vms[name]
+        local saved, err = vm:_save(lab.build:state_path(name))
+        if not saved then error(err, 0) end
+        lab.build:add_vm(name, vm:_config_json())
+    end
+end
+
+-- Runs setup(lab) on fresh VMs, saves them into the build's staging directory and commits it.
+-- A failure caches nothing and names the fixture and the failure's own location.
+local function build_fixture(name, build, setup)
+    local lab = setmetatable({ name = name, build = build, vms = {}, order = {} }, Lab)
+    local ok, err = pcall(setup, lab)
+    if ok then ok, err = pcall(save_lab, lab) end
+    for _, vmname in ipairs(lab.order) do internal.vm_release(lab.vms[vmname]) end
+    if not ok then
+        err = type(err) == "string" and err or show(err)
+        build:abort(err)
+        raise(string.format("fixture %s: setup failed: %s", name, err))
+    end
+    local entry, cerr = build:commit()
+    if not entry then raise(cerr) end
+    return entry
+end
+
+-- The cache entry for key: found, built here, or built by another file runner meanwhile.
+local function fixture_entry(name, key, setup)
+    while true do
+        local status, a = internal.fixture_open(name, key)
+        if status == nil then raise(a) end
+        if status == "hit" then return a end
+        if status == "build" then return build_fixture(name, a, setup) end
+        internal.sleep(0.05) -- "busy": another runner is building it
+    end
+end
+
+local function free_vm_name(name)
+    for i = 1, 100 do
+        local candidate = i == 1 and name or (name .. "-" .. i)
+        local ok, vm = pcall(internal.vm_new, candidate)
+        if ok then return vm, candidate end
+    end
+    raise("fixture: no free VM name for " .. name)
+end
+
+-- New VMs loading the entry's saved states (RAM mapped copy-on-write from the cache). Guest
+-- clocks are set to the host's time (vm.c), unless the fixture was booted with initial_time.
+local function restore_fixture(name, entry, timeout)
+    local vms = {}
+    for _, saved in ipairs(entry.vms) do
+        local vm, vmname = free_vm_name(saved.name)
+        internal.images[vm] = "default"
+        internal.vm_list[#internal.vm_list + 1] = vm
+        local ok, err = vm:_boot_saved(saved.state, saved.ram, saved.config, timeout)
+        if not ok then raise(string.format("fixture %s: restoring vm %s: %s", name, vmname, err)) end
+        vms[saved.name] = vm
+    end
+    return vms
+end
+
+local function check_fixture_args(self, what, name, setup, opts)
+    if self ~= provium then error("provium:" .. what .. " must be called with ':'", 3) end
+    if type(name) ~= "string" or not name:match("^[%w_-]+$") or #name > 32 then
+        error("bad argument #1 to '" .. what .. "' (fixture name of 1-32 characters A-Z a-z " ..
+              "0-9 - _ expected, got " .. show(name) .. ")", 3)
+    end
+    if type(setup) ~= "function" then
+        error("bad argument #2 to '" .. what .. "' (setup function expected, got " ..
+              type(setup) .. ")", 3)
+    end
+    if opts ~= nil and type(opts) ~= "table" then
+        error("bad argument #3 to '" .. what .. "' (options table expected, got " ..
+              type(opts) .. ")", 3)
+    end
+end
+
+-- provium:vm_fixture(name, setup, opts?) -> a running VM restored from the fixture, which is
+-- built first (boot with opts, then setup(vm)) when the cache has no entry for its key.
+function provium:vm_fixture(name, setup, opts)
+    check_fixture_args(self, "vm_fixture", name, setup, opts)
+    local boot_opts, image = {}, "default"
+    for k, v in pairs(opts or {}) do
+        if k == "image" then image = v else boot_opts[k] = v end
+    end
+    local key = internal.fixture_key(table.concat({
+        "vm", name, function_source(setup), canonical(boot_opts, true), image,
+        internal.image_key(image, boot_opts), internal.qemu_version(), internal.accel(),
+    }, "\0"))
+    local entry = fixture_entry(name, key, function(lab)
+        setup(lab:vm(name, image):boot(boot_opts))
+    end)
+    return restore_fixture(name, entry, boot_opts.timeout)[name]
+end
+
+-- provium:lab_fixture(name, setup) -> {vm name = VM}: setup(lab) makes and prepares several
+-- VMs with lab:vm(name, image):boot(opts); all of them are saved and restored together.
+function provium:lab_fixture(name, setup)
+    check_fixture_args(self, "lab_fixture", name, setup, nil)
+    local key = internal.fixture_key(table.concat({
+        "lab", name, function_source(setup), internal.image_key("default"),
+        internal.qemu_version(), internal.accel(),
+    }, "\0"))
+    return restore_fixture(name, fixture_entry(name, key, setup))
 end

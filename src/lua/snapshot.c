@@ -178,7 +178,7 @@ static int l_boot_saved(lua_State *L)
         const char *state = luaL_checkstring(L, 2);
         const char *ram = luaL_checkstring(L, 3);
         const char *json = luaL_checkstring(L, 4);
-        double timeout = luaL_checknumber(L, 5);
+        double timeout = luaL_optnumber(L, 5, runtime_config(runtime_get(L))->boot_timeout_s);
         json_error_t jerr;
         json_t *o = json_loads(json, 0, &jerr);
         if (!json_is_object(o)) {

@@ -1,0 +1,281 @@
+/* fixture.c: the fixture cache from Lua: keys, lookups and builds (fixture_cache.c does the
+ * disk), their events, and a host-side sleep for waiting on another process's build. The
+ * prelude's provium:vm_fixture / provium:lab_fixture drive these.
+ *
+ * Sections: keys, lookups, builds, events, sleep, registration.
+ */
+#include "fixture.h"
+
+#include <errno.h>
+#include <lauxlib.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "events.h"
+#include "fixture_cache.h"
+#include "image.h"
+#include "lua_vm.h"
+#include "runtime.h"
+#include "waiter.h"
+
+#define BUILD_MT "provium.FixtureBuild"
+
+typedef struct BuildBox {
+        FixtureBuild *b; /* NULL once committed or aborted */
+        char *name, *key;
+        uint64_t started_ns;
+} BuildBox;
+
+/* ---- events ---- */
+
+static void emit(const char *type, const char *name, const char *key, const char *field,
+                 const char *value, uint64_t ns)
+{
+        EventBuilder ev;
+        event_begin(&ev, type, 4);
+        proto_kv_str(&ev.w, "name", name);
+        proto_kv_str(&ev.w, "key", key);
+        proto_kv_str(&ev.w, field, value);
+        proto_kv_uint(&ev.w, "duration_ns", ns);
+        event_end(&ev);
+}
+
+/* ---- keys ---- */
+
+/* internal.fixture_key(material) -> 32 hex digits */
+static int l_fixture_key(lua_State *L)
+{
+        size_t n;
+        const char *m = luaL_checklstring(L, 1, &n);
+        char key[33];
+        fixture_cache_key(m, n, key);
+        lua_pushstring(L, key);
+        return 1;
+}
+
+/* internal.image_key(image, opts) -> the image's cache key (a user kernel's content hash) */
+static int l_image_key(lua_State *L)
+{
+        const char *image = luaL_checkstring(L, 1);
+        char time_buf[32];
+        VmConfig cfg;
+        lua_vm_boot_config(L, image, 2, &cfg, time_buf, sizeof time_buf);
+        ImageOptions io = {.kernel = cfg.kernel, .initrd = cfg.initrd};
+        Image *img = NULL;
+        char err[2048];
+        if (image_resolve(image, &io, &img, err, sizeof err) < 0)
+                return luaL_error(L, "%s", err);
+        lua_pushstring(L, img->key ? img->key : "");
+        image_free(img);
+        return 1;
+}
+
+/* internal.qemu_version() -> QEMU's version line */
+static int l_qemu_version(lua_State *L)
+{
+        char err[1024];
+        const char *v = fixture_qemu_version(err, sizeof err);
+        if (!v)
+                return luaL_error(L, "%s", err);
+        lua_pushstring(L, v);
+        return 1;
+}
+
+/* internal.accel() -> "tcg" or "kvm": a saved state only loads under the same accelerator */
+static int l_accel(lua_State *L)
+{
+        const char *a = runtime_config(runtime_get(L))->accel;
+        lua_pushstring(L, a && *a ? a : "tcg");
+        return 1;
+}
+
+/* ---- lookups ---- */
+
+/* {dir=, vms={{name=, state=, ram=, config=}, ...}} */
+static void push_entry(lua_State *L, const FixtureEntry *e)
+{
+        lua_createtable(L, 0, 3);
+        lua_pushstring(L, e->dir);
+        lua_setfield(L, -2, "dir");
+        lua_pushstring(L, e->key);
+        lua_setfield(L, -2, "key");
+        lua_createtable(L, (int) e->nvms, 0);
+        for (size_t i = 0; i < e->nvms; i++) {
+                lua_createtable(L, 0, 4);
+                lua_pushstring(L, e->vms[i].name);
+                lua_setfield(L, -2, "name");
+                lua_pushstring(L, e->vms[i].state_path);
+                lua_setfield(L, -2, "state");
+                lua_pushstring(L, e->vms[i].ram_path);
+                lua_setfield(L, -2, "ram");
+                lua_pushstring(L, e->vms[i].config_json);
+                lua_setfield(L, -2, "config");
+                lua_rawseti(L, -2, (lua_Integer) i + 1);
+        }
+        lua_setfield(L, -2, "vms");
+}
+
+/* internal.fixture_open(name, key) -> "hit", entry | "build", Build | "busy" | nil, message */
+static int l_fixture_open(lua_State *L)
+{
+        const char *name = luaL_checkstring(L, 1);
+        const char *key = luaL_checkstring(L, 2);
+        FixtureEntry *e = NULL;
+        FixtureBuild *b = NULL;
+        char corrupt[512] = "", err[2048] = "";
+        BuildBox *box = lua_newuserdatauv(L, sizeof *box, 0); /* ready before anything is held */
+        *box = (BuildBox){0};
+        luaL_setmetatable(L, BUILD_MT);
+        int r = fixture_cache_open(name, key, &e, &b, corrupt, sizeof corrupt, err, sizeof err);
+        if (r == -EWOULDBLOCK) {
+                lua_pushliteral(L, "busy");
+                return 1;
+        }
+        if (r < 0) {
+                lua_pushnil(L);
+                lua_pushstring(L, err);
+                return 2;
+        }
+        if (r == 1) {
+                emit("fixture.hit", name, key, "dir", e->dir, 0);
+                lua_pushliteral(L, "hit");
+                push_entry(L, e);
+                fixture_entry_free(e);
+                return 2;
+        }
+        box->b = b;
+        box->name = strdup(name);
+        box->key = strdup(key);
+        box->started_ns = events_mono_ns();
+        emit("fixture.miss", name, key, "reason", *corrupt ? corrupt : "absent", 0);
+        lua_pushliteral(L, "build");
+        lua_pushvalue(L, -2);
+        lua_pushstring(L, corrupt);
+        return 3;
+}
+
+/* ---- builds ---- */
+
+static BuildBox *check_build(lua_State *L)
+{
+        BuildBox *box = luaL_checkudata(L, 1, BUILD_MT);
+        if (!box->b)
+                luaL_error(L, "fixture build: already committed or aborted");
+        return box;
+}
+
+static void box_release(BuildBox *box)
+{
+        free(box->name);
+        free(box->key);
+        box->name = box->key = NULL;
+        box->b = NULL;
+}
+
+static int l_build_state_path(lua_State *L)
+{
+        BuildBox *box = check_build(L);
+        lua_pushstring(L, fixture_build_state_path(box->b, luaL_checkstring(L, 2)));
+        return 1;
+}
+
+static int l_build_ram_path(lua_State *L)
+{
+        BuildBox *box = check_build(L);
+        lua_pushstring(L, fixture_build_ram_path(box->b, luaL_checkstring(L, 2)));
+        return 1;
+}
+
+/* build:add_vm(name, config_json) */
+static int l_build_add_vm(lua_State *L)
+{
+        BuildBox *box = check_build(L);
+        const char *vm = luaL_checkstring(L, 2);
+        int r = fixture_build_add_vm(box->b, vm, luaL_checkstring(L, 3));
+        if (r < 0)
+                return luaL_error(L, "fixture %s: vm %s: %s", box->name, vm, strerror(-r));
+        return 0;
+}
+
+/* build:commit() -> entry | nil, message */
+static int l_build_commit(lua_State *L)
+{
+        BuildBox *box = check_build(L);
+        FixtureEntry *e = NULL;
+        char err[2048];
+        int r = fixture_build_commit(box->b, &e, err, sizeof err);
+        uint64_t ns = events_mono_ns() - box->started_ns;
+        emit("fixture.build", box->name, box->key, "error", r < 0 ? err : "", ns);
+        box_release(box);
+        if (r < 0) {
+                lua_pushnil(L);
+                lua_pushstring(L, err);
+                return 2;
+        }
+        push_entry(L, e);
+        fixture_entry_free(e);
+        return 1;
+}
+
+/* build:abort(why): nothing is cached; the lock is released. */
+static int l_build_abort(lua_State *L)
+{
+        BuildBox *box = luaL_checkudata(L, 1, BUILD_MT);
+        if (box->b) {
+                emit("fixture.build", box->name, box->key, "error",
+                     luaL_optstring(L, 2, "aborted"), events_mono_ns() - box->started_ns);
+                fixture_build_abort(box->b);
+        }
+        box_release(box);
+        return 0;
+}
+
+static int l_build_gc(lua_State *L)
+{
+        BuildBox *box = luaL_checkudata(L, 1, BUILD_MT);
+        if (box->b)
+                fixture_build_abort(box->b);
+        box_release(box);
+        return 0;
+}
+
+/* ---- waiting ---- */
+
+/* internal.sleep(seconds): parks the task on the host's clock */
+static int l_sleep(lua_State *L)
+{
+        double s = luaL_checknumber(L, 1);
+        Waiter **slot = lua_newuserdatauv(L, sizeof *slot, 0); /* stays on the parked stack */
+        *slot = NULL;
+        return waiter_park(L, slot, s < 0 ? 0 : s, "sleep");
+}
+
+/* ---- registration ---- */
+
+static const luaL_Reg build_methods[] = {
+    {"state_path", l_build_state_path},
+    {"ram_path", l_build_ram_path},
+    {"add_vm", l_build_add_vm},
+    {"commit", l_build_commit},
+    {"abort", l_build_abort},
+    {NULL, NULL},
+};
+
+static const luaL_Reg internal_fns[] = {
+    {"fixture_key", l_fixture_key}, {"fixture_open", l_fixture_open},
+    {"image_key", l_image_key},     {"qemu_version", l_qemu_version},
+    {"sleep", l_sleep},             {"accel", l_accel},
+    {NULL, NULL},
+};
+
+void lua_fixture_register(lua_State *L)
+{
+        if (luaL_newmetatable(L, BUILD_MT)) {
+                luaL_newlib(L, build_methods);
+                lua_setfield(L, -2, "__index");
+                lua_pushcfunction(L, l_build_gc);
+                lua_setfield(L, -2, "__gc");
+        }
+        lua_pop(L, 1);
+        luaL_setfuncs(L, internal_fns, 0);
+}

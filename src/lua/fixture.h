@@ -1,0 +1,7 @@
+/* fixture.h: the fixture cache's Lua primitives (see fixture.c). */
+#pragma once
+
+#include <lua.h>
+
+/* Adds the fixture functions to the internal table on top of the stack. */
+void lua_fixture_register(lua_State *L);
