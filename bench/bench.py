@@ -24,6 +24,10 @@ Called by bench/run (see there and docs/performance.md):
    workers loop read_file + run (bench/busy.lua).
 7. (BENCH_PEERS=0 skips it) the peers, multiplexed ssh (dropbear) and qemu-guest-agent, in a
    bench-only image (bench/peers.py), beside figures 2 and 3.
+8-11. (BENCH_FIXTURE=0 skips them; `bench.py PROVIUM IMAGE_DIR OUT_DIR fixture` runs only
+   them) fixtures and snapshots (bench/fixture.lua): a fixture's restore beside cold boots of
+   the same run, snapshot saves, the copying restore (a clone's snapshot, RAM in the stream),
+   and the memory of clones running at once beside cold-booted VMs (smaps_rollup).
 
 Everything is a median; raw numbers go to OUT_DIR/raw.json, the table to OUT_DIR/table.txt.
 """
@@ -44,6 +48,12 @@ BUSY = ENV.get("BENCH_BUSY", "1") != "0"
 BUSY_OPS = int(ENV.get("BENCH_BUSY_OPS", "200"))
 PEERS = ENV.get("BENCH_PEERS", "1") != "0"
 PEER_OPS = int(ENV.get("BENCH_PEER_OPS", "50"))
+FIXTURE = ENV.get("BENCH_FIXTURE", "1") != "0"
+FX_BOOTS = int(ENV.get("BENCH_FX_BOOTS", "5"))          # cold boots, each snapshotted once
+FX_RESTORES = int(ENV.get("BENCH_FX_RESTORES", "9"))    # fixture restores
+FX_COPIES = int(ENV.get("BENCH_FX_COPIES", "5"))        # copying restores
+FX_CLONES = int(ENV.get("BENCH_FX_CLONES", "8"))        # clones running at once
+FX_COLD = int(ENV.get("BENCH_FX_COLD", "2"))            # cold-booted VMs running at once
 QEMU = ENV.get("PROVIUM_QEMU") or "qemu-system-x86_64"
 TIMEOUT = 120
 
@@ -288,6 +298,179 @@ def busy_provium(provium, out):
     return res
 
 
+def events_by_test(ev):
+    """{test: [events emitted while it ran]}, the test.end event included."""
+    by, test = {}, None
+    for e in ev:
+        if e.get("type") == "test.start":
+            test = e.get("test")
+        by.setdefault(test, []).append(e)
+    return by
+
+
+def fixture_provium(provium, out):
+    """Figures 8-11: bench/fixture.lua with a fixture of its own (a new name each run, removed
+    from the cache afterwards), so nothing built earlier is reused."""
+    name = "benchfx" + os.urandom(4).hex()
+    mem = os.path.join(out, "fixture.mem")
+    env = {"BENCH_FX_NAME": name, "BENCH_FX_OUT": mem, "BENCH_FX_BOOTS": str(FX_BOOTS),
+           "BENCH_FX_RESTORES": str(FX_RESTORES), "BENCH_FX_COPIES": str(FX_COPIES),
+           "BENCH_FX_CLONES": str(FX_CLONES), "BENCH_FX_COLD": str(FX_COLD)}
+    try:
+        ev = provium_run(provium, os.path.join(HERE, "fixture.lua"), os.path.join(out, "fixture.events"), env)
+    finally:
+        subprocess.run([provium, "cache", "clear", "fixtures", name], stdout=subprocess.DEVNULL)
+    by = events_by_test(ev)
+    ms = lambda e: e["duration_ns"] / 1e6
+
+    def of(test, typ, ok=True):
+        return [e for e in by.get(test, []) if e.get("type") == typ and (not ok or e.get("ok"))]
+
+    def test_ms(test):
+        return [ms(e) for e in of(test, "test.end", ok=False)][:1]
+
+    def phases(e):
+        return {k[:-3] + "_ms": e[k] / 1e6 for k in ("duration_ns", "spawned_ns", "qmp_ns", "running_ns")}
+
+    res = {"name": name, "cold_boot_ms": [], "cold_snapshot_ms": [], "cold_snapshot_ram_bytes": [],
+           "cold_snapshot_state_bytes": [], "restore": [], "restore_call_ms": [], "copying": [],
+           "copying_errors": []}
+    for i in range(1, max(FX_BOOTS, FX_RESTORES) + 1):
+        if i <= FX_BOOTS:
+            res["cold_boot_ms"] += [ms(e) for e in of("cold boot %d" % i, "vm.boot")]
+            for e in of("cold use %d" % i, "vm.snapshot"):
+                res["cold_snapshot_ms"].append(ms(e))
+                res["cold_snapshot_ram_bytes"].append(e["ram_bytes"])
+                res["cold_snapshot_state_bytes"].append(e["state_bytes"])
+        if i <= FX_RESTORES:
+            res["restore"] += [phases(e) for e in of("fixture restore %d" % i, "vm.restore")]
+            res["restore_call_ms"] += test_ms("fixture restore %d" % i)
+    b = {t: of("build", t) for t in ("vm.snapshot", "vm.boot", "vm.restore")}
+    b["fixture.build"] = [e for e in of("build", "fixture.build", ok=False) if not e.get("error")]
+    res["build_ms"] = [ms(e) for e in b["fixture.build"]]
+    res["build_boot_ms"] = [ms(e) for e in b["vm.boot"]]
+    res["build_save_ms"] = [ms(e) for e in b["vm.snapshot"]]
+    res["build_save_state_bytes"] = [e["state_bytes"] for e in b["vm.snapshot"]]
+    res["first_restore"] = [phases(e) for e in b["vm.restore"]]
+    cs = of("copying snapshot", "vm.snapshot")
+    res["clone_snapshot_ms"] = [ms(e) for e in cs]
+    res["clone_snapshot_state_bytes"] = [e["state_bytes"] for e in cs]
+    for i in range(1, FX_COPIES + 1):
+        for e in of("copying restore %d" % i, "vm.restore", ok=False):
+            if e.get("ok"):
+                res["copying"].append(phases(e))
+            else:
+                res["copying_errors"].append(e.get("error", "").strip())
+    if len(res["cold_boot_ms"]) != FX_BOOTS or len(res["restore"]) != FX_RESTORES or \
+            len(res["cold_snapshot_ms"]) != FX_BOOTS or len(res["build_save_ms"]) != 1:
+        sys.exit("bench: fixture.lua: %d cold boots, %d snapshots, %d restores, %d build saves; "
+                 "expected %d, %d, %d, 1" % (len(res["cold_boot_ms"]), len(res["cold_snapshot_ms"]),
+                                             len(res["restore"]), len(res["build_save_ms"]),
+                                             FX_BOOTS, FX_BOOTS, FX_RESTORES))
+    res["mem"] = []
+    with open(mem) as f:
+        for l in f:
+            w = l.split()
+            if not w:
+                continue
+            if w[0] == "copying_error":
+                res["copying_errors"].append(l.split(None, 1)[1].strip())
+                continue
+            kb = dict(x.split("=") for x in w[3:])
+            res["mem"].append({"kind": w[0], "vm": w[1], "pid": int(w[2]),
+                               **{k: int(v) for k, v in kb.items()}})
+    return res
+
+
+def fixture_report(x, head, row, info):
+    """(table lines, misses, summary) of figures 8-11."""
+    pick = lambda key, k: [d[k] for d in x[key]]
+    boot = med(x["cold_boot_ms"])
+    rs = med(pick("restore", "duration_ms"))
+    call = med(x["restore_call_ms"]) if x["restore_call_ms"] else float("nan")
+    ph = {k: med(pick("restore", k)) for k in ("spawned_ms", "qmp_ms", "running_ms")}
+    snap, save = med(x["cold_snapshot_ms"]), x["build_save_ms"][0]
+    mib = lambda kb: kb / 1024
+    sm = {"cold_boot_ms": boot, "restore_ms": rs, "restore_call_ms": call, "restore_vs_boot": boot / rs,
+          "restore_phases_ms": ph, "cold_snapshot_ms": snap, "build_save_ms": save,
+          "build_ms": x["build_ms"][0] if x["build_ms"] else None}
+    misses = [rs > 150, boot / rs < 15, snap > 100, save > 100]
+    n_r, n_b = len(x["restore"]), len(x["cold_boot_ms"])
+    lines = [
+        "",
+        head % ("fixtures and snapshots", "median", "peer (same run)", "ratio", "target", ""),
+        row("fixture restore (n=%d)" % n_r, "%.0f ms" % rs, "cold boot: %.0f ms (n=%d)" % (boot, n_b),
+            "%.1fx" % (boot / rs), "<= 150 ms", rs <= 150),
+        row("  fixture restore vs cold boot", "", "", "", ">= 15x faster", boot / rs >= 15),
+        info("  whole provium:vm_fixture() call", "%.0f ms" % call, "(key, cache lookup and check, restore)"),
+        row("vm:snapshot(), cold-booted VM (n=%d)" % len(x["cold_snapshot_ms"]), "%.0f ms" % snap,
+            "RAM copied %.0f MiB, state %.2f MiB" % (med(x["cold_snapshot_ram_bytes"]) / 2**20,
+                                                   med(x["cold_snapshot_state_bytes"]) / 2**20),
+            "", "<= 100 ms", snap <= 100),
+        row("fixture build's save (n=1)", "%.0f ms" % save,
+            "state %.2f MiB, RAM in place" % (x["build_save_state_bytes"][0] / 2**20),
+            "", "<= 100 ms", save <= 100),
+    ]
+    if x["copying"]:
+        cp = med(pick("copying", "duration_ms"))
+        sm["copying_restore_ms"] = cp
+        sm["copying_phases_ms"] = {k: med(pick("copying", k)) for k in ("spawned_ms", "qmp_ms", "running_ms")}
+        lines.append(info("copying restore (n=%d)" % len(x["copying"]), "%.0f ms" % cp,
+                          "fixture restore: %.0f ms" % rs, "%.1fx" % (cp / rs)))
+    else:
+        why = (x["copying_errors"] or ["no restore event"])[0].splitlines()[0]
+        lines.append(info("copying restore", "", "NOT MEASURED: %s" % why[:200]))
+    if x["clone_snapshot_ms"]:
+        lines.append(info("  its snapshot of a clone (n=1)", "%.0f ms" % x["clone_snapshot_ms"][0],
+                          "state %.0f MiB (all RAM in the stream)" % (x["clone_snapshot_state_bytes"][0] / 2**20)))
+    first = x["first_restore"][0] if x["first_restore"] else None
+    lines.append("  (restore phases, medians from the restore's start: QEMU spawned %.0f ms, QMP answers "
+                 "%.0f ms, guest running %.0f ms, agent ready with the clock set %.0f ms; the fixture's "
+                 "build took %.0f ms, its builder's boot %.0f ms%s)" % (
+                     ph["spawned_ms"], ph["qmp_ms"], ph["running_ms"], rs, sm["build_ms"] or 0,
+                     x["build_boot_ms"][0] if x["build_boot_ms"] else 0,
+                     ", the first restore after it %.0f ms (not counted)" % first["duration_ms"] if first else ""))
+    if sm.get("copying_phases_ms"):
+        c = sm["copying_phases_ms"]
+        lines.append("  (copying restore phases: QEMU spawned %.0f ms, QMP answers %.0f ms, guest running "
+                     "%.0f ms)" % (c["spawned_ms"], c["qmp_ms"], c["running_ms"]))
+
+    # memory
+    def agg(kind):
+        vms = [m for m in x["mem"] if m["kind"] == kind]
+        tot = lambda *ks: sum(m.get(k, 0) for m in vms for k in ks)
+        return len(vms), {"rss": tot("Rss"), "pss": tot("Pss"),
+                          "private": tot("Private_Clean", "Private_Dirty"),
+                          "shared": tot("Shared_Clean", "Shared_Dirty"), "anon": tot("Anonymous"),
+                          "ram_rss": tot("ram_Rss"), "ram_pss": tot("ram_Pss"),
+                          "ram_private": tot("ram_Private_Clean", "ram_Private_Dirty")}
+    nc, cl = agg("clone")
+    nk, co = agg("cold")
+    cols = ("rss", "pss", "private", "shared", "ram_rss", "ram_pss", "ram_private")
+    mhead = "%-38s" + " %8s" * len(cols)
+    mrow = lambda fig, d, n=1: mhead % ((fig,) + tuple("%.0f" % mib(d[k] / n) for k in cols))
+    if nc and nk:
+        sm["memory_kb"] = {"clones": nc, "clone_total": cl, "cold": nk, "cold_total": co}
+        lines += [
+            "",
+            mhead % ("memory of QEMU (MiB; smaps)", "RSS", "PSS", "private", "shared",
+                     "RAM RSS", "RAM PSS", "RAM priv"),
+            mrow("%d fixture clones at once, total" % nc, cl),
+            mrow("  per clone", cl, nc),
+            mrow("cold-booted VM (%d at once), per VM" % nk, co, nk),
+            mrow("  x %d (%d cold VMs)" % (nc, nc), {k: v * nc / nk for k, v in co.items()}),
+            "  (each VM ran the fixture's setup, then md5sum of its 16 MiB of data. Whole process "
+            "(smaps_rollup): private = Private_Clean + Private_Dirty, shared = Shared_*; RAM *: the "
+            "guest RAM's mapping alone. Clones: PSS total %.0f MiB of an RSS total %.0f MiB (%.0f%%); "
+            "PSS per VM %.1fx less than a cold-booted VM's, guest RAM PSS %.1fx less)" % (
+                mib(cl["pss"]), mib(cl["rss"]), 100.0 * cl["pss"] / cl["rss"],
+                (co["pss"] / nk) / (cl["pss"] / nc), (co["ram_pss"] / nk) / (cl["ram_pss"] / nc)),
+        ]
+    else:
+        lines += ["", "memory: NOT MEASURED (no smaps figures from bench/fixture.lua)"]
+    return lines, misses, sm
+
+
 def recv_full(s, n):
     b = b""
     while len(b) < n:
@@ -402,9 +585,66 @@ def med(xs):
     return statistics.median(xs)
 
 
+FIG_HEAD = "%-34s %12s %-30s %7s %-18s %s"
+
+
+def fig_row(fig, v, floor, ratio, target, ok):
+    return FIG_HEAD % (fig, v, floor, ratio, target, "PASS" if ok else "MISS")
+
+
+def fig_info(fig, v, floor, ratio="", target=""):
+    return (FIG_HEAD % (fig, v, floor, ratio, target, "")).rstrip()
+
+
+def header(imgdir):
+    return [
+        "Provium bench, %s, %s, %d cores, TCG, %s" % (
+            time.strftime("%Y-%m-%d %H:%M:%S %z"), os.uname().nodename, os.cpu_count(),
+            subprocess.run([QEMU, "--version"], stdout=subprocess.PIPE).stdout.decode().splitlines()[0]),
+        "image %s; all figures are medians; load average at the start %.2f %.2f %.2f" % (
+            (imgdir,) + LOAD_AT_START),
+    ]
+
+
+def write_outputs(out, raw, lines, suffix=""):
+    """table<suffix>.txt and raw<suffix>.json in out, with timestamped copies; prints the table."""
+    table = "\n".join(l.rstrip() for l in lines) + "\n"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    with open(os.path.join(out, "raw%s.json" % suffix), "w") as f:
+        json.dump(raw, f, indent=1)
+    shutil.copy(os.path.join(out, "raw%s.json" % suffix), os.path.join(out, "raw%s-%s.json" % (suffix, stamp)))
+    with open(os.path.join(out, "table%s.txt" % suffix), "w") as f:
+        f.write(table)
+    shutil.copy(os.path.join(out, "table%s.txt" % suffix), os.path.join(out, "table%s-%s.txt" % (suffix, stamp)))
+    sys.stdout.write(table)
+
+
+def main_fixture(provium, imgdir, out):
+    """`bench/run fixture`: figures 8-11 alone (table-fixture.txt, raw-fixture.json)."""
+    t_start = time.monotonic()
+    raw = {"image": imgdir, "fixture": fixture_provium(provium, out)}
+    lines, misses, sm = fixture_report(raw["fixture"], FIG_HEAD, fig_row, fig_info)
+    sm["wall_s"] = time.monotonic() - t_start
+    raw["summary"] = {"fixture": sm, "loadavg_start": LOAD_AT_START, "loadavg_end": os.getloadavg()}
+    lines = header(imgdir) + lines + [
+        "", "load average at the end %.2f %.2f %.2f; raw numbers: %s/raw-fixture.json; %.0f s" % (
+            os.getloadavg() + (out, sm["wall_s"]))]
+    write_outputs(out, raw, lines, "-fixture")
+    return 1 if any(misses) else 0
+
+
+LOAD_AT_START = os.getloadavg()
+
+
 def main():
     provium, imgdir, out = sys.argv[1:4]
     os.makedirs(out, exist_ok=True)
+    only = sys.argv[4:]
+    if only == ["fixture"]:
+        return main_fixture(provium, imgdir, out)
+    if only:
+        print("bench: unknown selection %r (valid: fixture)" % " ".join(only), file=sys.stderr)
+        return 2
     manifest = dict(l.rstrip("\n").split("=", 1) for l in open(os.path.join(imgdir, "manifest")) if "=" in l)
     kernel = os.path.join(imgdir, manifest.get("kernel", "vmlinux"))
     initrd = os.path.join(imgdir, manifest.get("initrd", "initrd"))
@@ -474,6 +714,11 @@ def main():
             raw["busy"] = busy_provium(provium, out)
             log("busy: read_file 4 KiB idle %.3f ms, 1 busy %.3f ms, 4 busy %.3f ms" % tuple(
                 med(raw["busy"][k]["read_file_ms"]) for k in ("idle", "1 busy", "4 busy")))
+        if FIXTURE:
+            raw["fixture"] = fixture_provium(provium, out)
+            log("fixtures: restore %.0f ms, cold boot %.0f ms" % (
+                med([d["duration_ms"] for d in raw["fixture"]["restore"]]),
+                med(raw["fixture"]["cold_boot_ms"])))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -511,11 +756,7 @@ def main():
         return "%-34s %12s %-30s %7s %-18s %s" % (fig, v, floor, ratio, target, "PASS" if ok else "MISS")
 
     n_rt = ROUNDS
-    lines = [
-        "Provium bench, %s, %s, %d cores, TCG, %s" % (
-            time.strftime("%Y-%m-%d %H:%M:%S %z"), os.uname().nodename, os.cpu_count(),
-            subprocess.run([QEMU, "--version"], stdout=subprocess.PIPE).stdout.decode().splitlines()[0]),
-        "image %s; all figures are medians" % imgdir,
+    lines = header(imgdir) + [
         "",
         "%-34s %12s %-30s %7s %-18s %s" % ("figure", "median", "floor (same run)", "ratio", "target", ""),
         row("boot to agent-ready (n=%d)" % BOOTS, "%.0f ms" % boot_p,
@@ -642,17 +883,16 @@ def main():
     else:
         lines += ["", "peers: skipped (BENCH_PEERS=0)"]
 
+    if FIXTURE:
+        fl, fm, summary["fixture"] = fixture_report(raw["fixture"], head, row, info)
+        lines += fl
+        misses += fm
+    else:
+        lines += ["", "fixtures and snapshots: skipped (BENCH_FIXTURE=0)"]
+
     summary["wall_s"] = time.monotonic() - t_start
     lines += ["", "raw numbers: %s/raw.json; whole bench %.0f s" % (out, summary["wall_s"])]
-    table = "\n".join(l.rstrip() for l in lines) + "\n"
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    with open(os.path.join(out, "raw.json"), "w") as f:
-        json.dump(raw, f, indent=1)
-    shutil.copy(os.path.join(out, "raw.json"), os.path.join(out, "raw-%s.json" % stamp))
-    with open(os.path.join(out, "table.txt"), "w") as f:
-        f.write(table)
-    shutil.copy(os.path.join(out, "table.txt"), os.path.join(out, "table-%s.txt" % stamp))
-    sys.stdout.write(table)
+    write_outputs(out, raw, lines)
     return 1 if any(misses) else 0
 
 

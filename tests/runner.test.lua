@@ -1,30 +1,11 @@
 -- The runner itself, driven as a user drives it: a second provium on fixture files.
 local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
 
-local function sh(cmd)
-    local p = assert(io.popen(cmd .. " 2>&1; echo \"exit=$?\""))
-    local out = p:read("a")
-    p:close()
-    local code = tonumber(out:match("exit=(%d+)\n$"))
-    return out:gsub("exit=%d+\n$", ""), code
-end
-
--- Copies fixtures into a fresh directory as *.test.lua and returns it.
-local function workdir(...)
-    local dir = sh("mktemp -d /tmp/provium-selftest-XXXXXX"):gsub("%s+$", "")
-    for _, name in ipairs({ ... }) do
-        sh(string.format("cp %s/fixtures/%s.lua %s/%s.test.lua", here, name, dir, name))
-    end
-    return dir
-end
+local st = dofile(here .. "/lib/selftest.lua")(here)
+local sh, workdir, qemus = st.sh, st.workdir, st.qemus
 
 local function provium_run(dir, extra)
-    return sh(string.format("%s --accel tcg %s %s", provium.executable, extra or "", dir))
-end
-
-local function qemus(name)
-    -- [x]yz keeps pgrep from matching the shell that runs it
-    return (sh("pgrep -f 'provium-[" .. name:sub(1, 1) .. "]" .. name:sub(2) .. "' || true"))
+    return st.run(dir, extra)
 end
 
 test("each outcome is reported with its location, and the summary counts them", function(t)

@@ -33,7 +33,24 @@ struct AgentClient {
         uint64_t hello_timeout_ms;
         void (*connected_fn)(AgentClient *c, void *data);
         bool retired;
+        int depth;   /* callbacks running: agent_client_free then only marks it doomed */
+        bool doomed; /* freed by its owner inside a callback: destroyed when they return */
 };
+
+static void destroy(AgentClient *c);
+
+/* Around callbacks: one may free the client (a test that restores or releases its VM from an
+ * operation's continuation), which must then wait until the callback returns. */
+static void enter(AgentClient *c)
+{
+        c->depth++;
+}
+
+static void leave(AgentClient *c)
+{
+        if (--c->depth == 0 && c->doomed)
+                destroy(c);
+}
 
 /* Request ids are unique across every client of the process: after vm:restore the guest's agent
  * can still hold requests of the connection that saved the state, and their late frames must not
@@ -121,11 +138,8 @@ static int dispatch(AgentClient *c, const msgpack_object *msg)
         return 0;
 }
 
-static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+static void read_frames(AgentClient *c, ssize_t n)
 {
-        AgentClient *c = s->data;
-        if (!c)
-                return;
         if (n < 0) {
                 int status = n == UV_EOF ? -ECONNRESET : (int) n;
                 close_pipe(c);
@@ -142,14 +156,24 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
                         return;
                 if (r > 0)
                         r = dispatch(c, &msg);
-                if (r < 0) {
+                if (r < 0 && !c->doomed) {
                         /* The guest is not trusted: a bad frame ends the connection, not us. */
                         agent_client_shutdown(c, r);
                         return;
                 }
-                if (!c->pipe)
+                if (!c->pipe || c->doomed)
                         return;
         }
+}
+
+static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+        AgentClient *c = s->data;
+        if (!c)
+                return;
+        enter(c);
+        read_frames(c, n);
+        leave(c);
 }
 
 /* ---- connection ---- */
@@ -186,9 +210,18 @@ static void on_hello(AgentRequest *req, int status, const msgpack_object *reply)
                 cb(c, status, c->cb_data);
 }
 
+static void connected(AgentClient *c, int status, int fd);
+
 static void on_connected(void *data, int status, int fd)
 {
         AgentClient *c = data;
+        enter(c);
+        connected(c, status, fd);
+        leave(c);
+}
+
+static void connected(AgentClient *c, int status, int fd)
+{
         c->connector = NULL;
         int r = status;
         if (r == 0) {
@@ -217,6 +250,8 @@ static void on_connected(void *data, int status, int fd)
         }
         if (r == 0 && c->connected_fn)
                 c->connected_fn(c, c->cb_data);
+        if (c->doomed)
+                return;
         if (r == 0) {
                 c->hello = (AgentRequest){.on_reply = on_hello, .data = c};
                 ProtoWriter *w = agent_request_begin(c, &c->hello, "hello", 1);
@@ -391,9 +426,12 @@ void agent_client_send_cancel(AgentClient *c, uint64_t target)
 static void on_sweep(uv_timer_t *t)
 {
         AgentClient *c = t->data;
+        if (!c)
+                return;
         uint64_t now = events_mono_ns();
         AgentRequest *req = c->pending;
-        while (req) {
+        enter(c);
+        while (req && !c->doomed) {
                 AgentRequest *next = req->next;
                 if (req->deadline_ns && now >= req->deadline_ns) {
                         /* The connection stays up: the agent is asked to stop, and its late
@@ -406,6 +444,7 @@ static void on_sweep(uv_timer_t *t)
                 }
                 req = next;
         }
+        leave(c);
 }
 
 /* ---- teardown ---- */
@@ -429,17 +468,8 @@ bool agent_client_retired(const AgentClient *c)
         return c && c->retired;
 }
 
-AgentClient *agent_client_free(AgentClient *c)
+static void destroy(AgentClient *c)
 {
-        if (!c)
-                return NULL;
-        c->lost_cb = NULL;
-        c->ready_cb = NULL;
-        agent_client_shutdown(c, -ECANCELED);
-        if (c->sweep) {
-                c->sweep->data = NULL;
-                uv_close((uv_handle_t *) c->sweep, on_handle_closed);
-        }
         proto_reader_done(&c->reader);
         proto_writer_done(&c->writer);
         free(c->agent_version);
@@ -447,5 +477,23 @@ AgentClient *agent_client_free(AgentClient *c)
         free(c->arch);
         free(c->name);
         free(c);
+}
+
+AgentClient *agent_client_free(AgentClient *c)
+{
+        if (!c || c->doomed)
+                return NULL;
+        c->lost_cb = NULL;
+        c->ready_cb = NULL;
+        c->connected_fn = NULL;
+        enter(c);
+        c->doomed = true;
+        agent_client_shutdown(c, -ECANCELED);
+        if (c->sweep) {
+                c->sweep->data = NULL;
+                uv_close((uv_handle_t *) c->sweep, on_handle_closed);
+                c->sweep = NULL;
+        }
+        leave(c);
         return NULL;
 }

@@ -246,19 +246,6 @@ static uint64_t dir_disk_bytes(const char *dir)
         return total;
 }
 
-/* The cache directory paths_cache_dir() tried, for messages when it failed. */
-static void cache_dir_guess(char *buf, size_t len)
-{
-        const char *x = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-
-        if (x && x[0] == '/')
-                (void) snprintf(buf, len, "%s/provium", x);
-        else if (home && *home)
-                (void) snprintf(buf, len, "%s/.cache/provium", home);
-        else
-                (void) snprintf(buf, len, "~/.cache/provium");
-}
-
 /* $CACHE/fixtures, created when create is set. WHAT prefixes messages ("fixture base"). */
 static int fixtures_root(const char *what, bool create, char **ret, char *err, size_t errlen)
 {
@@ -267,11 +254,9 @@ static int fixtures_root(const char *what, bool create, char **ret, char *err, s
         int r;
 
         if (!cache) {
-                char guess[4096];
                 r = -errno;
-                cache_dir_guess(guess, sizeof guess);
-                seterr(err, errlen, "%s: cache directory %s cannot be created: %s", what, guess,
-                       strerror(-r));
+                seterr(err, errlen, "%s: cache directory %s cannot be created: %s", what,
+                       paths_cache_dir_wanted(), strerror(-r));
                 return r;
         }
         root = xasprintf("%s/fixtures", cache);

@@ -537,7 +537,8 @@ static int image_get(const char *name, bool force, const ImageOptions *opts, Ima
         cache = paths_cache_dir();
         if (!cache) {
                 r = -errno;
-                seterr(err, errlen, "image %s: cache directory: %s", name, strerror(-r));
+                seterr(err, errlen, "image %s: cache directory %s cannot be created: %s", name,
+                       paths_cache_dir_wanted(), strerror(-r));
                 return r;
         }
         script = xasprintf("%s/%s", paths_source_dir(), script_rel);

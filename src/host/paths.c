@@ -47,6 +47,13 @@ int paths_mkdir_p(const char *path, mode_t mode)
         return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
 }
 
+static char wanted[PATH_MAX]; /* what paths_cache_dir() tried, for messages */
+
+const char *paths_cache_dir_wanted(void)
+{
+        return wanted[0] ? wanted : "~/.cache/provium";
+}
+
 const char *paths_cache_dir(void)
 {
         static char dir[PATH_MAX];
@@ -75,6 +82,7 @@ const char *paths_cache_dir(void)
                 errno = ENAMETOOLONG;
                 return NULL;
         }
+        memcpy(wanted, dir, sizeof wanted);
         r = paths_mkdir_p(dir, 0755);
         if (r < 0) {
                 dir[0] = '\0';

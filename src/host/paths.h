@@ -7,6 +7,8 @@
  * Returns a string owned by this module, or NULL with errno set when no home is known or the
  * directory cannot be created. */
 const char *paths_cache_dir(void);
+/* The directory paths_cache_dir() tried (also when it failed), for error messages. */
+const char *paths_cache_dir_wanted(void);
 
 /* $PROVIUM_SOURCE_DIR when set and non-empty, else the source tree Provium was built from.
  * Never NULL. */

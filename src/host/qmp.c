@@ -30,7 +30,30 @@ struct Qmp {
         QmpReadyFn ready_cb;
         QmpEventFn event_cb;
         void *data;
+        int depth;   /* callbacks running: qmp_free then only marks it doomed */
+        bool doomed; /* freed by the owner inside a callback: free when they return */
 };
+
+static void qmp_destroy(Qmp *q)
+{
+        free(q->buf);
+        free(q);
+}
+
+/* Around callbacks: a callback may call qmp_free (a VM restored from a reply's continuation). */
+static void enter(Qmp *q)
+{
+        q->depth++;
+}
+
+static bool leave(Qmp *q)
+{
+        if (--q->depth == 0 && q->doomed) {
+                qmp_destroy(q);
+                return false;
+        }
+        return true;
+}
 
 static void on_pipe_closed(uv_handle_t *h)
 {
@@ -50,6 +73,7 @@ static void fail_calls(Qmp *q, int status)
 
 static void qmp_disconnect(Qmp *q, int status)
 {
+        enter(q);
         q->connector = connector_cancel(q->connector);
         if (q->pipe) {
                 uv_close((uv_handle_t *) q->pipe, on_pipe_closed);
@@ -60,6 +84,7 @@ static void qmp_disconnect(Qmp *q, int status)
         fail_calls(q, status);
         if (ready)
                 ready(q->data, status);
+        (void) leave(q);
 }
 
 static void on_capabilities(void *data, int status, json_t *result)
@@ -157,9 +182,11 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
                 return;
         }
         q->len += (size_t) n;
+        enter(q);
         int r = parse_lines(q);
-        if (r < 0)
+        if (r < 0 && !q->doomed)
                 qmp_disconnect(q, r);
+        (void) leave(q);
 }
 
 static void on_connected(void *data, int status, int fd)
@@ -260,8 +287,11 @@ Qmp *qmp_free(Qmp *q)
                 return NULL;
         q->ready_cb = NULL;
         q->event_cb = NULL;
+        if (q->doomed)
+                return NULL;
+        enter(q);
+        q->doomed = true;
         qmp_disconnect(q, -ECONNRESET);
-        free(q->buf);
-        free(q);
+        (void) leave(q);
         return NULL;
 }

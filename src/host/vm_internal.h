@@ -47,11 +47,11 @@ struct Vm {
         bool qmp_up, agent_up, incoming_sent;
         bool sync_clock;        /* a fixture restore: set the guest's clock once it answers */
         AgentRequest clock_req; /* that request */
-        bool incoming_has_ram; /* the state being loaded carries RAM (saved from a COW VM) */
-        bool restarting;       /* vm_restore is replacing QEMU: its exit is part of the restore */
-        bool restoring;        /* the current QEMU loads a saved state (boot means restore) */
-        bool saving;           /* vm_save in progress */
-        VmSnap *snaps;         /* vm_snapshot's saves, id = index + 1 */
+        bool incoming_has_ram;  /* the state being loaded carries RAM (saved from a COW VM) */
+        bool restarting;        /* vm_restore is replacing QEMU: its exit is part of the restore */
+        bool restoring;         /* the current QEMU loads a saved state (boot means restore) */
+        bool saving;            /* vm_save in progress */
+        VmSnap *snaps;          /* vm_snapshot's saves, id = index + 1 */
         unsigned nsnaps;
         AgentClient **retired; /* clients of the states before restores; freed with the VM */
         size_t nretired;

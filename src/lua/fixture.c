@@ -222,8 +222,8 @@ static int l_build_abort(lua_State *L)
 {
         BuildBox *box = luaL_checkudata(L, 1, BUILD_MT);
         if (box->b) {
-                emit("fixture.build", box->name, box->key, "error",
-                     luaL_optstring(L, 2, "aborted"), events_mono_ns() - box->started_ns);
+                emit("fixture.build", box->name, box->key, "error", luaL_optstring(L, 2, "aborted"),
+                     events_mono_ns() - box->started_ns);
                 fixture_build_abort(box->b);
         }
         box_release(box);
@@ -253,18 +253,17 @@ static int l_sleep(lua_State *L)
 /* ---- registration ---- */
 
 static const luaL_Reg build_methods[] = {
-    {"state_path", l_build_state_path},
-    {"ram_path", l_build_ram_path},
-    {"add_vm", l_build_add_vm},
-    {"commit", l_build_commit},
-    {"abort", l_build_abort},
-    {NULL, NULL},
+    {"state_path", l_build_state_path}, {"ram_path", l_build_ram_path}, {"add_vm", l_build_add_vm},
+    {"commit", l_build_commit},         {"abort", l_build_abort},       {NULL, NULL},
 };
 
 static const luaL_Reg internal_fns[] = {
-    {"fixture_key", l_fixture_key}, {"fixture_open", l_fixture_open},
-    {"image_key", l_image_key},     {"qemu_version", l_qemu_version},
-    {"sleep", l_sleep},             {"accel", l_accel},
+    {"fixture_key", l_fixture_key},
+    {"fixture_open", l_fixture_open},
+    {"image_key", l_image_key},
+    {"qemu_version", l_qemu_version},
+    {"sleep", l_sleep},
+    {"accel", l_accel},
     {NULL, NULL},
 };
 

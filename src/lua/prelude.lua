@@ -706,6 +706,16 @@ local function restore_fixture(name, entry, timeout)
     return vms
 end
 
+-- The key over what shapes the fixture; a failure (the image cannot be built, say) is raised
+-- at the caller's line.
+local function fixture_key(name, parts)
+    local ok, res = pcall(parts)
+    if not ok then
+        raise(string.format("fixture %s: %s", name, (tostring(res):gsub("^prelude:%d+: ", ""))))
+    end
+    return internal.fixture_key(table.concat(res, "\0"))
+end
+
 local function check_fixture_args(self, what, name, setup, opts)
     if self ~= provium then error("provium:" .. what .. " must be called with ':'", 3) end
     if type(name) ~= "string" or not name:match("^[%w_-]+$") or #name > 32 then
@@ -730,10 +740,10 @@ function provium:vm_fixture(name, setup, opts)
     for k, v in pairs(opts or {}) do
         if k == "image" then image = v else boot_opts[k] = v end
     end
-    local key = internal.fixture_key(table.concat({
-        "vm", name, function_source(setup), canonical(boot_opts, true), image,
-        internal.image_key(image, boot_opts), internal.qemu_version(), internal.accel(),
-    }, "\0"))
+    local key = fixture_key(name, function()
+        return { "vm", name, function_source(setup), canonical(boot_opts, true), image,
+                 internal.image_key(image, boot_opts), internal.qemu_version(), internal.accel() }
+    end)
     local entry = fixture_entry(name, key, function(lab)
         setup(lab:vm(name, image):boot(boot_opts))
     end)
@@ -744,9 +754,9 @@ end
 -- VMs with lab:vm(name, image):boot(opts); all of them are saved and restored together.
 function provium:lab_fixture(name, setup)
     check_fixture_args(self, "lab_fixture", name, setup, nil)
-    local key = internal.fixture_key(table.concat({
-        "lab", name, function_source(setup), internal.image_key("default"),
-        internal.qemu_version(), internal.accel(),
-    }, "\0"))
+    local key = fixture_key(name, function()
+        return { "lab", name, function_source(setup), internal.image_key("default"),
+                 internal.qemu_version(), internal.accel() }
+    end)
     return restore_fixture(name, fixture_entry(name, key, setup))
 end

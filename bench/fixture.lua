@@ -1,0 +1,179 @@
+-- fixture.lua: fixtures and snapshots, for bench/run (figures 8-11 of docs/performance.md).
+-- bench/bench.py reads the figures from the --events file and from BENCH_FX_OUT:
+-- 8.  cold boot to agent-ready (vm.boot of the "cold boot N" tests) beside the restore of a
+--     fixture to agent-ready (vm.restore of the "fixture restore N" tests; the fixture is built,
+--     and restored once untimed, in the "build" test first). The two alternate. Each test.end
+--     also gives the whole Lua call (provium:vm_fixture includes the key, the cache lookup and
+--     the check of the entry's files).
+-- 9.  vm:snapshot() of each cold-booted VM (vm.snapshot events of the "cold use N" tests)
+--     beside the fixture build's save (the vm.snapshot event of the "build" test).
+-- 10. the copying restore: vm:restore of a snapshot taken of a fixture clone (its RAM is a
+--     private mapping, so the snapshot carries all of it in the migration stream), beside 8.
+-- 11. memory: BENCH_FX_CLONES clones of the fixture running at once, each after a command,
+--     beside BENCH_FX_COLD cold-booted VMs that ran the same setup and command; BENCH_FX_OUT
+--     receives one line per QEMU: "kind vm pid Field=kB ..." of /proc/PID/smaps_rollup.
+-- BENCH_FX_NAME is the fixture's name: bench.py makes it unique per run (and clears it from
+-- the cache afterwards), so a run always builds its own fixture.
+local name = os.getenv("BENCH_FX_NAME") or "benchfx"
+local boots = tonumber(os.getenv("BENCH_FX_BOOTS") or "") or 5
+local restores = tonumber(os.getenv("BENCH_FX_RESTORES") or "") or 9
+local copies = tonumber(os.getenv("BENCH_FX_COPIES") or "") or 5
+local nclones = tonumber(os.getenv("BENCH_FX_CLONES") or "") or 8
+local ncold = tonumber(os.getenv("BENCH_FX_COLD") or "") or 2
+local out = os.getenv("BENCH_FX_OUT")
+
+-- The fixture's state: a marker and 16 MiB of data in the guest's rootfs (initramfs, i.e.
+-- RAM), standing for what a real setup installs.
+local function setup(vm)
+    vm:write_file("/root/fixture", "bench\n")
+    vm:run("mkdir -p /srv && dd if=/dev/urandom of=/srv/data bs=1M count=16 2>/dev/null")
+        :assert_ok()
+end
+
+local function stop(vm)
+    vm:kill()
+    vm:wait_exit(30)
+end
+
+-- The QEMU of a VM: its -name is provium-<vm name> (the fixture's name is unique per run).
+local function qemu_pid(vmname)
+    local want = "\0-name\0provium-" .. vmname .. "\0"
+    local ls = assert(io.popen("ls /proc"))
+    local found
+    for d in ls:lines() do
+        if d:match("^%d+$") then
+            local f = io.open("/proc/" .. d .. "/cmdline", "rb")
+            local c = f and f:read("a") or ""
+            if f then f:close() end
+            if c:find(want, 1, true) and c:match("^[^%z]*qemu") then found = tonumber(d) end
+        end
+    end
+    ls:close()
+    return found
+end
+
+-- One line per QEMU: its smaps_rollup fields, then the same sums over the guest RAM's mapping
+-- alone (ram_*: the file given to QEMU as guest RAM, <run dir>/ram of a cold-booted VM or the
+-- fixture's <vm>.ram of a clone), all in kB.
+local lines = {}
+local function smaps(t, kind, vm)
+    local pid = qemu_pid(vm:name())
+    if not pid then return t:fail("no QEMU process found for vm " .. vm:name()) end
+    local f = assert(io.open("/proc/" .. pid .. "/smaps_rollup"))
+    local fields = {}
+    for k, v in f:read("a"):gmatch("\n([%w_]+):%s+(%d+) kB") do fields[#fields + 1] = k .. "=" .. v end
+    f:close()
+    local ram, in_ram = { Rss = 0, Pss = 0, Shared_Clean = 0, Shared_Dirty = 0, Private_Clean = 0,
+                          Private_Dirty = 0 }, false
+    for line in io.lines("/proc/" .. pid .. "/smaps") do
+        local path = line:match("^%x+%-%x+ %S+ %x+ %x+:%x+ %d+%s+(.*)$")
+        if path then
+            in_ram = path:match("/ram$") ~= nil or path:match("%.ram$") ~= nil
+        elseif in_ram then
+            local k, v = line:match("^([%w_]+):%s+(%d+) kB")
+            if k and ram[k] then ram[k] = ram[k] + tonumber(v) end
+        end
+    end
+    for _, k in ipairs({ "Rss", "Pss", "Shared_Clean", "Shared_Dirty", "Private_Clean", "Private_Dirty" }) do
+        fields[#fields + 1] = "ram_" .. k .. "=" .. ram[k]
+    end
+    lines[#lines + 1] = string.format("%s %s %d %s", kind, vm:name(), pid, table.concat(fields, " "))
+end
+
+test("build", function(t)
+    local vm = provium:vm_fixture(name, setup) -- builds it, then its first (untimed) restore
+    t:eq(vm:read_file("/root/fixture"), "bench\n")
+    stop(vm)
+end)
+
+-- 8 and 9: cold boots (each snapshotted once) and fixture restores, alternating
+local cold, restored = {}, {}
+for i = 1, math.max(boots, restores) do
+    local function boot_one()
+        test("cold boot " .. i, function(t)
+            cold[i] = provium:vm(name .. "-cold" .. i):boot()
+        end)
+        test("cold use " .. i, function(t)
+            cold[i]:run("true"):assert_ok()
+            t:ok(cold[i]:snapshot("cold " .. i))
+            stop(cold[i])
+        end)
+    end
+    local function restore_one()
+        test("fixture restore " .. i, function(t)
+            restored[i] = provium:vm_fixture(name, setup)
+        end)
+        test("fixture use " .. i, function(t)
+            t:eq(restored[i]:read_file("/root/fixture"), "bench\n")
+            stop(restored[i])
+        end)
+    end
+    local first, second = boot_one, restore_one
+    if i % 2 == 0 then first, second = restore_one, boot_one end
+    if first == boot_one and i <= boots or first == restore_one and i <= restores then first() end
+    if second == boot_one and i <= boots or second == restore_one and i <= restores then second() end
+end
+
+-- 10: a snapshot of a clone carries its RAM in the stream; restoring it copies all of it. A
+-- failed restore is recorded (BENCH_FX_OUT: "copying_error ...") and ends this part, so the
+-- other figures are still measured.
+local clone, copying, copy_failed
+test("copying snapshot", function(t)
+    clone = provium:vm_fixture(name, setup)
+    clone:run("true"):assert_ok()
+    copying = clone:snapshot("copying")
+end)
+for i = 1, copies do
+    test("copying restore " .. i, function(t)
+        if copy_failed then return t:skip("an earlier copying restore failed") end
+        local ok, err = pcall(clone.restore, clone, copying)
+        if not ok then copy_failed = tostring(err) end
+    end)
+    test("copying use " .. i, function(t)
+        if copy_failed then return t:skip("the copying restore failed") end
+        t:eq(clone:read_file("/root/fixture"), "bench\n")
+    end)
+end
+test("copying done", function(t)
+    if copy_failed then
+        lines[#lines + 1] = "copying_error " .. copy_failed:gsub("%s+", " ")
+        pcall(clone.kill, clone)
+        return
+    end
+    stop(clone)
+end)
+
+-- 11: memory of VMs running at once, each after the same command
+local function check_data(t, vm)
+    local r = vm:run("md5sum /srv/data")
+    r:assert_ok()
+    return r.stdout:match("^(%x+)")
+end
+
+test("memory: cold-booted VMs", function(t)
+    local vms = {}
+    for i = 1, ncold do
+        vms[i] = provium:vm(name .. "-mem" .. i):boot()
+        setup(vms[i])
+    end
+    for i = 1, ncold do t:ok(check_data(t, vms[i])) end
+    for i = 1, ncold do smaps(t, "cold", vms[i]) end
+    for i = 1, ncold do stop(vms[i]) end
+end)
+
+test("memory: fixture clones", function(t)
+    local vms, sum = {}, nil
+    for i = 1, nclones do vms[i] = provium:vm_fixture(name, setup) end
+    for i = 1, nclones do
+        local s = check_data(t, vms[i])
+        sum = sum or s
+        t:eq(s, sum, "every clone has the fixture's data")
+    end
+    for i = 1, nclones do smaps(t, "clone", vms[i]) end
+    if out then
+        local f = assert(io.open(out, "w"))
+        f:write(table.concat(lines, "\n"), "\n")
+        f:close()
+    end
+    for i = 1, nclones do stop(vms[i]) end
+end)

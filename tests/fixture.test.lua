@@ -1,0 +1,125 @@
+-- Fixtures: VM states built once into the on-disk cache and restored for every test (and every
+-- later file) that asks. Runs of a second provium use a cache of their own (XDG_CACHE_HOME).
+local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
+local st = dofile(here .. "/lib/selftest.lua")(here)
+
+local function cache_env(dir) return "XDG_CACHE_HOME=" .. dir .. "/cache" end
+
+local function user_cache()
+    return (os.getenv("XDG_CACHE_HOME") or (os.getenv("HOME") .. "/.cache")) .. "/provium/fixtures"
+end
+
+test("a fixture is built once and reused by two files running at once, and by later runs", function(t)
+    local dir = st.workdir("fixture_user:one", "fixture_user:two")
+    local out, code = st.run(dir, "-j 2 --events " .. dir .. "/ev1.mp", cache_env(dir))
+    t:eq(code, 0, out)
+    t:match(out, "\n2 passed, 0 failed, 0 skipped\n$")
+    t:eq(st.count_events(dir .. "/ev1.mp", "fixture.miss"), 1, "one file built it")
+    t:eq(st.count_events(dir .. "/ev1.mp", "fixture.build"), 1)
+    t:eq(st.count_events(dir .. "/ev1.mp", "fixture.hit"), 1, "the other waited and reused it")
+    out, code = st.run(dir .. "/one.test.lua", "--events " .. dir .. "/ev2.mp", cache_env(dir))
+    t:eq(code, 0, out)
+    t:eq(st.count_events(dir .. "/ev2.mp", "fixture.miss"), 0, "a later run reuses it")
+    t:eq(st.count_events(dir .. "/ev2.mp", "fixture.hit"), 1)
+    local ls = st.sh(cache_env(dir) .. " " .. provium.executable .. " cache ls")
+    t:match(ls, "fixture +shared ")
+    local clear = st.sh(cache_env(dir) .. " " .. provium.executable .. " cache clear fixtures")
+    t:contains(clear, "removed fixture shared-")
+    t:eq(st.sh("ls " .. dir .. "/cache/provium/fixtures"), "", "nothing left after clear")
+    st.sh("rm -rf " .. dir)
+end)
+
+test("the restored VM holds the setup's changes and the host's time; clones are independent", function(t)
+    local function setup(vm)
+        vm:write_file("/root/marker", "built")
+        vm:run("mkdir -p /srv/data && echo 42 > /srv/data/answer"):assert_ok()
+    end
+    local a = provium:vm_fixture("selftest-state", setup)
+    local b = provium:vm_fixture("selftest-state", setup)
+    t:eq(a:read_file("/root/marker"), "built")
+    t:eq(b:read_file("/srv/data/answer"), "42\n")
+    t:ok(a:name() ~= b:name(), "two VMs: " .. a:name() .. ", " .. b:name())
+    a:write_file("/root/marker", "changed in a")
+    t:eq(b:read_file("/root/marker"), "built", "a clone's change stays in that clone")
+    local now = tonumber(a:run("date +%s").stdout)
+    t:ok(math.abs(now - os.time()) <= 5, "guest clock " .. now .. " vs host " .. os.time())
+end)
+
+test("a setup function that fails is reported with its location, and nothing is cached", function(t)
+    local err = t:error(function()
+        provium:vm_fixture("selftest-bad", function(vm)
+            vm:run("false"):assert_ok()
+        end)
+    end)
+    t:match(err, "fixture selftest%-bad: setup failed: [^\n]*fixture%.test%.lua:%d+: vm selftest%-bad: command \"false\" exited with code 1")
+    t:eq(st.sh("ls " .. user_cache() .. " | grep selftest-bad || true"), "", "no entry")
+    t:eq(st.qemus("selftest-bad"), "", "the builder VM is gone")
+end)
+
+test("a corrupt entry is detected, rebuilt and never restored", function(t)
+    local dir = st.workdir("fixture_user:one")
+    local out, code = st.run(dir, "", cache_env(dir))
+    t:eq(code, 0, out)
+    local entry = st.sh("ls -d " .. dir .. "/cache/provium/fixtures/shared-*/"):gsub("%s+$", "")
+    -- a byte changed in the middle of the saved device state
+    st.sh("printf 'X' | dd of=" .. entry .. "/shared.state bs=1 seek=4096 conv=notrunc")
+    out, code = st.run(dir, "--events " .. dir .. "/ev.mp", cache_env(dir))
+    t:eq(code, 0, out)
+    t:eq(st.count_events(dir .. "/ev.mp", "fixture.hit"), 0, "the corrupt entry was not used")
+    t:eq(st.count_events(dir .. "/ev.mp", "fixture.build"), 1, "it was rebuilt")
+    t:contains(io.open(dir .. "/ev.mp", "rb"):read("a"), "shared.state", "the miss says why")
+    -- guest RAM: a page the guest wrote, overwritten
+    st.sh("dd if=/dev/urandom of=" .. entry .. "/shared.ram bs=4096 count=1 seek=256 conv=notrunc")
+    out, code = st.run(dir, "--events " .. dir .. "/ev2.mp", cache_env(dir))
+    t:eq(code, 0, out)
+    t:eq(st.count_events(dir .. "/ev2.mp", "fixture.hit"), 0)
+    t:eq(st.count_events(dir .. "/ev2.mp", "fixture.build"), 1)
+    st.sh("rm -rf " .. dir)
+end)
+
+test("a changed setup function rebuilds the fixture, an unchanged one does not", function(t)
+    local dir = st.workdir("fixture_user:one")
+    local function builds()
+        local ev = dir .. "/ev.mp"
+        os.remove(ev)
+        local out, code = st.run(dir, "--events " .. ev, cache_env(dir))
+        t:eq(code, 0, out)
+        return st.count_events(ev, "fixture.build")
+    end
+    t:eq(builds(), 1, "first run")
+    t:eq(builds(), 0, "same source")
+    st.sh("sed -i 's|the setup function|the setup function, changed|g' " .. dir .. "/one.test.lua")
+    t:eq(builds(), 1, "changed source")
+    st.sh("rm -rf " .. dir)
+end)
+
+test("a cache directory that cannot be written is a clear error", function(t)
+    local dir = st.workdir("fixture_user:one")
+    st.sh("touch " .. dir .. "/file")
+    local out, code = st.run(dir, "", "XDG_CACHE_HOME=" .. dir .. "/file/cache")
+    t:eq(code, 1, out)
+    t:match(out, "fixture shared: [^\n]*" .. dir:gsub("%p", "%%%0") .. "/file/cache[^\n]*Not a directory")
+    st.sh("rm -rf " .. dir)
+end)
+
+test("a lab fixture saves and restores several VMs together", function(t)
+    local lab = provium:lab_fixture("selftest-lab", function(lab)
+        local a = lab:vm("a"):boot()
+        local b = lab:vm("b"):boot({ memory = "128M" })
+        a:write_file("/root/who", "a")
+        b:write_file("/root/who", "b")
+    end)
+    t:eq(lab.a:read_file("/root/who"), "a")
+    t:eq(lab.b:read_file("/root/who"), "b")
+    local mem = tonumber(lab.b:read_file("/proc/meminfo"):match("MemTotal:%s+(%d+)"))
+    t:ok(mem < 131072, "b has its own memory size: " .. mem .. " kB")
+end)
+
+test("bad arguments get clear errors", function(t)
+    t:error(function() provium:vm_fixture("no spaces", function() end) end,
+            "bad argument #1 to 'vm_fixture' %(fixture name")
+    t:error(function() provium:vm_fixture("x", "not a function") end,
+            "bad argument #2 to 'vm_fixture' %(setup function expected, got string%)")
+    t:error(function() provium:lab_fixture("y", function() end) end,
+            "fixture y: setup failed: the setup function made no VM")
+end)
