@@ -93,6 +93,20 @@ test("a changed setup function rebuilds the fixture, an unchanged one does not",
     st.sh("rm -rf " .. dir)
 end)
 
+test("the next clone of a fixture adopts a QEMU started ahead, and none is left behind", function(t)
+    local dir = st.workdir("fixture_twice")
+    st.sh("mkdir " .. dir .. "/run")
+    local out, code = st.run(dir, "--events " .. dir .. "/ev.mp",
+                             cache_env(dir) .. " PROVIUM_RUN_DIR=" .. dir .. "/run")
+    t:eq(code, 0, out)
+    t:match(out, "\n2 passed, 0 failed, 0 skipped\n$")
+    t:ok(st.count_events(dir .. "/ev.mp", "spare-1") > 0, "a spare QEMU was started")
+    t:eq(st.count_events(dir .. "/ev.mp", "vm.restore"), 2)
+    t:eq(st.sh("pgrep -f '" .. dir .. "/[r]un' || true"), "", "no QEMU left after the run")
+    t:eq(st.sh("ls -A " .. dir .. "/run"), "", "no run directory left")
+    st.sh("rm -rf " .. dir)
+end)
+
 test("a cache directory that cannot be written is a clear error", function(t)
     local dir = st.workdir("fixture_user:one")
     st.sh("touch " .. dir .. "/file")

@@ -281,6 +281,11 @@ int qmp_execute(Qmp *q, const char *cmd, json_t *args, QmpReplyFn cb, void *data
         return 0;
 }
 
+void qmp_set_data(Qmp *q, void *data)
+{
+        q->data = data;
+}
+
 Qmp *qmp_free(Qmp *q)
 {
         if (!q)

@@ -343,7 +343,7 @@ static void emit_restore(Vm *vm, int status, const char *msg)
 {
         uint64_t t0 = vm->restore_started_ns;
         EventBuilder ev;
-        event_begin(&ev, "vm.restore", 8);
+        event_begin(&ev, "vm.restore", 9);
         proto_kv_str(&ev.w, "vm", vm->name);
         proto_kv_str(&ev.w, "name", vm->restore_label ? vm->restore_label : "");
         proto_kv_bool(&ev.w, "ok", status == 0);
@@ -351,9 +351,12 @@ static void emit_restore(Vm *vm, int status, const char *msg)
         proto_kv_uint(&ev.w, "spawned_ns", since(t0, vm->spawned_ns));
         proto_kv_uint(&ev.w, "qmp_ns", since(t0, vm->qmp_ns));
         proto_kv_uint(&ev.w, "running_ns", since(t0, vm->running_ns));
+        proto_kv_uint(&ev.w, "answered_ns", since(t0, vm->answered_ns));
         proto_kv_str(&ev.w, "error", msg ? msg : "");
         event_end(&ev);
 }
+
+static void prelaunch(Vm *like);
 
 static void boot_done(Vm *vm, int status, const char *msg)
 {
@@ -369,6 +372,8 @@ static void boot_done(Vm *vm, int status, const char *msg)
                 emit_restore(vm, status, msg);
         else
                 emit_boot(vm, status, msg);
+        if (status == 0 && vm->restoring && vm->cfg.incoming)
+                prelaunch(vm); /* the next clone of this fixture finds its QEMU started */
         vm->restoring = false;
         if (cb)
                 cb(vm, status, msg, vm->boot_data);
@@ -404,6 +409,7 @@ static void on_agent_ready(AgentClient *c, int status, void *data)
         Vm *vm = data;
         if (!vm->boot_cb)
                 return;
+        vm->answered_ns = events_mono_ns();
         if (status == 0 && vm->restoring && vm->sync_clock && (status = sync_clock(vm)) == 0)
                 return;
         if (status == 0)
@@ -732,22 +738,34 @@ static int spawn_qemu(Vm *vm, char **argv)
         return r;
 }
 
-static int start_connections(Vm *vm, uint64_t timeout_ms)
+static int start_qmp(Vm *vm, uint64_t timeout_ms)
 {
         char path[4096];
         vm->qmp = qmp_new(vm->loop);
-        vm->agent = agent_client_new(vm->loop, vm->name);
-        if (!vm->qmp || !vm->agent)
+        if (!vm->qmp)
                 return -ENOMEM;
+        vm->qmp_up = false;
         snprintf(path, sizeof path, "%s/qmp.sock", vm->dir);
-        int r = qmp_connect(vm->qmp, path, timeout_ms, on_qmp_ready, on_qmp_event, vm);
-        if (r < 0)
-                return r;
+        return qmp_connect(vm->qmp, path, timeout_ms, on_qmp_ready, on_qmp_event, vm);
+}
+
+static int start_agent(Vm *vm, uint64_t timeout_ms)
+{
+        char path[4096];
+        vm->agent = agent_client_new(vm->loop, vm->name);
+        if (!vm->agent)
+                return -ENOMEM;
         snprintf(path, sizeof path, "%s/agent0.sock", vm->dir);
-        vm->qmp_up = vm->agent_up = vm->incoming_sent = false;
+        vm->agent_up = vm->incoming_sent = false;
         if (vm->restoring)
                 agent_client_on_connected(vm->agent, on_agent_socket);
         return agent_client_connect(vm->agent, path, timeout_ms, on_agent_ready, on_agent_lost, vm);
+}
+
+static int start_connections(Vm *vm, uint64_t timeout_ms)
+{
+        int r = start_qmp(vm, timeout_ms);
+        return r < 0 ? r : start_agent(vm, timeout_ms);
 }
 
 static int start_boot_timer(Vm *vm, uint64_t timeout_ms)
@@ -782,7 +800,7 @@ static int launch(Vm *vm, char *err, size_t errlen)
         if (r == 0) {
                 vm->state = VM_BOOTING;
                 vm->spawned_ns = events_mono_ns();
-                vm->qmp_ns = vm->running_ns = 0;
+                vm->qmp_ns = vm->running_ns = vm->answered_ns = 0;
                 emit_spawn(vm, &vm->cfg, vm->proc->pid);
                 r = start_connections(vm, timeout_ms);
         }
@@ -831,6 +849,173 @@ static int open_incoming(Vm *vm, const char *path, const char *label, char *err,
         return 0;
 }
 
+/* ---- spares ----
+ *
+ * Starting QEMU costs about 100 ms here, mostly the dynamic linker and QEMU's own start, before
+ * a saved state can even begin to load. So once a fixture has been restored, a spare QEMU is
+ * started for its next clone: same configuration, same saved state as its fd 3, waiting in
+ * -incoming defer with QMP connected. The next restore of that fixture adopts it and only
+ * loads the state. Spares are stopped with the file (vm_spares_stop). */
+
+#define SPARES_MAX 4
+static Vm *spares[SPARES_MAX];
+static unsigned spare_seq;
+
+static bool same_str(const char *a, const char *b)
+{
+        return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+static bool same_config(const VmConfig *a, const VmConfig *b)
+{
+        return same_str(a->image, b->image) && same_str(a->kernel, b->kernel) &&
+               same_str(a->initrd, b->initrd) && same_str(a->append, b->append) &&
+               same_str(a->accel, b->accel) && same_str(a->initial_time, b->initial_time) &&
+               same_str(a->ram_path, b->ram_path) && same_str(a->incoming, b->incoming) &&
+               a->memory_mb == b->memory_mb && a->cpus == b->cpus && a->workers == b->workers &&
+               a->has_rng_seed == b->has_rng_seed && a->rng_seed == b->rng_seed;
+}
+
+static Vm *take_spare(const VmConfig *cfg)
+{
+        for (int i = 0; i < SPARES_MAX; i++) {
+                Vm *s = spares[i];
+                if (s && s->proc && s->state == VM_BOOTING && same_config(&s->cfg, cfg)) {
+                        spares[i] = NULL;
+                        return s;
+                }
+        }
+        return NULL;
+}
+
+/* Moves handle h (a pipe or the process) from spare s to vm. */
+static void move_handle(Vm *vm, Vm *s, uv_handle_t *h)
+{
+        if (!h)
+                return;
+        h->data = vm;
+        vm->handles_open++;
+        s->handles_open--;
+}
+
+/* vm takes over spare s's QEMU: its process, console pipes, QMP and run directory. */
+static int adopt_spare(Vm *vm, Vm *s, char *err, size_t errlen)
+{
+        move_handle(vm, s, (uv_handle_t *) s->proc);
+        move_handle(vm, s, (uv_handle_t *) s->out);
+        move_handle(vm, s, (uv_handle_t *) s->err);
+        move_handle(vm, s, (uv_handle_t *) s->in);
+        vm->proc = s->proc;
+        vm->out = s->out;
+        vm->err = s->err;
+        vm->in = s->in;
+        s->proc = NULL;
+        s->out = s->err = s->in = NULL;
+        vm->qmp = s->qmp;
+        s->qmp = NULL;
+        qmp_set_data(vm->qmp, vm);
+        vm->qmp_up = s->qmp_up;
+        memcpy(vm->qemu_err, s->qemu_err, sizeof vm->qemu_err);
+        vm->qemu_err_len = s->qemu_err_len;
+        (void) rmdir(vm->dir); /* empty: the spare's directory holds the sockets */
+        char *dir = vm->dir;
+        vm->dir = s->dir;
+        s->dir = dir;
+        vm->nworkers = s->nworkers;
+        free(vm->restore_label);
+        vm->restore_label = strdup(vm->cfg.incoming);
+        vm->restoring = true;
+        vm->restore_started_ns = events_mono_ns();
+        vm->spawned_ns = vm->restore_started_ns;
+        vm->running_ns = vm->answered_ns = 0;
+        vm->qmp_ns = vm->qmp_up ? vm->restore_started_ns : 0;
+        vm->state = VM_BOOTING;
+        vm_free(s);
+        emit_spawn(vm, &vm->cfg, vm->proc->pid);
+        uint64_t timeout_ms = vm->cfg.timeout_ms ? vm->cfg.timeout_ms : DEFAULT_BOOT_MS;
+        int r = start_agent(vm, timeout_ms);
+        if (r == 0)
+                r = start_boot_timer(vm, timeout_ms);
+        if (r < 0) {
+                snprintf(err, errlen, "vm %s: restore: %s", vm->name, strerror(-r));
+                vm_stop(vm, NULL, NULL);
+        }
+        return r;
+}
+
+/* Starts a spare for the next clone of the fixture vm was restored from (if there is room and
+ * none is waiting for it). Failures only mean there is no spare. */
+static void prelaunch(Vm *like)
+{
+        int slot = -1;
+        for (int i = SPARES_MAX - 1; i >= 0; i--) {
+                if (spares[i] && same_config(&spares[i]->cfg, &like->cfg))
+                        return;
+                if (!spares[i])
+                        slot = i;
+        }
+        if (slot < 0)
+                return;
+        char name[32], *parent = strdup(like->dir), *slash;
+        if (!parent || !(slash = strrchr(parent, '/'))) {
+                free(parent);
+                return;
+        }
+        *slash = 0;
+        snprintf(name, sizeof name, "spare-%u", ++spare_seq);
+        Vm *s = vm_new(like->loop, name, parent);
+        free(parent);
+        if (!s)
+                return;
+        char err[1024];
+        ImageOptions io = {.kernel = like->cfg.kernel, .initrd = like->cfg.initrd};
+        int r = config_copy(&s->cfg, &like->cfg);
+        if (r == 0)
+                r = image_resolve(like->cfg.image ? like->cfg.image : "default", &io, &s->image,
+                                  err, sizeof err);
+        if (r == 0 && mkdir(s->dir, 0700) < 0)
+                r = -errno;
+        s->nworkers = like->nworkers;
+        if (r == 0)
+                r = set_ram(s, like->cfg.ram_path, false);
+        if (r == 0)
+                r = open_incoming(s, like->cfg.incoming, like->cfg.incoming, err, sizeof err);
+        Argv a = {0};
+        if (r == 0)
+                r = build_argv(s, &s->cfg, s->image, &a);
+        if (r == 0)
+                r = spawn_qemu(s, a.v);
+        argv_free(&a);
+        if (s->incoming_fd >= 0) {
+                (void) close(s->incoming_fd);
+                s->incoming_fd = -1;
+        }
+        if (r == 0) {
+                s->state = VM_BOOTING;
+                s->spawned_ns = events_mono_ns();
+                emit_spawn(s, &s->cfg, s->proc->pid);
+                r = start_qmp(s, s->cfg.timeout_ms ? s->cfg.timeout_ms : DEFAULT_BOOT_MS);
+        }
+        spares[slot] = s; /* even a failed one: vm_spares_stop cleans it up */
+}
+
+int vm_spares_stop(void (*done_cb)(Vm *vm, void *data), void *data)
+{
+        int n = 0;
+        for (int i = 0; i < SPARES_MAX; i++)
+                if (spares[i]) {
+                        n++;
+                        vm_stop(spares[i], done_cb, data);
+                }
+        return n;
+}
+
+void vm_spares_free(void)
+{
+        for (int i = 0; i < SPARES_MAX; i++)
+                spares[i] = vm_free(spares[i]);
+}
+
 int vm_boot(Vm *vm, const VmConfig *cfg, VmBootFn cb, void *data, char *err, size_t errlen)
 {
         if (vm->state != VM_DEFINED) {
@@ -861,9 +1046,14 @@ int vm_boot(Vm *vm, const VmConfig *cfg, VmBootFn cb, void *data, char *err, siz
                 vm->nworkers = VM_MAX_WORKERS;
         vm->incoming_has_ram = false;
         vm->sync_clock = cfg->incoming && !cfg->initial_time;
-        if (cfg->incoming && (r = open_incoming(vm, cfg->incoming, cfg->incoming, err, errlen)) < 0)
+        Vm *spare = cfg->incoming ? take_spare(cfg) : NULL;
+        if (spare)
+                r = adopt_spare(vm, spare, err, errlen);
+        else if (cfg->incoming &&
+                 (r = open_incoming(vm, cfg->incoming, cfg->incoming, err, errlen)) < 0)
                 return r;
-        r = launch(vm, err, errlen);
+        else
+                r = launch(vm, err, errlen);
         if (r < 0)
                 return r;
         vm->boot_cb = cb;

@@ -100,6 +100,10 @@ int vm_snapshot(Vm *vm, unsigned *ret_id, VmSaveFn cb, void *data, char *err, si
  * made before fail with -ESTALE afterwards. Returns 0 or -errno with err. */
 int vm_restore(Vm *vm, unsigned id, const char *label, VmBootFn cb, void *data, char *err,
                size_t errlen);
+/* Stops the spare QEMUs started ahead for fixture clones (done_cb once per spare, when it is
+ * gone); returns how many. vm_spares_free frees them afterwards. */
+int vm_spares_stop(void (*done_cb)(Vm *vm, void *data), void *data);
+void vm_spares_free(void);
 /* The configuration of the VM's boot (valid once it booted). */
 const VmConfig *vm_config(const Vm *vm);
 /* The RAM file the VM runs on, and whether it is the VM's own (shared) or a COW template. */

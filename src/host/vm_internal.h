@@ -56,7 +56,7 @@ struct Vm {
         AgentClient **retired; /* clients of the states before restores; freed with the VM */
         size_t nretired;
         uint64_t restore_started_ns;
-        uint64_t spawned_ns, qmp_ns, running_ns; /* a restore's phases, for its event */
+        uint64_t spawned_ns, qmp_ns, running_ns, answered_ns; /* a restore's phases */
         char *restore_label;
 
         char *console; /* first CONSOLE_MAX bytes */

@@ -612,6 +612,7 @@ Runtime *runtime_free(Runtime *rt)
                 else
                         rt->stopping--;
         }
+        rt->stopping += vm_spares_stop(on_vm_stopped, rt);
         if (rt->test_timer) {
                 uv_close((uv_handle_t *) rt->test_timer, on_timer_closed);
                 rt->test_timer = NULL;
@@ -622,6 +623,7 @@ Runtime *runtime_free(Runtime *rt)
         uv_run(rt->loop, UV_RUN_NOWAIT);
         for (size_t i = 0; i < rt->nvms; i++)
                 *rt->vms[i] = vm_free(*rt->vms[i]);
+        vm_spares_free();
         free(rt->vms);
         free(rt->message);
         free(rt->interrupt_why);
