@@ -330,7 +330,8 @@ def fixture_provium(provium, out):
         return [ms(e) for e in of(test, "test.end", ok=False)][:1]
 
     def phases(e):
-        return {k[:-3] + "_ms": e[k] / 1e6 for k in ("duration_ns", "spawned_ns", "qmp_ns", "running_ns")}
+        return {k[:-3] + "_ms": e[k] / 1e6 for k in ("duration_ns", "spawned_ns", "qmp_ns", "running_ns",
+                                                     "answered_ns") if k in e}
 
     res = {"name": name, "cold_boot_ms": [], "cold_snapshot_ms": [], "cold_snapshot_ram_bytes": [],
            "cold_snapshot_state_bytes": [], "restore": [], "restore_call_ms": [], "copying": [],
@@ -388,7 +389,8 @@ def fixture_report(x, head, row, info):
     boot = med(x["cold_boot_ms"])
     rs = med(pick("restore", "duration_ms"))
     call = med(x["restore_call_ms"]) if x["restore_call_ms"] else float("nan")
-    ph = {k: med(pick("restore", k)) for k in ("spawned_ms", "qmp_ms", "running_ms")}
+    ph = {k: med(pick("restore", k)) for k in ("spawned_ms", "qmp_ms", "running_ms", "answered_ms")
+          if all(k in d for d in x["restore"])}
     snap, save = med(x["cold_snapshot_ms"]), x["build_save_ms"][0]
     mib = lambda kb: kb / 1024
     sm = {"cold_boot_ms": boot, "restore_ms": rs, "restore_call_ms": call, "restore_vs_boot": boot / rs,
@@ -414,7 +416,8 @@ def fixture_report(x, head, row, info):
     if x["copying"]:
         cp = med(pick("copying", "duration_ms"))
         sm["copying_restore_ms"] = cp
-        sm["copying_phases_ms"] = {k: med(pick("copying", k)) for k in ("spawned_ms", "qmp_ms", "running_ms")}
+        sm["copying_phases_ms"] = {k: med(pick("copying", k)) for k in ("spawned_ms", "qmp_ms", "running_ms")
+                                   if all(k in d for d in x["copying"])}
         lines.append(info("copying restore (n=%d)" % len(x["copying"]), "%.0f ms" % cp,
                           "fixture restore: %.0f ms" % rs, "%.1fx" % (cp / rs)))
     else:
@@ -425,9 +428,11 @@ def fixture_report(x, head, row, info):
                           "state %.0f MiB (all RAM in the stream)" % (x["clone_snapshot_state_bytes"][0] / 2**20)))
     first = x["first_restore"][0] if x["first_restore"] else None
     lines.append("  (restore phases, medians from the restore's start: QEMU spawned %.0f ms, QMP answers "
-                 "%.0f ms, guest running %.0f ms, agent ready with the clock set %.0f ms; the fixture's "
+                 "%.0f ms, guest running %.0f ms,%s agent ready with the clock set %.0f ms; the fixture's "
                  "build took %.0f ms, its builder's boot %.0f ms%s)" % (
-                     ph["spawned_ms"], ph["qmp_ms"], ph["running_ms"], rs, sm["build_ms"] or 0,
+                     ph["spawned_ms"], ph["qmp_ms"], ph["running_ms"],
+                     " agent answers hello %.0f ms," % ph["answered_ms"] if "answered_ms" in ph else "",
+                     rs, sm["build_ms"] or 0,
                      x["build_boot_ms"][0] if x["build_boot_ms"] else 0,
                      ", the first restore after it %.0f ms (not counted)" % first["duration_ms"] if first else ""))
     if sm.get("copying_phases_ms"):
@@ -466,6 +471,12 @@ def fixture_report(x, head, row, info):
                 mib(cl["pss"]), mib(cl["rss"]), 100.0 * cl["pss"] / cl["rss"],
                 (co["pss"] / nk) / (cl["pss"] / nc), (co["ram_pss"] / nk) / (cl["ram_pss"] / nc)),
         ]
+        ns, sp = agg("spare_clone")
+        if ns:
+            sm["memory_kb"]["spares"], sm["memory_kb"]["spare_total"] = ns, sp
+            lines.append("  (also running beside the clones: %d spare QEMU%s started ahead for the next "
+                         "restore, not counted above: RSS %.0f MiB, PSS %.0f MiB in all)" % (
+                             ns, "s" if ns > 1 else "", mib(sp["rss"]), mib(sp["pss"])))
     else:
         lines += ["", "memory: NOT MEASURED (no smaps figures from bench/fixture.lua)"]
     return lines, misses, sm
@@ -603,7 +614,16 @@ def header(imgdir):
             subprocess.run([QEMU, "--version"], stdout=subprocess.PIPE).stdout.decode().splitlines()[0]),
         "image %s; all figures are medians; load average at the start %.2f %.2f %.2f" % (
             (imgdir,) + LOAD_AT_START),
+        "source %s" % source_rev(),
     ]
+
+
+def source_rev():
+    """The commit bench.py's tree is at, and whether src/ has uncommitted changes."""
+    git = lambda *a: subprocess.run(["git", "-C", HERE] + list(a), stdout=subprocess.PIPE,
+                                    stderr=subprocess.DEVNULL).stdout.decode().strip()
+    rev = git("rev-parse", "--short", "HEAD") or "unknown"
+    return rev + (" + uncommitted changes in src/" if git("status", "--porcelain", "--", "../src") else "")
 
 
 def write_outputs(out, raw, lines, suffix=""):

@@ -11,7 +11,7 @@
 --     private mapping, so the snapshot carries all of it in the migration stream), beside 8.
 -- 11. memory: BENCH_FX_CLONES clones of the fixture running at once, each after a command,
 --     beside BENCH_FX_COLD cold-booted VMs that ran the same setup and command; BENCH_FX_OUT
---     receives one line per QEMU: "kind vm pid Field=kB ..." of /proc/PID/smaps_rollup.
+--     receives one line per QEMU: "kind - pid Field=kB ..." (see record below).
 -- BENCH_FX_NAME is the fixture's name: bench.py makes it unique per run (and clears it from
 -- the cache afterwards), so a run always builds its own fixture.
 local name = os.getenv("BENCH_FX_NAME") or "benchfx"
@@ -35,49 +35,67 @@ local function stop(vm)
     vm:wait_exit(30)
 end
 
--- The QEMU of a VM: its -name is provium-<vm name> (the fixture's name is unique per run).
-local function qemu_pid(vmname)
-    local want = "\0-name\0provium-" .. vmname .. "\0"
+-- The QEMUs this process started (the VMs' QEMUs are children of the file's runner; a QEMU's
+-- -name may not be its VM's: a restore can adopt a QEMU started ahead of time).
+local function qemu_children()
+    local me = assert(io.open("/proc/self/stat")):read("a"):match("^(%d+)")
     local ls = assert(io.popen("ls /proc"))
-    local found
+    local pids = {}
     for d in ls:lines() do
-        if d:match("^%d+$") then
-            local f = io.open("/proc/" .. d .. "/cmdline", "rb")
-            local c = f and f:read("a") or ""
-            if f then f:close() end
-            if c:find(want, 1, true) and c:match("^[^%z]*qemu") then found = tonumber(d) end
+        local f = d:match("^%d+$") and io.open("/proc/" .. d .. "/stat")
+        if f then
+            local comm, ppid = (f:read("a") or ""):match("^%d+ %((.*)%) %S+ (%d+)")
+            f:close()
+            if ppid == me and comm and comm:find("qemu", 1, true) then pids[#pids + 1] = tonumber(d) end
         end
     end
     ls:close()
-    return found
+    table.sort(pids)
+    return pids
 end
 
--- One line per QEMU: its smaps_rollup fields, then the same sums over the guest RAM's mapping
--- alone (ram_*: the file given to QEMU as guest RAM, <run dir>/ram of a cold-booted VM or the
--- fixture's <vm>.ram of a clone), all in kB.
+-- One line per QEMU: "kind pid Field=kB ...": its smaps_rollup fields, then the same sums over
+-- the guest RAM's mapping alone (ram_*: the file QEMU got as guest RAM, <run dir>/<vm>/ram of a
+-- cold-booted VM or the fixture's <vm>.ram of a clone), and ram_file= (ram or fixture).
 local lines = {}
-local function smaps(t, kind, vm)
-    local pid = qemu_pid(vm:name())
-    if not pid then return t:fail("no QEMU process found for vm " .. vm:name()) end
-    local f = assert(io.open("/proc/" .. pid .. "/smaps_rollup"))
+local function smaps(pid)
+    local f = io.open("/proc/" .. pid .. "/smaps_rollup")
+    if not f then return nil end -- it exited meanwhile
     local fields = {}
     for k, v in f:read("a"):gmatch("\n([%w_]+):%s+(%d+) kB") do fields[#fields + 1] = k .. "=" .. v end
     f:close()
-    local ram, in_ram = { Rss = 0, Pss = 0, Shared_Clean = 0, Shared_Dirty = 0, Private_Clean = 0,
-                          Private_Dirty = 0 }, false
+    local keys = { "Rss", "Pss", "Shared_Clean", "Shared_Dirty", "Private_Clean", "Private_Dirty" }
+    local ram, in_ram, file = {}, false, "none"
+    for _, k in ipairs(keys) do ram[k] = 0 end
     for line in io.lines("/proc/" .. pid .. "/smaps") do
-        local path = line:match("^%x+%-%x+ %S+ %x+ %x+:%x+ %d+%s+(.*)$")
+        local path = line:match("^%x+%-%x+ %S+ %x+ %x+:%x+ %d+%s*(.*)$")
         if path then
             in_ram = path:match("/ram$") ~= nil or path:match("%.ram$") ~= nil
+            if in_ram then file = path:match("/ram$") and "ram" or "fixture" end
         elseif in_ram then
             local k, v = line:match("^([%w_]+):%s+(%d+) kB")
             if k and ram[k] then ram[k] = ram[k] + tonumber(v) end
         end
     end
-    for _, k in ipairs({ "Rss", "Pss", "Shared_Clean", "Shared_Dirty", "Private_Clean", "Private_Dirty" }) do
-        fields[#fields + 1] = "ram_" .. k .. "=" .. ram[k]
+    for _, k in ipairs(keys) do fields[#fields + 1] = "ram_" .. k .. "=" .. ram[k] end
+    return fields, file, ram.Rss
+end
+
+-- Records every QEMU of this runner: a VM of `kind` when its guest RAM is a `file` mapping
+-- with more than 4 MiB resident (each VM has just read 16 MiB of it), else a "spare" (a QEMU
+-- started ahead for the next restore, whose guest has not run: "spare_<kind>"). Returns how
+-- many of `kind` it found.
+local function record(kind, file)
+    local n = 0
+    for _, pid in ipairs(qemu_children()) do
+        local fields, f, rss = smaps(pid)
+        if fields then
+            local k = (f == file and rss > 4096) and kind or "spare_" .. kind
+            if k == kind then n = n + 1 end
+            lines[#lines + 1] = string.format("%s - %d %s", k, pid, table.concat(fields, " "))
+        end
     end
-    lines[#lines + 1] = string.format("%s %s %d %s", kind, vm:name(), pid, table.concat(fields, " "))
+    return n
 end
 
 test("build", function(t)
@@ -157,7 +175,7 @@ test("memory: cold-booted VMs", function(t)
         setup(vms[i])
     end
     for i = 1, ncold do t:ok(check_data(t, vms[i])) end
-    for i = 1, ncold do smaps(t, "cold", vms[i]) end
+    t:eq(record("cold", "ram"), ncold, "the cold-booted VMs' QEMUs")
     for i = 1, ncold do stop(vms[i]) end
 end)
 
@@ -169,7 +187,7 @@ test("memory: fixture clones", function(t)
         sum = sum or s
         t:eq(s, sum, "every clone has the fixture's data")
     end
-    for i = 1, nclones do smaps(t, "clone", vms[i]) end
+    t:eq(record("clone", "fixture"), nclones, "the clones' QEMUs")
     if out then
         local f = assert(io.open(out, "w"))
         f:write(table.concat(lines, "\n"), "\n")
