@@ -2,9 +2,12 @@
 -- bench/bench.py reads the figures from the --events file and from BENCH_FX_OUT:
 -- 8.  cold boot to agent-ready (vm.boot of the "cold boot N" tests) beside the restore of a
 --     fixture to agent-ready (vm.restore of the "fixture restore N" tests; the fixture is built,
---     and restored once untimed, in the "build" test first). The two alternate. Each test.end
---     also gives the whole Lua call (provium:vm_fixture includes the key, the cache lookup and
---     the check of the entry's files).
+--     and restored once untimed, in the "build" test first). The two alternate, and each clone
+--     runs `sleep 1` before it is stopped, as a test would use its VM for a while. Then the
+--     same number of restores back to back ("back-to-back restore N": each clone only reads a
+--     file and is stopped), the worst case for anything prepared between restores. Each
+--     test.end also gives the whole Lua call (provium:vm_fixture includes the key, the cache
+--     lookup and the check of the entry's files).
 -- 9.  vm:snapshot() of each cold-booted VM (vm.snapshot events of the "cold use N" tests)
 --     beside the fixture build's save (the vm.snapshot event of the "build" test).
 -- 10. the copying restore: vm:restore of a snapshot taken of a fixture clone (its RAM is a
@@ -123,6 +126,7 @@ for i = 1, math.max(boots, restores) do
         end)
         test("fixture use " .. i, function(t)
             t:eq(restored[i]:read_file("/root/fixture"), "bench\n")
+            restored[i]:run("sleep 1"):assert_ok()
             stop(restored[i])
         end)
     end
@@ -130,6 +134,17 @@ for i = 1, math.max(boots, restores) do
     if i % 2 == 0 then first, second = restore_one, boot_one end
     if first == boot_one and i <= boots or first == restore_one and i <= restores then first() end
     if second == boot_one and i <= boots or second == restore_one and i <= restores then second() end
+end
+
+local back = {}
+for i = 1, restores do
+    test("back-to-back restore " .. i, function(t)
+        back[i] = provium:vm_fixture(name, setup)
+    end)
+    test("back-to-back use " .. i, function(t)
+        t:eq(back[i]:read_file("/root/fixture"), "bench\n")
+        stop(back[i])
+    end)
 end
 
 -- 10: a snapshot of a clone carries its RAM in the stream; restoring it copies all of it. A

@@ -414,6 +414,8 @@ static void on_agent_ready(AgentClient *c, int status, void *data)
                 return;
         if (status == 0)
                 return boot_done(vm, 0, NULL);
+        if (status == -ECONNRESET && vm->proc)
+                return; /* QEMU closed the socket: its exit (or the boot timer) says why */
         char *tail = vm_console_tail(vm, 20);
         char *msg = NULL;
         if (asprintf(&msg, "vm %s: agent did not become ready: %s\n--- last console lines ---\n%s",
@@ -491,8 +493,7 @@ static void maybe_start_incoming(Vm *vm)
         if (!vm->restoring || vm->incoming_sent || !vm->qmp_up || !vm->agent_up)
                 return;
         vm->incoming_sent = true;
-        if (!vm->ram_shared && vm->incoming_has_ram) /* the stream carries RAM: load it all */
-                return on_incoming_caps(vm, 0, NULL);
+        /* The capability must match the saving side's: off when the stream carries RAM. */
         json_t *args = vm_ignore_shared_args(vm->incoming_has_ram ? 0 : 1);
         if (!args ||
             qmp_execute(vm->qmp, "migrate-set-capabilities", args, on_incoming_caps, vm) < 0)

@@ -372,7 +372,9 @@ int vm_save(Vm *vm, const VmSaveOptions *o, VmSaveFn cb, void *data, char *err, 
                 return -e;
         }
         int r = save_listen(s);
-        json_t *args = r == 0 ? vm_ignore_shared_args(1) : NULL;
+        /* Only a shared RAM file stays out of the stream; a copy-on-write one goes in, and the
+         * loading side must then have the capability off too. */
+        json_t *args = r == 0 ? vm_ignore_shared_args(vm->ram_shared ? 1 : 0) : NULL;
         if (r == 0 &&
             (!args || qmp_execute(vm->qmp, "migrate-set-capabilities", args, on_caps, s) < 0))
                 r = -EIO;
