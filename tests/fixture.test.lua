@@ -29,11 +29,12 @@ test("a fixture is built once and reused by two files running at once, and by la
     st.sh("rm -rf " .. dir)
 end)
 
+local function setup(vm)
+    vm:write_file("/root/marker", "built")
+    vm:run("mkdir -p /srv/data && echo 42 > /srv/data/answer"):assert_ok()
+end
+
 test("the restored VM holds the setup's changes and the host's time; clones are independent", function(t)
-    local function setup(vm)
-        vm:write_file("/root/marker", "built")
-        vm:run("mkdir -p /srv/data && echo 42 > /srv/data/answer"):assert_ok()
-    end
     local a = provium:vm_fixture("selftest-state", setup)
     local b = provium:vm_fixture("selftest-state", setup)
     t:eq(a:read_file("/root/marker"), "built")
@@ -43,6 +44,18 @@ test("the restored VM holds the setup's changes and the host's time; clones are 
     t:eq(b:read_file("/root/marker"), "built", "a clone's change stays in that clone")
     local now = tonumber(a:run("date +%s").stdout)
     t:ok(math.abs(now - os.time()) <= 5, "guest clock " .. now .. " vs host " .. os.time())
+end)
+
+test("a fixture clone can be snapshotted and restored like any VM", function(t)
+    local vm = provium:vm_fixture("selftest-state", setup)
+    local first = vm:snapshot("clone") -- its RAM maps the fixture's: the stream carries it
+    vm:write_file("/root/marker", "changed")
+    vm:restore(first)
+    t:eq(vm:read_file("/root/marker"), "built")
+    local second = vm:snapshot("own RAM now")
+    vm:run("rm -rf /srv/data"):assert_ok()
+    vm:restore(second)
+    t:eq(vm:read_file("/srv/data/answer"), "42\n")
 end)
 
 test("a setup function that fails is reported with its location, and nothing is cached", function(t)
