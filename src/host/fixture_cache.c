@@ -27,6 +27,7 @@
 #define XXH_INLINE_ALL
 #include <xxhash.h>
 
+#include "fdio.h"
 #include "paths.h"
 
 extern char **environ;
@@ -113,20 +114,6 @@ static void hex64(uint64_t h, char out[17])
 }
 
 /* ---- files and directories ---- */
-
-static int write_all(int fd, const char *buf, size_t len)
-{
-        while (len > 0) {
-                ssize_t n = write(fd, buf, len);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0)
-                        return -errno;
-                buf += n;
-                len -= (size_t) n;
-        }
-        return 0;
-}
 
 /* Reads PATH (at most FIXTURE_META_MAX bytes) into a NUL-terminated buffer. */
 static int read_file_all(const char *path, char **ret)
@@ -1030,9 +1017,9 @@ static int build_write_meta(FixtureBuild *b, json_t *meta, char *err, size_t err
                 seterr(err, errlen, "fixture %s: open %s: %s", b->name, path, strerror(-r));
                 goto out;
         }
-        r = write_all(fd, text, strlen(text));
+        r = fd_write_all(fd, text, strlen(text));
         if (r >= 0)
-                r = write_all(fd, "\n", 1);
+                r = fd_write_all(fd, "\n", 1);
         if (r >= 0 && fsync(fd) < 0)
                 r = -errno;
         if (r >= 0 && close(fd) < 0)
