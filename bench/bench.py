@@ -316,6 +316,8 @@ def fixture_provium(provium, out):
     env = {"BENCH_FX_NAME": name, "BENCH_FX_OUT": mem, "BENCH_FX_BOOTS": str(FX_BOOTS),
            "BENCH_FX_RESTORES": str(FX_RESTORES), "BENCH_FX_COPIES": str(FX_COPIES),
            "BENCH_FX_CLONES": str(FX_CLONES), "BENCH_FX_COLD": str(FX_COLD)}
+    if os.path.exists(mem):
+        os.remove(mem)
     try:
         ev = provium_run(provium, os.path.join(HERE, "fixture.lua"), os.path.join(out, "fixture.events"), env)
     finally:
@@ -631,7 +633,7 @@ def header(imgdir):
             subprocess.run([QEMU, "--version"], stdout=subprocess.PIPE).stdout.decode().splitlines()[0]),
         "image %s; all figures are medians; load average at the start %.2f %.2f %.2f" % (
             (imgdir,) + LOAD_AT_START),
-        "source %s" % source_rev(),
+        "source %s" % SOURCE_AT_START,
     ]
 
 
@@ -671,6 +673,7 @@ def main_fixture(provium, imgdir, out):
 
 
 LOAD_AT_START = os.getloadavg()
+SOURCE_AT_START = source_rev()
 
 
 def main():

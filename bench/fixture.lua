@@ -57,10 +57,11 @@ local function qemu_children()
     return pids
 end
 
--- One line per QEMU: "kind pid Field=kB ...": its smaps_rollup fields, then the same sums over
--- the guest RAM's mapping alone (ram_*: the file QEMU got as guest RAM, <run dir>/<vm>/ram of a
--- cold-booted VM or the fixture's <vm>.ram of a clone), and ram_file= (ram or fixture).
-local lines = {}
+-- A QEMU's memory: its smaps_rollup fields (kB), then ram_*: the same sums over the guest
+-- RAM's mapping alone (the file QEMU got as guest RAM: <run dir>/<vm>/ram of a cold-booted VM,
+-- "ram", or the fixture's <vm>.ram of a clone, "fixture"); returns the fields as "Key=kB"
+-- strings, which file, and the mapping's Rss.
+local lines = {} -- for BENCH_FX_OUT: "kind - pid Key=kB ..."
 local function smaps(pid)
     local f = io.open("/proc/" .. pid .. "/smaps_rollup")
     if not f then return nil end -- it exited meanwhile
