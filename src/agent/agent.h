@@ -97,6 +97,10 @@ void modules_release(void);
 void modules_wait(void);
 /* Like modules_wait(), but leaves the deferred modules their usual start (no early release). */
 void modules_wait_loaded(void);
+/* Loads the on-demand module name (shipped in /lib/modules/provium.ondemand, not loaded at boot)
+ * after its dependencies listed there. Returns 0 (also when already loaded) or -errno: -ENOENT
+ * when the list or the module is missing (outside PID 1, or another image). Thread-safe. */
+int modules_load_ondemand(const char *name);
 /* True when the kernel command line (PID 1) or PROVIUM_AGENT_DEBUG asks for op logging. */
 bool init_debug_requested(bool pid1);
 /* Leaves the agent: exit(code) normally, power off as PID 1 (init must never exit). */
@@ -257,6 +261,10 @@ bool hnd_id_busy(const Server *s, uint64_t id);
 int hnd_cancel(Server *s, uint64_t target, bool all);
 /* Connection gone: closes handles and drops tails without replies. */
 void hnd_drop_all(Server *s);
+
+/* ---- ops_net.c ---- */
+
+int net_netem(Server *s, uint64_t id, const msgpack_object *req);
 
 /* ---- ops_sys.c ---- */
 

@@ -4,6 +4,8 @@
  * (what the agent's ports need) load before the agent serves; the rest (disks, NICs) load in a
  * background thread once the first hello has been answered (or after MODULES_DEFER_MS), so they
  * never delay boot-to-ready. modules_wait() is for ops that need them.
+ * /lib/modules/provium.ondemand lists modules shipped but never loaded at boot (sch_netem):
+ * modules_load_ondemand() loads one when an op first needs it.
  *
  * Sections: logging, mounts, modules, exit (shutting down is power.c's).
  */
@@ -27,6 +29,7 @@
 #endif
 
 #define MODULES_ORDER    "/lib/modules/provium.order"
+#define MODULES_ONDEMAND "/lib/modules/provium.ondemand"
 #define MODULES_CONSOLE  "virtio_console" /* the last module the ports need */
 #define MODULES_DEFER_MS 2000             /* load the rest by then even without a hello */
 
@@ -271,6 +274,33 @@ void modules_wait_loaded(void)
         while (modules_pending)
                 pthread_cond_wait(&modules_cond, &modules_lock);
         pthread_mutex_unlock(&modules_lock);
+}
+
+/* Each line of MODULES_ONDEMAND is "name: path..." (paths relative to /, the module's own
+ * dependencies first, the module last). */
+int modules_load_ondemand(const char *name)
+{
+        FILE *f = fopen(MODULES_ONDEMAND, "re");
+        if (!f)
+                return -errno;
+        char line[4096];
+        int r = -ENOENT;
+        while (r == -ENOENT && fgets(line, sizeof line, f)) {
+                line[strcspn(line, "\r\n")] = 0;
+                char *colon = strchr(line, ':');
+                if (!colon)
+                        continue;
+                *colon = 0;
+                if (!module_is(line, name))
+                        continue;
+                r = 0;
+                char *save = NULL;
+                for (char *t = strtok_r(colon + 1, " ", &save); t && r == 0;
+                     t = strtok_r(NULL, " ", &save))
+                        r = init_load_module(t[0] == '/' ? t + 1 : t);
+        }
+        (void) fclose(f);
+        return r;
 }
 
 void init_pid1(void)

@@ -169,7 +169,7 @@ static const char *const server_caps[] = {
     "hello",       "exec",    "read_file", "write_file", "stat",       "mkdir",
     "poweroff",    "cancel",  "reset",     "spawn",      "proc_write", "proc_close_stdin",
     "proc_signal", "open",    "fread",     "fwrite",     "seek",       "close",
-    "tail",        "syscall", "ioctl",     "set_time"};
+    "tail",        "syscall", "ioctl",     "set_time",   "netem"};
 
 static int op_hello(Server *s, uint64_t id, const msgpack_object *req)
 {
@@ -315,6 +315,7 @@ static const struct {
     {"tail", hnd_tail},
     {"syscall", sys_syscall},
     {"ioctl", sys_ioctl},
+    {"netem", net_netem},
 };
 
 /* Handles one request. Returns 0, or -errno when the connection is unusable. */

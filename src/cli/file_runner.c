@@ -17,6 +17,7 @@
 #include "cli.h"
 #include "fdio.h"
 #include "events.h"
+#include "netns.h"
 #include "lua_provium.h"
 #include "runtime.h"
 
@@ -109,6 +110,9 @@ int file_runner_main(int argc, char **argv)
                 return 1;
         signal(SIGPIPE, SIG_IGN);
         (void) events_subscribe(pipe_sink, NULL);
+        /* Before any thread exists: a namespace is per thread. Failing only disables networks,
+         * whose calls then say why. */
+        (void) netns_enter_private();
 
         RuntimeConfig cfg = {
             .file = argv[1],

@@ -109,6 +109,14 @@ const VmConfig *vm_config(const Vm *vm);
 /* The RAM file the VM runs on, and whether it is the VM's own (shared) or a COW template. */
 const char *vm_ram_path(const Vm *vm, bool *ret_shared);
 
+/* ---- network cards ---- */
+
+/* Gives the VM a virtio-net card on TAP tap (a bridge port) with MAC mac. Before boot it goes
+ * on the command line: returns 1, cb does not run. On a running VM it is hot-plugged through
+ * QMP: returns 0 and cb(data, status, result) runs when QEMU has answered. -errno with err. */
+int vm_add_nic(Vm *vm, const char *tap, const char *mac, QmpReplyFn cb, void *data, char *err,
+               size_t errlen);
+
 /* ---- console ---- */
 
 /* fn receives every console byte from now on, then (NULL, 0) when QEMU exits; NULL removes

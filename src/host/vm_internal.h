@@ -8,6 +8,13 @@
 #define CONSOLE_TAIL 8192
 #define QEMU_ERR_MAX 4096
 
+#define VM_MAX_NICS 8
+
+typedef struct VmNic {
+        char tap[16]; /* the TAP QEMU opens (a bridge port) */
+        char mac[18];
+} VmNic;
+
 typedef struct VmSnap {
         char *state;  /* dir/snap<N>.state */
         char *ram;    /* dir/snap<N>.ram, or the RAM file the VM mapped when the state holds RAM */
@@ -51,6 +58,8 @@ struct Vm {
         bool restarting;        /* vm_restore is replacing QEMU: its exit is part of the restore */
         bool restoring;         /* the current QEMU loads a saved state (boot means restore) */
         bool saving;            /* vm_save in progress */
+        VmNic nics[VM_MAX_NICS]; /* in attach order; NIC k is PCI slot 0x10 + k */
+        int nnics;
         VmSnap *snaps;          /* vm_snapshot's saves, id = index + 1 */
         unsigned nsnaps;
         AgentClient **retired; /* clients of the states before restores; freed with the VM */

@@ -25,6 +25,8 @@
 #include "layer0.h"
 #include "lifecycle.h"
 #include "snapshot.h"
+#include "net_lua.h"
+#include "netem_lua.h"
 #include "process.h"
 #include "transfer.h"
 
@@ -554,6 +556,8 @@ void lua_vm_register(lua_State *L)
         luaL_newlib(L, vm_methods);
         lua_lifecycle_add_methods(L);
         lua_snapshot_add_methods(L);
+        lua_net_add_vm_methods(L);
+        lua_netem_add_methods(L);
         lua_pushvalue(L, -1);
         lua_setfield(L, -3, "__index");
         /* leaves the methods table on the stack for the prelude, below the metatable */

@@ -234,6 +234,7 @@ function VM:boot(opts)
         opts = o
     end
     call("boot", self._boot, self, internal.images[self], opts)
+    if internal.configure_links then internal.configure_links(self) end
     return self
 end
 internal.fixture_ram = setmetatable({}, { __mode = "k" })
@@ -760,3 +761,218 @@ function provium:lab_fixture(name, setup)
     end)
     return restore_fixture(name, fixture_entry(name, key, setup))
 end
+
+---------------------------------------------------------------------------------------------
+-- networks: bridges in the file's own network namespace, VMs on them, impairments
+
+local Bridge = internal.Bridge
+local bridges = {}        -- name -> Bridge
+local net = setmetatable({}, { __mode = "k" }) -- Bridge -> {name, index, links = {vm -> link}, order}
+local links_of = setmetatable({}, { __mode = "k" }) -- VM -> list of links (all bridges)
+local ntaps = 0
+
+
+-- provium:bridge(name) -> a new Linux bridge, subnet 10.77.<n>.0/24 (n: bridges made so far).
+function provium:bridge(name)
+    if self ~= provium then error("provium:bridge must be called with ':'", 2) end
+    if type(name) ~= "string" or not name:match("^[a-z0-9_]+$") or #name > 12 then
+        error("bad argument #1 to 'bridge' (bridge name of 1-12 characters a-z 0-9 _ expected, got " ..
+              show(name) .. ")", 2)
+    end
+    if bridges[name] then raise("bridge " .. name .. ": a bridge of that name exists in this file") end
+    local index = 0
+    for _ in pairs(bridges) do index = index + 1 end
+    index = index + 1
+    if index > 250 then raise("bridge " .. name .. ": at most 250 bridges per file") end
+    local b, err = internal.bridge_new(name, string.format("10.77.%d.1/24", index))
+    if not b then raise(err) end
+    bridges[name] = b
+    net[b] = { name = name, index = index, links = {}, order = {}, next_host = 10 }
+    return b
+end
+
+local function hosts_file(vm)
+    local lines = { "127.0.0.1 localhost" }
+    for _, link in ipairs(links_of[vm] or {}) do
+        for _, other in ipairs(net[link.bridge].order) do
+            lines[#lines + 1] = other.ip .. " " .. other.vm:name() .. "." .. net[link.bridge].name
+        end
+    end
+    return table.concat(lines, "\n") .. "\n"
+end
+
+-- In the guest: find the card by its MAC (a hot-plugged one takes a moment to appear), give it
+-- its address, bring it up.
+local function configure_link(vm, link)
+    local script = string.format([[
+ip link set lo up
+dev=
+for i in $(seq 1 200); do
+  for d in /sys/class/net/*; do
+    [ "$(cat $d/address 2>/dev/null)" = "%s" ] && dev=${d##*/}
+  done
+  [ -n "$dev" ] && break
+  sleep 0.05
+done
+[ -n "$dev" ] || { echo "no network interface with MAC %s appeared" >&2; exit 1; }
+ip addr add %s/24 dev $dev && ip link set $dev up && echo $dev
+]], link.mac, link.mac, link.ip)
+    local r = vm:run(script, { timeout = 30 })
+    if not r:ok() then
+        raise(string.format("bridge %s: attach: configuring vm %s: %s", net[link.bridge].name,
+                            vm:name(), r.stderr ~= "" and r.stderr or r.stdout))
+    end
+    link.dev = r.stdout:match("(%S+)%s*$")
+    link.configured = true
+end
+
+local function refresh_hosts(b)
+    for _, link in ipairs(net[b].order) do
+        if link.configured and link.vm:state() == "running" then
+            link.vm:write_file("/etc/hosts", hosts_file(link.vm))
+        end
+    end
+end
+
+-- After a boot: configure the cards attached before it.
+function internal.configure_links(vm)
+    local touched = {}
+    for _, link in ipairs(links_of[vm] or {}) do
+        if not link.configured then
+            configure_link(vm, link)
+            touched[link.bridge] = true
+        end
+    end
+    for b in pairs(touched) do refresh_hosts(b) end
+end
+
+function internal.is_vm(v)
+    local mt = type(v) == "userdata" and getmetatable(v)
+    return mt and mt.__index == VM or false
+end
+
+local function check_bridge_alive(b, what)
+    if b:_gone() then raise(string.format("bridge %s: %s: the bridge is gone", b:name(), what)) end
+end
+
+-- bridge:attach(vm or {vm, ...}): a virtio-net card for each on a TAP port of the bridge, its
+-- address (10.77.<n>.<10+k> in attach order) configured in the guest, and every VM on the
+-- bridge able to resolve every other as <vm>.<bridge>. Works before and after boot.
+function Bridge:attach(vms)
+    local st = net[self]
+    check_bridge_alive(self, "attach")
+    if internal.is_vm(vms) then vms = { vms } end
+    if type(vms) ~= "table" then
+        raise("bridge " .. st.name .. ": attach: a VM or a list of VMs expected, got " .. type(vms))
+    end
+    for i, vm in ipairs(vms) do
+        if not internal.is_vm(vm) then
+            raise(string.format("bridge %s: attach: item %d is not a VM (%s)", st.name, i, show(vm)))
+        end
+        if st.links[vm] then
+            raise(string.format("bridge %s: attach: vm %s is attached already", st.name, vm:name()))
+        end
+    end
+    for _, vm in ipairs(vms) do
+        local host = st.next_host
+        if host > 254 then raise("bridge " .. st.name .. ": attach: the subnet is full") end
+        st.next_host = host + 1
+        ntaps = ntaps + 1
+        local link = {
+            bridge = self, vm = vm, tap = string.format("pvt%d", ntaps),
+            ip = string.format("10.77.%d.%d", st.index, host),
+            mac = string.format("52:54:00:77:%02x:%02x", st.index, host),
+        }
+        local ok, err = self:_add_tap(link.tap)
+        if not ok then raise(err) end
+        call("attach", vm._add_nic, vm, link.tap, link.mac)
+        st.links[vm] = link
+        st.order[#st.order + 1] = link
+        links_of[vm] = links_of[vm] or {}
+        table.insert(links_of[vm], link)
+        if vm:state() == "running" then configure_link(vm, link) end
+    end
+    refresh_hosts(self)
+    return self
+end
+
+function VM:ip(bridge)
+    local st = net[bridge]
+    if not st then raise("vm " .. self:name() .. ": ip: a Bridge expected, got " .. show(bridge)) end
+    local link = st.links[self]
+    if not link then raise(string.format("vm %s: ip: not attached to bridge %s", self:name(), st.name)) end
+    return link.ip
+end
+
+-- Impairments: each returns a handle whose :undo() removes it; bridge:heal() removes them all.
+local Impairment = {}
+Impairment.__index = Impairment
+Impairment.__tostring = function(i) return "Impairment(" .. net[i.bridge].name .. ", " .. i.kind .. ")" end
+
+function Impairment:undo()
+    if self.undone then return end
+    local ok, err = self.bridge:_unimpair(self.id)
+    if not ok then raise(err) end
+    self.undone = true
+end
+
+local function tap_of(b, vm, what)
+    local link = internal.is_vm(vm) and net[b].links[vm]
+    if not link then
+        raise(string.format("bridge %s: %s: %s is not attached to this bridge", net[b].name, what,
+                            internal.is_vm(vm) and ("vm " .. vm:name()) or show(vm)))
+    end
+    return link.tap
+end
+
+local function impair(b, kind, rules)
+    check_bridge_alive(b, kind)
+    local id, err = b:_impair(kind, table.concat(rules, "\n") .. "\n")
+    if not id then raise(err) end
+    return setmetatable({ bridge = b, id = id, kind = kind }, Impairment)
+end
+
+local function side(b, list, what)
+    if internal.is_vm(list) then list = { list } end
+    if type(list) ~= "table" or #list == 0 then
+        raise(string.format("bridge %s: %s: a VM or a non-empty list of VMs expected, got %s",
+                            net[b].name, what, show(list)))
+    end
+    local taps = {}
+    for _, vm in ipairs(list) do taps[#taps + 1] = tap_of(b, vm, what) end
+    return taps
+end
+
+-- bridge:partition(a, b, opts?): no frames between the VMs of side a and those of side b;
+-- opts.oneway: only from a to b.
+function Bridge:partition(a, b, opts)
+    local from, to = side(self, a, "partition"), side(self, b, "partition")
+    local oneway = type(opts) == "table" and opts.oneway
+    local rules = {}
+    for _, x in ipairs(from) do
+        for _, y in ipairs(to) do
+            rules[#rules + 1] = string.format('    iifname "%s" oifname "%s" drop', x, y)
+            if not oneway then
+                rules[#rules + 1] = string.format('    iifname "%s" oifname "%s" drop', y, x)
+            end
+        end
+    end
+    return impair(self, oneway and "partition (one-way)" or "partition", rules)
+end
+
+-- bridge:isolate(vm): nothing in or out of vm's port.
+function Bridge:isolate(vm)
+    local tap = tap_of(self, vm, "isolate")
+    return impair(self, "isolate", {
+        string.format('    iifname "%s" drop', tap), string.format('    oifname "%s" drop', tap),
+    })
+end
+
+function Bridge:heal()
+    check_bridge_alive(self, "heal")
+    local ok, err = self:_unimpair(0)
+    if not ok then raise(err) end
+end
+
+-- bridge:remove(): deletes the bridge now (its ports too); it is also gone when the file ends.
+function Bridge:remove() self:_remove() end

@@ -1,0 +1,12 @@
+/* netns.h: each file runner's private network namespace, where its bridges and TAPs live. */
+#pragma once
+
+#include <stddef.h>
+
+/* Moves the calling process (a file runner, before it starts threads) into a new network
+ * namespace with its loopback up. Nothing it creates there is visible from the host's
+ * namespace or another runner's, and all of it goes when the runner and its QEMUs exit, even
+ * after a crash. Returns 0 or -errno; the reason is kept for netns_error(). */
+int netns_enter_private(void);
+/* NULL when the runner has its private namespace; else why not (for "bridge: ..." errors). */
+const char *netns_error(void);

@@ -1,0 +1,88 @@
+/* netem_lua.c: network emulation on a guest interface through the agent's netem op.
+ *
+ *   vm:_netem(ifname, delay_ms, jitter_ms [, opts]) -> true | nil, message
+ *   vm:_netem_clear(ifname [, opts])                -> true | nil, message
+ *
+ * The guest's netem qdisc delays what leaves ifname (its egress only). Times are milliseconds
+ * (fractions allowed, sent in whole microseconds); opts.timeout as for other operations. Bad
+ * arguments raise; what the guest refuses (an unknown interface...) returns nil, message.
+ */
+#include "netem_lua.h"
+
+#include <lauxlib.h>
+#include <string.h>
+
+#include "op.h"
+
+#define NETEM_MAX_MS   60000.0 /* the agent's bound: a minute */
+#define NETEM_IFNAMSIZ 16      /* IFNAMSIZ, the guest's limit on interface names */
+
+static const char *check_ifname(lua_State *L, int i)
+{
+        size_t n;
+        const char *s = luaL_checklstring(L, i, &n);
+        luaL_argcheck(L, n > 0 && n < NETEM_IFNAMSIZ && strlen(s) == n && !strchr(s, '/'), i,
+                      "interface name must be 1-15 characters, without '/' or NUL");
+        return s;
+}
+
+/* Milliseconds at i (0 when optional and absent) in whole microseconds; raises unless 0..60000. */
+static lua_Integer check_ms(lua_State *L, int i, const char *what, bool optional)
+{
+        lua_Number ms = optional ? luaL_optnumber(L, i, 0) : luaL_checknumber(L, i);
+        if (!(ms >= 0 && ms <= NETEM_MAX_MS)) /* also NaN */
+                luaL_argerror(L, i, lua_pushfstring(L, "%s must be 0..60000 ms", what));
+        return (lua_Integer) (ms * 1000.0 + 0.5);
+}
+
+/* vm:_netem(ifname, delay_ms, jitter_ms [, opts]) */
+static int l_netem(lua_State *L)
+{
+        Target tg = check_target(L, 1);
+        const char *ifname = check_ifname(L, 2);
+        lua_Integer delay_us = check_ms(L, 3, "delay", false);
+        lua_Integer jitter_us = check_ms(L, 4, "jitter", true);
+        if (!lua_isnoneornil(L, 5))
+                luaL_checktype(L, 5, LUA_TTABLE);
+        int n = check_running(L, &tg, "netem", ifname);
+        if (n)
+                return n;
+        Op *op;
+        NEW_OP_OR_FAIL(op, L, tg, "netem", ifname, opt_timeout(L, 5, "timeout"));
+        op->push_ok = op_push_true;
+        ProtoWriter *w = agent_request_begin(tg.agent, &op->req, "netem", 3);
+        proto_kv_str(w, "ifname", ifname);
+        proto_kv_uint(w, "delay_us", (uint64_t) delay_us);
+        proto_kv_uint(w, "jitter_us", (uint64_t) jitter_us);
+        return op_send(L, op);
+}
+
+/* vm:_netem_clear(ifname [, opts]) */
+static int l_netem_clear(lua_State *L)
+{
+        Target tg = check_target(L, 1);
+        const char *ifname = check_ifname(L, 2);
+        if (!lua_isnoneornil(L, 3))
+                luaL_checktype(L, 3, LUA_TTABLE);
+        int n = check_running(L, &tg, "netem_clear", ifname);
+        if (n)
+                return n;
+        Op *op;
+        NEW_OP_OR_FAIL(op, L, tg, "netem_clear", ifname, opt_timeout(L, 3, "timeout"));
+        op->push_ok = op_push_true;
+        ProtoWriter *w = agent_request_begin(tg.agent, &op->req, "netem", 2);
+        proto_kv_str(w, "ifname", ifname);
+        proto_kv_bool(w, "clear", true);
+        return op_send(L, op);
+}
+
+static const luaL_Reg methods[] = {
+    {"_netem", l_netem},
+    {"_netem_clear", l_netem_clear},
+    {NULL, NULL},
+};
+
+void lua_netem_add_methods(lua_State *L)
+{
+        luaL_setfuncs(L, methods, 0);
+}

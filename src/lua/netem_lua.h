@@ -1,0 +1,8 @@
+/* netem_lua.h: vm:_netem / vm:_netem_clear, delay and jitter on a guest interface (see
+ * netem_lua.c). */
+#pragma once
+
+#include <lua.h>
+
+/* Adds the netem methods to the VM methods table on top of the stack. */
+void lua_netem_add_methods(lua_State *L);

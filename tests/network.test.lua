@@ -1,0 +1,114 @@
+-- Networks: bridges in the file's own network namespace, VMs attached before and after boot,
+-- names, and impairments through nftables.
+local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
+local st = dofile(here .. "/lib/selftest.lua")(here)
+
+local lan = provium:bridge("lan")
+local a = provium:vm("a"):boot()
+local b = provium:vm("b"):boot()
+local c = provium:vm("c") -- attached before it boots
+
+test("guest can ping its bridge peer (the seed's example)", function(t)
+    lan:attach({ a, b })
+    local r = a:run("ping -c 1 -W 1 b.lan")
+    r:assert_ok()
+end)
+
+test("a VM attached before boot comes up on the bridge, with names for every peer", function(t)
+    lan:attach(c)
+    c:boot()
+    t:eq(a:ip(lan), "10.77.1.10")
+    t:eq(b:ip(lan), "10.77.1.11")
+    t:eq(c:ip(lan), "10.77.1.12")
+    c:run("ping -c 1 -W 2 a.lan"):assert_ok()
+    a:run("ping -c 1 -W 2 c.lan"):assert_ok()
+    t:contains(b:read_file("/etc/hosts"), "10.77.1.12 c.lan")
+end)
+
+local function reaches(from, to)
+    return from:run("ping -c 1 -W 1 " .. to:name() .. ".lan").code == 0
+end
+
+-- Echo requests the guest's kernel has received (/proc/net/snmp, Icmp InEchos).
+local function echos_in(vm)
+    local snmp = vm:read_file("/proc/net/snmp")
+    local names, values = snmp:match("Icmp: (%S[^\n]*)\nIcmp: ([^\n]*)")
+    local i = 0
+    for name in names:gmatch("%S+") do
+        i = i + 1
+        if name == "InEchos" then
+            local k = 0
+            for v in values:gmatch("%S+") do
+                k = k + 1
+                if k == i then return tonumber(v) end
+            end
+        end
+    end
+end
+
+test("a partition stops traffic both ways, and heal restores it", function(t)
+    t:ok(reaches(a, b), "before")
+    local cut = lan:partition({ a }, { b, c })
+    t:eq(tostring(cut), "Impairment(lan, partition)")
+    t:ok(not reaches(a, b), "a to b cut")
+    t:ok(not reaches(c, a), "c to a cut")
+    t:ok(reaches(b, c), "b and c are on the same side")
+    lan:heal()
+    t:ok(reaches(a, b), "healed")
+    t:ok(reaches(c, a), "healed")
+end)
+
+test("a one-way partition blocks one direction only", function(t)
+    lan:heal()
+    local cut = lan:partition({ a }, { b }, { oneway = true })
+    local b_before, a_before = echos_in(b), echos_in(a)
+    a:run("ping -c 3 -W 1 b.lan")
+    t:eq(echos_in(b) - b_before, 0, "a's requests never reach b")
+    b:run("ping -c 3 -W 1 a.lan")
+    t:eq(echos_in(a) - a_before, 3, "b's requests reach a (a's replies are what is cut)")
+    cut:undo()
+    t:ok(reaches(a, b), "undone")
+end)
+
+test("isolate cuts one VM off, and its handle undoes just that", function(t)
+    lan:heal()
+    local iso = lan:isolate(c)
+    local cut = lan:partition({ a }, { b })
+    t:ok(not reaches(a, c) and not reaches(b, c), "c isolated")
+    iso:undo()
+    t:ok(reaches(a, c), "c is back")
+    t:ok(not reaches(a, b), "the partition is still there")
+    cut:undo()
+    t:ok(reaches(a, b))
+end)
+
+test("bad input gets clear errors", function(t)
+    t:error(function() lan:attach(a) end, "bridge lan: attach: vm a is attached already")
+    t:error(function() lan:attach({ a, "b" }) end, "bridge lan: attach: vm a is attached already")
+    t:error(function() lan:attach({ "x" }) end, "item 1 is not a VM")
+    t:error(function() provium:bridge("lan") end, "bridge lan: a bridge of that name exists")
+    t:error(function() provium:bridge("Bad Name") end, "bad argument #1 to 'bridge'")
+    local other = provium:bridge("other")
+    local d = provium:vm("d")
+    t:error(function() other:isolate(d) end, "bridge other: isolate: vm d is not attached to this bridge")
+    t:error(function() a:ip(other) end, "vm a: ip: not attached to bridge other")
+    other:remove()
+    t:error(function() other:attach(d) end, "bridge other: attach: the bridge is gone")
+    t:error(function() other:heal() end, "bridge other: heal: the bridge is gone")
+end)
+
+test("each file has its own namespace: two files with a bridge 'lan' at once, nothing left", function(t)
+    local dir = st.workdir("net_lan:one", "net_lan:two")
+    local out, code = st.run(dir, "-j 2", "NET_LAN_OUT=" .. dir)
+    t:eq(code, 0, out)
+    t:match(out, "\n2 passed, 0 failed, 0 skipped\n$")
+    local seen = st.sh("cat " .. dir .. "/net* 2>/dev/null; echo")
+    local n1, n2 = seen:match("(net:%[%d+%])(net:%[%d+%])")
+    t:ok(n1 and n2 and n1 ~= n2, "two namespaces: " .. seen)
+    local mine = st.sh("readlink /proc/self/ns/net"):gsub("%s+$", "")
+    t:ok(n1 ~= mine and n2 ~= mine, "neither is this file's")
+    local still = st.sh("for p in /proc/[0-9]*; do readlink $p/ns/net; done 2>/dev/null | sort -u")
+    t:ok(not still:find(n1, 1, true) and not still:find(n2, 1, true),
+         "both namespaces are gone with their runners")
+    st.sh("rm -rf " .. dir)
+end)
