@@ -12,6 +12,8 @@
 #include "lua_vm.h"
 #include "file.h"
 #include "fixture.h"
+#include "capture_lua.h"
+#include "net_lua.h"
 #include "layer0.h"
 #include "process.h"
 #include "stream.h"
@@ -59,6 +61,8 @@ int lua_provium_open(lua_State *L)
         lua_pushcfunction(L, l_now);
         lua_setfield(L, -2, "now");
         lua_fixture_register(L);
+        lua_capture_register(L);
+        lua_net_register(L);
         lua_pushvalue(L, -1);
         lua_setfield(L, LUA_REGISTRYINDEX, INTERNAL_KEY);
         lua_vm_register(L); /* pushes the VM methods table */
