@@ -13,8 +13,8 @@ end
 local dir = sh("mktemp -d /tmp/provium-capture-XXXXXX"):gsub("%s+$", "")
 local port = math.random(20000, 60000)
 
-local function open(t, name, filter)
-    local c, err = capture_open("lo", filter, dir .. "/" .. name .. ".pcap")
+local function open(t, name, filter, ifname)
+    local c, err = capture_open(ifname or "lo", filter, dir .. "/" .. name .. ".pcap")
     if not c then t:fail(err) end
     return c
 end
@@ -175,6 +175,31 @@ test("a capture left open is closed when collected, and at file end", function(t
     LEFT_OPEN = open(t, "left", "udp port " .. port) -- closed by lua_close at file end
     send_udp(1)
     LEFT_OPEN:expect("UDP", 5)
+end)
+
+-- Creating interfaces only in the runner's private namespace (it differs from its parent's, the
+-- dispatcher's): they must not appear in, or outlive the file into, the host's.
+local function private_netns(t)
+    local own = sh("readlink /proc/$PPID/ns/net")
+    local parent = sh("readlink /proc/$(cut -d' ' -f4 /proc/$PPID/stat)/ns/net")
+    if own == "" or own == parent then t:skip("the runner has no network namespace of its own") end
+end
+
+test("a veth pair: ARP in Ethernet frames; the interface going away ends the capture", function(t)
+    private_netns(t)
+    local out = sh("{ ip link add capv0 type veth peer name capv1 && ip addr add 10.99.0.1/24 dev capv0 " ..
+        "&& ip link set capv0 up && ip link set capv1 up && echo ok; } 2>&1")
+    if not out:find("ok") then t:skip("no veth pair: " .. out) end
+    local c = open(t, "veth", "arp", "capv1")
+    os.execute("bash -c 'echo x > /dev/udp/10.99.0.2/9' 2>/dev/null")
+    local p = c:expect("^ARP who%-has 10%.99%.0%.2 tell 10%.99%.0%.1$", 5)
+    t:eq(p.data:sub(1, 6), string.rep("\255", 6), "broadcast")
+    t:eq(string.unpack(">I2", p.data, 13), 0x0806)
+    sh("ip link del capv0")
+    local err = t:error(function() while true do c:next(5) end end,
+        "^[^:]*capture%.test%.lua:%d+: capture on capv1: ")
+    t:ok(c:eof(), "ended: " .. err)
+    c:close()
 end)
 
 test("cleanup", function(t)

@@ -82,6 +82,82 @@ test("isolate cuts one VM off, and its handle undoes just that", function(t)
     t:ok(reaches(a, b))
 end)
 
+-- Average round trip in ms of n pings from one guest to another.
+local function rtt(from, to, n)
+    local r = from:run(string.format("ping -c %d -i 0.2 -W 2 %s.lan", n or 5, to:name()))
+    r:assert_ok()
+    return tonumber(r.stdout:match("min/avg/max = [%d.]+/([%d.]+)/"))
+end
+
+test("latency on a link raises the round trip to that VM by its value", function(t)
+    lan:heal()
+    local base = rtt(a, b)
+    local slow = lan:link(b):add_latency(100)
+    local with = rtt(a, b)
+    t:ok(math.abs((with - base) - 100) <= 20, string.format("rtt %.1f -> %.1f ms", base, with))
+    slow:undo()
+    t:ok(rtt(a, b) < base + 20, "undone")
+    local all = lan:add_latency(40) -- every VM's side: both ways, twice the value
+    local both = rtt(a, c)
+    t:ok(math.abs((both - base) - 80) <= 16, string.format("rtt %.1f -> %.1f ms", base, both))
+    all:undo()
+end)
+
+test("drop_rate loses packets at the configured rate, the same way every run", function(t)
+    lan:heal()
+    local lossy = lan:link(b):drop_rate(0.2)
+    local before = echos_in(b)
+    a:run("ping -c 1000 -i 0.005 -W 1 b.lan >/dev/null", { timeout = 120 })
+    local lost = 1000 - (echos_in(b) - before)
+    -- binomial(1000, 0.2): mean 200, sd 12.6; four sd either way
+    t:ok(lost >= 150 and lost <= 250, "lost " .. lost .. " of 1000 echo requests")
+    lossy:undo()
+    t:error(function() lan:drop_rate(1.5) end, "bridge lan: drop_rate: probability must be between 0 and 1, got 1.5")
+    t:error(function() lan:drop_rate(-0.1) end, "probability must be between 0 and 1")
+end)
+
+-- Seconds to send n MiB over TCP from one guest to another.
+local function send_mib(from, to, n, port)
+    local sink = to:run_async("nc -l -p " .. port .. " > /dev/null")
+    to:run("sleep 0.3")
+    local r = from:run(string.format("dd if=/dev/zero bs=64k count=%d 2>/dev/null | nc %s %d",
+                                     n * 16, to:ip(lan), port), { timeout = 120 })
+    r:assert_ok()
+    sink:wait(30)
+    return r.duration
+end
+
+test("throughput under a bandwidth cap is within 20 % of it", function(t)
+    lan:heal()
+    local free = send_mib(a, b, 2, 5001)
+    local cap = lan:bandwidth_limit("8mbit")
+    local capped = send_mib(a, b, 2, 5002)
+    local mbit = 2 * 8 * 1.048576 / capped
+    t:ok(free < capped, string.format("uncapped %.2f s, capped %.2f s", free, capped))
+    t:ok(math.abs(mbit - 8) <= 1.6, string.format("%.2f Mbit/s under an 8 Mbit/s cap", mbit))
+    cap:undo()
+    t:ok(send_mib(a, b, 2, 5003) < capped / 2, "undone")
+    t:error(function() lan:bandwidth_limit(-5) end, "rate must be positive")
+    t:error(function() lan:bandwidth_limit("fast") end, "rate must be positive")
+end)
+
+test("a capture holds the ping's ICMP packets, as a stream and as a pcap file tcpdump reads", function(t)
+    lan:heal()
+    local path = os.tmpname()
+    local cap = lan:capture("icmp", { path = path })
+    a:run("ping -c 2 -W 2 b.lan"):assert_ok()
+    t:match(cap:expect("ICMP echo request", 10).summary, a:ip(lan):gsub("%.", "%%.") .. " > " .. b:ip(lan):gsub("%.", "%%."))
+    cap:expect("ICMP echo reply", 10)
+    cap:close()
+    t:eq(cap:count(), 4, "2 requests, 2 replies")
+    local out = st.sh("tcpdump -n -r " .. path .. " 2>/dev/null")
+    local _, lines = out:gsub("ICMP echo", "")
+    t:eq(lines, 4, out)
+    t:contains(out, a:ip(lan) .. " > " .. b:ip(lan) .. ": ICMP echo request")
+    os.remove(path)
+    t:error(function() lan:capture("not a filter (") end, "bridge lan: capture: .*bad filter")
+end)
+
 test("bad input gets clear errors", function(t)
     t:error(function() lan:attach(a) end, "bridge lan: attach: vm a is attached already")
     t:error(function() lan:attach({ a, "b" }) end, "bridge lan: attach: vm a is attached already")

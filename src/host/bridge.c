@@ -6,7 +6,9 @@
  * one never disturbs the others. ARP always passes: a one-way partition then stays one-way
  * for IP (the side that may still send can resolve the other's address).
  *
- * Sections: netlink, TAPs, bridges, impairments.
+ * Bandwidth limits are tbf qdiscs on TAP ports: a port's egress is the traffic into its VM.
+ *
+ * Sections: netlink, TAPs, bridges, impairments, bandwidth.
  */
 #include "bridge.h"
 
@@ -18,8 +20,12 @@
 #include <netlink/route/addr.h>
 #include <netlink/route/link.h>
 #include <netlink/route/link/bridge.h>
+#include <netlink/route/qdisc.h>
+#include <netlink/route/qdisc/tbf.h>
+#include <netlink/route/tc.h>
 #include <nftables/libnftables.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -354,6 +360,79 @@ int bridge_unimpair(Bridge *b, unsigned id, char *err, size_t errlen)
         else
                 emit_bridge("bridge.heal", b, all ? "all" : "one");
         return r;
+}
+
+/* ---- bandwidth ---- */
+
+static int tap_ifindex(struct nl_sock *sk, const char *tap)
+{
+        struct rtnl_link *link = NULL;
+        int r = rtnl_link_get_kernel(sk, 0, tap, &link);
+        if (r < 0)
+                return r;
+        int i = rtnl_link_get_ifindex(link);
+        rtnl_link_put(link);
+        return i;
+}
+
+/* Replaces tap's root qdisc with tbf at rate bytes/s (0: deletes it). The bucket holds 10 ms
+ * at that rate (at least 2 full frames), the queue 50 ms, like `tc ... tbf latency 50ms`. */
+static int tap_rate(struct nl_sock *sk, const char *tap, uint64_t rate)
+{
+        int ifindex = tap_ifindex(sk, tap);
+        if (ifindex < 0)
+                return ifindex;
+        struct rtnl_qdisc *q = rtnl_qdisc_alloc();
+        if (!q)
+                return -NLE_NOMEM;
+        rtnl_tc_set_ifindex(TC_CAST(q), ifindex);
+        rtnl_tc_set_parent(TC_CAST(q), TC_H_ROOT);
+        int r;
+        if (rate == 0) {
+                r = rtnl_qdisc_delete(sk, q);
+                if (r == -NLE_OBJ_NOTFOUND || r == -NLE_NOADDR || r == -NLE_INVAL)
+                        r = 0; /* nothing to delete */
+        } else {
+                uint32_t bucket = (uint32_t) (rate / 100 > 3028 ? rate / 100 : 3028);
+                uint32_t limit = (uint32_t) (rate / 20 > bucket ? rate / 20 : bucket);
+                r = rtnl_tc_set_kind(TC_CAST(q), "tbf");
+                if (r >= 0) {
+                        rtnl_qdisc_tbf_set_limit(q, (int) limit);
+                        rtnl_qdisc_tbf_set_rate(q, (int) rate, (int) bucket, 0);
+                }
+                if (r >= 0)
+                        r = rtnl_qdisc_add(sk, q, NLM_F_CREATE | NLM_F_REPLACE);
+        }
+        rtnl_qdisc_put(q);
+        return r;
+}
+
+int bridge_set_rate(Bridge *b, const char *tap, uint64_t rate, char *err, size_t errlen)
+{
+        if (b->gone) {
+                seterr(err, errlen, "bridge %s: bandwidth_limit: the bridge is gone", b->name);
+                return -ENODEV;
+        }
+        if (rate > INT32_MAX) {
+                seterr(err, errlen, "bridge %s: bandwidth_limit: at most %d bytes/s", b->name,
+                       INT32_MAX);
+                return -ERANGE;
+        }
+        int r;
+        struct nl_sock *sk = nl_open(&r);
+        if (!sk) {
+                seterr(err, errlen, "bridge %s: netlink: %s", b->name, strerror(-r));
+                return r;
+        }
+        for (size_t i = 0; i < b->ntaps && r >= 0; i++)
+                if (!tap || strcmp(tap, b->taps[i]) == 0)
+                        if ((r = tap_rate(sk, b->taps[i], rate)) < 0)
+                                seterr(err, errlen, "bridge %s: bandwidth_limit on %s: %s", b->name,
+                                       b->taps[i], nlerr(r));
+        nl_socket_free(sk);
+        if (r >= 0)
+                emit_bridge(rate ? "bridge.bandwidth" : "bridge.bandwidth_clear", b, tap);
+        return r < 0 ? -EIO : 0;
 }
 
 void bridge_remove(Bridge *b)

@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct Bridge Bridge;
 
@@ -20,6 +21,9 @@ int bridge_add_tap(Bridge *b, const char *tap, char *err, size_t errlen);
 int bridge_impair(Bridge *b, const char *kind, const char *rules, unsigned *ret_id, char *err,
                   size_t errlen);
 int bridge_unimpair(Bridge *b, unsigned id, char *err, size_t errlen);
+/* Caps the traffic leaving port tap (into its VM; NULL: every port of the bridge) at rate
+ * bytes/s with a tbf qdisc; rate 0 removes the cap. */
+int bridge_set_rate(Bridge *b, const char *tap, uint64_t rate, char *err, size_t errlen);
 /* Deletes its TAPs, the bridge and its rules; later attaches and impairments fail with "the
  * bridge is gone". Links left at the end go with the runner's namespace anyway. */
 void bridge_remove(Bridge *b);

@@ -22,7 +22,6 @@
 
 struct Capture {
         uv_poll_t poll; /* first: the close callback gets the Capture */
-        bool poll_started;
         pcap_t *pcap;
         pcap_dumper_t *dumper;
         bool nano; /* pcap's timestamps are in nanoseconds */
@@ -161,7 +160,6 @@ Capture *capture_open(uv_loop_t *loop, const char *ifname, const char *bpf_filte
                 goto fail;
         }
         c->poll.data = c;
-        c->poll_started = true;
         (void) uv_poll_start(&c->poll, UV_READABLE, on_readable);
         emit_start(c);
         return c;
@@ -222,10 +220,13 @@ static void on_readable(uv_poll_t *h, int status, int events)
 {
         Capture *c = h->data;
         char err[PCAP_ERRBUF_SIZE + 128];
-        int r = status < 0 ? status : drain(c, err, sizeof err);
-        if (r == 0 || c->closing) /* closing: a callback closed it */
+        /* Even on a poll error: pcap says why better ("The interface disappeared"). */
+        int r = drain(c, err, sizeof err);
+        if (c->closing) /* a callback closed it */
                 return;
-        if (status < 0)
+        if (r == 0 && status == 0)
+                return;
+        if (r == 0)
                 snprintf(err, sizeof err, "capture on %s: %s", c->ifname, uv_strerror(status));
         c->failed = true;
         (void) uv_poll_stop(&c->poll);

@@ -15,8 +15,8 @@ typedef struct Capture Capture;
  * no libpcap call is in progress while it runs. */
 typedef void (*CapturePacketFn)(void *data, uint64_t ts_ns, const uint8_t *bytes, size_t caplen,
                                 size_t len);
-/* The capture stopped on its own (the interface went away): msg says why. Called at most once,
- * never after capture_close. */
+/* The capture stopped on its own (the interface went away): msg says why, naming the
+ * interface. Called at most once, never after capture_close. */
 typedef void (*CaptureEndFn)(void *data, const char *msg);
 
 /* Starts capturing on ifname (promiscuous, immediate mode, 65535-byte snapshots, nanosecond
@@ -29,8 +29,8 @@ Capture *capture_open(uv_loop_t *loop, const char *ifname, const char *bpf_filte
                       size_t errlen);
 /* Optional: called if the capture stops by itself (see CaptureEndFn). */
 void capture_on_end(Capture *c, CaptureEndFn fn);
-/* Reads what the kernel still holds (unless called from the packet callback), stops, emits
- * capture.stop, and completes the pcap file. No callback runs after it returns. The memory
+/* Reads what the kernel still holds (passing it to the callback), stops, emits capture.stop,
+ * and completes the pcap file. No callback runs after it returns. The memory
  * goes once the loop has run the handle's close callback. Accepts NULL; returns NULL. */
 Capture *capture_close(Capture *c);
 

@@ -2,6 +2,7 @@
 #include "netns.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <net/if.h>
 #include <sched.h>
 #include <stdio.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 static char error[256] = "the file runner has no network namespace of its own";
+static int host_fd = -1; /* the namespace the runner started in (the host's), or -1 */
 
 static int loopback_up(void)
 {
@@ -31,6 +33,10 @@ static int loopback_up(void)
 
 int netns_enter_private(void)
 {
+        /* Kept before leaving, so uplinks can reach back (see uplink.c). Close-on-exec: QEMU and
+         * other children never hold it. */
+        if (host_fd < 0)
+                host_fd = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
         int r = unshare(CLONE_NEWNET) < 0 ? -errno : 0;
         if (r == 0)
                 r = loopback_up();
@@ -43,6 +49,11 @@ int netns_enter_private(void)
         }
         error[0] = 0;
         return 0;
+}
+
+int netns_host_fd(void)
+{
+        return host_fd;
 }
 
 const char *netns_error(void)

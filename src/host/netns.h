@@ -10,3 +10,6 @@
 int netns_enter_private(void);
 /* NULL when the runner has its private namespace; else why not (for "bridge: ..." errors). */
 const char *netns_error(void);
+/* An fd (O_CLOEXEC, open for the runner's life) of the network namespace the runner came from,
+ * opened just before netns_enter_private() left it; -1 if that failed or it was never called. */
+int netns_host_fd(void);

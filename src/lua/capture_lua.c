@@ -407,7 +407,7 @@ static const char capture_methods_lua[] =
     "        end\n"
     "        local ended, err = self:_ended()\n"
     "        if ended then\n"
-    "            if err then raise(self:name() .. ': ' .. err) end\n"
+    "            if err then raise(err) end\n"
     "            return nil\n"
     "        end\n"
     "        if not self:_wait(remaining(dl)) then\n"

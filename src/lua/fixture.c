@@ -89,6 +89,13 @@ static int l_accel(lua_State *L)
         return 1;
 }
 
+/* internal.run_dir() -> the file's run directory (removed when the file ends) */
+static int l_run_dir(lua_State *L)
+{
+        lua_pushstring(L, runtime_config(runtime_get(L))->run_dir);
+        return 1;
+}
+
 /* ---- lookups ---- */
 
 /* {dir=, vms={{name=, state=, ram=, config=}, ...}} */
@@ -264,6 +271,7 @@ static const luaL_Reg internal_fns[] = {
     {"qemu_version", l_qemu_version},
     {"sleep", l_sleep},
     {"accel", l_accel},
+    {"run_dir", l_run_dir},
     {NULL, NULL},
 };
 

@@ -14,6 +14,7 @@
 #include "fixture.h"
 #include "capture_lua.h"
 #include "net_lua.h"
+#include "uplink_lua.h"
 #include "layer0.h"
 #include "process.h"
 #include "stream.h"
@@ -63,6 +64,7 @@ int lua_provium_open(lua_State *L)
         lua_fixture_register(L);
         lua_capture_register(L);
         lua_net_register(L);
+        lua_uplink_register(L);
         lua_pushvalue(L, -1);
         lua_setfield(L, LUA_REGISTRYINDEX, INTERNAL_KEY);
         lua_vm_register(L); /* pushes the VM methods table */

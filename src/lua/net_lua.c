@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "bridge.h"
+#include "events.h"
 #include "op.h"
 #include "runtime.h"
 #include "vm.h"
@@ -97,6 +98,20 @@ static int l_bridge_unimpair(lua_State *L)
         return 1;
 }
 
+/* bridge:_set_rate(tap | nil, bytes_per_s) -> true | nil, message (0 removes the cap) */
+static int l_bridge_set_rate(lua_State *L)
+{
+        Bridge *b = check_bridge(L, 1);
+        const char *tap = luaL_optstring(L, 2, NULL);
+        lua_Integer rate = luaL_checkinteger(L, 3);
+        luaL_argcheck(L, rate >= 0, 3, "rate must be >= 0");
+        char err[1024];
+        if (bridge_set_rate(b, tap, (uint64_t) rate, err, sizeof err) < 0)
+                return push_fail(L, err);
+        lua_pushboolean(L, 1);
+        return 1;
+}
+
 /* bridge:_remove(): deletes the bridge, its TAPs and rules; later calls say it is gone */
 static int l_bridge_remove(lua_State *L)
 {
@@ -167,13 +182,44 @@ static int l_vm_add_nic(lua_State *L)
         return runtime_wait(L, &ctx->pending);
 }
 
+/* internal.event(type, {field = string | number | boolean, ...}): an event from the prelude */
+static int l_event(lua_State *L)
+{
+        const char *type = luaL_checkstring(L, 1);
+        luaL_checktype(L, 2, LUA_TTABLE);
+        uint32_t n = 0;
+        lua_pushnil(L);
+        while (lua_next(L, 2)) {
+                n += lua_type(L, -2) == LUA_TSTRING;
+                lua_pop(L, 1);
+        }
+        EventBuilder ev;
+        event_begin(&ev, type, n);
+        lua_pushnil(L);
+        while (lua_next(L, 2)) {
+                if (lua_type(L, -2) == LUA_TSTRING) {
+                        const char *k = lua_tostring(L, -2);
+                        if (lua_isinteger(L, -1))
+                                proto_kv_int(&ev.w, k, lua_tointeger(L, -1));
+                        else if (lua_type(L, -1) == LUA_TNUMBER)
+                                proto_kv_double(&ev.w, k, lua_tonumber(L, -1));
+                        else if (lua_type(L, -1) == LUA_TBOOLEAN)
+                                proto_kv_bool(&ev.w, k, lua_toboolean(L, -1));
+                        else
+                                proto_kv_str(&ev.w, k, luaL_tolstring(L, -1, NULL)), lua_pop(L, 1);
+                }
+                lua_pop(L, 1);
+        }
+        event_end(&ev);
+        return 0;
+}
+
 /* ---- registration ---- */
 
 static const luaL_Reg bridge_methods[] = {
-    {"name", l_bridge_name},          {"ifname", l_bridge_ifname},
-    {"_add_tap", l_bridge_add_tap},   {"_impair", l_bridge_impair},
-    {"_unimpair", l_bridge_unimpair}, {"_remove", l_bridge_remove},
-    {"_gone", l_bridge_gone},         {NULL, NULL},
+    {"name", l_bridge_name},      {"ifname", l_bridge_ifname},      {"_add_tap", l_bridge_add_tap},
+    {"_impair", l_bridge_impair}, {"_unimpair", l_bridge_unimpair}, {"_remove", l_bridge_remove},
+    {"_gone", l_bridge_gone},     {"_set_rate", l_bridge_set_rate}, {NULL, NULL},
 };
 
 void lua_net_register(lua_State *L)
@@ -189,6 +235,8 @@ void lua_net_register(lua_State *L)
         lua_pop(L, 1);
         lua_pushcfunction(L, l_bridge_new);
         lua_setfield(L, -2, "bridge_new");
+        lua_pushcfunction(L, l_event);
+        lua_setfield(L, -2, "event");
 }
 
 void lua_net_add_vm_methods(lua_State *L)

@@ -773,8 +773,15 @@ local ntaps = 0
 
 
 -- provium:bridge(name) -> a new Linux bridge, subnet 10.77.<n>.0/24 (n: bridges made so far).
-function provium:bridge(name)
+function provium:bridge(name, opts)
     if self ~= provium then error("provium:bridge must be called with ':'", 2) end
+    if opts ~= nil and type(opts) ~= "table" then
+        error("bad argument #2 to 'bridge' (options table expected, got " .. type(opts) .. ")", 2)
+    end
+    local seed = opts and opts.rng_seed
+    if seed ~= nil and math.type(seed) ~= "integer" then
+        error("bad argument #2 to 'bridge' (rng_seed must be an integer, got " .. show(seed) .. ")", 2)
+    end
     if type(name) ~= "string" or not name:match("^[a-z0-9_]+$") or #name > 12 then
         error("bad argument #1 to 'bridge' (bridge name of 1-12 characters a-z 0-9 _ expected, got " ..
               show(name) .. ")", 2)
@@ -787,7 +794,11 @@ function provium:bridge(name)
     local b, err = internal.bridge_new(name, string.format("10.77.%d.1/24", index))
     if not b then raise(err) end
     bridges[name] = b
-    net[b] = { name = name, index = index, links = {}, order = {}, next_host = 10 }
+    if not seed then -- the same choices every run unless asked otherwise
+        seed = 0
+        for i = 1, #name do seed = seed * 31 + name:byte(i) end
+    end
+    net[b] = { name = name, index = index, links = {}, order = {}, next_host = 10, seed = seed }
     return b
 end
 
@@ -976,3 +987,166 @@ end
 
 -- bridge:remove(): deletes the bridge now (its ports too); it is also gone when the file ends.
 function Bridge:remove() self:_remove() end
+
+-- Links: bridge:link(vm) is vm's port, with the same impairments applied to it alone.
+local Link = {}
+Link.__index = Link
+Link.__tostring = function(l) return "Link(" .. net[l.bridge].name .. ", " .. l.vm:name() .. ")" end
+
+function Bridge:link(vm)
+    local link = internal.is_vm(vm) and net[self].links[vm]
+    if not link then
+        raise(string.format("bridge %s: link: %s is not attached to this bridge", net[self].name,
+                            internal.is_vm(vm) and ("vm " .. vm:name()) or show(vm)))
+    end
+    return setmetatable({ bridge = self, vm = vm, state = link }, Link)
+end
+
+function Link:isolate() return self.bridge:isolate(self.vm) end
+
+-- The links an impairment applies to: one, or every link of the bridge.
+local function targets(self)
+    if getmetatable(self) == Link then return self.bridge, { self.state } end
+    return self, net[self].order
+end
+
+local function handle(b, kind, undo)
+    return setmetatable({ bridge = b, kind = kind, undo_fn = undo }, Impairment)
+end
+
+local impairment_undo = Impairment.undo
+function Impairment:undo()
+    if self.undo_fn then
+        if not self.undone then self.undo_fn() end
+        self.undone = true
+        return
+    end
+    impairment_undo(self)
+end
+
+-- add_latency(ms, jitter?): frames a VM sends are delayed by ms (+/- jitter) on its side of
+-- the link (netem in the guest: the host kernel here has no sch_netem). On a link, the round
+-- trip to that VM rises by ms; on the whole bridge, by 2 ms between any two VMs.
+local function add_latency(self, ms, jitter)
+    local b, links = targets(self)
+    check_bridge_alive(b, "add_latency")
+    local who = "bridge " .. net[b].name .. ": add_latency"
+    if type(ms) ~= "number" or ms < 0 then raise(who .. ": milliseconds must be a number >= 0, got " .. show(ms)) end
+    jitter = jitter or 0
+    if type(jitter) ~= "number" or jitter < 0 then raise(who .. ": jitter must be a number >= 0, got " .. show(jitter)) end
+    local done = {}
+    for _, link in ipairs(links) do
+        if not link.dev or link.vm:state() ~= "running" then
+            raise(string.format("%s: vm %s is not up on the bridge (%s)", who, link.vm:name(), link.vm:state()))
+        end
+        local ok, err = link.vm:_netem(link.dev, ms, jitter)
+        if not ok then raise(who .. ": " .. err) end
+        done[#done + 1] = link
+        internal.event("bridge.latency", { bridge = net[b].name, vm = link.vm:name(), ms = ms,
+                                           jitter_ms = jitter, where = "guest" })
+    end
+    return handle(b, "latency", function()
+        for _, link in ipairs(done) do
+            if link.vm:state() == "running" then
+                local ok, err = link.vm:_netem_clear(link.dev)
+                if not ok then raise(err) end
+            end
+        end
+    end)
+end
+
+-- A seeded pattern: which of every 1000 IPv4 frames are dropped (each with probability p).
+local function drop_pattern(seed, p)
+    local x = seed ~ 0x2545F4914F6CDD1D
+    if x == 0 then x = 1 end
+    local picks = {}
+    for i = 0, 999 do
+        x = x ~ (x << 13)
+        x = x ~ (x >> 7)
+        x = x ~ (x << 17)
+        if ((x >> 11) / 9007199254740992.0) < p then picks[#picks + 1] = i end
+    end
+    return picks
+end
+
+-- drop_rate(p): each IPv4 frame crossing the bridge (or to or from the link's VM) is dropped
+-- with probability p; the choices come from the bridge's rng_seed, so a run repeats exactly.
+local function drop_rate(self, p)
+    local b, links = targets(self)
+    local who = "bridge " .. net[b].name .. ": drop_rate"
+    if type(p) ~= "number" or p < 0 or p > 1 then
+        raise(who .. ": probability must be between 0 and 1, got " .. show(p))
+    end
+    local st = net[b]
+    local seed = st.seed + (getmetatable(self) == Link and self.state.mac:byte(-1) or 0)
+    local picks = drop_pattern(seed, p)
+    local rules = {}
+    if #picks > 0 then
+        local set = "{ " .. table.concat(picks, ", ") .. " }"
+        if getmetatable(self) == Link then
+            for _, dir in ipairs({ "iifname", "oifname" }) do
+                rules[#rules + 1] = string.format('    %s "%s" ether type ip numgen inc mod 1000 %s drop',
+                                                  dir, links[1].tap, set)
+            end
+        else
+            rules[#rules + 1] = "    ether type ip numgen inc mod 1000 " .. set .. " drop"
+        end
+    else
+        rules[#rules + 1] = "    # drop_rate 0"
+    end
+    local h = impair(b, "drop_rate", rules)
+    internal.event("bridge.drop_rate", { bridge = st.name, p = p, dropped_per_1000 = #picks,
+                                         vm = getmetatable(self) == Link and self.vm:name() or "" })
+    return h
+end
+
+local rate_units = { bit = 1, kbit = 1e3, mbit = 1e6, gbit = 1e9, bps = 8, kbps = 8e3, mbps = 8e6, gbps = 8e9 }
+
+-- bandwidth_limit(rate): a tbf cap on the port's way into its VM (on the whole bridge: every
+-- port, so every flow across it). rate: bits/s, or "10mbit", "500kbit", "1mbps" (bytes).
+local function bandwidth_limit(self, rate)
+    local b, links = targets(self)
+    check_bridge_alive(b, "bandwidth_limit")
+    local who = "bridge " .. net[b].name .. ": bandwidth_limit"
+    local bits
+    if type(rate) == "number" then bits = rate
+    elseif type(rate) == "string" then
+        local n, unit = rate:match("^%s*([%d.]+)%s*(%a*)%s*$")
+        n, unit = tonumber(n), (unit or ""):lower()
+        if n and rate_units[unit ~= "" and unit or "bit"] then bits = n * rate_units[unit ~= "" and unit or "bit"] end
+    end
+    if not bits or bits <= 0 then
+        raise(who .. ": rate must be positive, like 10000000 (bits/s) or \"10mbit\", got " .. show(rate))
+    end
+    local bytes = math.floor(bits / 8)
+    local tap = getmetatable(self) == Link and links[1].tap or nil
+    local ok, err = b:_set_rate(tap, bytes)
+    if not ok then raise(err) end
+    internal.event("bridge.bandwidth", { bridge = net[b].name, bytes_per_s = bytes,
+                                         vm = getmetatable(self) == Link and self.vm:name() or "" })
+    return handle(b, "bandwidth_limit", function()
+        local ok2, err2 = b:_set_rate(tap, 0)
+        if not ok2 then raise(err2) end
+    end)
+end
+
+Bridge.add_latency, Link.add_latency = add_latency, add_latency
+Bridge.drop_rate, Link.drop_rate = drop_rate, drop_rate
+Bridge.bandwidth_limit, Link.bandwidth_limit = bandwidth_limit, bandwidth_limit
+
+-- bridge:capture(filter?, opts?): packets crossing the bridge (BPF filter, tcpdump syntax) into
+-- a pcap file, and a stream of them. opts.path keeps the file; by default it is in the file's
+-- run directory and goes with it.
+local ncaptures = 0
+function Bridge:capture(filter, opts)
+    check_bridge_alive(self, "capture")
+    local who = "bridge " .. net[self].name .. ": capture"
+    if filter ~= nil and type(filter) ~= "string" then raise(who .. ": filter must be a string, got " .. show(filter)) end
+    if opts ~= nil and type(opts) ~= "table" then raise(who .. ": options table expected, got " .. show(opts)) end
+    ncaptures = ncaptures + 1
+    local path = opts and opts.path or
+        string.format("%s/capture-%s-%d.pcap", internal.run_dir(), net[self].name, ncaptures)
+    local c, err = internal.capture_open(self:ifname(), filter, path)
+    if not c then raise(who .. ": " .. err) end
+    return c
+end

@@ -1,0 +1,7 @@
+/* uplink_lua.h: a bridge's uplink to the host's namespace from Lua (see uplink_lua.c). */
+#pragma once
+
+#include <lua.h>
+
+/* Adds internal.uplink_new to the internal table on top of the stack. */
+void lua_uplink_register(lua_State *L);
