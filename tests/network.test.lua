@@ -3,13 +3,15 @@
 local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
 local st = dofile(here .. "/lib/selftest.lua")(here)
 
-local lan = provium:bridge("lan")
-local a = provium:vm("a"):boot()
-local b = provium:vm("b"):boot()
+local lan, a, b
 local c = provium:vm("c") -- attached before it boots
 
-test("guest can ping its bridge peer (the seed's example)", function(t)
-    lan:attach({ a, b })
+-- The seed's example, with only the image name changed.
+test("guest can ping its bridge peer", function(t)
+    lan = provium:bridge("lan")
+    a = provium:vm("a", "default"):boot()
+    b = provium:vm("b", "default"):boot()
+    lan:attach({a, b})
     local r = a:run("ping -c 1 -W 1 b.lan")
     r:assert_ok()
 end)
