@@ -54,7 +54,7 @@ local function serve(u, root)
 end
 
 local function fetch(vm, u, path)
-    return vm:run(string.format("for i in $(seq 1 100); do wget -q -T 2 -O - http://%s:%d/%s && " ..
+    return vm:run(string.format("for i in $(seq 1 100); do wget -q -O - http://%s:%d/%s && " ..
                                 "exit 0; sleep 0.1; done; exit 1", u.host_ip, PORT, path),
                   { timeout = 60 })
 end
@@ -75,10 +75,13 @@ test("an uplink adds its veth end and that end's /30 to the host's namespace, no
     local addrs = added(before.addr, after.addr)
     t:eq(#addrs, 1, "one new address: " .. table.concat(addrs, " | "))
     t:match(addrs[1] or "", "^%d+: " .. ifname .. "%s+inet " .. up.host_ip:gsub("%.", "%%.") .. "/30 ")
+    local prefix = false
     for _, line in ipairs(added(before.route4, after.route4)) do
         t:ok(not line:match("^default"), "no default route: " .. line)
         t:ok(line:find(ifname, 1, true), "only routes of the veth end: " .. line)
+        prefix = prefix or line:match("^100%.[%d.]+/30 dev " .. ifname .. " ") ~= nil
     end
+    t:ok(prefix, "the kernel's route for the /30")
     for _, line in ipairs(added(before.route6, after.route6)) do
         t:ok(not line:match("^default"), "no IPv6 default route: " .. line)
         t:ok(line:find(ifname, 1, true), "only routes of the veth end: " .. line)

@@ -425,8 +425,13 @@ int uplink_create(const char *bridge_ifname, const char *gateway, Uplink **ret, 
                 }
                 r = pick_subnet(host, n, &net);
                 if (r < 0) {
-                        seterr(why, sizeof why, "no free /30 in 100.64.0.0/10 on the host: %s",
-                               nl_geterror(r));
+                        if (r == -NLE_EXIST)
+                                seterr(why, sizeof why,
+                                       "the /30s tried in 100.64.0.0/10 all overlap addresses "
+                                       "of the host's namespace");
+                        else
+                                seterr(why, sizeof why, "listing the host's addresses: %s",
+                                       nl_geterror(r));
                         break;
                 }
                 ip_string(net | 1, u->runner_ip);

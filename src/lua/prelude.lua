@@ -813,8 +813,10 @@ local function hosts_file(vm)
 end
 
 -- In the guest: find the card by its MAC (a hot-plugged one takes a moment to appear), give it
--- its address, bring it up.
+-- its address, bring it up; with an uplink on the bridge, a default route through the gateway.
 local function configure_link(vm, link)
+    local up = net[link.bridge].uplink
+    local route = up and (" && ip route replace default via " .. up.gateway .. " dev $dev") or ""
     local script = string.format([[
 ip link set lo up
 dev=
@@ -826,8 +828,8 @@ for i in $(seq 1 200); do
   sleep 0.05
 done
 [ -n "$dev" ] || { echo "no network interface with MAC %s appeared" >&2; exit 1; }
-ip addr add %s/24 dev $dev && ip link set $dev up && echo $dev
-]], link.mac, link.mac, link.ip)
+ip addr add %s/24 dev $dev && ip link set $dev up%s && echo $dev
+]], link.mac, link.mac, link.ip, route)
     local r = vm:run(script, { timeout = 30 })
     if not r:ok() then
         raise(string.format("bridge %s: attach: configuring vm %s: %s", net[link.bridge].name,
@@ -985,8 +987,52 @@ function Bridge:heal()
     if not ok then raise(err) end
 end
 
--- bridge:remove(): deletes the bridge now (its ports too); it is also gone when the file ends.
-function Bridge:remove() self:_remove() end
+-- bridge:uplink() -> Uplink {host_ip, gateway, runner_ip, host_netns}: NAT from the bridge's
+-- guests to the host's network namespace through a veth pair. A server the host runs at host_ip
+-- is reachable from every guest on the bridge (each gets a default route via gateway,
+-- 10.77.<n>.1; guests attached later too); it sees them coming from runner_ip. host_netns names
+-- the host's namespace for `nsenter --net=` (a host-side server started from a test). Nothing
+-- is routed beyond host_ip. Calling it again returns the same uplink; it goes with
+-- uplink:remove(), bridge:remove(), or the file.
+local Uplink = {}
+Uplink.__index = Uplink
+Uplink.__tostring = function(u) return "Uplink(" .. net[u.bridge].name .. ", " .. u.host_ip .. ")" end
+
+function Bridge:uplink()
+    local st = net[self]
+    check_bridge_alive(self, "uplink")
+    if st.uplink then return st.uplink end
+    local gateway = string.format("10.77.%d.1", st.index)
+    local h, err = internal.uplink_new(self:ifname(), gateway)
+    if not h then raise(err) end
+    local up = setmetatable({ bridge = self, handle = h, gateway = gateway, host_ip = h:host_ip(),
+                              runner_ip = h:runner_ip(), host_netns = h:host_netns() }, Uplink)
+    st.uplink = up
+    for _, link in ipairs(st.order) do
+        if link.configured and link.vm:state() == "running" then
+            local r = link.vm:run(string.format("ip route replace default via %s dev %s", gateway,
+                                                link.dev), { timeout = 30 })
+            if not r:ok() then
+                raise(string.format("bridge %s: uplink: route in vm %s: %s", st.name,
+                                    link.vm:name(), r.stderr ~= "" and r.stderr or r.stdout))
+            end
+        end
+    end
+    return up
+end
+
+-- uplink:remove(): deletes the veth pair and its NAT rule now (the guests' routes stay).
+function Uplink:remove()
+    self.handle:_remove()
+    if net[self.bridge].uplink == self then net[self.bridge].uplink = nil end
+end
+
+-- bridge:remove(): deletes the bridge now (its ports and uplink too); it is also gone when the
+-- file ends.
+function Bridge:remove()
+    if net[self].uplink then net[self].uplink:remove() end
+    self:_remove()
+end
 
 -- Links: bridge:link(vm) is vm's port, with the same impairments applied to it alone.
 local Link = {}
