@@ -620,6 +620,10 @@ static int build_argv(Vm *vm, const VmConfig *cfg, const Image *img, Argv *a)
         argv_add(a, "-m");
         argv_add(a, "%llu", (unsigned long long) mb);
         argv_add_ram(vm, mb, a);
+        /* A save stops the guest first; without this the state would say "paused" and a
+         * restore would not start the guest. */
+        argv_add(a, "-global");
+        argv_add(a, "migration.store-global-state=off");
         if (vm->incoming_fd >= 0) {
                 argv_add(a, "-incoming");
                 argv_add(a, "defer");

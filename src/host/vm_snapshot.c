@@ -98,6 +98,7 @@ typedef struct Save {
         uv_timer_t *poll; /* query-migrate until it says completed */
         int handles;      /* still to close before the Save is freed */
         bool stream_done, migrate_done, finished;
+        bool stopped; /* the save stopped the guest: a failure resumes it */
         uint64_t started_ns, state_bytes, ram_bytes, deadline_ns;
 } Save;
 
@@ -154,6 +155,8 @@ static void save_finish(Save *s, int status, const char *fmt, ...)
                 vsnprintf(msg + n, sizeof msg - (size_t) n, fmt, ap);
                 va_end(ap);
                 (void) unlink(s->state_path);
+                if (s->stopped && s->resume && s->vm->qmp)
+                        (void) qmp_execute(s->vm->qmp, "cont", NULL, NULL, NULL);
         }
         if (s->fd >= 0)
                 (void) close(s->fd);
@@ -307,6 +310,25 @@ static void on_caps(void *data, int status, json_t *result)
                 save_finish(s, -EIO, "migrate: QMP connection lost");
 }
 
+/* The guest is stopped for the whole save: nothing changes under the migration, so it needs
+ * no dirty-page tracking. Live migration of a busy TCG guest whose RAM is a private file
+ * mapping lost pages here under load (guest panics after the restore). */
+static void on_stopped(void *data, int status, json_t *result)
+{
+        Save *s = data;
+        if (s->finished)
+                return;
+        if (status < 0)
+                return save_finish(s, -EIO, "stop: %s", qmp_desc(result));
+        s->stopped = true;
+        /* Only a shared RAM file stays out of the stream; a copy-on-write one goes in, and the
+         * loading side must then have the capability off too. */
+        json_t *args = vm_ignore_shared_args(s->vm->ram_shared ? 1 : 0);
+        if (!args || !s->vm->qmp ||
+            qmp_execute(s->vm->qmp, "migrate-set-capabilities", args, on_caps, s) < 0)
+                save_finish(s, -EIO, "migrate-set-capabilities: QMP connection lost");
+}
+
 static int save_listen(Save *s)
 {
         s->server = calloc(1, sizeof *s->server);
@@ -372,11 +394,7 @@ int vm_save(Vm *vm, const VmSaveOptions *o, VmSaveFn cb, void *data, char *err, 
                 return -e;
         }
         int r = save_listen(s);
-        /* Only a shared RAM file stays out of the stream; a copy-on-write one goes in, and the
-         * loading side must then have the capability off too. */
-        json_t *args = r == 0 ? vm_ignore_shared_args(vm->ram_shared ? 1 : 0) : NULL;
-        if (r == 0 &&
-            (!args || qmp_execute(vm->qmp, "migrate-set-capabilities", args, on_caps, s) < 0))
+        if (r == 0 && qmp_execute(vm->qmp, "stop", NULL, on_stopped, s) < 0)
                 r = -EIO;
         if (r < 0) {
                 snprintf(err, errlen, "vm %s: snapshot: starting the migration: %s", vm->name,
