@@ -981,10 +981,16 @@ function Bridge:isolate(vm)
     })
 end
 
+-- bridge:heal(): every impairment of the bridge and its links goes (rules, latency, caps).
 function Bridge:heal()
     check_bridge_alive(self, "heal")
     local ok, err = self:_unimpair(0)
     if not ok then raise(err) end
+    local queued = net[self].queued or {}
+    net[self].queued = {}
+    for _, h in ipairs(queued) do
+        if not h.undone then h:undo() end
+    end
 end
 
 -- bridge:uplink() -> Uplink {host_ip, gateway, runner_ip, host_netns}: NAT from the bridge's
@@ -1056,8 +1062,13 @@ local function targets(self)
     return self, net[self].order
 end
 
+-- A handle for an impairment outside nftables (latency, bandwidth): heal() undoes it too.
 local function handle(b, kind, undo)
-    return setmetatable({ bridge = b, kind = kind, undo_fn = undo }, Impairment)
+    local h = setmetatable({ bridge = b, kind = kind, undo_fn = undo }, Impairment)
+    local st = net[b]
+    st.queued = st.queued or {}
+    st.queued[#st.queued + 1] = h
+    return h
 end
 
 local impairment_undo = Impairment.undo
