@@ -18,6 +18,9 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/ioctl.h>
+#include <net/if.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -303,10 +306,23 @@ int modules_load_ondemand(const char *name)
         return r;
 }
 
+/* The loopback interface comes up like on any system: services listen on 127.0.0.1. */
+static void init_loopback(void)
+{
+        int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        struct ifreq ifr = {.ifr_name = "lo"};
+        if (fd < 0 || ioctl(fd, SIOCGIFFLAGS, &ifr) < 0 ||
+            (ifr.ifr_flags |= IFF_UP, ioctl(fd, SIOCSIFFLAGS, &ifr) < 0))
+                agent_log("loopback up: %s", strerror(errno));
+        if (fd >= 0)
+                (void) close(fd);
+}
+
 void init_pid1(void)
 {
         init_mounts();
         init_ensure_stdio();
+        init_loopback();
         if (setenv("PATH", "/usr/sbin:/usr/bin:/sbin:/bin", 1) < 0 ||
             setenv("HOME", "/root", 1) < 0)
                 agent_log("setenv: %s", strerror(errno));
