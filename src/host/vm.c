@@ -960,6 +960,8 @@ static int adopt_spare(Vm *vm, Vm *s, char *err, size_t errlen)
 static void prelaunch(Vm *like)
 {
         int slot = -1;
+        if (like->nnics > 0)
+                return;
         for (int i = SPARES_MAX - 1; i >= 0; i--) {
                 if (spares[i] && same_config(&spares[i]->cfg, &like->cfg))
                         return;
@@ -1058,7 +1060,8 @@ int vm_boot(Vm *vm, const VmConfig *cfg, VmBootFn cb, void *data, char *err, siz
                 vm->nworkers = VM_MAX_WORKERS;
         vm->incoming_has_ram = false;
         vm->sync_clock = cfg->incoming && !cfg->initial_time;
-        Vm *spare = cfg->incoming ? take_spare(cfg) : NULL;
+        /* A spare has no network cards: a saved VM with cards starts its own QEMU. */
+        Vm *spare = cfg->incoming && vm->nnics == 0 ? take_spare(cfg) : NULL;
         if (spare)
                 r = adopt_spare(vm, spare, err, errlen);
         else if (cfg->incoming &&

@@ -626,6 +626,14 @@ end
 local Lab = {}
 Lab.__index = Lab
 
+-- lab:bridge(name): a bridge saved with the lab; its VMs come back attached to it.
+function Lab:bridge(name)
+    local ok, b = pcall(provium.bridge, provium, name)
+    if not ok then raise(string.format("fixture %s: %s", self.name, b)) end
+    self.bridges[#self.bridges + 1] = b
+    return b
+end
+
 function Lab:vm(name, image)
     if self.vms[name] then
         raise(string.format("fixture %s: the lab has a VM named '%s' already", self.name, name))
@@ -649,19 +657,21 @@ local function save_lab(lab)
     end
     for _, name in ipairs(lab.order) do
         local vm = lab.vms[name]
+        local net_info = internal.net_save_info(vm, lab.bridges)
         local saved, err = vm:_save(lab.build:state_path(name))
         if not saved then error(err, 0) end
-        lab.build:add_vm(name, vm:_config_json())
+        lab.build:add_vm(name, vm:_config_json(net_info))
     end
 end
 
 -- Runs setup(lab) on fresh VMs, saves them into the build's staging directory and commits it.
 -- A failure caches nothing and names the fixture and the failure's own location.
 local function build_fixture(name, build, setup)
-    local lab = setmetatable({ name = name, build = build, vms = {}, order = {} }, Lab)
+    local lab = setmetatable({ name = name, build = build, vms = {}, order = {}, bridges = {} }, Lab)
     local ok, err = pcall(setup, lab)
     if ok then ok, err = pcall(save_lab, lab) end
     for _, vmname in ipairs(lab.order) do internal.vm_release(lab.vms[vmname]) end
+    for _, b in ipairs(lab.bridges) do internal.net_forget_bridge(b) end
     if not ok then
         err = type(err) == "string" and err or show(err)
         build:abort(err)
@@ -695,15 +705,21 @@ end
 -- New VMs loading the entry's saved states (RAM mapped copy-on-write from the cache). Guest
 -- clocks are set to the host's time (vm.c), unless the fixture was booted with initial_time.
 local function restore_fixture(name, entry, timeout)
-    local vms = {}
+    local vms, bridges_made = {}, {}
     for _, saved in ipairs(entry.vms) do
         local vm, vmname = free_vm_name(saved.name)
         internal.images[vm] = "default"
         internal.vm_list[#internal.vm_list + 1] = vm
+        local net_info = saved.config:match('"net":%s*"([^"]*)"')
+        if net_info and net_info ~= "" then
+            local ok, err = pcall(internal.net_restore, vm, net_info, bridges_made)
+            if not ok then raise(string.format("fixture %s: vm %s: %s", name, vmname, err)) end
+        end
         local ok, err = vm:_boot_saved(saved.state, saved.ram, saved.config, timeout)
         if not ok then raise(string.format("fixture %s: restoring vm %s: %s", name, vmname, err)) end
         vms[saved.name] = vm
     end
+    for bname, b in pairs(bridges_made) do vms[bname] = b end
     return vms
 end
 
@@ -770,6 +786,7 @@ local bridges = {}        -- name -> Bridge
 local net = setmetatable({}, { __mode = "k" }) -- Bridge -> {name, index, links = {vm -> link}, order}
 local links_of = setmetatable({}, { __mode = "k" }) -- VM -> list of links (all bridges)
 local ntaps = 0
+local index_used = {}     -- subnet index -> bridge name
 
 
 -- provium:bridge(name) -> a new Linux bridge, subnet 10.77.<n>.0/24 (n: bridges made so far).
@@ -787,13 +804,19 @@ function provium:bridge(name, opts)
               show(name) .. ")", 2)
     end
     if bridges[name] then raise("bridge " .. name .. ": a bridge of that name exists in this file") end
-    local index = 0
-    for _ in pairs(bridges) do index = index + 1 end
-    index = index + 1
+    local index = opts and opts._index
+    if not index then
+        index = 1
+        while index_used[index] do index = index + 1 end
+    elseif index_used[index] then
+        raise(string.format("bridge %s: subnet 10.77.%d.0/24 is taken by bridge %s in this file",
+                            name, index, index_used[index]))
+    end
     if index > 250 then raise("bridge " .. name .. ": at most 250 bridges per file") end
     local b, err = internal.bridge_new(name, string.format("10.77.%d.1/24", index))
     if not b then raise(err) end
     bridges[name] = b
+    index_used[index] = name
     if not seed then -- the same choices every run unless asked otherwise
         seed = 0
         for i = 1, #name do seed = seed * 31 + name:byte(i) end
@@ -1247,4 +1270,60 @@ function VM:wait_for_port(port, timeout)
     wait_in_guest(self, "wait_for_port", port,
                   "grep -q ':" .. hex .. " [0-9A-F:]* 0A ' /proc/net/tcp /proc/net/tcp6 2>/dev/null",
                   timeout)
+end
+
+---------------------------------------------------------------------------------------------
+-- networks in fixtures: a lab's bridges are saved with it; its VMs come back attached
+
+-- "bridge,index,host,mac,ip,dev;..." for each of vm's cards (all on bridges of the lab).
+function internal.net_save_info(vm, lab_bridges)
+    local mine = {}
+    for _, b in ipairs(lab_bridges) do mine[b] = true end
+    local parts = {}
+    for _, link in ipairs(links_of[vm] or {}) do
+        if not mine[link.bridge] then
+            error(string.format("vm %s is on bridge %s, which the lab did not make (use lab:bridge)",
+                                vm:name(), net[link.bridge].name), 0)
+        end
+        local st = net[link.bridge]
+        parts[#parts + 1] = table.concat({ st.name, st.index, link.ip:match("(%d+)$"), link.mac,
+                                           link.ip, link.dev or "" }, ",")
+    end
+    return table.concat(parts, ";")
+end
+
+-- The builder's bridges go once the lab is saved: the restored lab gets its own.
+function internal.net_forget_bridge(b)
+    local st = net[b]
+    if not st then return end
+    b:_remove()
+    bridges[st.name] = nil
+    index_used[st.index] = nil
+end
+
+-- Before a saved VM is loaded: its cards back on bridges of the same names and subnets (made
+-- here once per restore), with the addresses its guest already has.
+function internal.net_restore(vm, info, made)
+    for card in info:gmatch("[^;]+") do
+        local bname, index, host, mac, ip, dev = card:match("^([^,]+),(%d+),(%d+),([^,]+),([^,]+),([^,]*)$")
+        if not bname then error("bad saved network card: " .. card, 0) end
+        local b = made[bname]
+        if not b then
+            b = provium:bridge(bname, { _index = tonumber(index) })
+            made[bname] = b
+        end
+        local st = net[b]
+        ntaps = ntaps + 1
+        local link = { bridge = b, vm = vm, tap = string.format("pvt%d", ntaps), ip = ip, mac = mac,
+                       dev = dev ~= "" and dev or nil, configured = true }
+        local ok, err = b:_add_tap(link.tap)
+        if not ok then error(err, 0) end
+        local added, nerr = vm:_add_nic(link.tap, mac)
+        if not added then error(nerr, 0) end
+        st.links[vm] = link
+        st.order[#st.order + 1] = link
+        st.next_host = math.max(st.next_host, tonumber(host) + 1)
+        links_of[vm] = links_of[vm] or {}
+        table.insert(links_of[vm], link)
+    end
 end

@@ -129,7 +129,7 @@ static int set_str(json_t *o, const char *k, const char *v)
 }
 
 /* The configuration a saved VM must be restored with, as a JSON object. NULL on -ENOMEM. */
-static char *config_to_json(const Vm *vm, const VmConfig *c)
+static char *config_to_json(const Vm *vm, const VmConfig *c, const char *net)
 {
         json_t *o = json_object();
         if (!o)
@@ -145,18 +145,20 @@ static char *config_to_json(const Vm *vm, const VmConfig *c)
         r |= json_object_set_new(o, "workers", json_integer(c->workers));
         if (c->has_rng_seed)
                 r |= json_object_set_new(o, "rng_seed", json_integer((json_int_t) c->rng_seed));
+        r |= set_str(o, "net", net); /* the prelude's record of the VM's network cards */
         char *s = r == 0 ? json_dumps(o, JSON_SORT_KEYS | JSON_COMPACT) : NULL;
         json_decref(o);
         return s;
 }
 
-/* vm:_config_json() -> the booted VM's configuration */
+/* vm:_config_json(net?) -> the booted VM's configuration (net: the cards, as the prelude
+ * records them) */
 static int l_config_json(lua_State *L)
 {
         Vm *vm = check_vm(L, 1);
         if (vm_state(vm) == VM_DEFINED)
                 return luaL_error(L, "vm %s: not booted", vm_name(vm));
-        char *s = config_to_json(vm, vm_config(vm));
+        char *s = config_to_json(vm, vm_config(vm), luaL_optstring(L, 2, NULL));
         if (!s)
                 return luaL_error(L, "vm %s: out of memory", vm_name(vm));
         lua_pushstring(L, s);
