@@ -23,7 +23,6 @@
 #include <netlink/route/qdisc.h>
 #include <netlink/route/qdisc/tbf.h>
 #include <netlink/route/tc.h>
-#include <nftables/libnftables.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -33,6 +32,7 @@
 #include <unistd.h>
 
 #include "events.h"
+#include "netlink.h"
 #include "netns.h"
 
 typedef struct Impairment {
@@ -64,29 +64,6 @@ static void seterr(char *err, size_t errlen, const char *fmt, ...)
 }
 
 /* ---- netlink ---- */
-
-static struct nl_sock *nl_open(int *ret)
-{
-        struct nl_sock *sk = nl_socket_alloc();
-        if (!sk) {
-                *ret = -ENOMEM;
-                return NULL;
-        }
-        int r = nl_connect(sk, NETLINK_ROUTE);
-        if (r < 0) {
-                nl_socket_free(sk);
-                *ret = -EIO;
-                return NULL;
-        }
-        *ret = 0;
-        return sk;
-}
-
-/* libnl's errors are its own numbers: their text is what a message needs. */
-static const char *nlerr(int r)
-{
-        return nl_geterror(r);
-}
 
 /* Sets ifname up, and when master_ifindex > 0 enslaves it to that bridge. */
 static int link_up(struct nl_sock *sk, const char *ifname, int master_ifindex, int *ret_ifindex)
@@ -123,17 +100,6 @@ static int add_address(struct nl_sock *sk, int ifindex, const char *cidr)
                 nl_addr_put(local);
         if (a)
                 rtnl_addr_put(a);
-        return r;
-}
-
-static int link_delete(struct nl_sock *sk, const char *ifname)
-{
-        struct rtnl_link *link = rtnl_link_alloc();
-        if (!link)
-                return -NLE_NOMEM;
-        rtnl_link_set_name(link, ifname);
-        int r = rtnl_link_delete(sk, link);
-        rtnl_link_put(link);
         return r;
 }
 
@@ -179,7 +145,7 @@ int bridge_create(const char *name, const char *cidr, Bridge **ret, char *err, s
         }
         snprintf(b->ifname, sizeof b->ifname, "br-%s", name);
         int r;
-        struct nl_sock *sk = nl_open(&r);
+        struct nl_sock *sk = netlink_open(&r);
         struct rtnl_link *link = sk ? rtnl_link_bridge_alloc() : NULL;
         if (sk && !link)
                 r = -NLE_NOMEM;
@@ -194,9 +160,9 @@ int bridge_create(const char *name, const char *cidr, Bridge **ret, char *err, s
                 r = add_address(sk, b->ifindex, cidr);
         if (r < 0) {
                 seterr(err, errlen, "bridge %s: creating %s: %s", name, b->ifname,
-                       sk ? nlerr(r) : strerror(-r));
+                       netlink_error(r));
                 if (sk)
-                        (void) link_delete(sk, b->ifname);
+                        (void) netlink_link_delete(sk, b->ifname);
                 free(b->name);
                 free(b);
                 b = NULL;
@@ -246,16 +212,17 @@ int bridge_add_tap(Bridge *b, const char *tap, char *err, size_t errlen)
                 return r;
         }
         b->ntaps++;
-        struct nl_sock *sk = nl_open(&r);
+        struct nl_sock *sk = netlink_open(&r);
         if (sk) {
                 r = link_up(sk, tap, b->ifindex, NULL);
                 nl_socket_free(sk);
                 if (r < 0) {
-                        seterr(err, errlen, "bridge %s: adding %s: %s", b->name, tap, nlerr(r));
+                        seterr(err, errlen, "bridge %s: adding %s: %s", b->name, tap,
+                               netlink_error(r));
                         return -EIO;
                 }
         } else {
-                seterr(err, errlen, "bridge %s: netlink: %s", b->name, strerror(-r));
+                seterr(err, errlen, "bridge %s: netlink: %s", b->name, netlink_error(r));
                 return r;
         }
         emit_bridge("bridge.attach", b, tap);
@@ -263,23 +230,6 @@ int bridge_add_tap(Bridge *b, const char *tap, char *err, size_t errlen)
 }
 
 /* ---- impairments ---- */
-
-static int nft_run(const char *cmds, char *err, size_t errlen)
-{
-        struct nft_ctx *nft = nft_ctx_new(NFT_CTX_DEFAULT);
-        if (!nft) {
-                seterr(err, errlen, "nftables: out of memory");
-                return -ENOMEM;
-        }
-        (void) nft_ctx_buffer_error(nft);
-        int r = nft_run_cmd_from_buffer(nft, cmds);
-        if (r != 0) {
-                const char *msg = nft_ctx_get_error_buffer(nft);
-                seterr(err, errlen, "nftables: %s", msg && *msg ? msg : "failed");
-        }
-        nft_ctx_free(nft);
-        return r != 0 ? -EIO : 0;
-}
 
 /* The bridge's whole table from its impairments, replacing the old one in one batch. */
 static int render(Bridge *b, char *err, size_t errlen)
@@ -303,7 +253,7 @@ static int render(Bridge *b, char *err, size_t errlen)
         for (Impairment *i = b->impairments; i; i = i->next)
                 n += snprintf(cmds + n, len + 512 - (size_t) n, "%s", i->rules);
         snprintf(cmds + n, len + 512 - (size_t) n, "  }\n}\n");
-        int r = nft_run(cmds, err, errlen);
+        int r = nft_apply(cmds, err, errlen);
         free(cmds);
         return r;
 }
@@ -419,16 +369,16 @@ int bridge_set_rate(Bridge *b, const char *tap, uint64_t rate, char *err, size_t
                 return -ERANGE;
         }
         int r;
-        struct nl_sock *sk = nl_open(&r);
+        struct nl_sock *sk = netlink_open(&r);
         if (!sk) {
-                seterr(err, errlen, "bridge %s: netlink: %s", b->name, strerror(-r));
+                seterr(err, errlen, "bridge %s: netlink: %s", b->name, netlink_error(r));
                 return r;
         }
         for (size_t i = 0; i < b->ntaps && r >= 0; i++)
                 if (!tap || strcmp(tap, b->taps[i]) == 0)
                         if ((r = tap_rate(sk, b->taps[i], rate)) < 0)
                                 seterr(err, errlen, "bridge %s: bandwidth_limit on %s: %s", b->name,
-                                       b->taps[i], nlerr(r));
+                                       b->taps[i], netlink_error(r));
         nl_socket_free(sk);
         if (r >= 0)
                 emit_bridge(rate ? "bridge.bandwidth" : "bridge.bandwidth_clear", b, tap);
@@ -440,17 +390,17 @@ void bridge_remove(Bridge *b)
         if (b->gone)
                 return;
         int r;
-        struct nl_sock *sk = nl_open(&r);
+        struct nl_sock *sk = netlink_open(&r);
         for (size_t i = 0; sk && i < b->ntaps; i++)
-                (void) link_delete(sk, b->taps[i]);
+                (void) netlink_link_delete(sk, b->taps[i]);
         if (sk) {
-                (void) link_delete(sk, b->ifname);
+                (void) netlink_link_delete(sk, b->ifname);
                 nl_socket_free(sk);
         }
         if (b->impairments) {
                 char cmd[128], why[256];
                 snprintf(cmd, sizeof cmd, "delete table bridge pv_%s\n", b->name);
-                (void) nft_run(cmd, why, sizeof why);
+                (void) nft_apply(cmd, why, sizeof why);
         }
         b->gone = true;
         emit_bridge("bridge.remove", b, NULL);

@@ -47,6 +47,7 @@
 #include <unistd.h>
 
 #include "events.h"
+#include "netlink.h"
 #include "netns.h"
 
 struct Uplink {
@@ -88,23 +89,6 @@ static const char *bridge_name_of(const char *ifname)
 
 /* ---- netlink ---- */
 
-static struct nl_sock *nl_open(int *ret)
-{
-        struct nl_sock *sk = nl_socket_alloc();
-        if (!sk) {
-                *ret = -NLE_NOMEM;
-                return NULL;
-        }
-        int r = nl_connect(sk, NETLINK_ROUTE);
-        if (r < 0) {
-                nl_socket_free(sk);
-                *ret = r;
-                return NULL;
-        }
-        *ret = 0;
-        return sk;
-}
-
 /* No IPv6 addresses on ifname (before it is up), then its IPv4 address, then up. */
 static int link_setup(struct nl_sock *sk, const char *ifname, const char *cidr)
 {
@@ -141,17 +125,6 @@ static int link_setup(struct nl_sock *sk, const char *ifname, const char *cidr)
                 rtnl_link_put(link);
         if (change)
                 rtnl_link_put(change);
-        return r;
-}
-
-static int link_delete(struct nl_sock *sk, const char *ifname)
-{
-        struct rtnl_link *link = rtnl_link_alloc();
-        if (!link)
-                return -NLE_NOMEM;
-        rtnl_link_set_name(link, ifname);
-        int r = rtnl_link_delete(sk, link);
-        rtnl_link_put(link);
         return r;
 }
 
@@ -194,7 +167,7 @@ static struct nl_sock *host_nl_open(int *ret, char *why, size_t whylen)
                 seterr(why, whylen, "entering the host's namespace: %s", strerror(errno));
                 *ret = -NLE_FAILURE;
         } else {
-                sk = nl_open(ret);
+                sk = netlink_open(ret);
                 if (!sk)
                         seterr(why, whylen, "netlink in the host's namespace: %s",
                                nl_geterror(*ret));
@@ -288,23 +261,6 @@ static bool parse_gateway(const char *gateway, char *addr, char *subnet, size_t 
 
 /* ---- nftables ---- */
 
-static int nft_run(const char *cmds, char *err, size_t errlen)
-{
-        struct nft_ctx *nft = nft_ctx_new(NFT_CTX_DEFAULT);
-        if (!nft) {
-                seterr(err, errlen, "nftables: out of memory");
-                return -ENOMEM;
-        }
-        (void) nft_ctx_buffer_error(nft);
-        int r = nft_run_cmd_from_buffer(nft, cmds);
-        if (r != 0) {
-                const char *msg = nft_ctx_get_error_buffer(nft);
-                seterr(err, errlen, "nftables: %s", msg && *msg ? msg : "failed");
-        }
-        nft_ctx_free(nft);
-        return r != 0 ? -EIO : 0;
-}
-
 /* Table `ip pv_nat` from the live uplinks, replacing the old one in one batch (deleting it when
  * none is left). */
 static int render(char *err, size_t errlen)
@@ -342,7 +298,7 @@ static int render(char *err, size_t errlen)
                             u->runner_if);
                 snprintf(cmds + n, cap - n, "  }\n}\n");
         }
-        int r = nft_run(cmds, err, errlen);
+        int r = nft_apply(cmds, err, errlen);
         free(cmds);
         return r;
 }
@@ -409,7 +365,7 @@ int uplink_create(const char *bridge_ifname, const char *gateway, Uplink **ret, 
         char why[512] = "";
         int r;
         bool created = false;
-        struct nl_sock *sk = nl_open(&r);
+        struct nl_sock *sk = netlink_open(&r);
         struct nl_sock *host = sk ? host_nl_open(&r, why, sizeof why) : NULL;
         if (!sk)
                 seterr(why, sizeof why, "netlink: %s", nl_geterror(r));
@@ -479,7 +435,7 @@ int uplink_create(const char *bridge_ifname, const char *gateway, Uplink **ret, 
                 }
         }
         if (created && r < 0)
-                (void) link_delete(sk, u->runner_if); /* takes the host end with it */
+                (void) netlink_link_delete(sk, u->runner_if); /* takes the host end with it */
         if (host)
                 nl_socket_free(host);
         if (sk)
@@ -541,9 +497,9 @@ void uplink_remove(Uplink *u)
         }
         u->next = NULL;
         int r;
-        struct nl_sock *sk = nl_open(&r);
+        struct nl_sock *sk = netlink_open(&r);
         if (sk) {
-                (void) link_delete(sk, u->runner_if); /* the peer goes with it */
+                (void) netlink_link_delete(sk, u->runner_if); /* the peer goes with it */
                 nl_socket_free(sk);
         }
         char why[512];
