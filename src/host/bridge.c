@@ -34,6 +34,7 @@
 #include "events.h"
 #include "netlink.h"
 #include "netns.h"
+#include "strfmt.h"
 
 typedef struct Impairment {
         unsigned id;
@@ -51,17 +52,6 @@ struct Bridge {
         unsigned next_id;
         bool gone;
 };
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-}
 
 /* ---- netlink ---- */
 

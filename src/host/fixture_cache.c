@@ -29,6 +29,7 @@
 
 #include "fdio.h"
 #include "paths.h"
+#include "strfmt.h"
 
 extern char **environ;
 
@@ -62,29 +63,6 @@ typedef struct VmHashes {
 } VmHashes;
 
 /* ---- small helpers ---- */
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-        va_list ap;
-
-        if (!err || errlen == 0)
-                return;
-        va_start(ap, fmt);
-        (void) vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-}
-
-static char *xasprintf(const char *fmt, ...)
-{
-        va_list ap;
-        char *s;
-        int n;
-
-        va_start(ap, fmt);
-        n = vasprintf(&s, fmt, ap);
-        va_end(ap);
-        return n < 0 ? NULL : s;
-}
 
 /* Fixture and VM names: [A-Za-z0-9_-]{1,64} (they become file names). */
 static bool name_valid_n(const char *s, size_t n)

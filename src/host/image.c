@@ -3,6 +3,7 @@
  * Sections: small helpers (strings, files, error text) / running a recipe script /
  * the cache key / loading an entry / build under lock / public functions. */
 #include "image.h"
+#include "strfmt.h"
 
 #include <assert.h>
 #include <dirent.h>
@@ -40,29 +41,6 @@ static const struct {
 };
 
 /* ---- small helpers ---- */
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-        va_list ap;
-
-        if (!err || errlen == 0)
-                return;
-        va_start(ap, fmt);
-        (void) vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-}
-
-static char *xasprintf(const char *fmt, ...)
-{
-        va_list ap;
-        char *s;
-        int n;
-
-        va_start(ap, fmt);
-        n = vasprintf(&s, fmt, ap);
-        va_end(ap);
-        return n < 0 ? NULL : s;
-}
 
 static void progress(const ImageOptions *opts, const char *name, const char *fmt, ...)
 {

@@ -49,6 +49,7 @@
 #include "events.h"
 #include "netlink.h"
 #include "netns.h"
+#include "strfmt.h"
 
 struct Uplink {
         char bridge[IFNAMSIZ];    /* "br-lan" */
@@ -69,17 +70,6 @@ static bool forwarding_on; /* we set ip_forward: reset when the last uplink goes
 
 #define CGNAT_BASE 0x64400000u /* 100.64.0.0/10 */
 #define SLOTS      (1u << 20)  /* its /30s */
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-}
 
 /* "br-lan" -> "lan", as the other bridge messages and events name it. */
 static const char *bridge_name_of(const char *ifname)
