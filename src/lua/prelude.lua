@@ -438,14 +438,18 @@ function Clock:now()
     return ts:uint(0, 8) + ts:uint(8, 8) / 1e9
 end
 
+-- A struct timespec for t seconds, as a buffer.
+local function timespec(t)
+    local sec = math.floor(t)
+    return provium.buffer(string.pack("<i8i8", sec, math.floor((t - sec) * 1e9)))
+end
+
 -- clock:set(time): sets the guest's wall clock (seconds since the epoch)
 function Clock:set(time)
     if type(time) ~= "number" or time < 0 then
         raise("bad argument #1 to 'set' (seconds since the epoch expected, got " .. show(time) .. ")")
     end
-    local sec = math.floor(time)
-    local ts = provium.buffer(string.pack("<i8i8", sec, math.floor((time - sec) * 1e9)))
-    clock_call(self, "set", "clock_settime", 0, ts)
+    clock_call(self, "set", "clock_settime", 0, timespec(time))
 end
 
 -- clock:advance(seconds): moves the guest's wall clock forward (or back, if negative)
@@ -461,9 +465,7 @@ function Clock:sleep(seconds)
     if type(seconds) ~= "number" or seconds < 0 then
         raise("bad argument #1 to 'sleep' (seconds >= 0 expected, got " .. show(seconds) .. ")")
     end
-    local sec = math.floor(seconds)
-    local ts = provium.buffer(string.pack("<i8i8", sec, math.floor((seconds - sec) * 1e9)))
-    clock_call(self, "sleep", "clock_nanosleep", 1, 0, ts, 0)
+    clock_call(self, "sleep", "clock_nanosleep", 1, 0, timespec(seconds), 0)
 end
 
 ---------------------------------------------------------------------------------------------
