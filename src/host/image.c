@@ -395,6 +395,7 @@ Image *image_free(Image *img)
         free(img->dir);
         free(img->kernel);
         free(img->initrd);
+        free(img->rootfs);
         free(img->cmdline);
         free(img->key);
         free(img);
@@ -414,7 +415,7 @@ static char *trim_newlines(char *s)
  * another -errno. */
 static int image_load(const char *name, const char *dir, const char *key, Image **ret)
 {
-        char *path = NULL, *manifest = NULL, *kernel = NULL, *initrd = NULL;
+        char *path = NULL, *manifest = NULL, *kernel = NULL, *initrd = NULL, *rootfs = NULL;
         Image *img = NULL;
         int r;
 
@@ -428,7 +429,9 @@ static int image_load(const char *name, const char *dir, const char *key, Image 
                 return r;
         kernel = kv_get(manifest, "kernel");
         initrd = kv_get(manifest, "initrd");
-        if (!kernel || !initrd || strchr(kernel, '/') || strchr(initrd, '/')) {
+        rootfs = kv_get(manifest, "rootfs");
+        if (!kernel || !initrd || strchr(kernel, '/') || strchr(initrd, '/') ||
+            (rootfs && (!*rootfs || strchr(rootfs, '/')))) {
                 r = -EBADMSG;
                 goto out;
         }
@@ -441,10 +444,11 @@ static int image_load(const char *name, const char *dir, const char *key, Image 
         img->dir = strdup(dir);
         img->kernel = xasprintf("%s/%s", dir, kernel);
         img->initrd = xasprintf("%s/%s", dir, initrd);
+        img->rootfs = rootfs ? xasprintf("%s/%s", dir, rootfs) : NULL;
         img->key = key ? strdup(key) : NULL;
         path = xasprintf("%s/cmdline", dir);
         if (!img->name || !img->dir || !img->kernel || !img->initrd || (key && !img->key) ||
-            !path) {
+            (rootfs && !img->rootfs) || !path) {
                 r = -ENOMEM;
                 goto out;
         }
@@ -452,7 +456,8 @@ static int image_load(const char *name, const char *dir, const char *key, Image 
         if (r < 0)
                 goto out;
         trim_newlines(img->cmdline);
-        if (access(img->kernel, R_OK) < 0 || access(img->initrd, R_OK) < 0) {
+        if (access(img->kernel, R_OK) < 0 || access(img->initrd, R_OK) < 0 ||
+            (img->rootfs && access(img->rootfs, R_OK) < 0)) {
                 r = -errno;
                 goto out;
         }
@@ -465,6 +470,7 @@ out:
         free(manifest);
         free(kernel);
         free(initrd);
+        free(rootfs);
         return r;
 }
 

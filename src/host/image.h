@@ -16,6 +16,8 @@ typedef struct Image {
         char *dir;     /* the cache entry; for a user's own kernel, the kernel's directory */
         char *kernel;  /* absolute path of the kernel (ELF vmlinux or bzImage) */
         char *initrd;  /* absolute path of the initramfs; NULL when a user gave none */
+        char *rootfs;  /* absolute path of a read-only root disk (ext4), or NULL: the guest
+                        * then lives in the initramfs (docs/images.md, "Packing") */
         char *cmdline; /* the kernel command line itself (not a path) */
         char *key;     /* 32 hex digits: cache key of a built image, content hash of a user's */
         uint64_t size; /* bytes under dir (image_list only, else 0) */
