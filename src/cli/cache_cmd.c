@@ -202,14 +202,16 @@ static int clear_fixtures(char **names, int nnames, ClearStats *s)
  * without waiting; the lock file stays, as image.c expects). 1 removed, 0 busy, or -errno. */
 static int clear_image(const char *images, const Image *img, char *err, size_t errlen)
 {
-        char *lock = NULL, *log = NULL;
+        char *lock = NULL, *log = NULL, *spec = NULL;
         int fd = -1, r;
 
         if (asprintf(&lock, "%s/%s-%s.lock", images, img->name, img->key) < 0)
                 lock = NULL;
         if (asprintf(&log, "%s/%s-%s.log", images, img->name, img->key) < 0)
                 log = NULL;
-        if (!lock || !log) {
+        if (asprintf(&spec, "%s/%s-%s.spec.json", images, img->name, img->key) < 0)
+                spec = NULL;
+        if (!lock || !log || !spec) {
                 r = -ENOMEM;
                 (void) snprintf(err, errlen, "image %s: %s", img->name, strerror(-r));
                 goto out;
@@ -234,17 +236,19 @@ static int clear_image(const char *images, const Image *img, char *err, size_t e
                                 strerror(-r));
                 goto out;
         }
-        (void) unlink(log); /* its build log, when there is one */
+        (void) unlink(log); /* its build log and a recipe's spec, when there are */
+        (void) unlink(spec);
         r = 1;
 out:
         if (fd >= 0)
                 (void) close(fd);
         free(lock);
         free(log);
+        free(spec);
         return r;
 }
 
-static int clear_images(const char *cache, char **names, int nnames, ClearStats *s)
+static int clear_images(const char *cache, char **names, int nnames, ClearStats *s, bool *matched)
 {
         char *images = NULL, err[4096];
         Image **list = NULL;
@@ -265,6 +269,9 @@ static int clear_images(const char *cache, char **names, int nnames, ClearStats 
                 const Image *img = list[i];
                 if (!img->key || !name_selected(img->name, names, nnames))
                         continue;
+                for (int k = 0; k < nnames; k++)
+                        if (strcmp(names[k], img->name) == 0)
+                                matched[k] = true;
                 uint64_t bytes = disk_bytes(img->dir);
                 r = clear_image(images, img, err, sizeof err);
                 if (r < 0) {
@@ -288,10 +295,14 @@ static int clear_images(const char *cache, char **names, int nnames, ClearStats 
 
 static int cache_clear(const char *cache, int argc, char **argv)
 {
-        bool fixtures = true, images = true;
+        bool fixtures = true, images = true, *matched = calloc((size_t) argc + 1, sizeof *matched);
         ClearStats s = {0};
         int r = 0;
 
+        if (!matched) {
+                fprintf(stderr, "provium: cache clear: %s\n", strerror(ENOMEM));
+                return 1;
+        }
         if (argc > 0 && strcmp(argv[0], "images") == 0) {
                 fixtures = false;
                 argc--, argv++;
@@ -302,13 +313,37 @@ static int cache_clear(const char *cache, int argc, char **argv)
         if (fixtures)
                 r = clear_fixtures(argv, argc, &s);
         if (r >= 0 && images)
-                r = clear_images(cache, argv, argc, &s);
+                r = clear_images(cache, argv, argc, &s, matched);
         printf("removed %u fixture%s and %u image%s (%.1fM)", s.fixtures,
                s.fixtures == 1 ? "" : "s", s.images, s.images == 1 ? "" : "s", s.bytes / MIB);
         if (s.busy)
                 printf("; skipped %u being built", s.busy);
         printf(" in %s\n", cache);
+        free(matched);
         return r < 0 ? 1 : 0;
+}
+
+int cache_remove_images(char **names, int nnames)
+{
+        const char *cache = paths_cache_dir();
+        bool *matched = calloc((size_t) nnames + 1, sizeof *matched);
+        ClearStats s = {0};
+        int r, status = 0;
+
+        if (!cache || !matched) {
+                fprintf(stderr, "provium: image rm: %s\n", strerror(cache ? ENOMEM : errno));
+                free(matched);
+                return 1;
+        }
+        r = clear_images(cache, names, nnames, &s, matched);
+        for (int k = 0; k < nnames; k++)
+                if (!matched[k]) {
+                        fprintf(stderr, "provium: image rm: no built image named %s in %s/images\n",
+                                names[k], cache);
+                        status = 1;
+                }
+        free(matched);
+        return r < 0 || s.busy ? 1 : status;
 }
 
 /* ---- the command ---- */

@@ -4,6 +4,8 @@
  * argv: __run-file FILE RUN_DIR ACCEL TEST_TIMEOUT OP_TIMEOUT BOOT_TIMEOUT
  */
 #include <errno.h>
+#include <limits.h>
+#include <stdbool.h>
 #include <lauxlib.h>
 #include <lualib.h>
 #include <signal.h>
@@ -20,6 +22,7 @@
 #include "netns.h"
 #include "lua_provium.h"
 #include "runtime.h"
+#include "strfmt.h"
 
 #define EVENTS_FD 3
 
@@ -98,6 +101,37 @@ static void close_walk(uv_handle_t *h, void *arg)
                 uv_close(h, NULL);
 }
 
+/* Recipes (images/NAME.lua) are looked up beside the test file first, then in each parent
+ * directory up to the working directory, then where PROVIUM_IMAGE_PATH already says. */
+static void add_image_path(const char *file)
+{
+        char *abs = realpath(file, NULL), cwd[PATH_MAX], *path = NULL;
+        const char *old = getenv("PROVIUM_IMAGE_PATH");
+
+        if (!abs || !getcwd(cwd, sizeof cwd)) {
+                free(abs);
+                return;
+        }
+        size_t cwdlen = strlen(cwd);
+        bool below = strncmp(abs, cwd, cwdlen) == 0 && abs[cwdlen] == '/';
+        for (char *slash = strrchr(abs, '/'); slash && slash > abs; slash = strrchr(abs, '/')) {
+                *slash = '\0';
+                char *next = xasprintf("%s%s%s/images", path ? path : "", path ? ":" : "", abs);
+                free(path);
+                path = next;
+                if (!path || !below || strlen(abs) <= cwdlen)
+                        break;
+        }
+        if (path) {
+                char *full = xasprintf("%s%s%s", path, old && *old ? ":" : "", old ? old : "");
+                if (!full || setenv("PROVIUM_IMAGE_PATH", full, 1) < 0)
+                        fprintf(stderr, "provium: %s: cannot set PROVIUM_IMAGE_PATH\n", file);
+                free(full);
+        }
+        free(path);
+        free(abs);
+}
+
 int file_runner_main(int argc, char **argv)
 {
         if (argc != 7) {
@@ -113,6 +147,8 @@ int file_runner_main(int argc, char **argv)
         /* Before any thread exists: a namespace is per thread. Failing only disables networks,
          * whose calls then say why. */
         (void) netns_enter_private();
+
+        add_image_path(argv[1]);
 
         RuntimeConfig cfg = {
             .file = argv[1],

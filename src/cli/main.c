@@ -10,14 +10,16 @@
 #include "cli.h"
 #include "config.h"
 #include "image.h"
+#include "image_cmd.h"
 #include "vm.h"
 
 static void usage(FILE *f)
 {
         fprintf(f,
                 "usage: provium [run] [options] PATH...   run *.test.lua files (dirs are walked)\n"
-                "       provium image build [NAME] [--force]\n"
+                "       provium image build [NAME|PATH.lua...] [--force]   build images (recipes)\n"
                 "       provium image ls\n"
+                "       provium image rm NAME...\n"
                 "       provium cache ls                  images and fixtures in the cache\n"
                 "       provium cache clear [images|fixtures] [NAME...]\n"
                 "\n"
@@ -114,46 +116,6 @@ static int cmd_run(int argc, char **argv)
         return dispatcher_run(&o, argv + optind, argc - optind);
 }
 
-static int cmd_image(int argc, char **argv)
-{
-        char err[4096];
-        if (argc >= 2 && strcmp(argv[1], "build") == 0) {
-                const char *name = "default";
-                bool force = false;
-                for (int i = 2; i < argc; i++) {
-                        if (strcmp(argv[i], "--force") == 0)
-                                force = true;
-                        else
-                                name = argv[i];
-                }
-                Image *img = NULL;
-                if (image_build(name, force, &img, err, sizeof err) < 0) {
-                        fprintf(stderr, "provium: %s\n", err);
-                        return 1;
-                }
-                printf("%s %s %s\n", img->name, img->key, img->dir);
-                image_free(img);
-                return 0;
-        }
-        if (argc >= 2 && strcmp(argv[1], "ls") == 0) {
-                Image **list = NULL;
-                size_t n = 0;
-                int r = image_list(&list, &n);
-                if (r < 0) {
-                        fprintf(stderr, "provium: image ls: %s\n", strerror(-r));
-                        return 1;
-                }
-                printf("%-16s %-34s %10s  %s\n", "NAME", "KEY", "SIZE", "DIR");
-                for (size_t i = 0; i < n; i++)
-                        printf("%-16s %-34s %9.1fM  %s\n", list[i]->name, list[i]->key,
-                               (double) list[i]->size / (1 << 20), list[i]->dir);
-                image_list_free(list, n);
-                return 0;
-        }
-        fprintf(stderr, "provium: image: expected 'build [NAME] [--force]' or 'ls'\n");
-        return 2;
-}
-
 int main(int argc, char **argv)
 {
         if (argc >= 2 && strcmp(argv[1], "__pdeathsig") == 0)
@@ -169,7 +131,7 @@ int main(int argc, char **argv)
                 return 0;
         }
         if (argc >= 2 && strcmp(argv[1], "image") == 0)
-                return cmd_image(argc - 1, argv + 1);
+                return image_cmd_main(argc - 1, argv + 1);
         if (argc >= 2 && strcmp(argv[1], "cache") == 0)
                 return cache_cmd_main(argc - 1, argv + 1);
         if (argc >= 2 && strcmp(argv[1], "run") == 0)

@@ -5,32 +5,28 @@
 #include "image.h"
 #include "strfmt.h"
 
-#include <assert.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-#define XXH_INLINE_ALL
-#include <xxhash.h>
-
+#include "keyhash.h"
 #include "paths.h"
-
-extern char **environ;
+#include "recipe.h"
+#include "script.h"
 
 #define IMAGE_DEFAULT_CMDLINE "console=ttyS0 panic=-1 quiet cryptomgr.notests"
 #define IMAGE_LOG_LINES       20
+/* A recipe image whose tree is larger becomes a read-only root disk (docs/images.md). */
+#define IMAGE_PACK_THRESHOLD (64ull << 20)
 
 /* The images Provium knows how to build, each from a recipe script in the source tree. */
 static const struct {
@@ -83,196 +79,22 @@ static bool name_valid(const char *name)
         return true;
 }
 
-/* Reads all of fd from offset 0 into a NUL-terminated buffer. Returns 0 or -errno. */
-static int read_fd_all(int fd, char **ret, size_t *ret_len)
+/* ---- the cache key: what building one image takes ---- */
+
+/* An image's key and the command that builds it into a directory. */
+typedef struct Plan {
+        char key[33];
+        const char *interp; /* "bash" (the default image) or "python3" (recipes) */
+        char *script;       /* absolute path of the build script */
+        json_t *spec;       /* recipes: the build spec, written beside the entry */
+} Plan;
+
+static void plan_clear(Plan *p)
 {
-        size_t len = 0, cap = 4096;
-        char *buf = malloc(cap);
-        off_t off = 0;
-
-        if (!buf)
-                return -ENOMEM;
-        for (;;) {
-                if (cap - len < 2) {
-                        char *nb = realloc(buf, cap * 2);
-                        if (!nb) {
-                                free(buf);
-                                return -ENOMEM;
-                        }
-                        buf = nb;
-                        cap *= 2;
-                }
-                ssize_t n = pread(fd, buf + len, cap - len - 1, off);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0) {
-                        int r = -errno;
-                        free(buf);
-                        return r;
-                }
-                if (n == 0)
-                        break;
-                len += (size_t) n;
-                off += n;
-        }
-        buf[len] = '\0';
-        *ret = buf;
-        if (ret_len)
-                *ret_len = len;
-        return 0;
+        free(p->script);
+        json_decref(p->spec);
+        *p = (Plan){0};
 }
-
-static int read_file_all(const char *path, char **ret)
-{
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        int r;
-
-        if (fd < 0)
-                return -errno;
-        r = read_fd_all(fd, ret, NULL);
-        (void) close(fd);
-        return r;
-}
-
-/* Feeds a tagged, length-prefixed field into the hash, so that fields cannot run together. */
-static void hash_field(XXH3_state_t *st, const char *tag, const void *data, size_t len)
-{
-        uint64_t n = len;
-
-        (void) XXH3_128bits_update(st, tag, strlen(tag) + 1);
-        (void) XXH3_128bits_update(st, &n, sizeof n);
-        (void) XXH3_128bits_update(st, data, len);
-}
-
-/* Hashes the content of a file as one field. Returns 0 or -errno. */
-static int hash_file(XXH3_state_t *st, const char *tag, const char *path)
-{
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        struct stat sb;
-        int r = 0;
-
-        if (fd < 0)
-                return -errno;
-        if (fstat(fd, &sb) < 0) {
-                r = -errno;
-                goto out;
-        }
-        if (!S_ISREG(sb.st_mode)) {
-                r = -EINVAL;
-                goto out;
-        }
-        if (sb.st_size == 0) {
-                hash_field(st, tag, "", 0);
-                goto out;
-        }
-        void *m = mmap(NULL, (size_t) sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (m == MAP_FAILED) {
-                r = -errno;
-                goto out;
-        }
-        hash_field(st, tag, m, (size_t) sb.st_size);
-        (void) munmap(m, (size_t) sb.st_size);
-out:
-        (void) close(fd);
-        return r;
-}
-
-static void hex128(XXH128_hash_t h, char out[33])
-{
-        (void) snprintf(out, 33, "%016llx%016llx", (unsigned long long) h.high64,
-                        (unsigned long long) h.low64);
-}
-
-/* Copies the last `lines` lines of text into err after prefix. */
-static void seterr_tail(char *err, size_t errlen, const char *prefix, const char *text, int lines)
-{
-        size_t n = strlen(text);
-        const char *p;
-
-        while (n > 0 && text[n - 1] == '\n')
-                n--;
-        p = text + n;
-        for (int seen = 0; p > text; p--)
-                if (p[-1] == '\n' && ++seen == lines)
-                        break;
-        seterr(err, errlen, "%s\n%.*s", prefix, (int) (text + n - p), p);
-}
-
-/* ---- running a recipe script ---- */
-
-/* Runs `bash SCRIPT args...` with PROVIUM_CACHE_DIR=cache, stdin /dev/null, stdout to
- * out_fd and stderr to err_fd. Returns the exit status (0-255), 256+signal when killed, or
- * -errno when it could not be started. */
-static int run_script(const char *script, const char *const *args, const char *cache, int out_fd,
-                      int err_fd)
-{
-        const char *argv[8];
-        size_t argc = 0, nenv = 0;
-        posix_spawn_file_actions_t fa;
-        char **envp = NULL, *cache_env = NULL;
-        pid_t pid;
-        int r, status;
-
-        argv[argc++] = "bash";
-        argv[argc++] = script;
-        for (size_t i = 0; args[i]; i++) {
-                assert(argc < sizeof argv / sizeof argv[0] - 1);
-                argv[argc++] = args[i];
-        }
-        argv[argc] = NULL;
-
-        for (char **e = environ; *e; e++)
-                nenv++;
-        envp = calloc(nenv + 2, sizeof *envp);
-        cache_env = xasprintf("PROVIUM_CACHE_DIR=%s", cache);
-        if (!envp || !cache_env) {
-                free(envp);
-                free(cache_env);
-                return -ENOMEM;
-        }
-        nenv = 0;
-        for (char **e = environ; *e; e++)
-                if (strncmp(*e, "PROVIUM_CACHE_DIR=", 18) != 0)
-                        envp[nenv++] = *e;
-        envp[nenv++] = cache_env;
-        envp[nenv] = NULL;
-
-        r = posix_spawn_file_actions_init(&fa);
-        if (r != 0) {
-                free(envp);
-                free(cache_env);
-                return -r;
-        }
-        r = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-        if (r == 0)
-                r = posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
-        if (r == 0)
-                r = posix_spawn_file_actions_adddup2(&fa, err_fd, 2);
-        if (r == 0)
-                r = posix_spawnp(&pid, "bash", &fa, NULL, (char *const *) argv, envp);
-        (void) posix_spawn_file_actions_destroy(&fa);
-        free(envp);
-        free(cache_env);
-        if (r != 0)
-                return -r;
-
-        while (waitpid(pid, &status, 0) < 0)
-                if (errno != EINTR)
-                        return -errno;
-        if (WIFEXITED(status))
-                return WEXITSTATUS(status);
-        return 256 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-}
-
-static void describe_status(int status, char *buf, size_t len)
-{
-        if (status >= 256)
-                (void) snprintf(buf, len, "killed by signal %d", status - 256);
-        else
-                (void) snprintf(buf, len, "exit status %d", status);
-}
-
-/* ---- the cache key ---- */
 
 /* Looks up "key=value" in a manifest-like text; returns a malloc'ed value or NULL. */
 static char *kv_get(const char *text, const char *key)
@@ -288,101 +110,319 @@ static char *kv_get(const char *text, const char *key)
         return NULL;
 }
 
-/* Computes the key of image NAME built by SCRIPT with AGENT: asks the script for its
- * inputs (`--key-inputs`: kernel package name, version, SHA256 and the busybox path, without
- * downloading) and hashes them with the contents of script, agent and busybox. */
-static int image_key(const char *name, const char *script, const char *agent, const char *cache,
-                     char key[33], char *err, size_t errlen)
+static XXH3_state_t *key_start(const char *kind, const char *name)
+{
+        XXH3_state_t *st = XXH3_createState();
+
+        if (!st || XXH3_128bits_reset(st) != XXH_OK) {
+                XXH3_freeState(st);
+                return NULL;
+        }
+        keyhash_field(st, kind, "1", 1);
+        keyhash_field(st, "name", name, strlen(name));
+        return st;
+}
+
+/* The default image's key: asks its script for its inputs (`--key-inputs`: kernel package
+ * name, version, SHA256 and the busybox path, without downloading) and hashes them with the
+ * contents of the script, the cpio writer, the agent and busybox. */
+static int plan_default(const char *name, const char *script_rel, const char *cache, Plan *p,
+                        char *err, size_t errlen)
 {
         static const char *const args[] = {"--key-inputs", NULL};
-        char *out = NULL, *errtext = NULL, *busybox = NULL, *pkg = NULL, *ver = NULL, *sha = NULL;
-        const char *what;
+        const char *agent = paths_agent();
+        char *out = NULL, *errtext = NULL, *busybox = NULL, *newc = NULL;
         XXH3_state_t *st = NULL;
-        int ofd = -1, efd = -1, r, status;
+        int r, status;
 
-        ofd = memfd_create("provium-key-out", MFD_CLOEXEC);
-        efd = memfd_create("provium-key-err", MFD_CLOEXEC);
-        if (ofd < 0 || efd < 0) {
-                r = -errno;
-                seterr(err, errlen, "image %s: memfd_create: %s", name, strerror(-r));
+        p->interp = "bash";
+        p->script = xasprintf("%s/%s", paths_source_dir(), script_rel);
+        newc = xasprintf("%s/scripts/newc.py", paths_source_dir());
+        if (!p->script || !newc) {
+                r = -ENOMEM;
+                seterr(err, errlen, "image %s: %s", name, strerror(-r));
                 goto out;
         }
-        status = run_script(script, args, cache, ofd, efd);
+        status = script_capture("bash", p->script, args, cache, &out, &errtext);
         if (status < 0) {
                 r = status;
-                seterr(err, errlen, "image %s: cannot run bash %s: %s", name, script, strerror(-r));
-                goto out;
-        }
-        r = read_fd_all(ofd, &out, NULL);
-        if (r >= 0)
-                r = read_fd_all(efd, &errtext, NULL);
-        if (r < 0) {
-                seterr(err, errlen, "image %s: reading %s output: %s", name, script, strerror(-r));
+                seterr(err, errlen, "image %s: cannot run bash %s: %s", name, p->script,
+                       strerror(-r));
                 goto out;
         }
         if (status != 0) {
                 char st_text[64], *prefix;
-                describe_status(status, st_text, sizeof st_text);
-                prefix = xasprintf("image %s: %s --key-inputs failed (%s):", name, script, st_text);
-                seterr_tail(err, errlen, prefix ? prefix : "", errtext, IMAGE_LOG_LINES);
+                script_describe_status(status, st_text, sizeof st_text);
+                prefix =
+                    xasprintf("image %s: %s --key-inputs failed (%s):", name, p->script, st_text);
+                script_seterr_tail(err, errlen, prefix ? prefix : "", errtext, IMAGE_LOG_LINES);
                 free(prefix);
                 r = -EIO;
                 goto out;
         }
         busybox = kv_get(out, "busybox");
-        pkg = kv_get(out, "kernel_package");
-        ver = kv_get(out, "kernel_version");
-        sha = kv_get(out, "kernel_sha256");
-        if (!busybox || !pkg || !ver || !sha) {
+        if (!busybox || !strstr(out, "kernel_package=")) {
                 seterr(err, errlen, "image %s: %s --key-inputs printed no kernel/busybox", name,
-                       script);
+                       p->script);
                 r = -EPROTO;
                 goto out;
         }
-
-        st = XXH3_createState();
-        if (!st || XXH3_128bits_reset(st) != XXH_OK) {
+        st = key_start("provium-image-key", name);
+        if (!st) {
                 r = -ENOMEM;
-                seterr(err, errlen, "image %s: %s", name, strerror(ENOMEM));
+                seterr(err, errlen, "image %s: %s", name, strerror(-r));
                 goto out;
         }
-        hash_field(st, "provium-image-key", "1", 1);
-        hash_field(st, "name", name, strlen(name));
-        hash_field(st, "inputs", out, strlen(out)); /* kernel package, version, SHA256 */
-        what = "recipe";
-        r = hash_file(st, "script", script);
-        if (r >= 0) {
-                what = "agent";
-                r = hash_file(st, "agent", agent);
+        keyhash_field(st, "inputs", out, strlen(out)); /* kernel package, version, SHA256 */
+        const char *files[][2] = {
+            {"recipe", p->script}, {"cpio writer", newc}, {"agent", agent}, {"busybox", busybox}};
+        for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+                r = keyhash_file(st, files[i][0], files[i][1]);
+                if (r < 0) {
+                        bool is_agent = files[i][1] == agent;
+                        seterr(err, errlen, "image %s: %s %s: %s%s", name, files[i][0], files[i][1],
+                               strerror(-r), is_agent ? " (build it, or set PROVIUM_AGENT)" : "");
+                        goto out;
+                }
         }
-        if (r >= 0) {
-                what = "busybox";
-                r = hash_file(st, "busybox", busybox);
-        }
-        if (r < 0) {
-                bool is_agent = strcmp(what, "agent") == 0;
-                const char *path = is_agent                       ? agent
-                                   : strcmp(what, "busybox") == 0 ? busybox
-                                                                  : script;
-                seterr(err, errlen, "image %s: %s %s: %s%s", name, what, path, strerror(-r),
-                       is_agent ? " (build it, or set PROVIUM_AGENT)" : "");
-                goto out;
-        }
-        hex128(XXH3_128bits_digest(st), key);
+        keyhash_hex(st, p->key);
         r = 0;
 out:
         XXH3_freeState(st);
         free(out);
         free(errtext);
         free(busybox);
-        free(pkg);
-        free(ver);
-        free(sha);
-        if (ofd >= 0)
-                (void) close(ofd);
-        if (efd >= 0)
-                (void) close(efd);
+        free(newc);
         return r;
+}
+
+/* Writes spec as JSON to path (0644). Returns 0 or -errno. */
+static int spec_write(const json_t *spec, const char *path)
+{
+        return json_dump_file(spec, path, JSON_INDENT(1) | JSON_SORT_KEYS) == 0 ? 0 : -EIO;
+}
+
+/* Joins the resolver's errors into err, one "recipe:line: reason" a line. */
+static void resolve_errors(json_t *errors, const json_t *spec, const char *name, char *err,
+                           size_t errlen)
+{
+        const char *recipe = json_string_value(json_object_get(spec, "recipe"));
+        size_t used = 0, i;
+        json_t *e;
+
+        seterr(err, errlen, "%s", "");
+        json_array_foreach (errors, i, e) {
+                const char *reason = json_string_value(json_object_get(e, "reason"));
+                json_t *line = json_object_get(e, "line");
+                int n = json_is_integer(line)
+                            ? snprintf(err + used, errlen - used, "%s%s:%lld: %s", i ? "\n" : "",
+                                       recipe, (long long) json_integer_value(line),
+                                       reason ? reason : "?")
+                            : snprintf(err + used, errlen - used, "%s%s: image %s: %s",
+                                       i ? "\n" : "", recipe, name, reason ? reason : "?");
+                if (n < 0 || (size_t) n >= errlen - used)
+                        break;
+                used += (size_t) n;
+        }
+}
+
+/* Runs the recipe builder's --resolve on spec: the packages' dependency closure with versions
+ * (kept in spec "resolved"), and the check of packages and modules against apt and the
+ * kernel. */
+static int recipe_resolve(const char *name, Plan *p, const char *images, const char *cache,
+                          char *err, size_t errlen)
+{
+        char *tmp = xasprintf("%s/.resolve-%s-XXXXXX", images, name);
+        char *out = NULL, *errtext = NULL;
+        json_t *answer = NULL;
+        int fd = -1, r, status;
+
+        if (!tmp)
+                return -ENOMEM;
+        fd = mkstemp(tmp);
+        if (fd < 0) {
+                r = -errno;
+                seterr(err, errlen, "image %s: mkstemp %s: %s", name, tmp, strerror(-r));
+                goto out;
+        }
+        r = spec_write(p->spec, tmp);
+        if (r < 0) {
+                seterr(err, errlen, "image %s: writing %s: %s", name, tmp, strerror(-r));
+                goto out;
+        }
+        status = script_capture(p->interp, p->script, (const char *const[]){"--resolve", tmp, NULL},
+                                cache, &out, &errtext);
+        if (status != 0) {
+                char st_text[64], *prefix;
+                script_describe_status(status, st_text, sizeof st_text);
+                prefix = xasprintf("image %s: %s --resolve failed (%s):", name, p->script,
+                                   status < 0 ? strerror(-status) : st_text);
+                script_seterr_tail(err, errlen, prefix ? prefix : "", errtext ? errtext : "",
+                                   IMAGE_LOG_LINES);
+                free(prefix);
+                r = -EIO;
+                goto out;
+        }
+        answer = json_loads(out, 0, NULL);
+        if (!json_is_object(answer)) {
+                seterr(err, errlen, "image %s: %s --resolve printed no JSON object", name,
+                       p->script);
+                r = -EPROTO;
+                goto out;
+        }
+        if (!json_is_true(json_object_get(answer, "ok"))) {
+                resolve_errors(json_object_get(answer, "errors"), p->spec, name, err, errlen);
+                r = -EINVAL;
+                goto out;
+        }
+        r = json_object_set(p->spec, "resolved", json_object_get(answer, "packages")) < 0 ? -EPROTO
+                                                                                          : 0;
+        if (r < 0)
+                seterr(err, errlen, "image %s: %s --resolve gave no packages", name, p->script);
+out:
+        if (fd >= 0) {
+                (void) close(fd);
+                (void) unlink(tmp);
+        }
+        json_decref(answer);
+        free(out);
+        free(errtext);
+        free(tmp);
+        return r;
+}
+
+/* The kernel command line of a recipe image: the base's, with the recipe's arguments added
+ * (or instead, with cmdline(..., {replace = true})). */
+static int recipe_cmdline(json_t *spec, const char *base_cmdline)
+{
+        const char *extra = json_string_value(json_object_get(spec, "cmdline"));
+        bool replace = json_is_true(json_object_get(spec, "cmdline_replace"));
+        char *c = replace || !extra ? strdup(replace ? extra : base_cmdline)
+                                    : xasprintf("%s %s", base_cmdline, extra);
+        int r = c && json_object_set_new(spec, "cmdline", json_string(c)) == 0 ? 0 : -ENOMEM;
+
+        free(c);
+        return r;
+}
+
+/* The spec as the key sees it: without where the recipe and the files it copies are on this
+ * host (their contents count, through the recipe's text and each copy's hash), so that the
+ * same project in another directory, or run from another one, finds the same image. */
+static char *spec_key_text(const json_t *spec)
+{
+        json_t *copy = json_deep_copy(spec), *c;
+        char *text = NULL;
+        size_t i;
+
+        if (!copy)
+                return NULL;
+        (void) json_object_del(copy, "recipe");
+        json_array_foreach (json_object_get(copy, "copies"), i, c) {
+                (void) json_object_del(c, "src");
+        }
+        text = json_dumps(copy, JSON_COMPACT | JSON_SORT_KEYS);
+        json_decref(copy);
+        return text;
+}
+
+/* A recipe image's key: the recipe's text, its spec (base image, resolved package versions,
+ * hashes of the files it copies, command line...) and the builder's own scripts. */
+static int plan_recipe(const char *name, const char *recipe, const char *images, const char *cache,
+                       Plan *p, char *err, size_t errlen)
+{
+        const char *src = paths_source_dir();
+        char *newc = xasprintf("%s/scripts/newc.py", src), *dump = NULL;
+        Image *base = NULL;
+        XXH3_state_t *st = NULL;
+        int r;
+
+        /* Debian's own interpreter when it is there: a python3 earlier on PATH may be a
+         * version manager's shim, which costs ~0.3 s a call. */
+        p->interp = access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
+        p->script = xasprintf("%s/scripts/build-recipe-image", src);
+        if (!p->script || !newc) {
+                r = -ENOMEM;
+                seterr(err, errlen, "image %s: %s", name, strerror(-r));
+                goto out;
+        }
+        r = recipe_load(name, recipe, &p->spec, err, errlen);
+        if (r < 0)
+                goto out;
+        const char *base_name = json_string_value(json_object_get(p->spec, "base"));
+        r = image_resolve(base_name, NULL, &base, err, errlen);
+        if (r < 0)
+                goto out;
+        json_t *b = json_pack("{s:s, s:s, s:s}", "name", base->name, "dir", base->dir, "key",
+                              base->key ? base->key : "");
+        r = b && json_object_set_new(p->spec, "base", b) == 0 ? 0 : -ENOMEM;
+        if (r == 0)
+                r = recipe_cmdline(p->spec, base->cmdline);
+        if (r == 0)
+                r = json_object_set_new(p->spec, "pack_threshold",
+                                        json_integer(IMAGE_PACK_THRESHOLD)) == 0
+                        ? 0
+                        : -ENOMEM;
+        if (r < 0) {
+                seterr(err, errlen, "image %s: %s", name, strerror(-r));
+                goto out;
+        }
+        r = recipe_resolve(name, p, images, cache, err, errlen);
+        if (r < 0)
+                goto out;
+        st = key_start("provium-recipe-key", name);
+        dump = spec_key_text(p->spec);
+        if (!st || !dump) {
+                r = -ENOMEM;
+                seterr(err, errlen, "image %s: %s", name, strerror(-r));
+                goto out;
+        }
+        keyhash_field(st, "spec", dump, strlen(dump));
+        const char *files[][2] = {
+            {"recipe", recipe}, {"builder", p->script}, {"cpio writer", newc}};
+        for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+                r = keyhash_file(st, files[i][0], files[i][1]);
+                if (r < 0) {
+                        seterr(err, errlen, "image %s: %s %s: %s", name, files[i][0], files[i][1],
+                               strerror(-r));
+                        goto out;
+                }
+        }
+        keyhash_hex(st, p->key);
+out:
+        XXH3_freeState(st);
+        image_free(base);
+        free(dump);
+        free(newc);
+        return r;
+}
+
+/* Runs p's build of image NAME into dir, its output going to logfd. */
+static int plan_build(const Plan *p, const char *name, const char *dir, const char *cache,
+                      int logfd, char *err, size_t errlen)
+{
+        char *spec_path = NULL;
+        int status;
+
+        if (p->spec) {
+                spec_path = xasprintf("%s.spec.json", dir);
+                if (!spec_path || spec_write(p->spec, spec_path) < 0) {
+                        seterr(err, errlen, "image %s: writing %s.spec.json failed", name, dir);
+                        free(spec_path);
+                        return -EIO;
+                }
+                status =
+                    script_run(p->interp, p->script, (const char *const[]){spec_path, dir, NULL},
+                               cache, logfd, logfd);
+        } else {
+                status = script_run(p->interp, p->script,
+                                    (const char *const[]){dir, paths_agent(), NULL}, cache, logfd,
+                                    logfd);
+        }
+        free(spec_path);
+        if (status < 0)
+                seterr(err, errlen, "image %s: cannot run %s %s: %s", name, p->interp, p->script,
+                       strerror(-status));
+        return status;
 }
 
 /* ---- loading an entry ---- */
@@ -422,7 +462,7 @@ static int image_load(const char *name, const char *dir, const char *key, Image 
         path = xasprintf("%s/manifest", dir);
         if (!path)
                 return -ENOMEM;
-        r = read_file_all(path, &manifest);
+        r = script_read_file(path, &manifest);
         free(path);
         path = NULL;
         if (r < 0)
@@ -452,7 +492,7 @@ static int image_load(const char *name, const char *dir, const char *key, Image 
                 r = -ENOMEM;
                 goto out;
         }
-        r = read_file_all(path, &img->cmdline);
+        r = script_read_file(path, &img->cmdline);
         if (r < 0)
                 goto out;
         trim_newlines(img->cmdline);
@@ -476,9 +516,10 @@ out:
 
 /* ---- build under lock ---- */
 
-/* Opens and locks $images/<name>-<key>.lock exclusively, waiting for another builder.
- * Returns the fd (the lock lives as long as it) or -errno. */
-static int lock_entry(const char *images, const char *name, const char *key)
+/* Opens and locks $images/<name>-<key>.lock exclusively, waiting for another builder (and
+ * saying so). Returns the fd (the lock lives as long as it) or -errno. */
+static int lock_entry(const char *images, const char *name, const char *key,
+                      const ImageOptions *opts, const char *logpath)
 {
         char *path = xasprintf("%s/%s-%s.lock", images, name, key);
         int fd, r;
@@ -490,6 +531,11 @@ static int lock_entry(const char *images, const char *name, const char *key)
         free(path);
         if (r < 0)
                 return r;
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+                return fd;
+        if (errno == EWOULDBLOCK)
+                progress(opts, name, "another process is building it (output in %s); waiting",
+                         logpath);
         while (flock(fd, LOCK_EX) < 0) {
                 if (errno != EINTR) {
                         r = -errno;
@@ -500,24 +546,40 @@ static int lock_entry(const char *images, const char *name, const char *key)
         return fd;
 }
 
+/* The plan for image NAME: a built-in image's script, or the user's recipe images/NAME.lua. */
+static int plan_image(const char *name, const char *images, const char *cache, Plan *p, char *err,
+                      size_t errlen)
+{
+        const char *builtin = recipe_script(name);
+        char searched[1024], *recipe;
+        int r;
+
+        if (builtin)
+                return plan_default(name, builtin, cache, p, err, errlen);
+        recipe = recipe_find(name, searched, sizeof searched);
+        if (!recipe) {
+                seterr(err, errlen,
+                       "image %s: no recipe %s.lua in %s (set PROVIUM_IMAGE_PATH for other "
+                       "directories; built in: default; or give kernel= and initrd=)",
+                       name, name, searched);
+                return -ENOENT;
+        }
+        r = plan_recipe(name, recipe, images, cache, p, err, errlen);
+        free(recipe);
+        return r;
+}
+
 /* Builds (or, without force, finds) image NAME in the cache. */
 static int image_get(const char *name, bool force, const ImageOptions *opts, Image **ret, char *err,
                      size_t errlen)
 {
-        const char *script_rel = recipe_script(name);
-        const char *cache, *agent = paths_agent();
-        char key[33], *script = NULL, *images = NULL, *dir = NULL, *logpath = NULL;
-        char *log = NULL;
+        const char *cache;
+        char *images = NULL, *dir = NULL, *logpath = NULL, *log = NULL;
         int lockfd = -1, logfd = -1, r, status;
         Image *img = NULL;
+        Plan plan = {0};
         double t0;
 
-        if (!script_rel) {
-                seterr(err, errlen,
-                       "image %s: unknown image (known: default; or give kernel= and initrd=)",
-                       name);
-                return -ENOENT;
-        }
         cache = paths_cache_dir();
         if (!cache) {
                 r = -errno;
@@ -525,9 +587,8 @@ static int image_get(const char *name, bool force, const ImageOptions *opts, Ima
                        paths_cache_dir_wanted(), strerror(-r));
                 return r;
         }
-        script = xasprintf("%s/%s", paths_source_dir(), script_rel);
         images = xasprintf("%s/images", cache);
-        if (!script || !images) {
+        if (!images) {
                 r = -ENOMEM;
                 seterr(err, errlen, "image %s: %s", name, strerror(-r));
                 goto out;
@@ -537,11 +598,11 @@ static int image_get(const char *name, bool force, const ImageOptions *opts, Ima
                 seterr(err, errlen, "image %s: mkdir %s: %s", name, images, strerror(-r));
                 goto out;
         }
-        r = image_key(name, script, agent, cache, key, err, errlen);
+        r = plan_image(name, images, cache, &plan, err, errlen);
         if (r < 0)
                 goto out;
-        dir = xasprintf("%s/%s-%s", images, name, key);
-        logpath = xasprintf("%s/%s-%s.log", images, name, key);
+        dir = xasprintf("%s/%s-%s", images, name, plan.key);
+        logpath = xasprintf("%s/%s-%s.log", images, name, plan.key);
         if (!dir || !logpath) {
                 r = -ENOMEM;
                 seterr(err, errlen, "image %s: %s", name, strerror(-r));
@@ -550,7 +611,7 @@ static int image_get(const char *name, bool force, const ImageOptions *opts, Ima
 
         /* Fast path: a complete entry needs no lock (it only ever appears by rename). */
         if (!force) {
-                r = image_load(name, dir, key, &img);
+                r = image_load(name, dir, plan.key, &img);
                 if (r >= 0)
                         goto done;
                 if (r != -ENOENT) {
@@ -560,7 +621,7 @@ static int image_get(const char *name, bool force, const ImageOptions *opts, Ima
                 }
         }
 
-        lockfd = lock_entry(images, name, key);
+        lockfd = lock_entry(images, name, plan.key, opts, logpath);
         if (lockfd < 0) {
                 r = lockfd;
                 seterr(err, errlen, "image %s: lock %s.lock: %s", name, dir, strerror(-r));
@@ -568,12 +629,12 @@ static int image_get(const char *name, bool force, const ImageOptions *opts, Ima
         }
         /* Another process may have built it while this one waited. */
         if (!force) {
-                r = image_load(name, dir, key, &img);
+                r = image_load(name, dir, plan.key, &img);
                 if (r >= 0)
                         goto done;
         }
 
-        progress(opts, name, "building (key %.12s, agent %s); output in %s", key, agent, logpath);
+        progress(opts, name, "building (key %.12s); output in %s", plan.key, logpath);
         logfd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (logfd < 0) {
                 r = -errno;
@@ -581,25 +642,25 @@ static int image_get(const char *name, bool force, const ImageOptions *opts, Ima
                 goto out;
         }
         t0 = now_s();
-        status = run_script(script, (const char *const[]){dir, agent, NULL}, cache, logfd, logfd);
+        status = plan_build(&plan, name, dir, cache, logfd, err, errlen);
         if (status < 0) {
                 r = status;
-                seterr(err, errlen, "image %s: cannot run bash %s: %s", name, script, strerror(-r));
                 goto out;
         }
         if (status != 0) {
                 char st_text[64], *prefix;
-                describe_status(status, st_text, sizeof st_text);
+                script_describe_status(status, st_text, sizeof st_text);
                 prefix = xasprintf("image %s: build failed (%s; full log %s); last lines:", name,
                                    st_text, logpath);
-                if (read_file_all(logpath, &log) < 0)
+                if (script_read_file(logpath, &log) < 0)
                         log = NULL;
-                seterr_tail(err, errlen, prefix ? prefix : "", log ? log : "", IMAGE_LOG_LINES);
+                script_seterr_tail(err, errlen, prefix ? prefix : "", log ? log : "",
+                                   IMAGE_LOG_LINES);
                 free(prefix);
                 r = -EIO;
                 goto out;
         }
-        r = image_load(name, dir, key, &img);
+        r = image_load(name, dir, plan.key, &img);
         if (r < 0) {
                 seterr(err, errlen, "image %s: build left no usable image in %s: %s", name, dir,
                        strerror(-r));
@@ -622,6 +683,7 @@ done:
         r = 0;
 out:
         image_free(img);
+        plan_clear(&plan);
         if (logfd >= 0)
                 (void) close(logfd);
         if (lockfd >= 0)
@@ -630,7 +692,6 @@ out:
         free(logpath);
         free(dir);
         free(images);
-        free(script);
         return r;
 }
 
@@ -669,16 +730,16 @@ static int image_custom(const char *name, const ImageOptions *opts, Image **ret,
                 seterr(err, errlen, "image %s: %s", name, strerror(-r));
                 goto out;
         }
-        hash_field(st, "provium-image-custom", "1", 1);
-        hash_field(st, "cmdline", cmdline, strlen(cmdline));
+        keyhash_field(st, "provium-image-custom", "1", 1);
+        keyhash_field(st, "cmdline", cmdline, strlen(cmdline));
         for (int i = 0; i < 2 && r >= 0; i++)
                 if (real[i])
-                        r = hash_file(st, i ? "initrd" : "kernel", real[i]);
+                        r = keyhash_file(st, i ? "initrd" : "kernel", real[i]);
         if (r < 0) {
                 seterr(err, errlen, "image %s: hashing: %s", name, strerror(-r));
                 goto out;
         }
-        hex128(XXH3_128bits_digest(st), key);
+        keyhash_hex(st, key);
 
         img = calloc(1, sizeof *img);
         if (!img) {
