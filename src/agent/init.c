@@ -7,8 +7,16 @@
  * /lib/modules/provium.ondemand lists modules shipped but never loaded at boot (sch_netem):
  * modules_load_ondemand() loads one when an op first needs it.
  *
- * Sections: logging, mounts, modules, exit (shutting down is power.c's).
+ * Root disk: with provium.root=ext4 on the command line (the host adds it when the image has a
+ * root disk), init_pid1() mounts the virtio disk with serial "provium-root" read-only under a
+ * tmpfs overlay and switches root to it, as switch_root does (the initramfs stays underneath).
+ * The disk holds the same tree as the initramfs plus the image's packages; any failure there
+ * powers off with the failed step on the console.
+ *
+ * Sections: logging, command line, mounts, modules, root disk, exit (shutting down is
+ * power.c's).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -35,6 +43,12 @@
 #define MODULES_ONDEMAND "/lib/modules/provium.ondemand"
 #define MODULES_CONSOLE  "virtio_console" /* the last module the ports need */
 #define MODULES_DEFER_MS 2000             /* load the rest by then even without a hello */
+
+#define ROOT_LOWER   "/.provium/lower" /* the disk, read-only */
+#define ROOT_RW      "/.provium/rw"    /* tmpfs with the overlay's upper and work dirs */
+#define ROOT_NEW     "/.provium/root"  /* the overlay, then / */
+#define ROOT_SERIAL  "provium-root"    /* the disk's virtio serial (src/host/vm.c) */
+#define ROOT_WAIT_MS 5000              /* for the disk to appear after virtio_blk loads */
 
 /* ---- logging ---- */
 
@@ -65,26 +79,56 @@ void init_ensure_stdio(void)
         }
 }
 
+/* ---- command line ---- */
+
+/* Copies the value of the kernel parameter key (key=value) to val. Returns true when present. */
+static bool cmdline_get(const char *key, char *val, size_t n)
+{
+        char buf[4096];
+        int fd = open("/proc/cmdline", O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return false;
+        ssize_t len = read(fd, buf, sizeof buf - 1);
+        (void) close(fd);
+        if (len <= 0)
+                return false;
+        buf[len] = 0;
+        size_t klen = strlen(key);
+        char *save = NULL;
+        for (char *t = strtok_r(buf, " \n", &save); t; t = strtok_r(NULL, " \n", &save))
+                if (strncmp(t, key, klen) == 0 && t[klen] == '=') {
+                        (void) snprintf(val, n, "%s", t + klen + 1);
+                        return true;
+                }
+        return false;
+}
+
 bool init_debug_requested(bool pid1)
 {
         const char *e = getenv("PROVIUM_AGENT_DEBUG");
         if (e && strcmp(e, "1") == 0)
                 return true;
-        if (!pid1)
-                return false;
-        char buf[4096];
-        int fd = open("/proc/cmdline", O_RDONLY | O_CLOEXEC);
+        char v[8];
+        return pid1 && cmdline_get("provium.debug", v, sizeof v) && strcmp(v, "1") == 0;
+}
+
+/* Reads the first line of a small file into buf, without the newline and trailing blanks.
+ * Returns 0 or -errno. */
+static int read_line(const char *path, char *buf, size_t n)
+{
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0)
-                return false;
-        ssize_t n = read(fd, buf, sizeof buf - 1);
+                return -errno;
+        ssize_t len = read(fd, buf, n - 1);
+        int err = errno;
         (void) close(fd);
-        if (n <= 0)
-                return false;
-        buf[n] = 0;
-        for (char *t = strtok(buf, " \n"); t; t = strtok(NULL, " \n"))
-                if (strcmp(t, "provium.debug=1") == 0)
-                        return true;
-        return false;
+        if (len < 0)
+                return -err;
+        buf[len] = 0;
+        buf[strcspn(buf, "\n")] = 0;
+        for (len = (ssize_t) strlen(buf); len > 0 && (buf[len - 1] == ' ' || buf[len - 1] == '\t');)
+                buf[--len] = 0;
+        return 0;
 }
 
 /* ---- mounts ---- */
@@ -306,6 +350,168 @@ int modules_load_ondemand(const char *name)
         return r;
 }
 
+/* Loads the module called name from MODULES_ORDER now, ahead of its turn (the background
+ * thread's later attempt gets EEXIST, which counts as loaded). Returns 0 or -errno. */
+static int modules_load_listed(const char *name)
+{
+        FILE *f = fopen(MODULES_ORDER, "re");
+        if (!f)
+                return -errno;
+        char line[4096];
+        int r = -ENOENT;
+        while (r == -ENOENT && fgets(line, sizeof line, f)) {
+                line[strcspn(line, "\r\n")] = 0;
+                if (module_is(line, name))
+                        r = init_load_module(line[0] == '/' ? line + 1 : line);
+        }
+        (void) fclose(f);
+        return r;
+}
+
+/* ---- root disk ---- */
+
+/* Logs which step failed and why, then powers off: a guest without its root must not serve. */
+__attribute__((format(printf, 2, 3))) static _Noreturn void root_fail(int err, const char *fmt, ...)
+{
+        char what[512];
+        va_list ap;
+        va_start(ap, fmt);
+        (void) vsnprintf(what, sizeof what, fmt, ap);
+        va_end(ap);
+        agent_log("root disk: %s: %s", what, strerror(err));
+        init_exit(true, 1);
+}
+
+static void root_mkdir(const char *dir)
+{
+        if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+                root_fail(errno, "mkdir %s", dir);
+}
+
+static void root_mount(const char *src, const char *dir, const char *type, unsigned long flags,
+                       const char *data)
+{
+        root_mkdir(dir);
+        if (mount(src, dir, type, flags, data) < 0)
+                root_fail(errno, "mount %s on %s (%s)", src, dir, type ? type : "move");
+}
+
+/* Writes "/dev/vdX" of the disk with serial ROOT_SERIAL to path once both its sysfs entry and
+ * its device node exist. Returns 0, -ENOENT while it is not there, or -errno. */
+static int root_find_once(char *path, size_t n)
+{
+        DIR *d = opendir("/sys/block");
+        if (!d)
+                return -errno;
+        int r = -ENOENT;
+        struct dirent *e;
+        while (r == -ENOENT && (errno = 0, e = readdir(d))) {
+                char p[300], serial[64];
+                if (strncmp(e->d_name, "vd", 2) != 0)
+                        continue;
+                (void) snprintf(p, sizeof p, "/sys/block/%s/serial", e->d_name);
+                if (read_line(p, serial, sizeof serial) < 0 || strcmp(serial, ROOT_SERIAL) != 0)
+                        continue;
+                (void) snprintf(path, n, "/dev/%s", e->d_name);
+                if (access(path, F_OK) == 0)
+                        r = 0;
+        }
+        if (!e && errno != 0)
+                r = -errno;
+        (void) closedir(d);
+        return r;
+}
+
+/* The disk appears asynchronously after virtio_blk loads: polls for it up to ROOT_WAIT_MS. */
+static void root_find(char *path, size_t n)
+{
+        int64_t until = agent_now_ns() + ROOT_WAIT_MS * 1000000LL;
+        int r;
+        while ((r = root_find_once(path, n)) == -ENOENT && agent_now_ns() < until) {
+                struct timespec ts = {.tv_nsec = 5 * 1000000L};
+                (void) nanosleep(&ts, NULL);
+        }
+        if (r == -ENOENT)
+                root_fail(ENODEV, "no disk with serial %s after %d ms", ROOT_SERIAL, ROOT_WAIT_MS);
+        if (r < 0)
+                root_fail(-r, "look for the disk in /sys/block");
+}
+
+static void root_mount_overlay(const char *dev)
+{
+        root_mkdir("/.provium");
+        root_mount(dev, ROOT_LOWER, "ext4", MS_RDONLY, "noload");
+        root_mount("tmpfs", ROOT_RW, "tmpfs", 0, "mode=0755");
+        root_mkdir(ROOT_RW "/upper");
+        root_mkdir(ROOT_RW "/work");
+        root_mount("overlay", ROOT_NEW, "overlay", 0,
+                   "lowerdir=" ROOT_LOWER ",upperdir=" ROOT_RW "/upper,workdir=" ROOT_RW "/work");
+}
+
+/* Moves the API mounts into the new root and makes it / (the initramfs cannot be pivoted). */
+static void root_switch(void)
+{
+        static const char *const moved[] = {"/dev", "/proc", "/sys", "/tmp", "/run"};
+        for (size_t i = 0; i < ELEMENTSOF(moved); i++) {
+                char dir[64];
+                (void) snprintf(dir, sizeof dir, ROOT_NEW "%s", moved[i]);
+                root_mount(moved[i], dir, NULL, MS_MOVE, NULL);
+        }
+        if (chdir(ROOT_NEW) < 0)
+                root_fail(errno, "chdir %s", ROOT_NEW);
+        if (mount(".", "/", NULL, MS_MOVE, NULL) < 0)
+                root_fail(errno, "mount %s on / (move)", ROOT_NEW);
+        if (chroot(".") < 0)
+                root_fail(errno, "chroot %s", ROOT_NEW);
+        if (chdir("/") < 0)
+                root_fail(errno, "chdir /");
+}
+
+static long long ms_since(int64_t t0, int64_t t1)
+{
+        return (long long) ((t1 - t0) / 1000000);
+}
+
+/* Switches to the root disk when the command line asks for one. */
+static void init_root(void)
+{
+        char kind[16], dev[300];
+        if (!cmdline_get("provium.root", kind, sizeof kind))
+                return;
+        int64_t t[5];
+        t[0] = agent_now_ns();
+        if (strcmp(kind, "ext4") != 0)
+                root_fail(EINVAL, "provium.root=%s (only ext4 is known)", kind);
+        int r = modules_load_listed("virtio_blk");
+        if (r < 0)
+                root_fail(-r, "load virtio_blk from %s", MODULES_ORDER);
+        t[1] = agent_now_ns();
+        if ((r = modules_load_ondemand("overlay")) < 0)
+                root_fail(-r, "load overlay from %s", MODULES_ONDEMAND);
+        t[2] = agent_now_ns();
+        root_find(dev, sizeof dev);
+        t[3] = agent_now_ns();
+        root_mount_overlay(dev);
+        root_switch();
+        t[4] = agent_now_ns();
+        if (init_debug_requested(true))
+                agent_log("root disk %s: switched root in %lld ms (virtio_blk %lld, overlay %lld, "
+                          "disk found %lld, mounts %lld)",
+                          dev, ms_since(t[0], t[4]), ms_since(t[0], t[1]), ms_since(t[1], t[2]),
+                          ms_since(t[2], t[3]), ms_since(t[3], t[4]));
+}
+
+/* Any image may name its host in /etc/hostname (recipes write it). */
+static void init_hostname(void)
+{
+        char name[256];
+        int r = read_line("/etc/hostname", name, sizeof name);
+        if (r < 0 && r != -ENOENT)
+                agent_log("read /etc/hostname: %s", strerror(-r));
+        if (r == 0 && name[0] && sethostname(name, strlen(name)) < 0)
+                agent_log("sethostname %s: %s", name, strerror(errno));
+}
+
 /* The loopback interface comes up like on any system: services listen on 127.0.0.1. */
 static void init_loopback(void)
 {
@@ -330,6 +536,8 @@ void init_pid1(void)
                 agent_log("chdir /: %s", strerror(errno));
         init_modules();
         init_modules_ns = agent_now_ns();
+        init_root();
+        init_hostname();
 }
 
 /* ---- exit ---- */
