@@ -1,0 +1,148 @@
+-- Recipe images in the cache: reused while the recipe and its inputs stay the same, rebuilt
+-- exactly when they change; one build when two runs ask at once; bad recipes get errors that
+-- name the recipe and line, and leave nothing in the cache. Driven through `provium image`, as
+-- a user would. Each run's recipe is unique (its run id), so each run builds for real.
+local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
+local st = dofile(here .. "/lib/selftest.lua")(here)
+
+local dir = st.sh("mktemp -d /tmp/provium-recipes-XXXXXX"):gsub("%s+$", "")
+local run_id = dir:match("XXXXXX$") or dir:sub(-6)
+local name = "cachetest-" .. run_id:lower():gsub("[^a-z0-9]", "x")
+local pname = name:gsub("%p", "%%%0") -- name as a Lua pattern
+
+local function write(path, text)
+    local f = assert(io.open(path, "w"))
+    f:write(text)
+    f:close()
+end
+
+local function recipe(extra)
+    write(dir .. "/images/" .. name .. ".lua", string.format([[
+-- a recipe made by image_cache.test.lua
+packages { "hello" }
+copy("/etc/greeting", "greeting.txt")
+write("/etc/run-id", %q)
+%s
+]], run_id, extra or ""))
+end
+
+local function build(args)
+    return st.sh(string.format("cd %s && %s image build %s", dir, provium.executable, args or name))
+end
+
+-- "<name> <key> <dir>" from a successful build's stdout.
+local function key_of(out)
+    return out:match(pname .. " (%x+) ")
+end
+
+local images = '"${XDG_CACHE_HOME:-$HOME/.cache}/provium/images"'
+
+-- Directories in the cache for image n: complete entries and half-built ones alike.
+local function entries(n)
+    local out = st.sh("ls -d " .. images .. "/" .. (n or name) .. "-* 2>/dev/null || true")
+    local count = 0
+    for line in out:gmatch("[^\n]+") do
+        if not line:match("%.lock$") and not line:match("%.log$") and not line:match("%.json$") then
+            count = count + 1
+        end
+    end
+    return count
+end
+
+st.sh("mkdir -p " .. dir .. "/images")
+write(dir .. "/images/greeting.txt", "hello from the host\n")
+
+local first
+test("a new recipe is built, then found in the cache", function(t)
+    recipe()
+    local out, code = build()
+    t:eq(code, 0, out)
+    t:match(out, "building")
+    first = key_of(out)
+    t:ok(first, out)
+    out, code = build()
+    t:eq(code, 0, out)
+    t:ok(not out:find("building"), "second build reuses the entry: " .. out)
+    t:eq(key_of(out), first)
+end)
+
+test("touching the recipe reuses the entry; editing it or a copied file rebuilds", function(t)
+    st.sh("touch " .. dir .. "/images/" .. name .. ".lua")
+    local out = build()
+    t:eq(key_of(out), first, out)
+    t:ok(not out:find("building"), out)
+
+    recipe("-- a comment is part of the recipe's content")
+    out = build()
+    local edited = key_of(out)
+    t:ok(edited and edited ~= first, out)
+    t:match(out, "building")
+
+    recipe()
+    write(dir .. "/images/greeting.txt", "changed on the host\n")
+    out = build()
+    local changed = key_of(out)
+    t:ok(changed and changed ~= first and changed ~= edited, out)
+    t:match(out, "building")
+
+    write(dir .. "/images/greeting.txt", "hello from the host\n")
+    out = build()
+    t:eq(key_of(out), first, "back to the first inputs, back to the first entry")
+    t:ok(not out:find("building"), out)
+end)
+
+test("two runs asking for the same new image at once: one builds, the other waits", function(t)
+    recipe('write("/etc/concurrent", "yes")')
+    local out = st.sh(string.format(
+        "cd %s && (%s image build %s > a.out 2>&1 & %s image build %s > b.out 2>&1 & wait); cat a.out b.out",
+        dir, provium.executable, name, provium.executable, name))
+    local _, builds = out:gsub("provium: image " .. pname .. ": building", "")
+    t:eq(builds, 1, out)
+    local _, waits = out:gsub("another process is building it", "")
+    local _, done = out:gsub(pname .. " %x+ /", "")
+    t:eq(done, 2, out)
+    t:ok(waits <= 1, out)
+end)
+
+local function bad(t, body, want)
+    local before = entries()
+    write(dir .. "/images/bad.lua", "-- line 1\n" .. body .. "\n")
+    local out, code = build("bad")
+    t:eq(code, 1, out)
+    t:match(out, want)
+    t:eq(entries(), before)
+    t:eq(entries("bad"), 0, "nothing cached for the bad recipe")
+    t:eq(st.sh("ls -a " .. images .. " | grep -c '^%.resolve' || true"), "0\n", "no resolver leftovers")
+end
+
+test("an unknown package is named with its line", function(t)
+    bad(t, 'packages { "hello" }\npackages { "no-such-package-provium" }',
+        "images/bad%.lua:3: package 'no%-such%-package%-provium' is not in apt's package lists")
+end)
+
+test("a package for another architecture is named with its line", function(t)
+    bad(t, 'packages { "hello:arm64" }', "images/bad%.lua:2: package 'hello:arm64'.*amd64")
+end)
+
+test("a Lua error in the recipe is reported with its line", function(t)
+    bad(t, 'local x = nil\nx.y = 1', "images/bad%.lua:3: attempt to index a nil value")
+end)
+
+test("a copy from a path that does not exist names the recipe line and the path", function(t)
+    bad(t, 'copy("/etc/x", "no-such-file.txt")',
+        "images/bad%.lua:2: copy /etc/x: source .*no%-such%-file%.txt: No such file or directory")
+end)
+
+test("an unknown kernel module is named with its line", function(t)
+    bad(t, 'modules { "no_such_module" }', "images/bad%.lua:2: module 'no_such_module' is not in kernel")
+end)
+
+test("image ls lists the recipe's entries and image rm removes them", function(t)
+    local out = st.sh(provium.executable .. " image ls")
+    t:match(out, pname)
+    out = st.sh(provium.executable .. " image rm " .. name)
+    t:match(out, "removed image " .. pname)
+    t:eq(entries(), 0)
+    t:ok(not st.sh(provium.executable .. " image ls"):find(name, 1, true))
+    st.sh("rm -rf " .. dir)
+end)
