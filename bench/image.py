@@ -66,6 +66,14 @@ def manifest(d):
         return dict(l.rstrip("\n").split("=", 1) for l in f if "=" in l)
 
 
+def threshold():
+    with open(os.path.join(HERE, "..", "src", "host", "image.c")) as f:
+        for line in f:
+            if line.startswith("#define IMAGE_PACK_THRESHOLD"):
+                return line.split(None, 2)[2].strip()
+    return "?"
+
+
 def boot_ms(provium, image, out, i, env):
     evfile = os.path.join(out, "image-boot-%s-%d.events" % (image, i))
     e = dict(env, BENCH_IMAGE=image)
@@ -160,18 +168,19 @@ def main():
                      ("redis_i", "redis-server, initramfs"), ("redis_d", "redis-server, disk")):
         v = med(boots[names[k]])
         lines.append("  %-46s %10s  %+.0f ms beside default" % ("%s (tree %.0f MiB)" % (label, mb(k)), "%.0f ms" % v, v - bd))
-    # where initramfs and disk cost the same, on the line through the two measured sizes
-    di = [(sizes["hello_i"], med(boots[names["hello_i"]])), (sizes["redis_i"], med(boots[names["redis_i"]]))]
-    dd = [(sizes["hello_d"], med(boots[names["hello_d"]])), (sizes["redis_d"], med(boots[names["redis_d"]]))]
-    si = (di[1][1] - di[0][1]) / max(1, di[1][0] - di[0][0])
-    sd = (dd[1][1] - dd[0][1]) / max(1, dd[1][0] - dd[0][0])
-    if si > sd:
-        x = di[0][0] + (dd[0][1] - di[0][1]) / (si - sd)
+    # A root disk's boot does not depend on its size (only what is read is read): its cost is
+    # the median of every disk boot. An initramfs's grows with its size (the kernel unpacks all
+    # of it into RAM): the line through the two sizes. They cross at the threshold.
+    disk = med(boots[names["hello_d"]] + boots[names["redis_d"]] + boots[names["redis"]])
+    (s0, b0), (s1, b1) = [(sizes[k], med(boots[names[k]])) for k in ("hello_i", "redis_i")]
+    slope = (b1 - b0) / max(1, s1 - s0)
+    lines.append("  root disk, any size (all disk boots): %.0f ms; initramfs: %.1f ms per MiB" % (
+        disk, slope * 2**20))
+    if slope > 0:
+        x = s0 + (disk - b0) / slope
         raw["crossover_bytes"] = x
-        lines.append("  initramfs costs %.1f ms/MiB, disk %.1f ms/MiB: equal at a tree of %.0f MiB" % (
-            si * 2**20, sd * 2**20, x / 2**20))
-    else:
-        lines.append("  initramfs costs %.1f ms/MiB, disk %.1f ms/MiB: no crossover measured" % (si * 2**20, sd * 2**20))
+        lines.append("  they cost the same at a tree of %.0f MiB (IMAGE_PACK_THRESHOLD in image.c: %s)" % (
+            x / 2**20, threshold()))
     table = "\n".join(lines) + "\n"
     sys.stdout.write(table)
     with open(os.path.join(out, "table-image.txt"), "w") as f:

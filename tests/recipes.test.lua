@@ -34,3 +34,22 @@ test("the guest's root is writable without touching the image", function(t)
     t:eq(server:read_file("/usr/share/provium-test"), "written\n")
     t:eq(client:run("test -e /usr/share/provium-test").code, 1, "the other VM does not see it")
 end)
+
+-- A fixture of a root-disk image: the clones come back with the disk attached and the service
+-- running, each with its own writable layer.
+local function with_redis(vm)
+    vm:run_async("redis-server /etc/redis/provium.conf")
+    vm:wait_for_port(6379, 30)
+    vm:run("redis-cli set from fixture"):assert_ok()
+end
+
+test("a fixture of the image restores with its service running, clones independent", function(t)
+    local a = provium:vm_fixture("redis-up", with_redis, { image = "redis" })
+    local b = provium:vm_fixture("redis-up", with_redis, { image = "redis" })
+    t:eq(a:run("redis-cli get from"):assert_ok().stdout, "fixture\n")
+    b:run("redis-cli set from b"):assert_ok()
+    b:write_file("/etc/motd", "b's\n")
+    t:eq(a:run("redis-cli get from"):assert_ok().stdout, "fixture\n")
+    t:eq(a:read_file("/etc/motd"), "Provium's redis image\n")
+    t:match(a:read_file("/proc/mounts"), "\noverlay / overlay ")
+end)
