@@ -6,6 +6,7 @@
 #include <net/if.h>
 #include <sched.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -13,6 +14,8 @@
 
 static char error[256] = "the file runner has no network namespace of its own";
 static int host_fd = -1; /* the namespace the runner started in (the host's), or -1 */
+
+#define HOST_NETNS_ENV "PROVIUM_HOST_NETNS"
 
 static int loopback_up(void)
 {
@@ -48,12 +51,57 @@ int netns_enter_private(void)
                 return r;
         }
         error[0] = 0;
+        /* Processes the tests start (a nested provium building an image) inherit the private
+         * namespace; this tells them where the host's is, for as long as this runner lives. An
+         * outer runner's word stands: that one is the real host's. */
+        if (host_fd >= 0) {
+                char path[64];
+                snprintf(path, sizeof path, "/proc/%ld/fd/%d", (long) getpid(), host_fd);
+                if (setenv(HOST_NETNS_ENV, path, 0) < 0)
+                        return -errno;
+        }
         return 0;
 }
 
 int netns_host_fd(void)
 {
         return host_fd;
+}
+
+/* The outermost runner's host namespace ($PROVIUM_HOST_NETNS), else this runner's. */
+static int real_host_fd(void)
+{
+        static int fd = -1;
+        const char *path = getenv(HOST_NETNS_ENV);
+
+        if (fd < 0 && path)
+                fd = open(path, O_RDONLY | O_CLOEXEC);
+        return fd >= 0 ? fd : host_fd;
+}
+
+int netns_enter_host(void)
+{
+        int host = real_host_fd(), saved;
+
+        if (host < 0)
+                return -1;
+        saved = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+        if (saved < 0)
+                return -1;
+        if (setns(host, CLONE_NEWNET) < 0) {
+                (void) close(saved);
+                return -1;
+        }
+        return saved;
+}
+
+void netns_return(int saved)
+{
+        if (saved < 0)
+                return;
+        if (setns(saved, CLONE_NEWNET) < 0)
+                abort(); /* staying in the host's namespace would put bridges there */
+        (void) close(saved);
 }
 
 const char *netns_error(void)

@@ -13,3 +13,11 @@ const char *netns_error(void);
 /* An fd (O_CLOEXEC, open for the runner's life) of the network namespace the runner came from,
  * opened just before netns_enter_private() left it; -1 if that failed or it was never called. */
 int netns_host_fd(void);
+
+/* Moves the calling thread into the host's namespace (the outermost runner's netns_host_fd,
+ * which $PROVIUM_HOST_NETNS names for the processes tests start), so that the children it
+ * starts reach the network: image builds download packages. Returns the fd to hand to
+ * netns_return() afterwards, or -1 when the thread stays where it is (no host namespace known,
+ * or it cannot be entered: the child then fails with a network error of its own). */
+int netns_enter_host(void);
+void netns_return(int saved);

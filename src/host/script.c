@@ -1,5 +1,6 @@
 /* script.c: running the image build scripts and reading their output (see script.h). */
 #include "script.h"
+#include "netns.h"
 #include "strfmt.h"
 
 #include <assert.h>
@@ -126,8 +127,12 @@ int script_run(const char *interp, const char *script, const char *const *args, 
                 r = posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
         if (r == 0)
                 r = posix_spawn_file_actions_adddup2(&fa, err_fd, 2);
-        if (r == 0)
+        if (r == 0) {
+                /* in the host's network namespace: builds download packages */
+                int saved = netns_enter_host();
                 r = posix_spawnp(&pid, interp, &fa, NULL, (char *const *) argv, envp);
+                netns_return(saved);
+        }
         (void) posix_spawn_file_actions_destroy(&fa);
         free(envp);
         free(cache_env);
