@@ -66,6 +66,21 @@ test("a new recipe is built, then found in the cache", function(t)
     t:eq(key_of(out), first)
 end)
 
+test("a test file boots the recipe beside it, from any working directory, with an event", function(t)
+    write(dir .. "/boot.test.lua", string.format([[
+test("boots", function(t)
+    local vm = provium:vm("v", %q):boot()
+    t:eq(vm:read_file("/etc/greeting"), "hello from the host\n")
+    t:match(vm:run("hello"):assert_ok().stdout, "Hello, world!")
+end)
+]], name))
+    local out, code = st.sh(string.format("cd / && %s --accel tcg --events %s/ev.mp %s/boot.test.lua",
+                                          provium.executable, dir, dir))
+    t:eq(code, 0, out)
+    t:eq(st.count_events(dir .. "/ev.mp", "image.resolve"), 1, out)
+    t:ok(not out:find("building"), "found in the cache: " .. out)
+end)
+
 test("touching the recipe reuses the entry; editing it or a copied file rebuilds", function(t)
     st.sh("touch " .. dir .. "/images/" .. name .. ".lua")
     local out = build()

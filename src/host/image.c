@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "events.h"
 #include "keyhash.h"
 #include "paths.h"
 #include "recipe.h"
@@ -571,6 +572,21 @@ static int plan_image(const char *name, const char *images, const char *cache, P
         return r;
 }
 
+static void emit_resolve(const char *name, const Plan *p, const char *dir, bool built,
+                         uint64_t start_ns, int r, const char *err)
+{
+        EventBuilder ev;
+        event_begin(&ev, "image.resolve", 7);
+        proto_kv_str(&ev.w, "image", name);
+        proto_kv_str(&ev.w, "key", p->key);
+        proto_kv_str(&ev.w, "dir", r >= 0 && dir ? dir : "");
+        proto_kv_bool(&ev.w, "built", built);
+        proto_kv_bool(&ev.w, "ok", r >= 0);
+        proto_kv_str(&ev.w, "error", r >= 0 ? "" : err);
+        proto_kv_uint(&ev.w, "duration_ns", events_mono_ns() - start_ns);
+        event_end(&ev);
+}
+
 /* Builds (or, without force, finds) image NAME in the cache. */
 static int image_get(const char *name, bool force, const ImageOptions *opts, Image **ret, char *err,
                      size_t errlen)
@@ -580,6 +596,8 @@ static int image_get(const char *name, bool force, const ImageOptions *opts, Ima
         int lockfd = -1, logfd = -1, r, status;
         Image *img = NULL;
         Plan plan = {0};
+        uint64_t start_ns = events_mono_ns();
+        bool built = false;
         double t0;
 
         cache = paths_cache_dir();
@@ -644,6 +662,7 @@ static int image_get(const char *name, bool force, const ImageOptions *opts, Ima
                 goto out;
         }
         t0 = now_s();
+        built = true;
         status = plan_build(&plan, name, dir, cache, logfd, err, errlen);
         if (status < 0) {
                 r = status;
@@ -684,6 +703,7 @@ done:
         img = NULL;
         r = 0;
 out:
+        emit_resolve(name, &plan, dir, built, start_ns, r, err);
         image_free(img);
         plan_clear(&plan);
         if (logfd >= 0)
