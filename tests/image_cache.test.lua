@@ -22,6 +22,8 @@ local function recipe(extra)
 packages { "hello" }
 copy("/etc/greeting", "greeting.txt")
 write("/etc/run-id", %q)
+modules { "dummy" }
+cmdline "provium.cachetest=1"
 %s
 ]], run_id, extra or ""))
 end
@@ -66,12 +68,14 @@ test("a new recipe is built, then found in the cache", function(t)
     t:eq(key_of(out), first)
 end)
 
-test("a test file boots the recipe beside it, from any working directory, with an event", function(t)
+test("a test file boots the recipe beside it (files, package, module, cmdline), with an event", function(t)
     write(dir .. "/boot.test.lua", string.format([[
 test("boots", function(t)
     local vm = provium:vm("v", %q):boot()
     t:eq(vm:read_file("/etc/greeting"), "hello from the host\n")
     t:match(vm:run("hello"):assert_ok().stdout, "Hello, world!")
+    vm:wait_for_file("/sys/module/dummy", 20) -- recipe modules load at boot, after the base's
+    t:match(vm:read_file("/proc/cmdline"), "cryptomgr.notests provium.cachetest=1")
 end)
 ]], name))
     local out, code = st.sh(string.format("cd / && %s --accel tcg --events %s/ev.mp %s/boot.test.lua",

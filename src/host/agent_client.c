@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "connect.h"
 #include "events.h"
@@ -52,10 +53,23 @@ static void leave(AgentClient *c)
                 destroy(c);
 }
 
-/* Request ids are unique across every client of the process: after vm:restore the guest's agent
- * can still hold requests of the connection that saved the state, and their late frames must not
- * match a new request. */
-static uint64_t next_request_id = 1;
+/* Request ids are unique across every client of the process, and across processes: after a
+ * restore the guest's agent can still hold requests of the connection that saved the state (a
+ * fixture's service started with run_async, in another process), so a new request must not
+ * reuse their ids, and their late frames must not match one. Each process starts at the wall
+ * clock in microseconds: a process issues far fewer than one request a microsecond, so the ids
+ * any earlier process issued are all below it. */
+static uint64_t next_request_id;
+
+static uint64_t request_id_next(void)
+{
+        if (next_request_id == 0) {
+                struct timespec ts;
+                (void) clock_gettime(CLOCK_REALTIME, &ts);
+                next_request_id = (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
+        }
+        return next_request_id++;
+}
 
 static void on_handle_closed(uv_handle_t *h)
 {
@@ -324,7 +338,7 @@ ProtoWriter *agent_frame_begin(AgentClient *c, uint32_t npairs)
 
 ProtoWriter *agent_request_begin(AgentClient *c, AgentRequest *req, const char *op, uint32_t nargs)
 {
-        req->id = next_request_id++;
+        req->id = request_id_next();
         ProtoWriter *w = agent_frame_begin(c, nargs + 2);
         proto_kv_uint(w, "id", req->id);
         proto_kv_str(w, "op", op);

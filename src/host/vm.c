@@ -387,9 +387,17 @@ static void on_clock_set(AgentRequest *req, int status, const msgpack_object *re
                 return;
         if (status == 0 && proto_get_bool(reply, "ok", &ok) == 1 && ok)
                 return boot_done(vm, 0, NULL);
-        char msg[256];
-        snprintf(msg, sizeof msg, "vm %s: restore: setting the guest clock failed%s%s", vm->name,
-                 status < 0 ? ": " : "", status < 0 ? strerror(-status) : "");
+        char msg[512], why[256] = "";
+        if (status < 0)
+                snprintf(why, sizeof why, ": %s", strerror(-status));
+        else if (reply) {
+                const char *m = NULL;
+                size_t n = 0;
+                if (proto_get_bytes(reply, "msg", &m, &n) == 1)
+                        snprintf(why, sizeof why, ": %.*s", (int) n, m);
+        }
+        snprintf(msg, sizeof msg, "vm %s: restore: setting the guest clock failed%s", vm->name,
+                 why);
         boot_done(vm, status < 0 ? status : -EIO, msg);
 }
 
