@@ -229,11 +229,9 @@ static void resolve_errors(json_t *errors, const json_t *spec, const char *name,
         }
 }
 
-/* Runs the recipe builder's --resolve on spec: the packages' dependency closure with versions
- * (kept in spec "resolved"), and the check of packages and modules against apt and the
- * kernel. */
-static int recipe_resolve(const char *name, Plan *p, const char *images, const char *cache,
-                          char *err, size_t errlen)
+/* Runs the builder's --resolve for p's spec (see recipe_resolve). */
+static int recipe_resolve_run(const char *name, Plan *p, const char *images, const char *cache,
+                              char *err, size_t errlen)
 {
         char *tmp = xasprintf("%s/.resolve-%s-XXXXXX", images, name);
         char *out = NULL, *errtext = NULL;
@@ -291,6 +289,43 @@ out:
         free(out);
         free(errtext);
         free(tmp);
+        return r;
+}
+
+/* What the resolver answered in this process, by its question (packages, modules, base): a
+ * file with several VMs of a recipe asks once. The builder keeps its own memo on disk, checked
+ * against apt's lists, for later processes. */
+static json_t *resolved_memo;
+
+static char *resolve_question(const json_t *spec)
+{
+        json_t *q =
+            json_pack("{s:O, s:O, s:O}", "packages", json_object_get(spec, "packages"), "modules",
+                      json_object_get(spec, "modules"), "base", json_object_get(spec, "base"));
+        char *text = q ? json_dumps(q, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+
+        json_decref(q);
+        return text;
+}
+
+/* The packages' dependency closure with versions (kept in spec "resolved"), and the check of
+ * packages and modules against apt and the kernel. */
+static int recipe_resolve(const char *name, Plan *p, const char *images, const char *cache,
+                          char *err, size_t errlen)
+{
+        char *question = resolve_question(p->spec);
+        json_t *known = question ? json_object_get(resolved_memo, question) : NULL;
+        int r;
+
+        if (known) {
+                free(question);
+                return json_object_set(p->spec, "resolved", known) < 0 ? -ENOMEM : 0;
+        }
+        r = recipe_resolve_run(name, p, images, cache, err, errlen);
+        if (r == 0 && question && (resolved_memo || (resolved_memo = json_object())))
+                (void) json_object_set(resolved_memo, question,
+                                       json_object_get(p->spec, "resolved"));
+        free(question);
         return r;
 }
 
