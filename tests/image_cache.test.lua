@@ -85,6 +85,40 @@ end)
     t:ok(not out:find("building"), "found in the cache: " .. out)
 end)
 
+test("a file goes on while one of its VMs waits for its image to build", function(t)
+    local img = name .. "-async"
+    write(dir .. "/images/" .. img .. ".lua",
+          'packages { "hello" }\nwrite("/etc/run-id", "' .. run_id .. '-async")\n')
+    -- The other VM keeps answering while the image builds: the build runs in the thread pool,
+    -- not on the file's loop. "building" = the build log exists and the entry does not yet.
+    write(dir .. "/async.test.lua", string.format([[
+local function building()
+    local p = io.popen([==[ls %s 2>/dev/null]==])
+    local ls = p:read("a")
+    p:close()
+    return ls:find("%s%%-%%x+%%.log") ~= nil and ls:find("%s%%-%%x+\n") == nil
+end
+local other = provium:vm("other"):boot()
+test("goes on", function(t)
+    local done, during = false, 0
+    provium:parallel(function()
+        provium:vm("new", %q):boot()
+        done = true
+    end, function()
+        while not done do
+            other:run("true"):assert_ok()
+            if building() then during = during + 1 end
+        end
+    end)
+    t:ok(during >= 3, "requests answered during the build: " .. during)
+end)
+]], images, (img:gsub("%p", "%%%0")), (img:gsub("%p", "%%%0")), img))
+    local out, code = st.sh(string.format("%s --accel tcg %s/async.test.lua", provium.executable, dir))
+    t:eq(code, 0, out)
+    t:match(out, "building")
+    st.sh(provium.executable .. " image rm " .. img)
+end)
+
 test("touching the recipe reuses the entry; editing it or a copied file rebuilds", function(t)
     st.sh("touch " .. dir .. "/images/" .. name .. ".lua")
     local out = build()

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +19,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "events.h"
 #include "keyhash.h"
 #include "paths.h"
 #include "recipe.h"
@@ -296,6 +296,7 @@ out:
  * file with several VMs of a recipe asks once. The builder keeps its own memo on disk, checked
  * against apt's lists, for later processes. */
 static json_t *resolved_memo;
+static pthread_mutex_t resolved_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static char *resolve_question(const json_t *spec)
 {
@@ -314,17 +315,23 @@ static int recipe_resolve(const char *name, Plan *p, const char *images, const c
                           char *err, size_t errlen)
 {
         char *question = resolve_question(p->spec);
-        json_t *known = question ? json_object_get(resolved_memo, question) : NULL;
+        json_t *known = NULL;
         int r;
 
+        (void) pthread_mutex_lock(&resolved_lock);
+        if (question)
+                known = json_deep_copy(json_object_get(resolved_memo, question));
+        (void) pthread_mutex_unlock(&resolved_lock);
         if (known) {
                 free(question);
-                return json_object_set(p->spec, "resolved", known) < 0 ? -ENOMEM : 0;
+                return json_object_set_new(p->spec, "resolved", known) < 0 ? -ENOMEM : 0;
         }
         r = recipe_resolve_run(name, p, images, cache, err, errlen);
+        (void) pthread_mutex_lock(&resolved_lock);
         if (r == 0 && question && (resolved_memo || (resolved_memo = json_object())))
-                (void) json_object_set(resolved_memo, question,
-                                       json_object_get(p->spec, "resolved"));
+                (void) json_object_set_new(resolved_memo, question,
+                                           json_deep_copy(json_object_get(p->spec, "resolved")));
+        (void) pthread_mutex_unlock(&resolved_lock);
         free(question);
         return r;
 }
@@ -480,6 +487,31 @@ Image *image_free(Image *img)
         return NULL;
 }
 
+static int dup_field(char **dst, const char *src)
+{
+        *dst = src ? strdup(src) : NULL;
+        return src && !*dst ? -ENOMEM : 0;
+}
+
+Image *image_dup(const Image *img)
+{
+        Image *c = calloc(1, sizeof *c);
+        int r;
+
+        if (!c)
+                return NULL;
+        r = dup_field(&c->name, img->name);
+        r = r < 0 ? r : dup_field(&c->dir, img->dir);
+        r = r < 0 ? r : dup_field(&c->kernel, img->kernel);
+        r = r < 0 ? r : dup_field(&c->initrd, img->initrd);
+        r = r < 0 ? r : dup_field(&c->rootfs, img->rootfs);
+        r = r < 0 ? r : dup_field(&c->cmdline, img->cmdline);
+        r = r < 0 ? r : dup_field(&c->key, img->key);
+        c->size = img->size;
+        c->built = img->built;
+        return r < 0 ? image_free(c) : c;
+}
+
 static char *trim_newlines(char *s)
 {
         size_t n = strlen(s);
@@ -607,21 +639,6 @@ static int plan_image(const char *name, const char *images, const char *cache, P
         return r;
 }
 
-static void emit_resolve(const char *name, const Plan *p, const char *dir, bool built,
-                         uint64_t start_ns, int r, const char *err)
-{
-        EventBuilder ev;
-        event_begin(&ev, "image.resolve", 7);
-        proto_kv_str(&ev.w, "image", name);
-        proto_kv_str(&ev.w, "key", p->key);
-        proto_kv_str(&ev.w, "dir", r >= 0 && dir ? dir : "");
-        proto_kv_bool(&ev.w, "built", built);
-        proto_kv_bool(&ev.w, "ok", r >= 0);
-        proto_kv_str(&ev.w, "error", r >= 0 ? "" : err);
-        proto_kv_uint(&ev.w, "duration_ns", events_mono_ns() - start_ns);
-        event_end(&ev);
-}
-
 /* Builds (or, without force, finds) image NAME in the cache. */
 static int image_get(const char *name, bool force, const ImageOptions *opts, Image **ret, char *err,
                      size_t errlen)
@@ -631,7 +648,6 @@ static int image_get(const char *name, bool force, const ImageOptions *opts, Ima
         int lockfd = -1, logfd = -1, r, status;
         Image *img = NULL;
         Plan plan = {0};
-        uint64_t start_ns = events_mono_ns();
         bool built = false;
         double t0;
 
@@ -734,11 +750,11 @@ done:
                 free(img->cmdline);
                 img->cmdline = c;
         }
+        img->built = built;
         *ret = img;
         img = NULL;
         r = 0;
 out:
-        emit_resolve(name, &plan, dir, built, start_ns, r, err);
         image_free(img);
         plan_clear(&plan);
         if (logfd >= 0)

@@ -21,6 +21,7 @@ typedef struct Image {
         char *cmdline; /* the kernel command line itself (not a path) */
         char *key;     /* 32 hex digits: cache key of a built image, content hash of a user's */
         uint64_t size; /* bytes under dir (image_list only, else 0) */
+        bool built;    /* image_resolve built it (the cache had no entry) */
 } Image;
 
 typedef struct ImageOptions {
@@ -30,9 +31,10 @@ typedef struct ImageOptions {
         bool quiet;          /* no progress lines on stderr */
 } ImageOptions;
 
-/* Resolves NAME ("default", or any name with opts->kernel set) to built files, building the
- * image first when the cache has no entry for its current key. Safe against other processes
- * resolving or building the same image at the same time. opts may be NULL.
+/* Resolves NAME ("default", a recipe's name, or any name with opts->kernel set) to built files,
+ * building the image first when the cache has no entry for its current key. Safe against other
+ * processes and threads resolving or building the same image at the same time (it may run in a
+ * thread pool: it emits no events). opts may be NULL.
  * Returns 0 and *ret (free with image_free), or -errno with a message naming the image and
  * what failed in err (errlen bytes, always NUL-terminated when errlen > 0); on a failed build
  * the message ends with the last lines of the recipe's output. */
@@ -47,6 +49,9 @@ int image_build(const char *name, bool force, Image **ret, char *err, size_t err
  * Returns 0 with *ret (an array of *ret_n images; free with image_list_free) or -errno. */
 int image_list(Image ***ret, size_t *ret_n);
 Image **image_list_free(Image **images, size_t n);
+
+/* A copy of img (all its strings), or NULL on ENOMEM. */
+Image *image_dup(const Image *img);
 
 /* Frees img and its strings. Accepts NULL; returns NULL. */
 Image *image_free(Image *img);

@@ -34,6 +34,17 @@ static int loopback_up(void)
         return r;
 }
 
+/* The outermost runner's host namespace ($PROVIUM_HOST_NETNS), else this runner's. */
+static int real_host_fd(void)
+{
+        static int fd = -1;
+        const char *path = getenv(HOST_NETNS_ENV);
+
+        if (fd < 0 && path)
+                fd = open(path, O_RDONLY | O_CLOEXEC);
+        return fd >= 0 ? fd : host_fd;
+}
+
 int netns_enter_private(void)
 {
         /* Kept before leaving, so uplinks can reach back (see uplink.c). Close-on-exec: QEMU and
@@ -60,23 +71,13 @@ int netns_enter_private(void)
                 if (setenv(HOST_NETNS_ENV, path, 0) < 0)
                         return -errno;
         }
+        (void) real_host_fd(); /* opened now, before image builds run in the thread pool */
         return 0;
 }
 
 int netns_host_fd(void)
 {
         return host_fd;
-}
-
-/* The outermost runner's host namespace ($PROVIUM_HOST_NETNS), else this runner's. */
-static int real_host_fd(void)
-{
-        static int fd = -1;
-        const char *path = getenv(HOST_NETNS_ENV);
-
-        if (fd < 0 && path)
-                fd = open(path, O_RDONLY | O_CLOEXEC);
-        return fd >= 0 ? fd : host_fd;
 }
 
 int netns_enter_host(void)

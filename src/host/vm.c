@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "events.h"
+#include "paths.h"
 #include "vm_internal.h"
 
 #define DEFAULT_MEM_MB  256
@@ -1009,11 +1010,9 @@ static void prelaunch(Vm *like)
         if (!s)
                 return;
         char err[1024];
-        ImageOptions io = {.kernel = like->cfg.kernel, .initrd = like->cfg.initrd};
         int r = config_copy(&s->cfg, &like->cfg);
-        if (r == 0)
-                r = image_resolve(like->cfg.image ? like->cfg.image : "default", &io, &s->image,
-                                  err, sizeof err);
+        if (r == 0 && !(s->image = image_dup(like->image)))
+                r = -ENOMEM;
         if (r == 0 && mkdir(s->dir, 0700) < 0)
                 r = -errno;
         s->nworkers = like->nworkers;
@@ -1057,32 +1056,78 @@ void vm_spares_free(void)
                 spares[i] = vm_free(spares[i]);
 }
 
-int vm_boot(Vm *vm, const VmConfig *cfg, VmBootFn cb, void *data, char *err, size_t errlen)
+/* ---- boot: the image, then QEMU ---- */
+
+/* The image is resolved in the loop's thread pool: a recipe's first use builds it (seconds to
+ * minutes), and meanwhile the file's other VMs, timers and coroutines go on. */
+typedef struct Resolve {
+        uv_work_t work;
+        Vm *vm; /* NULL once the VM is stopped or freed: the result is dropped */
+        char *image, *kernel, *initrd;
+        Image *img;
+        int r;
+        uint64_t started_ns;
+        char err[4096];
+} Resolve;
+
+static void resolve_free(Resolve *rs)
 {
-        if (vm->state != VM_DEFINED) {
-                snprintf(err, errlen, "vm %s: boot: already %s", vm->name,
-                         vm_state_name(vm->state));
-                return -EALREADY;
-        }
-        vm->boot_started_ns = events_mono_ns();
-        ImageOptions io = {.kernel = cfg->kernel, .initrd = cfg->initrd};
-        const char *image = cfg->image ? cfg->image : "default";
-        int r = image_resolve(image, &io, &vm->image, err, errlen);
-        if (r < 0)
-                return r;
-        /* Building a recipe's image can take a while and blocks the loop: the boot's timeout
-         * starts now, not from the loop's stale idea of now. */
+        image_free(rs->img);
+        free(rs->image);
+        free(rs->kernel);
+        free(rs->initrd);
+        free(rs);
+}
+
+/* Forgets a resolve in flight: its result is dropped when it comes. */
+static void resolve_orphan(Vm *vm)
+{
+        if (!vm->resolving)
+                return;
+        vm->resolving->vm = NULL;
+        (void) uv_cancel((uv_req_t *) &vm->resolving->work);
+        vm->resolving = NULL;
+}
+
+static void resolve_work(uv_work_t *w)
+{
+        Resolve *rs = (Resolve *) w;
+        ImageOptions io = {.kernel = rs->kernel, .initrd = rs->initrd, .quiet = false};
+        rs->r = image_resolve(rs->image, &io, &rs->img, rs->err, sizeof rs->err);
+}
+
+static void emit_image(const Resolve *rs)
+{
+        const Image *img = rs->img;
+        EventBuilder ev;
+        event_begin(&ev, "image.resolve", 7);
+        proto_kv_str(&ev.w, "image", rs->image);
+        proto_kv_str(&ev.w, "key", img && img->key ? img->key : "");
+        proto_kv_str(&ev.w, "dir", img ? img->dir : "");
+        proto_kv_bool(&ev.w, "built", img && img->built);
+        proto_kv_bool(&ev.w, "ok", rs->r >= 0);
+        proto_kv_str(&ev.w, "error", rs->r >= 0 ? "" : rs->err);
+        proto_kv_uint(&ev.w, "duration_ns", events_mono_ns() - rs->started_ns);
+        event_end(&ev);
+}
+
+/* The image is known: start QEMU (a spare's, for a fixture restore). */
+static int boot_launch(Vm *vm, char *err, size_t errlen)
+{
+        const VmConfig *cfg = &vm->cfg;
+        int r;
+
+        /* The boot's time and timeout start now, not while the image was being built. */
         uv_update_time(vm->loop);
         vm->boot_started_ns = events_mono_ns();
-        vm->image_name = strdup(vm->image->name ? vm->image->name : image);
+        vm->image_name = strdup(vm->image->name ? vm->image->name : cfg->image);
         if (mkdir(vm->dir, 0700) < 0 && errno != EEXIST) {
                 r = -errno;
                 snprintf(err, errlen, "vm %s: boot: mkdir %s: %s", vm->name, vm->dir,
                          strerror(errno));
                 return r;
         }
-        if (config_copy(&vm->cfg, cfg) < 0 || !vm->image_name ||
-            set_ram(vm, cfg->ram_path, cfg->incoming == NULL) < 0) {
+        if (!vm->image_name || set_ram(vm, cfg->ram_path, cfg->incoming == NULL) < 0) {
                 snprintf(err, errlen, "vm %s: boot: out of memory", vm->name);
                 return -ENOMEM;
         }
@@ -1094,14 +1139,81 @@ int vm_boot(Vm *vm, const VmConfig *cfg, VmBootFn cb, void *data, char *err, siz
         /* A spare has no network cards: a saved VM with cards starts its own QEMU. */
         Vm *spare = cfg->incoming && vm->nnics == 0 ? take_spare(cfg) : NULL;
         if (spare)
-                r = adopt_spare(vm, spare, err, errlen);
-        else if (cfg->incoming &&
-                 (r = open_incoming(vm, cfg->incoming, cfg->incoming, err, errlen)) < 0)
+                return adopt_spare(vm, spare, err, errlen);
+        if (cfg->incoming && (r = open_incoming(vm, cfg->incoming, cfg->incoming, err, errlen)) < 0)
                 return r;
-        else
-                r = launch(vm, err, errlen);
-        if (r < 0)
+        return launch(vm, err, errlen);
+}
+
+static void resolve_done(uv_work_t *w, int status)
+{
+        Resolve *rs = (Resolve *) w;
+        Vm *vm = rs->vm;
+        char err[4096];
+        int r;
+
+        if (!vm) {
+                resolve_free(rs);
+                return;
+        }
+        vm->resolving = NULL;
+        if (status < 0 && rs->r == 0) {
+                rs->r = status;
+                snprintf(rs->err, sizeof rs->err, "vm %s: boot: image %s: %s", vm->name, rs->image,
+                         uv_strerror(status));
+        }
+        emit_image(rs);
+        if (rs->r < 0) {
+                boot_done(vm, rs->r, rs->err);
+                resolve_free(rs);
+                return;
+        }
+        vm->image = rs->img;
+        rs->img = NULL;
+        resolve_free(rs);
+        VmBootFn cb = vm->boot_cb;
+        void *data = vm->boot_data;
+        r = boot_launch(vm, err, sizeof err);
+        if (r < 0 && cb) { /* launch may have stopped the VM and dropped the callback */
+                vm->boot_cb = cb;
+                vm->boot_data = data;
+                boot_done(vm, r, err);
+        }
+}
+
+int vm_boot(Vm *vm, const VmConfig *cfg, VmBootFn cb, void *data, char *err, size_t errlen)
+{
+        if (vm->state != VM_DEFINED || vm->resolving) {
+                snprintf(err, errlen, "vm %s: boot: already %s", vm->name,
+                         vm->resolving ? "booting" : vm_state_name(vm->state));
+                return -EALREADY;
+        }
+        vm->boot_started_ns = events_mono_ns();
+        Resolve *rs = calloc(1, sizeof *rs);
+        if (!rs || config_copy(&vm->cfg, cfg) < 0) {
+                free(rs);
+                snprintf(err, errlen, "vm %s: boot: out of memory", vm->name);
+                return -ENOMEM;
+        }
+        rs->vm = vm;
+        rs->started_ns = vm->boot_started_ns;
+        rs->image = strdup(cfg->image ? cfg->image : "default");
+        rs->kernel = cfg->kernel ? strdup(cfg->kernel) : NULL;
+        rs->initrd = cfg->initrd ? strdup(cfg->initrd) : NULL;
+        if (!rs->image || (cfg->kernel && !rs->kernel) || (cfg->initrd && !rs->initrd)) {
+                resolve_free(rs);
+                snprintf(err, errlen, "vm %s: boot: out of memory", vm->name);
+                return -ENOMEM;
+        }
+        /* Lazily computed paths are computed here, on the loop's thread, not in the pool. */
+        (void) paths_cache_dir();
+        int r = uv_queue_work(vm->loop, &rs->work, resolve_work, resolve_done);
+        if (r < 0) {
+                resolve_free(rs);
+                snprintf(err, errlen, "vm %s: boot: %s", vm->name, uv_strerror(r));
                 return r;
+        }
+        vm->resolving = rs;
         vm->boot_cb = cb;
         vm->boot_data = data;
         return 0;
@@ -1484,6 +1596,7 @@ int vm_worker_connect(Vm *vm, uint64_t timeout_ms, AgentReadyFn cb, void *data, 
 
 void vm_stop(Vm *vm, void (*done_cb)(Vm *vm, void *data), void *data)
 {
+        resolve_orphan(vm);
         if (vm->boot_cb) /* the boot's waiter learns it will never finish, and frees itself */
                 boot_done(vm, -ECANCELED, "the VM was stopped while booting");
         vm->death_cb = NULL;
@@ -1541,6 +1654,7 @@ Vm *vm_free(Vm *vm)
                 return NULL;
         /* Handles still closing point at vm: callers wait for vm_stop's callback first. */
         assert(vm->handles_open == 0);
+        resolve_orphan(vm);
         vm->qmp = qmp_free(vm->qmp);
         vm->agent = agent_client_free(vm->agent);
         for (int i = 1; i <= VM_MAX_WORKERS; i++)

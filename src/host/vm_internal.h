@@ -46,21 +46,22 @@ struct Vm {
         uv_timer_t *boot_timer;
         uint64_t boot_started_ns;
         char *image_name;
-        Image *image;   /* kernel, initrd and command line of the first boot; restores reuse them */
-        VmConfig cfg;   /* the first boot's configuration, strings owned (config_copy) */
-        char *ram_path; /* the file behind guest RAM */
+        Image *image; /* kernel, initrd and command line of the first boot; restores reuse them */
+        struct Resolve *resolving; /* the image being resolved in the thread pool (vm_boot) */
+        VmConfig cfg;              /* the first boot's configuration, strings owned (config_copy) */
+        char *ram_path;            /* the file behind guest RAM */
         bool ram_shared; /* ram_path is the VM's own (share=on); else a saved RAM file mapped COW */
         int incoming_fd; /* a saved state QEMU loads once the agent socket is connected; else -1 */
         bool qmp_up, agent_up, incoming_sent;
-        bool sync_clock;        /* a fixture restore: set the guest's clock once it answers */
-        AgentRequest clock_req; /* that request */
-        bool incoming_has_ram;  /* the state being loaded carries RAM (saved from a COW VM) */
-        bool restarting;        /* vm_restore is replacing QEMU: its exit is part of the restore */
-        bool restoring;         /* the current QEMU loads a saved state (boot means restore) */
-        bool saving;            /* vm_save in progress */
+        bool sync_clock;         /* a fixture restore: set the guest's clock once it answers */
+        AgentRequest clock_req;  /* that request */
+        bool incoming_has_ram;   /* the state being loaded carries RAM (saved from a COW VM) */
+        bool restarting;         /* vm_restore is replacing QEMU: its exit is part of the restore */
+        bool restoring;          /* the current QEMU loads a saved state (boot means restore) */
+        bool saving;             /* vm_save in progress */
         VmNic nics[VM_MAX_NICS]; /* in attach order; NIC k is PCI slot 0x10 + k */
         int nnics;
-        VmSnap *snaps;          /* vm_snapshot's saves, id = index + 1 */
+        VmSnap *snaps; /* vm_snapshot's saves, id = index + 1 */
         unsigned nsnaps;
         AgentClient **retired; /* clients of the states before restores; freed with the VM */
         size_t nretired;
