@@ -21,15 +21,6 @@
 #include "paths.h"
 #include "vm_internal.h"
 
-#define DEFAULT_MEM_MB  256
-#define DEFAULT_BOOT_MS 120000
-
-static char self_exe[4096] = "/proc/self/exe";
-
-void vm_set_self_exe(const char *path)
-{
-        snprintf(self_exe, sizeof self_exe, "%s", path);
-}
 
 /* ---- helpers ---- */
 
@@ -44,7 +35,7 @@ static void on_handle_closed(uv_handle_t *h)
         }
 }
 
-static void close_handle(Vm *vm, uv_handle_t *h)
+void vm_close_handle(Vm *vm, uv_handle_t *h)
 {
         if (h && !uv_is_closing(h))
                 uv_close(h, on_handle_closed);
@@ -124,7 +115,7 @@ static int dup_opt(const char **dst, const char *src)
 }
 
 /* A deep copy of src (strings duplicated) into dst; dst is cleared on failure. */
-static int config_copy(VmConfig *dst, const VmConfig *src)
+int vm_config_copy(VmConfig *dst, const VmConfig *src)
 {
         *dst = *src;
         int r = dup_opt(&dst->image, src->image);
@@ -310,7 +301,7 @@ static void on_qemu_exit(uv_process_t *p, int64_t status, int term_signal)
         vm->exit_status = status;
         vm->term_signal = term_signal;
         vm->state = VM_EXITED;
-        close_handle(vm, (uv_handle_t *) vm->proc);
+        vm_close_handle(vm, (uv_handle_t *) vm->proc);
         vm->proc = NULL;
         /* What QEMU printed before dying may still sit in the console pipe: wait for EOF. */
         if (vm->out && !vm->console_eof)
@@ -357,14 +348,12 @@ static void emit_restore(Vm *vm, int status, const char *msg)
         event_end(&ev);
 }
 
-static void prelaunch(Vm *like);
-
 static void boot_done(Vm *vm, int status, const char *msg)
 {
         VmBootFn cb = vm->boot_cb;
         vm->boot_cb = NULL;
         if (vm->boot_timer) {
-                close_handle(vm, (uv_handle_t *) vm->boot_timer);
+                vm_close_handle(vm, (uv_handle_t *) vm->boot_timer);
                 vm->boot_timer = NULL;
         }
         if (status == 0)
@@ -374,7 +363,7 @@ static void boot_done(Vm *vm, int status, const char *msg)
         else
                 emit_boot(vm, status, msg);
         if (status == 0 && vm->restoring && vm->cfg.incoming)
-                prelaunch(vm); /* the next clone of this fixture finds its QEMU started */
+                vm_prelaunch(vm); /* the next clone of this fixture finds its QEMU started */
         vm->restoring = false;
         if (cb)
                 cb(vm, status, msg, vm->boot_data);
@@ -540,178 +529,7 @@ static void on_qmp_event(void *data, const char *event, json_t *event_data)
         event_end(&ev);
 }
 
-typedef struct Argv {
-        char **v;
-        size_t n, cap;
-        int error;
-} Argv;
-
-static void argv_add(Argv *a, const char *fmt, ...)
-{
-        if (a->error)
-                return;
-        if (a->n + 2 > a->cap) {
-                size_t cap = a->cap ? a->cap * 2 : 32;
-                char **v = realloc(a->v, cap * sizeof *v);
-                if (!v) {
-                        a->error = -ENOMEM;
-                        return;
-                }
-                a->v = v;
-                a->cap = cap;
-        }
-        va_list ap;
-        va_start(ap, fmt);
-        int r = vasprintf(&a->v[a->n], fmt, ap);
-        va_end(ap);
-        if (r < 0) {
-                a->error = -ENOMEM;
-                return;
-        }
-        a->v[++a->n] = NULL;
-}
-
-static void argv_free(Argv *a)
-{
-        for (size_t i = 0; i < a->n; i++)
-                free(a->v[i]);
-        free(a->v);
-}
-
-static const char *qemu_binary(void)
-{
-        const char *q = getenv("PROVIUM_QEMU");
-        return q && *q ? q : "qemu-system-x86_64";
-}
-
-/* A value inside a QEMU option list: commas are doubled. NULL on -ENOMEM. */
-static char *qemu_opt_escape(const char *s)
-{
-        char *r = malloc(2 * strlen(s) + 1), *q = r;
-        if (!r)
-                return NULL;
-        for (; *s; s++) {
-                *q++ = *s;
-                if (*s == ',')
-                        *q++ = ',';
-        }
-        *q = 0;
-        return r;
-}
-
-/* Guest RAM lives in a file so that a save need not copy it (x-ignore-shared) and a restore
- * can map a saved file copy-on-write, sharing its pages with every other clone. */
-static void argv_add_ram(Vm *vm, uint64_t mb, Argv *a)
-{
-        char *path = qemu_opt_escape(vm->ram_path);
-        if (!path) {
-                a->error = -ENOMEM;
-                return;
-        }
-        argv_add(a, "-object");
-        argv_add(a, "memory-backend-file,id=pc.ram,size=%lluM,mem-path=%s,share=%s",
-                 (unsigned long long) mb, path, vm->ram_shared ? "on" : "off");
-        free(path);
-}
-
-/* The image's read-only root disk, at a fixed slot below the NICs' 0x10+k; the guest finds it
- * by its serial (src/agent/init.c). */
-static void argv_add_rootfs(const Image *img, Argv *a)
-{
-        char *path = qemu_opt_escape(img->rootfs);
-        if (!path) {
-                a->error = -ENOMEM;
-                return;
-        }
-        argv_add(a, "-drive");
-        argv_add(a, "file=%s,if=none,id=proot,format=raw,readonly=on", path);
-        argv_add(a, "-device");
-        argv_add(a, "virtio-blk-pci,drive=proot,serial=provium-root,addr=0x0f");
-        free(path);
-}
-
-static int build_argv(Vm *vm, const VmConfig *cfg, const Image *img, Argv *a)
-{
-        uint64_t mb = cfg->memory_mb ? cfg->memory_mb : DEFAULT_MEM_MB;
-        argv_add(a, "%s", self_exe);
-        argv_add(a, "__pdeathsig");
-        argv_add(a, "%ld", (long) getpid());
-        argv_add(a, "%s", qemu_binary());
-        argv_add(a, "-name");
-        argv_add(a, "provium-%s", vm->name);
-        argv_add(a, "-machine");
-        argv_add(a, "pc,accel=%s,memory-backend=pc.ram",
-                 cfg->accel && *cfg->accel ? cfg->accel : "tcg");
-        argv_add(a, "-m");
-        argv_add(a, "%llu", (unsigned long long) mb);
-        argv_add_ram(vm, mb, a);
-        /* A save stops the guest first; without this the state would say "paused" and a
-         * restore would not start the guest. */
-        argv_add(a, "-global");
-        argv_add(a, "migration.store-global-state=off");
-        if (vm->incoming_fd >= 0) {
-                argv_add(a, "-incoming");
-                argv_add(a, "defer");
-        }
-        argv_add(a, "-smp");
-        argv_add(a, "%u", cfg->cpus ? cfg->cpus : 1);
-        argv_add(a, "-nodefaults");
-        argv_add(a, "-no-user-config");
-        argv_add(a, "-no-reboot");
-        argv_add(a, "-display");
-        argv_add(a, "none");
-        argv_add(a, "-serial");
-        argv_add(a, "stdio");
-        argv_add(a, "-qmp");
-        argv_add(a, "unix:%s/qmp.sock,server=on,wait=off", vm->dir);
-        argv_add(a, "-kernel");
-        argv_add(a, "%s", img->kernel);
-        if (img->initrd) {
-                argv_add(a, "-initrd");
-                argv_add(a, "%s", img->initrd);
-        }
-        argv_add(a, "-append");
-        argv_add(a, "%s%s%s%s", img->cmdline ? img->cmdline : "",
-                 img->rootfs ? " provium.root=ext4" : "", cfg->append ? " " : "",
-                 cfg->append ? cfg->append : "");
-        if (img->rootfs)
-                argv_add_rootfs(img, a);
-        if (cfg->initial_time) {
-                argv_add(a, "-rtc");
-                argv_add(a, "base=%s,clock=host", cfg->initial_time);
-        }
-        if (cfg->has_rng_seed) {
-                argv_add(a, "-seed");
-                argv_add(a, "%llu", (unsigned long long) cfg->rng_seed);
-                argv_add(a, "-object");
-                argv_add(a, "rng-builtin,id=rng0");
-                argv_add(a, "-device");
-                argv_add(a, "virtio-rng-pci,rng=rng0");
-        }
-        for (int k = 0; k < vm->nnics; k++) {
-                argv_add(a, "-netdev");
-                argv_add(a, "tap,id=net%d,ifname=%s,script=no,downscript=no", k, vm->nics[k].tap);
-                argv_add(a, "-device");
-                argv_add(a, "virtio-net-pci,netdev=net%d,mac=%s,id=nic%d,addr=0x%x", k,
-                         vm->nics[k].mac, k, 0x10 + k);
-        }
-        argv_add(a, "-device");
-        argv_add(a, "virtio-serial-pci,id=vser0");
-        argv_add(a, "-chardev");
-        argv_add(a, "socket,id=agent0,path=%s/agent0.sock,server=on,wait=off", vm->dir);
-        argv_add(a, "-device");
-        argv_add(a, "virtserialport,bus=vser0.0,chardev=agent0,name=provium.0");
-        for (int i = 1; i <= vm->nworkers; i++) {
-                argv_add(a, "-chardev");
-                argv_add(a, "socket,id=agent%d,path=%s/agent%d.sock,server=on,wait=off", i, vm->dir,
-                         i);
-                argv_add(a, "-device");
-                argv_add(a, "virtserialport,bus=vser0.0,chardev=agent%d,name=provium.%d", i, i);
-        }
-        return a->error;
-}
-
-static void emit_spawn(Vm *vm, const VmConfig *cfg, int pid)
+void vm_emit_spawn(Vm *vm, const VmConfig *cfg, int pid)
 {
         EventBuilder ev;
         event_begin(&ev, "vm.spawn", 4);
@@ -738,7 +556,7 @@ static int init_pipe(Vm *vm, uv_pipe_t **ret)
         return 0;
 }
 
-static int spawn_qemu(Vm *vm, char **argv)
+int vm_spawn_qemu(Vm *vm, char **argv)
 {
         int r = init_pipe(vm, &vm->out);
         if (r == 0)
@@ -768,7 +586,7 @@ static int spawn_qemu(Vm *vm, char **argv)
         vm->handles_open++;
         if (r < 0) {
                 /* libuv requires closing a process handle even when spawn failed. */
-                close_handle(vm, (uv_handle_t *) vm->proc);
+                vm_close_handle(vm, (uv_handle_t *) vm->proc);
                 vm->proc = NULL;
                 return r;
         }
@@ -778,7 +596,7 @@ static int spawn_qemu(Vm *vm, char **argv)
         return r;
 }
 
-static int start_qmp(Vm *vm, uint64_t timeout_ms)
+int vm_start_qmp(Vm *vm, uint64_t timeout_ms)
 {
         char path[4096];
         vm->qmp = qmp_new(vm->loop);
@@ -789,7 +607,7 @@ static int start_qmp(Vm *vm, uint64_t timeout_ms)
         return qmp_connect(vm->qmp, path, timeout_ms, on_qmp_ready, on_qmp_event, vm);
 }
 
-static int start_agent(Vm *vm, uint64_t timeout_ms)
+int vm_start_agent(Vm *vm, uint64_t timeout_ms)
 {
         char path[4096];
         vm->agent = agent_client_new(vm->loop, vm->name);
@@ -804,11 +622,11 @@ static int start_agent(Vm *vm, uint64_t timeout_ms)
 
 static int start_connections(Vm *vm, uint64_t timeout_ms)
 {
-        int r = start_qmp(vm, timeout_ms);
-        return r < 0 ? r : start_agent(vm, timeout_ms);
+        int r = vm_start_qmp(vm, timeout_ms);
+        return r < 0 ? r : vm_start_agent(vm, timeout_ms);
 }
 
-static int start_boot_timer(Vm *vm, uint64_t timeout_ms)
+int vm_start_boot_timer(Vm *vm, uint64_t timeout_ms)
 {
         vm->boot_timer = calloc(1, sizeof *vm->boot_timer);
         if (!vm->boot_timer)
@@ -829,10 +647,10 @@ static int start_boot_timer(Vm *vm, uint64_t timeout_ms)
 static int launch(Vm *vm, char *err, size_t errlen)
 {
         Argv a = {0};
-        int r = build_argv(vm, &vm->cfg, vm->image, &a);
+        int r = vm_build_argv(vm, &vm->cfg, vm->image, &a);
         uint64_t timeout_ms = vm->cfg.timeout_ms ? vm->cfg.timeout_ms : DEFAULT_BOOT_MS;
         if (r == 0)
-                r = spawn_qemu(vm, a.v);
+                r = vm_spawn_qemu(vm, a.v);
         if (vm->incoming_fd >= 0) { /* QEMU has its own copy now */
                 (void) close(vm->incoming_fd);
                 vm->incoming_fd = -1;
@@ -841,22 +659,22 @@ static int launch(Vm *vm, char *err, size_t errlen)
                 vm->state = VM_BOOTING;
                 vm->spawned_ns = events_mono_ns();
                 vm->qmp_ns = vm->running_ns = vm->answered_ns = 0;
-                emit_spawn(vm, &vm->cfg, vm->proc->pid);
+                vm_emit_spawn(vm, &vm->cfg, vm->proc->pid);
                 r = start_connections(vm, timeout_ms);
         }
         if (r == 0)
-                r = start_boot_timer(vm, timeout_ms);
+                r = vm_start_boot_timer(vm, timeout_ms);
         if (r < 0) {
                 snprintf(err, errlen, "vm %s: %s: starting %s: %s", vm->name,
                          vm->restoring ? "restore" : "boot", a.v ? a.v[3] : "qemu", strerror(-r));
                 vm->boot_cb = NULL;
                 vm_stop(vm, NULL, NULL);
         }
-        argv_free(&a);
+        vm_argv_free(&a);
         return r;
 }
 
-static int set_ram(Vm *vm, const char *path, bool shared)
+int vm_set_ram(Vm *vm, const char *path, bool shared)
 {
         char *p = NULL;
         if (path)
@@ -872,7 +690,7 @@ static int set_ram(Vm *vm, const char *path, bool shared)
 }
 
 /* Opens the saved state QEMU will load (handed over as its fd 3). */
-static int open_incoming(Vm *vm, const char *path, const char *label, char *err, size_t errlen)
+int vm_open_incoming(Vm *vm, const char *path, const char *label, char *err, size_t errlen)
 {
         int fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0) {
@@ -887,173 +705,6 @@ static int open_incoming(Vm *vm, const char *path, const char *label, char *err,
         vm->restoring = true;
         vm->restore_started_ns = events_mono_ns();
         return 0;
-}
-
-/* ---- spares ----
- *
- * Starting QEMU costs about 100 ms here, mostly the dynamic linker and QEMU's own start, before
- * a saved state can even begin to load. So once a fixture has been restored, a spare QEMU is
- * started for its next clone: same configuration, same saved state as its fd 3, waiting in
- * -incoming defer with QMP connected. The next restore of that fixture adopts it and only
- * loads the state. Spares are stopped with the file (vm_spares_stop). */
-
-#define SPARES_MAX 4
-static Vm *spares[SPARES_MAX];
-static unsigned spare_seq;
-
-static bool same_str(const char *a, const char *b)
-{
-        return a == b || (a && b && strcmp(a, b) == 0);
-}
-
-static bool same_config(const VmConfig *a, const VmConfig *b)
-{
-        return same_str(a->image, b->image) && same_str(a->kernel, b->kernel) &&
-               same_str(a->initrd, b->initrd) && same_str(a->append, b->append) &&
-               same_str(a->accel, b->accel) && same_str(a->initial_time, b->initial_time) &&
-               same_str(a->ram_path, b->ram_path) && same_str(a->incoming, b->incoming) &&
-               a->memory_mb == b->memory_mb && a->cpus == b->cpus && a->workers == b->workers &&
-               a->has_rng_seed == b->has_rng_seed && a->rng_seed == b->rng_seed;
-}
-
-static Vm *take_spare(const VmConfig *cfg)
-{
-        for (int i = 0; i < SPARES_MAX; i++) {
-                Vm *s = spares[i];
-                if (s && s->proc && s->state == VM_BOOTING && same_config(&s->cfg, cfg)) {
-                        spares[i] = NULL;
-                        return s;
-                }
-        }
-        return NULL;
-}
-
-/* Moves handle h (a pipe or the process) from spare s to vm. */
-static void move_handle(Vm *vm, Vm *s, uv_handle_t *h)
-{
-        if (!h)
-                return;
-        h->data = vm;
-        vm->handles_open++;
-        s->handles_open--;
-}
-
-/* vm takes over spare s's QEMU: its process, console pipes, QMP and run directory. */
-static int adopt_spare(Vm *vm, Vm *s, char *err, size_t errlen)
-{
-        move_handle(vm, s, (uv_handle_t *) s->proc);
-        move_handle(vm, s, (uv_handle_t *) s->out);
-        move_handle(vm, s, (uv_handle_t *) s->err);
-        move_handle(vm, s, (uv_handle_t *) s->in);
-        vm->proc = s->proc;
-        vm->out = s->out;
-        vm->err = s->err;
-        vm->in = s->in;
-        s->proc = NULL;
-        s->out = s->err = s->in = NULL;
-        vm->qmp = s->qmp;
-        s->qmp = NULL;
-        qmp_set_data(vm->qmp, vm);
-        vm->qmp_up = s->qmp_up;
-        memcpy(vm->qemu_err, s->qemu_err, sizeof vm->qemu_err);
-        vm->qemu_err_len = s->qemu_err_len;
-        (void) rmdir(vm->dir); /* empty: the spare's directory holds the sockets */
-        char *dir = vm->dir;
-        vm->dir = s->dir;
-        s->dir = dir;
-        vm->nworkers = s->nworkers;
-        free(vm->restore_label);
-        vm->restore_label = strdup(vm->cfg.incoming);
-        vm->restoring = true;
-        vm->restore_started_ns = events_mono_ns();
-        vm->spawned_ns = vm->restore_started_ns;
-        vm->running_ns = vm->answered_ns = 0;
-        vm->qmp_ns = vm->qmp_up ? vm->restore_started_ns : 0;
-        vm->state = VM_BOOTING;
-        vm_free(s);
-        emit_spawn(vm, &vm->cfg, vm->proc->pid);
-        uint64_t timeout_ms = vm->cfg.timeout_ms ? vm->cfg.timeout_ms : DEFAULT_BOOT_MS;
-        int r = start_agent(vm, timeout_ms);
-        if (r == 0)
-                r = start_boot_timer(vm, timeout_ms);
-        if (r < 0) {
-                snprintf(err, errlen, "vm %s: restore: %s", vm->name, strerror(-r));
-                vm_stop(vm, NULL, NULL);
-        }
-        return r;
-}
-
-/* Starts a spare for the next clone of the fixture vm was restored from (if there is room and
- * none is waiting for it). Failures only mean there is no spare. */
-static void prelaunch(Vm *like)
-{
-        int slot = -1;
-        if (like->nnics > 0)
-                return;
-        for (int i = SPARES_MAX - 1; i >= 0; i--) {
-                if (spares[i] && same_config(&spares[i]->cfg, &like->cfg))
-                        return;
-                if (!spares[i])
-                        slot = i;
-        }
-        if (slot < 0)
-                return;
-        char name[32], *parent = strdup(like->dir), *slash;
-        if (!parent || !(slash = strrchr(parent, '/'))) {
-                free(parent);
-                return;
-        }
-        *slash = 0;
-        snprintf(name, sizeof name, "spare-%u", ++spare_seq);
-        Vm *s = vm_new(like->loop, name, parent);
-        free(parent);
-        if (!s)
-                return;
-        char err[1024];
-        int r = config_copy(&s->cfg, &like->cfg);
-        if (r == 0 && !(s->image = image_dup(like->image)))
-                r = -ENOMEM;
-        if (r == 0 && mkdir(s->dir, 0700) < 0)
-                r = -errno;
-        s->nworkers = like->nworkers;
-        if (r == 0)
-                r = set_ram(s, like->cfg.ram_path, false);
-        if (r == 0)
-                r = open_incoming(s, like->cfg.incoming, like->cfg.incoming, err, sizeof err);
-        Argv a = {0};
-        if (r == 0)
-                r = build_argv(s, &s->cfg, s->image, &a);
-        if (r == 0)
-                r = spawn_qemu(s, a.v);
-        argv_free(&a);
-        if (s->incoming_fd >= 0) {
-                (void) close(s->incoming_fd);
-                s->incoming_fd = -1;
-        }
-        if (r == 0) {
-                s->state = VM_BOOTING;
-                s->spawned_ns = events_mono_ns();
-                emit_spawn(s, &s->cfg, s->proc->pid);
-                r = start_qmp(s, s->cfg.timeout_ms ? s->cfg.timeout_ms : DEFAULT_BOOT_MS);
-        }
-        spares[slot] = s; /* even a failed one: vm_spares_stop cleans it up */
-}
-
-int vm_spares_stop(void (*done_cb)(Vm *vm, void *data), void *data)
-{
-        int n = 0;
-        for (int i = 0; i < SPARES_MAX; i++)
-                if (spares[i]) {
-                        n++;
-                        vm_stop(spares[i], done_cb, data);
-                }
-        return n;
-}
-
-void vm_spares_free(void)
-{
-        for (int i = 0; i < SPARES_MAX; i++)
-                spares[i] = vm_free(spares[i]);
 }
 
 /* ---- boot: the image, then QEMU ---- */
@@ -1127,7 +778,7 @@ static int boot_launch(Vm *vm, char *err, size_t errlen)
                          strerror(errno));
                 return r;
         }
-        if (!vm->image_name || set_ram(vm, cfg->ram_path, cfg->incoming == NULL) < 0) {
+        if (!vm->image_name || vm_set_ram(vm, cfg->ram_path, cfg->incoming == NULL) < 0) {
                 snprintf(err, errlen, "vm %s: boot: out of memory", vm->name);
                 return -ENOMEM;
         }
@@ -1137,10 +788,11 @@ static int boot_launch(Vm *vm, char *err, size_t errlen)
         vm->incoming_has_ram = false;
         vm->sync_clock = cfg->incoming && !cfg->initial_time;
         /* A spare has no network cards: a saved VM with cards starts its own QEMU. */
-        Vm *spare = cfg->incoming && vm->nnics == 0 ? take_spare(cfg) : NULL;
+        Vm *spare = cfg->incoming && vm->nnics == 0 ? vm_take_spare(cfg) : NULL;
         if (spare)
-                return adopt_spare(vm, spare, err, errlen);
-        if (cfg->incoming && (r = open_incoming(vm, cfg->incoming, cfg->incoming, err, errlen)) < 0)
+                return vm_adopt_spare(vm, spare, err, errlen);
+        if (cfg->incoming &&
+            (r = vm_open_incoming(vm, cfg->incoming, cfg->incoming, err, errlen)) < 0)
                 return r;
         return launch(vm, err, errlen);
 }
@@ -1190,7 +842,7 @@ int vm_boot(Vm *vm, const VmConfig *cfg, VmBootFn cb, void *data, char *err, siz
         }
         vm->boot_started_ns = events_mono_ns();
         Resolve *rs = calloc(1, sizeof *rs);
-        if (!rs || config_copy(&vm->cfg, cfg) < 0) {
+        if (!rs || vm_config_copy(&vm->cfg, cfg) < 0) {
                 free(rs);
                 snprintf(err, errlen, "vm %s: boot: out of memory", vm->name);
                 return -ENOMEM;
@@ -1247,9 +899,9 @@ static int retire_clients(Vm *vm)
 /* The old QEMU is gone: start the one that loads the saved state. */
 static int relaunch(Vm *vm, char *err, size_t errlen)
 {
-        close_handle(vm, (uv_handle_t *) vm->out);
-        close_handle(vm, (uv_handle_t *) vm->err);
-        close_handle(vm, (uv_handle_t *) vm->in);
+        vm_close_handle(vm, (uv_handle_t *) vm->out);
+        vm_close_handle(vm, (uv_handle_t *) vm->err);
+        vm_close_handle(vm, (uv_handle_t *) vm->in);
         vm->out = vm->err = NULL;
         vm->in = NULL;
         vm->console_eof = vm->exit_pending = vm->exit_expected = vm->exit_wanted = false;
@@ -1296,7 +948,7 @@ static int restore_ram(Vm *vm, const VmSnap *snap, const char *label, char *err,
         if (r == 0 && rename(next, own) < 0)
                 r = -errno;
         if (r == 0)
-                r = set_ram(vm, own, true);
+                r = vm_set_ram(vm, own, true);
         if (r < 0) {
                 (void) unlink(next);
                 snprintf(err, errlen, "vm %s: restore %s: copying RAM %s: %s", vm->name, label,
@@ -1323,7 +975,7 @@ int vm_restore(Vm *vm, unsigned id, const char *label, VmBootFn cb, void *data, 
         const VmSnap *snap = &vm->snaps[id - 1];
         int r = restore_ram(vm, snap, label, err, errlen);
         if (r == 0)
-                r = open_incoming(vm, snap->state, label, err, errlen);
+                r = vm_open_incoming(vm, snap->state, label, err, errlen);
         if (r < 0)
                 return r;
         vm->incoming_has_ram = !snap->own_ram;
@@ -1392,7 +1044,7 @@ void vm_set_paused(Vm *vm, bool paused)
 static void stop_pressing(Vm *vm)
 {
         if (vm->press) {
-                close_handle(vm, (uv_handle_t *) vm->press);
+                vm_close_handle(vm, (uv_handle_t *) vm->press);
                 vm->press = NULL;
         }
 }
@@ -1616,22 +1268,22 @@ void vm_stop(Vm *vm, void (*done_cb)(Vm *vm, void *data), void *data)
         if (vm->proc && vm->state == VM_STOPPING)
                 (void) uv_process_kill(vm->proc, SIGKILL);
         if (vm->boot_timer) {
-                close_handle(vm, (uv_handle_t *) vm->boot_timer);
+                vm_close_handle(vm, (uv_handle_t *) vm->boot_timer);
                 vm->boot_timer = NULL;
         }
         /* The pipes close now; the process handle closes in its exit callback. */
         if (vm->out) {
-                close_handle(vm, (uv_handle_t *) vm->out);
+                vm_close_handle(vm, (uv_handle_t *) vm->out);
                 vm->out = NULL;
         }
         if (vm->exit_pending)
                 finish_exit(vm);
         if (vm->err) {
-                close_handle(vm, (uv_handle_t *) vm->err);
+                vm_close_handle(vm, (uv_handle_t *) vm->err);
                 vm->err = NULL;
         }
         if (vm->in) {
-                close_handle(vm, (uv_handle_t *) vm->in);
+                vm_close_handle(vm, (uv_handle_t *) vm->in);
                 vm->in = NULL;
         }
         vm->console_fn = NULL;

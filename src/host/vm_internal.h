@@ -95,3 +95,40 @@ struct Vm {
 json_t *vm_ignore_shared_args(int on);
 /* Copies src to a new file dst, data extents only (holes stay holes). */
 int vm_copy_sparse(const char *src, const char *dst, uint64_t *ret_bytes);
+
+/* ---- vm_argv.c ---- */
+
+/* A growing argv; error is set (-ENOMEM) on the first failure and later additions are no-ops. */
+typedef struct Argv {
+        char **v;
+        size_t n, cap;
+        int error;
+} Argv;
+
+/* Fills a with the command that starts vm's QEMU (through `provium __pdeathsig`) for cfg and
+ * img. Returns 0 or a->error. */
+int vm_build_argv(Vm *vm, const VmConfig *cfg, const Image *img, Argv *a);
+void vm_argv_free(Argv *a);
+
+/* ---- vm.c, for vm_spare.c ---- */
+
+#define DEFAULT_BOOT_MS 120000 /* a boot's timeout when the configuration gives none */
+
+void vm_close_handle(Vm *vm, uv_handle_t *h);
+int vm_config_copy(VmConfig *dst, const VmConfig *src);
+void vm_emit_spawn(Vm *vm, const VmConfig *cfg, int pid);
+int vm_spawn_qemu(Vm *vm, char **argv);
+int vm_start_qmp(Vm *vm, uint64_t timeout_ms);
+int vm_start_agent(Vm *vm, uint64_t timeout_ms);
+int vm_start_boot_timer(Vm *vm, uint64_t timeout_ms);
+int vm_set_ram(Vm *vm, const char *path, bool shared);
+int vm_open_incoming(Vm *vm, const char *path, const char *label, char *err, size_t errlen);
+
+/* ---- vm_spare.c ---- */
+
+/* A started spare QEMU with cfg's configuration (removed from the pool), or NULL. */
+Vm *vm_take_spare(const VmConfig *cfg);
+/* vm takes over spare s's QEMU, connections and state file; s is freed. */
+int vm_adopt_spare(Vm *vm, Vm *s, char *err, size_t errlen);
+/* Starts a spare like `like` (a fixture clone just restored), unless one is there. */
+void vm_prelaunch(Vm *like);

@@ -1,0 +1,186 @@
+/* vm_argv.c: the QEMU command line of a VM (see vm_build_argv in vm_internal.h): machine,
+ * guest RAM in a file, kernel and command line, a read-only root disk, network cards at fixed
+ * PCI slots, the agent's virtio-serial ports. Launches, restores and spares all build theirs
+ * here, so a restored VM's devices match the saved one's. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "vm_internal.h"
+
+#define DEFAULT_MEM_MB 256
+
+static char self_exe[4096] = "/proc/self/exe";
+
+void vm_set_self_exe(const char *path)
+{
+        snprintf(self_exe, sizeof self_exe, "%s", path);
+}
+
+static void argv_add(Argv *a, const char *fmt, ...)
+{
+        if (a->error)
+                return;
+        if (a->n + 2 > a->cap) {
+                size_t cap = a->cap ? a->cap * 2 : 32;
+                char **v = realloc(a->v, cap * sizeof *v);
+                if (!v) {
+                        a->error = -ENOMEM;
+                        return;
+                }
+                a->v = v;
+                a->cap = cap;
+        }
+        va_list ap;
+        va_start(ap, fmt);
+        int r = vasprintf(&a->v[a->n], fmt, ap);
+        va_end(ap);
+        if (r < 0) {
+                a->error = -ENOMEM;
+                return;
+        }
+        a->v[++a->n] = NULL;
+}
+
+void vm_argv_free(Argv *a)
+{
+        for (size_t i = 0; i < a->n; i++)
+                free(a->v[i]);
+        free(a->v);
+}
+
+static const char *qemu_binary(void)
+{
+        const char *q = getenv("PROVIUM_QEMU");
+        return q && *q ? q : "qemu-system-x86_64";
+}
+
+/* A value inside a QEMU option list: commas are doubled. NULL on -ENOMEM. */
+static char *qemu_opt_escape(const char *s)
+{
+        char *r = malloc(2 * strlen(s) + 1), *q = r;
+        if (!r)
+                return NULL;
+        for (; *s; s++) {
+                *q++ = *s;
+                if (*s == ',')
+                        *q++ = ',';
+        }
+        *q = 0;
+        return r;
+}
+
+/* Guest RAM lives in a file so that a save need not copy it (x-ignore-shared) and a restore
+ * can map a saved file copy-on-write, sharing its pages with every other clone. */
+static void argv_add_ram(Vm *vm, uint64_t mb, Argv *a)
+{
+        char *path = qemu_opt_escape(vm->ram_path);
+        if (!path) {
+                a->error = -ENOMEM;
+                return;
+        }
+        argv_add(a, "-object");
+        argv_add(a, "memory-backend-file,id=pc.ram,size=%lluM,mem-path=%s,share=%s",
+                 (unsigned long long) mb, path, vm->ram_shared ? "on" : "off");
+        free(path);
+}
+
+/* The image's read-only root disk, at a fixed slot below the NICs' 0x10+k; the guest finds it
+ * by its serial (src/agent/init.c). */
+static void argv_add_rootfs(const Image *img, Argv *a)
+{
+        char *path = qemu_opt_escape(img->rootfs);
+        if (!path) {
+                a->error = -ENOMEM;
+                return;
+        }
+        argv_add(a, "-drive");
+        argv_add(a, "file=%s,if=none,id=proot,format=raw,readonly=on", path);
+        argv_add(a, "-device");
+        argv_add(a, "virtio-blk-pci,drive=proot,serial=provium-root,addr=0x0f");
+        free(path);
+}
+
+int vm_build_argv(Vm *vm, const VmConfig *cfg, const Image *img, Argv *a)
+{
+        uint64_t mb = cfg->memory_mb ? cfg->memory_mb : DEFAULT_MEM_MB;
+        argv_add(a, "%s", self_exe);
+        argv_add(a, "__pdeathsig");
+        argv_add(a, "%ld", (long) getpid());
+        argv_add(a, "%s", qemu_binary());
+        argv_add(a, "-name");
+        argv_add(a, "provium-%s", vm->name);
+        argv_add(a, "-machine");
+        argv_add(a, "pc,accel=%s,memory-backend=pc.ram",
+                 cfg->accel && *cfg->accel ? cfg->accel : "tcg");
+        argv_add(a, "-m");
+        argv_add(a, "%llu", (unsigned long long) mb);
+        argv_add_ram(vm, mb, a);
+        /* A save stops the guest first; without this the state would say "paused" and a
+         * restore would not start the guest. */
+        argv_add(a, "-global");
+        argv_add(a, "migration.store-global-state=off");
+        if (vm->incoming_fd >= 0) {
+                argv_add(a, "-incoming");
+                argv_add(a, "defer");
+        }
+        argv_add(a, "-smp");
+        argv_add(a, "%u", cfg->cpus ? cfg->cpus : 1);
+        argv_add(a, "-nodefaults");
+        argv_add(a, "-no-user-config");
+        argv_add(a, "-no-reboot");
+        argv_add(a, "-display");
+        argv_add(a, "none");
+        argv_add(a, "-serial");
+        argv_add(a, "stdio");
+        argv_add(a, "-qmp");
+        argv_add(a, "unix:%s/qmp.sock,server=on,wait=off", vm->dir);
+        argv_add(a, "-kernel");
+        argv_add(a, "%s", img->kernel);
+        if (img->initrd) {
+                argv_add(a, "-initrd");
+                argv_add(a, "%s", img->initrd);
+        }
+        argv_add(a, "-append");
+        argv_add(a, "%s%s%s%s", img->cmdline ? img->cmdline : "",
+                 img->rootfs ? " provium.root=ext4" : "", cfg->append ? " " : "",
+                 cfg->append ? cfg->append : "");
+        if (img->rootfs)
+                argv_add_rootfs(img, a);
+        if (cfg->initial_time) {
+                argv_add(a, "-rtc");
+                argv_add(a, "base=%s,clock=host", cfg->initial_time);
+        }
+        if (cfg->has_rng_seed) {
+                argv_add(a, "-seed");
+                argv_add(a, "%llu", (unsigned long long) cfg->rng_seed);
+                argv_add(a, "-object");
+                argv_add(a, "rng-builtin,id=rng0");
+                argv_add(a, "-device");
+                argv_add(a, "virtio-rng-pci,rng=rng0");
+        }
+        for (int k = 0; k < vm->nnics; k++) {
+                argv_add(a, "-netdev");
+                argv_add(a, "tap,id=net%d,ifname=%s,script=no,downscript=no", k, vm->nics[k].tap);
+                argv_add(a, "-device");
+                argv_add(a, "virtio-net-pci,netdev=net%d,mac=%s,id=nic%d,addr=0x%x", k,
+                         vm->nics[k].mac, k, 0x10 + k);
+        }
+        argv_add(a, "-device");
+        argv_add(a, "virtio-serial-pci,id=vser0");
+        argv_add(a, "-chardev");
+        argv_add(a, "socket,id=agent0,path=%s/agent0.sock,server=on,wait=off", vm->dir);
+        argv_add(a, "-device");
+        argv_add(a, "virtserialport,bus=vser0.0,chardev=agent0,name=provium.0");
+        for (int i = 1; i <= vm->nworkers; i++) {
+                argv_add(a, "-chardev");
+                argv_add(a, "socket,id=agent%d,path=%s/agent%d.sock,server=on,wait=off", i, vm->dir,
+                         i);
+                argv_add(a, "-device");
+                argv_add(a, "virtserialport,bus=vser0.0,chardev=agent%d,name=provium.%d", i, i);
+        }
+        return a->error;
+}
