@@ -1,4 +1,10 @@
-/* vm_spare.c: spare QEMUs for fixture restores (see the comment below and vm_internal.h). */
+/* vm_spare.c: spare QEMUs for fixture restores.
+ *
+ * Starting QEMU costs about 100 ms here, mostly the dynamic linker and QEMU's own start, before
+ * a saved state can even begin to load. So once a fixture has been restored, a spare QEMU is
+ * started for its next clone: same configuration, same saved state as its fd 3, waiting in
+ * -incoming defer with QMP connected. The next restore of that fixture adopts it and only
+ * loads the state. Spares are stopped with the file (vm_spares_stop). */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -9,14 +15,6 @@
 
 #include "events.h"
 #include "vm_internal.h"
-
-/* ---- spares ----
- *
- * Starting QEMU costs about 100 ms here, mostly the dynamic linker and QEMU's own start, before
- * a saved state can even begin to load. So once a fixture has been restored, a spare QEMU is
- * started for its next clone: same configuration, same saved state as its fd 3, waiting in
- * -incoming defer with QMP connected. The next restore of that fixture adopts it and only
- * loads the state. Spares are stopped with the file (vm_spares_stop). */
 
 #define SPARES_MAX 4
 static Vm *spares[SPARES_MAX];
