@@ -119,6 +119,36 @@ end)
     st.sh(provium.executable .. " image rm " .. img)
 end)
 
+test("a lab fixture is rebuilt when a recipe its VMs boot changes", function(t)
+    local img, fx = name .. "-lab", name .. "-labfx"
+    local function lab_recipe(text)
+        write(dir .. "/images/" .. img .. ".lua", string.format('write("/etc/greeting", %q)\n', text))
+    end
+    write(dir .. "/lab.test.lua", string.format([[
+test("lab", function(t)
+    local lab = provium:lab_fixture(%q, function(lab) lab:vm("a", %q):boot() end)
+    t:eq(lab.a:read_file("/etc/greeting"), os.getenv("EXPECT"))
+end)
+]], fx, img))
+    local function run(expect, events)
+        return st.sh(string.format("EXPECT=%s %s --accel tcg --events %s %s/lab.test.lua", expect,
+                                   provium.executable, events, dir))
+    end
+    lab_recipe("one")
+    local out, code = run("one", dir .. "/lab1.mp")
+    t:eq(code, 0, out)
+    t:eq(st.count_events(dir .. "/lab1.mp", "fixture.build"), 1, out)
+    out, code = run("one", dir .. "/lab2.mp")
+    t:eq(code, 0, out)
+    t:eq(st.count_events(dir .. "/lab2.mp", "fixture.build"), 0, "unchanged: restored")
+    lab_recipe("two")
+    out, code = run("two", dir .. "/lab3.mp")
+    t:eq(code, 0, out)
+    t:eq(st.count_events(dir .. "/lab3.mp", "fixture.build"), 1, "the recipe changed: rebuilt")
+    st.sh(provium.executable .. " cache clear fixtures " .. fx)
+    st.sh(provium.executable .. " image rm " .. img)
+end)
+
 test("touching the recipe reuses the entry; editing it or a copied file rebuilds", function(t)
     st.sh("touch " .. dir .. "/images/" .. name .. ".lua")
     local out = build()

@@ -21,7 +21,6 @@
 #include "paths.h"
 #include "vm_internal.h"
 
-
 /* ---- helpers ---- */
 
 static void on_handle_closed(uv_handle_t *h)
@@ -129,6 +128,11 @@ int vm_config_copy(VmConfig *dst, const VmConfig *src)
         if (r < 0)
                 config_clear(dst);
         return r;
+}
+
+const char *vm_image_key(const Vm *vm)
+{
+        return vm->image ? vm->image->key : NULL;
 }
 
 const VmConfig *vm_config(const Vm *vm)

@@ -106,6 +106,8 @@ int vm_spares_stop(void (*done_cb)(Vm *vm, void *data), void *data);
 void vm_spares_free(void);
 /* The configuration of the VM's boot (valid once it booted). */
 const VmConfig *vm_config(const Vm *vm);
+/* The cache key of the image the VM booted (NULL before it has one). */
+const char *vm_image_key(const Vm *vm);
 /* The RAM file the VM runs on, and whether it is the VM's own (shared) or a COW template. */
 const char *vm_ram_path(const Vm *vm, bool *ret_shared);
 

@@ -7,6 +7,7 @@
 #include "fixture.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 #include "fixture_cache.h"
 #include "image.h"
 #include "lua_vm.h"
+#include "paths.h"
 #include "runtime.h"
 #include "waiter.h"
 
@@ -53,21 +55,83 @@ static int l_fixture_key(lua_State *L)
         return 1;
 }
 
-/* internal.image_key(image, opts) -> the image's cache key (a user kernel's content hash) */
+/* internal.image_key(image, opts) -> key | nil, message: the image's cache key (a user
+ * kernel's content hash). Resolving may build a recipe's image: it runs in the loop's thread
+ * pool, the task parked meanwhile. */
+typedef struct KeyWork {
+        uv_work_t work;
+        Pending pending;
+        bool abandoned; /* the task went away: the result is dropped */
+        char *image, *kernel, *initrd;
+        Image *img;
+        int r;
+        char err[2048];
+} KeyWork;
+
+static void key_work_free(KeyWork *k)
+{
+        image_free(k->img);
+        free(k->image);
+        free(k->kernel);
+        free(k->initrd);
+        free(k);
+}
+
+static void key_work(uv_work_t *w)
+{
+        KeyWork *k = (KeyWork *) w;
+        ImageOptions io = {.kernel = k->kernel, .initrd = k->initrd};
+        k->r = image_resolve(k->image, &io, &k->img, k->err, sizeof k->err);
+}
+
+static void key_done(uv_work_t *w, int status)
+{
+        KeyWork *k = (KeyWork *) w;
+        if (!k->abandoned && runtime_pending_alive(&k->pending)) {
+                lua_State *co = k->pending.co;
+                if (status == 0 && k->r >= 0) {
+                        lua_pushstring(co, k->img->key ? k->img->key : "");
+                        runtime_resume(&k->pending, 1);
+                } else {
+                        lua_pushnil(co);
+                        lua_pushstring(co, k->r < 0 ? k->err : uv_strerror(status));
+                        runtime_resume(&k->pending, 2);
+                }
+        }
+        key_work_free(k);
+}
+
+static void key_cancel(Pending *p)
+{
+        KeyWork *k = (KeyWork *) ((char *) p - offsetof(KeyWork, pending));
+        k->abandoned = true; /* key_done frees it when the pool is done with it */
+}
+
 static int l_image_key(lua_State *L)
 {
         const char *image = luaL_checkstring(L, 1);
         char time_buf[32];
         VmConfig cfg;
         lua_vm_boot_config(L, image, 2, &cfg, time_buf, sizeof time_buf);
-        ImageOptions io = {.kernel = cfg.kernel, .initrd = cfg.initrd};
-        Image *img = NULL;
-        char err[2048];
-        if (image_resolve(image, &io, &img, err, sizeof err) < 0)
-                return luaL_error(L, "%s", err);
-        lua_pushstring(L, img->key ? img->key : "");
-        image_free(img);
-        return 1;
+        KeyWork *k = calloc(1, sizeof *k);
+        if (!k)
+                return luaL_error(L, "image %s: out of memory", image);
+        k->image = strdup(image);
+        k->kernel = cfg.kernel ? strdup(cfg.kernel) : NULL;
+        k->initrd = cfg.initrd ? strdup(cfg.initrd) : NULL;
+        if (!k->image || (cfg.kernel && !k->kernel) || (cfg.initrd && !k->initrd)) {
+                key_work_free(k);
+                return luaL_error(L, "image %s: out of memory", image);
+        }
+        Runtime *rt = runtime_get(L);
+        (void) paths_cache_dir(); /* computed once, here on the loop's thread */
+        int r = uv_queue_work(runtime_loop(rt), &k->work, key_work, key_done);
+        if (r < 0) {
+                key_work_free(k);
+                return luaL_error(L, "image %s: %s", image, uv_strerror(r));
+        }
+        k->pending.cancel = key_cancel;
+        return runtime_wait(L, &k->pending);
 }
 
 /* internal.qemu_version() -> QEMU's version line */

@@ -685,13 +685,48 @@ local function build_fixture(name, build, setup)
 end
 
 -- The cache entry for key: found, built here, or built by another file runner meanwhile.
+local function image_key(image, opts)
+    local key, err = internal.image_key(image, opts)
+    if not key then error(err, 0) end
+    return key
+end
+
+-- A saved VM's image must still be the image of that name. A lab's key cannot hold its images
+-- (its setup names them), so every hit is checked: when one changed since (an edited recipe,
+-- a new agent), that entry is passed over for one keyed by the images' current keys as well.
+-- Returns that extra key material, or nil when the entry is current.
+local function changed_images(entry)
+    local current, changed = {}, false
+    for _, saved in ipairs(entry.vms) do
+        local image = saved.config:match('"image":%s*"([^"]*)"') or "default"
+        local saved_key = saved.config:match('"image_key":%s*"(%x+)"')
+        local opts = { kernel = saved.config:match('"kernel":%s*"([^"]*)"'),
+                       initrd = saved.config:match('"initrd":%s*"([^"]*)"') }
+        local key = image_key(image, opts)
+        current[#current + 1] = saved.name .. "=" .. image .. "=" .. key
+        if saved_key and saved_key ~= key then changed = true end
+    end
+    return changed and table.concat(current, ",") or nil
+end
+
 local function fixture_entry(name, key, setup)
+    local passed_over = 0
     while true do
         local status, a = internal.fixture_open(name, key)
         if status == nil then raise(a) end
-        if status == "hit" then return a end
         if status == "build" then return build_fixture(name, a, setup) end
-        internal.sleep(0.05) -- "busy": another runner is building it
+        if status == "hit" then
+            local ok, changed = pcall(changed_images, a)
+            if not ok then raise(string.format("fixture %s: %s", name, changed)) end
+            if not changed then return a end
+            passed_over = passed_over + 1
+            if passed_over > 4 then
+                raise(string.format("fixture %s: its images keep changing while it is restored", name))
+            end
+            key = internal.fixture_key(key .. "\0images\0" .. changed)
+        else
+            internal.sleep(0.05) -- "busy": another runner is building it
+        end
     end
 end
 
@@ -761,7 +796,7 @@ function provium:vm_fixture(name, setup, opts)
     end
     local key = fixture_key(name, function()
         return { "vm", name, function_source(setup), canonical(boot_opts, true), image,
-                 internal.image_key(image, boot_opts), internal.qemu_version(), internal.accel() }
+                 image_key(image, boot_opts), internal.qemu_version(), internal.accel() }
     end)
     local entry = fixture_entry(name, key, function(lab)
         setup(lab:vm(name, image):boot(boot_opts))
@@ -774,7 +809,7 @@ end
 function provium:lab_fixture(name, setup)
     check_fixture_args(self, "lab_fixture", name, setup, nil)
     local key = fixture_key(name, function()
-        return { "lab", name, function_source(setup), internal.image_key("default"),
+        return { "lab", name, function_source(setup), image_key("default"),
                  internal.qemu_version(), internal.accel() }
     end)
     return restore_fixture(name, fixture_entry(name, key, setup))

@@ -135,6 +135,7 @@ static char *config_to_json(const Vm *vm, const VmConfig *c, const char *net)
         if (!o)
                 return NULL;
         int r = set_str(o, "image", c->image);
+        r |= set_str(o, "image_key", vm_image_key(vm)); /* a later restore checks it */
         r |= set_str(o, "kernel", c->kernel);
         r |= set_str(o, "initrd", c->initrd);
         r |= set_str(o, "append", c->append);
