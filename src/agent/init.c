@@ -323,26 +323,27 @@ void modules_wait_loaded(void)
         pthread_mutex_unlock(&modules_lock);
 }
 
-/* Each line of MODULES_ONDEMAND is "name: path..." (paths relative to /, the module's own
- * dependencies first, the module last). */
-int modules_load_ondemand(const char *name)
+/* Loads module `name` as list (a file of MODULES_ORDER's or MODULES_ONDEMAND's form) says.
+ * MODULES_ORDER: a module path a line. MODULES_ONDEMAND: "name: path..." (paths relative to /,
+ * the module's own dependencies first, the module last). Returns 0, -ENOENT when the list does
+ * not name it, or -errno. */
+static int modules_load_named(const char *list, const char *name)
 {
-        FILE *f = fopen(MODULES_ONDEMAND, "re");
+        FILE *f = fopen(list, "re");
         if (!f)
                 return -errno;
         char line[4096];
         int r = -ENOENT;
         while (r == -ENOENT && fgets(line, sizeof line, f)) {
                 line[strcspn(line, "\r\n")] = 0;
-                char *colon = strchr(line, ':');
-                if (!colon)
-                        continue;
-                *colon = 0;
+                char *colon = strchr(line, ':'), *paths = colon ? colon + 1 : line;
+                if (colon)
+                        *colon = 0;
                 if (!module_is(line, name))
                         continue;
                 r = 0;
                 char *save = NULL;
-                for (char *t = strtok_r(colon + 1, " ", &save); t && r == 0;
+                for (char *t = strtok_r(paths, " ", &save); t && r == 0;
                      t = strtok_r(NULL, " ", &save))
                         r = init_load_module(t[0] == '/' ? t + 1 : t);
         }
@@ -350,22 +351,16 @@ int modules_load_ondemand(const char *name)
         return r;
 }
 
-/* Loads the module called name from MODULES_ORDER now, ahead of its turn (the background
- * thread's later attempt gets EEXIST, which counts as loaded). Returns 0 or -errno. */
+int modules_load_ondemand(const char *name)
+{
+        return modules_load_named(MODULES_ONDEMAND, name);
+}
+
+/* Loads a module of MODULES_ORDER now, ahead of its turn (the background thread's later
+ * attempt gets EEXIST, which counts as loaded). */
 static int modules_load_listed(const char *name)
 {
-        FILE *f = fopen(MODULES_ORDER, "re");
-        if (!f)
-                return -errno;
-        char line[4096];
-        int r = -ENOENT;
-        while (r == -ENOENT && fgets(line, sizeof line, f)) {
-                line[strcspn(line, "\r\n")] = 0;
-                if (module_is(line, name))
-                        r = init_load_module(line[0] == '/' ? line + 1 : line);
-        }
-        (void) fclose(f);
-        return r;
+        return modules_load_named(MODULES_ORDER, name);
 }
 
 /* ---- root disk ---- */

@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "events.h"
-#include "paths.h"
+#include "image_job.h"
 #include "vm_internal.h"
 
 /* ---- helpers ---- */
@@ -713,56 +713,18 @@ int vm_open_incoming(Vm *vm, const char *path, const char *label, char *err, siz
 
 /* ---- boot: the image, then QEMU ---- */
 
-/* The image is resolved in the loop's thread pool: a recipe's first use builds it (seconds to
- * minutes), and meanwhile the file's other VMs, timers and coroutines go on. */
-typedef struct Resolve {
-        uv_work_t work;
-        Vm *vm; /* NULL once the VM is stopped or freed: the result is dropped */
-        char *image, *kernel, *initrd;
-        Image *img;
-        int r;
-        uint64_t started_ns;
-        char err[4096];
-} Resolve;
-
-static void resolve_free(Resolve *rs)
+static void emit_image(const char *image, const Image *img, int r, const char *err,
+                       uint64_t duration_ns)
 {
-        image_free(rs->img);
-        free(rs->image);
-        free(rs->kernel);
-        free(rs->initrd);
-        free(rs);
-}
-
-/* Forgets a resolve in flight: its result is dropped when it comes. */
-static void resolve_orphan(Vm *vm)
-{
-        if (!vm->resolving)
-                return;
-        vm->resolving->vm = NULL;
-        (void) uv_cancel((uv_req_t *) &vm->resolving->work);
-        vm->resolving = NULL;
-}
-
-static void resolve_work(uv_work_t *w)
-{
-        Resolve *rs = (Resolve *) w;
-        ImageOptions io = {.kernel = rs->kernel, .initrd = rs->initrd, .quiet = false};
-        rs->r = image_resolve(rs->image, &io, &rs->img, rs->err, sizeof rs->err);
-}
-
-static void emit_image(const Resolve *rs)
-{
-        const Image *img = rs->img;
         EventBuilder ev;
         event_begin(&ev, "image.resolve", 7);
-        proto_kv_str(&ev.w, "image", rs->image);
+        proto_kv_str(&ev.w, "image", image);
         proto_kv_str(&ev.w, "key", img && img->key ? img->key : "");
         proto_kv_str(&ev.w, "dir", img ? img->dir : "");
         proto_kv_bool(&ev.w, "built", img && img->built);
-        proto_kv_bool(&ev.w, "ok", rs->r >= 0);
-        proto_kv_str(&ev.w, "error", rs->r >= 0 ? "" : rs->err);
-        proto_kv_uint(&ev.w, "duration_ns", events_mono_ns() - rs->started_ns);
+        proto_kv_bool(&ev.w, "ok", r >= 0);
+        proto_kv_str(&ev.w, "error", r >= 0 ? "" : err);
+        proto_kv_uint(&ev.w, "duration_ns", duration_ns);
         event_end(&ev);
 }
 
@@ -801,39 +763,26 @@ static int boot_launch(Vm *vm, char *err, size_t errlen)
         return launch(vm, err, errlen);
 }
 
-static void resolve_done(uv_work_t *w, int status)
+/* The image is resolved (image_job.c: a recipe's first use builds it, off the loop): boot. */
+static void on_image(void *data, Image *img, int r, const char *err, uint64_t duration_ns)
 {
-        Resolve *rs = (Resolve *) w;
-        Vm *vm = rs->vm;
-        char err[4096];
-        int r;
+        Vm *vm = data;
+        char msg[4096];
 
-        if (!vm) {
-                resolve_free(rs);
-                return;
-        }
         vm->resolving = NULL;
-        if (status < 0 && rs->r == 0) {
-                rs->r = status;
-                snprintf(rs->err, sizeof rs->err, "vm %s: boot: image %s: %s", vm->name, rs->image,
-                         uv_strerror(status));
-        }
-        emit_image(rs);
-        if (rs->r < 0) {
-                boot_done(vm, rs->r, rs->err);
-                resolve_free(rs);
+        emit_image(vm->cfg.image ? vm->cfg.image : "default", img, r, err, duration_ns);
+        if (r < 0) {
+                boot_done(vm, r, err);
                 return;
         }
-        vm->image = rs->img;
-        rs->img = NULL;
-        resolve_free(rs);
+        vm->image = img;
         VmBootFn cb = vm->boot_cb;
-        void *data = vm->boot_data;
-        r = boot_launch(vm, err, sizeof err);
+        void *cb_data = vm->boot_data;
+        r = boot_launch(vm, msg, sizeof msg);
         if (r < 0 && cb) { /* launch may have stopped the VM and dropped the callback */
                 vm->boot_cb = cb;
-                vm->boot_data = data;
-                boot_done(vm, r, err);
+                vm->boot_data = cb_data;
+                boot_done(vm, r, msg);
         }
 }
 
@@ -845,31 +794,19 @@ int vm_boot(Vm *vm, const VmConfig *cfg, VmBootFn cb, void *data, char *err, siz
                 return -EALREADY;
         }
         vm->boot_started_ns = events_mono_ns();
-        Resolve *rs = calloc(1, sizeof *rs);
-        if (!rs || vm_config_copy(&vm->cfg, cfg) < 0) {
-                free(rs);
+        if (vm_config_copy(&vm->cfg, cfg) < 0) {
                 snprintf(err, errlen, "vm %s: boot: out of memory", vm->name);
                 return -ENOMEM;
         }
-        rs->vm = vm;
-        rs->started_ns = vm->boot_started_ns;
-        rs->image = strdup(cfg->image ? cfg->image : "default");
-        rs->kernel = cfg->kernel ? strdup(cfg->kernel) : NULL;
-        rs->initrd = cfg->initrd ? strdup(cfg->initrd) : NULL;
-        if (!rs->image || (cfg->kernel && !rs->kernel) || (cfg->initrd && !rs->initrd)) {
-                resolve_free(rs);
-                snprintf(err, errlen, "vm %s: boot: out of memory", vm->name);
-                return -ENOMEM;
-        }
-        /* Lazily computed paths are computed here, on the loop's thread, not in the pool. */
-        (void) paths_cache_dir();
-        int r = uv_queue_work(vm->loop, &rs->work, resolve_work, resolve_done);
-        if (r < 0) {
-                resolve_free(rs);
-                snprintf(err, errlen, "vm %s: boot: %s", vm->name, uv_strerror(r));
+        ImageOptions io = {.kernel = cfg->kernel, .initrd = cfg->initrd};
+        int r = 0;
+        vm->resolving =
+            image_job_start(vm->loop, cfg->image ? cfg->image : "default", &io, on_image, vm, &r);
+        if (!vm->resolving) {
+                snprintf(err, errlen, "vm %s: boot: %s", vm->name,
+                         r == -ENOMEM ? strerror(ENOMEM) : uv_strerror(r));
                 return r;
         }
-        vm->resolving = rs;
         vm->boot_cb = cb;
         vm->boot_data = data;
         return 0;
@@ -1252,7 +1189,8 @@ int vm_worker_connect(Vm *vm, uint64_t timeout_ms, AgentReadyFn cb, void *data, 
 
 void vm_stop(Vm *vm, void (*done_cb)(Vm *vm, void *data), void *data)
 {
-        resolve_orphan(vm);
+        image_job_orphan(vm->resolving);
+        vm->resolving = NULL;
         if (vm->boot_cb) /* the boot's waiter learns it will never finish, and frees itself */
                 boot_done(vm, -ECANCELED, "the VM was stopped while booting");
         vm->death_cb = NULL;
@@ -1310,7 +1248,8 @@ Vm *vm_free(Vm *vm)
                 return NULL;
         /* Handles still closing point at vm: callers wait for vm_stop's callback first. */
         assert(vm->handles_open == 0);
-        resolve_orphan(vm);
+        image_job_orphan(vm->resolving);
+        vm->resolving = NULL;
         vm->qmp = qmp_free(vm->qmp);
         vm->agent = agent_client_free(vm->agent);
         for (int i = 1; i <= VM_MAX_WORKERS; i++)

@@ -47,9 +47,9 @@ struct Vm {
         uint64_t boot_started_ns;
         char *image_name;
         Image *image; /* kernel, initrd and command line of the first boot; restores reuse them */
-        struct Resolve *resolving; /* the image being resolved in the thread pool (vm_boot) */
-        VmConfig cfg;              /* the first boot's configuration, strings owned (config_copy) */
-        char *ram_path;            /* the file behind guest RAM */
+        struct ImageJob *resolving; /* the image being resolved off the loop (vm_boot) */
+        VmConfig cfg;    /* the first boot's configuration, strings owned (config_copy) */
+        char *ram_path;  /* the file behind guest RAM */
         bool ram_shared; /* ram_path is the VM's own (share=on); else a saved RAM file mapped COW */
         int incoming_fd; /* a saved state QEMU loads once the agent socket is connected; else -1 */
         bool qmp_up, agent_up, incoming_sent;

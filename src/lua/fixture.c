@@ -15,8 +15,8 @@
 #include "events.h"
 #include "fixture_cache.h"
 #include "image.h"
+#include "image_job.h"
 #include "lua_vm.h"
-#include "paths.h"
 #include "runtime.h"
 #include "waiter.h"
 
@@ -56,55 +56,37 @@ static int l_fixture_key(lua_State *L)
 }
 
 /* internal.image_key(image, opts) -> key | nil, message: the image's cache key (a user
- * kernel's content hash). Resolving may build a recipe's image: it runs in the loop's thread
- * pool, the task parked meanwhile. */
-typedef struct KeyWork {
-        uv_work_t work;
+ * kernel's content hash). Resolving may build a recipe's image: it runs off the loop
+ * (image_job.c), the task parked meanwhile. */
+typedef struct KeyWait {
         Pending pending;
-        bool abandoned; /* the task went away: the result is dropped */
-        char *image, *kernel, *initrd;
-        Image *img;
-        int r;
-        char err[2048];
-} KeyWork;
+        ImageJob *job;
+} KeyWait;
 
-static void key_work_free(KeyWork *k)
+static void on_key(void *data, Image *img, int r, const char *err, uint64_t duration_ns)
 {
-        image_free(k->img);
-        free(k->image);
-        free(k->kernel);
-        free(k->initrd);
-        free(k);
-}
-
-static void key_work(uv_work_t *w)
-{
-        KeyWork *k = (KeyWork *) w;
-        ImageOptions io = {.kernel = k->kernel, .initrd = k->initrd};
-        k->r = image_resolve(k->image, &io, &k->img, k->err, sizeof k->err);
-}
-
-static void key_done(uv_work_t *w, int status)
-{
-        KeyWork *k = (KeyWork *) w;
-        if (!k->abandoned && runtime_pending_alive(&k->pending)) {
+        KeyWait *k = data;
+        (void) duration_ns;
+        if (runtime_pending_alive(&k->pending)) {
                 lua_State *co = k->pending.co;
-                if (status == 0 && k->r >= 0) {
-                        lua_pushstring(co, k->img->key ? k->img->key : "");
+                if (r >= 0) {
+                        lua_pushstring(co, img->key ? img->key : "");
                         runtime_resume(&k->pending, 1);
                 } else {
                         lua_pushnil(co);
-                        lua_pushstring(co, k->r < 0 ? k->err : uv_strerror(status));
+                        lua_pushstring(co, err);
                         runtime_resume(&k->pending, 2);
                 }
         }
-        key_work_free(k);
+        image_free(img);
+        free(k);
 }
 
 static void key_cancel(Pending *p)
 {
-        KeyWork *k = (KeyWork *) ((char *) p - offsetof(KeyWork, pending));
-        k->abandoned = true; /* key_done frees it when the pool is done with it */
+        KeyWait *k = (KeyWait *) ((char *) p - offsetof(KeyWait, pending));
+        image_job_orphan(k->job);
+        free(k);
 }
 
 static int l_image_key(lua_State *L)
@@ -113,21 +95,14 @@ static int l_image_key(lua_State *L)
         char time_buf[32];
         VmConfig cfg;
         lua_vm_boot_config(L, image, 2, &cfg, time_buf, sizeof time_buf);
-        KeyWork *k = calloc(1, sizeof *k);
+        KeyWait *k = calloc(1, sizeof *k);
         if (!k)
                 return luaL_error(L, "image %s: out of memory", image);
-        k->image = strdup(image);
-        k->kernel = cfg.kernel ? strdup(cfg.kernel) : NULL;
-        k->initrd = cfg.initrd ? strdup(cfg.initrd) : NULL;
-        if (!k->image || (cfg.kernel && !k->kernel) || (cfg.initrd && !k->initrd)) {
-                key_work_free(k);
-                return luaL_error(L, "image %s: out of memory", image);
-        }
-        Runtime *rt = runtime_get(L);
-        (void) paths_cache_dir(); /* computed once, here on the loop's thread */
-        int r = uv_queue_work(runtime_loop(rt), &k->work, key_work, key_done);
-        if (r < 0) {
-                key_work_free(k);
+        ImageOptions io = {.kernel = cfg.kernel, .initrd = cfg.initrd};
+        int r = 0;
+        k->job = image_job_start(runtime_loop(runtime_get(L)), image, &io, on_key, k, &r);
+        if (!k->job) {
+                free(k);
                 return luaL_error(L, "image %s: %s", image, uv_strerror(r));
         }
         k->pending.cancel = key_cancel;
