@@ -1,112 +1,152 @@
-/* accel.c: choosing the accelerator. --accel auto takes KVM only when a probe guest really
- * runs under it: on some hosts /dev/kvm opens but guests hang (see docs/design.md).
+/* accel.c: which accelerator a run uses, and what it says about it. --accel tcg is taken as
+ * is. For auto and kvm, /dev/kvm must open, and then the image's own kernel must boot under
+ * KVM to init (accel_probe.c): on some hosts /dev/kvm opens, runs a BIOS, and hangs Debian's
+ * kernel (docs/design.md). The verdict is cached (accel_cache.c), so that costs one probe per
+ * host boot, QEMU and kernel.
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "cli.h"
+#include "accel.h"
+#include "events.h"
 
-extern char **environ;
-
-/* The probe: a 64 KiB BIOS whose reset vector writes 0x2a to the isa-debug-exit port, so
- * QEMU exits with status (0x2a << 1) | 1 = 85 when the guest executes one instruction. */
-static int write_probe_bios(const char *path)
+const char *accel_kvm_device(void)
 {
-        static unsigned char bios[65536];
-        static const unsigned char code[] = {0xb0, 0x2a, 0xe6, 0xf4, 0xf4, 0xeb, 0xfd};
-        memset(bios, 0xf4, sizeof bios); /* hlt */
-        memcpy(bios + 0xfff0, code, sizeof code);
-        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        if (fd < 0)
-                return -errno;
-        ssize_t w = write(fd, bios, sizeof bios);
-        int r = w == (ssize_t) sizeof bios ? 0 : -EIO;
-        if (close(fd) < 0 && r == 0)
-                r = -errno;
+        const char *d = getenv("PROVIUM_KVM_DEVICE");
+        return d && *d ? d : "/dev/kvm";
+}
+
+double accel_probe_timeout(void)
+{
+        const char *e = getenv("PROVIUM_KVM_PROBE_TIMEOUT");
+        char *end;
+        double t = e && *e ? strtod(e, &end) : 0;
+        return e && *e && !*end && t > 0 && t <= 600 ? t : ACCEL_PROBE_TIMEOUT_S;
+}
+
+/* Probes now, under the lock, unless a concurrent run stored a verdict meanwhile. */
+static int probe_and_store(const char *self, const AccelProbeTarget *t, const char *key,
+                           AccelVerdict *v, bool *ret_probed)
+{
+        int lock = key ? accel_lock() : -ENOENT;
+        *ret_probed = false;
+        if (key && accel_verdict_load(key, v) == 0) {
+                if (lock >= 0)
+                        (void) close(lock);
+                return 0;
+        }
+        AccelProbe p = {0};
+        int r = accel_probe_boot(self, t, accel_probe_timeout(), &p);
+        if (r == 0) {
+                *ret_probed = true;
+                accel_verdict_of(t, &p, key, v);
+                if (key) {
+                        int s = accel_verdict_store(v);
+                        if (s < 0)
+                                fprintf(stderr,
+                                        "provium: KVM probe: storing the verdict in %s: %s\n",
+                                        accel_cache_dir() ? accel_cache_dir() : "the cache",
+                                        strerror(-s));
+                }
+        }
+        if (lock >= 0)
+                (void) close(lock);
         return r;
 }
 
-/* Returns 1 when a guest ran under accel within 5 s, 0 when not, -errno on a local failure. */
-int accel_probe(const char *accel)
+/* Fills c for KVM wanted and /dev/kvm open: from the cache or a probe. */
+static void kvm_verdict(const char *self, const Image *img, AccelChoice *c)
 {
-        char dir[] = "/tmp/provium-probe-XXXXXX";
-        if (!mkdtemp(dir))
-                return -errno;
-        char bios[64], machine[64];
-        snprintf(bios, sizeof bios, "%s/bios.bin", dir);
-        snprintf(machine, sizeof machine, "pc,accel=%s", accel);
-        int r = write_probe_bios(bios);
-        pid_t pid = -1;
-        if (r == 0) {
-                const char *q = getenv("PROVIUM_QEMU");
-                char *argv[] = {(char *) (q && *q ? q : "qemu-system-x86_64"),
-                                "-machine",
-                                machine,
-                                "-nodefaults",
-                                "-display",
-                                "none",
-                                "-bios",
-                                bios,
-                                "-device",
-                                "isa-debug-exit,iobase=0xf4,iosize=0x04",
-                                NULL};
-                posix_spawn_file_actions_t fa;
-                posix_spawn_file_actions_init(&fa);
-                posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-                posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
-                r = -posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
-                posix_spawn_file_actions_destroy(&fa);
+        char qemu[PATH_MAX], key[33];
+        if (!img) {
+                snprintf(c->why, sizeof c->why,
+                         "KVM probe: no image to probe with (the default image did not resolve)");
+                return;
         }
-        int result = 0;
-        for (int i = 0; r == 0 && i < 500; i++) {
-                int st;
-                pid_t w = waitpid(pid, &st, WNOHANG);
-                if (w == pid) {
-                        result = WIFEXITED(st) && WEXITSTATUS(st) == 85;
-                        pid = -1;
-                        break;
-                }
-                struct timespec ts = {0, 10 * 1000 * 1000};
-                nanosleep(&ts, NULL);
+        if (accel_qemu_path(qemu, sizeof qemu) < 0) {
+                snprintf(c->why, sizeof c->why, "KVM probe: %.300s: not found", qemu);
+                return;
         }
-        if (pid > 0) {
-                (void) kill(pid, SIGKILL);
-                (void) waitpid(pid, NULL, 0);
+        int k = accel_key(qemu, img->kernel, key);
+        if (k < 0)
+                fprintf(stderr,
+                        "provium: KVM probe: no cache key (%s); probing without the cache\n",
+                        strerror(-k));
+        AccelVerdict v = {0};
+        AccelProbeTarget t = {
+            .qemu = qemu, .kernel = img->kernel, .initrd = img->initrd, .cmdline = img->cmdline};
+        int r = k == 0 ? accel_verdict_load(key, &v) : -ENOENT;
+        if (r < 0)
+                r = probe_and_store(self, &t, k == 0 ? key : NULL, &v, &c->probed);
+        c->cached = r == 0 && !c->probed;
+        if (r < 0) {
+                snprintf(c->why, sizeof c->why, "KVM probe: could not run QEMU: %s", strerror(-r));
+                return;
         }
-        (void) unlink(bios);
-        (void) rmdir(dir);
-        return r < 0 ? r : result;
+        if (v.kvm) {
+                c->accel = "kvm";
+                return;
+        }
+        long age = (long) (time(NULL) - v.probed_at);
+        if (c->cached)
+                snprintf(c->why, sizeof c->why, "KVM probe (cached %ld s ago; provium doctor): %s",
+                         age < 0 ? 0 : age, v.reason);
+        else
+                snprintf(c->why, sizeof c->why, "KVM probe: %s", v.reason);
 }
 
-const char *accel_resolve(const char *accel)
+static void emit_choice(const char *want, const AccelChoice *c)
 {
-        if (strcmp(accel, "tcg") == 0)
-                return "tcg";
-        if (strcmp(accel, "kvm") == 0)
-                return "kvm";
-        if (strcmp(accel, "auto") != 0) {
-                fprintf(stderr, "provium: --accel must be auto, kvm or tcg, not '%s'\n", accel);
-                return NULL;
+        EventBuilder ev;
+        event_begin(&ev, "accel.choose", 5);
+        proto_kv_str(&ev.w, "wanted", want);
+        proto_kv_str(&ev.w, "accel", c->accel);
+        proto_kv_bool(&ev.w, "probed", c->probed);
+        proto_kv_bool(&ev.w, "cached", c->cached);
+        proto_kv_str(&ev.w, "reason", c->why);
+        event_end(&ev);
+}
+
+int accel_choose(const char *want, const char *self, const Image *img, bool verbose,
+                 AccelChoice *ret)
+{
+        AccelChoice c = {.accel = "tcg"};
+        if (strcmp(want, "tcg") != 0 && strcmp(want, "kvm") != 0 && strcmp(want, "auto") != 0) {
+                fprintf(stderr, "provium: --accel must be auto, kvm or tcg, not '%s'\n", want);
+                return -EINVAL;
         }
-        int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
-        if (fd < 0) {
-                fprintf(stderr, "provium: accel: /dev/kvm: %s; using TCG (software emulation)\n",
-                        strerror(errno));
-                return "tcg";
+        if (strcmp(want, "tcg") != 0) {
+                const char *dev = accel_kvm_device();
+                int fd = open(dev, O_RDWR | O_CLOEXEC);
+                if (fd < 0)
+                        snprintf(c.why, sizeof c.why, "%s: %s", dev, strerror(errno));
+                else {
+                        (void) close(fd);
+                        kvm_verdict(self, img, &c);
+                }
         }
-        (void) close(fd);
-        int r = accel_probe("kvm");
-        if (r == 1)
-                return "kvm";
-        fprintf(stderr, "provium: accel: /dev/kvm opens but a probe guest did not run under "
-                        "KVM; using TCG (software emulation)\n");
-        return "tcg";
+        if (strcmp(want, "auto") == 0 && c.why[0])
+                fprintf(stderr, "provium: %s; using TCG (software emulation)\n", c.why);
+        if (strcmp(want, "kvm") == 0 && c.why[0]) {
+                c.accel = "kvm";
+                fprintf(stderr,
+                        "provium: --accel kvm: %s; boots will fail (--accel auto falls back to "
+                        "TCG by itself)\n",
+                        c.why);
+                if (setenv("PROVIUM_KVM_UNUSABLE", c.why, 1) < 0)
+                        perror("provium: setenv");
+        } else
+                (void) unsetenv("PROVIUM_KVM_UNUSABLE");
+        if (verbose && !c.why[0] && strcmp(c.accel, "kvm") == 0)
+                fprintf(stderr, "provium: using KVM (%s)\n",
+                        c.cached ? "a cached verdict" : "the probe booted the kernel");
+        emit_choice(want, &c);
+        *ret = c;
+        return 0;
 }

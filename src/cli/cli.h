@@ -16,8 +16,8 @@ typedef struct CliOptions {
 /* dispatcher.c: runs every *.test.lua under paths, one child process per file. Returns the
  * process exit status (0 when nothing failed). */
 int dispatcher_run(const CliOptions *o, char **paths, int npaths);
-/* accel.c: "tcg" or "kvm" for --accel o->accel, saying once why when auto picks TCG. */
-const char *accel_resolve(const char *accel);
+/* doctor_cmd.c: provium doctor: what this host offers (KVM's verdict, QEMU, the cache). */
+int doctor_cmd_main(int argc, char **argv);
 
 /* file_runner.c: the child side: runs one file; events go to fd 3. Returns the exit status. */
 int file_runner_main(int argc, char **argv);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "accel.h"
 #include "cli.h"
 #include "events.h"
 #include "image.h"
@@ -370,18 +371,18 @@ int dispatcher_run(const CliOptions *o, char **paths, int npaths)
         int status = 0;
         if (d.files.n == 0)
                 fprintf(stderr, "provium: no *.test.lua files found\n");
-        d.accel = accel_resolve(o->accel);
-        if (!d.accel)
-                status = 2;
-
-        /* Build the default image once, here, rather than in every runner at the same time. */
+        /* Build the default image once, here, rather than in every runner at the same time;
+         * the KVM probe boots its kernel. */
         char err[4096];
         Image *img = NULL;
-        if (status == 0 && d.files.n > 0 &&
-            image_resolve("default", NULL, &img, err, sizeof err) < 0)
+        if (d.files.n > 0 && image_resolve("default", NULL, &img, err, sizeof err) < 0)
                 fprintf(stderr, "provium: %s\n", err);
         if (img && setenv("PROVIUM_IMAGE_DIR_default", img->dir, 1) < 0)
                 perror("provium: setenv");
+        AccelChoice accel = {.accel = "tcg"};
+        if (d.files.n > 0 && accel_choose(o->accel, d.self, img, o->verbose, &accel) < 0)
+                status = 2;
+        d.accel = accel.accel;
         img = image_free(img);
 
         snprintf(d.run_root, sizeof d.run_root, "%s/provium-XXXXXX", run_root_parent());

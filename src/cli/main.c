@@ -22,9 +22,11 @@ static void usage(FILE *f)
                 "       provium image rm NAME...\n"
                 "       provium cache ls                  images and fixtures in the cache\n"
                 "       provium cache clear [images|fixtures] [NAME...]\n"
+                "       provium doctor [--reprobe]        KVM's verdict, QEMU, the cache\n"
                 "\n"
                 "options:\n"
-                "  --accel auto|kvm|tcg   accelerator (auto: KVM only when a probe guest runs)\n"
+                "  --accel auto|kvm|tcg   accelerator (auto: KVM only once the image's kernel has\n"
+                "                         booted under it; the verdict is cached: provium doctor)\n"
                 "  --events FILE          write every event as msgpack to FILE\n"
                 "  -j, --jobs N           files run at once (default 1)\n"
                 "  --test-timeout S       fail a test after S seconds (default 600)\n"
@@ -69,6 +71,13 @@ static int cmd_run(int argc, char **argv)
         while ((c = getopt_long(argc, argv, "j:vh", longopts, NULL)) != -1) {
                 switch (c) {
                 case 'a':
+                        if (strcmp(optarg, "auto") != 0 && strcmp(optarg, "kvm") != 0 &&
+                            strcmp(optarg, "tcg") != 0) {
+                                fprintf(stderr,
+                                        "provium: --accel must be auto, kvm or tcg, not '%s'\n",
+                                        optarg);
+                                return 2;
+                        }
                         o.accel = optarg;
                         break;
                 case 'e':
@@ -132,6 +141,8 @@ int main(int argc, char **argv)
         }
         if (argc >= 2 && strcmp(argv[1], "image") == 0)
                 return image_cmd_main(argc - 1, argv + 1);
+        if (argc >= 2 && strcmp(argv[1], "doctor") == 0)
+                return doctor_cmd_main(argc - 1, argv + 1);
         if (argc >= 2 && strcmp(argv[1], "cache") == 0)
                 return cache_cmd_main(argc - 1, argv + 1);
         if (argc >= 2 && strcmp(argv[1], "run") == 0)

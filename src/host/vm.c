@@ -436,16 +436,34 @@ static bool on_agent_lost(AgentClient *c, int status, void *data)
         return vm->state != VM_STOPPING; /* paused or running: QEMU's exit will say why */
 }
 
+/* What a boot that timed out with an empty console means: the guest never reached init,
+ * whose agent prints "provium-agent: starting" first (src/agent/init.c). */
+static const char *no_sign_of_life(const Vm *vm)
+{
+        if (vm->restoring || vm->tail_total > 0)
+                return NULL;
+        if (vm->cfg.accel && strcmp(vm->cfg.accel, "kvm") == 0)
+                return "the guest printed nothing on its console: its kernel never reached init. "
+                       "Under KVM that is the sign of a kernel that does not run under this "
+                       "host's KVM: run with --accel tcg (or --accel auto, which probes it)";
+        return "the guest printed nothing on its console: its kernel never reached init "
+               "(check the kernel, and console=ttyS0 on its command line)";
+}
+
 static void on_boot_timeout(uv_timer_t *t)
 {
         Vm *vm = t->data;
         char *tail = vm_console_tail(vm, 20);
         char *msg = NULL;
-        if (asprintf(&msg,
-                     "vm %s: boot timed out: the agent did not answer within %.0f s\n"
-                     "--- last console lines ---\n%s",
-                     vm->name, (double) (events_mono_ns() - vm->boot_started_ns) / 1e9,
-                     tail ? tail : "") < 0)
+        const char *dead = no_sign_of_life(vm);
+        double waited = (double) (events_mono_ns() - vm->boot_started_ns) / 1e9;
+        if (dead &&
+            asprintf(&msg, "vm %s: boot timed out after %.0f s: %s", vm->name, waited, dead) < 0)
+                msg = NULL;
+        if (!dead && asprintf(&msg,
+                              "vm %s: boot timed out: the agent did not answer within %.0f s\n"
+                              "--- last console lines ---\n%s",
+                              vm->name, waited, tail ? tail : "") < 0)
                 msg = NULL;
         boot_done(vm, -ETIMEDOUT, msg ? msg : "boot timed out");
         free(msg);
@@ -648,10 +666,31 @@ int vm_start_boot_timer(Vm *vm, uint64_t timeout_ms)
 
 /* Starts QEMU for vm->cfg and vm->image (booting, or loading vm->incoming_fd) and waits for
  * the agent. On failure the VM is stopped and err says why. */
+/* Under --accel kvm on a host whose KVM did not boot the default kernel (the dispatcher's
+ * probe, src/cli/accel.c), a boot of that kernel would hang until its timeout: fail now. A
+ * user's own kernel is not the one probed, so it is tried. */
+static int kvm_unusable(Vm *vm, char *err, size_t errlen)
+{
+        const char *why = getenv("PROVIUM_KVM_UNUSABLE");
+        if (!why || !*why || !vm->cfg.accel || strcmp(vm->cfg.accel, "kvm") != 0 || vm->cfg.kernel)
+                return 0;
+        snprintf(err, errlen,
+                 "vm %s: %s: --accel kvm, but this host's KVM does not run the image's kernel "
+                 "(%.400s): use --accel tcg, or --accel auto to fall back by itself",
+                 vm->name, vm->restoring ? "restore" : "boot", why);
+        return -ENODEV;
+}
+
 static int launch(Vm *vm, char *err, size_t errlen)
 {
         Argv a = {0};
-        int r = vm_build_argv(vm, &vm->cfg, vm->image, &a);
+        int r = kvm_unusable(vm, err, errlen);
+        if (r < 0) {
+                vm->boot_cb = NULL;
+                vm_stop(vm, NULL, NULL);
+                return r;
+        }
+        r = vm_build_argv(vm, &vm->cfg, vm->image, &a);
         uint64_t timeout_ms = vm->cfg.timeout_ms ? vm->cfg.timeout_ms : DEFAULT_BOOT_MS;
         if (r == 0)
                 r = vm_spawn_qemu(vm, a.v);

@@ -1,0 +1,93 @@
+/* accel.h: choosing the accelerator. --accel auto takes KVM only after the image's own kernel
+ * has booted under it far enough to prove it (accel_probe.c); the verdict is cached per host
+ * boot, QEMU and kernel (accel_cache.c); accel.c holds the policy and what the run says. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "image.h"
+
+#define ACCEL_PROBE_TIMEOUT_S 8.0 /* KVM boots the default kernel to init in well under 1 s */
+
+/* What the probe boots: the QEMU program and the image's kernel, initrd and command line. */
+typedef struct AccelProbeTarget {
+        const char *qemu;
+        const char *kernel;
+        const char *initrd; /* may be NULL */
+        const char *cmdline;
+} AccelProbeTarget;
+
+typedef struct AccelProbe {
+        bool ok;          /* the kernel reached init under KVM */
+        double seconds;   /* how long the probe took */
+        char reason[512]; /* one line: what it saw (printable ASCII) */
+} AccelProbe;
+
+/* Boots t under KVM once, through `self __pdeathsig`, for at most timeout_s seconds, and says
+ * whether the marker of the agent's probe mode appeared on the console. Leaves no process or
+ * file behind. Returns 0 with *ret filled, or -errno when the probe could not be run. */
+int accel_probe_boot(const char *self, const AccelProbeTarget *t, double timeout_s,
+                     AccelProbe *ret);
+
+/* ---- the verdict cache (accel_cache.c) ---- */
+
+typedef struct AccelVerdict {
+        char key[33];      /* what it is valid for (accel_key) */
+        bool kvm;          /* KVM runs the kernel */
+        char reason[512];  /* the probe's reason */
+        int64_t probed_at; /* wall clock, seconds */
+        double seconds;    /* how long the probe took */
+        char qemu[4096];   /* for provium doctor: what was probed */
+        char kernel[4096];
+} AccelVerdict;
+
+/* The verdict of probe p of t, for key (may be NULL: not to be stored). */
+void accel_verdict_of(const AccelProbeTarget *t, const AccelProbe *p, const char *key,
+                      AccelVerdict *ret);
+
+/* The QEMU program a boot runs: $PROVIUM_QEMU, else qemu-system-x86_64, searched in $PATH.
+ * Writes the path found (or the name, when not found) to out. Returns 0 or -ENOENT. */
+int accel_qemu_path(char *out, size_t n);
+
+/* The verdict's key: the host's boot id, the QEMU program (path, inode, size, mtime) and the
+ * kernel's content. Returns 0 or -errno (a missing QEMU or kernel). */
+int accel_key(const char *qemu, const char *kernel, char out[33]);
+
+/* Loads the verdict stored for key. Returns 0, -ENOENT when there is none, -EBADMSG when the
+ * file is not a valid verdict for that key (it is then ignored), or another -errno. */
+int accel_verdict_load(const char *key, AccelVerdict *ret);
+
+/* Stores v (atomically: a temp file renamed over the old one) and removes verdicts written
+ * before this host booted. Returns 0 or -errno. */
+int accel_verdict_store(const AccelVerdict *v);
+
+/* Where verdicts live ($CACHE/accel), or NULL when the cache directory is unusable. */
+const char *accel_cache_dir(void);
+
+/* An exclusive lock on the probe, so that concurrent runs probe once. Returns an fd to close,
+ * or -errno. Prints one line when it has to wait. */
+int accel_lock(void);
+
+/* ---- the policy (accel.c) ---- */
+
+typedef struct AccelChoice {
+        const char *accel; /* "kvm" or "tcg" */
+        bool probed;       /* a probe ran now (not cached) */
+        bool cached;       /* the verdict came from the cache */
+        char why[600];     /* when KVM was wanted and is not used (or, for kvm, not usable) */
+} AccelChoice;
+
+/* Resolves --accel want ("auto", "kvm" or "tcg") for a run that boots img (may be NULL when
+ * the default image could not be resolved). Prints at most one line on stderr, emits an
+ * accel.choose event. With want "kvm" and a KVM that does not run the kernel, the choice is
+ * still "kvm" and $PROVIUM_KVM_UNUSABLE carries the reason to the file runners, whose boots
+ * then fail at once. Returns 0, or -EINVAL for a bad want (after saying so). */
+int accel_choose(const char *want, const char *self, const Image *img, bool verbose,
+                 AccelChoice *ret);
+
+/* The device KVM is opened at: $PROVIUM_KVM_DEVICE (tests), else /dev/kvm. */
+const char *accel_kvm_device(void);
+
+/* The probe's bound in seconds: $PROVIUM_KVM_PROBE_TIMEOUT, else ACCEL_PROBE_TIMEOUT_S. */
+double accel_probe_timeout(void);
