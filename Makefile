@@ -5,7 +5,7 @@ JOBS       ?= 2
 PROVIUM    := $(BUILD)/provium
 RUN_FLAGS  ?=
 
-.PHONY: all bootstrap build image demo check unit acceptance check-asan bench format clean
+.PHONY: all bootstrap build image demo check unit acceptance check-asan check-fresh bench format clean
 
 all: build
 
@@ -47,10 +47,16 @@ check-asan: image $(ASAN_BUILD)/build.ninja
 	ASAN_OPTIONS=detect_leaks=1:exitcode=23 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:exitcode=23 \
 	        $(ASAN_BUILD)/provium $(RUN_FLAGS) -j $(JOBS) tests/
 
+# The two README commands in a minimal Debian root made by debootstrap, from a clean clone of
+# HEAD (scripts/check-fresh): many minutes, not for CI.
+check-fresh:
+	scripts/check-fresh
+
 bench: image
 	bench/run
 
 format:
+	scripts/bootstrap clang-format
 	clang-format -i $$(git ls-files 'src/*.c' 'src/*.h' 'tests/unit/*.c')
 
 clean:
