@@ -167,7 +167,9 @@ static int probe_watch(pid_t pid, int out, int err, double timeout_s, ProbeOutpu
         }
         int st;
         pid_t w;
-        while ((w = waitpid(pid, &st, WNOHANG)) < 0 && errno == EINTR)
+        /* Both pipes at EOF: QEMU is exiting, so wait for its status; else only look. */
+        bool eof = pfd[0].fd < 0 && pfd[1].fd < 0 && !o->marker;
+        while ((w = waitpid(pid, &st, eof ? 0 : WNOHANG)) < 0 && errno == EINTR)
                 ;
         if (w == pid && !o->marker)
                 return st;

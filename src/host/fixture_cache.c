@@ -33,7 +33,7 @@
 
 extern char **environ;
 
-#define FIXTURE_FORMAT     1
+#define FIXTURE_FORMAT     2 /* 2: sparse hashes of non-zero pages, not of extents */
 #define FIXTURE_NAME_MAX   64
 #define FIXTURE_HASH_CHUNK (64u << 20) /* bytes mapped at once while hashing */
 #define FIXTURE_META_MAX   (16u << 20)
@@ -348,8 +348,24 @@ static void lock_release(const char *path, int fd)
 
 /* ---- hashing ---- */
 
-/* Feeds [off, off+len) of fd to st through read-only shared mappings (no copy). */
-static int hash_range(XXH3_state_t *st, int fd, uint64_t off, uint64_t len)
+#define HASH_PAGE 4096u /* the unit of a sparse hash, whatever the file system's extents */
+
+static bool page_is_zero(const unsigned char *p, size_t n)
+{
+        uint64_t acc = 0, w;
+        size_t i = 0;
+        for (; i + sizeof w <= n; i += sizeof w) {
+                memcpy(&w, p + i, sizeof w);
+                acc |= w;
+        }
+        for (; i < n; i++)
+                acc |= p[i];
+        return acc == 0;
+}
+
+/* Feeds [off, off+len) of fd to st through read-only shared mappings (no copy). With sparse,
+ * only its pages that are not all zeros, each after its offset (a little-endian u64). */
+static int hash_range(XXH3_state_t *st, int fd, uint64_t off, uint64_t len, bool sparse)
 {
         uint64_t page = (uint64_t) sysconf(_SC_PAGESIZE);
 
@@ -362,7 +378,17 @@ static int hash_range(XXH3_state_t *st, int fd, uint64_t off, uint64_t len)
                 if (m == MAP_FAILED)
                         return -errno;
                 (void) madvise(m, maplen, MADV_SEQUENTIAL);
-                (void) XXH3_64bits_update(st, (const char *) m + (off - start), (size_t) chunk);
+                const unsigned char *p = (const unsigned char *) m + (off - start);
+                if (!sparse)
+                        (void) XXH3_64bits_update(st, p, (size_t) chunk);
+                for (uint64_t i = 0; sparse && i < chunk; i += HASH_PAGE) {
+                        size_t n = chunk - i < HASH_PAGE ? (size_t) (chunk - i) : HASH_PAGE;
+                        if (page_is_zero(p + i, n))
+                                continue;
+                        uint64_t at = htole64(off + i);
+                        (void) XXH3_64bits_update(st, &at, sizeof at);
+                        (void) XXH3_64bits_update(st, p + i, n);
+                }
                 (void) munmap(m, maplen);
                 off += chunk;
                 len -= chunk;
@@ -370,8 +396,10 @@ static int hash_range(XXH3_state_t *st, int fd, uint64_t off, uint64_t len)
         return 0;
 }
 
-/* XXH3-64 of fd's SIZE bytes, or with sparse of its data extents (each as its offset and
- * length, little-endian u64s, then its bytes). */
+/* XXH3-64 of fd's SIZE bytes, or with sparse of its pages that are not all zeros (each as its
+ * offset, then its bytes), read from its data extents only. A hole and a page of zeros hash
+ * alike: tmpfs fills a RAM file's holes with zeros when a clone's guest merely reads them,
+ * so a hash of the extents themselves would change under a valid cache entry. */
 static int hash_fd(int fd, uint64_t size, bool sparse, char out[17])
 {
         XXH3_state_t *st = XXH3_createState();
@@ -382,7 +410,7 @@ static int hash_fd(int fd, uint64_t size, bool sparse, char out[17])
                 return -ENOMEM;
         }
         if (!sparse) {
-                r = hash_range(st, fd, 0, size);
+                r = hash_range(st, fd, 0, size, false);
                 goto out;
         }
         for (off_t off = 0; (uint64_t) off < size;) {
@@ -400,9 +428,8 @@ static int hash_fd(int fd, uint64_t size, bool sparse, char out[17])
                 }
                 if ((uint64_t) hole > size)
                         hole = (off_t) size;
-                uint64_t hdr[2] = {htole64((uint64_t) data), htole64((uint64_t) (hole - data))};
-                (void) XXH3_64bits_update(st, hdr, sizeof hdr);
-                r = hash_range(st, fd, (uint64_t) data, (uint64_t) (hole - data));
+                /* extents start on page boundaries (HASH_PAGE divides the page size) */
+                r = hash_range(st, fd, (uint64_t) data, (uint64_t) (hole - data), true);
                 if (r < 0)
                         break;
                 off = hole;
