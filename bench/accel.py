@@ -11,7 +11,7 @@
 KVM is played by tests/lib/fake-kvm-qemu with PROVIUM_KVM_DEVICE=/dev/null, so the figures
 mean the same on hosts with and without a /dev/kvm.
 
-usage: bench/accel.py PROVIUM OUTDIR
+usage: bench/accel.py PROVIUM IMAGE_DIR OUTDIR
 """
 import json
 import os
@@ -35,7 +35,7 @@ def timed(cmd, env):
 
 
 def main():
-    provium, outdir = sys.argv[1], sys.argv[2]
+    provium, image_dir, outdir = sys.argv[1], sys.argv[2], sys.argv[3]
     here = os.path.dirname(os.path.abspath(__file__))
     fake = os.path.join(here, "..", "tests", "lib", "fake-kvm-qemu")
     work = tempfile.mkdtemp(prefix="provium-bench-accel-")
@@ -47,7 +47,9 @@ def main():
         with open(boot, "w") as f:
             f.write('test("boot", function(t) provium:vm("a"):boot():run("true") end)\n')
         cached = os.path.join(work, "cached")
-        base = dict(os.environ, PROVIUM_QEMU=fake, PROVIUM_KVM_DEVICE="/dev/null")
+        # a fresh cache must not mean a fresh default image: the dispatcher takes this one
+        base = dict(os.environ, PROVIUM_QEMU=fake, PROVIUM_KVM_DEVICE="/dev/null",
+                    PROVIUM_IMAGE_DIR_default=image_dir)
         env_cached = dict(base, FAKE_KVM="silent", XDG_CACHE_HOME=cached)
         # fill the cached verdict once
         timed([provium, "--accel", "auto", empty], env_cached)

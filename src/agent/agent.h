@@ -108,6 +108,12 @@ _Noreturn void init_exit(bool pid1, int code);
 /* Opens fds 0-2 on /dev/null (or /dev/console) where they are closed. */
 void init_ensure_stdio(void);
 
+/* ---- hwrng.c ---- */
+
+/* Replaces /dev/hwrng with a FIFO that a thread keeps full with the stream of seed (PID 1,
+ * provium.rng_seed on the command line). Returns 0 or -errno. */
+int hwrng_start(uint64_t seed);
+
 /* ---- power.c ---- */
 
 /* PID 1's clean shutdown: SIGTERM to every process, up to 2 s for them to exit (reaping them),

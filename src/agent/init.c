@@ -24,6 +24,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
@@ -530,6 +531,24 @@ static void init_probe(void)
         init_exit(true, 0);
 }
 
+/* rng_seed: /dev/hwrng becomes the seed's own stream (hwrng.c). */
+static void init_hwrng(void)
+{
+        char v[32];
+        if (!cmdline_get("provium.rng_seed", v, sizeof v))
+                return;
+        char *end;
+        errno = 0;
+        unsigned long long seed = strtoull(v, &end, 10);
+        if (errno || end == v || *end) {
+                agent_log("provium.rng_seed=%s: not a number; /dev/hwrng left as it is", v);
+                return;
+        }
+        int r = hwrng_start(seed);
+        if (r < 0)
+                agent_log("/dev/hwrng: %s", strerror(-r));
+}
+
 void init_pid1(void)
 {
         init_mounts();
@@ -548,6 +567,7 @@ void init_pid1(void)
         init_modules_ns = agent_now_ns();
         init_root();
         init_hostname();
+        init_hwrng();
 }
 
 /* ---- exit ---- */

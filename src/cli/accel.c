@@ -73,7 +73,7 @@ static void kvm_verdict(const char *self, const Image *img, AccelChoice *c)
                 snprintf(c->why, sizeof c->why, "KVM probe: %.300s: not found", qemu);
                 return;
         }
-        int k = accel_key(qemu, img->kernel, key);
+        int k = accel_key(qemu, img->kernel, img->dir, key);
         if (k < 0)
                 fprintf(stderr,
                         "provium: KVM probe: no cache key (%s); probing without the cache\n",

@@ -51,8 +51,9 @@ void accel_verdict_of(const AccelProbeTarget *t, const AccelProbe *p, const char
 int accel_qemu_path(char *out, size_t n);
 
 /* The verdict's key: the host's boot id, the QEMU program (path, inode, size, mtime) and the
- * kernel's content. Returns 0 or -errno (a missing QEMU or kernel). */
-int accel_key(const char *qemu, const char *kernel, char out[33]);
+ * kernel: the SHA256 of its package from the manifest in image_dir (may be NULL), else the
+ * kernel file's content. Returns 0 or -errno (a missing QEMU or kernel). */
+int accel_key(const char *qemu, const char *kernel, const char *image_dir, char out[33]);
 
 /* Loads the verdict stored for key. Returns 0, -ENOENT when there is none, -EBADMSG when the
  * file is not a valid verdict for that key (it is then ignored), or another -errno. */

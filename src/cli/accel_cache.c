@@ -76,7 +76,32 @@ static int read_boot_id(char out[64])
         return 0;
 }
 
-int accel_key(const char *qemu, const char *kernel, char out[33])
+/* The kernel package's SHA256 from a built image's manifest (kernel_sha256=, 64 hex digits),
+ * which names the kernel without reading its 50 MB. Returns 0 or -ENOENT. */
+static int manifest_kernel_sha(const char *image_dir, char out[65])
+{
+        char path[PATH_MAX], line[256];
+        if (!image_dir ||
+            (size_t) snprintf(path, sizeof path, "%s/manifest", image_dir) >= sizeof path)
+                return -ENOENT;
+        FILE *f = fopen(path, "re");
+        if (!f)
+                return -ENOENT;
+        int r = -ENOENT;
+        while (r < 0 && fgets(line, sizeof line, f)) {
+                const char *v = line + strlen("kernel_sha256=");
+                if (strncmp(line, "kernel_sha256=", strlen("kernel_sha256=")) == 0 &&
+                    strspn(v, "0123456789abcdef") == 64 && (v[64] == '\n' || !v[64])) {
+                        memcpy(out, v, 64);
+                        out[64] = 0;
+                        r = 0;
+                }
+        }
+        (void) fclose(f);
+        return r;
+}
+
+int accel_key(const char *qemu, const char *kernel, const char *image_dir, char out[33])
 {
         char boot_id[64];
         struct stat q;
@@ -95,7 +120,11 @@ int accel_key(const char *qemu, const char *kernel, char out[33])
         int64_t id[5] = {(int64_t) q.st_dev, (int64_t) q.st_ino, (int64_t) q.st_size,
                          (int64_t) q.st_mtim.tv_sec, (int64_t) q.st_mtim.tv_nsec};
         keyhash_field(st, "qemu.stat", id, sizeof id);
-        r = keyhash_file(st, "kernel", kernel);
+        char sha[65];
+        if (manifest_kernel_sha(image_dir, sha) == 0)
+                keyhash_field(st, "kernel.package_sha256", sha, 64);
+        else
+                r = keyhash_file(st, "kernel", kernel);
         if (r == 0)
                 keyhash_hex(st, out);
         XXH3_freeState(st);

@@ -113,7 +113,7 @@ int doctor_cmd_main(int argc, char **argv)
         }
         printf("kernel        %s (the default image's, which the probe boots)\n", img->kernel);
         char key[33];
-        int r = have_qemu ? accel_key(qemu, img->kernel, key) : -ENOENT;
+        int r = have_qemu ? accel_key(qemu, img->kernel, img->dir, key) : -ENOENT;
         if (r < 0) {
                 printf("KVM verdict   no cache key: %s\n", strerror(-r));
                 image_free(img);

@@ -145,8 +145,12 @@ int vm_build_argv(Vm *vm, const VmConfig *cfg, const Image *img, Argv *a)
                 argv_add(a, "%s", img->initrd);
         }
         argv_add(a, "-append");
-        argv_add(a, "%s%s%s%s", img->cmdline ? img->cmdline : "",
-                 img->rootfs ? " provium.root=ext4" : "", cfg->append ? " " : "",
+        char seed[48] = "";
+        if (cfg->has_rng_seed) /* the agent's /dev/hwrng (src/agent/hwrng.c) */
+                snprintf(seed, sizeof seed, " provium.rng_seed=%llu",
+                         (unsigned long long) cfg->rng_seed);
+        argv_add(a, "%s%s%s%s%s", img->cmdline ? img->cmdline : "",
+                 img->rootfs ? " provium.root=ext4" : "", seed, cfg->append ? " " : "",
                  cfg->append ? cfg->append : "");
         if (img->rootfs)
                 argv_add_rootfs(img, a);
