@@ -111,7 +111,8 @@ void init_ensure_stdio(void);
 /* ---- hwrng.c ---- */
 
 /* Replaces /dev/hwrng with a FIFO that a thread keeps full with the stream of seed (PID 1,
- * provium.rng_seed on the command line). Returns 0 or -errno. */
+ * provium.rng_seed on the command line). Returns 0, or -errno after logging the failed step
+ * (and then leaves no FIFO behind). */
 int hwrng_start(uint64_t seed);
 
 /* ---- power.c ---- */

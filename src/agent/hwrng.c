@@ -78,20 +78,30 @@ static void *hwrng_thread(void *arg)
         }
 }
 
+/* Logs "/dev/hwrng: STEP: reason" and returns -err. */
+static int hwrng_fail(const char *step, int err)
+{
+        agent_log("%s: %s: %s; rng_seed has no /dev/hwrng", HWRNG_PATH, step, strerror(err));
+        return -err;
+}
+
 int hwrng_start(uint64_t seed)
 {
         uint64_t x = seed;
         for (int i = 0; i < 4; i++)
                 hwrng_gen.s[i] = splitmix64(&x);
         if (unlink(HWRNG_PATH) < 0 && errno != ENOENT)
-                return -errno;
+                return hwrng_fail("unlink", errno);
         if (mkfifo(HWRNG_PATH, 0444) < 0)
-                return -errno;
+                return hwrng_fail("mkfifo", errno);
         /* Read-write, so that the FIFO always has a reader (no SIGPIPE between readers) and
          * this open never blocks; the thread only writes to it. */
         hwrng_fd = open(HWRNG_PATH, O_RDWR | O_CLOEXEC);
-        if (hwrng_fd < 0)
-                return -errno;
+        if (hwrng_fd < 0) {
+                int err = errno;
+                (void) unlink(HWRNG_PATH); /* a FIFO nobody feeds would block its readers */
+                return hwrng_fail("open", err);
+        }
         sigset_t all, old;
         (void) sigfillset(&all);
         (void) pthread_sigmask(SIG_SETMASK, &all, &old); /* the thread takes no signal */
@@ -107,7 +117,8 @@ int hwrng_start(uint64_t seed)
         if (r != 0) {
                 (void) close(hwrng_fd);
                 hwrng_fd = -1;
-                return -r;
+                (void) unlink(HWRNG_PATH);
+                return hwrng_fail("pthread_create", r);
         }
         return 0;
 }

@@ -544,9 +544,7 @@ static void init_hwrng(void)
                 agent_log("provium.rng_seed=%s: not a number; /dev/hwrng left as it is", v);
                 return;
         }
-        int r = hwrng_start(seed);
-        if (r < 0)
-                agent_log("/dev/hwrng: %s", strerror(-r));
+        (void) hwrng_start(seed); /* it logs what failed */
 }
 
 void init_pid1(void)

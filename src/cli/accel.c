@@ -24,75 +24,100 @@ const char *accel_kvm_device(void)
 
 double accel_probe_timeout(void)
 {
+        static bool warned;
         const char *e = getenv("PROVIUM_KVM_PROBE_TIMEOUT");
+        if (!e || !*e)
+                return ACCEL_PROBE_TIMEOUT_S;
         char *end;
-        double t = e && *e ? strtod(e, &end) : 0;
-        return e && *e && !*end && t > 0 && t <= 600 ? t : ACCEL_PROBE_TIMEOUT_S;
+        double t = strtod(e, &end);
+        if (!*end && t > 0 && t <= 600)
+                return t;
+        if (!warned)
+                fprintf(stderr,
+                        "provium: PROVIUM_KVM_PROBE_TIMEOUT=%s: not seconds in (0, 600]; using "
+                        "%.0f\n",
+                        e, ACCEL_PROBE_TIMEOUT_S);
+        warned = true;
+        return ACCEL_PROBE_TIMEOUT_S;
 }
 
-/* Probes now, under the lock, unless a concurrent run stored a verdict meanwhile. */
+/* A cached verdict to reuse: any positive one, and a negative one probed with at least the
+ * bound in force now (a shorter bound may have cut a slow but working KVM short). */
+static bool reusable(const AccelVerdict *v)
+{
+        return v->kvm || v->timeout_s + 1e-9 >= accel_probe_timeout();
+}
+
+/* Probes now, under the lock, unless a concurrent run stored a verdict meanwhile. Only a
+ * verdict about KVM is stored (AccelProbe.definite). Returns 0 with *ret_v, or -errno. */
 static int probe_and_store(const char *self, const AccelProbeTarget *t, const char *key,
-                           AccelVerdict *v, bool *ret_probed)
+                           bool *ret_probed, AccelVerdict *ret_v)
 {
         int lock = key ? accel_lock() : -ENOENT;
+        AccelVerdict v;
         *ret_probed = false;
-        if (key && accel_verdict_load(key, v) == 0) {
+        if (key && accel_verdict_load(key, &v) == 0 && reusable(&v)) {
                 if (lock >= 0)
                         (void) close(lock);
+                *ret_v = v;
                 return 0;
         }
         AccelProbe p = {0};
         int r = accel_probe_boot(self, t, accel_probe_timeout(), &p);
         if (r == 0) {
+                accel_verdict_of(t, &p, key, &v);
+                v.timeout_s = accel_probe_timeout();
+                int s = key && p.definite ? accel_verdict_store(&v) : 0;
+                if (s < 0)
+                        fprintf(stderr, "provium: KVM probe: storing the verdict in %s: %s\n",
+                                accel_cache_dir() ? accel_cache_dir() : "the cache", strerror(-s));
                 *ret_probed = true;
-                accel_verdict_of(t, &p, key, v);
-                if (key) {
-                        int s = accel_verdict_store(v);
-                        if (s < 0)
-                                fprintf(stderr,
-                                        "provium: KVM probe: storing the verdict in %s: %s\n",
-                                        accel_cache_dir() ? accel_cache_dir() : "the cache",
-                                        strerror(-s));
-                }
+                *ret_v = v;
         }
         if (lock >= 0)
                 (void) close(lock);
         return r;
 }
 
-/* Fills c for KVM wanted and /dev/kvm open: from the cache or a probe. */
+/* Fills c for KVM wanted and /dev/kvm open, from the cache or a probe: c->why says why KVM is
+ * not used, and c->against_kvm whether that is the probe's verdict (not a local failure). */
 static void kvm_verdict(const char *self, const Image *img, AccelChoice *c)
 {
         char qemu[PATH_MAX], key[33];
         if (!img) {
                 snprintf(c->why, sizeof c->why,
-                         "KVM probe: no image to probe with (the default image did not resolve)");
+                         "could not probe KVM: no default image to boot (it did not resolve)");
                 return;
         }
-        if (accel_qemu_path(qemu, sizeof qemu) < 0) {
-                snprintf(c->why, sizeof c->why, "KVM probe: %.300s: not found", qemu);
+        int q = accel_qemu_path(qemu, sizeof qemu);
+        if (q < 0) {
+                snprintf(c->why, sizeof c->why, "could not probe KVM: %.300s: %s", qemu,
+                         q == -ENOENT ? "not found" : strerror(-q));
                 return;
         }
         int k = accel_key(qemu, img->kernel, img->dir, key);
         if (k < 0)
                 fprintf(stderr,
-                        "provium: KVM probe: no cache key (%s); probing without the cache\n",
-                        strerror(-k));
+                        "provium: KVM probe: no cache key (boot id, %s or %s: %s); probing "
+                        "without the cache\n",
+                        qemu, img->kernel, strerror(-k));
         AccelVerdict v = {0};
         AccelProbeTarget t = {
             .qemu = qemu, .kernel = img->kernel, .initrd = img->initrd, .cmdline = img->cmdline};
         int r = k == 0 ? accel_verdict_load(key, &v) : -ENOENT;
-        if (r < 0)
-                r = probe_and_store(self, &t, k == 0 ? key : NULL, &v, &c->probed);
+        if (r < 0 || !reusable(&v))
+                r = probe_and_store(self, &t, k == 0 ? key : NULL, &c->probed, &v);
         c->cached = r == 0 && !c->probed;
         if (r < 0) {
-                snprintf(c->why, sizeof c->why, "KVM probe: could not run QEMU: %s", strerror(-r));
+                snprintf(c->why, sizeof c->why, "could not probe KVM: starting QEMU: %s",
+                         strerror(-r));
                 return;
         }
         if (v.kvm) {
                 c->accel = "kvm";
                 return;
         }
+        c->against_kvm = true;
         long age = (long) (time(NULL) - v.probed_at);
         if (c->cached)
                 snprintf(c->why, sizeof c->why, "KVM probe (cached %ld s ago; provium doctor): %s",
@@ -124,25 +149,31 @@ int accel_choose(const char *want, const char *self, const Image *img, bool verb
         if (strcmp(want, "tcg") != 0) {
                 const char *dev = accel_kvm_device();
                 int fd = open(dev, O_RDWR | O_CLOEXEC);
-                if (fd < 0)
-                        snprintf(c.why, sizeof c.why, "%s: %s", dev, strerror(errno));
-                else {
+                if (fd < 0) {
+                        snprintf(c.why, sizeof c.why, "cannot open %s: %s", dev, strerror(errno));
+                        c.against_kvm = true;
+                } else {
                         (void) close(fd);
                         kvm_verdict(self, img, &c);
                 }
         }
-        if (strcmp(want, "auto") == 0 && c.why[0])
+        bool kvm = strcmp(want, "kvm") == 0;
+        if (!kvm && c.why[0])
                 fprintf(stderr, "provium: %s; using TCG (software emulation)\n", c.why);
-        if (strcmp(want, "kvm") == 0 && c.why[0]) {
-                c.accel = "kvm";
+        if (kvm && c.why[0] && c.against_kvm) {
                 fprintf(stderr,
                         "provium: --accel kvm: %s; boots will fail (--accel auto falls back to "
                         "TCG by itself)\n",
                         c.why);
                 if (setenv("PROVIUM_KVM_UNUSABLE", c.why, 1) < 0)
-                        perror("provium: setenv");
-        } else
+                        perror("provium: setenv PROVIUM_KVM_UNUSABLE");
+        } else {
+                if (kvm && c.why[0])
+                        fprintf(stderr, "provium: --accel kvm: %s; using KVM as asked\n", c.why);
                 (void) unsetenv("PROVIUM_KVM_UNUSABLE");
+        }
+        if (kvm)
+                c.accel = "kvm";
         if (verbose && !c.why[0] && strcmp(c.accel, "kvm") == 0)
                 fprintf(stderr, "provium: using KVM (%s)\n",
                         c.cached ? "a cached verdict" : "the probe booted the kernel");

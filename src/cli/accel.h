@@ -20,6 +20,8 @@ typedef struct AccelProbeTarget {
 
 typedef struct AccelProbe {
         bool ok;          /* the kernel reached init under KVM */
+        bool definite;    /* the outcome is about KVM (not QEMU failing to start, out of
+                           * memory or killed): only such verdicts are cached */
         double seconds;   /* how long the probe took */
         char reason[512]; /* one line: what it saw (printable ASCII) */
 } AccelProbe;
@@ -38,6 +40,7 @@ typedef struct AccelVerdict {
         char reason[512];  /* the probe's reason */
         int64_t probed_at; /* wall clock, seconds */
         double seconds;    /* how long the probe took */
+        double timeout_s;  /* the bound it ran under */
         char qemu[4096];   /* for provium doctor: what was probed */
         char kernel[4096];
 } AccelVerdict;
@@ -76,14 +79,18 @@ typedef struct AccelChoice {
         const char *accel; /* "kvm" or "tcg" */
         bool probed;       /* a probe ran now (not cached) */
         bool cached;       /* the verdict came from the cache */
+        bool against_kvm;  /* why is about KVM (the probe's verdict, /dev/kvm not opening),
+                            * not a local failure to probe */
         char why[600];     /* when KVM was wanted and is not used (or, for kvm, not usable) */
 } AccelChoice;
 
 /* Resolves --accel want ("auto", "kvm" or "tcg") for a run that boots img (may be NULL when
- * the default image could not be resolved). Prints at most one line on stderr, emits an
- * accel.choose event. With want "kvm" and a KVM that does not run the kernel, the choice is
- * still "kvm" and $PROVIUM_KVM_UNUSABLE carries the reason to the file runners, whose boots
- * then fail at once. Returns 0, or -EINVAL for a bad want (after saying so). */
+ * the default image could not be resolved). Says once on stderr why KVM is not used (and
+ * when a probe could not use the cache, or waits for another's), emits an accel.choose
+ * event. With want "kvm" and a KVM that does not run the kernel, the choice is still "kvm"
+ * and $PROVIUM_KVM_UNUSABLE carries the reason to the file runners, whose boots then fail at
+ * once; when the probe itself could not run, KVM is used as asked. Returns 0, or -EINVAL for
+ * a bad want (after saying so). */
 int accel_choose(const char *want, const char *self, const Image *img, bool verbose,
                  AccelChoice *ret);
 

@@ -32,8 +32,10 @@ const char *accel_cache_dir(void)
         if (!cache)
                 return NULL;
         snprintf(dir, sizeof dir, "%s/accel", cache);
-        if (paths_mkdir_p(dir, 0755) < 0) {
+        int r = paths_mkdir_p(dir, 0755);
+        if (r < 0) {
                 dir[0] = 0;
+                errno = -r;
                 return NULL;
         }
         return dir;
@@ -131,14 +133,28 @@ int accel_key(const char *qemu, const char *kernel, const char *image_dir, char 
         return r;
 }
 
+/* Copies s into out (n bytes) with control characters as '?': a verdict is one line a field. */
+static void copy_printable(char *out, size_t n, const char *s)
+{
+        size_t k = 0;
+        for (; s && *s && k + 1 < n; s++)
+                out[k++] = (unsigned char) *s < 0x20 || *s == 0x7f ? '?' : *s;
+        out[k] = 0;
+}
+
 void accel_verdict_of(const AccelProbeTarget *t, const AccelProbe *p, const char *key,
                       AccelVerdict *ret)
 {
         *ret = (AccelVerdict){.kvm = p->ok, .probed_at = time(NULL), .seconds = p->seconds};
-        snprintf(ret->key, sizeof ret->key, "%s", key ? key : "");
-        snprintf(ret->reason, sizeof ret->reason, "%s", p->reason);
-        snprintf(ret->qemu, sizeof ret->qemu, "%.4000s", t->qemu);
-        snprintf(ret->kernel, sizeof ret->kernel, "%.4000s", t->kernel);
+        copy_printable(ret->key, sizeof ret->key, key);
+        copy_printable(ret->reason, sizeof ret->reason, p->reason);
+        copy_printable(ret->qemu, sizeof ret->qemu, t->qemu);
+        copy_printable(ret->kernel, sizeof ret->kernel, t->kernel);
+}
+
+static bool key_valid(const char *key)
+{
+        return key && strlen(key) == 32 && strspn(key, "0123456789abcdef") == 32;
 }
 
 static int verdict_path(const char *key, char *out, size_t n)
@@ -186,10 +202,10 @@ static bool verdict_field(AccelVerdict *v, const char *name, const char *val, un
                 return set_text(v->reason, sizeof v->reason, val) && (*seen |= 8);
         if (strcmp(name, "probed_at") == 0)
                 return set_int(&v->probed_at, val) && (*seen |= 16);
-        if (strcmp(name, "probe_ms") == 0) {
+        if (strcmp(name, "probe_ms") == 0 || strcmp(name, "timeout_ms") == 0) {
                 if (!set_int(&ms, val))
                         return false;
-                v->seconds = (double) ms / 1000;
+                *(name[0] == 'p' ? &v->seconds : &v->timeout_s) = (double) ms / 1000;
                 return true;
         }
         if (strcmp(name, "qemu") == 0)
@@ -202,12 +218,20 @@ static bool verdict_field(AccelVerdict *v, const char *name, const char *val, un
 int accel_verdict_load(const char *key, AccelVerdict *ret)
 {
         char path[PATH_MAX], buf[VERDICT_MAX + 1];
+        if (!key_valid(key) || !ret)
+                return -EINVAL;
         int r = verdict_path(key, path, sizeof path);
         if (r < 0)
                 return r;
-        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        /* O_NONBLOCK: a FIFO put there must not hang the run; only a regular file is read. */
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
         if (fd < 0)
                 return -errno;
+        struct stat st;
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+                (void) close(fd);
+                return -EBADMSG;
+        }
         ssize_t n = read(fd, buf, sizeof buf);
         r = n < 0 ? -errno : 0;
         (void) close(fd);
@@ -233,7 +257,8 @@ int accel_verdict_load(const char *key, AccelVerdict *ret)
         return 0;
 }
 
-/* Removes verdicts last written before this boot: their boot id can never match again. */
+/* Removes verdicts last written before this boot (their boot id can never match again), and
+ * temp files of a store that died more than a minute ago. */
 static void prune_old(const char *dir)
 {
         struct timespec up, now;
@@ -247,10 +272,11 @@ static void prune_old(const char *dir)
         while ((e = readdir(d))) {
                 size_t len = strlen(e->d_name);
                 struct stat st;
-                if (len < 8 || strcmp(e->d_name + len - 8, ".verdict") != 0)
-                        continue;
-                if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-                    st.st_mtime < booted)
+                bool verdict = len >= 8 && strcmp(e->d_name + len - 8, ".verdict") == 0;
+                bool temp = !verdict && strstr(e->d_name, ".verdict.") != NULL;
+                if ((verdict || temp) &&
+                    fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                    st.st_mtime < (verdict ? booted : now.tv_sec - 60))
                         (void) unlinkat(dirfd(d), e->d_name, 0);
         }
         (void) closedir(d);
@@ -259,6 +285,8 @@ static void prune_old(const char *dir)
 int accel_verdict_store(const AccelVerdict *v)
 {
         char path[PATH_MAX], tmp[PATH_MAX + 16];
+        if (!v || !key_valid(v->key))
+                return -EINVAL;
         int r = verdict_path(v->key, path, sizeof path);
         if (r < 0)
                 return r;
@@ -275,9 +303,9 @@ int accel_verdict_store(const AccelVerdict *v)
         }
         fprintf(f,
                 "format=" VERDICT_FORMAT "\nkey=%s\nverdict=%s\nreason=%s\nprobed_at=%" PRId64
-                "\nprobe_ms=%" PRId64 "\nqemu=%s\nkernel=%s\n",
+                "\nprobe_ms=%" PRId64 "\ntimeout_ms=%" PRId64 "\nqemu=%s\nkernel=%s\n",
                 v->key, v->kvm ? "kvm" : "tcg", v->reason, v->probed_at,
-                (int64_t) (v->seconds * 1000), v->qemu, v->kernel);
+                (int64_t) (v->seconds * 1000), (int64_t) (v->timeout_s * 1000), v->qemu, v->kernel);
         r = ferror(f) ? -EIO : 0;
         if (fclose(f) != 0 && r == 0)
                 r = -errno;

@@ -55,7 +55,8 @@ static pid_t probe_spawn(const char *self, const AccelProbeTarget *t, const char
 {
         char ppid[24];
         snprintf(ppid, sizeof ppid, "%ld", (long) getpid());
-        /* The machine and CPU options of src/host/vm_argv.c: the verdict is about those. */
+        /* The machine type and CPU model of src/host/vm_argv.c (pc, QEMU's default CPU): the
+         * verdict is about those. Its file-backed RAM and devices do not change what KVM runs. */
         const char *argv[32] = {
             self,         "__pdeathsig", ppid,   t->qemu,   "-machine",    "pc,accel=kvm",
             "-m",         "256",         "-smp", "1",       "-nodefaults", "-no-user-config",
@@ -132,7 +133,7 @@ static void err_add(ProbeOutput *o, const char *p, size_t n)
         o->err[o->err_len] = 0;
 }
 
-/* Reads what is there on fds[i]; returns false at EOF or error on that fd. */
+/* Reads what is there on fd; returns false at EOF or on an error. */
 static bool drain(ProbeOutput *o, int fd, bool console)
 {
         char buf[4096];
@@ -148,8 +149,26 @@ static bool drain(ProbeOutput *o, int fd, bool console)
         return true;
 }
 
+/* Reaps pid if it has exited, polling until deadline at most. Returns its wait status, or -1
+ * when it is still running then. */
+static int reap_until(pid_t pid, double deadline)
+{
+        for (;;) {
+                int st;
+                pid_t w = waitpid(pid, &st, WNOHANG);
+                if (w == pid)
+                        return st;
+                if (w < 0 && errno != EINTR)
+                        return -1;
+                if (now_s() >= deadline)
+                        return -1;
+                struct timespec ts = {0, 10 * 1000 * 1000};
+                (void) nanosleep(&ts, NULL);
+        }
+}
+
 /* Watches out and err until the marker, QEMU's exit or the deadline. Returns QEMU's wait
- * status when it exited by itself, else -1 (and QEMU is killed either way). */
+ * status when it exited by itself before the marker, else -1. QEMU is gone on return. */
 static int probe_watch(pid_t pid, int out, int err, double timeout_s, ProbeOutput *o)
 {
         struct pollfd pfd[2] = {{.fd = out, .events = POLLIN}, {.fd = err, .events = POLLIN}};
@@ -165,14 +184,11 @@ static int probe_watch(pid_t pid, int out, int err, double timeout_s, ProbeOutpu
                         if (pfd[i].fd >= 0 && pfd[i].revents && !drain(o, pfd[i].fd, i == 0))
                                 pfd[i].fd = -1;
         }
-        int st;
-        pid_t w;
-        /* Both pipes at EOF: QEMU is exiting, so wait for its status; else only look. */
+        /* Both pipes at EOF: QEMU is exiting, so give it until the deadline to say how. */
         bool eof = pfd[0].fd < 0 && pfd[1].fd < 0 && !o->marker;
-        while ((w = waitpid(pid, &st, eof ? 0 : WNOHANG)) < 0 && errno == EINTR)
-                ;
-        if (w == pid && !o->marker)
-                return st;
+        int st = reap_until(pid, eof ? deadline : 0);
+        if (st >= 0)
+                return o->marker ? -1 : st;
         (void) kill(pid, SIGKILL);
         while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
                 ;
@@ -181,58 +197,87 @@ static int probe_watch(pid_t pid, int out, int err, double timeout_s, ProbeOutpu
 
 /* ---- the diagnosis ---- */
 
-/* Copies the first line of s that is not empty into out, printable ASCII only. */
-static void first_line(const char *s, char *out, size_t n, bool last)
+/* Copies line [b, e) into out (n bytes), printable ASCII only. */
+static void copy_line(const char *b, const char *e, char *out, size_t n)
 {
-        const char *b = s, *e;
-        if (last) {
-                e = s + strlen(s);
-                while (e > s && (e[-1] == '\n' || e[-1] == '\r'))
-                        e--;
-                b = e;
-                while (b > s && b[-1] != '\n')
-                        b--;
-        } else {
-                while (*b == '\n' || *b == '\r')
-                        b++;
-                e = b + strcspn(b, "\r\n");
-        }
         size_t k = 0;
         for (; b < e && k + 1 < n; b++)
                 out[k++] = *b >= 0x20 && *b < 0x7f ? *b : '?';
         out[k] = 0;
 }
 
+/* The last line of s[0, len) that is not empty. */
+static void last_line(const char *s, size_t len, char *out, size_t n)
+{
+        const char *e = s + len;
+        while (e > s && (e[-1] == '\n' || e[-1] == '\r' || e[-1] == 0))
+                e--;
+        const char *b = e;
+        while (b > s && b[-1] != '\n')
+                b--;
+        copy_line(b, e, out, n);
+}
+
+/* What QEMU said that matters: its first line with "error", else its first line that is not
+ * a warning, else its first line. */
+static void qemu_line(const char *err, char *out, size_t n)
+{
+        const char *error = NULL, *plain = NULL;
+        for (const char *b = err; *b && !error;) {
+                size_t len = strcspn(b, "\n");
+                if (len > 0 && memmem(b, len, "error", 5))
+                        error = b;
+                else if (len > 0 && !plain && !memmem(b, len, "warning", 7))
+                        plain = b;
+                b += len + (b[len] ? 1 : 0);
+        }
+        const char *pick = error ? error : plain ? plain : err;
+        copy_line(pick, pick + strcspn(pick, "\n"), out, n);
+}
+
+/* A failure that says nothing about KVM: QEMU could not start, ran out of memory, or was
+ * killed. Such a verdict is reported but not cached. */
+static bool about_kvm(const ProbeOutput *o, int status)
+{
+        if (status < 0)
+                return true; /* the guest ran but never reached init */
+        if (WIFSIGNALED(status) || WEXITSTATUS(status) == 127)
+                return false;
+        return !strstr(o->err, "Cannot allocate memory") && !strstr(o->err, "No such file");
+}
+
 static void diagnose(const ProbeOutput *o, int status, double timeout_s, double took,
                      AccelProbe *ret)
 {
-        char qemu_said[256] = "", last[160] = "";
-        first_line(o->err, qemu_said, sizeof qemu_said, false);
+        char said[256] = "", last[160] = "";
+        qemu_line(o->err, said, sizeof said);
+        last_line(o->console, o->console_len, last, sizeof last);
         ret->ok = o->marker;
-        if (o->marker) {
+        ret->definite = o->marker || about_kvm(o, status);
+        if (o->marker)
                 snprintf(ret->reason, sizeof ret->reason,
                          "the image's kernel reached init under KVM in %.2f s", took);
-        } else if (status >= 0) {
-                snprintf(ret->reason, sizeof ret->reason, "QEMU %s %d under KVM%s%s",
+        else if (status >= 0)
+                snprintf(ret->reason, sizeof ret->reason, "QEMU %s %d under KVM%s%s%s%s%s",
                          WIFSIGNALED(status) ? "was killed by signal" : "exited with status",
                          WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status),
-                         qemu_said[0] ? ": " : " before the guest reached init", qemu_said);
-        } else if (o->console_total == 0) {
-                snprintf(ret->reason, sizeof ret->reason, "the guest printed nothing in %.0f s%s%s",
-                         timeout_s, qemu_said[0] ? " (QEMU said: " : "", qemu_said);
-                if (qemu_said[0])
-                        strncat(ret->reason, ")", sizeof ret->reason - strlen(ret->reason) - 1);
-        } else {
-                first_line(o->console, last, sizeof last, true);
+                         said[0] ? ": " : " before the guest reached init", said,
+                         last[0] ? "; the console's last line: '" : "", last, last[0] ? "'" : "");
+        else if (o->console_total == 0)
+                snprintf(ret->reason, sizeof ret->reason,
+                         "the guest printed nothing in %.0f s%s%s%s", timeout_s,
+                         said[0] ? " (QEMU said: " : "", said, said[0] ? ")" : "");
+        else
                 snprintf(ret->reason, sizeof ret->reason,
                          "the guest's kernel printed %u lines in %.0f s but did not reach init; "
                          "the last: '%s'",
                          o->console_lines, timeout_s, last);
-        }
 }
 
 int accel_probe_boot(const char *self, const AccelProbeTarget *t, double timeout_s, AccelProbe *ret)
 {
+        if (!self || !t || !t->qemu || !t->kernel || !ret || !(timeout_s > 0))
+                return -EINVAL;
         int out[2] = {-1, -1}, err[2] = {-1, -1};
         char *append = probe_cmdline(t->cmdline);
         if (!append)

@@ -54,12 +54,21 @@ static int reprobe(const char *qemu, const Image *img, const char *key)
         printf("probing       booting the kernel under KVM (at most %.0f s)...\n",
                accel_probe_timeout());
         fflush(stdout);
+        int lock = accel_lock(); /* not at the same time as a run's probe */
         int r = accel_probe_boot(self, &t, accel_probe_timeout(), &p);
-        if (r < 0)
-                return r;
-        AccelVerdict v;
-        accel_verdict_of(&t, &p, key, &v);
-        return accel_verdict_store(&v);
+        if (r == 0) {
+                AccelVerdict v;
+                accel_verdict_of(&t, &p, key, &v);
+                v.timeout_s = accel_probe_timeout();
+                if (p.definite)
+                        r = accel_verdict_store(&v);
+                else
+                        printf("probe         %s: %s (not cached: not about KVM)\n",
+                               p.ok ? "KVM works" : "KVM not used", p.reason);
+        }
+        if (lock >= 0)
+                (void) close(lock);
+        return r;
 }
 
 static void print_verdict(const char *key)
@@ -120,7 +129,8 @@ int doctor_cmd_main(int argc, char **argv)
                 return 1;
         }
         if (again && (r = reprobe(qemu, img, key)) < 0)
-                printf("probe         failed: %s\n", strerror(-r));
+                printf("probe         failed: %s; what follows is the previous verdict\n",
+                       strerror(-r));
         print_verdict(key);
         image_free(img);
         return r < 0 ? 1 : 0;

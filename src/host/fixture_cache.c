@@ -413,6 +413,7 @@ static int hash_fd(int fd, uint64_t size, bool sparse, char out[17])
                 r = hash_range(st, fd, 0, size, false);
                 goto out;
         }
+        uint64_t hashed_to = 0; /* pages below this are done */
         for (off_t off = 0; (uint64_t) off < size;) {
                 off_t data = lseek(fd, off, SEEK_DATA), hole;
                 if (data < 0) {
@@ -428,10 +429,16 @@ static int hash_fd(int fd, uint64_t size, bool sparse, char out[17])
                 }
                 if ((uint64_t) hole > size)
                         hole = (off_t) size;
-                /* extents start on page boundaries (HASH_PAGE divides the page size) */
-                r = hash_range(st, fd, (uint64_t) data, (uint64_t) (hole - data), true);
-                if (r < 0)
+                /* On a fixed grid of HASH_PAGE from offset 0, whatever the file system's
+                 * block size: extents are widened to whole pages (what they add reads back as
+                 * zeros) and a page two extents share is hashed once. */
+                uint64_t a = (uint64_t) data & ~(uint64_t) (HASH_PAGE - 1);
+                uint64_t b = ((uint64_t) hole + HASH_PAGE - 1) & ~(uint64_t) (HASH_PAGE - 1);
+                a = a < hashed_to ? hashed_to : a;
+                b = b > size ? size : b;
+                if (b > a && (r = hash_range(st, fd, a, b - a, true)) < 0)
                         break;
+                hashed_to = b > hashed_to ? b : hashed_to;
                 off = hole;
         }
 out:

@@ -443,19 +443,20 @@ static const char *no_sign_of_life(const Vm *vm)
         if (vm->restoring || vm->tail_total > 0)
                 return NULL;
         if (vm->cfg.accel && strcmp(vm->cfg.accel, "kvm") == 0)
-                return "the guest printed nothing on its console: its kernel never reached init. "
+                return "the guest printed nothing on its console: its kernel did not reach init. "
                        "Under KVM that is the sign of a kernel that does not run under this "
                        "host's KVM: run with --accel tcg (or --accel auto, which probes it)";
-        return "the guest printed nothing on its console: its kernel never reached init "
-               "(check the kernel, and console=ttyS0 on its command line)";
+        return "the guest printed nothing on its console: its kernel did not reach init "
+               "(check the kernel, console=ttyS0 on its command line, and the boot timeout "
+               "on a loaded host)";
 }
 
 static void on_boot_timeout(uv_timer_t *t)
 {
         Vm *vm = t->data;
-        char *tail = vm_console_tail(vm, 20);
-        char *msg = NULL;
         const char *dead = no_sign_of_life(vm);
+        char *tail = dead ? NULL : vm_console_tail(vm, 20);
+        char *msg = NULL;
         double waited = (double) (events_mono_ns() - vm->boot_started_ns) / 1e9;
         if (dead &&
             asprintf(&msg, "vm %s: boot timed out after %.0f s: %s", vm->name, waited, dead) < 0)
@@ -664,8 +665,6 @@ int vm_start_boot_timer(Vm *vm, uint64_t timeout_ms)
         return uv_timer_start(vm->boot_timer, on_boot_timeout, timeout_ms, 0);
 }
 
-/* Starts QEMU for vm->cfg and vm->image (booting, or loading vm->incoming_fd) and waits for
- * the agent. On failure the VM is stopped and err says why. */
 /* Under --accel kvm on a host whose KVM did not boot the default kernel (the dispatcher's
  * probe, src/cli/accel.c), a boot of that kernel would hang until its timeout: fail now. A
  * user's own kernel is not the one probed, so it is tried. */
@@ -675,12 +674,14 @@ static int kvm_unusable(Vm *vm, char *err, size_t errlen)
         if (!why || !*why || !vm->cfg.accel || strcmp(vm->cfg.accel, "kvm") != 0 || vm->cfg.kernel)
                 return 0;
         snprintf(err, errlen,
-                 "vm %s: %s: --accel kvm, but this host's KVM does not run the image's kernel "
+                 "vm %s: %s: --accel kvm, but KVM cannot run the image's kernel here "
                  "(%.400s): use --accel tcg, or --accel auto to fall back by itself",
                  vm->name, vm->restoring ? "restore" : "boot", why);
         return -ENODEV;
 }
 
+/* Starts QEMU for vm->cfg and vm->image (booting, or loading vm->incoming_fd) and waits for
+ * the agent. On failure the VM is stopped and err says why. */
 static int launch(Vm *vm, char *err, size_t errlen)
 {
         Argv a = {0};

@@ -58,6 +58,7 @@ static void test_round_trip(void **state)
         snprintf(p.reason, sizeof p.reason, "reached init in 0.42 s");
         AccelVerdict v, back;
         accel_verdict_of(&t, &p, KEY, &v);
+        v.timeout_s = 8;
         assert_int_equal(accel_verdict_store(&v), 0);
         assert_int_equal(accel_verdict_load(KEY, &back), 0);
         assert_true(back.kvm);
@@ -65,6 +66,7 @@ static void test_round_trip(void **state)
         assert_string_equal(back.qemu, t.qemu);
         assert_string_equal(back.kernel, t.kernel);
         assert_int_equal((int) (back.seconds * 1000 + 0.5), 420);
+        assert_int_equal((int) back.timeout_s, 8);
         assert_int_equal(accel_verdict_load("ffffffffffffffffffffffffffffffff", &back), -ENOENT);
 }
 
@@ -98,19 +100,55 @@ static void test_bad_files(void **state)
                 if (r != -EBADMSG)
                         fail_msg("case %zu: expected -EBADMSG, got %d", i, r);
         }
-        /* a NUL inside, and a file past the size limit */
-        char nul[sizeof good];
-        memcpy(nul, good, sizeof good);
-        nul[20] = 0;
-        write_verdict(nul, sizeof good - 1);
+        /* A valid verdict followed by a NUL: only the NUL check refuses it. */
+        char nul[sizeof good + 16];
+        memcpy(nul, good, strlen(good));
+        memcpy(nul + strlen(good), "\0verdict=kvm\n", 14);
+        write_verdict(nul, strlen(good) + 14);
         assert_int_equal(accel_verdict_load(KEY, &v), -EBADMSG);
+        /* A valid verdict padded past the limit with fields a later version might add: only
+         * the size check refuses it. */
         char *big = malloc(8192);
         assert_non_null(big);
-        memset(big, 'a', 8192);
-        memcpy(big, good, strlen(good));
-        write_verdict(big, 8192);
+        size_t n = strlen(good);
+        memcpy(big, good, n);
+        while (n + 64 < 8192) {
+                memcpy(big + n, "zzz=", 4);
+                memset(big + n + 4, 'a', 59);
+                big[n + 63] = '\n';
+                n += 64;
+        }
+        write_verdict(big, n);
         free(big);
         assert_int_equal(accel_verdict_load(KEY, &v), -EBADMSG);
+        /* the same fields within the limit are fine */
+        char small[sizeof good + 64];
+        snprintf(small, sizeof small, "%szzz=later\n", good);
+        write_verdict(small, strlen(small));
+        assert_int_equal(accel_verdict_load(KEY, &v), 0);
+}
+
+/* A key that is not 32 hex digits never becomes a path. */
+static void test_bad_key(void **state)
+{
+        AccelVerdict v;
+        assert_int_equal(accel_verdict_load("../../etc/passwd", &v), -EINVAL);
+        assert_int_equal(accel_verdict_load("0123456789ABCDEF0123456789ABCDEF", &v), -EINVAL);
+        AccelVerdict w = {.probed_at = 1};
+        snprintf(w.key, sizeof w.key, "short");
+        assert_int_equal(accel_verdict_store(&w), -EINVAL);
+}
+
+/* A FIFO where the verdict should be is refused at once instead of blocking the run. */
+static void test_fifo_refused(void **state)
+{
+        char path[256];
+        snprintf(path, sizeof path, "%s/" KEY ".verdict", accel_cache_dir());
+        (void) unlink(path);
+        assert_int_equal(mkfifo(path, 0644), 0);
+        AccelVerdict v;
+        assert_int_equal(accel_verdict_load(KEY, &v), -EBADMSG);
+        assert_int_equal(unlink(path), 0);
 }
 
 static void test_symlink_refused(void **state)
@@ -131,10 +169,9 @@ static void test_symlink_refused(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_round_trip),
-            cmocka_unit_test(test_good_file),
-            cmocka_unit_test(test_bad_files),
-            cmocka_unit_test(test_symlink_refused),
+            cmocka_unit_test(test_round_trip), cmocka_unit_test(test_good_file),
+            cmocka_unit_test(test_bad_files),  cmocka_unit_test(test_symlink_refused),
+            cmocka_unit_test(test_bad_key),    cmocka_unit_test(test_fifo_refused),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }

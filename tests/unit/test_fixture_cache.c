@@ -446,6 +446,16 @@ static void test_ram_hole_filled_with_zeros(void **state)
         fixture_entry_free(open_hit("base", KEY1));
 }
 
+/* ...but a page of data turned to zeros is a change: zero pages are skipped, their offsets
+ * are not. */
+static void test_ram_data_zeroed(void **state)
+{
+        static char zeros[4096];
+        fixture_entry_free(make_fixture("base", KEY1, VMS_AB));
+        pwrite_file(fmt("%s/base-%s/a.ram", root(), KEY1), zeros, sizeof zeros, 0);
+        expect_corrupt("vm a: a.ram data XXH3 is ");
+}
+
 /* fixture-4.4: a ram file of another size, and a missing one. */
 static void test_corrupt_ram_size_missing(void **state)
 {
@@ -786,6 +796,7 @@ int main(int argc, char **argv)
             cmocka_unit_test_setup_teardown(test_corrupt_state_flipped, setup, teardown),
             cmocka_unit_test_setup_teardown(test_corrupt_ram_extent, setup, teardown),
             cmocka_unit_test_setup_teardown(test_ram_hole_filled_with_zeros, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_ram_data_zeroed, setup, teardown),
             cmocka_unit_test_setup_teardown(test_corrupt_ram_size_missing, setup, teardown),
             cmocka_unit_test_setup_teardown(test_corrupt_meta, setup, teardown),
             cmocka_unit_test_setup_teardown(test_rebuild_after_corrupt, setup, teardown),
