@@ -138,7 +138,7 @@ def overlay_initrd(initrd, entries, out):
 
 
 def qemu_argv(kernel, initrd, append, tmp, ports):
-    """Provium's QEMU command line (src/host/vm.c build_argv), minus the QMP socket."""
+    """Provium's QEMU command line (src/host/vmm/vm.c build_argv), minus the QMP socket."""
     a = [QEMU, "-name", "provium-floor", "-machine", "pc,accel=tcg", "-m", "256", "-smp", "1",
          "-nodefaults", "-no-user-config", "-no-reboot", "-display", "none", "-serial", "stdio",
          "-kernel", kernel, "-initrd", initrd, "-append", append,

@@ -48,7 +48,7 @@
 #define ROOT_LOWER   "/.provium/lower" /* the disk, read-only */
 #define ROOT_RW      "/.provium/rw"    /* tmpfs with the overlay's upper and work dirs */
 #define ROOT_NEW     "/.provium/root"  /* the overlay, then / */
-#define ROOT_SERIAL  "provium-root"    /* the disk's virtio serial (src/host/vm.c) */
+#define ROOT_SERIAL  "provium-root"    /* the disk's virtio serial (src/host/vmm/vm.c) */
 #define ROOT_WAIT_MS 5000              /* for the disk to appear after virtio_blk loads */
 
 /* ---- logging ---- */
@@ -552,7 +552,7 @@ void init_pid1(void)
         init_mounts();
         init_ensure_stdio();
         /* The first sign of life a boot shows with "quiet": a boot that times out with an
-         * empty console never reached init (src/host/vm.c says so). */
+         * empty console never reached init (src/host/vmm/vm.c says so). */
         agent_log("starting");
         init_probe();
         init_loopback();

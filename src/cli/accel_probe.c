@@ -55,7 +55,7 @@ static pid_t probe_spawn(const char *self, const AccelProbeTarget *t, const char
 {
         char ppid[24];
         snprintf(ppid, sizeof ppid, "%ld", (long) getpid());
-        /* The machine type and CPU model of src/host/vm_argv.c (pc, QEMU's default CPU): the
+        /* The machine type and CPU model of src/host/vmm/vm_argv.c (pc, QEMU's default CPU): the
          * verdict is about those. Its file-backed RAM and devices do not change what KVM runs. */
         const char *argv[32] = {
             self,         "__pdeathsig", ppid,   t->qemu,   "-machine",    "pc,accel=kvm",

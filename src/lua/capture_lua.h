@@ -1,4 +1,4 @@
-/* capture_lua.h: packet capture (src/host/capture.c) as a Lua userdata (see capture_lua.c). */
+/* capture_lua.h: packet capture (src/host/net/capture.c) as a Lua userdata (see capture_lua.c). */
 #pragma once
 
 #include <lua.h>

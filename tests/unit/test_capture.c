@@ -1,4 +1,4 @@
-/* test_capture.c: unit tests for capture_summarize (src/host/capture.c), the one-line packet
+/* test_capture.c: unit tests for capture_summarize (src/host/net/capture.c), the one-line packet
  * decoder. Frames are built by hand; every prefix of each is decoded too, so a bounds error
  * shows under ASan. Live capture needs root and is tested in tests/capture.test.lua.
  *

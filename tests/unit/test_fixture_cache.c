@@ -1,4 +1,4 @@
-/* test_fixture_cache.c: unit tests for the fixture cache (src/host/fixture_cache.c).
+/* test_fixture_cache.c: unit tests for the fixture cache (src/host/cache/fixture_cache.c).
  *
  * No VM runs: the state and ram files are made up (a patterned state file, a sparse ram file
  * with a few data extents). XDG_CACHE_HOME points at a fresh mkdtemp directory for the whole
