@@ -51,3 +51,26 @@ test("an error in one branch fails parallel with its message, and stops the othe
     t:error(function() vm:stat("/tmp/not-reached") end, "ENOENT")
     t:error(function() provium:parallel(1) end, "bad argument #1 to 'parallel'")
 end)
+
+-- White-box on purpose: what leaked was a registry reference to the Worker, which nothing
+-- else shows (issue 12).
+test("a spawn_worker abandoned by a failing sibling does not keep its Worker", function(t)
+    local vm = provium:vm("abandon"):boot({ workers = 2 })
+    local reg = debug.getregistry()
+    local worker_mt = reg["provium.Worker"]
+    local function held()
+        collectgarbage()
+        local n = 0
+        for _, v in pairs(reg) do
+            if type(v) == "userdata" and getmetatable(v) == worker_mt then n = n + 1 end
+        end
+        return n
+    end
+    local before = held()
+    t:error(function()
+        provium:parallel(function() vm:spawn_worker() end,
+            function() error("the sibling fails") end)
+    end, "the sibling fails")
+    vm:run("sleep 1") -- the abandoned worker's port answers meanwhile
+    t:eq(held(), before, "the registry holds no Worker for the abandoned call")
+end)

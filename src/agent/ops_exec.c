@@ -216,7 +216,8 @@ static int exec_pipes(int in[2], int out[2], int err[2], bool with_stdin)
         return 0;
 }
 
-/* Waits for the status pipe: 0 once the child exec'd, or its failure in *ret. */
+/* Waits for the status pipe. Returns 0 once the child exec'd (the pipe closed empty), 1 when
+ * it failed (its failure in *ret), or -errno (-EIO for a short record). */
 static int exec_wait_status(int st, ChildFail *ret)
 {
         for (;;) {
@@ -225,7 +226,7 @@ static int exec_wait_status(int st, ChildFail *ret)
                         continue;
                 if (n < 0)
                         return -errno;
-                return n == (ssize_t) sizeof *ret ? 1 : 0;
+                return n == 0 ? 0 : n == (ssize_t) sizeof *ret ? 1 : -EIO;
         }
 }
 

@@ -447,6 +447,9 @@ static void on_worker_ready(AgentClient *c, int status, void *data)
                                         strerror(-status));
                         runtime_resume(&ctx->pending, 2);
                 }
+        } else if (ctx->pending.rt) {
+                /* The task was abandoned (a sibling branch failed): nobody takes the Worker */
+                luaL_unref(runtime_lua(ctx->pending.rt), LUA_REGISTRYINDEX, ctx->box_ref);
         }
         free(ctx);
 }

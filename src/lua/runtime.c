@@ -129,6 +129,11 @@ const RuntimeConfig *runtime_config(const Runtime *rt)
         return &rt->cfg;
 }
 
+lua_State *runtime_lua(const Runtime *rt)
+{
+        return rt->L;
+}
+
 uv_loop_t *runtime_loop(const Runtime *rt)
 {
         return rt->loop;

@@ -37,6 +37,8 @@ Runtime *runtime_new(uv_loop_t *loop, lua_State *L, const RuntimeConfig *cfg);
 Runtime *runtime_get(lua_State *L);
 const RuntimeConfig *runtime_config(const Runtime *rt);
 uv_loop_t *runtime_loop(const Runtime *rt);
+/* The state the runtime was made with: for registry work in a callback whose task is gone. */
+lua_State *runtime_lua(const Runtime *rt);
 
 /* Parks the running coroutine: call as `return runtime_wait(L, &ctx->pending);` from a C
  * function called from Lua. Errors (via lua_error) when called outside a test body. */
