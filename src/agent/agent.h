@@ -153,7 +153,6 @@ int server_reply_errno(Server *s, uint64_t id, int err, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 /* EINVAL reply for a field that is missing (r == 0) or mistyped (r < 0). */
 int server_reply_field(Server *s, uint64_t id, const char *op, const char *field, int r);
-int server_send_chunk(Server *s, uint64_t id, const char *kind, const void *p, size_t n);
 /* Sends a chunk whose n payload bytes are already at s->buf + SERVER_HEAD (no copy). */
 int server_send_buf(Server *s, uint64_t id, const char *kind, size_t n);
 /* True when id names a request in flight on this connection. */

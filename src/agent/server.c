@@ -104,15 +104,6 @@ int server_reply_field(Server *s, uint64_t id, const char *op, const char *field
         return reply_error(s, id, EINVAL, msg);
 }
 
-int server_send_chunk(Server *s, uint64_t id, const char *kind, const void *p, size_t n)
-{
-        proto_begin(&s->wr, 3);
-        proto_kv_uint(&s->wr, "id", id);
-        proto_kv_str(&s->wr, "chunk", kind);
-        proto_kv_bin(&s->wr, "data", p, n);
-        return server_flush(s);
-}
-
 /* msgpack write callback into a fixed buffer (a chunk's header). */
 typedef struct HeadBuf {
         uint8_t b[SERVER_HEAD];

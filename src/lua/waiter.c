@@ -90,9 +90,3 @@ void waiter_wake(Waiter **slot)
         if (*slot)
                 finish(*slot, NULL);
 }
-
-void waiter_fail(Waiter **slot, const char *msg)
-{
-        if (*slot)
-                finish(*slot, msg);
-}

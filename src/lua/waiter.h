@@ -11,5 +11,3 @@ typedef struct Waiter Waiter;
 int waiter_park(lua_State *L, Waiter **slot, double timeout_s, const char *what);
 /* Resumes the task parked on *slot, if any, with `true`. */
 void waiter_wake(Waiter **slot);
-/* Resumes the task parked on *slot, if any, with `nil, msg`. */
-void waiter_fail(Waiter **slot, const char *msg);

@@ -29,11 +29,6 @@ void events_unsubscribe(int id)
                 sinks[id].fn = NULL;
 }
 
-void events_reset(void)
-{
-        memset(sinks, 0, sizeof sinks);
-}
-
 uint64_t events_now_ns(void)
 {
         struct timespec ts;

@@ -17,8 +17,6 @@ typedef void (*EventSinkFn)(void *userdata, const char *type, const uint8_t *mp,
 /* Returns a sink id >= 0, or -ENOMEM. */
 int events_subscribe(EventSinkFn fn, void *userdata);
 void events_unsubscribe(int id);
-/* Drops every sink (used by a forked child that starts its own bus). */
-void events_reset(void);
 
 /* Emitting: begin with the number of fields you will add, pack them on ev->w with the
  * proto_kv_* helpers, then end. The bus adds v, type and ts itself. */

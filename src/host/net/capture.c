@@ -179,11 +179,6 @@ int capture_linktype(const Capture *c)
         return c->linktype;
 }
 
-uint64_t capture_packets(const Capture *c)
-{
-        return c->packets;
-}
-
 /* ---- reading ---- */
 
 /* Reads what pcap holds now, packet by packet with pcap_next_ex so that no libpcap frame is

@@ -36,7 +36,6 @@ Capture *capture_close(Capture *c);
 
 /* The link-layer type of the capture (DLT_EN10MB...), for capture_summarize. */
 int capture_linktype(const Capture *c);
-uint64_t capture_packets(const Capture *c);
 
 /* Writes a one-line description of a packet of link type linktype into buf (always
  * NUL-terminated when size > 0), like "IPv4 10.0.0.2 > 10.0.0.3 ICMP echo request id 7 seq 1"

@@ -312,19 +312,9 @@ bool agent_client_ready(const AgentClient *c)
         return c && c->ready;
 }
 
-const char *agent_client_agent_version(const AgentClient *c)
-{
-        return c->agent_version;
-}
-
 const char *agent_client_arch(const AgentClient *c)
 {
         return c->arch;
-}
-
-const char *agent_client_kernel(const AgentClient *c)
-{
-        return c->kernel;
 }
 
 /* ---- requests ---- */

@@ -55,9 +55,6 @@ void agent_client_on_connected(AgentClient *c, void (*fn)(AgentClient *c, void *
  * before. The client stays allocated (its owner frees it) so those objects can still ask. */
 void agent_client_retire(AgentClient *c);
 bool agent_client_retired(const AgentClient *c);
-/* What the agent said in hello ("provium-agent 0.1.0", kernel release); NULL before ready. */
-const char *agent_client_agent_version(const AgentClient *c);
-const char *agent_client_kernel(const AgentClient *c);
 /* The guest's machine ("x86_64"); NULL before ready or from an agent that does not say. */
 const char *agent_client_arch(const AgentClient *c);
 

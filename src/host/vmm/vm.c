@@ -140,12 +140,6 @@ const VmConfig *vm_config(const Vm *vm)
         return &vm->cfg;
 }
 
-const char *vm_ram_path(const Vm *vm, bool *ret_shared)
-{
-        *ret_shared = vm->ram_shared;
-        return vm->ram_path;
-}
-
 /* ---- console ---- */
 
 static void finish_exit(Vm *vm);

@@ -108,8 +108,6 @@ void vm_spares_free(void);
 const VmConfig *vm_config(const Vm *vm);
 /* The cache key of the image the VM booted (NULL before it has one). */
 const char *vm_image_key(const Vm *vm);
-/* The RAM file the VM runs on, and whether it is the VM's own (shared) or a COW template. */
-const char *vm_ram_path(const Vm *vm, bool *ret_shared);
 
 /* ---- network cards ---- */
 
@@ -140,8 +138,6 @@ void vm_stop(Vm *vm, void (*done_cb)(Vm *vm, void *data), void *data);
 /* Frees a VM that is defined or exited (after vm_stop's callback). Accepts NULL. */
 Vm *vm_free(Vm *vm);
 
-/* Path of the running executable, for the PDEATHSIG exec wrapper (set once by main). */
-void vm_set_self_exe(const char *path);
 /* The wrapper: "provium __pdeathsig PPID PROGRAM ARGS...": arranges SIGKILL when the runner
  * dies, then execs. Never returns on success. */
 int vm_pdeathsig_exec(int argc, char **argv);

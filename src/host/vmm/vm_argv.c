@@ -13,12 +13,8 @@
 
 #define DEFAULT_MEM_MB 256
 
-static char self_exe[4096] = "/proc/self/exe";
-
-void vm_set_self_exe(const char *path)
-{
-        snprintf(self_exe, sizeof self_exe, "%s", path);
-}
+/* QEMU starts through our own "__pdeathsig" (vm_pdeathsig_exec). */
+static const char self_exe[] = "/proc/self/exe";
 
 static void argv_add(Argv *a, const char *fmt, ...)
 {
