@@ -161,7 +161,7 @@ int file_runner_main(int argc, char **argv)
         lua_State *L = luaL_newstate();
         if (!L)
                 return 1;
-        if (lua_provium_open(L) < 0) {
+        if (bind_provium_open(L) < 0) {
                 report_load_error(cfg.file, lua_tostring(L, -1));
                 lua_close(L);
                 return 1;

@@ -20,12 +20,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PROTO_VERSION   1
+#define PROTO_VERSION 1
 /* Not a frame: the line the agent prints on the console when booted with provium.probe=1,
  * as PID 1, before it powers off. The host's KVM probe (src/cli/accel_probe.c) waits for it. */
 #define PROTO_PROBE_MARKER "provium-probe: init reached"
-#define PROTO_MAX_FRAME (4u << 20)   /* hard limit on one frame body, bytes */
-#define PROTO_CHUNK     (256u << 10) /* payload bytes carried by one data frame */
+#define PROTO_MAX_FRAME    (4u << 20)   /* hard limit on one frame body, bytes */
+#define PROTO_CHUNK        (256u << 10) /* payload bytes carried by one data frame */
 
 /* ---- reading frames from a byte stream ---- */
 

@@ -129,7 +129,7 @@ static void on_end(void *data, const char *msg)
 }
 
 /* Stops the capture (idempotent); unread packets stay readable. */
-static void lua_capture_stop(LuaCapture *c)
+static void bind_capture_stop(LuaCapture *c)
 {
         Capture *cap = c->cap;
         c->cap = NULL; /* first: the last packets' callbacks may resume a task that closes */
@@ -138,7 +138,7 @@ static void lua_capture_stop(LuaCapture *c)
         waiter_wake(&c->waiter);
 }
 
-static void lua_capture_free(LuaCapture *c)
+static void bind_capture_free(LuaCapture *c)
 {
         queue_consume(c, queued(c));
         free(c->q);
@@ -184,7 +184,7 @@ static int l_capture_open(lua_State *L)
         c->cap =
             capture_open(runtime_loop(rt), ifname, filter, path, on_packet, c, err, sizeof err);
         if (!c->cap) {
-                lua_capture_free(c);
+                bind_capture_free(c);
                 lua_pushnil(L);
                 lua_pushstring(L, err);
                 return 2;
@@ -323,7 +323,7 @@ static int l_close(lua_State *L)
 {
         CaptureBox *b = luaL_checkudata(L, 1, CAPTURE_MT);
         if (b->c)
-                lua_capture_stop(b->c);
+                bind_capture_stop(b->c);
         return 0;
 }
 
@@ -334,8 +334,8 @@ static int l_gc(lua_State *L)
         if (!c)
                 return 0;
         b->c = NULL;
-        lua_capture_stop(c);
-        lua_capture_free(c);
+        bind_capture_stop(c);
+        bind_capture_free(c);
         return 0;
 }
 
@@ -473,7 +473,7 @@ static const luaL_Reg methods[] = {
     {NULL, NULL},
 };
 
-void lua_capture_register(lua_State *L)
+void bind_capture_register(lua_State *L)
 {
         types_register(L, CAPTURE_MT, methods, l_gc, l_close, l_tostring);
         if (luaL_loadbufferx(L, capture_methods_lua, sizeof capture_methods_lua - 1, "=capture",

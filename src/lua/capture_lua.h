@@ -5,4 +5,4 @@
 
 /* Registers the Capture metatable and adds capture_open to the table on top of the stack:
  * internal.capture_open(ifname, filter | nil, pcap_path) -> Capture | nil, message. */
-void lua_capture_register(lua_State *L);
+void bind_capture_register(lua_State *L);

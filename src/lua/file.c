@@ -100,7 +100,7 @@ static bool valid_flags(const char *m)
 }
 
 /* vm:_open(path, mode, opts) -> File | nil, message */
-int lua_vm_open(lua_State *L)
+int bind_vm_open(lua_State *L)
 {
         Target tg = check_target(L, 1);
         const char *path = luaL_checkstring(L, 2);
@@ -285,7 +285,7 @@ static int start_tail(lua_State *L, const Target *tg, const char *path)
                 return 2;
         }
         stream_on_close(s, on_stream_closed, t);
-        lua_stream_push(L, s);
+        bind_stream_push(L, s);
         return 1;
 }
 
@@ -298,13 +298,13 @@ static int l_tail(lua_State *L)
         return start_tail(L, &f->tg, f->path);
 }
 
-int lua_vm_tail(lua_State *L)
+int bind_vm_tail(lua_State *L)
 {
         Target tg = check_target(L, 1);
         return start_tail(L, &tg, luaL_checkstring(L, 2));
 }
 
-bool lua_file_handle(lua_State *L, int i, uint64_t *ret_fd, bool *ret_open)
+bool bind_file_handle(lua_State *L, int i, uint64_t *ret_fd, bool *ret_open)
 {
         FileBox *f = luaL_testudata(L, i, FILE_MT);
         if (!f)
@@ -321,7 +321,7 @@ static const luaL_Reg methods[] = {
     {"_close", l_close}, {"_tail", l_tail},   {NULL, NULL},
 };
 
-void lua_file_register(lua_State *L)
+void bind_file_register(lua_State *L)
 {
         types_register(L, FILE_MT, methods, l_gc, NULL, l_tostring);
 }

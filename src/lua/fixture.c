@@ -94,7 +94,7 @@ static int l_image_key(lua_State *L)
         const char *image = luaL_checkstring(L, 1);
         char time_buf[32];
         VmConfig cfg;
-        lua_vm_boot_config(L, image, 2, &cfg, time_buf, sizeof time_buf);
+        bind_vm_boot_config(L, image, 2, &cfg, time_buf, sizeof time_buf);
         KeyWait *k = calloc(1, sizeof *k);
         if (!k)
                 return luaL_error(L, "image %s: out of memory", image);
@@ -314,7 +314,7 @@ static const luaL_Reg internal_fns[] = {
     {NULL, NULL},
 };
 
-void lua_fixture_register(lua_State *L)
+void bind_fixture_register(lua_State *L)
 {
         if (luaL_newmetatable(L, BUILD_MT)) {
                 luaL_newlib(L, build_methods);

@@ -4,4 +4,4 @@
 #include <lua.h>
 
 /* Adds the fixture functions to the internal table on top of the stack. */
-void lua_fixture_register(lua_State *L);
+void bind_fixture_register(lua_State *L);

@@ -241,7 +241,7 @@ static SysOp *sys_op_new(lua_State *L, const Target *tg, const char *name, const
 /* ---- syscall ---- */
 
 /* vm:_syscall(name | nr, args...) -> ret, errno name | nil, errno */
-int lua_vm_syscall(lua_State *L)
+int bind_vm_syscall(lua_State *L)
 {
         Target tg = check_target(L, 1);
         int nr = syscall_number(L, &tg, 2);
@@ -269,12 +269,12 @@ int lua_vm_syscall(lua_State *L)
 /* ---- ioctl ---- */
 
 /* vm:_ioctl(path | File, request, arg) -> ret, errno name | nil, errno */
-int lua_vm_ioctl(lua_State *L)
+int bind_vm_ioctl(lua_State *L)
 {
         Target tg = check_target(L, 1);
         uint64_t fd = 0;
         bool open = false;
-        bool is_file = lua_file_handle(L, 2, &fd, &open);
+        bool is_file = bind_file_handle(L, 2, &fd, &open);
         if (!is_file)
                 luaL_argexpected(L, lua_type(L, 2) == LUA_TSTRING, 2, "path or File");
         else if (!open)

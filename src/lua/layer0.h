@@ -3,8 +3,8 @@
 
 #include <lua.h>
 
-int lua_vm_syscall(lua_State *L);
-int lua_vm_ioctl(lua_State *L);
+int bind_vm_syscall(lua_State *L);
+int bind_vm_ioctl(lua_State *L);
 /* Registers the Buffer metatable. */
 void lua_layer0_register(lua_State *L);
 /* Pushes provium.buffer(size | string). */

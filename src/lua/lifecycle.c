@@ -216,7 +216,7 @@ static int l_console(lua_State *L)
                 stream_end(s, NULL);
         else
                 vm_console_watch(vm, on_console_bytes, s);
-        lua_stream_push(L, s);
+        bind_stream_push(L, s);
         /* The userdata owns the stream; it is anchored in the VM's user value, and the VM
          * (which outlives every test) drops its watcher when it stops, before lua_close. */
         stream_release(s);
@@ -254,7 +254,7 @@ static const luaL_Reg methods[] = {
     {NULL, NULL},
 };
 
-void lua_lifecycle_add_methods(lua_State *L)
+void bind_lifecycle_add_methods(lua_State *L)
 {
         luaL_setfuncs(L, methods, 0);
 }

@@ -4,4 +4,4 @@
 #include <lua.h>
 
 /* Adds the lifecycle methods to the VM methods table on top of the stack. */
-void lua_lifecycle_add_methods(lua_State *L);
+void bind_lifecycle_add_methods(lua_State *L);

@@ -30,7 +30,7 @@ static int l_now(lua_State *L)
         return 1;
 }
 
-int lua_provium_open(lua_State *L)
+int bind_provium_open(lua_State *L)
 {
         luaL_openlibs(L);
         if (luaL_loadbufferx(L, provium_prelude, sizeof provium_prelude - 1, "=prelude", "t") !=
@@ -53,25 +53,25 @@ int lua_provium_open(lua_State *L)
         lua_setglobal(L, "provium");
         /* internal: shared with the runtime */
         lua_newtable(L);
-        lua_vm_push_constructor(L);
+        bind_vm_push_constructor(L);
         lua_setfield(L, -2, "vm_new");
-        lua_vm_push_release(L);
+        bind_vm_push_release(L);
         lua_setfield(L, -2, "vm_release");
         lua_pushcfunction(L, runtime_parallel);
         lua_setfield(L, -2, "parallel");
         lua_pushcfunction(L, l_now);
         lua_setfield(L, -2, "now");
-        lua_fixture_register(L);
-        lua_capture_register(L);
-        lua_net_register(L);
-        lua_uplink_register(L);
+        bind_fixture_register(L);
+        bind_capture_register(L);
+        bind_net_register(L);
+        bind_uplink_register(L);
         lua_pushvalue(L, -1);
         lua_setfield(L, LUA_REGISTRYINDEX, INTERNAL_KEY);
-        lua_vm_register(L); /* pushes the VM methods table */
+        bind_vm_register(L); /* pushes the VM methods table */
         lua_getfield(L, LUA_REGISTRYINDEX, "provium.Worker.methods");
-        lua_stream_register(L);
-        lua_process_register(L);
-        lua_file_register(L);
+        bind_stream_register(L);
+        bind_process_register(L);
+        bind_file_register(L);
         if (lua_pcall(L, 7, 0, 0) != LUA_OK)
                 return -1;
         return 0;

@@ -5,4 +5,4 @@
 
 /* Opens the standard libraries and runs the prelude. Returns 0, or -1 with a message on top
  * of the stack. */
-int lua_provium_open(lua_State *L);
+int bind_provium_open(lua_State *L);

@@ -218,8 +218,8 @@ static const char *opt_initial_time(lua_State *L, int opts, char *buf, size_t le
         return r;
 }
 
-void lua_vm_boot_config(lua_State *L, const char *image, int opts, VmConfig *cfg, char *time_buf,
-                        size_t time_len)
+void bind_vm_boot_config(lua_State *L, const char *image, int opts, VmConfig *cfg, char *time_buf,
+                         size_t time_len)
 {
         if (!lua_isnoneornil(L, opts))
                 luaL_checktype(L, opts, LUA_TTABLE);
@@ -266,7 +266,7 @@ void lua_vm_boot_config(lua_State *L, const char *image, int opts, VmConfig *cfg
         cfg->timeout_ms = (uint64_t) (boot_timeout * 1000);
 }
 
-int lua_vm_boot_wait(lua_State *L, Vm *vm, const VmConfig *cfg)
+int bind_vm_boot_wait(lua_State *L, Vm *vm, const VmConfig *cfg)
 {
         BootCtx *ctx = calloc(1, sizeof *ctx);
         if (!ctx)
@@ -289,8 +289,8 @@ static int l_vm_boot(lua_State *L)
         Vm *vm = check_vm(L, 1);
         char time_buf[32];
         VmConfig cfg;
-        lua_vm_boot_config(L, luaL_optstring(L, 2, "default"), 3, &cfg, time_buf, sizeof time_buf);
-        return lua_vm_boot_wait(L, vm, &cfg);
+        bind_vm_boot_config(L, luaL_optstring(L, 2, "default"), 3, &cfg, time_buf, sizeof time_buf);
+        return bind_vm_boot_wait(L, vm, &cfg);
 }
 
 /* ---- exec ---- */
@@ -515,24 +515,32 @@ static const luaL_Reg vm_methods[] = {
     {"boot_log", l_vm_boot_log},
     {"_boot", l_vm_boot},
     {"_exec", l_vm_exec},
-    {"_read_file", lua_vm_read_file},
-    {"_write_file", lua_vm_write_file},
+    {"_read_file", bind_vm_read_file},
+    {"_write_file", bind_vm_write_file},
     {"_stat", l_vm_stat},
     {"_mkdir", l_vm_mkdir},
     {"_spawn_worker", l_vm_spawn_worker},
-    {"_run_async", lua_vm_run_async},
-    {"_open", lua_vm_open},
-    {"_tail", lua_vm_tail},
-    {"_syscall", lua_vm_syscall},
-    {"_ioctl", lua_vm_ioctl},
+    {"_run_async", bind_vm_run_async},
+    {"_open", bind_vm_open},
+    {"_tail", bind_vm_tail},
+    {"_syscall", bind_vm_syscall},
+    {"_ioctl", bind_vm_ioctl},
     {NULL, NULL},
 };
 
 static const luaL_Reg worker_methods[] = {
-    {"index", l_worker_index},          {"_exec", l_vm_exec},     {"_read_file", lua_vm_read_file},
-    {"_write_file", lua_vm_write_file}, {"_stat", l_vm_stat},     {"_mkdir", l_vm_mkdir},
-    {"_run_async", lua_vm_run_async},   {"_open", lua_vm_open},   {"_tail", lua_vm_tail},
-    {"_syscall", lua_vm_syscall},       {"_ioctl", lua_vm_ioctl}, {NULL, NULL},
+    {"index", l_worker_index},
+    {"_exec", l_vm_exec},
+    {"_read_file", bind_vm_read_file},
+    {"_write_file", bind_vm_write_file},
+    {"_stat", l_vm_stat},
+    {"_mkdir", l_vm_mkdir},
+    {"_run_async", bind_vm_run_async},
+    {"_open", bind_vm_open},
+    {"_tail", bind_vm_tail},
+    {"_syscall", bind_vm_syscall},
+    {"_ioctl", bind_vm_ioctl},
+    {NULL, NULL},
 };
 
 static const luaL_Reg vm_meta[] = {
@@ -541,7 +549,7 @@ static const luaL_Reg vm_meta[] = {
     {NULL, NULL},
 };
 
-void lua_vm_register(lua_State *L)
+void bind_vm_register(lua_State *L)
 {
         luaL_newmetatable(L, WORKER_MT);
         lua_pushcfunction(L, l_worker_tostring);
@@ -557,10 +565,10 @@ void lua_vm_register(lua_State *L)
         luaL_newmetatable(L, VM_MT);
         luaL_setfuncs(L, vm_meta, 0);
         luaL_newlib(L, vm_methods);
-        lua_lifecycle_add_methods(L);
-        lua_snapshot_add_methods(L);
-        lua_net_add_vm_methods(L);
-        lua_netem_add_methods(L);
+        bind_lifecycle_add_methods(L);
+        bind_snapshot_add_methods(L);
+        bind_net_add_vm_methods(L);
+        bind_netem_add_methods(L);
         lua_pushvalue(L, -1);
         lua_setfield(L, -3, "__index");
         /* leaves the methods table on the stack for the prelude, below the metatable */
@@ -608,12 +616,12 @@ static int l_vm_release(lua_State *L)
         return runtime_wait(L, &ctx->pending);
 }
 
-void lua_vm_push_constructor(lua_State *L)
+void bind_vm_push_constructor(lua_State *L)
 {
         lua_pushcfunction(L, l_vm_new);
 }
 
-void lua_vm_push_release(lua_State *L)
+void bind_vm_push_release(lua_State *L)
 {
         lua_pushcfunction(L, l_vm_release);
 }

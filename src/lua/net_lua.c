@@ -222,7 +222,7 @@ static const luaL_Reg bridge_methods[] = {
     {"_gone", l_bridge_gone},     {"_set_rate", l_bridge_set_rate}, {NULL, NULL},
 };
 
-void lua_net_register(lua_State *L)
+void bind_net_register(lua_State *L)
 {
         if (luaL_newmetatable(L, BRIDGE_MT)) {
                 luaL_newlib(L, bridge_methods);
@@ -239,7 +239,7 @@ void lua_net_register(lua_State *L)
         lua_setfield(L, -2, "event");
 }
 
-void lua_net_add_vm_methods(lua_State *L)
+void bind_net_add_vm_methods(lua_State *L)
 {
         lua_pushcfunction(L, l_vm_add_nic);
         lua_setfield(L, -2, "_add_nic");

@@ -4,6 +4,6 @@
 #include <lua.h>
 
 /* Adds internal.bridge_new and internal.Bridge (the methods table) to the table on top. */
-void lua_net_register(lua_State *L);
+void bind_net_register(lua_State *L);
 /* Adds vm:_add_nic to the VM methods table on top of the stack. */
-void lua_net_add_vm_methods(lua_State *L);
+void bind_net_add_vm_methods(lua_State *L);

@@ -82,7 +82,7 @@ static const luaL_Reg methods[] = {
     {NULL, NULL},
 };
 
-void lua_netem_add_methods(lua_State *L)
+void bind_netem_add_methods(lua_State *L)
 {
         luaL_setfuncs(L, methods, 0);
 }

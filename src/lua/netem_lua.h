@@ -5,4 +5,4 @@
 #include <lua.h>
 
 /* Adds the netem methods to the VM methods table on top of the stack. */
-void lua_netem_add_methods(lua_State *L);
+void bind_netem_add_methods(lua_State *L);

@@ -127,7 +127,7 @@ static Process *check_process(lua_State *L, int i)
 }
 
 /* vm:_run_async(cmd | argv, opts) -> Process | nil, message. Does not wait for the start. */
-int lua_vm_run_async(lua_State *L)
+int bind_vm_run_async(lua_State *L)
 {
         Target tg = check_target(L, 1);
         Command cmd;
@@ -230,7 +230,7 @@ static int push_stream(lua_State *L, int which)
         Process *p = check_process(L, 1);
         if (lua_getiuservalue(L, 1, which) == LUA_TNIL) {
                 lua_pop(L, 1);
-                lua_stream_push(L, which == 1 ? p->out : p->err);
+                bind_stream_push(L, which == 1 ? p->out : p->err);
                 lua_pushvalue(L, -1);
                 lua_setiuservalue(L, 1, which);
         }
@@ -375,7 +375,7 @@ static const luaL_Reg methods[] = {
     {NULL, NULL},
 };
 
-void lua_process_register(lua_State *L)
+void bind_process_register(lua_State *L)
 {
         types_register(L, PROCESS_MT, methods, l_gc, NULL, l_tostring);
 }

@@ -4,6 +4,6 @@
 #include <lua.h>
 
 /* The C primitive behind vm:run_async: vm:_run_async(cmd, opts) -> Process | nil, message. */
-int lua_vm_run_async(lua_State *L);
+int bind_vm_run_async(lua_State *L);
 /* Registers the Process metatable and pushes its methods table (the prelude adds to it). */
-void lua_process_register(lua_State *L);
+void bind_process_register(lua_State *L);

@@ -208,7 +208,7 @@ static int l_boot_saved(lua_State *L)
             .incoming = state,
         };
         json_decref(o);
-        return lua_vm_boot_wait(L, vm, &cfg);
+        return bind_vm_boot_wait(L, vm, &cfg);
 }
 
 /* ---- registration ---- */
@@ -218,7 +218,7 @@ static const luaL_Reg methods[] = {
     {"_config_json", l_config_json}, {"_boot_saved", l_boot_saved}, {NULL, NULL},
 };
 
-void lua_snapshot_add_methods(lua_State *L)
+void bind_snapshot_add_methods(lua_State *L)
 {
         luaL_setfuncs(L, methods, 0);
 }

@@ -4,4 +4,4 @@
 #include <lua.h>
 
 /* Adds the snapshot methods to the VM methods table on top of the stack. */
-void lua_snapshot_add_methods(lua_State *L);
+void bind_snapshot_add_methods(lua_State *L);

@@ -130,7 +130,7 @@ static Stream *check_stream(lua_State *L, int i)
         return b->s;
 }
 
-void lua_stream_push(lua_State *L, Stream *s)
+void bind_stream_push(lua_State *L, Stream *s)
 {
         StreamBox *b = lua_newuserdatauv(L, sizeof *b, 0);
         b->s = NULL;
@@ -228,7 +228,7 @@ static const luaL_Reg methods[] = {
     {"close", l_close}, {"name", l_name},        {NULL, NULL},
 };
 
-void lua_stream_register(lua_State *L)
+void bind_stream_register(lua_State *L)
 {
         types_register(L, STREAM_MT, methods, l_gc, l_close, l_tostring);
 }

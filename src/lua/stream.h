@@ -24,6 +24,6 @@ const char *stream_peek(const Stream *s, size_t *ret_len);
 void stream_consume(Stream *s, size_t n);
 
 /* Pushes a provium.Stream userdata for s (takes a reference of its own). */
-void lua_stream_push(lua_State *L, Stream *s);
+void bind_stream_push(lua_State *L, Stream *s);
 /* Registers the Stream metatable and pushes its methods table (the prelude adds to it). */
-void lua_stream_register(lua_State *L);
+void bind_stream_register(lua_State *L);

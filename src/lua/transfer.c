@@ -146,7 +146,7 @@ static int push_download(lua_State *co, Op *op, const msgpack_object *reply)
 }
 
 /* vm:_read_file(path, opts) -> string (or, with opts.to, the bytes written) | nil, message */
-int lua_vm_read_file(lua_State *L)
+int bind_vm_read_file(lua_State *L)
 {
         Target tg = check_target(L, 1);
         const char *path = luaL_checkstring(L, 2);
@@ -274,7 +274,7 @@ static int upload_source(lua_State *L, Transfer *t, const char *from)
 }
 
 /* vm:_write_file(path, data | nil, opts) -> bytes written | nil, message */
-int lua_vm_write_file(lua_State *L)
+int bind_vm_write_file(lua_State *L)
 {
         Target tg = check_target(L, 1);
         const char *path = luaL_checkstring(L, 2);

@@ -4,7 +4,7 @@
 #include <lua.h>
 
 /* vm:_read_file(path, opts) -> string, or bytes written to opts.to | nil, message */
-int lua_vm_read_file(lua_State *L);
+int bind_vm_read_file(lua_State *L);
 /* vm:_write_file(path, data | nil, opts) -> bytes written | nil, message (opts.from: a host file)
  */
-int lua_vm_write_file(lua_State *L);
+int bind_vm_write_file(lua_State *L);

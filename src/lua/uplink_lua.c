@@ -78,7 +78,7 @@ static const luaL_Reg methods[] = {
     {NULL, NULL},
 };
 
-void lua_uplink_register(lua_State *L)
+void bind_uplink_register(lua_State *L)
 {
         if (luaL_newmetatable(L, UPLINK_MT)) {
                 luaL_newlib(L, methods);

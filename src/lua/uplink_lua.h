@@ -4,4 +4,4 @@
 #include <lua.h>
 
 /* Adds internal.uplink_new to the internal table on top of the stack. */
-void lua_uplink_register(lua_State *L);
+void bind_uplink_register(lua_State *L);
