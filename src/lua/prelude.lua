@@ -982,10 +982,16 @@ local Impairment = {}
 Impairment.__index = Impairment
 Impairment.__tostring = function(i) return "Impairment(" .. net[i.bridge].name .. ", " .. i.kind .. ")" end
 
+-- An impairment is undone by its own function (netem in the guest, a bandwidth limit) or, for
+-- the nftables ones, by its rule's id on the bridge.
 function Impairment:undo()
     if self.undone then return end
-    local ok, err = self.bridge:_unimpair(self.id)
-    if not ok then raise(err) end
+    if self.undo_fn then
+        self.undo_fn()
+    else
+        local ok, err = self.bridge:_unimpair(self.id)
+        if not ok then raise(err) end
+    end
     self.undone = true
 end
 
@@ -1131,15 +1137,6 @@ local function handle(b, kind, undo)
     return h
 end
 
-local impairment_undo = Impairment.undo
-function Impairment:undo()
-    if self.undo_fn then
-        if not self.undone then self.undo_fn() end
-        self.undone = true
-        return
-    end
-    impairment_undo(self)
-end
 
 -- add_latency(ms, jitter?): frames a VM sends are delayed by ms (+/- jitter) on its side of
 -- the link (netem in the guest: the host kernel here has no sch_netem). On a link, the round
