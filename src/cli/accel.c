@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "accel.h"
+#include "qemu.h"
 #include "events.h"
 
 const char *accel_kvm_device(void)
@@ -89,7 +90,7 @@ static void kvm_verdict(const char *self, const Image *img, AccelChoice *c)
                          "could not probe KVM: no default image to boot (it did not resolve)");
                 return;
         }
-        int q = accel_qemu_path(qemu, sizeof qemu);
+        int q = qemu_find(qemu, sizeof qemu);
         if (q < 0) {
                 snprintf(c->why, sizeof c->why, "could not probe KVM: %.300s: %s", qemu,
                          q == -ENOENT ? "not found" : strerror(-q));

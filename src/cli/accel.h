@@ -49,10 +49,6 @@ typedef struct AccelVerdict {
 void accel_verdict_of(const AccelProbeTarget *t, const AccelProbe *p, const char *key,
                       AccelVerdict *ret);
 
-/* The QEMU program a boot runs: $PROVIUM_QEMU, else qemu-system-x86_64, searched in $PATH.
- * Writes the path found (or the name, when not found) to out. Returns 0 or -ENOENT. */
-int accel_qemu_path(char *out, size_t n);
-
 /* The verdict's key: the host's boot id, the QEMU program (path, inode, size, mtime) and the
  * kernel: the SHA256 of its package from the manifest in image_dir (may be NULL), else the
  * kernel file's content. Returns 0 or -errno (a missing QEMU or kernel). */

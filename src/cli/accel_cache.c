@@ -41,30 +41,6 @@ const char *accel_cache_dir(void)
         return dir;
 }
 
-int accel_qemu_path(char *out, size_t n)
-{
-        const char *q = getenv("PROVIUM_QEMU");
-        q = q && *q ? q : "qemu-system-x86_64";
-        snprintf(out, n, "%s", q);
-        if (strchr(q, '/'))
-                return access(q, X_OK) == 0 ? 0 : -ENOENT;
-        const char *path = getenv("PATH");
-        char *copy = strdup(path && *path ? path : "/usr/local/bin:/usr/bin:/bin"), *save = NULL;
-        if (!copy)
-                return -ENOMEM;
-        int r = -ENOENT;
-        for (char *d = strtok_r(copy, ":", &save); d && r < 0; d = strtok_r(NULL, ":", &save)) {
-                char p[PATH_MAX];
-                if ((size_t) snprintf(p, sizeof p, "%s/%s", d, q) < sizeof p &&
-                    access(p, X_OK) == 0) {
-                        snprintf(out, n, "%s", p);
-                        r = 0;
-                }
-        }
-        free(copy);
-        return r;
-}
-
 static int read_boot_id(char out[64])
 {
         FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");

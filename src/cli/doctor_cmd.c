@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "accel.h"
+#include "qemu.h"
 #include "cli.h"
 #include "image.h"
 #include "paths.h"
@@ -100,7 +101,7 @@ int doctor_cmd_main(int argc, char **argv)
         const char *cache = paths_cache_dir();
         printf("cache         %s\n", cache ? cache : paths_cache_dir_wanted());
         char qemu[PATH_MAX];
-        bool have_qemu = accel_qemu_path(qemu, sizeof qemu) == 0;
+        bool have_qemu = qemu_find(qemu, sizeof qemu) == 0;
         if (have_qemu)
                 print_qemu(qemu);
         else

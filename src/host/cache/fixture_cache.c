@@ -29,6 +29,7 @@
 
 #include "fdio.h"
 #include "paths.h"
+#include "qemu.h"
 #include "strfmt.h"
 
 extern char **environ;
@@ -1473,7 +1474,7 @@ static int run_version(const char *qemu, char **ret_out, int *ret_status)
 const char *fixture_qemu_version(char *err, size_t errlen)
 {
         static char *cached;
-        const char *env = getenv("PROVIUM_QEMU_VERSION"), *qemu = getenv("PROVIUM_QEMU");
+        const char *env = getenv("PROVIUM_QEMU_VERSION"), *qemu = qemu_program();
         char *out = NULL;
         int r, status = 0;
 
@@ -1486,8 +1487,6 @@ const char *fixture_qemu_version(char *err, size_t errlen)
                         seterr(err, errlen, "qemu version: %s", strerror(ENOMEM));
                 return cached;
         }
-        if (!qemu || !*qemu)
-                qemu = "qemu-system-x86_64";
         r = run_version(qemu, &out, &status);
         if (r < 0) {
                 seterr(err, errlen, "qemu version: cannot run %s --version: %s", qemu,

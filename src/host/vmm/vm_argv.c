@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "qemu.h"
 #include "vm_internal.h"
 
 #define DEFAULT_MEM_MB 256
@@ -46,12 +47,6 @@ void vm_argv_free(Argv *a)
         for (size_t i = 0; i < a->n; i++)
                 free(a->v[i]);
         free(a->v);
-}
-
-static const char *qemu_binary(void)
-{
-        const char *q = getenv("PROVIUM_QEMU");
-        return q && *q ? q : "qemu-system-x86_64";
 }
 
 /* A value inside a QEMU option list: commas are doubled. NULL on -ENOMEM. */
@@ -106,7 +101,7 @@ int vm_build_argv(Vm *vm, const VmConfig *cfg, const Image *img, Argv *a)
         argv_add(a, "%s", self_exe);
         argv_add(a, "__pdeathsig");
         argv_add(a, "%ld", (long) getpid());
-        argv_add(a, "%s", qemu_binary());
+        argv_add(a, "%s", qemu_program());
         argv_add(a, "-name");
         argv_add(a, "provium-%s", vm->name);
         argv_add(a, "-machine");

@@ -1,0 +1,13 @@
+/* qemu.h: which QEMU program Provium runs. The one place that reads $PROVIUM_QEMU. */
+#pragma once
+
+#include <stddef.h>
+
+/* $PROVIUM_QEMU when set and non-empty, else "qemu-system-x86_64" (looked up in $PATH by
+ * whoever execs it). Never NULL. */
+const char *qemu_program(void);
+
+/* qemu_program() as an absolute path: as given when it holds a '/', else the first executable
+ * of that name in $PATH. Writes the path found, or the bare name when none is, to ret_path
+ * (n bytes, NUL-terminated). Returns 0, -ENOENT when there is none, or -ENOMEM. */
+int qemu_find(char *ret_path, size_t n);
