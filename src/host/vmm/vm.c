@@ -1,6 +1,7 @@
 /* vm.c: a guest VM: QEMU launch, serial console capture, QMP and agent connections, exit.
  *
- * Sections: helpers, console, process exit, boot, stop and free, exec wrapper.
+ * Sections: helpers, configuration, console, process exit, boot, boot: the image then QEMU,
+ * restore, lifecycle, network cards, stop and free, exec wrapper.
  */
 #include "vm.h"
 
