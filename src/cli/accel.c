@@ -49,17 +49,16 @@ static bool reusable(const AccelVerdict *v)
         return v->kvm || v->timeout_s + 1e-9 >= accel_probe_timeout();
 }
 
-/* Probes now, under the lock, unless a concurrent run stored a verdict meanwhile. Only a
- * verdict about KVM is stored (AccelProbe.definite). Returns 0 with *ret_v, or -errno. */
-static int probe_and_store(const char *self, const AccelProbeTarget *t, const char *key,
-                           bool *ret_probed, AccelVerdict *ret_v)
+int accel_probe_store(const char *self, const AccelProbeTarget *t, const char *key, bool reuse,
+                      bool *ret_probed, bool *ret_stored, AccelVerdict *ret_v)
 {
         int lock = key ? accel_lock() : -ENOENT;
         AccelVerdict v;
-        *ret_probed = false;
-        if (key && accel_verdict_load(key, &v) == 0 && reusable(&v)) {
+        *ret_probed = *ret_stored = false;
+        if (reuse && key && accel_verdict_load(key, &v) == 0 && reusable(&v)) {
                 if (lock >= 0)
                         (void) close(lock);
+                *ret_stored = true;
                 *ret_v = v;
                 return 0;
         }
@@ -67,12 +66,12 @@ static int probe_and_store(const char *self, const AccelProbeTarget *t, const ch
         int r = accel_probe_boot(self, t, accel_probe_timeout(), &p);
         if (r == 0) {
                 accel_verdict_of(t, &p, key, &v);
-                v.timeout_s = accel_probe_timeout();
-                int s = key && p.definite ? accel_verdict_store(&v) : 0;
-                if (s < 0)
+                int s = key && p.definite ? accel_verdict_store(&v) : -ENOENT;
+                if (s < 0 && s != -ENOENT)
                         fprintf(stderr, "provium: KVM probe: storing the verdict in %s: %s\n",
                                 accel_cache_dir() ? accel_cache_dir() : "the cache", strerror(-s));
                 *ret_probed = true;
+                *ret_stored = s == 0;
                 *ret_v = v;
         }
         if (lock >= 0)
@@ -106,8 +105,9 @@ static void kvm_verdict(const char *self, const Image *img, AccelChoice *c)
         AccelProbeTarget t = {
             .qemu = qemu, .kernel = img->kernel, .initrd = img->initrd, .cmdline = img->cmdline};
         int r = k == 0 ? accel_verdict_load(key, &v) : -ENOENT;
+        bool stored;
         if (r < 0 || !reusable(&v))
-                r = probe_and_store(self, &t, k == 0 ? key : NULL, &c->probed, &v);
+                r = accel_probe_store(self, &t, k == 0 ? key : NULL, true, &c->probed, &stored, &v);
         c->cached = r == 0 && !c->probed;
         if (r < 0) {
                 snprintf(c->why, sizeof c->why, "could not probe KVM: starting QEMU: %s",

@@ -23,6 +23,7 @@ typedef struct AccelProbe {
         bool definite;    /* the outcome is about KVM (not QEMU failing to start, out of
                            * memory or killed): only such verdicts are cached */
         double seconds;   /* how long the probe took */
+        double timeout_s; /* the bound it ran under */
         char reason[512]; /* one line: what it saw (printable ASCII) */
 } AccelProbe;
 
@@ -45,7 +46,7 @@ typedef struct AccelVerdict {
         char kernel[4096];
 } AccelVerdict;
 
-/* The verdict of probe p of t, for key (may be NULL: not to be stored). */
+/* The verdict of probe p of t (its bound included), for key (may be NULL: not to be stored). */
 void accel_verdict_of(const AccelProbeTarget *t, const AccelProbe *p, const char *key,
                       AccelVerdict *ret);
 
@@ -70,6 +71,13 @@ const char *accel_cache_dir(void);
 int accel_lock(void);
 
 /* ---- the policy (accel.c) ---- */
+
+/* Probes t now, under the probe lock, and stores the verdict under key (NULL: no cache) when
+ * it is about KVM (AccelProbe.definite). With reuse, a usable verdict that another run stored
+ * while this one waited for the lock is taken instead. Returns 0 with *ret_v (*ret_probed:
+ * a probe ran; *ret_stored: its verdict is in the cache), or -errno when QEMU could not run. */
+int accel_probe_store(const char *self, const AccelProbeTarget *t, const char *key, bool reuse,
+                      bool *ret_probed, bool *ret_stored, AccelVerdict *ret_v);
 
 typedef struct AccelChoice {
         const char *accel; /* "kvm" or "tcg" */

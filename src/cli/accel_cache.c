@@ -121,7 +121,10 @@ static void copy_printable(char *out, size_t n, const char *s)
 void accel_verdict_of(const AccelProbeTarget *t, const AccelProbe *p, const char *key,
                       AccelVerdict *ret)
 {
-        *ret = (AccelVerdict){.kvm = p->ok, .probed_at = time(NULL), .seconds = p->seconds};
+        *ret = (AccelVerdict){.kvm = p->ok,
+                              .probed_at = time(NULL),
+                              .seconds = p->seconds,
+                              .timeout_s = p->timeout_s};
         copy_printable(ret->key, sizeof ret->key, key);
         copy_printable(ret->reason, sizeof ret->reason, p->reason);
         copy_printable(ret->qemu, sizeof ret->qemu, t->qemu);

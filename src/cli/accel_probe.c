@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "accel.h"
+#include "events.h"
 #include "proto.h"
 
 extern char **environ;
@@ -95,9 +96,7 @@ typedef struct ProbeOutput {
 
 static double now_s(void)
 {
-        struct timespec ts;
-        (void) clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
+        return (double) events_mono_ns() / 1e9;
 }
 
 static void console_add(ProbeOutput *o, const char *p, size_t n)
@@ -303,6 +302,7 @@ int accel_probe_boot(const char *self, const AccelProbeTarget *t, double timeout
         if (r == 0) {
                 int status = probe_watch(pid, out[0], err[0], timeout_s, o);
                 ret->seconds = now_s() - t0;
+                ret->timeout_s = timeout_s;
                 diagnose(o, status, timeout_s, ret->seconds, ret);
         } else if (pid > 0) {
                 (void) kill(pid, SIGKILL);

@@ -16,7 +16,7 @@
 #include "cli.h"
 #include "image.h"
 #include "paths.h"
-#include "script.h"
+#include "fixture_cache.h"
 
 static void print_age(long s)
 {
@@ -30,15 +30,9 @@ static void print_age(long s)
 
 static void print_qemu(const char *qemu)
 {
-        char *out = NULL, *err = NULL;
-        static const char *const none[] = {NULL};
-        int st = script_capture(qemu, "--version", none, "", &out, &err);
-        char line[160] = "?";
-        if (st == 0 && out)
-                snprintf(line, sizeof line, "%.*s", (int) strcspn(out, "\n"), out);
-        printf("QEMU          %s (%s)\n", qemu, line);
-        free(out);
-        free(err);
+        char err[512];
+        const char *v = fixture_qemu_version(err, sizeof err);
+        printf("QEMU          %s (%s)\n", qemu, v ? v : err);
 }
 
 /* Probes now and stores the verdict; returns 0 or -errno. */
@@ -51,24 +45,15 @@ static int reprobe(const char *qemu, const Image *img, const char *key)
         self[n] = 0;
         AccelProbeTarget t = {
             .qemu = qemu, .kernel = img->kernel, .initrd = img->initrd, .cmdline = img->cmdline};
-        AccelProbe p = {0};
         printf("probing       booting the kernel under KVM (at most %.0f s)...\n",
                accel_probe_timeout());
         fflush(stdout);
-        int lock = accel_lock(); /* not at the same time as a run's probe */
-        int r = accel_probe_boot(self, &t, accel_probe_timeout(), &p);
-        if (r == 0) {
-                AccelVerdict v;
-                accel_verdict_of(&t, &p, key, &v);
-                v.timeout_s = accel_probe_timeout();
-                if (p.definite)
-                        r = accel_verdict_store(&v);
-                else
-                        printf("probe         %s: %s (not cached: not about KVM)\n",
-                               p.ok ? "KVM works" : "KVM not used", p.reason);
-        }
-        if (lock >= 0)
-                (void) close(lock);
+        bool probed, stored;
+        AccelVerdict v;
+        int r = accel_probe_store(self, &t, key, false, &probed, &stored, &v);
+        if (r == 0 && !stored)
+                printf("probe         %s: %s (not cached: not about KVM)\n",
+                       v.kvm ? "KVM works" : "KVM not used", v.reason);
         return r;
 }
 
