@@ -16,7 +16,6 @@
 #include "cli.h"
 #include "image.h"
 #include "paths.h"
-#include "fixture_cache.h"
 
 static void print_age(long s)
 {
@@ -31,7 +30,7 @@ static void print_age(long s)
 static void print_qemu(const char *qemu)
 {
         char err[512];
-        const char *v = fixture_qemu_version(err, sizeof err);
+        const char *v = qemu_version(err, sizeof err);
         printf("QEMU          %s (%s)\n", qemu, v ? v : err);
 }
 

@@ -14,6 +14,7 @@
 
 #include "events.h"
 #include "fixture_cache.h"
+#include "qemu.h"
 #include "image.h"
 #include "image_job.h"
 #include "lua_vm.h"
@@ -113,7 +114,7 @@ static int l_image_key(lua_State *L)
 static int l_qemu_version(lua_State *L)
 {
         char err[1024];
-        const char *v = fixture_qemu_version(err, sizeof err);
+        const char *v = qemu_version(err, sizeof err);
         if (!v)
                 return luaL_error(L, "%s", err);
         lua_pushstring(L, v);

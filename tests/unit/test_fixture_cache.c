@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "fixture_cache.h"
+#include "qemu.h"
 #include "paths.h"
 
 #define KEY1    "0123456789abcdef0123456789abcdef"
@@ -714,7 +715,7 @@ static void test_qemu_version(void **state)
         assert_true(pid >= 0);
         if (pid == 0) {
                 (void) setenv("PROVIUM_QEMU_VERSION", "QEMU emulator version 1.2.3", 1);
-                v = fixture_qemu_version(NULL, 0);
+                v = qemu_version(NULL, 0);
                 _exit(v && strcmp(v, "QEMU emulator version 1.2.3") == 0 ? 0 : 1);
         }
         assert_int_equal(waitpid(pid, &status, 0), pid);
@@ -722,19 +723,19 @@ static void test_qemu_version(void **state)
 
         assert_int_equal(unsetenv("PROVIUM_QEMU_VERSION"), 0);
         assert_int_equal(setenv("PROVIUM_QEMU", fmt("%s/no-such-qemu", tmpdir), 1), 0);
-        assert_null(fixture_qemu_version(err, sizeof err));
+        assert_null(qemu_version(err, sizeof err));
         assert_non_null(strstr(err, "no-such-qemu"));
         assert_non_null(strstr(err, "No such file or directory"));
 
         write_file(script, text, strlen(text));
         assert_int_equal(chmod(script, 0755), 0);
         assert_int_equal(setenv("PROVIUM_QEMU", script, 1), 0);
-        v = fixture_qemu_version(err, sizeof err);
+        v = qemu_version(err, sizeof err);
         assert_non_null(v);
         assert_string_equal(v, "QEMU emulator version 9.9.9 (test)");
         assert_string_equal(getenv("PROVIUM_QEMU_VERSION"), v);
         assert_int_equal(unlink(script), 0);
-        assert_ptr_equal(fixture_qemu_version(err, sizeof err), v); /* not run again */
+        assert_ptr_equal(qemu_version(err, sizeof err), v); /* not run again */
         assert_int_equal(unsetenv("PROVIUM_QEMU"), 0);
 }
 

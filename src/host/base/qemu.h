@@ -1,4 +1,5 @@
-/* qemu.h: which QEMU program Provium runs. The one place that reads $PROVIUM_QEMU. */
+/* qemu.h: which QEMU program Provium runs, and its version. The one place that reads
+ * $PROVIUM_QEMU. */
 #pragma once
 
 #include <stddef.h>
@@ -11,3 +12,8 @@ const char *qemu_program(void);
  * of that name in $PATH. Writes the path found, or the bare name when none is, to ret_path
  * (n bytes, NUL-terminated). Returns 0, -ENOENT when there is none, or -ENOMEM. */
 int qemu_find(char *ret_path, size_t n);
+
+/* QEMU's version line ("QEMU emulator version 7.2.22 (Debian ...)"): $PROVIUM_QEMU_VERSION when
+ * set, else the first line of `qemu_program() --version`, run once per process and exported
+ * as PROVIUM_QEMU_VERSION for child processes. NULL with err on failure. */
+const char *qemu_version(char *err, size_t errlen);

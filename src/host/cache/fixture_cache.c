@@ -11,7 +11,6 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -20,7 +19,6 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -29,10 +27,7 @@
 
 #include "fdio.h"
 #include "paths.h"
-#include "qemu.h"
 #include "strfmt.h"
-
-extern char **environ;
 
 #define FIXTURE_FORMAT     2 /* 2: sparse hashes of non-zero pages, not of extents */
 #define FIXTURE_NAME_MAX   64
@@ -1395,7 +1390,7 @@ int fixture_cache_clear(const char *name, size_t *ret_busy, char *err, size_t er
         return fixture_cache_clear_each(name, NULL, NULL, ret_busy, err, errlen);
 }
 
-/* ---- key and QEMU's version ---- */
+/* ---- key ---- */
 
 void fixture_cache_key(const void *material, size_t len, char out[33])
 {
@@ -1403,110 +1398,4 @@ void fixture_cache_key(const void *material, size_t len, char out[33])
 
         (void) snprintf(out, 33, "%016llx%016llx", (unsigned long long) h.high64,
                         (unsigned long long) h.low64);
-}
-
-/* Runs `qemu --version` with stdout and stderr into a pipe; returns its output and exit
- * status (256+signal when killed). */
-static int run_version(const char *qemu, char **ret_out, int *ret_status)
-{
-        const char *argv[] = {qemu, "--version", NULL};
-        posix_spawn_file_actions_t fa;
-        size_t len = 0, cap = 4096;
-        char *out = NULL;
-        int p[2], r, status;
-        pid_t pid;
-
-        if (pipe2(p, O_CLOEXEC) < 0)
-                return -errno;
-        r = posix_spawn_file_actions_init(&fa);
-        if (r != 0) {
-                (void) close(p[0]);
-                (void) close(p[1]);
-                return -r;
-        }
-        r = posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-        if (r == 0)
-                r = posix_spawn_file_actions_adddup2(&fa, p[1], 1);
-        if (r == 0)
-                r = posix_spawn_file_actions_adddup2(&fa, p[1], 2);
-        if (r == 0)
-                r = posix_spawnp(&pid, qemu, &fa, NULL, (char *const *) argv, environ);
-        (void) posix_spawn_file_actions_destroy(&fa);
-        (void) close(p[1]);
-        if (r != 0) {
-                (void) close(p[0]);
-                return -r;
-        }
-        out = malloc(cap);
-        for (r = out ? 0 : -ENOMEM; r == 0;) {
-                if (cap - len < 2) {
-                        char *nb = cap < (1u << 20) ? realloc(out, cap * 2) : NULL;
-                        if (!nb)
-                                break; /* enough: only the first line matters */
-                        out = nb;
-                        cap *= 2;
-                }
-                ssize_t n = read(p[0], out + len, cap - len - 1);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0)
-                        r = -errno;
-                if (n <= 0)
-                        break;
-                len += (size_t) n;
-        }
-        (void) close(p[0]);
-        while (waitpid(pid, &status, 0) < 0)
-                if (errno != EINTR) {
-                        r = r < 0 ? r : -errno;
-                        break;
-                }
-        if (r < 0) {
-                free(out);
-                return r;
-        }
-        out[len] = '\0';
-        *ret_out = out;
-        *ret_status = WIFEXITED(status) ? WEXITSTATUS(status) : 256 + WTERMSIG(status);
-        return 0;
-}
-
-const char *fixture_qemu_version(char *err, size_t errlen)
-{
-        static char *cached;
-        const char *env = getenv("PROVIUM_QEMU_VERSION"), *qemu = qemu_program();
-        char *out = NULL;
-        int r, status = 0;
-
-        seterr(err, errlen, "%s", "");
-        if (cached)
-                return cached;
-        if (env && *env) {
-                cached = strdup(env);
-                if (!cached)
-                        seterr(err, errlen, "qemu version: %s", strerror(ENOMEM));
-                return cached;
-        }
-        r = run_version(qemu, &out, &status);
-        if (r < 0) {
-                seterr(err, errlen, "qemu version: cannot run %s --version: %s", qemu,
-                       strerror(-r));
-                return NULL;
-        }
-        out[strcspn(out, "\r\n")] = '\0';
-        if (status != 0 || !*out) {
-                seterr(err, errlen, "qemu version: %s --version %s %d%s%s", qemu,
-                       status >= 256 ? "was killed by signal" : "exited with status",
-                       status >= 256 ? status - 256 : status, *out ? ": " : " and printed nothing",
-                       out);
-                free(out);
-                return NULL;
-        }
-        if (setenv("PROVIUM_QEMU_VERSION", out, 1) < 0) {
-                seterr(err, errlen, "qemu version: setenv: %s", strerror(errno));
-                free(out);
-                return NULL;
-        }
-        cached = out;
-        return cached;
 }

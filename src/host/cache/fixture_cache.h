@@ -84,9 +84,3 @@ typedef void (*FixtureClearFn)(void *data, const char *name, const char *key, ui
 int fixture_cache_clear_each(const char *name, FixtureClearFn fn, void *data, size_t *ret_busy,
                              char *err, size_t errlen);
 int fixture_cache_clear(const char *name, size_t *ret_busy, char *err, size_t errlen);
-
-/* QEMU's version line ("QEMU emulator version 7.2.22 (Debian ...)"): $PROVIUM_QEMU_VERSION when
- * set, else the first line of `$PROVIUM_QEMU --version` (default qemu-system-x86_64), run once
- * per process and exported as PROVIUM_QEMU_VERSION for child processes. NULL with err on
- * failure. */
-const char *fixture_qemu_version(char *err, size_t errlen);
