@@ -312,6 +312,11 @@ bool agent_client_ready(const AgentClient *c)
         return c && c->ready;
 }
 
+bool agent_client_connected(const AgentClient *c)
+{
+        return c && c->pipe;
+}
+
 const char *agent_client_arch(const AgentClient *c)
 {
         return c->arch;

@@ -47,6 +47,8 @@ AgentClient *agent_client_new(uv_loop_t *loop, const char *name);
 int agent_client_connect(AgentClient *c, const char *path, uint64_t timeout_ms,
                          AgentReadyFn ready_cb, AgentLostFn lost_cb, void *data);
 bool agent_client_ready(const AgentClient *c);
+/* The socket is connected (hello may not have been answered yet). */
+bool agent_client_connected(const AgentClient *c);
 /* fn runs once the socket is connected, before hello is sent (with the connect's data): a VM
  * restoring a saved state starts loading it only then, so the guest never sees the port closed. */
 void agent_client_on_connected(AgentClient *c, void (*fn)(AgentClient *c, void *data));

@@ -224,6 +224,11 @@ Qmp *qmp_new(uv_loop_t *loop)
         return q;
 }
 
+bool qmp_ready(const Qmp *q)
+{
+        return q && q->negotiated && q->pipe;
+}
+
 int qmp_connect(Qmp *q, const char *path, uint64_t timeout_ms, QmpReadyFn ready_cb,
                 QmpEventFn event_cb, void *data)
 {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -16,6 +17,8 @@ typedef void (*QmpEventFn)(void *data, const char *event, json_t *event_data);
 typedef void (*QmpReadyFn)(void *data, int status);
 
 Qmp *qmp_new(uv_loop_t *loop);
+/* Connected, and capabilities negotiated: commands may be sent. */
+bool qmp_ready(const Qmp *q);
 /* Connects (retrying until QEMU creates the socket), reads the greeting and negotiates
  * capabilities; then calls ready_cb. Returns 0 or -errno. */
 int qmp_connect(Qmp *q, const char *path, uint64_t timeout_ms, QmpReadyFn ready_cb,

@@ -7,6 +7,7 @@
 
 #include "agent_client.h"
 #include "qmp.h"
+#include "vm_config.h"
 
 typedef enum VmState {
         VM_DEFINED, /* created, not booted */
@@ -16,24 +17,6 @@ typedef enum VmState {
         VM_STOPPING,
         VM_EXITED,
 } VmState;
-
-typedef struct VmConfig {
-        const char *image;        /* image name ("default") */
-        const char *kernel;       /* or an explicit kernel... */
-        const char *initrd;       /* ...and initrd */
-        const char *append;       /* extra kernel command line */
-        uint64_t memory_mb;       /* default 256 */
-        unsigned cpus;            /* default 1 */
-        uint64_t timeout_ms;      /* boot to agent-ready; default 120 s */
-        const char *accel;        /* "tcg" or "kvm" */
-        int workers;              /* worker ports beside the main one; -1: default (4) */
-        const char *initial_time; /* guest RTC at power-on, "YYYY-MM-DDTHH:MM:SS" UTC; NULL: now */
-        bool has_rng_seed;
-        uint64_t rng_seed;    /* QEMU -seed: guest RDRAND and virtio-rng become reproducible */
-        const char *ram_path; /* file behind guest RAM; NULL: <run dir>/<vm>/ram (tmpfs) */
-        const char *incoming; /* with ram_path: load this saved state, RAM mapped copy-on-write
-                               * from ram_path (a fixture), instead of booting */
-} VmConfig;
 
 #define VM_MAX_WORKERS 16
 

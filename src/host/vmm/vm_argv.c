@@ -1,12 +1,14 @@
 /* vm_argv.c: the QEMU command line of a VM (see vm_build_argv in vm_internal.h): machine,
  * guest RAM in a file, kernel and command line, a read-only root disk, network cards at fixed
  * PCI slots, the agent's virtio-serial ports. Launches, restores and spares all build theirs
- * here, so a restored VM's devices match the saved one's. */
+ * here, so a restored VM's devices match the saved one's. And the wrapper QEMU runs under. */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "qemu.h"
@@ -178,4 +180,26 @@ int vm_build_argv(Vm *vm, const VmConfig *cfg, const Image *img, Argv *a)
                 argv_add(a, "virtserialport,bus=vser0.0,chardev=agent%d,name=provium.%d", i, i);
         }
         return a->error;
+}
+
+/* ---- the wrapper QEMU starts under ---- */
+
+int vm_pdeathsig_exec(int argc, char **argv)
+{
+        /* argv: __pdeathsig PPID PROGRAM ARGS... */
+        if (argc < 3) {
+                fprintf(stderr, "provium: __pdeathsig: usage: __pdeathsig PPID PROGRAM [ARGS]\n");
+                return 2;
+        }
+        pid_t parent = (pid_t) atol(argv[1]);
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) {
+                perror("provium: prctl(PR_SET_PDEATHSIG)");
+                return 1;
+        }
+        /* The parent may have died before prctl took effect. */
+        if (getppid() != parent)
+                return 1;
+        execvp(argv[2], argv + 2);
+        fprintf(stderr, "provium: exec %s: %s\n", argv[2], strerror(errno));
+        return 127;
 }

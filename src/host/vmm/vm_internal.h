@@ -1,4 +1,4 @@
-/* vm_internal.h: the Vm structure, shared by vm.c (lifecycle) and vm_snapshot.c (save). */
+/* vm_internal.h: the Vm structure and its phases, shared by the vm*.c modules of this folder. */
 #pragma once
 
 #include "image.h"
@@ -21,18 +21,58 @@ typedef struct VmSnap {
         bool own_ram; /* ram is this snapshot's copy (removed with the VM) */
 } VmSnap;
 
+/* A VM's phase: the one state of its lifecycle. Every change goes through vm_enter, which
+ * asserts that it is one of these (from: to...):
+ *
+ *   DEFINED:    RESOLVING RESTORING            (RESTORING: a spare, vm_spare.c)
+ *   RESOLVING:  BOOTING RESTORING DEFINED        (DEFINED: the image failed, or a stop)
+ *   BOOTING:    RUNNING STOPPING EXITING EXITED
+ *   RESTORING:  LOADING STOPPING EXITING EXITED
+ *   LOADING:    RUNNING STOPPING EXITING EXITED
+ *   RUNNING:    PAUSED SAVING RESTARTING STOPPING EXITING EXITED
+ *   PAUSED:     RUNNING RESTARTING STOPPING EXITING EXITED
+ *   SAVING:     RUNNING STOPPING EXITING EXITED
+ *   RESTARTING: RESTORING STOPPING EXITING EXITED
+ *   STOPPING:   EXITING EXITED
+ *   EXITING:    EXITED RESTARTING
+ *   EXITED:     RESTORING
+ *
+ * A boot (vm_boot) or a restore (vm_restore) waits in RESOLVING..LOADING or RESTARTING; it
+ * ends in boot_end: RUNNING, or its QEMU stopped. What users see (VmState) is a coarser view:
+ * vm_state(). */
+typedef enum VmPhase {
+        PHASE_DEFINED,    /* created, nothing started */
+        PHASE_RESOLVING,  /* vm_boot: the image is found or built, off the loop */
+        PHASE_BOOTING,    /* QEMU boots the kernel; waiting for the agent's hello */
+        PHASE_RESTORING,  /* QEMU waits to load a saved state: QMP and the agent socket first */
+        PHASE_LOADING,    /* the state is loading (migrate-incoming); waiting for the agent */
+        PHASE_RUNNING,    /* the agent answered */
+        PHASE_PAUSED,     /* vCPUs stopped (vm:pause) */
+        PHASE_SAVING,     /* vm_save: the guest is stopped while its state is written */
+        PHASE_RESTARTING, /* vm_restore: the old QEMU is going; the new one starts once it is gone
+                           */
+        PHASE_STOPPING,   /* vm_stop or a failed boot: QEMU is being killed */
+        PHASE_EXITING,    /* QEMU is gone; what it printed is still being read */
+        PHASE_EXITED,
+} VmPhase;
+
+void vm_enter(Vm *vm, VmPhase next);
+const char *vm_phase_name(VmPhase p);
+
 struct Vm {
         uv_loop_t *loop;
         char *name;
         char *dir; /* run_dir/name: sockets */
-        VmState state;
-        uv_process_t *proc; /* freed by its close callback */
+        VmPhase phase;
+        uv_process_t *proc; /* freed by its close callback; NULL once QEMU is gone */
         uv_pipe_t *out;     /* QEMU stdout: the serial console */
         uv_pipe_t *err;     /* QEMU stderr */
         uv_pipe_t *in;      /* QEMU stdin: input to the serial console */
         uv_timer_t *press;  /* re-presses the power button until the guest is off */
         int presses;
-        bool exit_wanted; /* vm_expect_exit: the next exit does not fail the test */
+        /* vm_expect_exit: the next exit does not fail the test. Not a phase: the VM runs (or
+         * is paused) as before until the guest powers off. */
+        bool exit_wanted;
         void (*exit_fn)(Vm *, void *);
         void *exit_data;
         void (*console_fn)(void *, const char *, size_t);
@@ -47,18 +87,13 @@ struct Vm {
         uint64_t boot_started_ns;
         char *image_name;
         Image *image; /* kernel, initrd and command line of the first boot; restores reuse them */
-        struct ImageJob *resolving; /* the image being resolved off the loop (vm_boot) */
-        VmConfig cfg;    /* the first boot's configuration, strings owned (config_copy) */
+        struct ImageJob *resolving; /* the image being resolved off the loop (RESOLVING) */
+        VmConfig cfg;    /* the first boot's configuration, strings owned (vm_config_copy) */
         char *ram_path;  /* the file behind guest RAM */
         bool ram_shared; /* ram_path is the VM's own (share=on); else a saved RAM file mapped COW */
-        int incoming_fd; /* a saved state QEMU loads once the agent socket is connected; else -1 */
-        bool qmp_up, agent_up, incoming_sent;
-        bool sync_clock;         /* a fixture restore: set the guest's clock once it answers */
-        AgentRequest clock_req;  /* that request */
-        bool incoming_has_ram;   /* the state being loaded carries RAM (saved from a COW VM) */
-        bool restarting;         /* vm_restore is replacing QEMU: its exit is part of the restore */
-        bool restoring;          /* the current QEMU loads a saved state (boot means restore) */
-        bool saving;             /* vm_save in progress */
+        int incoming_fd; /* a saved state the next QEMU loads (its fd 3); else -1 */
+        bool incoming_has_ram;   /* that state carries RAM (saved from a COW VM) */
+        AgentRequest clock_req;  /* a fixture restore sets the guest's clock before it is ready */
         VmNic nics[VM_MAX_NICS]; /* in attach order; NIC k is PCI slot 0x10 + k */
         int nnics;
         VmSnap *snaps; /* vm_snapshot's saves, id = index + 1 */
@@ -73,17 +108,17 @@ struct Vm {
         size_t console_len;
         char tail[CONSOLE_TAIL]; /* ring of the last bytes */
         size_t tail_total;       /* bytes ever written to the ring */
+        bool console_eof;        /* QEMU's stdout reached its end */
         char qemu_err[QEMU_ERR_MAX];
         size_t qemu_err_len;
 
-        bool console_eof;
-        bool exit_pending;  /* QEMU gone, console not drained yet */
-        bool exit_expected; /* vm_stop asked for it */
+        /* The last exit of QEMU, recorded when it happens. */
         int64_t exit_status;
         int term_signal;
+        bool exit_expected; /* stopped, restarted, or wanted (exit_wanted) */
         char *death;
 
-        VmBootFn boot_cb;
+        VmBootFn boot_cb; /* the boot or restore waiting (may be NULL: a spare) */
         void *boot_data;
         VmDeathFn death_cb;
         void *death_data;
@@ -110,12 +145,27 @@ typedef struct Argv {
 int vm_build_argv(Vm *vm, const VmConfig *cfg, const Image *img, Argv *a);
 void vm_argv_free(Argv *a);
 
-/* ---- vm.c, for vm_spare.c ---- */
+/* ---- vm.c: handles, the exit of QEMU ---- */
+
+void vm_close_handle(Vm *vm, uv_handle_t *h);
+void vm_on_qemu_exit(uv_process_t *p, int64_t status, int term_signal);
+void vm_emit_exit(Vm *vm);
+/* QEMU is gone and its console drained: the exit is finished (or the restart goes on). */
+void vm_exit_progress(Vm *vm);
+/* Kills QEMU, if it runs, for a boot that failed: STOPPING, then EXITED by its exit. */
+void vm_halt(Vm *vm);
+
+/* ---- vm_boot.c ---- */
 
 #define DEFAULT_BOOT_MS 120000 /* a boot's timeout when the configuration gives none */
 
-void vm_close_handle(Vm *vm, uv_handle_t *h);
-int vm_config_copy(VmConfig *dst, const VmConfig *src);
+/* Ends the boot or restore waiting: RUNNING (status 0), else QEMU is halted; then its
+ * callback. */
+void vm_boot_end(Vm *vm, int status, const char *msg);
+/* Starts QEMU for vm->cfg and vm->image (booting, or loading vm->incoming_fd) and waits for
+ * the agent: BOOTING or RESTORING. On failure QEMU is halted and err says why; the waiting
+ * callback is left to the caller. */
+int vm_launch(Vm *vm, char *err, size_t errlen);
 void vm_emit_spawn(Vm *vm, const VmConfig *cfg, int pid);
 int vm_spawn_qemu(Vm *vm, char **argv);
 int vm_start_qmp(Vm *vm, uint64_t timeout_ms);
@@ -123,6 +173,20 @@ int vm_start_agent(Vm *vm, uint64_t timeout_ms);
 int vm_start_boot_timer(Vm *vm, uint64_t timeout_ms);
 int vm_set_ram(Vm *vm, const char *path, bool shared);
 int vm_open_incoming(Vm *vm, const char *path, const char *label, char *err, size_t errlen);
+
+/* ---- vm_console.c ---- */
+
+/* Starts reading QEMU's stdout (the console) and stderr. */
+int vm_console_start(Vm *vm);
+
+/* ---- vm_restore.c ---- */
+
+/* QEMU has exited during a restart: start the one that loads the saved state. */
+void vm_finish_restart(Vm *vm);
+
+/* ---- vm_power.c ---- */
+
+void vm_stop_pressing(Vm *vm);
 
 /* ---- vm_spare.c ---- */
 

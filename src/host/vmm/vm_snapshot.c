@@ -165,7 +165,8 @@ static void save_finish(Save *s, int status, const char *fmt, ...)
         save_close(s, (uv_handle_t *) s->server);
         save_close(s, (uv_handle_t *) s->poll);
         (void) unlink(s->sock_path);
-        s->vm->saving = false;
+        if (s->vm->phase == PHASE_SAVING)
+                vm_enter(s->vm, PHASE_RUNNING);
         emit_snapshot(s, status, status < 0 ? msg : NULL);
         if (s->cb)
                 s->cb(s->vm, status, status < 0 ? msg : NULL, s->data);
@@ -367,10 +368,11 @@ static int save_listen(Save *s)
 
 int vm_save(Vm *vm, const VmSaveOptions *o, VmSaveFn cb, void *data, char *err, size_t errlen)
 {
-        if (vm->state != VM_RUNNING || vm->saving || !vm->qmp) {
+        if (vm->phase != PHASE_RUNNING || !vm->qmp) {
                 snprintf(err, errlen, "vm %s: snapshot: the VM is %s%s", vm->name,
-                         vm->saving ? "saving a snapshot already" : vm_state_name(vm->state),
-                         vm->state == VM_PAUSED ? " (resume it first)" : "");
+                         vm->phase == PHASE_SAVING ? "saving a snapshot already"
+                                                   : vm_state_name(vm_state(vm)),
+                         vm->phase == PHASE_PAUSED ? " (resume it first)" : "");
                 return -EBUSY;
         }
         Save *s = calloc(1, sizeof *s);
@@ -403,7 +405,7 @@ int vm_save(Vm *vm, const VmSaveOptions *o, VmSaveFn cb, void *data, char *err, 
                 save_finish(s, r, "%s", err);
                 return r;
         }
-        vm->saving = true;
+        vm_enter(vm, PHASE_SAVING);
         return 0;
 oom:
         if (s)

@@ -20,26 +20,12 @@
 static Vm *spares[SPARES_MAX];
 static unsigned spare_seq;
 
-static bool same_str(const char *a, const char *b)
-{
-        return a == b || (a && b && strcmp(a, b) == 0);
-}
-
-static bool same_config(const VmConfig *a, const VmConfig *b)
-{
-        return same_str(a->image, b->image) && same_str(a->kernel, b->kernel) &&
-               same_str(a->initrd, b->initrd) && same_str(a->append, b->append) &&
-               same_str(a->accel, b->accel) && same_str(a->initial_time, b->initial_time) &&
-               same_str(a->ram_path, b->ram_path) && same_str(a->incoming, b->incoming) &&
-               a->memory_mb == b->memory_mb && a->cpus == b->cpus && a->workers == b->workers &&
-               a->has_rng_seed == b->has_rng_seed && a->rng_seed == b->rng_seed;
-}
-
 Vm *vm_take_spare(const VmConfig *cfg)
 {
         for (int i = 0; i < SPARES_MAX; i++) {
                 Vm *s = spares[i];
-                if (s && s->proc && s->state == VM_BOOTING && same_config(&s->cfg, cfg)) {
+                if (s && s->proc && s->phase == PHASE_RESTORING &&
+                    vm_config_equal(&s->cfg, cfg, VMCFG_SPARE)) {
                         spares[i] = NULL;
                         return s;
                 }
@@ -73,7 +59,6 @@ int vm_adopt_spare(Vm *vm, Vm *s, char *err, size_t errlen)
         vm->qmp = s->qmp;
         s->qmp = NULL;
         qmp_set_data(vm->qmp, vm);
-        vm->qmp_up = s->qmp_up;
         memcpy(vm->qemu_err, s->qemu_err, sizeof vm->qemu_err);
         vm->qemu_err_len = s->qemu_err_len;
         (void) rmdir(vm->dir); /* empty: the spare's directory holds the sockets */
@@ -83,12 +68,11 @@ int vm_adopt_spare(Vm *vm, Vm *s, char *err, size_t errlen)
         vm->nworkers = s->nworkers;
         free(vm->restore_label);
         vm->restore_label = strdup(vm->cfg.incoming);
-        vm->restoring = true;
         vm->restore_started_ns = events_mono_ns();
         vm->spawned_ns = vm->restore_started_ns;
         vm->running_ns = vm->answered_ns = 0;
-        vm->qmp_ns = vm->qmp_up ? vm->restore_started_ns : 0;
-        vm->state = VM_BOOTING;
+        vm->qmp_ns = qmp_ready(vm->qmp) ? vm->restore_started_ns : 0;
+        vm_enter(vm, PHASE_RESTORING);
         vm_free(s);
         vm_emit_spawn(vm, &vm->cfg, vm->proc->pid);
         uint64_t timeout_ms = vm->cfg.timeout_ms ? vm->cfg.timeout_ms : DEFAULT_BOOT_MS;
@@ -97,7 +81,7 @@ int vm_adopt_spare(Vm *vm, Vm *s, char *err, size_t errlen)
                 r = vm_start_boot_timer(vm, timeout_ms);
         if (r < 0) {
                 snprintf(err, errlen, "vm %s: restore: %s", vm->name, strerror(-r));
-                vm_stop(vm, NULL, NULL);
+                vm_halt(vm);
         }
         return r;
 }
@@ -110,7 +94,7 @@ void vm_prelaunch(Vm *like)
         if (like->nnics > 0)
                 return;
         for (int i = SPARES_MAX - 1; i >= 0; i--) {
-                if (spares[i] && same_config(&spares[i]->cfg, &like->cfg))
+                if (spares[i] && vm_config_equal(&spares[i]->cfg, &like->cfg, VMCFG_SPARE))
                         return;
                 if (!spares[i])
                         slot = i;
@@ -150,7 +134,7 @@ void vm_prelaunch(Vm *like)
                 s->incoming_fd = -1;
         }
         if (r == 0) {
-                s->state = VM_BOOTING;
+                vm_enter(s, PHASE_RESTORING);
                 s->spawned_ns = events_mono_ns();
                 vm_emit_spawn(s, &s->cfg, s->proc->pid);
                 r = vm_start_qmp(s, s->cfg.timeout_ms ? s->cfg.timeout_ms : DEFAULT_BOOT_MS);
