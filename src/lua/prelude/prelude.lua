@@ -1,6 +1,7 @@
 -- prelude.lua: the test-facing Lua API, built on the C primitives of lua_vm.c.
 -- Loaded once per file runner with (provium, internal, VM methods). docs/api.md describes it.
-local provium, internal, VM, Worker, Stream, Process, File = ...
+local P = ...
+local provium, internal, VM, Worker, Stream, Process, File = P.provium, P.internal, P.VM, P.Worker, P.Stream, P.Process, P.File
 
 internal.tests = {}
 local names = {}
@@ -77,7 +78,7 @@ local function raise(msg)
     while true do
         local info = debug.getinfo(level, "S")
         if not info then return error(msg, 0) end
-        if info.source ~= "=prelude" and info.what ~= "C" then return error(msg, level) end
+        if info.source:sub(1, 9) ~= "=prelude/" and info.what ~= "C" then return error(msg, level) end
         level = level + 1
     end
 end
@@ -215,7 +216,7 @@ end
 local function call(name, prim, self, ...)
     local res = table.pack(pcall(prim, self, ...))
     if not res[1] then
-        local msg = tostring(res[2]):gsub("^prelude:%d+: ", "")
+        local msg = tostring(res[2]):gsub("^prelude/[%w_]+%.lua:%d+: ", "")
         msg = msg:gsub("bad argument #(%d+) to '[^']*'", function(n)
             return "bad argument #" .. (tonumber(n) - 1) .. " to '" .. name .. "'"
         end)
@@ -359,7 +360,7 @@ function VM:wait_exit(timeout)
         raise("bad argument #1 to 'wait_exit' (seconds >= 0 expected, got " .. show(timeout) .. ")")
     end
     local ok, err = pcall(self._wait_exit, self, timeout)
-    if not ok then raise((tostring(err):gsub("^prelude:%d+: ", ""))) end
+    if not ok then raise((tostring(err):gsub("^prelude/[%w_]+%.lua:%d+: ", ""))) end
     if self:state() ~= "exited" then
         raise(string.format("vm %s: still running after %s s", self:name(), tostring(timeout)))
     end
@@ -765,7 +766,7 @@ end
 local function fixture_key(name, parts)
     local ok, res = pcall(parts)
     if not ok then
-        raise(string.format("fixture %s: %s", name, (tostring(res):gsub("^prelude:%d+: ", ""))))
+        raise(string.format("fixture %s: %s", name, (tostring(res):gsub("^prelude/[%w_]+%.lua:%d+: ", ""))))
     end
     return internal.fixture_key(table.concat(res, "\0"))
 end

@@ -1,4 +1,4 @@
-/* capture_lua.c: a packet capture as a Lua userdata with the shared stream interface (next,
+/* capture_object.c: a packet capture as a Lua userdata with the shared stream interface (next,
  * read_until, expect, drain, eof, close) over packets: an item is one packet, a table
  * {ts, len, data, summary}, and patterns match its summary line. Byte streams (stream.c) hold
  * bytes only, so the queue of packets lives here.
@@ -6,7 +6,7 @@
  * Sections: queue, capture callbacks, Lua primitives, the waiting methods (in Lua),
  * registration.
  */
-#include "capture_lua.h"
+#include "capture_object.h"
 
 #include <lauxlib.h>
 #include <stdbool.h>
@@ -377,7 +377,7 @@ static const char capture_methods_lua[] =
     "    while true do\n"
     "        local info = debug.getinfo(level, 'S')\n"
     "        if not info then return error(msg, 0) end\n"
-    "        if info.source ~= '=capture' and info.source ~= '=prelude' and info.what ~= 'C' "
+    "        if info.source ~= '=capture' and info.source:sub(1, 9) ~= '=prelude/' and info.what ~= 'C' "
     "then\n"
     "            return error(msg, level)\n"
     "        end\n"

@@ -1,4 +1,5 @@
-/* capture_lua.h: packet capture (src/host/net/capture.c) as a Lua userdata (see capture_lua.c). */
+/* capture_object.h: packet capture (src/host/net/capture.c) as a Lua userdata (see
+ * capture_object.c). */
 #pragma once
 
 #include <lua.h>
