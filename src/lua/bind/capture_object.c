@@ -360,24 +360,23 @@ static int l_tostring(lua_State *L)
 
 /* ---- registration ---- */
 
-static const luaL_Reg methods[] = {
-    {"_get", l_get},
-    {"_summary", l_summary},
-    {"_buffered", l_buffered},
-    {"_consume", l_consume},
-    {"_ended", l_ended},
-    {"_wait", l_wait},
-    {"drain", l_drain},
-    {"eof", l_eof},
-    {"close", l_close},
-    {"path", l_path},
-    {"count", l_count},
-    {"name", l_name},
-    {NULL, NULL},
-};
-
 void bind_capture_register(lua_State *L)
 {
+        static const luaL_Reg methods[] = {
+            {"_get", l_get},
+            {"_summary", l_summary},
+            {"_buffered", l_buffered},
+            {"_consume", l_consume},
+            {"_ended", l_ended},
+            {"_wait", l_wait},
+            {"drain", l_drain},
+            {"eof", l_eof},
+            {"close", l_close},
+            {"path", l_path},
+            {"count", l_count},
+            {"name", l_name},
+            {NULL, NULL},
+        };
         types_register(L, CAPTURE_MT, methods, l_gc, l_close, l_tostring);
         lua_setfield(L, -2, "Capture"); /* internal.Capture: the prelude adds next, expect... */
         lua_pushcfunction(L, l_capture_open);
