@@ -1,7 +1,5 @@
 -- Packet capture on the file runner's loopback (its own network namespace: nothing here is seen
 -- by, or leaks into, the host's). Traffic comes from bash's /dev/udp and /dev/tcp; no VM.
-local internal = debug.getregistry()["provium.internal"]
-local capture_open = internal.capture_open
 
 local function sh(cmd)
     local p = assert(io.popen(cmd .. " 2>&1"))
@@ -14,9 +12,12 @@ local dir = sh("mktemp -d /tmp/provium-capture-XXXXXX"):gsub("%s+$", "")
 local port = math.random(20000, 60000)
 
 local function open(t, name, filter, ifname)
-    local c, err = capture_open(ifname or "lo", filter, dir .. "/" .. name .. ".pcap")
-    if not c then t:fail(err) end
-    return c
+    return provium:capture(ifname or "lo", filter, { path = dir .. "/" .. name .. ".pcap" })
+end
+
+-- The host's clock, in seconds with fractions.
+local function now()
+    return tonumber(sh("date +%s.%N"))
 end
 
 -- n datagrams of "x\n" to 127.0.0.1:port, now
@@ -92,9 +93,9 @@ end)
 test("a task waits for packets that arrive later", function(t)
     local c = open(t, "later", "udp port " .. port)
     local bg = io.popen("sleep 0.3; bash -c 'echo x > /dev/udp/127.0.0.1/" .. port .. "'")
-    local t0 = internal.now()
+    local t0 = now()
     local p = c:expect(":" .. port .. " UDP", 5)
-    t:ok(internal.now() - t0 >= 0.2, "it waited for the packet")
+    t:ok(now() - t0 >= 0.2, "it waited for the packet")
     t:match(p.summary, "UDP len 2$")
     bg:close()
     t:error(function() c:next(0.2) end, "capture on lo: no packet arrived within 0.2 s")
@@ -152,16 +153,17 @@ test("no filter captures everything", function(t)
 end)
 
 test("a bad filter, an unknown interface, an unwritable path: clear errors", function(t)
-    local c, err = capture_open("lo", "no such filter syntax", dir .. "/bad.pcap")
-    t:eq(c, nil)
-    t:match(err, '^capture on lo: bad filter "no such filter syntax": .+')
-    c, err = capture_open("nosuch0", nil, dir .. "/bad.pcap")
-    t:eq(c, nil)
-    t:match(err, "^capture on nosuch0: no such interface")
-    c, err = capture_open("lo", nil, dir .. "/missing/dir/x.pcap")
-    t:eq(c, nil)
-    t:match(err, "^capture on lo: cannot create " .. dir:gsub("%p", "%%%0") .. "/missing/dir/x%.pcap: ")
-    t:error(function() capture_open() end, "bad argument #1")
+    local here = "^[^:]*capture%.test%.lua:%d+: "
+    t:error(function() provium:capture("lo", "no such filter syntax", { path = dir .. "/bad.pcap" }) end,
+        here .. 'capture on lo: bad filter "no such filter syntax": .+')
+    t:error(function() provium:capture("nosuch0", nil, { path = dir .. "/bad.pcap" }) end,
+        here .. "capture on nosuch0: no such interface")
+    t:error(function() provium:capture("lo", nil, { path = dir .. "/missing/dir/x.pcap" }) end,
+        here .. "capture on lo: cannot create " .. dir:gsub("%p", "%%%0") .. "/missing/dir/x%.pcap: ")
+    t:error(function() provium:capture() end,
+        here .. "bad argument #1 to 'capture' %(interface name expected, got nil%)")
+    t:error(function() provium:capture("lo", 7) end, here .. "capture on lo: filter must be a string, got 7")
+    t:error(function() provium.capture("lo") end, "provium:capture must be called with ':'")
 end)
 
 test("a capture left open is closed when collected, and at file end", function(t)

@@ -20,7 +20,7 @@
 #include "fdio.h"
 #include "events.h"
 #include "netns.h"
-#include "lua_provium.h"
+#include "provium.h"
 #include "runtime.h"
 #include "strfmt.h"
 

@@ -1,5 +1,5 @@
-/* netem_lua.h: vm:_netem / vm:_netem_clear, delay and jitter on a guest interface (see
- * netem_lua.c). */
+/* netem.h: vm:_netem / vm:_netem_clear, delay and jitter on a guest interface (see
+ * netem.c). */
 #pragma once
 
 #include <lua.h>

@@ -6,6 +6,6 @@
 int bind_vm_syscall(lua_State *L);
 int bind_vm_ioctl(lua_State *L);
 /* Registers the Buffer metatable. */
-void lua_layer0_register(lua_State *L);
+void bind_layer0_register(lua_State *L);
 /* Pushes provium.buffer(size | string). */
-void lua_layer0_push_buffer_constructor(lua_State *L);
+void bind_layer0_push_buffer_constructor(lua_State *L);

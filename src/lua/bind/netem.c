@@ -1,4 +1,4 @@
-/* netem_lua.c: network emulation on a guest interface through the agent's netem op.
+/* netem.c: network emulation on a guest interface through the agent's netem op.
  *
  *   vm:_netem(ifname, delay_ms, jitter_ms [, opts]) -> true | nil, message
  *   vm:_netem_clear(ifname [, opts])                -> true | nil, message
@@ -7,7 +7,7 @@
  * (fractions allowed, sent in whole microseconds); opts.timeout as for other operations. Bad
  * arguments raise; what the guest refuses (an unknown interface...) returns nil, message.
  */
-#include "netem_lua.h"
+#include "netem.h"
 
 #include <lauxlib.h>
 #include <string.h>

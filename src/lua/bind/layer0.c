@@ -310,7 +310,7 @@ static const luaL_Reg buffer_methods[] = {
     {"uint", l_buffer_uint}, {"set", l_buffer_set},     {NULL, NULL},
 };
 
-void lua_layer0_register(lua_State *L)
+void bind_layer0_register(lua_State *L)
 {
         types_register(L, BUFFER_MT, buffer_methods, NULL, NULL, l_buffer_tostring);
         lua_pop(L, 1);
@@ -320,7 +320,7 @@ void lua_layer0_register(lua_State *L)
         lua_pop(L, 1);
 }
 
-void lua_layer0_push_buffer_constructor(lua_State *L)
+void bind_layer0_push_buffer_constructor(lua_State *L)
 {
         lua_pushcfunction(L, l_buffer_new);
 }

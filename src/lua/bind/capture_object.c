@@ -1,12 +1,12 @@
-/* capture_lua.c: a packet capture as a Lua userdata with the shared stream interface (next,
+/* capture_object.c: a packet capture as a Lua userdata with the shared stream interface (next,
  * read_until, expect, drain, eof, close) over packets: an item is one packet, a table
  * {ts, len, data, summary}, and patterns match its summary line. Byte streams (stream.c) hold
  * bytes only, so the queue of packets lives here.
  *
- * Sections: queue, capture callbacks, Lua primitives, the waiting methods (in Lua),
- * registration.
+ * Sections: queue, capture callbacks, Lua primitives, registration. The waiting methods
+ * (next, read_until, expect) are the prelude's stream methods (prelude/capture.lua).
  */
-#include "capture_lua.h"
+#include "capture_object.h"
 
 #include <lauxlib.h>
 #include <stdbool.h>
@@ -14,7 +14,6 @@
 #include <string.h>
 
 #include "capture.h"
-#include "events.h"
 #include "runtime.h"
 #include "types.h"
 #include "waiter.h"
@@ -359,129 +358,27 @@ static int l_tostring(lua_State *L)
         return 1;
 }
 
-static int l_now(lua_State *L)
-{
-        lua_pushnumber(L, (double) events_mono_ns() / 1e9);
-        return 1;
-}
-
-/* ---- the waiting methods ---- */
-
-/* They wait through _wait, which yields: a C function cannot continue after runtime_wait, so
- * the loops are Lua, as the prelude's for byte streams. Loaded with (methods, now). */
-static const char capture_methods_lua[] =
-    "local M, now = ...\n"
-    /* errors point at the test's line, past this chunk and the prelude */
-    "local function raise(msg)\n"
-    "    local level = 2\n"
-    "    while true do\n"
-    "        local info = debug.getinfo(level, 'S')\n"
-    "        if not info then return error(msg, 0) end\n"
-    "        if info.source ~= '=capture' and info.source ~= '=prelude' and info.what ~= 'C' "
-    "then\n"
-    "            return error(msg, level)\n"
-    "        end\n"
-    "        level = level + 1\n"
-    "    end\n"
-    "end\n"
-    "local function deadline(self, timeout)\n"
-    "    if timeout == nil then return nil end\n"
-    "    if type(timeout) ~= 'number' or timeout < 0 then\n"
-    "        raise(self:name() .. ': timeout must be a number of seconds >= 0, got ' ..\n"
-    "              tostring(timeout))\n"
-    "    end\n"
-    "    return now() + timeout\n"
-    "end\n"
-    "local function remaining(dl)\n"
-    "    if not dl then return nil end\n"
-    "    return math.max(0, dl - now())\n"
-    "end\n"
-    /* next(timeout?) -> the next packet, or nil at the end; raises on timeout */
-    "function M:next(timeout)\n"
-    "    local dl = deadline(self, timeout)\n"
-    "    while true do\n"
-    "        local p = self:_get(1)\n"
-    "        if p then\n"
-    "            self:_consume(1)\n"
-    "            return p\n"
-    "        end\n"
-    "        local ended, err = self:_ended()\n"
-    "        if ended then\n"
-    "            if err then raise(err) end\n"
-    "            return nil\n"
-    "        end\n"
-    "        if not self:_wait(remaining(dl)) then\n"
-    "            raise(self:name() .. ': no packet arrived within ' .. timeout .. ' s')\n"
-    "        end\n"
-    "    end\n"
-    "end\n"
-    /* read_until(pattern, timeout?) -> the first packet whose summary matches (it and those
-     * before it are consumed), or nil, "timeout" | "eof" (nothing consumed) */
-    "function M:read_until(pattern, timeout)\n"
-    "    if type(pattern) ~= 'string' then\n"
-    "        raise(\"bad argument #1 to 'read_until' (pattern string expected, got \" ..\n"
-    "              type(pattern) .. ')')\n"
-    "    end\n"
-    "    local dl = deadline(self, timeout)\n"
-    "    local seen = 0\n"
-    "    while true do\n"
-    "        local n = self:_buffered()\n"
-    "        if n < seen then seen = 0 end\n"
-    "        for i = seen + 1, n do\n"
-    "            if self:_summary(i):find(pattern) then\n"
-    "                local p = self:_get(i)\n"
-    "                self:_consume(i)\n"
-    "                return p\n"
-    "            end\n"
-    "        end\n"
-    "        seen = n\n"
-    "        if self:_ended() then return nil, 'eof' end\n"
-    "        if not self:_wait(remaining(dl), seen) then return nil, 'timeout' end\n"
-    "    end\n"
-    "end\n"
-    /* expect(pattern, timeout?) is read_until that fails the test, showing what came */
-    "function M:expect(pattern, timeout)\n"
-    "    local p, why = self:read_until(pattern, timeout)\n"
-    "    if p then return p end\n"
-    "    local n = self:_buffered()\n"
-    "    local got = {}\n"
-    "    for i = math.max(1, n - 9), n do got[#got + 1] = '\\n  ' .. self:_summary(i) end\n"
-    "    local _, err = self:_ended()\n"
-    "    raise(string.format('%s: expected a packet matching %q %s; %s%s', self:name(),\n"
-    "        pattern, why == 'eof' and 'before the end of the capture' or\n"
-    "            ('within ' .. tostring(timeout) .. ' s'),\n"
-    "        n == 0 and 'got none' or (n > #got and ('got ' .. n .. ' others, the last ' ..\n"
-    "            #got .. ':') or ('got ' .. n .. ':')) .. table.concat(got),\n"
-    "        err and (' (' .. err .. ')') or ''))\n"
-    "end\n";
-
 /* ---- registration ---- */
-
-static const luaL_Reg methods[] = {
-    {"_get", l_get},
-    {"_summary", l_summary},
-    {"_buffered", l_buffered},
-    {"_consume", l_consume},
-    {"_ended", l_ended},
-    {"_wait", l_wait},
-    {"drain", l_drain},
-    {"eof", l_eof},
-    {"close", l_close},
-    {"path", l_path},
-    {"count", l_count},
-    {"name", l_name},
-    {NULL, NULL},
-};
 
 void bind_capture_register(lua_State *L)
 {
+        static const luaL_Reg methods[] = {
+            {"_get", l_get},
+            {"_summary", l_summary},
+            {"_buffered", l_buffered},
+            {"_consume", l_consume},
+            {"_ended", l_ended},
+            {"_wait", l_wait},
+            {"drain", l_drain},
+            {"eof", l_eof},
+            {"close", l_close},
+            {"path", l_path},
+            {"count", l_count},
+            {"name", l_name},
+            {NULL, NULL},
+        };
         types_register(L, CAPTURE_MT, methods, l_gc, l_close, l_tostring);
-        if (luaL_loadbufferx(L, capture_methods_lua, sizeof capture_methods_lua - 1, "=capture",
-                             "t") != LUA_OK)
-                lua_error(L); /* a bug in the chunk above */
-        lua_insert(L, -2);
-        lua_pushcfunction(L, l_now);
-        lua_call(L, 2, 0);
+        lua_setfield(L, -2, "Capture"); /* internal.Capture: the prelude adds next, expect... */
         lua_pushcfunction(L, l_capture_open);
         lua_setfield(L, -2, "capture_open");
 }

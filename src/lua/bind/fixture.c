@@ -17,7 +17,8 @@
 #include "qemu.h"
 #include "image.h"
 #include "image_job.h"
-#include "lua_vm.h"
+#include "boot_options.h"
+#include "vm_object.h"
 #include "runtime.h"
 #include "waiter.h"
 

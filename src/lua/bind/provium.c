@@ -1,7 +1,7 @@
-/* lua_provium.c: builds the Lua environment of a test file: the provium global, the internal
- * table the runtime reads (tests, run_test), and the prelude that defines the public API.
+/* provium.c: builds the Lua environment of a test file: the provium global, the internal
+ * table the runtime reads (tests, run_test), and runs the prelude that defines the public API.
  */
-#include "lua_provium.h"
+#include "provium.h"
 
 #include <lauxlib.h>
 #include <lualib.h>
@@ -9,12 +9,12 @@
 
 #include "config.h"
 #include "events.h"
-#include "lua_vm.h"
+#include "vm_object.h"
 #include "file.h"
 #include "fixture.h"
-#include "capture_lua.h"
-#include "net_lua.h"
-#include "uplink_lua.h"
+#include "capture_object.h"
+#include "net.h"
+#include "uplink_object.h"
 #include "layer0.h"
 #include "process.h"
 #include "stream.h"
@@ -33,9 +33,8 @@ static int l_now(lua_State *L)
 int bind_provium_open(lua_State *L)
 {
         luaL_openlibs(L);
-        if (luaL_loadbufferx(L, provium_prelude, sizeof provium_prelude - 1, "=prelude", "t") !=
-            LUA_OK)
-                return -1;
+        lua_newtable(L); /* the prelude's context: the objects it extends */
+        int context = lua_gettop(L);
         /* provium: the user-facing object */
         lua_newtable(L);
         lua_pushliteral(L, PROVIUM_VERSION);
@@ -46,11 +45,12 @@ int bind_provium_open(lua_State *L)
                 lua_pushlstring(L, exe, (size_t) n);
                 lua_setfield(L, -2, "executable");
         }
-        lua_layer0_register(L);
-        lua_layer0_push_buffer_constructor(L);
+        bind_layer0_register(L);
+        bind_layer0_push_buffer_constructor(L);
         lua_setfield(L, -2, "buffer");
         lua_pushvalue(L, -1);
         lua_setglobal(L, "provium");
+        lua_setfield(L, context, "provium");
         /* internal: shared with the runtime */
         lua_newtable(L);
         bind_vm_push_constructor(L);
@@ -67,12 +67,19 @@ int bind_provium_open(lua_State *L)
         bind_uplink_register(L);
         lua_pushvalue(L, -1);
         lua_setfield(L, LUA_REGISTRYINDEX, INTERNAL_KEY);
+        lua_setfield(L, context, "internal");
         bind_vm_register(L); /* pushes the VM methods table */
+        lua_setfield(L, context, "VM");
         lua_getfield(L, LUA_REGISTRYINDEX, "provium.Worker.methods");
+        lua_setfield(L, context, "Worker");
         bind_stream_register(L);
+        lua_setfield(L, context, "Stream");
         bind_process_register(L);
+        lua_setfield(L, context, "Process");
         bind_file_register(L);
-        if (lua_pcall(L, 7, 0, 0) != LUA_OK)
+        lua_setfield(L, context, "File");
+        if (prelude_run(L, context) < 0)
                 return -1;
+        lua_pop(L, 1);
         return 0;
 }

@@ -1,5 +1,5 @@
-/* stream.h: a byte stream fed by the host (process output, tail, later console and capture)
- * and read from Lua through one interface: next, read_until, expect, drain, close, eof.
+/* stream.h: a byte stream fed by the host (process output, a tail, the console) and read from
+ * Lua through one interface: next, read_until, expect, drain, close, eof.
  */
 #pragma once
 

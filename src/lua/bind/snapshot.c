@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lua_vm.h"
+#include "vm_object.h"
 #include "op.h"
 #include "runtime.h"
 #include "vm.h"

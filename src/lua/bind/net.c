@@ -1,9 +1,9 @@
-/* net_lua.c: the provium.Bridge userdata's primitives and vm:_add_nic. The prelude builds the
+/* net.c: the provium.Bridge userdata's primitives and vm:_add_nic. The prelude builds the
  * public network API on them (addresses, names, impairment handles).
  *
  * Sections: bridges, network cards, registration.
  */
-#include "net_lua.h"
+#include "net.h"
 
 #include <errno.h>
 #include <lauxlib.h>

@@ -1,4 +1,4 @@
-/* uplink_lua.h: a bridge's uplink to the host's namespace from Lua (see uplink_lua.c). */
+/* uplink_object.h: a bridge's uplink to the host's namespace from Lua (see uplink_object.c). */
 #pragma once
 
 #include <lua.h>

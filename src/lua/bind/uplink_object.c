@@ -1,8 +1,8 @@
-/* uplink_lua.c: the provium.Uplink userdata (uplink.c). The prelude's bridge:uplink() makes
+/* uplink_object.c: the provium.Uplink userdata (uplink.c). The prelude's bridge:uplink() makes
  * one per bridge and keeps it in the bridge's state; it is removed by :_remove(), or when
  * collected, at the latest when the file's Lua state closes.
  */
-#include "uplink_lua.h"
+#include "uplink_object.h"
 
 #include <lauxlib.h>
 

@@ -1,4 +1,4 @@
-/* lua_provium.h: sets up a Lua state for a test file: libraries, the provium global, test(). */
+/* provium.h: sets up a Lua state for a test file: libraries, the provium global, test(). */
 #pragma once
 
 #include <lua.h>

@@ -1,5 +1,6 @@
 /* stream.c: host-fed byte streams and their Lua userdata (see stream.h). The primitives here
- * (_peek, _consume, _wait, _ended) are wrapped into next/read_until/expect by the prelude. */
+ * (_peek, _consume, _wait, _ended) are wrapped into next/read_until/expect by the prelude
+ * (prelude/stream.lua). */
 #include "stream.h"
 
 #include <lauxlib.h>

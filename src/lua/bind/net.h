@@ -1,4 +1,4 @@
-/* net_lua.h: bridges and network cards from Lua (see net_lua.c). */
+/* net.h: bridges and network cards from Lua (see net.c). */
 #pragma once
 
 #include <lua.h>

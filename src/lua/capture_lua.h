@@ -1,8 +1,0 @@
-/* capture_lua.h: packet capture (src/host/net/capture.c) as a Lua userdata (see capture_lua.c). */
-#pragma once
-
-#include <lua.h>
-
-/* Registers the Capture metatable and adds capture_open to the table on top of the stack:
- * internal.capture_open(ifname, filter | nil, pcap_path) -> Capture | nil, message. */
-void bind_capture_register(lua_State *L);
