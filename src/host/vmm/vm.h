@@ -18,7 +18,6 @@ typedef enum VmState {
         VM_EXITED,
 } VmState;
 
-#define VM_MAX_WORKERS 16
 
 typedef struct Vm Vm;
 

@@ -12,35 +12,38 @@
 #define VMCFG_SAVED 1u /* kept in a fixture's saved configuration (vm_config_to_json) */
 #define VMCFG_SPARE 2u /* a spare QEMU must match it to stand in (vm_config_equal) */
 
-/* X(kind, name, flags, Lua option, Lua reader, min, max), one line per field.
- * kind: STR (const char *; max: the longest length), U64, UINT, INT (min..max), SEED (an
- * optional uint64_t: the member `name` with `has_name`). The Lua reader names how
- * bind_vm_boot_config parses the option (NONE: not a Lua option). */
+#define VM_MAX_WORKERS 16
+
+/* X(kind, name, flags, Lua option, Lua reader, unset, min, max), one line per field.
+ * kind: STR (const char *; NULL when unset; max: the longest length), U64, UINT, INT (the
+ * value `unset` when not given, else min..max), SEED (an optional uint64_t: the member `name`
+ * with `has_name`). The Lua reader names how bind_vm_boot_config (src/lua/bind/
+ * boot_options.c) reads the option (NONE: not a Lua option). */
 #define VM_CONFIG_FIELDS(X)                                                                        \
         /* image name ("default"), or the explicit kernel and initrd below */                      \
-        X(STR, image, VMCFG_SAVED | VMCFG_SPARE, "image", NONE, 0, 255)                            \
-        X(STR, kernel, VMCFG_SAVED | VMCFG_SPARE, "kernel", STRING, 0, 4095)                       \
-        X(STR, initrd, VMCFG_SAVED | VMCFG_SPARE, "initrd", STRING, 0, 4095)                       \
+        X(STR, image, VMCFG_SAVED | VMCFG_SPARE, "image", NONE, 0, 0, 255)                         \
+        X(STR, kernel, VMCFG_SAVED | VMCFG_SPARE, "kernel", STRING, 0, 0, 4095)                    \
+        X(STR, initrd, VMCFG_SAVED | VMCFG_SPARE, "initrd", STRING, 0, 0, 4095)                    \
         /* extra kernel command line */                                                            \
-        X(STR, append, VMCFG_SAVED | VMCFG_SPARE, "append", STRING, 0, 4095)                       \
+        X(STR, append, VMCFG_SAVED | VMCFG_SPARE, "append", STRING, 0, 0, 4095)                    \
         /* guest RAM; 0: the default, 256 */                                                       \
-        X(U64, memory_mb, VMCFG_SAVED | VMCFG_SPARE, "memory", MEMORY, 0, 65536)                   \
+        X(U64, memory_mb, VMCFG_SAVED | VMCFG_SPARE, "memory", MEMORY, 0, 64, 65536)               \
         /* vCPUs; 0: 1 */                                                                          \
-        X(UINT, cpus, VMCFG_SAVED | VMCFG_SPARE, "cpus", COUNT, 0, 64)                             \
+        X(UINT, cpus, VMCFG_SAVED | VMCFG_SPARE, "cpus", COUNT, 0, 1, 64)                          \
         /* boot to agent-ready; 0: 120 s */                                                        \
-        X(U64, timeout_ms, 0, "timeout", SECONDS, 0, UINT32_MAX)                                   \
+        X(U64, timeout_ms, 0, "timeout", SECONDS, 0, 0, UINT32_MAX)                                \
         /* "tcg" or "kvm" (the run's --accel, not a Lua option) */                                 \
-        X(STR, accel, VMCFG_SAVED | VMCFG_SPARE, "accel", NONE, 0, 15)                             \
+        X(STR, accel, VMCFG_SAVED | VMCFG_SPARE, "accel", NONE, 0, 0, 15)                          \
         /* worker ports beside the main one; -1: the default (4) */                                \
-        X(INT, workers, VMCFG_SAVED | VMCFG_SPARE, "workers", COUNT, -1, 16)                       \
+        X(INT, workers, VMCFG_SAVED | VMCFG_SPARE, "workers", COUNT, -1, 0, VM_MAX_WORKERS)        \
         /* guest RTC at power-on, "YYYY-MM-DDTHH:MM:SS" UTC; NULL: now */                          \
-        X(STR, initial_time, VMCFG_SAVED | VMCFG_SPARE, "initial_time", DATE, 0, 31)               \
+        X(STR, initial_time, VMCFG_SAVED | VMCFG_SPARE, "initial_time", DATE, 0, 0, 31)            \
         /* QEMU -seed and the agent's /dev/hwrng: guest randomness becomes reproducible */         \
-        X(SEED, rng_seed, VMCFG_SAVED | VMCFG_SPARE, "rng_seed", SEED, 0, INT64_MAX)               \
+        X(SEED, rng_seed, VMCFG_SAVED | VMCFG_SPARE, "rng_seed", SEED, 0, 0, INT64_MAX)            \
         /* file behind guest RAM; NULL: <run dir>/<vm>/ram (a fixture build gives its own) */      \
-        X(STR, ram_path, VMCFG_SPARE, "_ram", STRING, 0, 4095)                                     \
+        X(STR, ram_path, VMCFG_SPARE, "_ram", STRING, 0, 0, 4095)                                  \
         /* with ram_path: load this saved state, RAM mapped copy-on-write, instead of booting */   \
-        X(STR, incoming, VMCFG_SPARE, "incoming", NONE, 0, 4095)
+        X(STR, incoming, VMCFG_SPARE, "incoming", NONE, 0, 0, 4095)
 
 #define VMCFG_MEMBER_STR(name)  const char *name;
 #define VMCFG_MEMBER_U64(name)  uint64_t name;
@@ -49,12 +52,14 @@
 #define VMCFG_MEMBER_SEED(name)                                                                    \
         bool has_##name;                                                                           \
         uint64_t name;
-#define VMCFG_MEMBER(kind, name, flags, opt, reader, min, max) VMCFG_MEMBER_##kind(name)
+#define VMCFG_MEMBER(kind, name, flags, opt, reader, unset, min, max) VMCFG_MEMBER_##kind(name)
 
 typedef struct VmConfig {
         VM_CONFIG_FIELDS(VMCFG_MEMBER)
 } VmConfig;
 
+/* Every field unset (workers -1, strings NULL, ...). */
+void vm_config_init(VmConfig *c);
 /* Frees the strings of a copy (vm_config_copy, vm_config_from_json) and zeroes it. */
 void vm_config_clear(VmConfig *c);
 /* A deep copy of src (strings duplicated) into dst; dst is cleared on failure (-ENOMEM). */

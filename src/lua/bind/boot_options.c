@@ -6,16 +6,16 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "op.h"
 #include "runtime.h"
 
-static uint64_t opt_memory_mb(lua_State *L, int opts)
+/* A size in MiB, or a string like "512M" or "1G", within min..max MiB. */
+static uint64_t opt_memory_mb(lua_State *L, int opts, const char *opt, uint64_t min, uint64_t max)
 {
-        if (lua_type(L, opts) != LUA_TTABLE)
-                return 0;
-        lua_getfield(L, opts, "memory");
+        lua_getfield(L, opts, opt);
         uint64_t mb = 0;
         if (lua_isinteger(L, -1))
                 mb = (uint64_t) lua_tointeger(L, -1);
@@ -31,28 +31,58 @@ static uint64_t opt_memory_mb(lua_State *L, int opts)
                         mb = v;
                 else
                         luaL_error(L,
-                                   "option 'memory' must be MiB or a string like \"512M\" or "
+                                   "option '%s' must be MiB or a string like \"512M\" or "
                                    "\"1G\", got \"%s\"",
-                                   s);
+                                   opt, s);
         } else if (!lua_isnil(L, -1))
-                luaL_error(L, "option 'memory' must be MiB or a string like \"512M\"");
+                luaL_error(L, "option '%s' must be MiB or a string like \"512M\"", opt);
         lua_pop(L, 1);
-        if (mb != 0 && (mb < 64 || mb > 65536))
-                luaL_error(L, "option 'memory' must be between 64M and 64G");
+        if (mb != 0 && (mb < min || mb > max))
+                luaL_error(L, "option '%s' must be between %IM and %IG", opt, (lua_Integer) min,
+                           (lua_Integer) (max / 1024));
         return mb;
+}
+
+/* An integer in min..max, or unset when not given. */
+static lua_Integer opt_count(lua_State *L, int opts, const char *opt, lua_Integer unset,
+                             lua_Integer min, lua_Integer max)
+{
+        lua_getfield(L, opts, opt);
+        lua_Integer n = unset;
+        if (!lua_isnil(L, -1)) {
+                if (!lua_isinteger(L, -1))
+                        luaL_error(L, "option '%s' must be an integer", opt);
+                n = lua_tointeger(L, -1);
+                if (n < min || n > max)
+                        luaL_error(L, "option '%s' must be %I..%I", opt, min, max);
+        }
+        lua_pop(L, 1);
+        return n;
+}
+
+/* A seed: an integer >= 0, or not given (*has false). */
+static uint64_t opt_seed(lua_State *L, int opts, const char *opt, bool *has)
+{
+        lua_getfield(L, opts, opt);
+        lua_Integer seed = 0;
+        *has = !lua_isnil(L, -1);
+        if (*has && (!lua_isinteger(L, -1) || (seed = lua_tointeger(L, -1)) < 0))
+                luaL_error(L, "option '%s' must be an integer >= 0", opt);
+        lua_pop(L, 1);
+        return (uint64_t) seed;
 }
 
 /* opts.initial_time: seconds since the epoch, or "YYYY-MM-DDTHH:MM:SS" (UTC). Returns the
  * QEMU -rtc base in buf, or NULL when not given. */
-static const char *opt_initial_time(lua_State *L, int opts, char *buf, size_t len)
+static const char *opt_initial_time(lua_State *L, int opts, const char *opt, char *buf, size_t len)
 {
-        lua_getfield(L, opts, "initial_time");
+        lua_getfield(L, opts, opt);
         const char *r = NULL;
         if (lua_isinteger(L, -1) || lua_type(L, -1) == LUA_TNUMBER) {
                 time_t t = (time_t) lua_tonumber(L, -1);
                 struct tm tm;
                 if (t < 0 || !gmtime_r(&t, &tm))
-                        luaL_error(L, "option 'initial_time' must be seconds since 1970 >= 0");
+                        luaL_error(L, "option '%s' must be seconds since 1970 >= 0", opt);
                 strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
                 r = buf;
         } else if (lua_type(L, -1) == LUA_TSTRING) {
@@ -61,16 +91,39 @@ static const char *opt_initial_time(lua_State *L, int opts, char *buf, size_t le
                 const char *end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
                 if (!end || *end)
                         luaL_error(L,
-                                   "option 'initial_time' must look like "
+                                   "option '%s' must look like "
                                    "\"2030-01-01T00:00:00\" (UTC), got \"%s\"",
-                                   s);
+                                   opt, s);
                 snprintf(buf, len, "%s", s);
                 r = buf;
         } else if (!lua_isnil(L, -1))
-                luaL_error(L, "option 'initial_time' must be a number or a date string");
+                luaL_error(L, "option '%s' must be a number or a date string", opt);
         lua_pop(L, 1);
         return r;
 }
+
+/* A string of at most max bytes. */
+static const char *opt_bounded_string(lua_State *L, int opts, const char *opt, size_t max)
+{
+        const char *v = opt_string(L, opts, opt);
+        if (v && strlen(v) > max)
+                luaL_error(L, "option '%s' must be at most %d bytes", opt, (int) max);
+        return v;
+}
+
+/* One reader per kind of option in VM_CONFIG_FIELDS (vm_config.h). */
+#define READ_NONE(f, opt, unset, min, max)
+#define READ_STRING(f, opt, unset, min, max) cfg->f = opt_bounded_string(L, opts, opt, max);
+#define READ_MEMORY(f, opt, unset, min, max) cfg->f = opt_memory_mb(L, opts, opt, min, max);
+#define READ_COUNT(f, opt, unset, min, max)                                                        \
+        cfg->f = (__typeof__(cfg->f)) opt_count(L, opts, opt, unset, min, max);
+#define READ_DATE(f, opt, unset, min, max)                                                         \
+        cfg->f = opt_initial_time(L, opts, opt, time_buf, time_len);
+#define READ_SEED(f, opt, unset, min, max) cfg->f = opt_seed(L, opts, opt, &cfg->has_##f);
+#define READ_SECONDS(f, opt, unset, min, max)                                                      \
+        if (has_field(L, opts, opt))                                                               \
+                cfg->f = (uint64_t) (opt_timeout(L, opts, opt) * 1000);
+#define READ(kind, f, flags, opt, reader, unset, min, max) READ_##reader(f, opt, unset, min, max)
 
 void bind_vm_boot_config(lua_State *L, const char *image, int opts, VmConfig *cfg, char *time_buf,
                          size_t time_len)
@@ -78,44 +131,11 @@ void bind_vm_boot_config(lua_State *L, const char *image, int opts, VmConfig *cf
         if (!lua_isnoneornil(L, opts))
                 luaL_checktype(L, opts, LUA_TTABLE);
         const RuntimeConfig *rc = runtime_config(runtime_get(L));
-        *cfg = (VmConfig){
-            .image = image,
-            .kernel = opt_string(L, opts, "kernel"),
-            .initrd = opt_string(L, opts, "initrd"),
-            .append = opt_string(L, opts, "append"),
-            .ram_path = opt_string(L, opts, "_ram"), /* a fixture build's RAM file */
-            .memory_mb = opt_memory_mb(L, opts),
-            .accel = rc->accel,
-            .workers = -1,
-        };
+        vm_config_init(cfg);
+        cfg->image = image;
+        cfg->accel = rc->accel;
+        cfg->timeout_ms = (uint64_t) (rc->boot_timeout_s * 1000);
         if (lua_type(L, opts) == LUA_TTABLE) {
-                lua_getfield(L, opts, "cpus");
-                lua_Integer cpus = luaL_optinteger(L, -1, 1);
-                if (cpus < 1 || cpus > 64)
-                        luaL_error(L, "option 'cpus' must be 1..64");
-                cfg->cpus = (unsigned) cpus;
-                lua_pop(L, 1);
-                cfg->initial_time = opt_initial_time(L, opts, time_buf, time_len);
-                lua_getfield(L, opts, "rng_seed");
-                if (!lua_isnil(L, -1)) {
-                        lua_Integer seed = luaL_checkinteger(L, -1);
-                        if (seed < 0)
-                                luaL_error(L, "option 'rng_seed' must be an integer >= 0");
-                        cfg->has_rng_seed = true;
-                        cfg->rng_seed = (uint64_t) seed;
-                }
-                lua_pop(L, 1);
-                lua_getfield(L, opts, "workers");
-                if (!lua_isnil(L, -1)) {
-                        lua_Integer w = luaL_checkinteger(L, -1);
-                        if (w < 0 || w > VM_MAX_WORKERS)
-                                luaL_error(L, "option 'workers' must be 0..%d", VM_MAX_WORKERS);
-                        cfg->workers = (int) w;
-                }
-                lua_pop(L, 1);
+                VM_CONFIG_FIELDS(READ)
         }
-        double boot_timeout = rc->boot_timeout_s;
-        if (has_field(L, opts, "timeout"))
-                boot_timeout = opt_timeout(L, opts, "timeout");
-        cfg->timeout_ms = (uint64_t) (boot_timeout * 1000);
 }

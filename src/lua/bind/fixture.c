@@ -8,10 +8,12 @@
 
 #include <errno.h>
 #include <stddef.h>
+#include <jansson.h>
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "json.h"
 #include "events.h"
 #include "fixture_cache.h"
 #include "qemu.h"
@@ -139,6 +141,16 @@ static int l_run_dir(lua_State *L)
 
 /* ---- lookups ---- */
 
+/* A saved VM's record (fixture_meta validated it as a JSON object) as a table; the prelude
+ * and _boot_saved check its fields. */
+static void push_config(lua_State *L, const char *json)
+{
+        json_t *o = json_loads(json, JSON_REJECT_DUPLICATES, NULL);
+        if (!json_is_object(o) || bind_json_push(L, o) < 0)
+                lua_newtable(L); /* an empty record: its restore says what is missing */
+        json_decref(o);
+}
+
 /* {dir=, vms={{name=, state=, ram=, config=}, ...}} */
 static void push_entry(lua_State *L, const FixtureEntry *e)
 {
@@ -156,7 +168,7 @@ static void push_entry(lua_State *L, const FixtureEntry *e)
                 lua_setfield(L, -2, "state");
                 lua_pushstring(L, e->vms[i].ram_path);
                 lua_setfield(L, -2, "ram");
-                lua_pushstring(L, e->vms[i].config_json);
+                push_config(L, e->vms[i].config_json);
                 lua_setfield(L, -2, "config");
                 lua_rawseti(L, -2, (lua_Integer) i + 1);
         }
@@ -234,12 +246,21 @@ static int l_build_ram_path(lua_State *L)
         return 1;
 }
 
-/* build:add_vm(name, config_json) */
+/* build:add_vm(name, record): record is vm:_config()'s table with what the prelude adds (its
+ * network cards) */
 static int l_build_add_vm(lua_State *L)
 {
         BuildBox *box = check_build(L);
         const char *vm = luaL_checkstring(L, 2);
-        int r = fixture_build_add_vm(box->b, vm, luaL_checkstring(L, 3));
+        luaL_checktype(L, 3, LUA_TTABLE);
+        char err[256];
+        json_t *o = bind_json_from_lua(L, 3, err, sizeof err);
+        char *text = o ? json_dumps(o, JSON_SORT_KEYS | JSON_COMPACT) : NULL;
+        json_decref(o);
+        if (!text)
+                return luaL_error(L, "fixture %s: vm %s: its record: %s", box->name, vm, err);
+        int r = fixture_build_add_vm(box->b, vm, text);
+        free(text);
         if (r < 0)
                 return luaL_error(L, "fixture %s: vm %s: %s", box->name, vm, strerror(-r));
         return 0;

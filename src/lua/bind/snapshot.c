@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json.h"
 #include "vm_object.h"
 #include "op.h"
 #include "runtime.h"
@@ -123,99 +124,75 @@ static int l_save(lua_State *L)
         return runtime_wait(L, &ctx->pending);
 }
 
-static int set_str(json_t *o, const char *k, const char *v)
-{
-        return v ? json_object_set_new(o, k, json_string(v)) : 0;
-}
-
-/* The configuration a saved VM must be restored with, as a JSON object. NULL on -ENOMEM. */
-static char *config_to_json(const Vm *vm, const VmConfig *c, const char *net)
-{
-        json_t *o = json_object();
-        if (!o)
-                return NULL;
-        int r = set_str(o, "image", c->image);
-        r |= set_str(o, "image_key", vm_image_key(vm)); /* a later restore checks it */
-        r |= set_str(o, "kernel", c->kernel);
-        r |= set_str(o, "initrd", c->initrd);
-        r |= set_str(o, "append", c->append);
-        r |= set_str(o, "accel", c->accel);
-        r |= set_str(o, "initial_time", c->initial_time);
-        r |= json_object_set_new(o, "memory_mb", json_integer((json_int_t) c->memory_mb));
-        r |= json_object_set_new(o, "cpus", json_integer(c->cpus));
-        r |= json_object_set_new(o, "workers", json_integer(c->workers));
-        if (c->has_rng_seed)
-                r |= json_object_set_new(o, "rng_seed", json_integer((json_int_t) c->rng_seed));
-        r |= set_str(o, "net", net); /* the prelude's record of the VM's network cards */
-        char *s = r == 0 ? json_dumps(o, JSON_SORT_KEYS | JSON_COMPACT) : NULL;
-        json_decref(o);
-        return s;
-}
-
-/* vm:_config_json(net?) -> the booted VM's configuration (net: the cards, as the prelude
- * records them) */
-static int l_config_json(lua_State *L)
+/* vm:_config() -> the booted VM's saved configuration as a table (vm_config.h's saved
+ * fields, and image_key: the image it booted, which a later restore checks) */
+static int l_config(lua_State *L)
 {
         Vm *vm = check_vm(L, 1);
         if (vm_state(vm) == VM_DEFINED)
                 return luaL_error(L, "vm %s: not booted", vm_name(vm));
-        char *s = config_to_json(vm, vm_config(vm), luaL_optstring(L, 2, NULL));
-        if (!s)
+        json_t *o = vm_config_to_json(vm_config(vm));
+        const char *key = vm_image_key(vm);
+        if (!o || (key && json_object_set_new(o, "image_key", json_string(key)) < 0) ||
+            bind_json_push(L, o) < 0) {
+                json_decref(o);
                 return luaL_error(L, "vm %s: out of memory", vm_name(vm));
-        lua_pushstring(L, s);
-        free(s);
+        }
+        json_decref(o);
         return 1;
 }
 
-/* The string at key k, copied onto the Lua stack (it stays there while the caller parks). */
-static const char *get_str(lua_State *L, json_t *o, const char *k)
+/* Moves cfg's strings onto the Lua stack, which keeps them while the caller parks (a yield
+ * does not return to free them). */
+static void anchor_strings(lua_State *L, VmConfig *cfg)
 {
-        const char *v = json_string_value(json_object_get(o, k));
-        return v ? lua_pushstring(L, v) : NULL;
+        luaL_checkstack(L, 16, "vm config");
+#define ANCHOR_STR(name)                                                                           \
+        if (cfg->name) {                                                                           \
+                const char *s = lua_pushstring(L, cfg->name);                                      \
+                free((char *) cfg->name);                                                          \
+                cfg->name = s;                                                                     \
+        }
+#define ANCHOR_U64(name)
+#define ANCHOR_UINT(name)
+#define ANCHOR_INT(name)
+#define ANCHOR_SEED(name)
+#define ANCHOR(kind, name, flags, opt, reader, unset, min, max) ANCHOR_##kind(name)
+        VM_CONFIG_FIELDS(ANCHOR)
 }
 
-/* vm:_boot_saved(state_path, ram_path, config_json, timeout_s) -> true | nil, message */
+/* vm:_boot_saved(state_path, ram_path, config, timeout_s) -> true | nil, message: config is
+ * vm:_config()'s table, as a fixture stored it; every field is checked before use. */
 static int l_boot_saved(lua_State *L)
 {
         Vm *vm = check_vm(L, 1);
         const char *state = luaL_checkstring(L, 2);
         const char *ram = luaL_checkstring(L, 3);
-        const char *json = luaL_checkstring(L, 4);
+        luaL_checktype(L, 4, LUA_TTABLE);
         double timeout = luaL_optnumber(L, 5, runtime_config(runtime_get(L))->boot_timeout_s);
-        json_error_t jerr;
-        json_t *o = json_loads(json, 0, &jerr);
-        if (!json_is_object(o)) {
-                json_decref(o);
+        char err[512];
+        VmConfig cfg;
+        json_t *o = bind_json_from_lua(L, 4, err, sizeof err);
+        int r = o ? vm_config_from_json(o, &cfg, err, sizeof err) : -EINVAL;
+        json_decref(o);
+        if (r < 0) {
                 lua_pushnil(L);
                 lua_pushfstring(L, "vm %s: restore: bad saved configuration: %s", vm_name(vm),
-                                jerr.text);
+                                r == -ENOMEM ? "out of memory" : err);
                 return 2;
         }
-        VmConfig cfg = {
-            .image = get_str(L, o, "image"),
-            .kernel = get_str(L, o, "kernel"),
-            .initrd = get_str(L, o, "initrd"),
-            .append = get_str(L, o, "append"),
-            .accel = get_str(L, o, "accel"),
-            .initial_time = get_str(L, o, "initial_time"),
-            .memory_mb = (uint64_t) json_integer_value(json_object_get(o, "memory_mb")),
-            .cpus = (unsigned) json_integer_value(json_object_get(o, "cpus")),
-            .workers = (int) json_integer_value(json_object_get(o, "workers")),
-            .has_rng_seed = json_object_get(o, "rng_seed") != NULL,
-            .rng_seed = (uint64_t) json_integer_value(json_object_get(o, "rng_seed")),
-            .timeout_ms = (uint64_t) (timeout * 1000),
-            .ram_path = ram,
-            .incoming = state,
-        };
-        json_decref(o);
+        anchor_strings(L, &cfg);
+        cfg.timeout_ms = (uint64_t) (timeout * 1000);
+        cfg.ram_path = ram;
+        cfg.incoming = state;
         return bind_vm_boot_wait(L, vm, &cfg);
 }
 
 /* ---- registration ---- */
 
 static const luaL_Reg methods[] = {
-    {"_snapshot", l_snapshot},       {"_restore", l_restore},       {"_save", l_save},
-    {"_config_json", l_config_json}, {"_boot_saved", l_boot_saved}, {NULL, NULL},
+    {"_snapshot", l_snapshot}, {"_restore", l_restore},       {"_save", l_save},
+    {"_config", l_config},     {"_boot_saved", l_boot_saved}, {NULL, NULL},
 };
 
 void bind_snapshot_add_methods(lua_State *L)

@@ -1,9 +1,13 @@
 -- fixture.lua: provium:vm_fixture and provium:lab_fixture: VM states built once, cached, restored.
--- Also what a saved VM's configuration records and how it is read back (its image, its
+-- Also what a saved VM's record holds and how it is read back (its image, its
 -- network cards), in one place.
 local P = ...
 local provium, internal = P.provium, P.internal
 local show, raise, vm_state, net = P.show, P.raise, P.vm_state, P.net
+
+-- The shape of a saved VM's record (vm:_config() and its cards as a list): part of every key,
+-- so that entries saved in another shape are never read as this one.
+local RECORD_SHAPE = "vm record 2"
 
 -- The text of fn (its lines in its file) and the values of its plain upvalues: a change to
 -- either changes the fixture's key.
@@ -85,10 +89,11 @@ local function save_lab(lab)
     end
     for _, name in ipairs(lab.order) do
         local vm = lab.vms[name]
-        local net_info = internal.net_save_info(vm, lab.bridges)
+        local record = vm:_config()
+        record.net = internal.net_save_info(vm, lab.bridges)
         local saved, err = vm:_save(lab.build:state_path(name))
         if not saved then error(err, 0) end
-        lab.build:add_vm(name, vm:_config_json(net_info))
+        lab.build:add_vm(name, record)
     end
 end
 
@@ -124,11 +129,10 @@ end
 local function changed_images(entry)
     local current, changed = {}, false
     for _, saved in ipairs(entry.vms) do
-        local image = saved.config:match('"image":%s*"([^"]*)"') or "default"
-        local saved_key = saved.config:match('"image_key":%s*"(%x+)"')
-        local opts = { kernel = saved.config:match('"kernel":%s*"([^"]*)"'),
-                       initrd = saved.config:match('"initrd":%s*"([^"]*)"') }
-        local key = image_key(image, opts)
+        local config = saved.config
+        local image = config.image or "default"
+        local saved_key = config.image_key
+        local key = image_key(image, { kernel = config.kernel, initrd = config.initrd })
         current[#current + 1] = saved.name .. "=" .. image .. "=" .. key
         if saved_key and saved_key ~= key then changed = true end
     end
@@ -173,9 +177,9 @@ local function restore_fixture(name, entry, timeout)
         local vm, vmname = free_vm_name(saved.name)
         vm_state(vm).image = "default"
         internal.vm_list[#internal.vm_list + 1] = vm
-        local net_info = saved.config:match('"net":%s*"([^"]*)"')
-        if net_info and net_info ~= "" then
-            local ok, err = pcall(internal.net_restore, vm, net_info, bridges_made)
+        local cards = saved.config.net
+        if cards then
+            local ok, err = pcall(internal.net_restore, vm, cards, bridges_made)
             if not ok then raise(string.format("fixture %s: vm %s: %s", name, vmname, err)) end
         end
         local ok, err = vm:_boot_saved(saved.state, saved.ram, saved.config, timeout)
@@ -193,7 +197,7 @@ local function fixture_key(name, parts)
     if not ok then
         raise(string.format("fixture %s: %s", name, (tostring(res):gsub(P.PRELUDE_WHERE, ""))))
     end
-    return internal.fixture_key(table.concat(res, "\0"))
+    return internal.fixture_key(RECORD_SHAPE .. "\0" .. table.concat(res, "\0"))
 end
 
 local function check_fixture_args(self, what, name, setup, opts)
@@ -244,7 +248,8 @@ end
 ---------------------------------------------------------------------------------------------
 -- networks in fixtures: a lab's bridges are saved with it; its VMs come back attached
 
--- "bridge,index,host,mac,ip,dev;..." for each of vm's cards (all on bridges of the lab).
+-- A record per card of vm's (all on bridges of the lab): its bridge's name and index, the
+-- host number of its address, its MAC, address and guest device.
 function internal.net_save_info(vm, lab_bridges)
     local mine = {}
     for _, b in ipairs(lab_bridges) do mine[b] = true end
@@ -255,33 +260,49 @@ function internal.net_save_info(vm, lab_bridges)
                                 vm:name(), net[link.bridge].name), 0)
         end
         local st = net[link.bridge]
-        parts[#parts + 1] = table.concat({ st.name, st.index, link.ip:match("(%d+)$"), link.mac,
-                                           link.ip, link.dev or "" }, ",")
+        parts[#parts + 1] = { bridge = st.name, index = st.index,
+                              host = tonumber(link.ip:match("(%d+)$")), mac = link.mac,
+                              ip = link.ip, dev = link.dev }
     end
-    return table.concat(parts, ";")
+    return parts
+end
+
+-- A saved card as net_save_info wrote it, or an error naming what is wrong.
+local function saved_card(card)
+    local function bad(what) error("bad saved network card: " .. what, 0) end
+    if type(card) ~= "table" then bad("not a record") end
+    for _, k in ipairs({ "bridge", "mac", "ip" }) do
+        if type(card[k]) ~= "string" then bad(k .. " is not a string") end
+    end
+    for _, k in ipairs({ "index", "host" }) do
+        if math.type(card[k]) ~= "integer" or card[k] < 0 then bad(k .. " is not an integer") end
+    end
+    if card.dev ~= nil and type(card.dev) ~= "string" then bad("dev is not a string") end
+    return card
 end
 
 -- Before a saved VM is loaded: its cards back on bridges of the same names and subnets (made
 -- here once per restore), with the addresses its guest already has.
-function internal.net_restore(vm, info, made)
-    for card in info:gmatch("[^;]+") do
-        local bname, index, host, mac, ip, dev = card:match("^([^,]+),(%d+),(%d+),([^,]+),([^,]+),([^,]*)$")
-        if not bname then error("bad saved network card: " .. card, 0) end
+function internal.net_restore(vm, cards, made)
+    if type(cards) ~= "table" then error("bad saved network cards: not a list", 0) end
+    for _, card in ipairs(cards) do
+        local c = saved_card(card)
+        local bname, index, host, mac, ip, dev = c.bridge, c.index, c.host, c.mac, c.ip, c.dev
         local b = made[bname]
         if not b then
-            b = provium:bridge(bname, { _index = tonumber(index) })
+            b = provium:bridge(bname, { _index = index })
             made[bname] = b
         end
         local st = net[b]
-        local link = { bridge = b, vm = vm, tap = P.new_tap(), ip = ip, mac = mac,
-                       dev = dev ~= "" and dev or nil, configured = true }
+        local link = { bridge = b, vm = vm, tap = P.new_tap(), ip = ip, mac = mac, dev = dev,
+                       configured = true }
         local ok, err = b:_add_tap(link.tap)
         if not ok then error(err, 0) end
         local added, nerr = vm:_add_nic(link.tap, mac)
         if not added then error(nerr, 0) end
         st.links[vm] = link
         st.order[#st.order + 1] = link
-        st.next_host = math.max(st.next_host, tonumber(host) + 1)
+        st.next_host = math.max(st.next_host, host + 1)
         table.insert(vm_state(vm).links, link)
     end
 end
