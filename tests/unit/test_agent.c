@@ -319,6 +319,16 @@ static void assert_error(const msgpack_object *m, int errnum, const char *name, 
         free(msg);
 }
 
+/* Sends the request begun, and checks that its reply is the error errnum (name) mentioning
+ * needle. */
+static void send_expect_error(Client *c, uint64_t id, int errnum, const char *name,
+                              const char *needle)
+{
+        req_send(c);
+        msgpack_object m = wait_reply(c, id, NULL);
+        assert_error(&m, errnum, name, needle);
+}
+
 /* Reads the next frame and returns its id. */
 static uint64_t next_frame(Client *c, msgpack_object *m)
 {
@@ -391,9 +401,7 @@ static void test_hello(void **state)
 
         req_begin(c, 2, "hello", 1);
         proto_kv_uint(&c->wr, "version", 2);
-        req_send(c);
-        m = wait_reply(c, 2, NULL);
-        assert_error(&m, EPROTONOSUPPORT, "EPROTONOSUPPORT", "hello");
+        send_expect_error(c, 2, EPROTONOSUPPORT, "EPROTONOSUPPORT", "hello");
         client_free(c);
 }
 
@@ -528,16 +536,12 @@ static void test_exec_not_found(void **state)
         proto_key(&c->wr, "argv");
         msgpack_pack_array(&c->wr.pk, 1);
         proto_pack_str(&c->wr, "provium-no-such-command");
-        req_send(c);
-        m = wait_reply(c, 2, NULL);
-        assert_error(&m, ENOENT, "ENOENT", "exec provium-no-such-command: No such file");
+        send_expect_error(c, 2, ENOENT, "ENOENT", "exec provium-no-such-command: No such file");
 
         req_begin(c, 3, "exec", 2);
         proto_kv_str(&c->wr, "cmd", "true");
         proto_kv_str(&c->wr, "cwd", "/provium-no-such-dir");
-        req_send(c);
-        m = wait_reply(c, 3, NULL);
-        assert_error(&m, ENOENT, "ENOENT", "chdir /provium-no-such-dir");
+        send_expect_error(c, 3, ENOENT, "ENOENT", "chdir /provium-no-such-dir");
         client_free(c);
 }
 
@@ -1053,9 +1057,7 @@ static void test_handles(void **state)
         req_begin(c, 10, "fwrite", 2); /* read-only handle */
         proto_kv_uint(&c->wr, "fd", fd2);
         proto_kv_bin(&c->wr, "data", "x", 1);
-        req_send(c);
-        m = wait_reply(c, 10, NULL);
-        assert_error(&m, EBADF, "EBADF", "fwrite");
+        send_expect_error(c, 10, EBADF, "EBADF", "fwrite");
 
         req_begin(c, 11, "close", 1);
         proto_kv_uint(&c->wr, "fd", fd);
@@ -1066,9 +1068,7 @@ static void test_handles(void **state)
         assert_error(&m, EBADF, "EBADF", "fread");
         req_begin(c, 13, "close", 1);
         proto_kv_uint(&c->wr, "fd", fd);
-        req_send(c);
-        m = wait_reply(c, 13, NULL);
-        assert_error(&m, EBADF, "EBADF", "close");
+        send_expect_error(c, 13, EBADF, "EBADF", "close");
 
         _cleanup_free_ char *missing = tmp_path("handle-missing");
         m = open_req(c, 14, missing, "r");
@@ -1081,9 +1081,7 @@ static void test_handles(void **state)
         proto_kv_uint(&c->wr, "fd", fd2);
         proto_kv_str(&c->wr, "whence", "middle");
         proto_kv_int(&c->wr, "offset", 0);
-        req_send(c);
-        m = wait_reply(c, 17, NULL);
-        assert_error(&m, EINVAL, "EINVAL", "whence");
+        send_expect_error(c, 17, EINVAL, "EINVAL", "whence");
         assert_int_equal(chmod(path, 0), 0);
         if (geteuid() != 0) {
                 m = open_req(c, 18, path, "r");
@@ -1196,9 +1194,7 @@ static void test_tail(void **state)
 
         req_begin(c, 4, "tail", 1); /* a directory is still an error */
         proto_kv_str(&c->wr, "path", tmp_root);
-        req_send(c);
-        m = wait_reply(c, 4, NULL);
-        assert_error(&m, EISDIR, "EISDIR", "tail ");
+        send_expect_error(c, 4, EISDIR, "EISDIR", "tail ");
         client_free(c);
 }
 
@@ -1359,30 +1355,22 @@ static void test_syscall(void **state)
         msgpack_pack_array(&c->wr.pk, 7);
         for (int i = 0; i < 7; i++)
                 msgpack_pack_int(&c->wr.pk, 0);
-        req_send(c);
-        m = wait_reply(c, 8, NULL);
-        assert_error(&m, EINVAL, "EINVAL", "args");
+        send_expect_error(c, 8, EINVAL, "EINVAL", "args");
         req_begin(c, 9, "syscall", 2);
         proto_kv_uint(&c->wr, "nr", SYS_getpid);
         proto_key(&c->wr, "args");
         msgpack_pack_array(&c->wr.pk, 1);
         msgpack_pack_map(&c->wr.pk, 1);
         proto_kv_uint(&c->wr, "out", 2 * MIB);
-        req_send(c);
-        m = wait_reply(c, 9, NULL);
-        assert_error(&m, E2BIG, "E2BIG", NULL);
+        send_expect_error(c, 9, E2BIG, "E2BIG", NULL);
         req_begin(c, 10, "syscall", 2);
         proto_kv_uint(&c->wr, "nr", SYS_getpid);
         proto_key(&c->wr, "args");
         msgpack_pack_array(&c->wr.pk, 1);
         proto_pack_str(&c->wr, "str");
-        req_send(c);
-        m = wait_reply(c, 10, NULL);
-        assert_error(&m, EINVAL, "EINVAL", "args");
+        send_expect_error(c, 10, EINVAL, "EINVAL", "args");
         req_begin(c, 11, "syscall", 0);
-        req_send(c);
-        m = wait_reply(c, 11, NULL);
-        assert_error(&m, EINVAL, "EINVAL", "nr");
+        send_expect_error(c, 11, EINVAL, "EINVAL", "nr");
         hello_ok(c, 12);
         client_free(c);
 }
@@ -1504,21 +1492,15 @@ static void test_ioctl(void **state)
         req_begin(c, 7, "ioctl", 2);
         proto_kv_uint(&c->wr, "fd", 999);
         proto_kv_uint(&c->wr, "request", FIONREAD);
-        req_send(c);
-        m = wait_reply(c, 7, NULL);
-        assert_error(&m, EBADF, "EBADF", "ioctl");
+        send_expect_error(c, 7, EBADF, "EBADF", "ioctl");
         _cleanup_free_ char *missing = tmp_path("ioctl-missing");
         req_begin(c, 8, "ioctl", 2);
         proto_kv_str(&c->wr, "path", missing);
         proto_kv_uint(&c->wr, "request", FIONREAD);
-        req_send(c);
-        m = wait_reply(c, 8, NULL);
-        assert_error(&m, ENOENT, "ENOENT", "open ");
+        send_expect_error(c, 8, ENOENT, "ENOENT", "open ");
         req_begin(c, 9, "ioctl", 1);
         proto_kv_uint(&c->wr, "request", FIONREAD);
-        req_send(c);
-        m = wait_reply(c, 9, NULL);
-        assert_error(&m, EINVAL, "EINVAL", NULL);
+        send_expect_error(c, 9, EINVAL, "EINVAL", NULL);
         client_free(c);
 }
 
@@ -1703,11 +1685,9 @@ static void test_spawn_cat(void **state)
         req_begin(c, 6, "proc_write", 2);
         proto_kv_uint(&c->wr, "proc", 1);
         proto_kv_bin(&c->wr, "data", "x", 1);
-        req_send(c);
-        msgpack_object m = wait_reply(c, 6, NULL);
-        assert_error(&m, ESRCH, "ESRCH", "proc_write");
+        send_expect_error(c, 6, ESRCH, "ESRCH", "proc_write");
         send_proc(c, 7, "proc_close_stdin", 99);
-        m = wait_reply(c, 7, NULL);
+        msgpack_object m = wait_reply(c, 7, NULL);
         assert_error(&m, ESRCH, "ESRCH", NULL);
 
         /* a missing program is an error reply, as for exec */
@@ -1715,9 +1695,7 @@ static void test_spawn_cat(void **state)
         proto_key(&c->wr, "argv");
         msgpack_pack_array(&c->wr.pk, 1);
         proto_pack_str(&c->wr, "provium-no-such-command");
-        req_send(c);
-        m = wait_reply(c, 8, NULL);
-        assert_error(&m, ENOENT, "ENOENT", "exec provium-no-such-command");
+        send_expect_error(c, 8, ENOENT, "ENOENT", "exec provium-no-such-command");
         client_free(c);
 }
 
@@ -1743,18 +1721,14 @@ static void test_spawn_signal(void **state)
         req_begin(c, 3, "proc_signal", 2);
         proto_kv_uint(&c->wr, "proc", 1);
         proto_kv_int(&c->wr, "signal", SIGTERM);
-        req_send(c);
-        m = wait_reply(c, 3, NULL);
-        assert_error(&m, ESRCH, "ESRCH", NULL);
+        send_expect_error(c, 3, ESRCH, "ESRCH", NULL);
 
         spawn_cmd(c, 4, "sleep 100");
         wait_started(c, 4);
         req_begin(c, 5, "proc_signal", 2);
         proto_kv_uint(&c->wr, "proc", 4);
         proto_kv_int(&c->wr, "signal", 1000);
-        req_send(c);
-        m = wait_reply(c, 5, NULL);
-        assert_error(&m, EINVAL, "EINVAL", "signal");
+        send_expect_error(c, 5, EINVAL, "EINVAL", "signal");
         client_free(c); /* EOF kills the process */
 }
 
@@ -1822,13 +1796,9 @@ static void test_cancel(void **state)
 
         req_begin(c, 5, "cancel", 1);
         proto_kv_uint(&c->wr, "target", 3);
-        req_send(c);
-        m = wait_reply(c, 5, NULL);
-        assert_error(&m, ESRCH, "ESRCH", "cancel 3");
+        send_expect_error(c, 5, ESRCH, "ESRCH", "cancel 3");
         req_begin(c, 6, "cancel", 0);
-        req_send(c);
-        m = wait_reply(c, 6, NULL);
-        assert_error(&m, EINVAL, "EINVAL", "target");
+        send_expect_error(c, 6, EINVAL, "EINVAL", "target");
         client_free(c);
 }
 
@@ -1863,9 +1833,7 @@ static void test_reset(void **state)
         req_begin(c, 5, "fread", 2);
         proto_kv_uint(&c->wr, "fd", fd);
         proto_kv_uint(&c->wr, "n", 1);
-        req_send(c);
-        m = wait_reply(c, 5, NULL);
-        assert_error(&m, EBADF, "EBADF", NULL);
+        send_expect_error(c, 5, EBADF, "EBADF", NULL);
         client_free(c);
 }
 
@@ -1875,9 +1843,7 @@ static void test_unknown_op(void **state)
 {
         Client *c = client_new();
         req_begin(c, 7, "frobnicate", 0);
-        req_send(c);
-        msgpack_object m = wait_reply(c, 7, NULL);
-        assert_error(&m, ENOSYS, "ENOSYS", "frobnicate");
+        send_expect_error(c, 7, ENOSYS, "ENOSYS", "frobnicate");
         hello_ok(c, 8);
         client_free(c);
 }
@@ -1887,21 +1853,15 @@ static void test_bad_fields(void **state)
         Client *c = client_new();
         req_begin(c, 1, "exec", 1);
         proto_kv_uint(&c->wr, "argv", 5);
-        req_send(c);
-        msgpack_object m = wait_reply(c, 1, NULL);
-        assert_error(&m, EINVAL, "EINVAL", "argv");
+        send_expect_error(c, 1, EINVAL, "EINVAL", "argv");
 
         req_begin(c, 2, "exec", 0);
-        req_send(c);
-        m = wait_reply(c, 2, NULL);
-        assert_error(&m, EINVAL, "EINVAL", "argv");
+        send_expect_error(c, 2, EINVAL, "EINVAL", "argv");
 
         req_begin(c, 3, "exec", 2);
         proto_kv_str(&c->wr, "cmd", "true");
         proto_kv_str(&c->wr, "timeout_ms", "soon");
-        req_send(c);
-        m = wait_reply(c, 3, NULL);
-        assert_error(&m, EINVAL, "EINVAL", "timeout_ms");
+        send_expect_error(c, 3, EINVAL, "EINVAL", "timeout_ms");
 
         req_begin(c, 4, "exec", 2);
         proto_kv_str(&c->wr, "cmd", "true");
@@ -1909,55 +1869,39 @@ static void test_bad_fields(void **state)
         msgpack_pack_map(&c->wr.pk, 1);
         proto_pack_str(&c->wr, "A");
         msgpack_pack_int(&c->wr.pk, 1);
-        req_send(c);
-        m = wait_reply(c, 4, NULL);
-        assert_error(&m, EINVAL, "EINVAL", "env");
+        send_expect_error(c, 4, EINVAL, "EINVAL", "env");
 
         req_begin(c, 5, "read_file", 1);
         proto_kv_uint(&c->wr, "path", 7);
-        req_send(c);
-        m = wait_reply(c, 5, NULL);
-        assert_error(&m, EINVAL, "EINVAL", "path");
+        send_expect_error(c, 5, EINVAL, "EINVAL", "path");
 
         req_begin(c, 6, "stat", 2);
         proto_kv_str(&c->wr, "path", "/");
         proto_kv_str(&c->wr, "follow", "yes");
-        req_send(c);
-        m = wait_reply(c, 6, NULL);
-        assert_error(&m, EINVAL, "EINVAL", "follow");
+        send_expect_error(c, 6, EINVAL, "EINVAL", "follow");
 
         req_begin(c, 7, "mkdir", 2);
         proto_kv_str(&c->wr, "path", "/tmp/x");
         proto_kv_int(&c->wr, "mode", -1);
-        req_send(c);
-        m = wait_reply(c, 7, NULL);
-        assert_error(&m, EINVAL, "EINVAL", "mode");
+        send_expect_error(c, 7, EINVAL, "EINVAL", "mode");
 
         req_begin(c, 8, "write_file", 2);
         proto_kv_str(&c->wr, "path", "/tmp/x");
         proto_kv_uint(&c->wr, "data", 1);
-        req_send(c);
-        m = wait_reply(c, 8, NULL);
-        assert_error(&m, EINVAL, "EINVAL", "data");
+        send_expect_error(c, 8, EINVAL, "EINVAL", "data");
 
         proto_begin(&c->wr, 2); /* op not a string */
         proto_kv_uint(&c->wr, "id", 9);
         proto_kv_uint(&c->wr, "op", 1);
-        req_send(c);
-        m = wait_reply(c, 9, NULL);
-        assert_error(&m, EINVAL, "EINVAL", "op");
+        send_expect_error(c, 9, EINVAL, "EINVAL", "op");
 
         proto_begin(&c->wr, 1); /* no id: answered as id 0 */
         proto_kv_str(&c->wr, "op", "hello");
-        req_send(c);
-        m = wait_reply(c, 0, NULL);
-        assert_error(&m, EINVAL, "EINVAL", "id");
+        send_expect_error(c, 0, EINVAL, "EINVAL", "id");
 
         req_begin(c, 10, "read_file", 1); /* embedded NUL */
         proto_kv_strn(&c->wr, "path", "/etc\0x", 6);
-        req_send(c);
-        m = wait_reply(c, 10, NULL);
-        assert_error(&m, EINVAL, "EINVAL", "path");
+        send_expect_error(c, 10, EINVAL, "EINVAL", "path");
 
         hello_ok(c, 11);
         client_free(c);
