@@ -56,9 +56,9 @@ write(dir .. "/images/greeting.txt", "hello from the host\n")
 -- Whatever tests ran: the recipe's image does not outlive the file.
 st.at_file_end(function() st.sh(provium.executable .. " image rm " .. name) end)
 
--- The recipe as first written, built once by whichever test needs it first (the first test
--- checks that build): {out, code, key}. Each call writes the recipe back as it was, so a test
--- that edits it leaves nothing behind for the next.
+-- The recipe as first written, built by whichever test needs it first (the first test checks
+-- that build): {out, code, key}, until a test removes the image. Each call writes the recipe
+-- back as it was, so a test that edits it leaves nothing behind for the next.
 local first_build
 local function built()
     recipe()
@@ -241,6 +241,7 @@ test("image ls lists the recipe's entries and image rm removes them", function(t
     local out = st.sh(provium.executable .. " image ls")
     t:match(out, pname)
     out = st.sh(provium.executable .. " image rm " .. name)
+    first_build = nil -- gone: the next test that needs it builds it again
     t:match(out, "removed image " .. pname)
     t:eq(entries(), 0)
     t:ok(not st.sh(provium.executable .. " image ls"):find(name, 1, true))
