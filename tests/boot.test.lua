@@ -1,6 +1,8 @@
 -- vm:boot and the console: images, options, failures.
+local vm_a = provium:vm("a") -- booted by the first test; its name is taken for the last one
+
 test("two VMs boot and each has its own guest", function(t)
-    local a = provium:vm("a"):boot()
+    local a = vm_a:boot()
     local b = provium:vm("b"):boot({ memory = "320M" })
     a:write_file("/tmp/who", "a")
     t:error(function() b:read_file("/tmp/who") end, "ENOENT")

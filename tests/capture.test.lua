@@ -9,6 +9,9 @@ local function sh(cmd)
 end
 
 local dir = sh("mktemp -d /tmp/provium-capture-XXXXXX"):gsub("%s+$", "")
+-- dir goes when lua_close finalises this at file end, whichever tests ran (a global, so that
+-- no collection before then finalises it).
+CAPTURE_DIR = setmetatable({}, { __gc = function() sh("rm -rf " .. dir) end })
 local port = math.random(20000, 60000)
 
 local function open(t, name, filter, ifname)
@@ -202,8 +205,4 @@ test("a veth pair: ARP in Ethernet frames; the interface going away ends the cap
         "^[^:]*capture%.test%.lua:%d+: capture on capv1: ")
     t:ok(c:eof(), "ended: " .. err)
     c:close()
-end)
-
-test("cleanup", function(t)
-    sh("rm -rf " .. dir)
 end)

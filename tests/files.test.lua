@@ -1,11 +1,13 @@
 -- vm:read_file, vm:write_file, vm:stat, vm:mkdir and their errors.
-local vm = provium:vm("files")
+local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
+local booted = dofile(here .. "/lib/shared.lua").vm("files")
 
 test("boot", function(t)
-    vm:boot()
+    t:eq(booted():state(), "running")
 end)
 
 test("write, read back, stat", function(t)
+    local vm = booted()
     vm:write_file("/tmp/hello.txt", "hello\n")
     t:eq(vm:read_file("/tmp/hello.txt"), "hello\n")
     local st = vm:stat("/tmp/hello.txt")
@@ -17,12 +19,14 @@ test("write, read back, stat", function(t)
 end)
 
 test("write_file sets the mode exactly", function(t)
+    local vm = booted()
     vm:write_file("/tmp/script.sh", "#!/bin/sh\necho ran\n", { mode = tonumber("750", 8) })
     t:eq(vm:stat("/tmp/script.sh").mode, tonumber("750", 8))
     t:eq(vm:run("/tmp/script.sh"):assert_ok().stdout, "ran\n")
 end)
 
 test("a 3 MiB binary file survives a round trip", function(t)
+    local vm = booted()
     local parts = {}
     for i = 0, 255 do parts[#parts + 1] = string.char(i) end
     local block = table.concat(parts)
@@ -37,12 +41,14 @@ test("a 3 MiB binary file survives a round trip", function(t)
 end)
 
 test("an empty file", function(t)
+    local vm = booted()
     vm:write_file("/tmp/empty", "")
     t:eq(vm:read_file("/tmp/empty"), "")
     t:eq(vm:stat("/tmp/empty").size, 0)
 end)
 
 test("missing files raise ENOENT with the path", function(t)
+    local vm = booted()
     local msg = t:error(function() vm:read_file("/no/such/file") end, "ENOENT")
     t:contains(msg, "/no/such/file")
     t:contains(msg, "vm files")
@@ -52,10 +58,12 @@ test("missing files raise ENOENT with the path", function(t)
 end)
 
 test("reading a directory raises EISDIR", function(t)
+    local vm = booted()
     t:error(function() vm:read_file("/tmp") end, "EISDIR")
 end)
 
 test("mkdir, with and without parents", function(t)
+    local vm = booted()
     vm:mkdir("/tmp/one")
     t:eq(vm:stat("/tmp/one").type, "dir")
     t:eq(vm:stat("/tmp/one").mode, tonumber("755", 8))
@@ -67,7 +75,9 @@ test("mkdir, with and without parents", function(t)
 end)
 
 test("stat tells types apart and can skip symlinks", function(t)
-    vm:run("ln -sf /tmp/hello.txt /tmp/link"):assert_ok()
+    local vm = booted()
+    vm:write_file("/tmp/target.txt", "target\n")
+    vm:run("ln -sf /tmp/target.txt /tmp/link"):assert_ok()
     t:eq(vm:stat("/tmp/link").type, "file")
     t:eq(vm:stat("/tmp/link", { follow = false }).type, "link")
     t:eq(vm:stat("/dev/null").type, "chr")
@@ -75,6 +85,7 @@ test("stat tells types apart and can skip symlinks", function(t)
 end)
 
 test("bad arguments name the method and the argument", function(t)
+    local vm = booted()
     t:error(function() vm:read_file() end, "bad argument #1 to 'read_file'")
     t:error(function() vm:write_file("/tmp/x") end, "bad argument #2 to 'write_file'")
     t:error(function() vm:write_file("/tmp/x", "y", { mode = 99999 }) end, "mode")

@@ -1,9 +1,11 @@
 -- vm:syscall and vm:ioctl: straight into the guest kernel, with byte buffers.
-local vm = provium:vm("layer0")
+local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
+local booted = dofile(here .. "/lib/shared.lua").vm("layer0")
 
-test("boot", function(t) vm:boot() end)
+test("boot", function(t) t:eq(booted():state(), "running") end)
 
 test("getpid runs in the agent, PID 1", function(t)
+    local vm = booted()
     local ret, err = vm:syscall("getpid")
     t:eq(ret, 1)
     t:eq(err, nil)
@@ -11,6 +13,7 @@ test("getpid runs in the agent, PID 1", function(t)
 end)
 
 test("uname fills a buffer", function(t)
+    local vm = booted()
     local u = provium.buffer(6 * 65)
     t:eq(#u, 390)
     local ret = vm:syscall("uname", u)
@@ -21,6 +24,7 @@ test("uname fills a buffer", function(t)
 end)
 
 test("a failing syscall returns -1 and the errno", function(t)
+    local vm = booted()
     local ret, err, num = vm:syscall("openat", -100, "/no/such/file", 0)
     t:eq(ret, -1)
     t:eq(err, "ENOENT")
@@ -28,6 +32,7 @@ test("a failing syscall returns -1 and the errno", function(t)
 end)
 
 test("string arguments go in, buffers come back", function(t)
+    local vm = booted()
     vm:write_file("/tmp/sys.txt", "0123456789")
     local fd = vm:syscall("openat", -100, "/tmp/sys.txt", 0)
     t:ok(fd >= 0, "openat gave fd " .. fd)
@@ -38,6 +43,7 @@ test("string arguments go in, buffers come back", function(t)
 end)
 
 test("a real ioctl on a device: set and read back a pty's window size", function(t)
+    local vm = booted()
     local pty = vm:open("/dev/ptmx", "r+")
     local ws = provium.buffer(8)
     ws:set(0, string.pack("<I2I2I2I2", 24, 80, 0, 0))
@@ -55,6 +61,7 @@ test("a real ioctl on a device: set and read back a pty's window size", function
 end)
 
 test("bad input is named", function(t)
+    local vm = booted()
     t:error(function() vm:syscall("no_such_syscall") end, "unknown syscall 'no_such_syscall'")
     t:error(function() vm:syscall("exit", 0) end, "EPERM")
     t:error(function() vm:syscall("getpid", {}) end, "bad argument #2 to 'syscall'")

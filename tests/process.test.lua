@@ -1,9 +1,11 @@
 -- vm:run_async: processes that run while the test goes on, and the stream interface.
-local vm = provium:vm("proc")
+local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
+local booted = dofile(here .. "/lib/shared.lua").vm("proc")
 
-test("boot", function(t) vm:boot() end)
+test("boot", function(t) t:eq(booted():state(), "running") end)
 
 test("output streams while the process runs", function(t)
+    local vm = booted()
     local p = vm:run_async("echo first; sleep 2; echo second; exit 4")
     t:ok(p:pid() > 1, "a guest pid")
     t:eq(p:stdout():read_until("\n", 10), "first\n")
@@ -16,6 +18,7 @@ test("output streams while the process runs", function(t)
 end)
 
 test("stdin: write, then close", function(t)
+    local vm = booted()
     local p = vm:run_async("cat; echo done >&2")
     p:write("hello\n")
     t:eq(p:stdout():expect("hello\n", 10), "hello\n")
@@ -27,6 +30,7 @@ test("stdin: write, then close", function(t)
 end)
 
 test("signals by name and number, and kill", function(t)
+    local vm = booted()
     local a = vm:run_async("sleep 100")
     a:signal("TERM")
     t:eq(a:wait(10).signal, 15)
@@ -42,6 +46,7 @@ test("signals by name and number, and kill", function(t)
 end)
 
 test("wait with a timeout raises and leaves the process running", function(t)
+    local vm = booted()
     local p = vm:run_async("sleep 100")
     t:error(function() p:wait(0.3) end, "still running after 0.3 s")
     t:ok(p:running())
@@ -50,6 +55,7 @@ test("wait with a timeout raises and leaves the process running", function(t)
 end)
 
 test("fifty processes at once", function(t)
+    local vm = booted()
     local ps = {}
     for i = 1, 50 do ps[i] = vm:run_async("sleep 1; echo " .. i) end
     for i = 1, 50 do
@@ -59,12 +65,14 @@ test("fifty processes at once", function(t)
 end)
 
 test("a command that cannot start is an error at run_async", function(t)
+    local vm = booted()
     t:error(function() vm:run_async({ "/no/such/program" }) end, "ENOENT")
     t:error(function() vm:run_async("true", { stdin = "x" }) end, "stdin")
     t:error(function() vm:run_async(7) end, "bad argument #1 to 'run_async'")
 end)
 
 test("the stream interface: next, read_until, expect, drain, eof, close", function(t)
+    local vm = booted()
     local p = vm:run_async("echo a; echo b; echo c; sleep 1; echo d")
     local out = p:stdout()
     t:eq(out:read_until("b\n", 10), "a\nb\n")

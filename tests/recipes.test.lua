@@ -1,12 +1,19 @@
 -- Image recipes: tests/images/redis.lua adds Debian's redis-server to the default image. The
 -- server runs in one VM, the client in another, over a bridge.
+local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
+local shared = dofile(here .. "/lib/shared.lua")
+
 local lan = provium:bridge("lan")
 local server = provium:vm("server", "redis")
 local client = provium:vm("client", "redis")
 lan:attach({ server, client })
-provium:parallel(function() server:boot() end, function() client:boot() end)
+-- Both booted at once, by whichever test needs them first.
+local booted = shared.once(function()
+    provium:parallel(function() server:boot() end, function() client:boot() end)
+end)
 
 test("the recipe's packages, files, users and /etc basics are in the guest", function(t)
+    booted()
     t:match(server:run("redis-server --version"):assert_ok().stdout, "Redis server v=7")
     t:match(server:read_file("/etc/redis/provium.conf"), "\nbind 0.0.0.0\n")
     t:eq(server:read_file("/etc/motd"), "Provium's redis image\n")
@@ -18,6 +25,7 @@ test("the recipe's packages, files, users and /etc basics are in the guest", fun
 end)
 
 test("redis-server starts, is waited for, and answers a client on another VM", function(t)
+    booted()
     local redis = server:run_async("redis-server /etc/redis/provium.conf")
     server:wait_for_port(6379, 30)
     t:eq(client:run("redis-cli -h server.lan ping"):assert_ok().stdout, "PONG\n")
@@ -30,6 +38,7 @@ test("redis-server starts, is waited for, and answers a client on another VM", f
 end)
 
 test("the guest's root is writable without touching the image", function(t)
+    booted()
     server:write_file("/usr/share/provium-test", "written\n")
     t:eq(server:read_file("/usr/share/provium-test"), "written\n")
     t:eq(client:run("test -e /usr/share/provium-test").code, 1, "the other VM does not see it")

@@ -1,5 +1,7 @@
 -- provium.reset_between_tests: every VM of the file is put back to its state at the start of
--- the file before each test.
+-- the file before each test. Its VM boots at the top level on purpose, the one file in tests/
+-- that does: the VMs running when the first test starts are what every test is reset to, so
+-- this file boots it even when -k selects none of its tests.
 provium.reset_between_tests = true
 local vm = provium:vm("reset"):boot()
 vm:write_file("/root/at-start", "yes")
@@ -21,6 +23,7 @@ test("a VM made by a test ...", function(t)
 end)
 
 test("... is stopped before the next", function(t)
-    t:eq(extra:state(), "exited")
     t:eq(vm:run("echo fine").stdout, "fine\n")
+    if not extra then t:skip("what it checks happens after the test above, which did not run") end
+    t:eq(extra:state(), "exited")
 end)

@@ -1,7 +1,9 @@
 -- vm:snapshot and vm:restore: time travel within a test.
-local vm = provium:vm("snap"):boot()
+local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
+local booted = dofile(here .. "/lib/shared.lua").vm("snap")
 
 test("snapshot, change a file, restore: the change is gone", function(t)
+    local vm = booted()
     vm:write_file("/tmp/kept", "before")
     local snap = vm:snapshot("clean")
     t:eq(tostring(snap), "Snapshot(snap, clean)")
@@ -18,6 +20,7 @@ test("snapshot, change a file, restore: the change is gone", function(t)
 end)
 
 test("a restored VM can be snapshotted and restored again", function(t)
+    local vm = booted()
     vm:write_file("/tmp/gen", "1")
     local one = vm:snapshot()
     vm:restore(one) -- the VM now runs on a copy-on-write mapping of one's RAM
@@ -32,6 +35,7 @@ test("a restored VM can be snapshotted and restored again", function(t)
 end)
 
 test("processes and files made before a restore say so", function(t)
+    local vm = booted()
     local snap = vm:snapshot()
     local p = vm:run_async("sleep 60")
     local f = vm:open("/tmp/handle", "w")
@@ -42,6 +46,7 @@ test("processes and files made before a restore say so", function(t)
 end)
 
 test("workers can be spawned again after a restore", function(t)
+    local vm = booted()
     local snap = vm:snapshot()
     local w = vm:spawn_worker()
     t:eq(w:run("echo w").stdout, "w\n")
@@ -52,6 +57,7 @@ test("workers can be spawned again after a restore", function(t)
 end)
 
 test("a VM can be restored after a power loss", function(t)
+    local vm = booted()
     vm:write_file("/tmp/power", "on")
     local snap = vm:snapshot()
     vm:kill()
@@ -62,6 +68,7 @@ test("a VM can be restored after a power loss", function(t)
 end)
 
 test("restoring another VM's snapshot is a clear error", function(t)
+    local vm = booted()
     local other = provium:vm("other"):boot()
     local snap = other:snapshot("theirs")
     t:error(function() vm:restore(snap) end,
@@ -71,6 +78,7 @@ test("restoring another VM's snapshot is a clear error", function(t)
 end)
 
 test("a paused VM cannot be snapshotted until resumed", function(t)
+    local vm = booted()
     vm:pause()
     t:error(function() vm:snapshot() end, "the VM is paused %(resume it first%)")
     vm:resume()

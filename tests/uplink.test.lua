@@ -36,13 +36,34 @@ local function host_state()
     }
 end
 
-local dir = st.sh("mktemp -d /tmp/provium-uplink-XXXXXX"):gsub("%s+$", "")
+-- What the host-side servers serve.
+local dir = st.tmpdir("uplink")
+do
+    local f = assert(io.open(dir .. "/hello.txt", "w"))
+    f:write("hello from the host\n")
+    f:close()
+end
 local PORT = 8000 -- the host address is this uplink's own: no other server can hold it
 
 local lan = provium:bridge("lan")
-local a = provium:vm("a"):boot()
-lan:attach(a) -- before the uplink: it gets its route when the uplink comes
-local up, before
+local a = provium:vm("a")
+
+-- lan's uplink, made by whichever test needs it first, after a has booted and joined lan (a
+-- gets its route when the uplink comes), with the host's namespace just before and after it:
+-- {up, before, after}. A test that removes it sets made to nil, and the next call makes anew.
+local made
+local function uplink()
+    if not made then
+        if a:state() == "defined" then
+            a:boot()
+            lan:attach(a)
+        end
+        local before = host_state()
+        local up = lan:uplink()
+        made = { up = up, before = before, after = host_state() }
+    end
+    return made.up
+end
 
 -- A host-side HTTP server in the uplink's host namespace, serving dir; returns its pid. timeout
 -- bounds it should this file die before stopping it.
@@ -60,8 +81,8 @@ local function fetch(vm, u, path)
 end
 
 test("an uplink adds its veth end and that end's /30 to the host's namespace, nothing else", function(t)
-    before = host_state()
-    up = lan:uplink()
+    local up = uplink()
+    local before = made.before
     t:eq(lan:uplink(), up, "one uplink per bridge")
     t:eq(up.gateway, "10.77.1.1")
     local p = up.host_ip:match("^100%.(%d+)%.%d+%.%d+$")
@@ -71,7 +92,7 @@ test("an uplink adds its veth end and that end's /30 to the host's namespace, no
     local ifname = up.handle:host_ifname()
     t:match(ifname, "^pvh%d+_%d+$")
 
-    local after = host_state()
+    local after = made.after
     local addrs = added(before.addr, after.addr)
     t:eq(#addrs, 1, "one new address: " .. table.concat(addrs, " | "))
     t:match(addrs[1] or "", "^%d+: " .. ifname .. "%s+inet " .. up.host_ip:gsub("%.", "%%.") .. "/30 ")
@@ -96,9 +117,7 @@ test("an uplink adds its veth end and that end's /30 to the host's namespace, no
 end)
 
 test("a guest fetches a file from a server on the host side, seen as the uplink's address", function(t)
-    local f = assert(io.open(dir .. "/hello.txt", "w"))
-    f:write("hello from the host\n")
-    f:close()
+    local up = uplink()
     local pid = serve(up, dir)
     t:match(a:run("ip route"):assert_ok().stdout, "default via 10%.77%.1%.1 ")
     local r = fetch(a, up, "hello.txt")
@@ -109,6 +128,7 @@ test("a guest fetches a file from a server on the host side, seen as the uplink'
 end)
 
 test("a VM attached after the uplink gets its route too; nothing beyond the host end is routed", function(t)
+    local up = uplink()
     local b = provium:vm("b"):boot()
     lan:attach(b)
     t:match(b:run("ip route"):assert_ok().stdout, "default via 10%.77%.1%.1 ")
@@ -125,6 +145,7 @@ test("a VM attached after the uplink gets its route too; nothing beyond the host
 end)
 
 test("each bridge's uplink has its own /30; bridge:remove() takes it away", function(t)
+    local up = uplink()
     local side = provium:bridge("side")
     local up2 = side:uplink()
     t:eq(up2.gateway, "10.77.2.1")
@@ -202,13 +223,14 @@ test("nothing is left in the host's namespace after a file ends, or after its ru
 end)
 
 test("uplink:remove() deletes it now; the bridge can have a new one", function(t)
+    local up = uplink()
     local ifname = up.handle:host_ifname()
     up:remove()
+    made = nil
     local out, code = in_host("ip -o link show dev " .. ifname)
     t:ne(code, 0, "the host end is gone: " .. out)
-    local again = lan:uplink()
+    local again = uplink()
     t:match(again.host_ip or "", "^%d+%.%d+%.%d+%.%d+$", "a new uplink with an address")
     local out2, code2 = in_host("ip -o link show dev " .. again.handle:host_ifname())
     t:eq(code2, 0, "its host end exists: " .. out2)
-    st.sh("rm -rf " .. dir)
 end)

@@ -11,7 +11,11 @@ typedef struct CliOptions {
         double op_timeout_s;   /* default per guest operation */
         double boot_timeout_s; /* default per boot */
         bool verbose;
+        const char **filters; /* -k PATTERN...: run only tests whose "FILE: name" contains one */
+        int nfilters;         /* at most CLI_MAX_FILTERS */
 } CliOptions;
+
+#define CLI_MAX_FILTERS 64
 
 /* dispatcher.c: runs every *.test.lua under paths, one child process per file. Returns the
  * process exit status (0 when nothing failed). */
@@ -24,6 +28,8 @@ int file_runner_main(int argc, char **argv);
 
 /* reporter.c: the terminal summary, a sink on the event bus. */
 void reporter_start(bool verbose);
+/* Tests reported so far, whatever their outcome (a crashed file counts as one). */
+unsigned reporter_total(void);
 /* Prints the final line "N passed, N failed, N skipped"; returns the number failed. */
 unsigned reporter_finish(void);
 /* Counts a file that ended without reporting (crashed runner) as one failure. */

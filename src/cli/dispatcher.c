@@ -261,8 +261,10 @@ static int spawn_child(Dispatcher *d, const char *file, size_t index)
         snprintf(tt, sizeof tt, "%g", d->o->test_timeout_s);
         snprintf(ot, sizeof ot, "%g", d->o->op_timeout_s);
         snprintf(bt, sizeof bt, "%g", d->o->boot_timeout_s);
-        char *args[] = {d->self, "__run-file", c->file, c->run_dir, (char *) d->accel,
-                        tt,      ot,           bt,      NULL};
+        char *args[8 + CLI_MAX_FILTERS + 1] = {d->self,           "__run-file", c->file, c->run_dir,
+                                               (char *) d->accel, tt,           ot,      bt};
+        for (int i = 0; i < d->o->nfilters; i++)
+                args[8 + i] = (char *) d->o->filters[i];
         uv_pipe_init(d->loop, &c->events, 0);
         c->events.data = c;
         uv_stdio_container_t stdio[4] = {
@@ -329,6 +331,18 @@ static void close_walk(uv_handle_t *h, void *arg)
 {
         if (!uv_is_closing(h))
                 uv_close(h, NULL);
+}
+
+/* -k that selected nothing anywhere: said, naming the patterns, and a failed run. */
+static bool say_no_match(const CliOptions *o)
+{
+        if (o->nfilters == 0 || reporter_total() > 0)
+                return false;
+        fprintf(stderr, "provium: no test matches");
+        for (int i = 0; i < o->nfilters; i++)
+                fprintf(stderr, " -k '%s'", o->filters[i]);
+        fprintf(stderr, "\n");
+        return true;
 }
 
 /* Where the runners' directories go: sockets, and guest RAM files, which belong in memory
@@ -405,8 +419,9 @@ int dispatcher_run(const CliOptions *o, char **paths, int npaths)
                 uv_run(d.loop, UV_RUN_DEFAULT);
                 (void) uv_loop_close(d.loop);
                 rm_tree(d.run_root);
+                bool no_match = !d.interrupted && say_no_match(o);
                 unsigned failed = reporter_finish();
-                status = d.interrupted ? 130 : failed ? 1 : 0;
+                status = d.interrupted ? 130 : failed || no_match ? 1 : 0;
         }
         if (events_file)
                 fclose(events_file);

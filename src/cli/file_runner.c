@@ -1,7 +1,8 @@
 /* file_runner.c: the child process that runs one test file: a Lua state, a libuv loop, and
  * events written as frames to fd 3 for the dispatcher.
  *
- * argv: __run-file FILE RUN_DIR ACCEL TEST_TIMEOUT OP_TIMEOUT BOOT_TIMEOUT
+ * argv: __run-file FILE RUN_DIR ACCEL TEST_TIMEOUT OP_TIMEOUT BOOT_TIMEOUT [PATTERN...]
+ * (the -k patterns)
  */
 #include <errno.h>
 #include <limits.h>
@@ -134,7 +135,7 @@ static void add_image_path(const char *file)
 
 int file_runner_main(int argc, char **argv)
 {
-        if (argc != 7) {
+        if (argc < 7) {
                 fprintf(stderr, "provium: __run-file is internal to the dispatcher\n");
                 return 2;
         }
@@ -157,6 +158,8 @@ int file_runner_main(int argc, char **argv)
             .test_timeout_s = atof(argv[4]),
             .op_timeout_s = atof(argv[5]),
             .boot_timeout_s = atof(argv[6]),
+            .filters = (const char **) argv + 7,
+            .nfilters = argc - 7,
         };
         lua_State *L = luaL_newstate();
         if (!L)

@@ -29,6 +29,8 @@ static void usage(FILE *f)
                 "                         booted under it; the verdict is cached: provium doctor)\n"
                 "  --events FILE          write every event as msgpack to FILE\n"
                 "  -j, --jobs N           files run at once (default 1)\n"
+                "  -k PATTERN             run only the tests whose \"FILE: name\" (as reported)\n"
+                "                         contains PATTERN, plain text; repeat for any of several\n"
                 "  --test-timeout S       fail a test after S seconds (default 600)\n"
                 "  --op-timeout S         default timeout of a guest operation (default 60)\n"
                 "  --boot-timeout S       default timeout of vm:boot (default 120)\n"
@@ -48,13 +50,16 @@ static int parse_seconds(const char *opt, const char *s, double *ret)
         return 0;
 }
 
+static const char *filters[CLI_MAX_FILTERS]; /* -k patterns: pointers into argv */
+
 static int cmd_run(int argc, char **argv)
 {
         CliOptions o = {.accel = "auto",
                         .jobs = 1,
                         .test_timeout_s = 600,
                         .op_timeout_s = 60,
-                        .boot_timeout_s = 120};
+                        .boot_timeout_s = 120,
+                        .filters = filters};
         static const struct option longopts[] = {
             {"accel", required_argument, NULL, 'a'},
             {"events", required_argument, NULL, 'e'},
@@ -68,7 +73,7 @@ static int cmd_run(int argc, char **argv)
         };
         int c;
         optind = 1;
-        while ((c = getopt_long(argc, argv, "j:vh", longopts, NULL)) != -1) {
+        while ((c = getopt_long(argc, argv, "j:k:vh", longopts, NULL)) != -1) {
                 switch (c) {
                 case 'a':
                         if (strcmp(optarg, "auto") != 0 && strcmp(optarg, "kvm") != 0 &&
@@ -94,6 +99,14 @@ static int cmd_run(int argc, char **argv)
                         o.jobs = (unsigned) j;
                         break;
                 }
+                case 'k':
+                        if (o.nfilters == CLI_MAX_FILTERS) {
+                                fprintf(stderr, "provium: -k: at most %d patterns\n",
+                                        CLI_MAX_FILTERS);
+                                return 2;
+                        }
+                        filters[o.nfilters++] = optarg;
+                        break;
                 case 'T':
                         if (parse_seconds("--test-timeout", optarg, &o.test_timeout_s) < 0)
                                 return 2;

@@ -112,6 +112,11 @@ void reporter_file_crashed(const char *file, const char *why)
         fflush(stdout);
 }
 
+unsigned reporter_total(void)
+{
+        return rep.passed + rep.failed + rep.skipped;
+}
+
 unsigned reporter_finish(void)
 {
         printf("%u passed, %u failed, %u skipped\n", rep.passed, rep.failed, rep.skipped);

@@ -12,6 +12,20 @@ return function(here)
         return out:gsub("exit=%d+\n$", ""), code
     end
 
+    -- Runs fn when the file's Lua state closes, after the last test that ran, whichever tests
+    -- ran and in whatever order (its finaliser: st stays reachable while a test uses it).
+    local at_end = {}
+    function st.at_file_end(fn)
+        at_end[#at_end + 1] = setmetatable({}, { __gc = fn })
+    end
+
+    -- A fresh directory /tmp/provium-<what>-XXXXXX, removed at the end of the file.
+    function st.tmpdir(what)
+        local dir = st.sh("mktemp -d /tmp/provium-" .. what .. "-XXXXXX"):gsub("%s+$", "")
+        st.at_file_end(function() st.sh("rm -rf " .. dir) end)
+        return dir
+    end
+
     -- Copies files of tests/fixtures into a fresh directory as *.test.lua and returns it.
     -- "name" copies name.lua as name.test.lua; "name:as" copies it as as.test.lua.
     function st.workdir(...)

@@ -562,6 +562,26 @@ static void run_one_test(Runtime *rt, int index)
         free(name);
 }
 
+/* -k: a test runs when its "FILE: name", as its report line shows it, contains one of the
+ * patterns (plain text, not a Lua pattern). */
+static bool test_selected(Runtime *rt, int index)
+{
+        if (rt->cfg.nfilters == 0)
+                return true;
+        lua_State *L = rt->L;
+        lua_getfield(L, LUA_REGISTRYINDEX, INTERNAL_KEY);
+        lua_getfield(L, -1, "tests");
+        lua_rawgeti(L, -1, index);
+        lua_getfield(L, -1, "name");
+        const char *name = lua_tostring(L, -1);
+        const char *full = lua_pushfstring(L, "%s: %s", rt->cfg.file, name ? name : "?");
+        bool hit = false;
+        for (int i = 0; i < rt->cfg.nfilters && !hit; i++)
+                hit = strstr(full, rt->cfg.filters[i]) != NULL;
+        lua_pop(L, 5);
+        return hit;
+}
+
 static int test_count(Runtime *rt)
 {
         lua_getfield(rt->L, LUA_REGISTRYINDEX, INTERNAL_KEY);
@@ -590,7 +610,8 @@ int runtime_run_file(Runtime *rt)
         if (run_chunk(rt)) {
                 int n = test_count(rt);
                 for (int i = 1; i <= n; i++)
-                        run_one_test(rt, i);
+                        if (test_selected(rt, i))
+                                run_one_test(rt, i);
         }
         emit_file("file.end", rt, 1);
         return (int) rt->failed;

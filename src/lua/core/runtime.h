@@ -17,6 +17,8 @@ typedef struct RuntimeConfig {
         double test_timeout_s; /* per test; 0: none */
         double op_timeout_s;   /* default for guest operations */
         double boot_timeout_s; /* default for vm:boot */
+        const char **filters;  /* -k: run only tests whose "FILE: name" contains one */
+        int nfilters;          /* 0: run every test */
 } RuntimeConfig;
 
 typedef struct Runtime Runtime;
@@ -61,8 +63,8 @@ void runtime_abort_test(Runtime *rt, const char *msg);
  * all have returned; returns true, or nil and the first error (the others are abandoned). */
 int runtime_parallel(lua_State *L);
 
-/* Runs the loaded chunk on top of L's stack, then every registered test. Returns the number
- * of failed tests (a file-level error counts as one). */
+/* Runs the loaded chunk on top of L's stack, then every registered test that cfg's filters
+ * select. Returns the number of failed tests (a file-level error counts as one). */
 int runtime_run_file(Runtime *rt);
 /* Async-signal-safe: notes that signal signo arrived. Lua code that is busy (never yields to
  * the loop) is stopped by a count hook that checks this; runtime_interrupt does the rest. */
