@@ -52,12 +52,13 @@ static bool reusable(const AccelVerdict *v)
 int accel_probe_store(const char *self, const AccelProbeTarget *t, const char *key, bool reuse,
                       bool *ret_probed, bool *ret_stored, AccelVerdict *ret_v)
 {
-        int lock = key ? accel_lock() : -ENOENT;
+        CacheLock lock = {.fd = -1};
+        if (key)
+                (void) accel_lock(&lock); /* without it, a concurrent run may probe too */
         AccelVerdict v;
         *ret_probed = *ret_stored = false;
         if (reuse && key && accel_verdict_load(key, &v) == 0 && reusable(&v)) {
-                if (lock >= 0)
-                        (void) close(lock);
+                cachedir_lock_release(&lock);
                 *ret_stored = true;
                 *ret_v = v;
                 return 0;
@@ -74,8 +75,7 @@ int accel_probe_store(const char *self, const AccelProbeTarget *t, const char *k
                 *ret_stored = s == 0;
                 *ret_v = v;
         }
-        if (lock >= 0)
-                (void) close(lock);
+        cachedir_lock_release(&lock);
         return r;
 }
 

@@ -3,6 +3,8 @@
  * boot, QEMU and kernel (accel_cache.c); accel.c holds the policy and what the run says. */
 #pragma once
 
+#include "cachedir.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -66,9 +68,10 @@ int accel_verdict_store(const AccelVerdict *v);
 /* Where verdicts live ($CACHE/accel), or NULL when the cache directory is unusable. */
 const char *accel_cache_dir(void);
 
-/* An exclusive lock on the probe, so that concurrent runs probe once. Returns an fd to close,
- * or -errno. Prints one line when it has to wait. */
-int accel_lock(void);
+/* Takes the probe's lock ($CACHE/accel/probe.lock, cachedir.h's protocol), so that
+ * concurrent runs probe once: 0 with *ret held (release it with cachedir_lock_release), or
+ * -errno. Prints one line when it has to wait. */
+int accel_lock(CacheLock *ret);
 
 /* ---- the policy (accel.c) ---- */
 

@@ -89,6 +89,11 @@ CacheDirKind cachedir_parse(const char *file, CacheDirItem *it, long *ret_pid)
         return strcmp(suffix, ".lock") == 0 ? CACHEDIR_LOCK : CACHEDIR_SIDE;
 }
 
+char *cachedir_entry_path(const char *root, const char *name, const char *key, const char *suffix)
+{
+        return xasprintf("%s/%s-%s%s", root, name, key, suffix);
+}
+
 /* ---- the area's root ---- */
 
 int cachedir_root(const char *area, bool create, char **ret)
@@ -373,7 +378,7 @@ static int remove_side_files(const char *root, const char *name, const char *key
 
 int cachedir_clear_entry(const char *root, const char *name, const char *key, uint64_t *ret_bytes)
 {
-        char *stem = xasprintf("%s-%s", name, key), *dir = xasprintf("%s/%s-%s", root, name, key);
+        char *stem = xasprintf("%s-%s", name, key), *dir = cachedir_entry_path(root, name, key, "");
         CacheLock lock = {.fd = -1};
         uint64_t bytes = 0;
         struct stat sb;

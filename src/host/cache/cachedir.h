@@ -56,6 +56,10 @@ bool cachedir_key_valid(const char *key);
  * for STAGING. */
 CacheDirKind cachedir_parse(const char *file, CacheDirItem *it, long *ret_pid);
 
+/* <root>/<name>-<key><suffix> (suffix "" for the entry itself, ".log" for a side file...), or
+ * NULL without memory. */
+char *cachedir_entry_path(const char *root, const char *name, const char *key, const char *suffix);
+
 /* $CACHE/<area>, created (with $CACHE) when create is set. Returns 0 with *ret (free it), or
  * -errno: *ret is then NULL when $CACHE itself is unusable (paths_cache_dir_wanted() names
  * it), else the area's path that could not be created (free it). */

@@ -112,7 +112,7 @@ static int build_lock(const char *root, const char *name, const char *key, Fixtu
         b->key = strdup(key);
         b->root = strdup(root);
         b->dir = xasprintf("%s/.%s-%s.tmp-%ld", root, name, key, (long) getpid());
-        b->entry_dir = xasprintf("%s/%s-%s", root, name, key);
+        b->entry_dir = cachedir_entry_path(root, name, key, "");
         if (!b->name || !b->key || !b->root || !b->dir || !b->entry_dir ||
             cachedir_lock_init(&b->lock, root, strrchr(b->entry_dir, '/') + 1) < 0)
                 goto nomem;
@@ -188,7 +188,7 @@ int fixture_cache_open(const char *name, const char *key, FixtureEntry **ret_ent
         r = fixtures_root(what, true, &root, err, errlen);
         if (r < 0)
                 return r;
-        dir = xasprintf("%s/%s-%s", root, name, key);
+        dir = cachedir_entry_path(root, name, key, "");
         if (!dir) {
                 r = -ENOMEM;
                 goto out;
@@ -506,7 +506,7 @@ void fixture_cache_list_free(FixtureEntry **v, size_t n)
 /* The entry it of root for ls: parsed, not validated. NULL only without memory. */
 static FixtureEntry *list_one(const char *root, const CacheDirItem *it)
 {
-        char *dir = xasprintf("%s/%s-%s", root, it->name, it->key);
+        char *dir = cachedir_entry_path(root, it->name, it->key, "");
         FixtureEntry *e = dir ? fixture__entry_new(it->name, it->key, dir) : NULL;
 
         free(dir);

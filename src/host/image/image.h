@@ -50,6 +50,12 @@ int image_build(const char *name, bool force, Image **ret, char *err, size_t err
 int image_list(Image ***ret, size_t *ret_n);
 Image **image_list_free(Image **images, size_t n);
 
+/* Removes built image img (from image_list) from the cache, under its lock taken without
+ * waiting, with its build log and spec (cachedir_clear_entry). *ret_bytes (may be NULL) gets
+ * the disk space it took. Returns 1 when removed, 0 when it was already gone, -EWOULDBLOCK
+ * while a build holds its lock, -EINVAL for an image without a key, or -errno. */
+int image_remove(const Image *img, uint64_t *ret_bytes);
+
 /* A copy of img (all its strings), or NULL on ENOMEM. */
 Image *image_dup(const Image *img);
 
