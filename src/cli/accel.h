@@ -89,14 +89,16 @@ typedef struct AccelChoice {
         bool against_kvm;  /* why is about KVM (the probe's verdict, /dev/kvm not opening),
                             * not a local failure to probe */
         char why[600];     /* when KVM was wanted and is not used (or, for kvm, not usable) */
+        bool kvm_unusable; /* --accel kvm and KVM cannot run the kernel: the runners are told
+                            * why, and their boots of it fail at once */
 } AccelChoice;
 
 /* Resolves --accel want ("auto", "kvm" or "tcg") for a run that boots img (may be NULL when
  * the default image could not be resolved). Says once on stderr why KVM is not used (and
  * when a probe could not use the cache, or waits for another's), emits an accel.choose
  * event. With want "kvm" and a KVM that does not run the kernel, the choice is still "kvm"
- * and $PROVIUM_KVM_UNUSABLE carries the reason to the file runners, whose boots then fail at
- * once; when the probe itself could not run, KVM is used as asked. Returns 0, or -EINVAL for
+ * and kvm_unusable is set: the dispatcher hands why to the file runners, whose boots then fail
+ * at once; when the probe itself could not run, KVM is used as asked. Returns 0, or -EINVAL for
  * a bad want (after saying so). */
 int accel_choose(const char *want, const char *self, const Image *img, bool verbose,
                  AccelChoice *ret);

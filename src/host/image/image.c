@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "cachedir.h"
+#include "env.h"
 #include "image_internal.h"
 #include "keyhash.h"
 #include "paths.h"
@@ -405,9 +406,7 @@ int image_resolve(const char *name, const ImageOptions *opts, Image **ret, char 
         }
         /* The dispatcher resolved it a moment ago: skip recomputing the key (it runs the
          * recipe script) in every runner and every boot. */
-        char var[128];
-        snprintf(var, sizeof var, "PROVIUM_IMAGE_DIR_%s", name);
-        const char *dir = getenv(var);
+        const char *dir = strcmp(name, "default") == 0 ? env_get()->default_image_dir : NULL;
         const char *base = dir ? strrchr(dir, '/') : NULL;
         size_t nlen = strlen(name);
         if (base && strncmp(base + 1, name, nlen) == 0 && base[1 + nlen] == '-' &&
