@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -345,6 +346,13 @@ static void close_walk(uv_handle_t *h, void *arg)
                 uv_close(h, NULL);
 }
 
+static void *ask_qemu_version(void *unused)
+{
+        static char err[512];
+
+        return (void *) qemu_version(err, sizeof err);
+}
+
 /* The runners' environment: ours, and where the host's network namespace is (netns.h). */
 static int child_env_init(Dispatcher *d)
 {
@@ -424,6 +432,11 @@ int dispatcher_run(const CliOptions *o, char **paths, int npaths)
         int status = 0;
         if (d.files.n == 0)
                 fprintf(stderr, "provium: no *.test.lua files found\n");
+        /* QEMU's version, once for the run and on a thread (it takes ~0.1 s) while the default
+         * image is resolved and KVM probed: runners never run it on their loops. */
+        pthread_t version_thread;
+        bool asking =
+            d.files.n > 0 && pthread_create(&version_thread, NULL, ask_qemu_version, NULL) == 0;
         /* Build the default image once, here, rather than in every runner at the same time;
          * the KVM probe boots its kernel. */
         char err[4096];
@@ -438,10 +451,12 @@ int dispatcher_run(const CliOptions *o, char **paths, int npaths)
         char *image_dir = img ? strdup(img->dir) : NULL;
         d.image_dir = image_dir ? image_dir : "";
         img = image_free(img);
-        /* Once for the run, before the loop: runners never run it on theirs. A failure is
-         * the runners' to report, when a fixture needs the version. */
-        const char *qv = d.files.n > 0 ? qemu_version(err, sizeof err) : NULL;
-        d.qemu_version = qv ? qv : "";
+        void *qv = NULL;
+        if (asking)
+                (void) pthread_join(version_thread, &qv);
+        else if (d.files.n > 0)
+                qv = ask_qemu_version(NULL);
+        d.qemu_version = qv ? qv : ""; /* a failure is a runner's to report, if it needs it */
         if (status == 0 && d.files.n > 0 && child_env_init(&d) < 0) {
                 fprintf(stderr, "provium: %s\n", strerror(ENOMEM));
                 status = 2;

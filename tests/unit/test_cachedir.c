@@ -23,17 +23,14 @@
 
 static char tmp[64], root[128], outside[128];
 
-static const char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
-static const char *fmt(const char *f, ...)
+/* dir/name, in one of four rotating buffers. */
+static const char *join(const char *dir, const char *name)
 {
-        static char bufs[8][512];
-        static int i;
-        char *b = bufs[i++ % 8];
-        va_list ap;
+        static char bufs[4][512];
+        static unsigned i;
+        char *b = bufs[i++ % 4];
 
-        va_start(ap, f);
-        (void) vsnprintf(b, sizeof bufs[0], f, ap);
-        va_end(ap);
+        (void) snprintf(b, sizeof bufs[0], "%s/%s", dir, name);
         return b;
 }
 
@@ -63,7 +60,7 @@ static int setup(void **state)
         snprintf(outside, sizeof outside, "%s/outside", tmp);
         assert_int_equal(mkdir(root, 0755), 0);
         assert_int_equal(mkdir(outside, 0755), 0);
-        write_file(fmt("%s/precious", outside), 4096);
+        write_file(join(outside, "precious"), 4096);
         return 0;
 }
 
@@ -174,13 +171,13 @@ static void test_remove_no_follow(void **state)
         snprintf(linked, sizeof linked, "%s/linked-%s", root, KEY);
 
         assert_int_equal(mkdir(entry, 0755), 0);
-        assert_int_equal(mkdir(fmt("%s/sub", entry), 0755), 0);
-        write_file(fmt("%s/kernel", entry), 8192);
-        write_file(fmt("%s/sub/more", entry), 4096);
-        assert_int_equal(symlink(outside, fmt("%s/sub/out", entry)), 0);
-        assert_int_equal(symlink(fmt("%s/precious", outside), fmt("%s/file", entry)), 0);
+        assert_int_equal(mkdir(join(entry, "sub"), 0755), 0);
+        write_file(join(entry, "kernel"), 8192);
+        write_file(join(entry, "sub/more"), 4096);
+        assert_int_equal(symlink(outside, join(entry, "sub/out")), 0);
+        assert_int_equal(symlink(join(outside, "precious"), join(entry, "file")), 0);
         assert_int_equal(symlink(outside, linked), 0);
-        write_file(fmt("%s/real-%s.log", root, KEY), 4096);
+        write_file(join(root, "real-" KEY ".log"), 4096);
 
         /* Disk usage counts the files below, links not followed. */
         assert_true(cachedir_disk_bytes(entry) >= 12288);
@@ -205,9 +202,9 @@ static void test_remove_no_follow(void **state)
         assert_int_equal(cachedir_clear_entry(root, "real", KEY, &bytes), 1);
         assert_true(bytes >= 12288);
         assert_false(exists(entry));
-        assert_false(exists(fmt("%s/real-%s.log", root, KEY)));
-        assert_false(exists(fmt("%s/real-%s.lock", root, KEY)));
-        assert_true(exists(fmt("%s/precious", outside)));
+        assert_false(exists(join(root, "real-" KEY ".log")));
+        assert_false(exists(join(root, "real-" KEY ".lock")));
+        assert_true(exists(join(outside, "precious")));
         assert_int_equal(cachedir_clear_entry(root, "real", KEY, &bytes), 0);
         assert_int_equal(bytes, 0);
 }
@@ -225,7 +222,7 @@ static void test_staging(void **state)
 
         assert_int_equal(mkdir(dead, 0755), 0);
         assert_int_equal(mkdir(live, 0755), 0);
-        assert_int_equal(mkdir(fmt("%s/other-%s", root, KEY2), 0755), 0);
+        assert_int_equal(mkdir(join(root, "other-" KEY2), 0755), 0);
         assert_int_equal(cachedir_list(root, "fx", true, &v, &n), 0);
         assert_int_equal(n, 1);
         assert_string_equal(v[0].key, KEY2);
@@ -234,7 +231,7 @@ static void test_staging(void **state)
         assert_false(exists(dead));
         assert_true(exists(live));
         assert_int_equal(cachedir_rm_rf(live), 0);
-        assert_int_equal(cachedir_rm_rf(fmt("%s/other-%s", root, KEY2)), 0);
+        assert_int_equal(cachedir_rm_rf(join(root, "other-" KEY2)), 0);
 }
 
 int main(void)

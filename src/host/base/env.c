@@ -20,32 +20,23 @@ int env_set(const char **field, const char *value)
         return 0;
 }
 
+/* The variables behind ProviumEnv.vars, in its fields' order. */
+static const char *const names[] = {
+    "XDG_CACHE_HOME",  "HOME",   "PROVIUM_SOURCE_DIR", "PROVIUM_AGENT",
+    "PROVIUM_QEMU",    "PATH",   "PROVIUM_KVM_DEVICE", "PROVIUM_KVM_PROBE_TIMEOUT",
+    "PROVIUM_RUN_DIR", "TMPDIR", "PROVIUM_IMAGE_PATH", "PROVIUM_HOST_NETNS"};
+_Static_assert(sizeof names / sizeof names[0] == sizeof env.vars / sizeof env.vars[0],
+               "a name for each variable");
+_Static_assert(offsetof(ProviumEnv, host_netns) == offsetof(ProviumEnv, vars[11]),
+               "the fields and vars line up");
+
 int env_init(void)
 {
-        static const struct {
-                const char *name;
-                size_t offset;
-        } vars[] = {
-            {"XDG_CACHE_HOME", offsetof(ProviumEnv, xdg_cache_home)},
-            {"HOME", offsetof(ProviumEnv, home)},
-            {"PROVIUM_SOURCE_DIR", offsetof(ProviumEnv, source_dir)},
-            {"PROVIUM_AGENT", offsetof(ProviumEnv, agent)},
-            {"PROVIUM_QEMU", offsetof(ProviumEnv, qemu)},
-            {"PATH", offsetof(ProviumEnv, path)},
-            {"PROVIUM_KVM_DEVICE", offsetof(ProviumEnv, kvm_device)},
-            {"PROVIUM_KVM_PROBE_TIMEOUT", offsetof(ProviumEnv, kvm_probe_timeout)},
-            {"PROVIUM_RUN_DIR", offsetof(ProviumEnv, run_dir)},
-            {"TMPDIR", offsetof(ProviumEnv, tmpdir)},
-            {"PROVIUM_IMAGE_PATH", offsetof(ProviumEnv, image_path)},
-            {"PROVIUM_HOST_NETNS", offsetof(ProviumEnv, host_netns)},
-        };
         int r = 0;
 
-        for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
-                const char **field = (const char **) ((char *) &env + vars[i].offset);
-                if (env_set(field, getenv(vars[i].name)) < 0)
+        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+                if (env_set(&env.vars[i], getenv(names[i])) < 0)
                         r = -ENOMEM;
-        }
         env.no_color = getenv("NO_COLOR") != NULL;
         env_ready = true;
         return r;

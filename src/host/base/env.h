@@ -10,22 +10,29 @@
 #include <stdbool.h>
 
 typedef struct ProviumEnv {
-        /* From the environment: */
-        const char *xdg_cache_home;    /* XDG_CACHE_HOME: the cache is under it (paths.c) */
-        const char *home;              /* HOME, else the cache is under ~/.cache */
-        const char *source_dir;        /* PROVIUM_SOURCE_DIR: the tree the build scripts are in */
-        const char *agent;             /* PROVIUM_AGENT: the provium-agent binary */
-        const char *qemu;              /* PROVIUM_QEMU: the QEMU program (qemu.c) */
-        const char *path;              /* PATH, where qemu.c looks the program up */
-        const char *kvm_device;        /* PROVIUM_KVM_DEVICE, else /dev/kvm (accel.c) */
-        const char *kvm_probe_timeout; /* PROVIUM_KVM_PROBE_TIMEOUT, seconds (accel.c) */
-        const char *run_dir;           /* PROVIUM_RUN_DIR: where runners' directories go */
-        const char *tmpdir;            /* TMPDIR */
-        const char *image_path;        /* PROVIUM_IMAGE_PATH: recipe directories, ':'-separated;
-                                        * a runner and `image build` put theirs first */
-        const char *host_netns;        /* PROVIUM_HOST_NETNS: the host's network namespace, as
-                                        * a dispatcher tells its runners and their children */
-        bool no_color;                 /* NO_COLOR is set */
+        union {
+                /* From the environment, in the order of env.c's names: */
+                struct {
+                        const char *xdg_cache_home; /* XDG_CACHE_HOME: the cache is below */
+                        const char *home;           /* HOME, else the cache is in ~/.cache */
+                        const char *source_dir; /* PROVIUM_SOURCE_DIR: the build scripts' tree */
+                        const char *agent;      /* PROVIUM_AGENT: the provium-agent binary */
+                        const char *qemu;       /* PROVIUM_QEMU: the QEMU program (qemu.c) */
+                        const char *path;       /* PATH, where qemu.c looks it up */
+                        const char *kvm_device; /* PROVIUM_KVM_DEVICE, else /dev/kvm */
+                        const char *kvm_probe_timeout; /* PROVIUM_KVM_PROBE_TIMEOUT, seconds */
+                        const char *run_dir;           /* PROVIUM_RUN_DIR: runners' directories */
+                        const char *tmpdir;            /* TMPDIR */
+                        const char *image_path;        /* PROVIUM_IMAGE_PATH: recipe directories,
+                                                        * ':'-separated; a runner and `image
+                                                        * build` put theirs first */
+                        const char *host_netns;        /* PROVIUM_HOST_NETNS: the host's network
+                                                        * namespace, as a dispatcher tells its
+                                                        * runners and their children */
+                };
+                const char *vars[12];
+        };
+        bool no_color; /* NO_COLOR is set */
         /* From the dispatcher, on a runner's command line (NULL when not known): */
         const char *qemu_version;      /* QEMU's version line (qemu_version) */
         const char *kvm_unusable;      /* why KVM cannot run the image's kernel (--accel kvm) */

@@ -94,15 +94,15 @@ static void vm_clear(FixtureVm *vm)
 
 FixtureEntry *fixture_entry_free(FixtureEntry *e)
 {
-        if (!e)
-                return NULL;
-        for (size_t i = 0; i < e->nvms; i++)
-                vm_clear(&e->vms[i]);
-        free(e->vms);
-        free(e->name);
-        free(e->key);
-        free(e->dir);
-        free(e);
+        if (e) {
+                free(e->name);
+                free(e->key);
+                free(e->dir);
+                for (size_t i = 0; i < e->nvms; i++)
+                        vm_clear(&e->vms[i]);
+                free(e->vms);
+                free(e);
+        }
         return NULL;
 }
 

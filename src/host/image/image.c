@@ -478,13 +478,13 @@ int image_list(Image ***ret, size_t *ret_n)
                 qsort(v, n, sizeof *v, cmp_image);
         free(items);
         free(images);
-        if (r < 0) {
+        if (r == 0) {
+                *ret = v;
+                *ret_n = n;
+        } else {
                 image_list_free(v, n);
-                return r;
         }
-        *ret = v;
-        *ret_n = n;
-        return 0;
+        return r;
 }
 
 int image_remove(const Image *img, uint64_t *ret_bytes)
