@@ -20,7 +20,7 @@ typedef struct Image {
                         * then lives in the initramfs (docs/images.md, "Packing") */
         char *cmdline; /* the kernel command line itself (not a path) */
         char *key;     /* 32 hex digits: cache key of a built image, content hash of a user's */
-        uint64_t size; /* bytes under dir (image_list only, else 0) */
+        uint64_t size; /* disk usage of dir (cachedir_disk_bytes; image_list only, else 0) */
         bool built;    /* image_resolve built it (the cache had no entry) */
 } Image;
 
