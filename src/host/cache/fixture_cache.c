@@ -74,8 +74,10 @@ static int fixtures_root(const char *what, bool create, char **ret, char *err, s
 
 /* ---- open ---- */
 
-static void build_free(FixtureBuild *b)
+/* Releases b's lock when held (and frees its path in any case), and frees b. */
+static void build_release(FixtureBuild *b)
 {
+        cachedir_lock_release(&b->lock);
         for (size_t i = 0; i < b->nvms; i++) {
                 free(b->vms[i].name);
                 json_decref(b->vms[i].config);
@@ -90,12 +92,6 @@ static void build_free(FixtureBuild *b)
         free(b->dir);
         free(b->entry_dir);
         free(b);
-}
-
-static void build_release(FixtureBuild *b)
-{
-        cachedir_lock_release(&b->lock);
-        build_free(b);
 }
 
 /* Checks that root is writable and takes the build lock of name-key. */
@@ -140,7 +136,7 @@ nomem:
         seterr(err, errlen, "fixture %s: %s", name, strerror(ENOMEM));
 fail:
         if (b)
-                build_free(b);
+                build_release(b);
         return r;
 }
 
