@@ -14,20 +14,21 @@
 #include <unistd.h>
 
 #include "accel.h"
+#include "env.h"
 #include "qemu.h"
 #include "events.h"
 
 const char *accel_kvm_device(void)
 {
-        const char *d = getenv("PROVIUM_KVM_DEVICE");
-        return d && *d ? d : "/dev/kvm";
+        const char *d = env_get()->kvm_device;
+        return d ? d : "/dev/kvm";
 }
 
 double accel_probe_timeout(void)
 {
         static bool warned;
-        const char *e = getenv("PROVIUM_KVM_PROBE_TIMEOUT");
-        if (!e || !*e)
+        const char *e = env_get()->kvm_probe_timeout;
+        if (!e)
                 return ACCEL_PROBE_TIMEOUT_S;
         char *end;
         double t = strtod(e, &end);
@@ -52,12 +53,13 @@ static bool reusable(const AccelVerdict *v)
 int accel_probe_store(const char *self, const AccelProbeTarget *t, const char *key, bool reuse,
                       bool *ret_probed, bool *ret_stored, AccelVerdict *ret_v)
 {
-        int lock = key ? accel_lock() : -ENOENT;
+        CacheLock lock = {.fd = -1};
+        if (key)
+                (void) accel_lock(&lock); /* without it, a concurrent run may probe too */
         AccelVerdict v;
         *ret_probed = *ret_stored = false;
         if (reuse && key && accel_verdict_load(key, &v) == 0 && reusable(&v)) {
-                if (lock >= 0)
-                        (void) close(lock);
+                cachedir_lock_release(&lock);
                 *ret_stored = true;
                 *ret_v = v;
                 return 0;
@@ -74,8 +76,7 @@ int accel_probe_store(const char *self, const AccelProbeTarget *t, const char *k
                 *ret_stored = s == 0;
                 *ret_v = v;
         }
-        if (lock >= 0)
-                (void) close(lock);
+        cachedir_lock_release(&lock);
         return r;
 }
 
@@ -166,12 +167,9 @@ int accel_choose(const char *want, const char *self, const Image *img, bool verb
                         "provium: --accel kvm: %s; boots will fail (--accel auto falls back to "
                         "TCG by itself)\n",
                         c.why);
-                if (setenv("PROVIUM_KVM_UNUSABLE", c.why, 1) < 0)
-                        perror("provium: setenv PROVIUM_KVM_UNUSABLE");
-        } else {
-                if (kvm && c.why[0])
-                        fprintf(stderr, "provium: --accel kvm: %s; using KVM as asked\n", c.why);
-                (void) unsetenv("PROVIUM_KVM_UNUSABLE");
+                c.kvm_unusable = true;
+        } else if (kvm && c.why[0]) {
+                fprintf(stderr, "provium: --accel kvm: %s; using KVM as asked\n", c.why);
         }
         if (kvm)
                 c.accel = "kvm";

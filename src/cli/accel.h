@@ -3,6 +3,8 @@
  * boot, QEMU and kernel (accel_cache.c); accel.c holds the policy and what the run says. */
 #pragma once
 
+#include "cachedir.h"
+
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -66,9 +68,10 @@ int accel_verdict_store(const AccelVerdict *v);
 /* Where verdicts live ($CACHE/accel), or NULL when the cache directory is unusable. */
 const char *accel_cache_dir(void);
 
-/* An exclusive lock on the probe, so that concurrent runs probe once. Returns an fd to close,
- * or -errno. Prints one line when it has to wait. */
-int accel_lock(void);
+/* Takes the probe's lock ($CACHE/accel/probe.lock, cachedir.h's protocol), so that
+ * concurrent runs probe once: 0 with *ret held (release it with cachedir_lock_release), or
+ * -errno. Prints one line when it has to wait. */
+int accel_lock(CacheLock *ret);
 
 /* ---- the policy (accel.c) ---- */
 
@@ -86,14 +89,16 @@ typedef struct AccelChoice {
         bool against_kvm;  /* why is about KVM (the probe's verdict, /dev/kvm not opening),
                             * not a local failure to probe */
         char why[600];     /* when KVM was wanted and is not used (or, for kvm, not usable) */
+        bool kvm_unusable; /* --accel kvm and KVM cannot run the kernel: the runners are told
+                            * why, and their boots of it fail at once */
 } AccelChoice;
 
 /* Resolves --accel want ("auto", "kvm" or "tcg") for a run that boots img (may be NULL when
  * the default image could not be resolved). Says once on stderr why KVM is not used (and
  * when a probe could not use the cache, or waits for another's), emits an accel.choose
  * event. With want "kvm" and a KVM that does not run the kernel, the choice is still "kvm"
- * and $PROVIUM_KVM_UNUSABLE carries the reason to the file runners, whose boots then fail at
- * once; when the probe itself could not run, KVM is used as asked. Returns 0, or -EINVAL for
+ * and kvm_unusable is set: the dispatcher hands why to the file runners, whose boots then fail
+ * at once; when the probe itself could not run, KVM is used as asked. Returns 0, or -EINVAL for
  * a bad want (after saying so). */
 int accel_choose(const char *want, const char *self, const Image *img, bool verbose,
                  AccelChoice *ret);

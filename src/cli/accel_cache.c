@@ -11,12 +11,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "accel.h"
+#include "cachedir.h"
 #include "keyhash.h"
 #include "paths.h"
 
@@ -298,25 +298,20 @@ int accel_verdict_store(const AccelVerdict *v)
         return 0;
 }
 
-int accel_lock(void)
+int accel_lock(CacheLock *ret)
 {
         const char *dir = accel_cache_dir();
         if (!dir)
                 return -ENOENT;
-        char path[PATH_MAX];
-        snprintf(path, sizeof path, "%s/probe.lock", dir);
-        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
-        if (fd < 0)
-                return -errno;
-        if (flock(fd, LOCK_EX | LOCK_NB) == 0)
-                return fd;
-        if (errno == EWOULDBLOCK) {
+        int r = cachedir_lock_init(ret, dir, "probe");
+        if (r == 0)
+                r = cachedir_lock_take(ret, false);
+        if (r == -EWOULDBLOCK) {
                 fprintf(stderr,
                         "provium: another provium is probing KVM; waiting for its verdict\n");
-                if (flock(fd, LOCK_EX) == 0)
-                        return fd;
+                r = cachedir_lock_take(ret, true);
         }
-        int r = -errno;
-        (void) close(fd);
+        if (r < 0)
+                cachedir_lock_release(ret);
         return r;
 }

@@ -5,18 +5,16 @@
 #include "cache_cmd.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <ftw.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "cachedir.h"
 #include "fixture_cache.h"
 #include "image.h"
 #include "paths.h"
@@ -24,36 +22,6 @@
 #define MIB (1024.0 * 1024.0)
 
 /* ---- helpers ---- */
-
-static uint64_t disk_bytes_total;
-
-static int add_disk_bytes(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-        if (flag == FTW_F)
-                disk_bytes_total += (uint64_t) sb->st_blocks * 512;
-        return 0;
-}
-
-/* st_blocks*512 over the regular files under dir. */
-static uint64_t disk_bytes(const char *dir)
-{
-        disk_bytes_total = 0;
-        (void) nftw(dir, add_disk_bytes, 16, FTW_PHYS);
-        return disk_bytes_total;
-}
-
-static int remove_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-        return remove(path) < 0 && errno != ENOENT ? -1 : 0;
-}
-
-/* rm -rf dir. Returns 0 or -errno. */
-static int remove_tree(const char *dir)
-{
-        if (nftw(dir, remove_one, 16, FTW_DEPTH | FTW_PHYS) < 0)
-                return errno == ENOENT ? 0 : -errno;
-        return 0;
-}
 
 /* "42s", "3m", "2h", "4d" since unix time t. */
 static void format_age(int64_t t, char *buf, size_t len)
@@ -145,7 +113,7 @@ static int cache_ls(const char *cache)
                 struct stat sb;
                 int64_t t = stat(images[i]->dir, &sb) == 0 ? (int64_t) sb.st_mtime : time(NULL);
                 print_row("image", images[i]->name, images[i]->key ? images[i]->key : "-",
-                          disk_bytes(images[i]->dir), t, "-", images[i]->dir);
+                          cachedir_disk_bytes(images[i]->dir), t, "-", images[i]->dir);
         }
         for (size_t i = 0; i < nfixtures; i++) {
                 if (print_fixture(fixtures[i]) < 0) {
@@ -198,59 +166,9 @@ static int clear_fixtures(char **names, int nnames, ClearStats *s)
         return 0;
 }
 
-/* Removes one built image under its build lock (image.c's <images>/<name>-<key>.lock, taken
- * without waiting; the lock file stays, as image.c expects). 1 removed, 0 busy, or -errno. */
-static int clear_image(const char *images, const Image *img, char *err, size_t errlen)
-{
-        char *lock = NULL, *log = NULL, *spec = NULL;
-        int fd = -1, r;
-
-        if (asprintf(&lock, "%s/%s-%s.lock", images, img->name, img->key) < 0)
-                lock = NULL;
-        if (asprintf(&log, "%s/%s-%s.log", images, img->name, img->key) < 0)
-                log = NULL;
-        if (asprintf(&spec, "%s/%s-%s.spec.json", images, img->name, img->key) < 0)
-                spec = NULL;
-        if (!lock || !log || !spec) {
-                r = -ENOMEM;
-                (void) snprintf(err, errlen, "image %s: %s", img->name, strerror(-r));
-                goto out;
-        }
-        fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-        if (fd < 0) {
-                r = -errno;
-                (void) snprintf(err, errlen, "image %s: open %s: %s", img->name, lock,
-                                strerror(-r));
-                goto out;
-        }
-        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-                r = errno == EWOULDBLOCK ? 0 : -errno;
-                if (r < 0)
-                        (void) snprintf(err, errlen, "image %s: lock %s: %s", img->name, lock,
-                                        strerror(-r));
-                goto out;
-        }
-        r = remove_tree(img->dir);
-        if (r < 0) {
-                (void) snprintf(err, errlen, "image %s: removing %s: %s", img->name, img->dir,
-                                strerror(-r));
-                goto out;
-        }
-        (void) unlink(log); /* its build log and a recipe's spec, when there are */
-        (void) unlink(spec);
-        r = 1;
-out:
-        if (fd >= 0)
-                (void) close(fd);
-        free(lock);
-        free(log);
-        free(spec);
-        return r;
-}
-
 static int clear_images(const char *cache, char **names, int nnames, ClearStats *s, bool *matched)
 {
-        char *images = NULL, err[4096];
+        char *images = NULL;
         Image **list = NULL;
         size_t n = 0;
         int r;
@@ -272,13 +190,15 @@ static int clear_images(const char *cache, char **names, int nnames, ClearStats 
                 for (int k = 0; k < nnames; k++)
                         if (strcmp(names[k], img->name) == 0)
                                 matched[k] = true;
-                uint64_t bytes = disk_bytes(img->dir);
-                r = clear_image(images, img, err, sizeof err);
-                if (r < 0) {
-                        fprintf(stderr, "provium: cache clear: %s\n", err);
+                uint64_t bytes;
+                r = image_remove(img, &bytes);
+                if (r < 0 && r != -EWOULDBLOCK) {
+                        fprintf(stderr, "provium: cache clear: image %s: removing %s: %s\n",
+                                img->name, img->dir, strerror(-r));
                         break;
                 }
-                if (r == 0) {
+                if (r == -EWOULDBLOCK) {
+                        r = 0;
                         s->busy++;
                         printf("skipped image %s-%.16s: being built by another process\n",
                                img->name, img->key);

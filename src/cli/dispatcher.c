@@ -6,7 +6,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,9 +16,13 @@
 #include <uv.h>
 
 #include "accel.h"
+#include "cachedir.h"
 #include "cli.h"
+#include "env.h"
 #include "events.h"
 #include "image.h"
+#include "netns.h"
+#include "qemu.h"
 
 /* ---- discovery ---- */
 
@@ -130,6 +134,11 @@ typedef struct Dispatcher {
         uv_loop_t *loop;
         const CliOptions *o;
         const char *accel;
+        /* What every runner is told on its command line ("" when none): found once here. */
+        const char *qemu_version; /* QEMU's version line */
+        const char *kvm_unusable; /* why KVM cannot run the kernel (--accel kvm) */
+        const char *image_dir;    /* the default image's directory */
+        char **child_env;         /* environ + PROVIUM_HOST_NETNS, or NULL: environ */
         FileList files;
         size_t next;
         unsigned running;
@@ -140,15 +149,10 @@ typedef struct Dispatcher {
         char self[4096];
 } Dispatcher;
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-        (void) remove(path);
-        return 0;
-}
-
+/* rm -rf a runner's directory (cachedir's: it never follows a link out of it). */
 static void rm_tree(const char *path)
 {
-        (void) nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        (void) cachedir_rm_rf(path);
 }
 
 static void child_free(Child *c)
@@ -261,10 +265,11 @@ static int spawn_child(Dispatcher *d, const char *file, size_t index)
         snprintf(tt, sizeof tt, "%g", d->o->test_timeout_s);
         snprintf(ot, sizeof ot, "%g", d->o->op_timeout_s);
         snprintf(bt, sizeof bt, "%g", d->o->boot_timeout_s);
-        char *args[8 + CLI_MAX_FILTERS + 1] = {d->self,           "__run-file", c->file, c->run_dir,
-                                               (char *) d->accel, tt,           ot,      bt};
+        char *args[11 + CLI_MAX_FILTERS + 1] = {
+            d->self, "__run-file", c->file, c->run_dir, (char *) d->accel, tt, ot, bt,
+            (char *) d->qemu_version, (char *) d->kvm_unusable, (char *) d->image_dir};
         for (int i = 0; i < d->o->nfilters; i++)
-                args[8 + i] = (char *) d->o->filters[i];
+                args[11 + i] = (char *) d->o->filters[i];
         uv_pipe_init(d->loop, &c->events, 0);
         c->events.data = c;
         uv_stdio_container_t stdio[4] = {
@@ -277,6 +282,7 @@ static int spawn_child(Dispatcher *d, const char *file, size_t index)
             .exit_cb = on_child_exit,
             .file = d->self,
             .args = args,
+            .env = d->child_env,
             .stdio_count = 4,
             .stdio = stdio,
         };
@@ -345,18 +351,64 @@ static bool say_no_match(const CliOptions *o)
         return true;
 }
 
+static void *ask_qemu_version(void *unused)
+{
+        static char err[512];
+
+        return (void *) qemu_version(err, sizeof err);
+}
+
+/* The runners' environment: ours, and where the host's network namespace is (netns.h). */
+static int child_env_init(Dispatcher *d)
+{
+        extern char **environ;
+        char host[128];
+        size_t n = 0;
+
+        if (netns_host_env(host, sizeof host) < 0)
+                return 0; /* the runners make do with their own host_fd */
+        while (environ[n])
+                n++;
+        d->child_env = calloc(n + 2, sizeof *d->child_env);
+        char *entry = strdup(host);
+        if (!d->child_env || !entry) {
+                free(entry);
+                free(d->child_env);
+                d->child_env = NULL;
+                return -ENOMEM;
+        }
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++)
+                if (strncmp(environ[i], "PROVIUM_HOST_NETNS=", 19) != 0)
+                        d->child_env[k++] = environ[i];
+        d->child_env[k++] = entry;
+        d->child_env[k] = NULL;
+        return 0;
+}
+
+static void child_env_free(Dispatcher *d)
+{
+        if (!d->child_env)
+                return;
+        for (size_t i = 0; d->child_env[i]; i++)
+                if (strncmp(d->child_env[i], "PROVIUM_HOST_NETNS=", 19) == 0)
+                        free(d->child_env[i]);
+        free(d->child_env);
+        d->child_env = NULL;
+}
+
 /* Where the runners' directories go: sockets, and guest RAM files, which belong in memory
  * (tmpfs), not on a disk that would write the guest's pages back. $PROVIUM_RUN_DIR wins, then
  * /dev/shm, then $TMPDIR or /tmp. Unix socket paths are short, so long parents are skipped. */
 static const char *run_root_parent(void)
 {
-        const char *env = getenv("PROVIUM_RUN_DIR");
-        if (env && *env && strlen(env) <= 40)
+        const char *env = env_get()->run_dir;
+        if (env && strlen(env) <= 40)
                 return env;
         if (access("/dev/shm", W_OK | X_OK) == 0)
                 return "/dev/shm";
-        const char *tmp = getenv("TMPDIR");
-        return tmp && *tmp && strlen(tmp) <= 40 ? tmp : "/tmp";
+        const char *tmp = env_get()->tmpdir;
+        return tmp && strlen(tmp) <= 40 ? tmp : "/tmp";
 }
 
 int dispatcher_run(const CliOptions *o, char **paths, int npaths)
@@ -385,19 +437,35 @@ int dispatcher_run(const CliOptions *o, char **paths, int npaths)
         int status = 0;
         if (d.files.n == 0)
                 fprintf(stderr, "provium: no *.test.lua files found\n");
+        /* QEMU's version, once for the run and on a thread (it takes ~0.1 s) while the default
+         * image is resolved and KVM probed: runners never run it on their loops. */
+        pthread_t version_thread;
+        bool asking =
+            d.files.n > 0 && pthread_create(&version_thread, NULL, ask_qemu_version, NULL) == 0;
         /* Build the default image once, here, rather than in every runner at the same time;
          * the KVM probe boots its kernel. */
         char err[4096];
         Image *img = NULL;
         if (d.files.n > 0 && image_resolve("default", NULL, &img, err, sizeof err) < 0)
                 fprintf(stderr, "provium: %s\n", err);
-        if (img && setenv("PROVIUM_IMAGE_DIR_default", img->dir, 1) < 0)
-                perror("provium: setenv");
         AccelChoice accel = {.accel = "tcg"};
         if (d.files.n > 0 && accel_choose(o->accel, d.self, img, o->verbose, &accel) < 0)
                 status = 2;
         d.accel = accel.accel;
+        d.kvm_unusable = accel.kvm_unusable ? accel.why : "";
+        char *image_dir = img ? strdup(img->dir) : NULL;
+        d.image_dir = image_dir ? image_dir : "";
         img = image_free(img);
+        void *qv = NULL;
+        if (asking)
+                (void) pthread_join(version_thread, &qv);
+        else if (d.files.n > 0)
+                qv = ask_qemu_version(NULL);
+        d.qemu_version = qv ? qv : ""; /* a failure is a runner's to report, if it needs it */
+        if (status == 0 && d.files.n > 0 && child_env_init(&d) < 0) {
+                fprintf(stderr, "provium: %s\n", strerror(ENOMEM));
+                status = 2;
+        }
 
         snprintf(d.run_root, sizeof d.run_root, "%s/provium-XXXXXX", run_root_parent());
         if (status == 0 && !mkdtemp(d.run_root)) {
@@ -428,5 +496,7 @@ int dispatcher_run(const CliOptions *o, char **paths, int npaths)
         for (size_t i = 0; i < d.files.n; i++)
                 free(d.files.v[i]);
         free(d.files.v);
+        free(image_dir);
+        child_env_free(&d);
         return status;
 }

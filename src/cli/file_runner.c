@@ -1,8 +1,9 @@
 /* file_runner.c: the child process that runs one test file: a Lua state, a libuv loop, and
  * events written as frames to fd 3 for the dispatcher.
  *
- * argv: __run-file FILE RUN_DIR ACCEL TEST_TIMEOUT OP_TIMEOUT BOOT_TIMEOUT [PATTERN...]
- * (the -k patterns)
+ * argv: __run-file FILE RUN_DIR ACCEL TEST_TIMEOUT OP_TIMEOUT BOOT_TIMEOUT QEMU_VERSION
+ *       KVM_UNUSABLE DEFAULT_IMAGE_DIR [PATTERN...] (the three "" when the dispatcher has none;
+ *       the -k patterns)
  */
 #include <errno.h>
 #include <limits.h>
@@ -18,6 +19,7 @@
 #include <uv.h>
 
 #include "cli.h"
+#include "env.h"
 #include "fdio.h"
 #include "events.h"
 #include "netns.h"
@@ -103,11 +105,12 @@ static void close_walk(uv_handle_t *h, void *arg)
 }
 
 /* Recipes (images/NAME.lua) are looked up beside the test file first, then in each parent
- * directory up to the working directory, then where PROVIUM_IMAGE_PATH already says. */
-static void add_image_path(const char *file)
+ * directory up to the working directory, then where PROVIUM_IMAGE_PATH already says: env.h's
+ * image_path, set here before any thread starts. */
+static void add_image_path(ProviumEnv *env, const char *file)
 {
         char *abs = realpath(file, NULL), cwd[PATH_MAX], *path = NULL;
-        const char *old = getenv("PROVIUM_IMAGE_PATH");
+        const char *old = env->image_path;
 
         if (!abs || !getcwd(cwd, sizeof cwd)) {
                 free(abs);
@@ -124,8 +127,8 @@ static void add_image_path(const char *file)
                         break;
         }
         if (path) {
-                char *full = xasprintf("%s%s%s", path, old && *old ? ":" : "", old ? old : "");
-                if (!full || setenv("PROVIUM_IMAGE_PATH", full, 1) < 0)
+                char *full = xasprintf("%s%s%s", path, old ? ":" : "", old ? old : "");
+                if (!full || env_set(&env->image_path, full) < 0)
                         fprintf(stderr, "provium: %s: cannot set PROVIUM_IMAGE_PATH\n", file);
                 free(full);
         }
@@ -135,7 +138,7 @@ static void add_image_path(const char *file)
 
 int file_runner_main(int argc, char **argv)
 {
-        if (argc < 7) {
+        if (argc < 10) {
                 fprintf(stderr, "provium: __run-file is internal to the dispatcher\n");
                 return 2;
         }
@@ -149,7 +152,13 @@ int file_runner_main(int argc, char **argv)
          * whose calls then say why. */
         (void) netns_enter_private();
 
-        add_image_path(argv[1]);
+        /* What the dispatcher found once for the run ("" for nothing), and the recipe path:
+         * set before any thread starts, read-only after. */
+        ProviumEnv *env = env_setup();
+        if (env_set(&env->qemu_version, argv[7]) < 0 || env_set(&env->kvm_unusable, argv[8]) < 0 ||
+            env_set(&env->default_image_dir, argv[9]) < 0)
+                return 1;
+        add_image_path(env, argv[1]);
 
         RuntimeConfig cfg = {
             .file = argv[1],
@@ -158,8 +167,8 @@ int file_runner_main(int argc, char **argv)
             .test_timeout_s = atof(argv[4]),
             .op_timeout_s = atof(argv[5]),
             .boot_timeout_s = atof(argv[6]),
-            .filters = (const char **) argv + 7,
-            .nfilters = argc - 7,
+            .filters = (const char **) argv + 10,
+            .nfilters = argc - 10,
         };
         lua_State *L = luaL_newstate();
         if (!L)

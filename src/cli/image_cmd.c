@@ -2,6 +2,7 @@
  * `provium image rm NAME...`. A recipe given as a path (tests/images/redis.lua) is found
  * there; a bare NAME along the recipe search path (recipe.h). */
 #include "image_cmd.h"
+#include "env.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -15,8 +16,9 @@
 
 #define USAGE "expected 'build [NAME|PATH.lua...] [--force]', 'ls' or 'rm NAME...'"
 
-/* For a recipe path DIR/NAME.lua: puts DIR first on PROVIUM_IMAGE_PATH and returns NAME (in
- * arg's storage). Other arguments are names and come back as they are. */
+/* For a recipe path DIR/NAME.lua: puts DIR first on the recipe path (env.h's image_path,
+ * while the command sets up) and returns NAME (in arg's storage). Other arguments are names
+ * and come back as they are. */
 static char *recipe_arg(char *arg)
 {
         size_t n = strlen(arg);
@@ -28,11 +30,11 @@ static char *recipe_arg(char *arg)
         if (!slash)
                 return arg;
         *slash = '\0';
-        const char *old = getenv("PROVIUM_IMAGE_PATH");
-        char *path = xasprintf("%s%s%s", slash == arg ? "/" : arg, old && *old ? ":" : "",
-                               old && *old ? old : "");
-        if (!path || setenv("PROVIUM_IMAGE_PATH", path, 1) < 0)
-                fprintf(stderr, "provium: image: %s\n", strerror(errno ? errno : ENOMEM));
+        ProviumEnv *env = env_setup();
+        const char *old = env->image_path;
+        char *path = xasprintf("%s%s%s", slash == arg ? "/" : arg, old ? ":" : "", old ? old : "");
+        if (!path || env_set(&env->image_path, path) < 0)
+                fprintf(stderr, "provium: image: %s\n", strerror(ENOMEM));
         free(path);
         return slash + 1;
 }

@@ -1,6 +1,7 @@
 /* main.c: the provium command line: run tests, manage images, and the internal entry points
  * of the dispatcher's children.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +10,7 @@
 #include "cache_cmd.h"
 #include "cli.h"
 #include "config.h"
+#include "env.h"
 #include "image.h"
 #include "image_cmd.h"
 #include "vm.h"
@@ -140,6 +142,11 @@ static int cmd_run(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+        /* The environment is read here, once, before any thread starts (env.h). */
+        if (env_init() < 0) {
+                fprintf(stderr, "provium: %s\n", strerror(ENOMEM));
+                return 2;
+        }
         if (argc >= 2 && strcmp(argv[1], "__pdeathsig") == 0)
                 return vm_pdeathsig_exec(argc - 1, argv + 1);
         if (argc >= 2 && strcmp(argv[1], "__run-file") == 0)

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "env.h"
 #include "cli.h"
 #include "events.h"
 
@@ -100,7 +101,7 @@ static void sink(void *data, const char *type, const uint8_t *mp, size_t len)
 void reporter_start(bool verbose)
 {
         rep.verbose = verbose;
-        rep.color = isatty(STDOUT_FILENO) && !getenv("NO_COLOR");
+        rep.color = isatty(STDOUT_FILENO) && !env_get()->no_color;
         (void) events_subscribe(sink, NULL);
 }
 

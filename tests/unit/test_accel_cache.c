@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "accel.h"
+#include "env.h"
 
 #define KEY "0123456789abcdef0123456789abcdef"
 
@@ -25,6 +26,7 @@ static int setup(void **state)
         snprintf(cache, sizeof cache, "/tmp/provium-accel-test-XXXXXX");
         assert_non_null(mkdtemp(cache));
         assert_int_equal(setenv("XDG_CACHE_HOME", cache, 1), 0);
+        assert_int_equal(env_init(), 0);
         assert_non_null(accel_cache_dir());
         return 0;
 }

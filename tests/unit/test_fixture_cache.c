@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "env.h"
 #include "fixture_cache.h"
 #include "qemu.h"
 #include "paths.h"
@@ -698,7 +699,8 @@ static void test_clear(void **state)
 /* ---- 7 QEMU's version ---- */
 
 /* fixture-7.1: a failing qemu is an error; then the first line of `--version`, run once and
- * exported; $PROVIUM_QEMU_VERSION wins when set (checked in a child). */
+ * not exported (nothing is setenv'd); the version a dispatcher hands its runner wins (checked
+ * in a child). */
 static void test_qemu_version(void **state)
 {
         const char *script = fmt("%s/fake-qemu", tmpdir);
@@ -714,15 +716,16 @@ static void test_qemu_version(void **state)
         pid = fork();
         assert_true(pid >= 0);
         if (pid == 0) {
-                (void) setenv("PROVIUM_QEMU_VERSION", "QEMU emulator version 1.2.3", 1);
+                if (env_set(&env_setup()->qemu_version, "QEMU emulator version 1.2.3") < 0)
+                        _exit(2);
                 v = qemu_version(NULL, 0);
                 _exit(v && strcmp(v, "QEMU emulator version 1.2.3") == 0 ? 0 : 1);
         }
         assert_int_equal(waitpid(pid, &status, 0), pid);
         assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 
-        assert_int_equal(unsetenv("PROVIUM_QEMU_VERSION"), 0);
         assert_int_equal(setenv("PROVIUM_QEMU", fmt("%s/no-such-qemu", tmpdir), 1), 0);
+        assert_int_equal(env_init(), 0);
         assert_null(qemu_version(err, sizeof err));
         assert_non_null(strstr(err, "no-such-qemu"));
         assert_non_null(strstr(err, "No such file or directory"));
@@ -730,13 +733,15 @@ static void test_qemu_version(void **state)
         write_file(script, text, strlen(text));
         assert_int_equal(chmod(script, 0755), 0);
         assert_int_equal(setenv("PROVIUM_QEMU", script, 1), 0);
+        assert_int_equal(env_init(), 0);
         v = qemu_version(err, sizeof err);
         assert_non_null(v);
         assert_string_equal(v, "QEMU emulator version 9.9.9 (test)");
-        assert_string_equal(getenv("PROVIUM_QEMU_VERSION"), v);
+        assert_null(getenv("PROVIUM_QEMU_VERSION"));
         assert_int_equal(unlink(script), 0);
         assert_ptr_equal(qemu_version(err, sizeof err), v); /* not run again */
         assert_int_equal(unsetenv("PROVIUM_QEMU"), 0);
+        assert_int_equal(env_init(), 0);
 }
 
 /* The child of fixture-5.4: prints open's result and message. */
@@ -761,9 +766,8 @@ static int group_setup(void **state)
                         t && *t ? t : "/tmp");
         if (!mkdtemp(tmpdir))
                 return -1;
-        if (setenv("XDG_CACHE_HOME", tmpdir, 1) < 0)
+        if (setenv("XDG_CACHE_HOME", tmpdir, 1) < 0 || env_init() < 0)
                 return -1;
-        (void) unsetenv("PROVIUM_QEMU_VERSION");
         return 0;
 }
 

@@ -12,10 +12,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "env.h"
+
 static char error[256] = "the file runner has no network namespace of its own";
 static int host_fd = -1; /* the namespace the runner started in (the host's), or -1 */
-
-#define HOST_NETNS_ENV "PROVIUM_HOST_NETNS"
 
 static int loopback_up(void)
 {
@@ -34,11 +34,11 @@ static int loopback_up(void)
         return r;
 }
 
-/* The outermost runner's host namespace ($PROVIUM_HOST_NETNS), else this runner's. */
+/* The outermost dispatcher's host namespace ($PROVIUM_HOST_NETNS), else this runner's. */
 static int real_host_fd(void)
 {
         static int fd = -1;
-        const char *path = getenv(HOST_NETNS_ENV);
+        const char *path = env_get()->host_netns;
 
         if (fd < 0 && path)
                 fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -62,17 +62,17 @@ int netns_enter_private(void)
                 return r;
         }
         error[0] = 0;
-        /* Processes the tests start (a nested provium building an image) inherit the private
-         * namespace; this tells them where the host's is, for as long as this runner lives. An
-         * outer runner's word stands: that one is the real host's. */
-        if (host_fd >= 0) {
-                char path[64];
-                snprintf(path, sizeof path, "/proc/%ld/fd/%d", (long) getpid(), host_fd);
-                if (setenv(HOST_NETNS_ENV, path, 0) < 0)
-                        return -errno;
-        }
         (void) real_host_fd(); /* opened now, before image builds run in the thread pool */
         return 0;
+}
+
+int netns_host_env(char *buf, size_t n)
+{
+        const char *outer = env_get()->host_netns;
+        int len = outer ? snprintf(buf, n, "PROVIUM_HOST_NETNS=%s", outer)
+                        : snprintf(buf, n, "PROVIUM_HOST_NETNS=/proc/%ld/ns/net", (long) getpid());
+
+        return len < 0 || (size_t) len >= n ? -ENAMETOOLONG : 0;
 }
 
 int netns_host_fd(void)

@@ -14,8 +14,15 @@ const char *netns_error(void);
  * opened just before netns_enter_private() left it; -1 if that failed or it was never called. */
 int netns_host_fd(void);
 
-/* Moves the calling thread into the host's namespace (the outermost runner's netns_host_fd,
- * which $PROVIUM_HOST_NETNS names for the processes tests start), so that the children it
+/* "PROVIUM_HOST_NETNS=PATH", for the environment of the file runners a dispatcher starts:
+ * the host's network namespace, which the runners leave and the processes their tests start
+ * (a nested provium building an image) inherit, as PATH names it for as long as this
+ * dispatcher lives: this process's own namespace, or the one an outer dispatcher named (its
+ * word stands: that one is the real host's). Returns 0 or -ENAMETOOLONG. */
+int netns_host_env(char *buf, size_t n);
+
+/* Moves the calling thread into the host's namespace ($PROVIUM_HOST_NETNS from the
+ * dispatcher, else netns_host_fd), so that the children it
  * starts reach the network: image builds download packages. Returns the fd to hand to
  * netns_return() afterwards, or -1 when the thread stays where it is (no host namespace known,
  * or it cannot be entered: the child then fails with a network error of its own). */

@@ -1,4 +1,5 @@
-/* paths.c: cache, source and agent locations (environment first, then build-time defaults). */
+/* paths.c: cache, source and agent locations (the environment, as env.c read it, first, then
+ * build-time defaults). */
 #include "paths.h"
 
 #include <errno.h>
@@ -11,13 +12,7 @@
 #include <unistd.h>
 
 #include "config.h"
-
-static const char *env_nonempty(const char *name)
-{
-        const char *v = getenv(name);
-
-        return v && *v ? v : NULL;
-}
+#include "env.h"
 
 int paths_mkdir_p(const char *path, mode_t mode)
 {
@@ -62,11 +57,11 @@ const char *paths_cache_dir(void)
 
         if (dir[0])
                 return dir;
-        base = env_nonempty("XDG_CACHE_HOME");
+        base = env_get()->xdg_cache_home;
         if (base && base[0] == '/') {
                 n = snprintf(dir, sizeof dir, "%s/provium", base);
         } else {
-                home = env_nonempty("HOME");
+                home = env_get()->home;
                 if (!home) {
                         struct passwd *pw = getpwuid(getuid());
                         home = pw ? pw->pw_dir : NULL;
@@ -94,14 +89,14 @@ const char *paths_cache_dir(void)
 
 const char *paths_source_dir(void)
 {
-        const char *v = env_nonempty("PROVIUM_SOURCE_DIR");
+        const char *v = env_get()->source_dir;
 
         return v ? v : PROVIUM_SOURCE_DIR;
 }
 
 const char *paths_agent(void)
 {
-        const char *v = env_nonempty("PROVIUM_AGENT");
+        const char *v = env_get()->agent;
 
         return v ? v : PROVIUM_AGENT_PATH;
 }

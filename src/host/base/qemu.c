@@ -11,14 +11,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "env.h"
 #include "strfmt.h"
 
 extern char **environ;
 
 const char *qemu_program(void)
 {
-        const char *q = getenv("PROVIUM_QEMU");
-        return q && *q ? q : "qemu-system-x86_64";
+        const char *q = env_get()->qemu;
+        return q ? q : "qemu-system-x86_64";
 }
 
 int qemu_find(char *ret_path, size_t n)
@@ -27,8 +28,8 @@ int qemu_find(char *ret_path, size_t n)
         snprintf(ret_path, n, "%s", q);
         if (strchr(q, '/'))
                 return access(q, X_OK) == 0 ? 0 : -ENOENT;
-        const char *path = getenv("PATH");
-        char *copy = strdup(path && *path ? path : "/usr/local/bin:/usr/bin:/bin"), *save = NULL;
+        const char *path = env_get()->path;
+        char *copy = strdup(path ? path : "/usr/local/bin:/usr/bin:/bin"), *save = NULL;
         if (!copy)
                 return -ENOMEM;
         int r = -ENOENT;
@@ -113,15 +114,15 @@ static int run_version(const char *qemu, char **ret_out, int *ret_status)
 const char *qemu_version(char *err, size_t errlen)
 {
         static char *cached;
-        const char *env = getenv("PROVIUM_QEMU_VERSION"), *qemu = qemu_program();
+        const char *handed = env_get()->qemu_version, *qemu = qemu_program();
         char *out = NULL;
         int r, status = 0;
 
         seterr(err, errlen, "%s", "");
         if (cached)
                 return cached;
-        if (env && *env) {
-                cached = strdup(env);
+        if (handed) {
+                cached = strdup(handed);
                 if (!cached)
                         seterr(err, errlen, "qemu version: %s", strerror(ENOMEM));
                 return cached;
@@ -138,11 +139,6 @@ const char *qemu_version(char *err, size_t errlen)
                        status >= 256 ? "was killed by signal" : "exited with status",
                        status >= 256 ? status - 256 : status, *out ? ": " : " and printed nothing",
                        out);
-                free(out);
-                return NULL;
-        }
-        if (setenv("PROVIUM_QEMU_VERSION", out, 1) < 0) {
-                seterr(err, errlen, "qemu version: setenv: %s", strerror(errno));
                 free(out);
                 return NULL;
         }

@@ -3,7 +3,8 @@
  * Layout under root = $CACHE/fixtures:
  *   <name>-<key>/                 an entry: meta.json, and per VM <vm>.state (a QEMU migration
  *                                 stream) and <vm>.ram (guest RAM, a sparse file)
- *   <name>-<key>.lock             the build lock (flock), present while a build runs
+ *   <name>-<key>.lock             the build lock (cachedir.h's protocol), present while a build
+ *                                 runs (or after its holder crashed: then unlocked)
  *   .<name>-<key>.tmp-<pid>/      the staging directory of a build, renamed to the entry
  * name is [A-Za-z0-9_-]{1,64}, key 32 lowercase hex digits, a VM name is like a name.
  * An entry only ever appears by rename, so a reader needs no lock; it is validated (sizes and

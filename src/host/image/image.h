@@ -20,7 +20,7 @@ typedef struct Image {
                         * then lives in the initramfs (docs/images.md, "Packing") */
         char *cmdline; /* the kernel command line itself (not a path) */
         char *key;     /* 32 hex digits: cache key of a built image, content hash of a user's */
-        uint64_t size; /* bytes under dir (image_list only, else 0) */
+        uint64_t size; /* disk usage of dir (cachedir_disk_bytes; image_list only, else 0) */
         bool built;    /* image_resolve built it (the cache had no entry) */
 } Image;
 
@@ -49,6 +49,12 @@ int image_build(const char *name, bool force, Image **ret, char *err, size_t err
  * Returns 0 with *ret (an array of *ret_n images; free with image_list_free) or -errno. */
 int image_list(Image ***ret, size_t *ret_n);
 Image **image_list_free(Image **images, size_t n);
+
+/* Removes built image img (from image_list) from the cache, under its lock taken without
+ * waiting, with its build log and spec (cachedir_clear_entry). *ret_bytes (may be NULL) gets
+ * the disk space it took. Returns 1 when removed, 0 when it was already gone, -EWOULDBLOCK
+ * while a build holds its lock, -EINVAL for an image without a key, or -errno. */
+int image_remove(const Image *img, uint64_t *ret_bytes);
 
 /* A copy of img (all its strings), or NULL on ENOMEM. */
 Image *image_dup(const Image *img);

@@ -3,6 +3,7 @@
  * Sections: finding / running the recipe (Lua) / the Lua table as JSON / copies: host paths
  * and their hashes / recipe_load. */
 #include "recipe.h"
+#include "env.h"
 #include "strfmt.h"
 
 #include <dirent.h>
@@ -37,7 +38,7 @@ static bool readable_file(const char *path)
 
 char *recipe_find(const char *name, char *searched, size_t searchedlen)
 {
-        const char *env = getenv("PROVIUM_IMAGE_PATH");
+        const char *env = env_get()->image_path;
         char *dirs = xasprintf("%s%s%s", env && *env ? env : "", env && *env ? ":" : "",
                                RECIPE_DEFAULT_DIRS);
         char *found = NULL, *save = NULL;

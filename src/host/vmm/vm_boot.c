@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "env.h"
 #include "events.h"
 #include "image_job.h"
 #include "vm_internal.h"
@@ -370,7 +371,7 @@ int vm_start_boot_timer(Vm *vm, uint64_t timeout_ms)
  * user's own kernel is not the one probed, so it is tried. */
 static int kvm_unusable(Vm *vm, char *err, size_t errlen)
 {
-        const char *why = getenv("PROVIUM_KVM_UNUSABLE");
+        const char *why = env_get()->kvm_unusable; /* from the dispatcher */
         if (!why || !*why || !vm->cfg.accel || strcmp(vm->cfg.accel, "kvm") != 0 || vm->cfg.kernel)
                 return 0;
         snprintf(err, errlen,

@@ -1,0 +1,55 @@
+/* env.h: the environment, read once: main calls env_init() before any thread starts, fills
+ * in what its parent handed it (env_setup), and from then on every module reads the one
+ * record (env_get), which nobody changes. Nothing calls getenv or setenv after that.
+ *
+ * A file runner learns from its dispatcher, on its command line (dispatcher.c, file_runner.c),
+ * what the dispatcher found once for the whole run: QEMU's version, why KVM cannot be used,
+ * the default image's directory. */
+#pragma once
+
+#include <stdbool.h>
+
+typedef struct ProviumEnv {
+        union {
+                /* From the environment, in the order of env.c's names: */
+                struct {
+                        const char *xdg_cache_home; /* XDG_CACHE_HOME: the cache is below */
+                        const char *home;           /* HOME, else the cache is in ~/.cache */
+                        const char *source_dir; /* PROVIUM_SOURCE_DIR: the build scripts' tree */
+                        const char *agent;      /* PROVIUM_AGENT: the provium-agent binary */
+                        const char *qemu;       /* PROVIUM_QEMU: the QEMU program (qemu.c) */
+                        const char *path;       /* PATH, where qemu.c looks it up */
+                        const char *kvm_device; /* PROVIUM_KVM_DEVICE, else /dev/kvm */
+                        const char *kvm_probe_timeout; /* PROVIUM_KVM_PROBE_TIMEOUT, seconds */
+                        const char *run_dir;           /* PROVIUM_RUN_DIR: runners' directories */
+                        const char *tmpdir;            /* TMPDIR */
+                        const char *image_path;        /* PROVIUM_IMAGE_PATH: recipe directories,
+                                                        * ':'-separated; a runner and `image
+                                                        * build` put theirs first */
+                        const char *host_netns;        /* PROVIUM_HOST_NETNS: the host's network
+                                                        * namespace, as a dispatcher tells its
+                                                        * runners and their children */
+                };
+                const char *vars[12];
+        };
+        bool no_color; /* NO_COLOR is set */
+        /* From the dispatcher, on a runner's command line (NULL when not known): */
+        const char *qemu_version;      /* QEMU's version line (qemu_version) */
+        const char *kvm_unusable;      /* why KVM cannot run the image's kernel (--accel kvm) */
+        const char *default_image_dir; /* the default image's cache entry, resolved already */
+} ProviumEnv;
+
+/* Reads the environment into the record (strings are copied; what is unset or empty stays
+ * NULL). Called by main first, before any thread starts; tests call it again after changing
+ * their environment. Returns 0 or -ENOMEM. */
+int env_init(void);
+
+/* The record, for main (and a runner's set-up) to fill in before any thread starts. */
+ProviumEnv *env_setup(void);
+
+/* The record, read-only. Initialised on first use when main did not (unit tests). */
+const ProviumEnv *env_get(void);
+
+/* Sets *field to a copy of value (NULL or "" for none), replacing the old one; only while
+ * setting up, before any thread starts. Returns 0 or -ENOMEM. */
+int env_set(const char **field, const char *value);

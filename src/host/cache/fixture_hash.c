@@ -1,0 +1,155 @@
+/* fixture_hash.c: the hashes of a fixture's files (whole, or sparse over non-zero pages) and
+ * the fixture key. */
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include "fixture_cache.h"
+#include "fixture_internal.h"
+
+#define FIXTURE_HASH_CHUNK (64u << 20) /* bytes mapped at once while hashing */
+
+static void hex64(uint64_t h, char out[17])
+{
+        (void) snprintf(out, 17, "%016llx", (unsigned long long) h);
+}
+
+#define HASH_PAGE 4096u /* the unit of a sparse hash, whatever the file system's extents */
+
+static bool page_is_zero(const unsigned char *p, size_t n)
+{
+        uint64_t acc = 0, w;
+        size_t i = 0;
+        for (; i + sizeof w <= n; i += sizeof w) {
+                memcpy(&w, p + i, sizeof w);
+                acc |= w;
+        }
+        for (; i < n; i++)
+                acc |= p[i];
+        return acc == 0;
+}
+
+/* Feeds [off, off+len) of fd to st through read-only shared mappings (no copy). With sparse,
+ * only its pages that are not all zeros, each after its offset (a little-endian u64). */
+static int hash_range(XXH3_state_t *st, int fd, uint64_t off, uint64_t len, bool sparse)
+{
+        uint64_t page = (uint64_t) sysconf(_SC_PAGESIZE);
+
+        while (len > 0) {
+                uint64_t start = off & ~(page - 1);
+                uint64_t chunk = len < FIXTURE_HASH_CHUNK ? len : FIXTURE_HASH_CHUNK;
+                size_t maplen = (size_t) (off - start + chunk);
+                void *m = mmap(NULL, maplen, PROT_READ, MAP_SHARED, fd, (off_t) start);
+
+                if (m == MAP_FAILED)
+                        return -errno;
+                (void) madvise(m, maplen, MADV_SEQUENTIAL);
+                const unsigned char *p = (const unsigned char *) m + (off - start);
+                if (!sparse)
+                        (void) XXH3_64bits_update(st, p, (size_t) chunk);
+                for (uint64_t i = 0; sparse && i < chunk; i += HASH_PAGE) {
+                        size_t n = chunk - i < HASH_PAGE ? (size_t) (chunk - i) : HASH_PAGE;
+                        if (page_is_zero(p + i, n))
+                                continue;
+                        uint64_t at = htole64(off + i);
+                        (void) XXH3_64bits_update(st, &at, sizeof at);
+                        (void) XXH3_64bits_update(st, p + i, n);
+                }
+                (void) munmap(m, maplen);
+                off += chunk;
+                len -= chunk;
+        }
+        return 0;
+}
+
+/* XXH3-64 of fd's SIZE bytes, or with sparse of its pages that are not all zeros (each as its
+ * offset, then its bytes), read from its data extents only. A hole and a page of zeros hash
+ * alike: tmpfs fills a RAM file's holes with zeros when a clone's guest merely reads them,
+ * so a hash of the extents themselves would change under a valid cache entry. */
+int fixture__hash_fd(int fd, uint64_t size, bool sparse, char out[17])
+{
+        XXH3_state_t *st = XXH3_createState();
+        int r = 0;
+
+        if (!st || XXH3_64bits_reset(st) != XXH_OK) {
+                XXH3_freeState(st);
+                return -ENOMEM;
+        }
+        if (!sparse) {
+                r = hash_range(st, fd, 0, size, false);
+                goto out;
+        }
+        uint64_t hashed_to = 0; /* pages below this are done */
+        for (off_t off = 0; (uint64_t) off < size;) {
+                off_t data = lseek(fd, off, SEEK_DATA), hole;
+                if (data < 0) {
+                        r = errno == ENXIO ? 0 : -errno;
+                        break;
+                }
+                if ((uint64_t) data >= size)
+                        break;
+                hole = lseek(fd, data, SEEK_HOLE);
+                if (hole < 0) {
+                        r = -errno;
+                        break;
+                }
+                if ((uint64_t) hole > size)
+                        hole = (off_t) size;
+                /* On a fixed grid of HASH_PAGE from offset 0, whatever the file system's
+                 * block size: extents are widened to whole pages (what they add reads back as
+                 * zeros) and a page two extents share is hashed once. */
+                uint64_t a = (uint64_t) data & ~(uint64_t) (HASH_PAGE - 1);
+                uint64_t b = ((uint64_t) hole + HASH_PAGE - 1) & ~(uint64_t) (HASH_PAGE - 1);
+                a = a < hashed_to ? hashed_to : a;
+                b = b > size ? size : b;
+                if (b > a && (r = hash_range(st, fd, a, b - a, true)) < 0)
+                        break;
+                hashed_to = b > hashed_to ? b : hashed_to;
+                off = hole;
+        }
+out:
+        if (r >= 0)
+                hex64(XXH3_64bits_digest(st), out);
+        XXH3_freeState(st);
+        return r;
+}
+
+/* Opens a VM file: its size and hash. A missing or non-regular file is -ENOENT/-EINVAL. */
+int fixture__hash_file(const char *path, bool sparse, uint64_t *ret_size, char out[17])
+{
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        struct stat sb;
+        int r;
+
+        if (fd < 0)
+                return -errno;
+        if (fstat(fd, &sb) < 0) {
+                r = -errno;
+                goto out;
+        }
+        if (!S_ISREG(sb.st_mode)) {
+                r = -EINVAL;
+                goto out;
+        }
+        *ret_size = (uint64_t) sb.st_size;
+        r = fixture__hash_fd(fd, (uint64_t) sb.st_size, sparse, out);
+out:
+        (void) close(fd);
+        return r;
+}
+
+void fixture_cache_key(const void *material, size_t len, char out[33])
+{
+        XXH128_hash_t h = XXH3_128bits(material, len);
+
+        (void) snprintf(out, 33, "%016llx%016llx", (unsigned long long) h.high64,
+                        (unsigned long long) h.low64);
+}

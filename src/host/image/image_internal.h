@@ -1,0 +1,27 @@
+/* image_internal.h: what image.c (resolve, build under lock, list) and image_plan.c (an
+ * image's key and build command) share. */
+#pragma once
+
+#include <jansson.h>
+
+#define IMAGE_LOG_LINES 20 /* lines of a failed script's output quoted in a message */
+
+/* An image's key and the command that builds it into a directory. */
+typedef struct Plan {
+        char key[33];
+        const char *interp; /* "bash" (the default image) or "python3" (recipes) */
+        char *script;       /* absolute path of the build script */
+        json_t *spec;       /* recipes: the build spec, written beside the entry */
+} Plan;
+
+void image__plan_clear(Plan *p);
+/* The plan for image NAME: a built-in image's script, or the user's recipe images/NAME.lua
+ * (images is $CACHE/images, for the resolver's temp files). Returns 0 or -errno with err. */
+int image__plan(const char *name, const char *images, const char *cache, Plan *p, char *err,
+                size_t errlen);
+/* Runs p's build of image NAME into dir, its output going to logfd. Returns the script's wait
+ * status, or -errno with err. */
+int image__plan_build(const Plan *p, const char *name, const char *dir, const char *cache,
+                      int logfd, char *err, size_t errlen);
+/* Looks up "key=value" in a manifest-like text; returns a malloc'ed value or NULL. */
+char *image__kv_get(const char *text, const char *key);
