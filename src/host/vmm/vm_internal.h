@@ -116,7 +116,9 @@ void vm_argv_free(Argv *a);
 
 void vm_close_handle(Vm *vm, uv_handle_t *h);
 int vm_config_copy(VmConfig *dst, const VmConfig *src);
-void vm_emit_spawn(Vm *vm, const VmConfig *cfg, int pid);
+/* The vm.spawn event; argv: the command line vm_build_argv made (its QEMU part goes in the
+ * event), or NULL when not known (a VM adopting a spare). */
+void vm_emit_spawn(Vm *vm, const VmConfig *cfg, int pid, char *const *argv);
 int vm_spawn_qemu(Vm *vm, char **argv);
 int vm_start_qmp(Vm *vm, uint64_t timeout_ms);
 int vm_start_agent(Vm *vm, uint64_t timeout_ms);
