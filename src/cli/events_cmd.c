@@ -3,7 +3,6 @@
 #include "events_cmd.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -138,31 +137,28 @@ static int print_events(const char *path, EventFormat fmt)
 
 int events_cmd_main(int argc, char **argv)
 {
-        static const struct option longopts[] = {
-            {"json", no_argument, NULL, 'j'},
-            {"help", no_argument, NULL, 'h'},
-            {NULL, 0, NULL, 0},
-        };
         EventFormat fmt = format_line;
-        int c;
+        const char *path = NULL;
 
-        optind = 1;
-        while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-                switch (c) {
-                case 'j':
+        for (int i = 1; i < argc; i++) {
+                const char *a = argv[i];
+                if (strcmp(a, "--json") == 0) {
                         fmt = format_json;
-                        break;
-                case 'h':
+                } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
                         usage(stdout);
                         return 0;
-                default:
+                } else if (a[0] == '-' || path) {
+                        fprintf(stderr, "provium events: %s: %s\n", a,
+                                a[0] == '-' ? "unknown option" : "one FILE only");
                         usage(stderr);
                         return 2;
+                } else {
+                        path = a;
                 }
         }
-        if (argc - optind != 1) {
+        if (!path) {
                 usage(stderr);
                 return 2;
         }
-        return print_events(argv[optind], fmt);
+        return print_events(path, fmt);
 }

@@ -128,6 +128,29 @@ static int write_key(FILE *out, const msgpack_object *k, int depth)
         return r;
 }
 
+/* An array, or a map (its keys through write_key). */
+static int write_container(FILE *out, const msgpack_object *o, int depth)
+{
+        bool map = o->type == MSGPACK_OBJECT_MAP;
+        uint32_t n = map ? o->via.map.size : o->via.array.size;
+        int r = 0;
+
+        fputc(map ? '{' : '[', out);
+        for (uint32_t i = 0; i < n && r == 0; i++) {
+                if (i)
+                        fputc(',', out);
+                if (map) {
+                        r = write_key(out, &o->via.map.ptr[i].key, depth + 1);
+                        fputc(':', out);
+                }
+                if (r == 0)
+                        r = write_value(out, map ? &o->via.map.ptr[i].val : &o->via.array.ptr[i],
+                                        depth + 1);
+        }
+        fputc(map ? '}' : ']', out);
+        return r;
+}
+
 static int write_value(FILE *out, const msgpack_object *o, int depth)
 {
         int r = 0;
@@ -165,26 +188,8 @@ static int write_value(FILE *out, const msgpack_object *o, int depth)
                 fputc('}', out);
                 break;
         case MSGPACK_OBJECT_ARRAY:
-                fputc('[', out);
-                for (uint32_t i = 0; i < o->via.array.size && r == 0; i++) {
-                        if (i)
-                                fputc(',', out);
-                        r = write_value(out, &o->via.array.ptr[i], depth + 1);
-                }
-                fputc(']', out);
-                break;
         case MSGPACK_OBJECT_MAP:
-                fputc('{', out);
-                for (uint32_t i = 0; i < o->via.map.size && r == 0; i++) {
-                        if (i)
-                                fputc(',', out);
-                        r = write_key(out, &o->via.map.ptr[i].key, depth + 1);
-                        if (r == 0) {
-                                fputc(':', out);
-                                r = write_value(out, &o->via.map.ptr[i].val, depth + 1);
-                        }
-                }
-                fputc('}', out);
+                r = write_container(out, o, depth);
                 break;
         default:
                 fputs("null", out); /* msgpack-c knows no other type */

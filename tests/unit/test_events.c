@@ -166,49 +166,59 @@ static void containers(void **state)
 
 /* ---- 3 object sizes ---- */
 
+/* Bytes and the size events_object_size gives them ('a' is \x61, 'b' \x62, 'x' \x78). */
+typedef struct SizeCase {
+        const char *mp;
+        size_t len;
+        ssize_t want;
+} SizeCase;
+
+#define SIZE(mp, want)                                                                             \
+        {                                                                                          \
+                mp, sizeof mp - 1, want                                                            \
+        }
+
+static void check_sizes(const SizeCase *cases, size_t n)
+{
+        for (size_t i = 0; i < n; i++) {
+                ssize_t got = events_object_size((const uint8_t *) cases[i].mp, cases[i].len);
+                if (got != cases[i].want)
+                        fail_msg("case %zu: size %zd, expected %zd", i, got, cases[i].want);
+        }
+}
+
 static void size_complete(void **state)
 {
+        static const SizeCase cases[] = {
+            SIZE("\x01", 1),
+            SIZE("\x81\xa1\x61\x01\x02", 4), /* {a: 1}, then the next object */
+            SIZE("\xd9\x02\x61\x62", 4),     /* str 8 */
+            SIZE("\xc7\x01\x05\x78", 4),     /* ext 8 */
+            SIZE("\xd8\x01\x30\x31\x32\x33\x34\x35\x36\x37\x38\x39\x61\x62\x63\x64\x65\x66", 18),
+            SIZE("\xdc\x00\x02\xc0\xc3", 5), /* array 16 */
+            SIZE("\xde\x00\x01\x01\x02", 5), /* map 16 */
+            SIZE("\xcb\0\0\0\0\0\0\0\0", 9), /* float 64 */
+        };
+
         (void) state;
-        assert_int_equal(events_object_size((const uint8_t *) "\x01", 1), 1);
-        assert_int_equal(events_object_size((const uint8_t *) "\x81\xa1"
-                                                              "a\x01\x02",
-                                            5),
-                         4);
-        assert_int_equal(events_object_size((const uint8_t *) "\xd9\x02"
-                                                              "ab",
-                                            4),
-                         4);
-        assert_int_equal(events_object_size((const uint8_t *) "\xc7\x01\x05x", 4), 4);
-        assert_int_equal(events_object_size((const uint8_t *) "\xd8\x01"
-                                                              "0123456789abcdef",
-                                            18),
-                         18);
-        assert_int_equal(events_object_size((const uint8_t *) "\xdc\x00\x02\xc0\xc3", 5), 5);
-        assert_int_equal(events_object_size((const uint8_t *) "\xde\x00\x01\x01\x02", 5), 5);
-        assert_int_equal(events_object_size((const uint8_t *) "\xcb\0\0\0\0\0\0\0\0", 9), 9);
+        check_sizes(cases, sizeof cases / sizeof cases[0]);
 }
 
 static void size_incomplete(void **state)
 {
+        static const SizeCase cases[] = {
+            SIZE("", 0),
+            SIZE("\x82\xa1\x61\x01", 0), /* a map of 2 with 1 entry */
+            SIZE("\xd9", 0),
+            SIZE("\xd9\x05\x61\x62", 0),
+            SIZE("\xcd\x01", 0),
+            /* a huge declared count or length is only incomplete: nothing is allocated */
+            SIZE("\xdf\xff\xff\xff\xff\x01\x02", 0),
+            SIZE("\xdb\xff\xff\xff\xff\x61\x62", 0),
+        };
+
         (void) state;
-        assert_int_equal(events_object_size((const uint8_t *) "", 0), 0);
-        assert_int_equal(events_object_size((const uint8_t *) "\x82\xa1"
-                                                              "a\x01",
-                                            4),
-                         0);
-        assert_int_equal(events_object_size((const uint8_t *) "\xd9", 1), 0);
-        assert_int_equal(events_object_size((const uint8_t *) "\xd9\x05"
-                                                              "ab",
-                                            4),
-                         0);
-        assert_int_equal(events_object_size((const uint8_t *) "\xcd\x01", 2), 0);
-        /* a huge declared count is only incomplete: nothing is allocated for it */
-        assert_int_equal(events_object_size((const uint8_t *) "\xdf\xff\xff\xff\xff\x01\x02", 7),
-                         0);
-        assert_int_equal(events_object_size((const uint8_t *) "\xdb\xff\xff\xff\xff"
-                                                              "ab",
-                                            7),
-                         0);
+        check_sizes(cases, sizeof cases / sizeof cases[0]);
 }
 
 static void size_bad(void **state)
@@ -241,106 +251,89 @@ static char *write_temp(const void *data, size_t n)
         return path;
 }
 
-/* Reads every event of data[0..n): returns how many, *ret_r the last result. */
-static int read_all(const void *data, size_t n, EventsReader *rd, int *ret_r, char **ret_path)
+/* Writes data[0..n) to a file and reads every event of it: returns the reader's verdict (the
+ * error of next(), else end()'s), *ret_count the events read, ret_err its message with the
+ * file's name replaced by FILE. */
+static int read_file(const void *data, size_t n, int *ret_count, char ret_err[512])
 {
         const msgpack_object *ev;
-        uint64_t off;
-        int count = 0, r;
-
-        *ret_path = write_temp(data, n);
-        assert_int_equal(events_reader_open(rd, *ret_path), 0);
-        while ((r = events_reader_next(rd, &ev, &off)) > 0)
-                count++;
-        *ret_r = r;
-        return count;
-}
-
-static void reader_events_and_end(void **state)
-{
-        static const char two[] = "\x81\xa4type\xa1"
-                                  "a\x81\xa4type\xa1"
-                                  "b";
         EventsReader rd;
-        char *path;
+        uint64_t off;
+        char *path = write_temp(data, n);
         int r;
 
-        (void) state;
-        assert_int_equal(read_all(two, sizeof two - 1, &rd, &r, &path), 2);
-        assert_int_equal(r, 0);
-        assert_int_equal(events_reader_end(&rd), 0);
+        *ret_count = 0;
+        assert_int_equal(events_reader_open(&rd, path), 0);
+        while ((r = events_reader_next(&rd, &ev, &off)) > 0)
+                (*ret_count)++;
+        if (r == 0)
+                r = events_reader_end(&rd);
+        ret_err[0] = '\0';
+        if (r < 0) {
+                size_t plen = strlen(path);
+                assert_memory_equal(rd.err, path, plen);
+                snprintf(ret_err, 512, "FILE%s", rd.err + plen);
+        }
         events_reader_close(&rd);
         events_reader_close(&rd); /* twice is fine */
         unlink(path);
         free(path);
+        return r;
 }
 
-static void reader_truncated_names_file_and_offset(void **state)
+/* A file's bytes, the reader's verdict, the events before it and its message. */
+typedef struct ReadCase {
+        const char *mp;
+        size_t len;
+        int want_r, want_n;
+        const char *want_err;
+} ReadCase;
+
+#define READ(mp, r, n, err)                                                                        \
+        {                                                                                          \
+                mp, sizeof mp - 1, r, n, err                                                       \
+        }
+
+static void reader_verdicts(void **state)
 {
-        static const char cut[] = "\x81\xa1"
-                                  "a\x01\x82\xa1"
-                                  "a\x01\xa1";
-        EventsReader rd;
-        char *path, want[256];
-        int r;
+        static const ReadCase cases[] = {
+            READ("\x81\xa4\x74\x79\x70\x65\xa1\x61\x81\xa4\x74\x79\x70\x65\xa1\x62", 0, 2, ""),
+            READ("", 0, 0, ""),
+            READ("\x81\xa1\x61\x01\x82\xa1\x61\x01\xa1", -EBADMSG, 1,
+                 "FILE: offset 4: the file ends inside an event (5 bytes of it)"),
+            READ("\x80\x92\x01\x02", -EBADMSG, 1,
+                 "FILE: offset 1: an event is a msgpack map, this is an array"),
+            READ("\x80\x80\xa1\x61", -EBADMSG, 2,
+                 "FILE: offset 2: an event is a msgpack map, this is a string"),
+            READ("\x80\xc1", -EBADMSG, 1,
+                 "FILE: offset 1: not an event (not msgpack, or nested deeper than 32)"),
+        };
+        char err[512];
+        int n;
 
         (void) state;
-        assert_int_equal(read_all(cut, sizeof cut - 1, &rd, &r, &path), 1);
-        assert_int_equal(r, 0);
-        assert_int_equal(events_reader_end(&rd), -EBADMSG);
-        snprintf(want, sizeof want, "%s: offset 4: the file ends inside an event (5 bytes of it)",
-                 path);
-        assert_string_equal(rd.err, want);
-        events_reader_close(&rd);
-        unlink(path);
-        free(path);
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+                int r = read_file(cases[i].mp, cases[i].len, &n, err);
+                if (r != cases[i].want_r || n != cases[i].want_n ||
+                    strcmp(err, cases[i].want_err) != 0)
+                        fail_msg("case %zu: %d, %d events, '%s'", i, r, n, err);
+        }
 }
 
-static void reader_rejects_non_maps(void **state)
+static void reader_refuses_huge_events(void **state)
 {
-        static const char arr[] = "\x80\x92\x01\x02";
-        EventsReader rd;
-        char *path;
-        int r;
-
-        (void) state;
-        assert_int_equal(read_all(arr, sizeof arr - 1, &rd, &r, &path), 1);
-        assert_int_equal(r, -EBADMSG);
-        assert_non_null(strstr(rd.err, ": offset 1: an event is a msgpack map, this is an array"));
-        events_reader_close(&rd);
-        unlink(path);
-        free(path);
-}
-
-static void reader_rejects_garbage_and_huge(void **state)
-{
-        static const char bad[] = "\x80\xc1";
         uint8_t *huge = malloc(EVENTS_MAX_EVENT + 16);
-        EventsReader rd;
-        char *path;
-        int r;
+        char err[512];
+        int n;
 
         (void) state;
-        assert_int_equal(read_all(bad, sizeof bad - 1, &rd, &r, &path), 1);
-        assert_int_equal(r, -EBADMSG);
-        assert_non_null(strstr(rd.err, ": offset 1: not an event"));
-        events_reader_close(&rd);
-        unlink(path);
-        free(path);
-
         /* a map whose one string is over the bound: refused, not buffered without end */
         assert_non_null(huge);
-        memcpy(huge,
-               "\x81\xa1"
-               "a\xdb\x01\x00\x00\x10",
-               8);
+        memcpy(huge, "\x81\xa1\x61\xdb\x01\x00\x00\x10", 8);
         memset(huge + 8, 'x', EVENTS_MAX_EVENT + 8);
-        assert_int_equal(read_all(huge, EVENTS_MAX_EVENT + 16, &rd, &r, &path), 0);
-        assert_int_equal(r, -EBADMSG);
-        assert_non_null(strstr(rd.err, ": offset 0: an event larger than 16 MiB"));
-        events_reader_close(&rd);
-        unlink(path);
-        free(path);
+        assert_int_equal(read_file(huge, EVENTS_MAX_EVENT + 16, &n, err), -EBADMSG);
+        assert_int_equal(n, 0);
+        assert_string_equal(err, "FILE: offset 0: an event larger than 16 MiB");
         free(huge);
 }
 
@@ -354,30 +347,23 @@ static void reader_missing_file(void **state)
         events_reader_close(&rd);
 }
 
-#define CASE(num, fn)                                                                              \
-        {                                                                                          \
-                .name = num " " #fn, .test_func = fn                                               \
-        }
-
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-            CASE("events-1.1", str_plain_and_escapes),
-            CASE("events-1.2", str_control_chars),
-            CASE("events-1.3", str_valid_utf8_kept),
-            CASE("events-1.4", str_invalid_utf8_replaced),
-            CASE("events-2.1", scalars),
-            CASE("events-2.2", floats_not_in_json),
-            CASE("events-2.3", binary_as_base64),
-            CASE("events-2.4", containers),
-            CASE("events-3.1", size_complete),
-            CASE("events-3.2", size_incomplete),
-            CASE("events-3.3", size_bad),
-            CASE("events-4.1", reader_events_and_end),
-            CASE("events-4.2", reader_truncated_names_file_and_offset),
-            CASE("events-4.3", reader_rejects_non_maps),
-            CASE("events-4.4", reader_rejects_garbage_and_huge),
-            CASE("events-4.5", reader_missing_file),
+            {"events-1.1 str_plain_and_escapes", str_plain_and_escapes, NULL, NULL, NULL},
+            {"events-1.2 str_control_chars", str_control_chars, NULL, NULL, NULL},
+            {"events-1.3 str_valid_utf8_kept", str_valid_utf8_kept, NULL, NULL, NULL},
+            {"events-1.4 str_invalid_utf8_replaced", str_invalid_utf8_replaced, NULL, NULL, NULL},
+            {"events-2.1 scalars", scalars, NULL, NULL, NULL},
+            {"events-2.2 floats_not_in_json", floats_not_in_json, NULL, NULL, NULL},
+            {"events-2.3 binary_as_base64", binary_as_base64, NULL, NULL, NULL},
+            {"events-2.4 containers", containers, NULL, NULL, NULL},
+            {"events-3.1 size_complete", size_complete, NULL, NULL, NULL},
+            {"events-3.2 size_incomplete", size_incomplete, NULL, NULL, NULL},
+            {"events-3.3 size_bad", size_bad, NULL, NULL, NULL},
+            {"events-4.1 reader_verdicts", reader_verdicts, NULL, NULL, NULL},
+            {"events-4.2 reader_refuses_huge_events", reader_refuses_huge_events, NULL, NULL, NULL},
+            {"events-4.3 reader_missing_file", reader_missing_file, NULL, NULL, NULL},
         };
         return cmocka_run_group_tests_name("events", tests, NULL, NULL);
 }
