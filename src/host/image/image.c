@@ -138,7 +138,7 @@ static const char *python3_path(void)
         return access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
 }
 
-/* Hashes the builders' shared library, scripts/imagelib/\*.py, into st. */
+/* Hashes the builders' shared library, every .py file of scripts/imagelib, into st. */
 static int keyhash_imagelib(XXH3_state_t *st, const char *name, char *err, size_t errlen)
 {
         char *lib = xasprintf("%s/scripts/imagelib", paths_source_dir());
