@@ -6,9 +6,10 @@ Called by bench/run (see there and docs/performance.md):
     bench.py PROVIUM IMAGE_DIR OUT_DIR
 
 1. boot to agent-ready (vm.boot duration_ns of bench/boot.lua, one fresh provium per boot)
-   beside the raw floor: the same QEMU flags, kernel and initrd, with /init replaced by a
-   static program printing a marker; timed from QEMU's start to the marker on its stdout.
-   The two are interleaved, BENCH_BOOTS times each.
+   beside the raw floor: Provium's own QEMU command line (the argv of the vm.spawn event of
+   one uncounted boot, minus its QMP socket and agent ports: bench/floor.py), kernel and
+   initrd, with /init replaced by a static program printing a marker; timed from QEMU's start
+   to the marker on its stdout. The two are interleaved, BENCH_BOOTS times each.
 2. vm:read_file of 4 KiB (op events of bench/roundtrip.lua) beside a bare echo over a
    virtio-serial port (busybox cat in a guest with no agent) and a bare C responder that
    reads the same 4 KiB file (bench/guest-floor.c), same kernel and modules.
@@ -29,11 +30,15 @@ Called by bench/run (see there and docs/performance.md):
    the same run, snapshot saves, the copying restore (a clone's snapshot, RAM in the stream),
    and the memory of clones running at once beside cold-booted VMs (smaps_rollup).
 
-Everything is a median; raw numbers go to OUT_DIR/raw.json, the table to OUT_DIR/table.txt.
+Events are read with `provium events FILE --json`. Everything is a median; raw numbers go to
+OUT_DIR/raw.json, the table to OUT_DIR/table.txt.
 """
-import json, os, select, shutil, socket, stat, statistics, struct, subprocess, sys, tempfile, time
+import json, os, select, shutil, socket, stat, statistics, struct, subprocess, sys, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from floor import (Guest, events, floor_argv, option, overlay_initrd, provium_argv,  # noqa: E402
+                   run_dir)
 ENV = os.environ
 BOOTS = int(ENV.get("BENCH_BOOTS", "9"))
 ROUNDS = int(ENV.get("BENCH_ROUNDS", "3"))
@@ -55,140 +60,10 @@ FX_COPIES = int(ENV.get("BENCH_FX_COPIES", "5"))        # copying restores
 FX_CLONES = int(ENV.get("BENCH_FX_CLONES", "8"))        # clones running at once
 FX_COLD = int(ENV.get("BENCH_FX_COLD", "2"))            # cold-booted VMs running at once
 QEMU = ENV.get("PROVIUM_QEMU") or "qemu-system-x86_64"
-TIMEOUT = 120
 
 
 def log(msg):
     print("bench: " + msg, file=sys.stderr, flush=True)
-
-
-# ---- msgpack (the subset Provium's events use), so no Python package is needed ----
-
-def unpack_stream(b):
-    pos = 0
-
-    def u(fmt, n):
-        nonlocal pos
-        v = struct.unpack_from(fmt, b, pos)[0]
-        pos += n
-        return v
-
-    def raw(n):
-        nonlocal pos
-        v = b[pos:pos + n]
-        pos += n
-        return v
-
-    def obj():
-        t = u(">B", 1)
-        if t <= 0x7f: return t
-        if t >= 0xe0: return t - 0x100
-        if 0x80 <= t <= 0x8f: return {obj(): obj() for _ in range(t & 0x0f)}
-        if 0x90 <= t <= 0x9f: return [obj() for _ in range(t & 0x0f)]
-        if 0xa0 <= t <= 0xbf: return raw(t & 0x1f).decode(errors="replace")
-        if t == 0xc0: return None
-        if t == 0xc2: return False
-        if t == 0xc3: return True
-        if t in (0xc4, 0xc5, 0xc6): return bytes(raw(u(">" + "BHI"[t - 0xc4], 1 << (t - 0xc4))))
-        if t == 0xca: return u(">f", 4)
-        if t == 0xcb: return u(">d", 8)
-        if 0xcc <= t <= 0xcf: return u(">" + "BHIQ"[t - 0xcc], 1 << (t - 0xcc))
-        if 0xd0 <= t <= 0xd3: return u(">" + "bhiq"[t - 0xd0], 1 << (t - 0xd0))
-        if t in (0xd9, 0xda, 0xdb):
-            return raw(u(">" + "BHI"[t - 0xd9], 1 << (t - 0xd9))).decode(errors="replace")
-        if t in (0xdc, 0xdd):
-            return [obj() for _ in range(u(">" + "HI"[t - 0xdc], 2 << (t - 0xdc)))]
-        if t in (0xde, 0xdf):
-            return {obj(): obj() for _ in range(u(">" + "HI"[t - 0xde], 2 << (t - 0xde)))}
-        raise ValueError("msgpack type 0x%02x not handled" % t)
-
-    out = []
-    while pos < len(b):
-        out.append(obj())
-    return out
-
-
-def events(path):
-    with open(path, "rb") as f:
-        return unpack_stream(f.read())
-
-
-# ---- guest files ----
-
-def newc(entries):
-    """A newc cpio archive of (name, mode, data) entries."""
-    out, ino = b"", 99900
-    for name, mode, data in entries + [("TRAILER!!!", 0, b"")]:
-        ino += 1
-        n = name.encode() + b"\0"
-        h = b"070701" + b"".join(b"%08X" % v for v in
-                                 (ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(n), 0)) + n
-        out += h + b"\0" * (-len(h) % 4) + data + b"\0" * (-len(data) % 4)
-    return out + b"\0" * (-len(out) % 512)
-
-
-def overlay_initrd(initrd, entries, out):
-    """The image's initrd followed by a cpio of entries (later entries win)."""
-    with open(initrd, "rb") as f:
-        base = f.read()
-    if base[:6] not in (b"070701", b"070702"):
-        sys.exit("bench: %s is compressed; bench.py handles the default uncompressed initrd" % initrd)
-    with open(out, "wb") as f:
-        f.write(base + newc(entries))
-
-
-def qemu_argv(kernel, initrd, append, tmp, ports):
-    """Provium's QEMU command line (src/host/vmm/vm.c build_argv), minus the QMP socket."""
-    a = [QEMU, "-name", "provium-floor", "-machine", "pc,accel=tcg", "-m", "256", "-smp", "1",
-         "-nodefaults", "-no-user-config", "-no-reboot", "-display", "none", "-serial", "stdio",
-         "-kernel", kernel, "-initrd", initrd, "-append", append,
-         "-device", "virtio-serial-pci,id=vser0"]
-    for i, name in enumerate(ports):
-        a += ["-chardev", "socket,id=p%d,path=%s/p%d.sock,server=on,wait=off" % (i, tmp, i),
-              "-device", "virtserialport,bus=vser0.0,chardev=p%d,name=%s" % (i, name)]
-    return a
-
-
-class Guest:
-    """A floor QEMU whose console (stdout) is watched for markers."""
-
-    def __init__(self, argv):
-        self.t0 = time.monotonic()
-        self.p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL)
-        self.buf = b""
-
-    def wait_for(self, marker, timeout=TIMEOUT):
-        """The text after marker to the end of its line, once that line is complete; sets
-        self.t_mark to when the marker was first read (time.monotonic())."""
-        fd, end = self.p.stdout.fileno(), self.t0 + timeout
-        self.t_mark = time.monotonic() if marker in self.buf else None
-        while True:
-            i = self.buf.find(marker)
-            if i >= 0:
-                j = self.buf.find(b"\n", i)
-                if j >= 0:
-                    line = self.buf[i + len(marker):j].decode(errors="replace").strip()
-                    self.buf = self.buf[:i] + self.buf[j + 1:]
-                    return line
-            left = end - time.monotonic()
-            if left <= 0:
-                raise RuntimeError("no %r from the floor guest within %d s; console tail:\n%s" % (
-                    marker, timeout, self.buf[-2000:].decode(errors="replace")))
-            if select.select([fd], [], [], min(left, 1))[0]:
-                c = os.read(fd, 65536)
-                if not c:
-                    raise RuntimeError("floor QEMU exited before %r; console tail:\n%s" % (
-                        marker, self.buf[-2000:].decode(errors="replace")))
-                self.buf += c
-                if self.t_mark is None and marker in self.buf:
-                    self.t_mark = time.monotonic()
-
-    def stop(self):
-        if self.p.poll() is None:
-            self.p.kill()
-        self.p.wait()
-        self.p.stdout.close()
 
 
 # ---- measurements ----
@@ -200,7 +75,7 @@ def provium_run(provium, luafile, evfile, env=None):
     if r.returncode != 0:
         sys.stderr.write(r.stdout.decode(errors="replace"))
         sys.exit("bench: %s failed (exit %d)" % (luafile, r.returncode))
-    return events(evfile)
+    return events(provium, evfile)
 
 
 def boot_provium(provium, out, i):
@@ -219,9 +94,9 @@ def boot_provium(provium, out, i):
     return b[0]["duration_ns"] / 1e6, int(g) / 1e6 if g else None, prespawn
 
 
-def boot_floor(kernel, initrd, append, tmp):
+def boot_floor(spawn, initrd, tmp):
     """(ms from QEMU's start to the init marker, the guest's clock in ms at init start)"""
-    g = Guest(qemu_argv(kernel, initrd, append, tmp, ["provium.0"]))
+    g = Guest(floor_argv(spawn, initrd, tmp, ["provium.0"]))
     try:
         guest = g.wait_for(b"PROVIUM-INIT-MARK")
         return (g.t_mark - g.t0) * 1000, int(guest) / 1e6
@@ -511,13 +386,13 @@ def recv_full(s, n):
     return b
 
 
-def rt_floor(kernel, initrd, append, tmp):
+def rt_floor(spawn, initrd, tmp):
     for f in ("p0.sock", "p1.sock"):
         try:
             os.unlink(os.path.join(tmp, f))
         except FileNotFoundError:
             pass
-    g = Guest(qemu_argv(kernel, initrd, append, tmp, ["bench.echo", "bench.c"]))
+    g = Guest(floor_argv(spawn, initrd, tmp, ["bench.echo", "bench.c"]))
     try:
         c0, c1, c2 = [int(x) / 1e6 for x in g.wait_for(b"FLOOR-CLOCK").split()]
         per_mod = {w.split(":")[0]: int(w.split(":")[1]) / 1e6 for w in g.wait_for(b"FLOOR-INSMOD").split()}
@@ -685,13 +560,15 @@ def main():
     if only:
         print("bench: unknown selection %r (valid: fixture)" % " ".join(only), file=sys.stderr)
         return 2
-    manifest = dict(l.rstrip("\n").split("=", 1) for l in open(os.path.join(imgdir, "manifest")) if "=" in l)
-    kernel = os.path.join(imgdir, manifest.get("kernel", "vmlinux"))
-    initrd = os.path.join(imgdir, manifest.get("initrd", "initrd"))
-    append = open(os.path.join(imgdir, "cmdline")).read().strip()
-    tmp = tempfile.mkdtemp(prefix="provium-bench.")
+    tmp = run_dir("provium-bench.")
     t_start = time.monotonic()
     try:
+        # Every floor and peer guest boots Provium's own QEMU command line, minus its parts.
+        log("QEMU's command line: from the vm.spawn event of one boot (not counted)")
+        spawn = provium_argv(provium, out)
+        kernel, initrd, append = (option(spawn, o) for o in ("-kernel", "-initrd", "-append"))
+        if os.path.dirname(initrd) != imgdir.rstrip("/"):
+            sys.exit("bench: provium booted %s, not the image %s" % (initrd, imgdir))
         gf = os.path.join(tmp, "guest-floor")
         subprocess.run(["gcc", "-O2", "-static", "-o", gf, os.path.join(HERE, "guest-floor.c")], check=True)
         gfb = open(gf, "rb").read()
@@ -701,7 +578,8 @@ def main():
         overlay_initrd(initrd, [("init", exe, open(os.path.join(HERE, "floor-init.sh"), "rb").read()),
                                 ("bench-floor", exe, gfb)], rt_initrd)
 
-        raw = {"image": imgdir, "kernel": kernel, "append": append, "boots": BOOTS, "rounds": ROUNDS,
+        raw = {"image": imgdir, "kernel": kernel, "append": append, "qemu_argv": spawn,
+               "boots": BOOTS, "rounds": ROUNDS,
                "boot_provium_ms": [], "boot_floor_ms": [], "boot_provium_guest_clock_ms": [],
                "boot_floor_guest_clock_ms": [], "boot_provium_prespawn_ms": [],
                "roundtrip": [], "floor": []}
@@ -710,7 +588,7 @@ def main():
             try:
                 import peers
                 log("peers: building the peer image and booting it")
-                raw["peers"] = peers.run(kernel, initrd, append, tmp, PEER_OPS, Guest, qemu_argv,
+                raw["peers"] = peers.run(spawn, initrd, tmp, PEER_OPS, Guest, floor_argv,
                                          overlay_initrd, log)
             except Exception as e:  # measured what we could; the reason goes into the table
                 log("peers: %s: %s" % (type(e).__name__, e))
@@ -725,7 +603,7 @@ def main():
                     raw["boot_provium_prespawn_ms"].append(prespawn)
                     raw["boot_provium_guest_clock_ms"].append(guest)
                 else:
-                    ms, guest = boot_floor(kernel, boot_initrd, append, tmp)
+                    ms, guest = boot_floor(spawn, boot_initrd, tmp)
                     raw["boot_floor_ms"].append(ms)
                     raw["boot_floor_guest_clock_ms"].append(guest)
             log("boot %d/%d: provium %.0f ms, floor %.0f ms" % (
@@ -736,7 +614,7 @@ def main():
                 if who == "provium":
                     raw["roundtrip"].append(rt_provium(provium, out, r))
                 else:
-                    raw["floor"].append(rt_floor(kernel, rt_initrd, append, tmp))
+                    raw["floor"].append(rt_floor(spawn, rt_initrd, tmp))
             p, f = raw["roundtrip"][-1], raw["floor"][-1]
             log("round trips %d/%d: read_file %.3f ms (echo %.3f, C read %.3f), run true %.2f ms "
                 "(fork+exec %.2f)" % (r + 1, ROUNDS, med(p["read_file_ms"]), med(f["echo_cat_ms"]),

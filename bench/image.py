@@ -24,7 +24,7 @@ import json, os, shutil, statistics, subprocess, sys, tempfile, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from bench import events  # noqa: E402  (the msgpack event reader)
+from floor import events  # noqa: E402  (provium events FILE --json)
 
 BOOTS = int(os.environ.get("BENCH_IMG_BOOTS", "5"))
 BUILDS = int(os.environ.get("BENCH_IMG_BUILDS", "3"))
@@ -67,7 +67,7 @@ def manifest(d):
 
 
 def threshold():
-    with open(os.path.join(HERE, "..", "src", "host", "image.c")) as f:
+    with open(os.path.join(HERE, "..", "src", "host", "image", "image.c")) as f:
         for line in f:
             if line.startswith("#define IMAGE_PACK_THRESHOLD"):
                 return line.split(None, 2)[2].strip()
@@ -82,7 +82,7 @@ def boot_ms(provium, image, out, i, env):
     if r.returncode != 0:
         sys.stderr.write(r.stdout.decode(errors="replace"))
         sys.exit("bench image: boot of %s failed" % image)
-    b = [x for x in events(evfile) if x.get("type") == "vm.boot" and x.get("ok")]
+    b = [x for x in events(provium, evfile) if x.get("type") == "vm.boot" and x.get("ok")]
     return b[0]["duration_ns"] / 1e6
 
 

@@ -5,8 +5,9 @@ dropbear-bin (+ libtomcrypt1, libtommath1) and qemu-guest-agent, fetched with `a
 download` (never installed on the host), unpacked with `dpkg-deb -x`, their other shared
 libraries and the dynamic loader copied from the host (`ldd`; the guest is Debian 12 like the
 host), bench/peer-init.sh as /init and an authorized key made here. The guest boots with plain
-QEMU (Provium's flags, as the floor guests) plus QEMU user networking with a host forward to
-its port 22, and a virtio-serial port org.qemu.guest_agent.0 on a unix socket.
+QEMU (Provium's command line, as the floor guests: bench/floor.py) plus QEMU user networking
+with a host forward to its port 22, and a virtio-serial port org.qemu.guest_agent.0 on a unix
+socket.
 
 Measured: reading a 4 KiB file and running `true` through
   - multiplexed ssh: one OpenSSH master (ControlMaster), then `ssh -S ctl ... cat /tmp/f4k`
@@ -150,8 +151,9 @@ class Qga:
         return ms, polls
 
 
-def run(kernel, initrd, append, tmp, n, Guest, qemu_argv, overlay_initrd, log):
-    """Samples of the peers; n measured operations of each kind (after n/10 warm-ups)."""
+def run(spawn, initrd, tmp, n, Guest, floor_argv, overlay_initrd, log):
+    """Samples of the peers; n measured operations of each kind (after n/10 warm-ups). spawn:
+    Provium's QEMU argv (bench/floor.py floor_argv turns it into the peer guest's)."""
     res = {}
     d = os.path.join(tmp, "peers")
     os.makedirs(d, exist_ok=True)
@@ -170,7 +172,7 @@ def run(kernel, initrd, append, tmp, n, Guest, qemu_argv, overlay_initrd, log):
     overlay_initrd(initrd, ents, pinitrd)
     res["versions"] = [os.path.basename(x) for x in debs]
     port = free_port()
-    argv = qemu_argv(kernel, pinitrd, append, d, ["org.qemu.guest_agent.0"]) + [
+    argv = floor_argv(spawn, pinitrd, d, ["org.qemu.guest_agent.0"]) + [
         "-netdev", "user,id=n0,hostfwd=tcp:127.0.0.1:%d-:22" % port,
         "-device", "virtio-net-pci,netdev=n0,romfile="]
     g = Guest(argv)

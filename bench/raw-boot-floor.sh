@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # raw-boot-floor.sh: the boot floor for a kernel + initrd: wall time from QEMU's start to
-# the moment the guest's /init runs, under the same QEMU setup Provium uses.
+# the moment the guest's /init runs, under Provium's own QEMU command line.
 #
 #   bench/raw-boot-floor.sh [-n RUNS] [-a APPEND] [-q 'QEMU ARGS'] KERNEL INITRD [KERNEL INITRD]...
 #
@@ -11,9 +11,11 @@
 # by another archive). So the figure includes the kernel, the initrd's size and compression,
 # and nothing of the agent. The host timestamps the marker on QEMU's stdout. Several pairs
 # are measured round-robin (fair under noisy neighbours). Prints each run and, per pair, the
-# median, min and max in ms. Defaults: 7 runs; APPEND from the cmdline file beside the first
-# kernel, else "console=ttyS0 panic=-1 quiet"; QEMU: -machine pc -accel tcg -m 256, one
-# virtio-serial port, like a Provium VM.
+# median, min and max in ms. QEMU's command line is Provium's: the argv of the vm.spawn event
+# of one boot of bench/boot.lua by $BUILD/provium (BUILD defaults to build/), minus its QMP
+# socket and agent ports, plus one virtio-serial port (bench/floor.py), with KERNEL and INITRD
+# for the image's. Defaults: 7 runs; APPEND from the cmdline file beside the first kernel,
+# else Provium's.
 set -euo pipefail
 
 runs=7
@@ -24,7 +26,7 @@ while getopts 'n:a:q:h' o; do
         n) runs=$OPTARG ;;
         a) append=$OPTARG ;;
         q) extra=$OPTARG ;;
-        *) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+        *) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
         esac
 done
 shift $((OPTIND - 1))
@@ -32,15 +34,16 @@ if [[ $# -lt 2 || $(($# % 2)) -ne 0 ]]; then
         sed -n '4p' "$0" | sed 's/^# \{0,1\}//' >&2
         exit 2
 fi
-if [[ -z $append ]]; then
-        if [[ -f $(dirname "$1")/cmdline ]]; then
-                append=$(cat "$(dirname "$1")/cmdline")
-        else
-                append="console=ttyS0 panic=-1 quiet"
-        fi
+if [[ -z $append && -f $(dirname "$1")/cmdline ]]; then
+        append=$(cat "$(dirname "$1")/cmdline")
 fi
+here=$(cd "$(dirname "$0")" && pwd)
+provium=$(realpath "${BUILD:-$here/../build}/provium")
+[[ -x $provium ]] || { echo "raw-boot-floor: $provium not built: run 'make build'" >&2; exit 2; }
 
-tmp=$(mktemp -d /tmp/provium-floor.XXXXXX)
+shm=/tmp
+[[ -w /dev/shm ]] && shm=/dev/shm # guest RAM is a file there, as Provium's
+tmp=$(mktemp -d "$shm/provium-floor.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 
 cat >"$tmp/mark.c" <<'EOF'
@@ -62,18 +65,14 @@ int main(void)
 EOF
 gcc -O2 -static -o "$tmp/mark" "$tmp/mark.c"
 
-python3 - "$tmp/mark" "$tmp/overlay.cpio" <<'EOF'
+python3 - "$here" "$tmp/mark" "$tmp/overlay.cpio" <<'EOF'
 import stat, sys
-b = open(sys.argv[1], "rb").read()
-def hdr(name, mode, size, ino):
-    n = name.encode() + b"\0"
-    h = b"070701" + b"".join(b"%08X" % v for v in
-        (ino, mode, 0, 0, 1, 0, size, 0, 0, 0, 0, len(n), 0)) + n
-    return h + b"\0" * (-len(h) % 4)
-out = hdr("init", stat.S_IFREG | 0o755, len(b), 99990) + b + b"\0" * (-len(b) % 4)
-out += hdr("TRAILER!!!", 0, 0, 99991)
-out += b"\0" * (-len(out) % 512)
-open(sys.argv[2], "wb").write(out)
+sys.path.insert(0, sys.argv[1])
+from floor import newc
+with open(sys.argv[2], "rb") as f:
+    mark = f.read()
+with open(sys.argv[3], "wb") as f:
+    f.write(newc.overlay([("init", stat.S_IFREG | 0o755, mark)]))
 EOF
 pairs=()
 i=0
@@ -93,37 +92,23 @@ while [[ $# -gt 0 ]]; do
         pairs+=("$kernel" "$tmp/initrd$i" "$initrd")
 done
 
-python3 - "$runs" "$append" "$tmp" "$extra" "${pairs[@]}" <<'EOF'
-import os, select, shlex, statistics, subprocess, sys, time
-runs, append, tmp, extra = sys.argv[1:5]
-pairs = [sys.argv[i:i + 3] for i in range(5, len(sys.argv), 3)]
-sock = os.path.join(tmp, "a0.sock")
+python3 - "$here" "$provium" "$runs" "$append" "$tmp" "$extra" "${pairs[@]}" <<'EOF'
+import os, shlex, statistics, sys
+sys.path.insert(0, sys.argv[1])
+import floor
+provium, runs, append, tmp, extra = sys.argv[2:7]
+pairs = [sys.argv[i:i + 3] for i in range(7, len(sys.argv), 3)]
+spawn = floor.provium_argv(provium, tmp)
 def boot(kernel, initrd):
-    cmd = ["qemu-system-x86_64", "-machine", "pc", "-accel", "tcg", "-m", "256", "-nographic",
-           "-no-reboot", "-kernel", kernel, "-initrd", initrd, "-append", append,
-           "-device", "virtio-serial-pci",
-           "-chardev", "socket,id=a0,path=%s,server=on,wait=off" % sock,
-           "-device", "virtserialport,chardev=a0,name=provium.0"] + shlex.split(extra)
-    t0 = time.monotonic()
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                         stdin=subprocess.DEVNULL)
-    buf, t, fd = b"", None, p.stdout.fileno()
-    while time.monotonic() - t0 < 60:
-        if not select.select([fd], [], [], 1)[0]:
-            continue
-        c = os.read(fd, 65536)
-        if not c:
-            break
-        buf += c
-        if t is None and b"PROVIUM-INIT-MARK" in buf:
-            t = time.monotonic() - t0
-    if p.poll() is None:
-        p.kill()
-    p.wait()
-    if t is None:
-        sys.stderr.write(buf[-2000:].decode(errors="replace") + "\n")
-        sys.exit("%s + %s: no marker from the guest within 60 s" % (kernel, initrd))
-    return t * 1000
+    argv = floor.floor_argv(spawn, initrd, tmp, ["provium.0"], kernel, append or None)
+    g = floor.Guest(argv + shlex.split(extra))
+    try:
+        g.wait_for(b"PROVIUM-INIT-MARK", 60)
+        return (g.t_mark - g.t0) * 1000
+    except RuntimeError as e:
+        sys.exit("%s + %s: %s" % (kernel, initrd, e))
+    finally:
+        g.stop()
 times = [[] for _ in pairs]
 for r in range(int(runs)):
     for i, (kernel, initrd, orig) in enumerate(pairs):

@@ -172,3 +172,39 @@ test("a later test of each restructured file runs alone with -k, and passes", fu
     end
     t:match(out, "\n" .. #alone .. " passed, 0 failed, 0 skipped\n$")
 end)
+
+test("provium events FILE --json prints every event as a JSON object a JSON parser reads", function(t)
+    local dir = workdir()
+    local f = assert(io.open(dir .. "/evjson.test.lua", "w"))
+    f:write('test("boots", function(t) provium:vm("evjson"):boot():run("true") end)\n')
+    f:close()
+    local out, code = provium_run(dir, "--events " .. dir .. "/events.mp")
+    t:eq(code, 0, out)
+    out, code = sh(string.format("%s events %s/events.mp --json > %s/events.json",
+                                 provium.executable, dir, dir))
+    t:eq(code, 0, out)
+    -- Python's json module reads each line; it prints what the boot's events say
+    out, code = sh(string.format([[python3 -c '
+import json, sys
+evs = [json.loads(l) for l in open(sys.argv[1])]
+assert all(e["v"] == 1 and isinstance(e["ts"], int) for e in evs), evs
+sp = [e for e in evs if e["type"] == "vm.spawn"][0]
+b = [e for e in evs if e["type"] == "vm.boot"][0]
+print(sp["vm"], sp["image"], isinstance(sp["pid"], int), sp["argv"][sp["argv"].index("-append") + 1] != "")
+print(b["vm"], b["ok"], b["duration_ns"] > 0, repr(b["error"]))
+print(" ".join(e["type"] for e in evs if e["type"] in ("file.start", "test.end", "file.end")))
+' %s/events.json]], dir))
+    t:eq(code, 0, out)
+    t:eq(out, "evjson default True True\nevjson True True ''\nfile.start test.end file.end\n")
+    -- without --json: a line per event
+    out, code = sh(string.format("%s events %s/events.mp", provium.executable, dir))
+    t:eq(code, 0, out)
+    t:match(out, "\n%d%d%d%d%-%d%d%-%d%dT[%d:.]+Z vm%.boot vm=evjson image=default ok=true duration_ns=%d+ error=\"\"\n")
+    -- a file cut inside an event: the events before it, then an error naming file and offset
+    sh(string.format("head -c $(($(stat -c %%s %s/events.mp) - 3)) %s/events.mp > %s/cut.mp", dir, dir, dir))
+    out, code = sh(string.format("%s events %s/cut.mp --json", provium.executable, dir))
+    t:eq(code, 1, out)
+    t:match(out, "provium events: [^\n]*/cut%.mp: offset %d+: the file ends inside an event")
+    t:contains(out, '"type":"test.end"', "the events before the cut are printed")
+    sh("rm -rf " .. dir)
+end)

@@ -11,6 +11,7 @@
 #include "cli.h"
 #include "config.h"
 #include "env.h"
+#include "events_cmd.h"
 #include "image.h"
 #include "image_cmd.h"
 #include "vm.h"
@@ -25,6 +26,8 @@ static void usage(FILE *f)
                 "       provium cache ls                  images and fixtures in the cache\n"
                 "       provium cache clear [images|fixtures] [NAME...]\n"
                 "       provium doctor [--reprobe]        KVM's verdict, QEMU, the cache\n"
+                "       provium events FILE [--json]      print an --events file: a line per\n"
+                "                                         event, or with --json a JSON object\n"
                 "\n"
                 "options:\n"
                 "  --accel auto|kvm|tcg   accelerator (auto: KVM only once the image's kernel has\n"
@@ -165,6 +168,8 @@ int main(int argc, char **argv)
                 return doctor_cmd_main(argc - 1, argv + 1);
         if (argc >= 2 && strcmp(argv[1], "cache") == 0)
                 return cache_cmd_main(argc - 1, argv + 1);
+        if (argc >= 2 && strcmp(argv[1], "events") == 0)
+                return events_cmd_main(argc - 1, argv + 1);
         if (argc >= 2 && strcmp(argv[1], "run") == 0)
                 return cmd_run(argc - 1, argv + 1);
         return cmd_run(argc, argv);

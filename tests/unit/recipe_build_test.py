@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Unit tests for scripts/newc.py and the parts of scripts/build-recipe-image that need no
+"""Unit tests for scripts/imagelib/newc.py and the parts of scripts/build-recipe-image that need no
 network: newc round trip (spec writer, tree entries, hard links, concatenated archives),
 --resolve errors found without apt, and build errors caught before any download.
 
@@ -16,7 +16,7 @@ import unittest
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPTS = os.path.join(HERE, "..", "..", "scripts")
 sys.path.insert(0, SCRIPTS)
-import newc  # noqa: E402
+from imagelib import newc  # noqa: E402
 
 RECIPE = os.path.join(SCRIPTS, "build-recipe-image")
 

@@ -1,10 +1,13 @@
 /* keyhash.c: tagged, length-prefixed XXH3-128 fields (see keyhash.h). */
 #include "keyhash.h"
 
+#include <dirent.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -44,6 +47,45 @@ int keyhash_file(XXH3_state_t *st, const char *tag, const char *path)
         keyhash_field(st, tag, m, (size_t) sb.st_size);
         (void) munmap(m, (size_t) sb.st_size);
         return 0;
+}
+
+static bool has_suffix(const char *name, const char *suffix)
+{
+        size_t n = strlen(name), k = strlen(suffix);
+
+        return name[0] != '.' && n > k && strcmp(name + n - k, suffix) == 0;
+}
+
+/* strcmp, not alphasort's strcoll: the order must not depend on the locale. */
+static int by_name(const struct dirent **a, const struct dirent **b)
+{
+        return strcmp((*a)->d_name, (*b)->d_name);
+}
+
+int keyhash_dir(XXH3_state_t *st, const char *tag, const char *dir, const char *suffix)
+{
+        struct dirent **names = NULL;
+        int n, r = 0;
+
+        n = scandir(dir, &names, NULL, by_name);
+        if (n < 0)
+                return -errno;
+        for (int i = 0; i < n; i++) {
+                char path[4096], field[512];
+                const char *name = names[i]->d_name;
+                if (r == 0 && has_suffix(name, suffix)) {
+                        if ((size_t) snprintf(path, sizeof path, "%s/%s", dir, name) >=
+                                sizeof path ||
+                            (size_t) snprintf(field, sizeof field, "%s/%s", tag, name) >=
+                                sizeof field)
+                                r = -ENAMETOOLONG;
+                        else
+                                r = keyhash_file(st, field, path);
+                }
+                free(names[i]);
+        }
+        free(names);
+        return r;
 }
 
 void keyhash_hex(XXH3_state_t *st, char out[33])

@@ -12,5 +12,10 @@ void keyhash_field(XXH3_state_t *st, const char *tag, const void *data, size_t l
  * not a regular file, or another -errno. */
 int keyhash_file(XXH3_state_t *st, const char *tag, const char *path);
 
+/* Feeds every regular file in directory dir whose name ends with suffix, in name order, as
+ * one field each (tagged "<tag>/<name>"): a directory of sources hashed as a whole, without
+ * what tools leave beside them (__pycache__, editor backups). Returns 0 or -errno. */
+int keyhash_dir(XXH3_state_t *st, const char *tag, const char *dir, const char *suffix);
+
 /* The digest so far as 32 lowercase hex digits. */
 void keyhash_hex(XXH3_state_t *st, char out[33]);

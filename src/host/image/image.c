@@ -24,7 +24,6 @@
 #include "recipe.h"
 #include "script.h"
 
-#define IMAGE_DEFAULT_CMDLINE "console=ttyS0 panic=-1 quiet cryptomgr.notests"
 
 /* ---- small helpers ---- */
 

@@ -73,30 +73,49 @@ static XXH3_state_t *key_start(const char *kind, const char *name)
         return st;
 }
 
+/* Debian's own interpreter when it is there: a python3 earlier on PATH may be a version
+ * manager's shim, which costs ~0.3 s a call. */
+static const char *python3_path(void)
+{
+        return access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
+}
+
+/* Hashes the builders' shared library, every .py file of scripts/imagelib, into st. */
+static int keyhash_imagelib(XXH3_state_t *st, const char *name, char *err, size_t errlen)
+{
+        char *lib = xasprintf("%s/scripts/imagelib", paths_source_dir());
+        int r = lib ? keyhash_dir(st, "imagelib", lib, ".py") : -ENOMEM;
+
+        if (r < 0)
+                seterr(err, errlen, "image %s: builder library %s: %s", name,
+                       lib ? lib : "scripts/imagelib", strerror(-r));
+        free(lib);
+        return r;
+}
+
 /* The default image's key: asks its script for its inputs (`--key-inputs`: kernel package
  * name, version, SHA256 and the busybox path, without downloading) and hashes them with the
- * contents of the script, the cpio writer, the agent and busybox. */
+ * command line and the contents of the script, its library, the agent and busybox. */
 static int plan_default(const char *name, const char *script_rel, const char *cache, Plan *p,
                         char *err, size_t errlen)
 {
         static const char *const args[] = {"--key-inputs", NULL};
         const char *agent = paths_agent();
-        char *out = NULL, *errtext = NULL, *busybox = NULL, *newc = NULL;
+        char *out = NULL, *errtext = NULL, *busybox = NULL;
         XXH3_state_t *st = NULL;
         int r, status;
 
-        p->interp = "bash";
+        p->interp = python3_path();
         p->script = xasprintf("%s/%s", paths_source_dir(), script_rel);
-        newc = xasprintf("%s/scripts/newc.py", paths_source_dir());
-        if (!p->script || !newc) {
+        if (!p->script) {
                 r = -ENOMEM;
                 seterr(err, errlen, "image %s: %s", name, strerror(-r));
                 goto out;
         }
-        status = script_capture("bash", p->script, args, cache, &out, &errtext);
+        status = script_capture(p->interp, p->script, args, cache, &out, &errtext);
         if (status < 0) {
                 r = status;
-                seterr(err, errlen, "image %s: cannot run bash %s: %s", name, p->script,
+                seterr(err, errlen, "image %s: cannot run %s %s: %s", name, p->interp, p->script,
                        strerror(-r));
                 goto out;
         }
@@ -124,8 +143,11 @@ static int plan_default(const char *name, const char *script_rel, const char *ca
                 goto out;
         }
         keyhash_field(st, "inputs", out, strlen(out)); /* kernel package, version, SHA256 */
-        const char *files[][2] = {
-            {"recipe", p->script}, {"cpio writer", newc}, {"agent", agent}, {"busybox", busybox}};
+        keyhash_field(st, "cmdline", IMAGE_DEFAULT_CMDLINE, strlen(IMAGE_DEFAULT_CMDLINE));
+        r = keyhash_imagelib(st, name, err, errlen);
+        if (r < 0)
+                goto out;
+        const char *files[][2] = {{"recipe", p->script}, {"agent", agent}, {"busybox", busybox}};
         for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
                 r = keyhash_file(st, files[i][0], files[i][1]);
                 if (r < 0) {
@@ -142,7 +164,6 @@ out:
         free(out);
         free(errtext);
         free(busybox);
-        free(newc);
         return r;
 }
 
@@ -323,16 +344,14 @@ static int plan_recipe(const char *name, const char *recipe, const char *images,
                        Plan *p, char *err, size_t errlen)
 {
         const char *src = paths_source_dir();
-        char *newc = xasprintf("%s/scripts/newc.py", src), *dump = NULL;
+        char *dump = NULL;
         Image *base = NULL;
         XXH3_state_t *st = NULL;
         int r;
 
-        /* Debian's own interpreter when it is there: a python3 earlier on PATH may be a
-         * version manager's shim, which costs ~0.3 s a call. */
-        p->interp = access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
+        p->interp = python3_path();
         p->script = xasprintf("%s/scripts/build-recipe-image", src);
-        if (!p->script || !newc) {
+        if (!p->script) {
                 r = -ENOMEM;
                 seterr(err, errlen, "image %s: %s", name, strerror(-r));
                 goto out;
@@ -369,8 +388,10 @@ static int plan_recipe(const char *name, const char *recipe, const char *images,
                 goto out;
         }
         keyhash_field(st, "spec", dump, strlen(dump));
-        const char *files[][2] = {
-            {"recipe", recipe}, {"builder", p->script}, {"cpio writer", newc}};
+        r = keyhash_imagelib(st, name, err, errlen);
+        if (r < 0)
+                goto out;
+        const char *files[][2] = {{"recipe", recipe}, {"builder", p->script}};
         for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
                 r = keyhash_file(st, files[i][0], files[i][1]);
                 if (r < 0) {
@@ -384,7 +405,6 @@ out:
         XXH3_freeState(st);
         image_free(base);
         free(dump);
-        free(newc);
         return r;
 }
 
@@ -406,8 +426,9 @@ int image__plan_build(const Plan *p, const char *name, const char *dir, const ch
                                cache, logfd, logfd);
         } else {
                 status = script_run(p->interp, p->script,
-                                    (const char *const[]){dir, paths_agent(), NULL}, cache, logfd,
-                                    logfd);
+                                    (const char *const[]){"--cmdline", IMAGE_DEFAULT_CMDLINE, dir,
+                                                          paths_agent(), NULL},
+                                    cache, logfd, logfd);
         }
         free(spec_path);
         if (status < 0)

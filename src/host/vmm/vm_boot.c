@@ -258,14 +258,24 @@ static void on_qmp_event(void *data, const char *event, json_t *event_data)
         event_end(&ev);
 }
 
-void vm_emit_spawn(Vm *vm, const VmConfig *cfg, int pid)
+void vm_emit_spawn(Vm *vm, const VmConfig *cfg, int pid, char *const *argv)
 {
         EventBuilder ev;
-        event_begin(&ev, "vm.spawn", 4);
+        event_begin(&ev, "vm.spawn", argv ? 5 : 4);
         proto_kv_str(&ev.w, "vm", vm->name);
         proto_kv_int(&ev.w, "pid", pid);
         proto_kv_str(&ev.w, "accel", cfg->accel ? cfg->accel : "tcg");
         proto_kv_str(&ev.w, "image", vm->image_name ? vm->image_name : "");
+        if (argv) {
+                argv += 3; /* QEMU's own, after `provium __pdeathsig PID` (vm_build_argv) */
+                uint32_t n = 0;
+                while (argv[n])
+                        n++;
+                proto_key(&ev.w, "argv");
+                msgpack_pack_array(&ev.w.pk, n);
+                for (uint32_t i = 0; i < n; i++)
+                        proto_pack_str(&ev.w, argv[i]);
+        }
         event_end(&ev);
 }
 
@@ -400,7 +410,7 @@ int vm_launch(Vm *vm, char *err, size_t errlen)
                 vm_enter(vm, restore ? PHASE_RESTORING : PHASE_BOOTING);
                 vm->spawned_ns = events_mono_ns();
                 vm->qmp_ns = vm->running_ns = vm->answered_ns = 0;
-                vm_emit_spawn(vm, &vm->cfg, vm->proc->pid);
+                vm_emit_spawn(vm, &vm->cfg, vm->proc->pid, a.v);
                 r = start_connections(vm, timeout_ms);
         }
         if (r == 0)

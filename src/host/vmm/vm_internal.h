@@ -166,7 +166,9 @@ void vm_boot_end(Vm *vm, int status, const char *msg);
  * the agent: BOOTING or RESTORING. On failure QEMU is halted and err says why; the waiting
  * callback is left to the caller. */
 int vm_launch(Vm *vm, char *err, size_t errlen);
-void vm_emit_spawn(Vm *vm, const VmConfig *cfg, int pid);
+/* The vm.spawn event; argv: the command line vm_build_argv made (its QEMU part goes in the
+ * event), or NULL when not known (a VM adopting a spare). */
+void vm_emit_spawn(Vm *vm, const VmConfig *cfg, int pid, char *const *argv);
 int vm_spawn_qemu(Vm *vm, char **argv);
 int vm_start_qmp(Vm *vm, uint64_t timeout_ms);
 int vm_start_agent(Vm *vm, uint64_t timeout_ms);

@@ -74,7 +74,7 @@ int vm_adopt_spare(Vm *vm, Vm *s, char *err, size_t errlen)
         vm->qmp_ns = qmp_ready(vm->qmp) ? vm->restore_started_ns : 0;
         vm_enter(vm, PHASE_RESTORING);
         vm_free(s);
-        vm_emit_spawn(vm, &vm->cfg, vm->proc->pid);
+        vm_emit_spawn(vm, &vm->cfg, vm->proc->pid, NULL); /* the spare's event had its argv */
         uint64_t timeout_ms = vm->cfg.timeout_ms ? vm->cfg.timeout_ms : DEFAULT_BOOT_MS;
         int r = vm_start_agent(vm, timeout_ms);
         if (r == 0)
@@ -128,7 +128,6 @@ void vm_prelaunch(Vm *like)
                 r = vm_build_argv(s, &s->cfg, s->image, &a);
         if (r == 0)
                 r = vm_spawn_qemu(s, a.v);
-        vm_argv_free(&a);
         if (s->incoming_fd >= 0) {
                 (void) close(s->incoming_fd);
                 s->incoming_fd = -1;
@@ -136,9 +135,10 @@ void vm_prelaunch(Vm *like)
         if (r == 0) {
                 vm_enter(s, PHASE_RESTORING);
                 s->spawned_ns = events_mono_ns();
-                vm_emit_spawn(s, &s->cfg, s->proc->pid);
+                vm_emit_spawn(s, &s->cfg, s->proc->pid, a.v);
                 r = vm_start_qmp(s, s->cfg.timeout_ms ? s->cfg.timeout_ms : DEFAULT_BOOT_MS);
         }
+        vm_argv_free(&a);
         spares[slot] = s; /* even a failed one: vm_spares_stop cleans it up */
 }
 

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """newc.py: a small deterministic reader and writer of newc ("070701") cpio archives.
 
-Used by scripts/build-default-image (the initramfs) and scripts/build-recipe-image (recipe
-images: merging a base initramfs with a tree, or extracting it for a disk image).
+Used by scripts/build-default-image (the initramfs), scripts/build-recipe-image (recipe
+images: merging a base initramfs with a tree, or extracting it for a disk image) and the bench
+(bench/bench.py, bench/raw-boot-floor.sh: the floor guests' initrds).
 
-Command line:
+Command line (python3 scripts/imagelib/newc.py ...):
   newc.py write SPEC OUT   write the archive described by SPEC (one entry a line):
                              dir NAME MODE              (MODE in octal)
                              file NAME SRC MODE         (contents read from host file SRC)
@@ -16,10 +17,9 @@ Every entry has mtime 0 and, unless the caller says otherwise, uid/gid 0; inode 
 up from 721; the archive ends with the TRAILER!!! entry and zero padding to a multiple of 512
 bytes. Equal inputs give equal bytes. Names are stored without a leading "/".
 
-Module API: Writer (entries out), read_archive (entries in, concatenated archives and the
-zero padding between them allowed), Entry.
+Module API: Writer (entries out), overlay (a small archive to append), read_archive (entries
+in, concatenated archives and the zero padding between them allowed), Entry.
 """
-import os
 import stat
 import sys
 
@@ -156,6 +156,22 @@ def read_archive(buf):
             group.append(len(out))
         out.append(Entry(name, mode, uid, gid, nlink, ino, rmaj, rmin, data))
     return out
+
+
+def overlay(entries, first_ino=99901):
+    """An archive (bytes) of (name, mode, data) entries, directories and regular files, to
+    append to an initrd: the kernel unpacks concatenated archives in order, later entries
+    win. Its inode numbers start far above a base archive's."""
+    import io
+    buf = io.BytesIO()
+    w = Writer(buf, first_ino)
+    for name, mode, data in entries:
+        if stat.S_ISDIR(mode):
+            w.dir(name, stat.S_IMODE(mode))
+        else:
+            w.file(name, data, stat.S_IMODE(mode))
+    w.finish()
+    return buf.getvalue()
 
 
 def write_spec(spec_path, out_path):
