@@ -20,7 +20,7 @@ test("each outcome is reported with its location, and the summary counts them", 
     t:match(out, "outcomes.test.lua:8: boom after a boot")
     t:match(out, "PASS  [^\n]*still runs after the error")
     t:match(out, "FAIL  [^\n]*syntax.test.lua: %(file%)")
-    t:match(out, "syntax.test.lua:2:")
+    t:match(out, "syntax.test.lua:3:")
     t:match(out, "\n2 passed, 3 failed, 1 skipped\n$")
     -- the events file holds msgpack maps; spot-check that the types are there
     local ev = io.open(dir .. "/events.mp", "rb"):read("a")
@@ -65,7 +65,7 @@ test("a test spinning in Lua is stopped at its timeout, with its location", func
     local dir = workdir("busy")
     local out, code = provium_run(dir, "--test-timeout 2")
     t:eq(code, 1)
-    t:match(out, "busy.test.lua:3: test timed out after 2.0 s")
+    t:match(out, "busy.test.lua:4: test timed out after 2.0 s")
     t:match(out, "PASS  [^\n]*the next test still runs")
     sh("rm -rf " .. dir)
 end)
