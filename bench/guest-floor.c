@@ -22,6 +22,7 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <stdint.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,30 +38,27 @@ static uint64_t now_ns(void)
         return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
 }
 
-static int read_full(int fd, void *p, size_t n)
+/* Moves all n bytes through fd (write when out, else read): 0, or -1 at EOF or an error. */
+static int move_full(int fd, char *p, size_t n, bool out)
 {
-        char *c = p;
         while (n > 0) {
-                ssize_t r = read(fd, c, n);
+                ssize_t r = out ? write(fd, p, n) : read(fd, p, n);
                 if (r <= 0)
                         return -1;
-                c += r;
+                p += r;
                 n -= (size_t) r;
         }
         return 0;
 }
 
+static int read_full(int fd, void *p, size_t n)
+{
+        return move_full(fd, p, n, false);
+}
+
 static int write_full(int fd, const void *p, size_t n)
 {
-        const char *c = p;
-        while (n > 0) {
-                ssize_t r = write(fd, c, n);
-                if (r <= 0)
-                        return -1;
-                c += r;
-                n -= (size_t) r;
-        }
-        return 0;
+        return move_full(fd, (char *) p, n, true);
 }
 
 static int mark(void)

@@ -35,9 +35,5 @@ test("run true", function(t)
         if r.code ~= 0 then t:fail("true exited " .. tostring(r.code)) end
         durations[i] = string.format("%.9f", r.duration)
     end
-    if guest_out then
-        local f = assert(io.open(guest_out, "w"))
-        f:write(table.concat(durations, "\n"), "\n")
-        f:close()
-    end
+    if guest_out then assert(io.open(guest_out, "w")):write(table.concat(durations, "\n"), "\n"):close() end
 end)

@@ -70,9 +70,5 @@ test("256 MiB through Lua strings", function(t)
     collectgarbage()
     vm:run("rm /tmp/big"):assert_ok()
     note("strings")
-    if out then
-        local f = assert(io.open(out, "w"))
-        f:write(table.concat(notes, "\n"), "\n")
-        f:close()
-    end
+    if out then assert(io.open(out, "w")):write(table.concat(notes, "\n"), "\n"):close() end
 end)

@@ -43,12 +43,20 @@ static void usage(FILE *f)
                 "  --version              print the version\n");
 }
 
+static const char *long_name(const struct option *lo, int c)
+{
+        for (; lo->name; lo++)
+                if (lo->val == c)
+                        return lo->name;
+        return "?";
+}
+
 static int parse_seconds(const char *opt, const char *s, double *ret)
 {
         char *end;
         double v = strtod(s, &end);
         if (end == s || *end || v < 0) {
-                fprintf(stderr, "provium: %s: expected seconds >= 0, got '%s'\n", opt, s);
+                fprintf(stderr, "provium: --%s: expected seconds >= 0, got '%s'\n", opt, s);
                 return -1;
         }
         *ret = v;
@@ -113,17 +121,15 @@ static int cmd_run(int argc, char **argv)
                         filters[o.nfilters++] = optarg;
                         break;
                 case 'T':
-                        if (parse_seconds("--test-timeout", optarg, &o.test_timeout_s) < 0)
-                                return 2;
-                        break;
                 case 'O':
-                        if (parse_seconds("--op-timeout", optarg, &o.op_timeout_s) < 0)
+                case 'B': {
+                        double *dst = c == 'T'   ? &o.test_timeout_s
+                                      : c == 'O' ? &o.op_timeout_s
+                                                 : &o.boot_timeout_s;
+                        if (parse_seconds(long_name(longopts, c), optarg, dst) < 0)
                                 return 2;
                         break;
-                case 'B':
-                        if (parse_seconds("--boot-timeout", optarg, &o.boot_timeout_s) < 0)
-                                return 2;
-                        break;
+                }
                 case 'v':
                         o.verbose = true;
                         break;

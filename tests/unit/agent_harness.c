@@ -307,13 +307,20 @@ char *tmp_path(const char *name)
         return p;
 }
 
+/* Sends op {key = value} and returns its reply; streamed output lands in res. */
+static msgpack_object call_str(Client *c, uint64_t id, const char *op, const char *key,
+                               const char *value, Result *res)
+{
+        req_begin(c, id, op, 1);
+        proto_kv_str(&c->wr, key, value);
+        req_send(c);
+        return wait_reply(c, id, res);
+}
+
 /* Sends exec {cmd} and returns its reply; output lands in res. */
 msgpack_object run_cmd(Client *c, uint64_t id, const char *cmd, Result *res)
 {
-        req_begin(c, id, "exec", 1);
-        proto_kv_str(&c->wr, "cmd", cmd);
-        req_send(c);
-        return wait_reply(c, id, res);
+        return call_str(c, id, "exec", "cmd", cmd, res);
 }
 
 void write_local(const char *path, const void *p, size_t n)
@@ -339,12 +346,25 @@ char *read_local(const char *path, size_t *ret_len)
         return b;
 }
 
+void assert_local_file(const char *path, const void *want, size_t n)
+{
+        size_t len;
+        char *got = read_local(path, &len);
+        assert_int_equal(len, n);
+        assert_memory_equal(got, want, n);
+        free(got);
+}
+
+char *tmp_fifo(const char *name)
+{
+        char *path = tmp_path(name);
+        assert_int_equal(mkfifo(path, 0600), 0);
+        return path;
+}
+
 msgpack_object read_file(Client *c, uint64_t id, const char *path, Result *res)
 {
-        req_begin(c, id, "read_file", 1);
-        proto_kv_str(&c->wr, "path", path);
-        req_send(c);
-        return wait_reply(c, id, res);
+        return call_str(c, id, "read_file", "path", path, res);
 }
 
 /* Sends hello and checks that the reply comes within max_ms. */

@@ -85,6 +85,10 @@ char *tmp_path(const char *name);
 msgpack_object run_cmd(Client *c, uint64_t id, const char *cmd, Result *res);
 void write_local(const char *path, const void *p, size_t n);
 char *read_local(const char *path, size_t *ret_len);
+/* The local file at path holds exactly the n bytes of want. */
+void assert_local_file(const char *path, const void *want, size_t n);
+/* A new FIFO below tmp_root (caller frees the path). */
+char *tmp_fifo(const char *name);
 msgpack_object read_file(Client *c, uint64_t id, const char *path, Result *res);
 void hello_within(Client *c, uint64_t id, int64_t max_ms);
 void cancel_expect(Client *c, uint64_t id, uint64_t target, const char *op);

@@ -73,19 +73,14 @@ static void test_handles(void **state)
         req_send(c);
         m = wait_reply(c, 20, NULL);
         assert_ok(&m);
-        size_t len;
-        char *got = read_local(app, &len);
-        assert_int_equal(len, 4);
-        assert_memory_equal(got, "abcd", 4);
-        free(got);
+        assert_local_file(app, "abcd", 4);
         client_free(c);
 }
 
 static void test_fread_fifo_cancel(void **state)
 {
         Client *c = client_new();
-        _cleanup_free_ char *fifo = tmp_path("fifo-cancel");
-        assert_int_equal(mkfifo(fifo, 0600), 0);
+        _cleanup_free_ char *fifo = tmp_fifo("fifo-cancel");
         uint64_t fd = open_handle(c, 1, fifo, "r+");
         req_begin(c, 2, "fread", 2);
         proto_kv_uint(&c->wr, "fd", fd);
@@ -260,11 +255,7 @@ static void test_syscall(void **state)
         m = wait_reply(c, 5, NULL);
         assert_ok(&m);
         assert_int_equal(get_i(&m, "ret"), 0);
-        size_t len;
-        char *got = read_local(path, &len);
-        assert_int_equal(len, 7);
-        assert_memory_equal(got, "written", 7);
-        free(got);
+        assert_local_file(path, "written", 7);
 
         /* a failing call: ret -1 and errno, not an error reply */
         req_begin(c, 6, "syscall", 2);
@@ -370,8 +361,7 @@ static void test_syscall_cancel(void **state)
 static void test_ioctl(void **state)
 {
         Client *c = client_new();
-        _cleanup_free_ char *fifo = tmp_path("fifo-ioctl");
-        assert_int_equal(mkfifo(fifo, 0600), 0);
+        _cleanup_free_ char *fifo = tmp_fifo("fifo-ioctl");
         uint64_t fd = open_handle(c, 1, fifo, "r+");
         req_begin(c, 2, "fwrite", 2);
         proto_kv_uint(&c->wr, "fd", fd);
@@ -458,8 +448,7 @@ static void test_two_connections(void **state)
         hello_ok(b, 1); /* ids are per connection */
 
         /* a's thread blocks inside read(2) on a FIFO without data */
-        _cleanup_free_ char *fifo = tmp_path("fifo-block");
-        assert_int_equal(mkfifo(fifo, 0600), 0);
+        _cleanup_free_ char *fifo = tmp_fifo("fifo-block");
         req_begin(a, 2, "syscall", 2);
         proto_kv_uint(&a->wr, "nr", SYS_openat);
         proto_key(&a->wr, "args");

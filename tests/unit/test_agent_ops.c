@@ -253,8 +253,7 @@ static void test_read_file(void **state)
 static void test_read_file_cancel(void **state)
 {
         Client *c = client_new();
-        _cleanup_free_ char *fifo = tmp_path("read-fifo");
-        assert_int_equal(mkfifo(fifo, 0600), 0);
+        _cleanup_free_ char *fifo = tmp_fifo("read-fifo");
         req_begin(c, 1, "read_file", 1);
         proto_kv_str(&c->wr, "path", fifo);
         req_send(c);
@@ -297,8 +296,7 @@ static void test_read_file_cancel(void **state)
 static void test_write_file_fifo(void **state)
 {
         Client *c = client_new();
-        _cleanup_free_ char *fifo = tmp_path("write-fifo");
-        assert_int_equal(mkfifo(fifo, 0600), 0);
+        _cleanup_free_ char *fifo = tmp_fifo("write-fifo");
         req_begin(c, 1, "write_file", 3);
         proto_kv_str(&c->wr, "path", fifo);
         proto_kv_bin(&c->wr, "data", "abc", 3);
@@ -370,11 +368,7 @@ static void test_write_file(void **state)
         assert_ok(&m);
         assert_int_equal(get_u(&m, "mode"), 0600);
         assert_int_equal(get_u(&m, "size"), 5);
-        size_t len;
-        char *got = read_local(small, &len);
-        assert_int_equal(len, 5);
-        assert_memory_equal(got, "hello", 5);
-        free(got);
+        assert_local_file(small, "hello", 5);
 
         /* three frames: 256 KiB, 256 KiB, 100 KiB; mode 0751 beyond the umask */
         _cleanup_free_ char *big = tmp_path("big-write");
@@ -402,10 +396,7 @@ static void test_write_file(void **state)
         assert_int_equal(get_u(&m, "size"), total);
         assert_int_equal(acks.n_acks, 2); /* after each frame but the last (it gets the reply) */
         assert_int_equal(acks.last_ack, sizes[0] + sizes[1]);
-        got = read_local(big, &len);
-        assert_int_equal(len, total);
-        assert_memory_equal(got, data, total);
-        free(got);
+        assert_local_file(big, data, total);
         free(data);
         m = stat_path(c, 4, big, true);
         assert_ok(&m);
