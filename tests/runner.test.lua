@@ -208,3 +208,91 @@ print(" ".join(e["type"] for e in evs if e["type"] in ("file.start", "test.end",
     t:contains(out, '"type":"test.end"', "the events before the cut are printed")
     sh("rm -rf " .. dir)
 end)
+
+-- A Python one-liner with a real XML parser: each testcase as "suite|name|outcome|message|out".
+local JUNIT_DUMP = [[python3 -c '
+import sys, xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+print("suites", root.get("tests"), root.get("failures"), root.get("skipped"))
+for s in root.iter("testsuite"):
+    print("suite", s.get("name").rsplit("/", 1)[-1], s.get("tests"), s.get("failures"), s.get("skipped"))
+    for c in s.iter("testcase"):
+        f, k, o = c.find("failure"), c.find("skipped"), c.find("system-out")
+        what = "fail" if f is not None else "skip" if k is not None else "pass"
+        msg = (f if f is not None else k).get("message") if what != "pass" else ""
+        float(c.get("time"))
+        print("case", c.get("name"), what, msg, (o.text if o is not None else "").strip())
+' ]]
+
+test("--junit and XML_OUTPUT_FILE write a JUnit report a real XML parser reads back", function(t)
+    local dir = workdir("outcomes", "syntax")
+    local f = assert(io.open(dir .. "/odd.test.lua", "w"))
+    f:write('test("a <name> & \\"quotes\\"", function(t) t:fail("bad \\1 byte & <tag>\\n' ..
+            '--- last console lines ---\\nthe console\'s tail") end)\n')
+    f:close()
+    local out, code = st.run(dir, "--junit " .. dir .. "/report.xml", "XML_OUTPUT_FILE=" .. dir .. "/bazel.xml")
+    t:eq(code, 1, out)
+    for _, report in ipairs({ "report.xml", "bazel.xml" }) do
+        local dump = sh(JUNIT_DUMP .. dir .. "/" .. report)
+        t:match(dump, "^suites 7 4 1\n", report .. "\n" .. dump)
+        t:contains(dump, "suite outcomes.test.lua 5 2 1\n")
+        t:contains(dump, "suite syntax.test.lua 1 1 0\n")
+        t:contains(dump, "case passes pass  \n")
+        t:match(dump, "case fails on an assertion fail [^\n]*outcomes.test.lua:3: expected \"expected\", got \"actual\" \n")
+        t:contains(dump, "case is skipped skip no reason at all \n")
+        t:match(dump, "case %(file%) fail [^\n]*syntax.test.lua:3:")
+        t:match(dump, "case a <name> & \"quotes\" fail [^\n]*bad \xef\xbf\xbd byte & <tag> the console's tail\n")
+    end
+    sh("rm -rf " .. dir)
+end)
+
+-- Ten files without VMs: which of them a run with these arguments and environment ran.
+local function shard_run(dir, args, env)
+    local clean = "env -u TEST_TOTAL_SHARDS -u TEST_SHARD_INDEX -u CI_NODE_INDEX -u CI_NODE_TOTAL " ..
+                  "-u JOB_COMPLETION_INDEX "
+    local out, code = st.run(dir, args, clean .. (env or ""))
+    local ran = {}
+    for name in out:gmatch("PASS  [^\n]*/(f%d+)%.test%.lua") do ran[#ran + 1] = name end
+    table.sort(ran)
+    return table.concat(ran, " "), code, out
+end
+
+test("--shard K/N and the CI engines' variables split the files: every file once, shards alike", function(t)
+    local dir = st.tmpdir("shards")
+    for i = 1, 10 do
+        local f = assert(io.open(string.format("%s/f%02d.test.lua", dir, i), "w"))
+        f:write('test("runs", function(t) t:ok(true) end)\n')
+        f:close()
+    end
+    local seen, shards = {}, {}
+    for k = 1, 3 do
+        local ran, code, out = shard_run(dir, "--shard " .. k .. "/3")
+        t:eq(code, 0, out)
+        t:match(out, "shard " .. k .. "/3 %(from %-%-shard%): %d+ of 10 files")
+        shards[k] = ran
+        local n = 0
+        for name in ran:gmatch("%S+") do
+            t:ok(not seen[name], name .. " in two shards")
+            seen[name] = true
+            n = n + 1
+        end
+        t:ok(n == 3 or n == 4, "shard " .. k .. " has " .. n .. " files: " .. ran)
+    end
+    for i = 1, 10 do t:ok(seen[string.format("f%02d", i)], "file " .. i .. " in a shard") end
+    t:eq(shard_run(dir, "--shard 2/3"), shards[2], "the same shard again")
+    -- the engines' own variables, no flag: Bazel (0-based, and it touches the status file),
+    -- GitLab (1-based), a Kubernetes Indexed Job (0-based, with the total passed)
+    t:eq(shard_run(dir, "", "TEST_TOTAL_SHARDS=3 TEST_SHARD_INDEX=1 TEST_SHARD_STATUS_FILE=" ..
+                   dir .. "/status"), shards[2], "Bazel")
+    t:ok(io.open(dir .. "/status"), "Bazel's TEST_SHARD_STATUS_FILE touched")
+    t:eq(shard_run(dir, "", "CI_NODE_INDEX=3 CI_NODE_TOTAL=3"), shards[3], "GitLab")
+    t:eq(shard_run(dir, "--shard-total 3", "JOB_COMPLETION_INDEX=0"), shards[1], "Kubernetes")
+    for _, bad in ipairs({ { "--shard 4/3" }, { "--shard 0/3" }, { "--shard x" },
+                           { "", "CI_NODE_INDEX=0 CI_NODE_TOTAL=3" },
+                           { "", "TEST_TOTAL_SHARDS=3 TEST_SHARD_INDEX=3" },
+                           { "--shard-total 3" } }) do
+        local _, code, out = shard_run(dir, bad[1], bad[2])
+        t:eq(code, 2, table.concat(bad, " ") .. ": " .. out)
+        t:match(out, "provium: [^\n]*shard", table.concat(bad, " "))
+    end
+end)

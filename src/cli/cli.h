@@ -13,6 +13,9 @@ typedef struct CliOptions {
         bool verbose;
         const char **filters; /* -k PATTERN...: run only tests whose "FILE: name" contains one */
         int nfilters;         /* at most CLI_MAX_FILTERS */
+        const char *junit;    /* --junit FILE, or NULL */
+        const char *shard;    /* --shard K/N, or NULL */
+        unsigned shard_total; /* --shard-total N (with JOB_COMPLETION_INDEX), or 0 */
 } CliOptions;
 
 #define CLI_MAX_FILTERS 64

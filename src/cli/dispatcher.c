@@ -20,6 +20,8 @@
 #include "cli.h"
 #include "env.h"
 #include "events.h"
+#include "junit.h"
+#include "shard.h"
 #include "image.h"
 #include "netns.h"
 #include "qemu.h"
@@ -101,6 +103,15 @@ static int discover(FileList *l, char **paths, int npaths)
                 }
         }
         return 0;
+}
+
+static void free_files(FileList *l)
+{
+        for (size_t i = 0; i < l->n; i++)
+                free(l->v[i]);
+        free(l->v);
+        l->v = NULL;
+        l->n = 0;
 }
 
 /* ---- event sinks ---- */
@@ -217,6 +228,13 @@ static void events_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         child_events(c);
 }
 
+/* A file that ended without reporting: one failure, on the terminal and in the JUnit report. */
+static void file_crashed(const char *file, const char *why)
+{
+        reporter_file_crashed(file, why);
+        junit_file_crashed(file, why);
+}
+
 static void on_child_exit(uv_process_t *p, int64_t status, int term_signal)
 {
         Child *c = p->data;
@@ -232,14 +250,14 @@ static void on_child_exit(uv_process_t *p, int64_t status, int term_signal)
                                  "file runner exited with status %ld before "
                                  "the file finished",
                                  (long) status);
-                reporter_file_crashed(c->file, why);
+                file_crashed(c->file, why);
         } else if (term_signal || (status != 0 && status != 1)) {
                 /* Finished, but then crashed or was flagged by a sanitizer on the way out. */
                 char why[256];
                 snprintf(why, sizeof why, "file runner ended with %s %d after the file finished",
                          term_signal ? "signal" : "status",
                          term_signal ? term_signal : (int) status);
-                reporter_file_crashed(c->file, why);
+                file_crashed(c->file, why);
         }
         c->closing = 2;
         uv_close((uv_handle_t *) &c->proc, on_child_handle_closed);
@@ -265,9 +283,17 @@ static int spawn_child(Dispatcher *d, const char *file, size_t index)
         snprintf(tt, sizeof tt, "%g", d->o->test_timeout_s);
         snprintf(ot, sizeof ot, "%g", d->o->op_timeout_s);
         snprintf(bt, sizeof bt, "%g", d->o->boot_timeout_s);
-        char *args[11 + CLI_MAX_FILTERS + 1] = {
-            d->self, "__run-file", c->file, c->run_dir, (char *) d->accel, tt, ot, bt,
-            (char *) d->qemu_version, (char *) d->kvm_unusable, (char *) d->image_dir};
+        char *args[11 + CLI_MAX_FILTERS + 1] = {d->self,
+                                                "__run-file",
+                                                c->file,
+                                                c->run_dir,
+                                                (char *) d->accel,
+                                                tt,
+                                                ot,
+                                                bt,
+                                                (char *) d->qemu_version,
+                                                (char *) d->kvm_unusable,
+                                                (char *) d->image_dir};
         for (int i = 0; i < d->o->nfilters; i++)
                 args[11 + i] = (char *) d->o->filters[i];
         uv_pipe_init(d->loop, &c->events, 0);
@@ -292,7 +318,7 @@ static int spawn_child(Dispatcher *d, const char *file, size_t index)
                 c->closing = 2;
                 d->running++; /* balanced in on_child_handle_closed */
                 fprintf(stderr, "provium: %s: cannot start a runner: %s\n", file, uv_strerror(r));
-                reporter_file_crashed(file, "cannot start a file runner");
+                file_crashed(file, "cannot start a file runner");
                 uv_close((uv_handle_t *) &c->proc, on_child_handle_closed);
                 uv_close((uv_handle_t *) &c->events, on_child_handle_closed);
                 return r;
@@ -424,6 +450,22 @@ int dispatcher_run(const CliOptions *o, char **paths, int npaths)
                 return 2;
         if (d.files.n > 1)
                 qsort(d.files.v, d.files.n, sizeof *d.files.v, cmp_str);
+        Shard shard;
+        char serr[256];
+        size_t all_files = d.files.n;
+        if (shard_choose(o->shard, o->shard_total, &shard, serr, sizeof serr) < 0) {
+                fprintf(stderr, "provium: %s\n", serr);
+                free_files(&d.files);
+                return 2;
+        }
+        if (shard_select(&shard, d.files.v, &d.files.n) < 0) {
+                fprintf(stderr, "provium: sharding: %s\n", strerror(ENOMEM));
+                free_files(&d.files);
+                return 2;
+        }
+        if (shard.total > 1)
+                fprintf(stderr, "provium: shard %u/%u (from %s): %zu of %zu files\n",
+                        shard.index + 1, shard.total, shard.from, d.files.n, all_files);
         int events_sink = -1;
         if (o->events) {
                 events_file = fopen(o->events, "we");
@@ -434,8 +476,11 @@ int dispatcher_run(const CliOptions *o, char **paths, int npaths)
                 events_sink = events_subscribe(file_sink, &events_sink);
         }
         reporter_start(o->verbose);
+        const char *junit_paths[2] = {o->junit, env_get()->xml_output_file};
+        if (junit_paths[0] || junit_paths[1])
+                junit_start();
         int status = 0;
-        if (d.files.n == 0)
+        if (d.files.n == 0 && all_files == 0)
                 fprintf(stderr, "provium: no *.test.lua files found\n");
         /* QEMU's version, once for the run and on a thread (it takes ~0.1 s) while the default
          * image is resolved and KVM probed: runners never run it on their loops. */
@@ -490,12 +535,19 @@ int dispatcher_run(const CliOptions *o, char **paths, int npaths)
                 bool no_match = !d.interrupted && say_no_match(o);
                 unsigned failed = reporter_finish();
                 status = d.interrupted ? 130 : failed || no_match ? 1 : 0;
+                for (int i = 0; i < 2; i++) {
+                        int r = junit_paths[i] ? junit_write(junit_paths[i]) : 0;
+                        if (r < 0) {
+                                fprintf(stderr, "provium: JUnit report %s: %s\n", junit_paths[i],
+                                        strerror(-r));
+                                status = status ? status : 1;
+                        }
+                }
         }
+        junit_free();
         if (events_file)
                 fclose(events_file);
-        for (size_t i = 0; i < d.files.n; i++)
-                free(d.files.v[i]);
-        free(d.files.v);
+        free_files(&d.files);
         free(image_dir);
         child_env_free(&d);
         return status;

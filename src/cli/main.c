@@ -39,6 +39,11 @@ static void usage(FILE *f)
                 "  --test-timeout S       fail a test after S seconds (default 600)\n"
                 "  --op-timeout S         default timeout of a guest operation (default 60)\n"
                 "  --boot-timeout S       default timeout of vm:boot (default 120)\n"
+                "  --junit FILE           write a JUnit XML report (also to $XML_OUTPUT_FILE)\n"
+                "  --shard K/N            run the K-th of N shares of the files (1-based); CI\n"
+                "                         engines' own variables do it too (docs/ci.md)\n"
+                "  --shard-total N        the shards of a Kubernetes Indexed Job\n"
+                "                         ($JOB_COMPLETION_INDEX is this one's)\n"
                 "  -v, --verbose          more output\n"
                 "  --version              print the version\n");
 }
@@ -80,6 +85,9 @@ static int cmd_run(int argc, char **argv)
             {"test-timeout", required_argument, NULL, 'T'},
             {"op-timeout", required_argument, NULL, 'O'},
             {"boot-timeout", required_argument, NULL, 'B'},
+            {"junit", required_argument, NULL, 'J'},
+            {"shard", required_argument, NULL, 'S'},
+            {"shard-total", required_argument, NULL, 'N'},
             {"verbose", no_argument, NULL, 'v'},
             {"help", no_argument, NULL, 'h'},
             {NULL, 0, NULL, 0},
@@ -128,6 +136,24 @@ static int cmd_run(int argc, char **argv)
                                                  : &o.boot_timeout_s;
                         if (parse_seconds(long_name(longopts, c), optarg, dst) < 0)
                                 return 2;
+                        break;
+                }
+                case 'J':
+                        o.junit = optarg;
+                        break;
+                case 'S':
+                        o.shard = optarg;
+                        break;
+                case 'N': {
+                        char *end;
+                        long n = strtol(optarg, &end, 10);
+                        if (*end || n < 1 || n > 10000) {
+                                fprintf(stderr,
+                                        "provium: --shard-total: expected 1..10000, got '%s'\n",
+                                        optarg);
+                                return 2;
+                        }
+                        o.shard_total = (unsigned) n;
                         break;
                 }
                 case 'v':

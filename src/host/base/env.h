@@ -29,8 +29,16 @@ typedef struct ProviumEnv {
                         const char *host_netns;        /* PROVIUM_HOST_NETNS: the host's network
                                                         * namespace, as a dispatcher tells its
                                                         * runners and their children */
+                        /* What CI engines set (docs/ci.md): */
+                        const char *xml_output_file;        /* Bazel: where the JUnit report goes */
+                        const char *test_total_shards;      /* Bazel: the shards... */
+                        const char *test_shard_index;       /* ...and this one's, 0-based */
+                        const char *test_shard_status_file; /* Bazel: touched when sharding */
+                        const char *job_completion_index;   /* Kubernetes Indexed Job, 0-based */
+                        const char *ci_node_index;          /* GitLab parallel:, 1-based... */
+                        const char *ci_node_total;          /* ...of this many */
                 };
-                const char *vars[12];
+                const char *vars[19];
         };
         bool no_color; /* NO_COLOR is set */
         /* From the dispatcher, on a runner's command line (NULL when not known): */
