@@ -1,4 +1,5 @@
 -- vm:boot and the console: images, options, failures.
+provium:claim({ memory = "1536M" }) -- each test's VMs, alive until the file ends
 local vm_a = provium:vm("a") -- booted by the first test; its name is taken for the last one
 
 test("two VMs boot and each has its own guest", function(t)

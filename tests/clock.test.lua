@@ -1,4 +1,5 @@
 -- vm:clock() and the determinism boot options.
+provium:claim({ memory = "2G" }) -- six VMs beside each other at the most
 test("clock:advance is visible to date in the guest", function(t)
     local vm = provium:vm("clock"):boot()
     local c = vm:clock()

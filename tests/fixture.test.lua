@@ -1,5 +1,6 @@
 -- Fixtures: VM states built once into the on-disk cache and restored for every test (and every
 -- later file) that asks. Runs of a second provium use a cache of their own (XDG_CACHE_HOME).
+provium:claim({ memory = "3G" }) -- builders, clones and the spares started ahead of them
 local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
 local st = dofile(here .. "/lib/selftest.lua")(here)
 

@@ -1,5 +1,6 @@
 -- Networks: bridges in the file's own network namespace, VMs attached before and after boot,
 -- names, and impairments through nftables.
+provium:claim({ memory = "2G" }) -- six VMs on bridges at the most
 local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
 local st = dofile(here .. "/lib/selftest.lua")(here)
 local shared = dofile(here .. "/lib/shared.lua")

@@ -1,5 +1,6 @@
 -- Image recipes: tests/images/redis.lua adds Debian's redis-server to the default image. The
 -- server runs in one VM, the client in another, over a bridge.
+provium:claim({ memory = "1536M" }) -- the server, the client and the recipe checks' VMs
 local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
 local shared = dofile(here .. "/lib/shared.lua")
 

@@ -1,4 +1,5 @@
 -- vm:spawn_worker and provium:parallel: concurrency inside one test.
+provium:claim({ memory = "2G" }) -- six VMs at the most
 test("VMs boot concurrently", function(t)
     local a, b = provium:vm("pa"), provium:vm("pb")
     provium:parallel(function() a:boot() end, function() b:boot() end)

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stdint.h>
 
 typedef struct CliOptions {
         const char *accel;     /* "auto", "kvm" or "tcg" */
@@ -16,6 +17,10 @@ typedef struct CliOptions {
         const char *junit;    /* --junit FILE, or NULL */
         const char *shard;    /* --shard K/N, or NULL */
         unsigned shard_total; /* --shard-total N (with JOB_COMPLETION_INDEX), or 0 */
+        uint64_t memory_mb;   /* --memory: the pool's memory budget; 0: what the host can give */
+        unsigned cpus;        /* --cpus: its CPUs; 0: what the host can give */
+        uint64_t claim_mb;    /* --default-claim: a file's claim when it makes none */
+        unsigned claim_cpus;
 } CliOptions;
 
 #define CLI_MAX_FILTERS 64

@@ -21,6 +21,7 @@
 #include "env.h"
 #include "events.h"
 #include "junit.h"
+#include "pool_run.h"
 #include "shard.h"
 #include "image.h"
 #include "netns.h"
@@ -132,6 +133,8 @@ static void file_sink(void *data, const char *type, const uint8_t *mp, size_t le
 typedef struct Child {
         uv_process_t proc;
         uv_pipe_t events;
+        uv_pipe_t grant; /* its stdin: the pool's answer to its claim (pool_run.c) */
+        size_t index;    /* its file's, and its id in the pool */
         ProtoReader reader;
         char *file;
         char *run_dir;
@@ -156,7 +159,7 @@ typedef struct Dispatcher {
         char run_root[64]; /* short: Unix socket paths below it must fit in 108 bytes */
         uv_signal_t sigint, sigterm;
         bool interrupted;
-        Child **children;
+        PoolRun *pool;
         char self[4096];
 } Dispatcher;
 
@@ -183,6 +186,7 @@ static void on_child_handle_closed(uv_handle_t *h)
         if (--c->closing > 0)
                 return;
         Dispatcher *d = c->d;
+        pool_run_release(d->pool, c->index);
         child_free(c);
         d->running--;
         start_next(d);
@@ -204,10 +208,33 @@ static void child_events(Child *c)
                 t[tlen] = 0;
                 if (strcmp(t, "file.end") == 0)
                         c->saw_file_end = true;
+                if (strcmp(t, "pool.request") == 0)
+                        pool_run_request(c->d->pool, c->index, c->file, &msg,
+                                         (uv_stream_t *) &c->grant);
                 size_t len;
                 const uint8_t *body = proto_reader_last_body(&c->reader, &len);
                 events_forward(t, body, len);
         }
+}
+
+/* Reads what the runner wrote and the loop has not read yet (it has exited: its end of the
+ * pipe is closed, so this ends at EOF), then handles it. */
+static void drain_events(Child *c)
+{
+        uv_os_fd_t fd;
+        if (uv_fileno((uv_handle_t *) &c->events, &fd) == 0) {
+                for (;;) {
+                        uint8_t *p = proto_reader_space(&c->reader, 65536);
+                        ssize_t n = p ? read(fd, p, 65536) : 0;
+                        if (n < 0 && errno == EINTR)
+                                continue;
+                        if (n <= 0)
+                                break;
+                        proto_reader_commit(&c->reader, (size_t) n);
+                        child_events(c);
+                }
+        }
+        child_events(c);
 }
 
 static void events_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -238,8 +265,8 @@ static void file_crashed(const char *file, const char *why)
 static void on_child_exit(uv_process_t *p, int64_t status, int term_signal)
 {
         Child *c = p->data;
-        /* Drain events still in the pipe before judging the exit. */
-        child_events(c);
+        /* Its last events may still be in the pipe, unread: the exit can be seen first. */
+        drain_events(c);
         if (!c->saw_file_end) {
                 char why[256];
                 if (term_signal)
@@ -259,9 +286,10 @@ static void on_child_exit(uv_process_t *p, int64_t status, int term_signal)
                          term_signal ? term_signal : (int) status);
                 file_crashed(c->file, why);
         }
-        c->closing = 2;
+        c->closing = 3;
         uv_close((uv_handle_t *) &c->proc, on_child_handle_closed);
         uv_close((uv_handle_t *) &c->events, on_child_handle_closed);
+        uv_close((uv_handle_t *) &c->grant, on_child_handle_closed);
 }
 
 static int spawn_child(Dispatcher *d, const char *file, size_t index)
@@ -283,7 +311,10 @@ static int spawn_child(Dispatcher *d, const char *file, size_t index)
         snprintf(tt, sizeof tt, "%g", d->o->test_timeout_s);
         snprintf(ot, sizeof ot, "%g", d->o->op_timeout_s);
         snprintf(bt, sizeof bt, "%g", d->o->boot_timeout_s);
-        char *args[11 + CLI_MAX_FILTERS + 1] = {d->self,
+        char claim[48];
+        snprintf(claim, sizeof claim, "%llu,%u", (unsigned long long) d->o->claim_mb,
+                 d->o->claim_cpus);
+        char *args[12 + CLI_MAX_FILTERS + 1] = {d->self,
                                                 "__run-file",
                                                 c->file,
                                                 c->run_dir,
@@ -293,13 +324,17 @@ static int spawn_child(Dispatcher *d, const char *file, size_t index)
                                                 bt,
                                                 (char *) d->qemu_version,
                                                 (char *) d->kvm_unusable,
-                                                (char *) d->image_dir};
+                                                (char *) d->image_dir,
+                                                claim};
         for (int i = 0; i < d->o->nfilters; i++)
-                args[11 + i] = (char *) d->o->filters[i];
+                args[12 + i] = (char *) d->o->filters[i];
+        c->index = index;
         uv_pipe_init(d->loop, &c->events, 0);
         c->events.data = c;
+        uv_pipe_init(d->loop, &c->grant, 0);
+        c->grant.data = c;
         uv_stdio_container_t stdio[4] = {
-            {.flags = UV_IGNORE},
+            {.flags = UV_CREATE_PIPE | UV_READABLE_PIPE, .data.stream = (uv_stream_t *) &c->grant},
             {.flags = UV_INHERIT_FD, .data.fd = 1},
             {.flags = UV_INHERIT_FD, .data.fd = 2},
             {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *) &c->events},
@@ -315,21 +350,27 @@ static int spawn_child(Dispatcher *d, const char *file, size_t index)
         c->proc.data = c;
         int r = uv_spawn(d->loop, &c->proc, &po);
         if (r < 0) {
-                c->closing = 2;
+                c->closing = 3;
                 d->running++; /* balanced in on_child_handle_closed */
                 fprintf(stderr, "provium: %s: cannot start a runner: %s\n", file, uv_strerror(r));
                 file_crashed(file, "cannot start a file runner");
                 uv_close((uv_handle_t *) &c->proc, on_child_handle_closed);
                 uv_close((uv_handle_t *) &c->events, on_child_handle_closed);
+                uv_close((uv_handle_t *) &c->grant, on_child_handle_closed);
                 return r;
         }
         d->running++;
         return uv_read_start((uv_stream_t *) &c->events, events_alloc, events_read);
 }
 
+/* Runners beyond -j that may start and wait for the pool: the pool needs their claims to pack
+ * (and backfill) while the running files hold theirs. */
+#define POOL_LOOKAHEAD 4
+
 static void start_next(Dispatcher *d)
 {
-        while (!d->interrupted && d->running < d->o->jobs && d->next < d->files.n) {
+        while (!d->interrupted && d->running < d->o->jobs + POOL_LOOKAHEAD &&
+               d->next < d->files.n) {
                 size_t i = d->next++;
                 (void) spawn_child(d, d->files.v[i], i);
         }
@@ -352,6 +393,7 @@ static void on_signal(uv_signal_t *s, int signum)
                 return;
         }
         d->interrupted = true;
+        pool_run_deny_all(d->pool, "the run was interrupted");
         fprintf(stderr, "\nprovium: %s: finishing the running files (again to stop at once)\n",
                 strsignal(signum));
         uv_walk(d->loop, walk_kill, NULL);
@@ -517,6 +559,8 @@ int dispatcher_run(const CliOptions *o, char **paths, int npaths)
                 perror("provium: mkdtemp");
                 status = 2;
         }
+        if (status == 0 && d.files.n > 0 && !(d.pool = pool_run_new(o)))
+                status = 2;
         if (status == 0) {
                 d.loop = uv_default_loop();
                 uv_signal_init(d.loop, &d.sigint);
@@ -548,6 +592,7 @@ int dispatcher_run(const CliOptions *o, char **paths, int npaths)
         if (events_file)
                 fclose(events_file);
         free_files(&d.files);
+        pool_run_free(d.pool);
         free(image_dir);
         child_env_free(&d);
         return status;

@@ -2,10 +2,12 @@
  * events written as frames to fd 3 for the dispatcher.
  *
  * argv: __run-file FILE RUN_DIR ACCEL TEST_TIMEOUT OP_TIMEOUT BOOT_TIMEOUT QEMU_VERSION
- *       KVM_UNUSABLE DEFAULT_IMAGE_DIR [PATTERN...] (the three "" when the dispatcher has none;
- *       the -k patterns)
+ *       KVM_UNUSABLE DEFAULT_IMAGE_DIR CLAIM [PATTERN...] (the three "" when the dispatcher has
+ *       none; CLAIM: the default claim, "MiB,CPUs"; the -k patterns). The pool's grant comes on
+ *       stdin (core/claim.c).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <lauxlib.h>
@@ -23,6 +25,7 @@
 #include "fdio.h"
 #include "events.h"
 #include "netns.h"
+#include "claim.h"
 #include "provium.h"
 #include "runtime.h"
 #include "strfmt.h"
@@ -138,7 +141,7 @@ static void add_image_path(ProviumEnv *env, const char *file)
 
 int file_runner_main(int argc, char **argv)
 {
-        if (argc < 10) {
+        if (argc < 11) {
                 fprintf(stderr, "provium: __run-file is internal to the dispatcher\n");
                 return 2;
         }
@@ -159,6 +162,18 @@ int file_runner_main(int argc, char **argv)
             env_set(&env->default_image_dir, argv[9]) < 0)
                 return 1;
         add_image_path(env, argv[1]);
+        unsigned long long claim_mb;
+        unsigned claim_cpus;
+        if (sscanf(argv[10], "%llu,%u", &claim_mb, &claim_cpus) != 2)
+                return 2;
+        /* The pool's answer comes on stdin: keep it on a descriptor of our own (not inherited
+         * by what tests start) and give stdin /dev/null, as a runner had before. */
+        int grant_fd = fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 3);
+        int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (grant_fd < 0 || null_fd < 0 || dup2(null_fd, STDIN_FILENO) < 0)
+                return 1;
+        (void) close(null_fd);
+        claim_setup(claim_mb, claim_cpus, grant_fd);
 
         RuntimeConfig cfg = {
             .file = argv[1],
@@ -167,8 +182,8 @@ int file_runner_main(int argc, char **argv)
             .test_timeout_s = atof(argv[4]),
             .op_timeout_s = atof(argv[5]),
             .boot_timeout_s = atof(argv[6]),
-            .filters = (const char **) argv + 10,
-            .nfilters = argc - 10,
+            .filters = (const char **) argv + 11,
+            .nfilters = argc - 11,
         };
         lua_State *L = luaL_newstate();
         if (!L)

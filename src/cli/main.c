@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cache_cmd.h"
+#include "budget.h"
 #include "cli.h"
 #include "config.h"
 #include "env.h"
@@ -18,34 +19,39 @@
 
 static void usage(FILE *f)
 {
-        fprintf(f,
-                "usage: provium [run] [options] PATH...   run *.test.lua files (dirs are walked)\n"
-                "       provium image build [NAME|PATH.lua...] [--force]   build images (recipes)\n"
-                "       provium image ls\n"
-                "       provium image rm NAME...\n"
-                "       provium cache ls                  images and fixtures in the cache\n"
-                "       provium cache clear [images|fixtures] [NAME...]\n"
-                "       provium doctor [--reprobe]        KVM's verdict, QEMU, the cache\n"
-                "       provium events FILE [--json]      print an --events file: a line per\n"
-                "                                         event, or with --json a JSON object\n"
-                "\n"
-                "options:\n"
-                "  --accel auto|kvm|tcg   accelerator (auto: KVM only once the image's kernel has\n"
-                "                         booted under it; the verdict is cached: provium doctor)\n"
-                "  --events FILE          write every event as msgpack to FILE\n"
-                "  -j, --jobs N           files run at once (default 1)\n"
-                "  -k PATTERN             run only the tests whose \"FILE: name\" (as reported)\n"
-                "                         contains PATTERN, plain text; repeat for any of several\n"
-                "  --test-timeout S       fail a test after S seconds (default 600)\n"
-                "  --op-timeout S         default timeout of a guest operation (default 60)\n"
-                "  --boot-timeout S       default timeout of vm:boot (default 120)\n"
-                "  --junit FILE           write a JUnit XML report (also to $XML_OUTPUT_FILE)\n"
-                "  --shard K/N            run the K-th of N shares of the files (1-based); CI\n"
-                "                         engines' own variables do it too (docs/ci.md)\n"
-                "  --shard-total N        the shards of a Kubernetes Indexed Job\n"
-                "                         ($JOB_COMPLETION_INDEX is this one's)\n"
-                "  -v, --verbose          more output\n"
-                "  --version              print the version\n");
+        fprintf(
+            f,
+            "usage: provium [run] [options] PATH...   run *.test.lua files (dirs are walked)\n"
+            "       provium image build [NAME|PATH.lua...] [--force]   build images (recipes)\n"
+            "       provium image ls\n"
+            "       provium image rm NAME...\n"
+            "       provium cache ls                  images and fixtures in the cache\n"
+            "       provium cache clear [images|fixtures] [NAME...]\n"
+            "       provium doctor [--reprobe]        KVM's verdict, QEMU, the cache\n"
+            "       provium events FILE [--json]      print an --events file: a line per\n"
+            "                                         event, or with --json a JSON object\n"
+            "\n"
+            "options:\n"
+            "  --accel auto|kvm|tcg   accelerator (auto: KVM only once the image's kernel has\n"
+            "                         booted under it; the verdict is cached: provium doctor)\n"
+            "  --events FILE          write every event as msgpack to FILE\n"
+            "  -j, --jobs N           files run at once (default 1)\n"
+            "  -k PATTERN             run only the tests whose \"FILE: name\" (as reported)\n"
+            "                         contains PATTERN, plain text; repeat for any of several\n"
+            "  --test-timeout S       fail a test after S seconds (default 600)\n"
+            "  --op-timeout S         default timeout of a guest operation (default 60)\n"
+            "  --boot-timeout S       default timeout of vm:boot (default 120)\n"
+            "  --memory SIZE          the pool's memory for files at once (default: what\n"
+            "                         the host can give: MemAvailable, cgroup memory.max)\n"
+            "  --cpus N               the pool's CPUs (default: this process's, cgroup cpu.max)\n"
+            "  --default-claim M[,C]  a file's claim when it makes none (default 1G,1)\n"
+            "  --junit FILE           write a JUnit XML report (also to $XML_OUTPUT_FILE)\n"
+            "  --shard K/N            run the K-th of N shares of the files (1-based); CI\n"
+            "                         engines' own variables do it too (docs/ci.md)\n"
+            "  --shard-total N        the shards of a Kubernetes Indexed Job\n"
+            "                         ($JOB_COMPLETION_INDEX is this one's)\n"
+            "  -v, --verbose          more output\n"
+            "  --version              print the version\n");
 }
 
 static const char *long_name(const struct option *lo, int c)
@@ -68,6 +74,34 @@ static int parse_seconds(const char *opt, const char *s, double *ret)
         return 0;
 }
 
+static int parse_count(const char *opt, const char *s, unsigned max, unsigned *ret)
+{
+        char *end;
+        long v = strtol(s, &end, 10);
+        if (end == s || *end || v < 1 || v > (long) max) {
+                fprintf(stderr, "provium: %s: expected 1..%u, got '%s'\n", opt, max, s);
+                return -1;
+        }
+        *ret = (unsigned) v;
+        return 0;
+}
+
+/* --default-claim MEM[,CPUS] */
+static int parse_claim(const char *s, uint64_t *mb, unsigned *cpus)
+{
+        char mem[32];
+        const char *comma = strchr(s, ',');
+        size_t n = comma ? (size_t) (comma - s) : strlen(s);
+        *cpus = 1;
+        if (n >= sizeof mem || (snprintf(mem, sizeof mem, "%.*s", (int) n, s),
+                                budget_parse_memory(mem, mb) < 0 || *mb < 64)) {
+                fprintf(stderr,
+                        "provium: --default-claim: expected MEM[,CPUS] like 512M,1, got '%s'\n", s);
+                return -1;
+        }
+        return comma ? parse_count("--default-claim", comma + 1, 1024, cpus) : 0;
+}
+
 static const char *filters[CLI_MAX_FILTERS]; /* -k patterns: pointers into argv */
 
 static int cmd_run(int argc, char **argv)
@@ -77,6 +111,8 @@ static int cmd_run(int argc, char **argv)
                         .test_timeout_s = 600,
                         .op_timeout_s = 60,
                         .boot_timeout_s = 120,
+                        .claim_mb = 1024,
+                        .claim_cpus = 1,
                         .filters = filters};
         static const struct option longopts[] = {
             {"accel", required_argument, NULL, 'a'},
@@ -88,6 +124,9 @@ static int cmd_run(int argc, char **argv)
             {"junit", required_argument, NULL, 'J'},
             {"shard", required_argument, NULL, 'S'},
             {"shard-total", required_argument, NULL, 'N'},
+            {"memory", required_argument, NULL, 'M'},
+            {"cpus", required_argument, NULL, 'C'},
+            {"default-claim", required_argument, NULL, 'D'},
             {"verbose", no_argument, NULL, 'v'},
             {"help", no_argument, NULL, 'h'},
             {NULL, 0, NULL, 0},
@@ -156,6 +195,23 @@ static int cmd_run(int argc, char **argv)
                         o.shard_total = (unsigned) n;
                         break;
                 }
+                case 'M':
+                        if (budget_parse_memory(optarg, &o.memory_mb) < 0 || o.memory_mb < 64) {
+                                fprintf(stderr,
+                                        "provium: --memory: expected MiB or a size like "
+                                        "\"16G\" (at least 64M), got '%s'\n",
+                                        optarg);
+                                return 2;
+                        }
+                        break;
+                case 'C':
+                        if (parse_count("--cpus", optarg, 1024, &o.cpus) < 0)
+                                return 2;
+                        break;
+                case 'D':
+                        if (parse_claim(optarg, &o.claim_mb, &o.claim_cpus) < 0)
+                                return 2;
+                        break;
                 case 'v':
                         o.verbose = true;
                         break;

@@ -149,6 +149,51 @@ Vm *vm_new(uv_loop_t *loop, const char *name, const char *run_dir)
         return vm;
 }
 
+/* ---- what the live QEMUs hold ---- */
+
+static uint64_t live_mb, memory_limit_mb, peak_mb;
+static unsigned live_vcpus, peak_vcpus;
+
+void vm_live_totals(uint64_t *memory_mb, unsigned *vcpus)
+{
+        *memory_mb = live_mb;
+        *vcpus = live_vcpus;
+}
+
+void vm_set_memory_limit(uint64_t memory_mb)
+{
+        memory_limit_mb = memory_mb;
+}
+
+uint64_t vm_memory_limit(void)
+{
+        return memory_limit_mb;
+}
+
+void vm_count_live(Vm *vm)
+{
+        vm->live_mb = vm_config_memory_mb(&vm->cfg);
+        vm->live_vcpus = vm->cfg.cpus ? vm->cfg.cpus : 1;
+        live_mb += vm->live_mb;
+        live_vcpus += vm->live_vcpus;
+        peak_mb = live_mb > peak_mb ? live_mb : peak_mb;
+        peak_vcpus = live_vcpus > peak_vcpus ? live_vcpus : peak_vcpus;
+}
+
+void vm_live_peak(uint64_t *memory_mb, unsigned *vcpus)
+{
+        *memory_mb = peak_mb;
+        *vcpus = peak_vcpus;
+}
+
+static void uncount_live(Vm *vm)
+{
+        live_mb -= vm->live_mb;
+        live_vcpus -= vm->live_vcpus;
+        vm->live_mb = 0;
+        vm->live_vcpus = 0;
+}
+
 /* ---- the exit of QEMU ---- */
 
 void vm_emit_exit(Vm *vm)
@@ -226,6 +271,7 @@ void vm_on_qemu_exit(uv_process_t *p, int64_t status, int term_signal)
         vm->term_signal = term_signal;
         vm_close_handle(vm, (uv_handle_t *) vm->proc);
         vm->proc = NULL;
+        uncount_live(vm);
         if (!restart)
                 vm_enter(vm, PHASE_EXITING);
         vm_exit_progress(vm);

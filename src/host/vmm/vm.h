@@ -18,7 +18,6 @@ typedef enum VmState {
         VM_EXITED,
 } VmState;
 
-
 typedef struct Vm Vm;
 
 /* Boot finished: status 0 when the agent answered hello; otherwise -errno and a message. */
@@ -43,6 +42,18 @@ AgentClient *vm_agent(Vm *vm);
  * when every worker port is taken, -ENOTCONN when the VM is not running. */
 int vm_worker_connect(Vm *vm, uint64_t timeout_ms, AgentReadyFn cb, void *data, AgentClient **ret,
                       int *ret_index);
+
+/* ---- what this process's QEMUs hold ---- */
+
+/* The guest RAM (MiB) and vCPUs of every QEMU of this process that is alive: VMs, spares and
+ * fixture builders alike. */
+void vm_live_totals(uint64_t *memory_mb, unsigned *vcpus);
+/* The most vm_live_totals has been in this process. */
+void vm_live_peak(uint64_t *memory_mb, unsigned *vcpus);
+/* Spares (vm_spare.c) are only started while the live total stays within memory_mb (0: no
+ * limit): a file's claim. */
+void vm_set_memory_limit(uint64_t memory_mb);
+uint64_t vm_memory_limit(void);
 
 /* ---- lifecycle ---- */
 

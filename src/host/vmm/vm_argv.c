@@ -14,8 +14,6 @@
 #include "qemu.h"
 #include "vm_internal.h"
 
-#define DEFAULT_MEM_MB 256
-
 /* QEMU starts through our own "__pdeathsig" (vm_pdeathsig_exec). */
 static const char self_exe[] = "/proc/self/exe";
 
@@ -99,7 +97,7 @@ static void argv_add_rootfs(const Image *img, Argv *a)
 
 int vm_build_argv(Vm *vm, const VmConfig *cfg, const Image *img, Argv *a)
 {
-        uint64_t mb = cfg->memory_mb ? cfg->memory_mb : DEFAULT_MEM_MB;
+        uint64_t mb = vm_config_memory_mb(cfg);
         argv_add(a, "%s", self_exe);
         argv_add(a, "__pdeathsig");
         argv_add(a, "%ld", (long) getpid());

@@ -329,6 +329,7 @@ int vm_spawn_qemu(Vm *vm, char **argv)
                 vm->proc = NULL;
                 return r;
         }
+        vm_count_live(vm);
         return vm_console_start(vm);
 }
 

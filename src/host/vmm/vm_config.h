@@ -58,6 +58,14 @@ typedef struct VmConfig {
         VM_CONFIG_FIELDS(VMCFG_MEMBER)
 } VmConfig;
 
+#define VM_DEFAULT_MEMORY_MB 256
+
+/* The guest RAM c gives (its memory_mb, or the default). */
+static inline uint64_t vm_config_memory_mb(const VmConfig *c)
+{
+        return c->memory_mb ? c->memory_mb : VM_DEFAULT_MEMORY_MB;
+}
+
 /* Every field unset (workers -1, strings NULL, ...). */
 void vm_config_init(VmConfig *c);
 /* Frees the strings of a copy (vm_config_copy, vm_config_from_json) and zeroes it. */

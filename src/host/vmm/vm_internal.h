@@ -78,6 +78,8 @@ struct Vm {
         void (*console_fn)(void *, const char *, size_t);
         void *console_data;
         int handles_open; /* proc + pipes still to close */
+        uint64_t live_mb; /* what this VM's QEMU adds to vm_live_totals while it runs */
+        unsigned live_vcpus;
         Qmp *qmp;
         AgentClient *agent;
         AgentClient *workers[VM_MAX_WORKERS + 1]; /* [1..nworkers] once connected */
@@ -149,6 +151,8 @@ void vm_argv_free(Argv *a);
 
 void vm_close_handle(Vm *vm, uv_handle_t *h);
 void vm_on_qemu_exit(uv_process_t *p, int64_t status, int term_signal);
+/* QEMU started: its RAM and vCPUs count in vm_live_totals until it exits. */
+void vm_count_live(Vm *vm);
 void vm_emit_exit(Vm *vm);
 /* QEMU is gone and its console drained: the exit is finished (or the restart goes on). */
 void vm_exit_progress(Vm *vm);

@@ -51,6 +51,10 @@ int vm_adopt_spare(Vm *vm, Vm *s, char *err, size_t errlen)
         move_handle(vm, s, (uv_handle_t *) s->err);
         move_handle(vm, s, (uv_handle_t *) s->in);
         vm->proc = s->proc;
+        vm->live_mb = s->live_mb; /* the spare's QEMU counts as the VM's now */
+        vm->live_vcpus = s->live_vcpus;
+        s->live_mb = 0;
+        s->live_vcpus = 0;
         vm->out = s->out;
         vm->err = s->err;
         vm->in = s->in;
@@ -93,6 +97,11 @@ void vm_prelaunch(Vm *like)
         int slot = -1;
         if (like->nnics > 0)
                 return;
+        uint64_t mb, limit = vm_memory_limit();
+        unsigned vcpus;
+        vm_live_totals(&mb, &vcpus);
+        if (limit && mb + vm_config_memory_mb(&like->cfg) > limit)
+                return; /* a spare would take the file past its claim */
         for (int i = SPARES_MAX - 1; i >= 0; i--) {
                 if (spares[i] && vm_config_equal(&spares[i]->cfg, &like->cfg, VMCFG_SPARE))
                         return;

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "claim.h"
 #include "op.h"
 #include "runtime.h"
 
@@ -138,4 +139,28 @@ void bind_vm_boot_config(lua_State *L, const char *image, int opts, VmConfig *cf
         if (lua_type(L, opts) == LUA_TTABLE) {
                 VM_CONFIG_FIELDS(READ)
         }
+}
+
+/* internal.claim(opts): provium:claim{memory =, cpus =}: sizes as vm:boot's memory option (MiB
+ * or "512M" / "2G"), cpus 1..1024. Raises with the rule broken. */
+int bind_claim(lua_State *L)
+{
+        luaL_checktype(L, 1, LUA_TTABLE);
+        lua_pushnil(L);
+        while (lua_next(L, 1)) {
+                const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+                if (strcmp(k, "memory") != 0 && strcmp(k, "cpus") != 0)
+                        luaL_error(L, "provium:claim: unknown option '%s' (memory, cpus)", k);
+                lua_pop(L, 1);
+        }
+        uint64_t mb = opt_memory_mb(L, 1, "memory", 64, 1024 * 1024);
+        uint64_t default_mb;
+        unsigned default_cpus;
+        claim_get(&default_mb, &default_cpus);
+        lua_Integer cpus = opt_count(L, 1, "cpus", 0, 1, 1024);
+        char err[256];
+        if (claim_set(mb ? mb : default_mb, cpus ? (unsigned) cpus : default_cpus,
+                      runtime_in_chunk(runtime_get(L)), err, sizeof err) < 0)
+                luaL_error(L, "%s", err);
+        return 0;
 }

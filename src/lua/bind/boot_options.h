@@ -10,3 +10,6 @@
  * strings stay owned by the Lua state (keep opts on the stack). Raises on bad options. */
 void bind_vm_boot_config(lua_State *L, const char *image, int opts, VmConfig *cfg, char *time_buf,
                          size_t time_len);
+
+/* internal.claim(opts): provium:claim's options, checked and recorded (core/claim.c). */
+int bind_claim(lua_State *L);

@@ -20,6 +20,7 @@
 #include "stream.h"
 #include "runtime.h"
 #include "prelude.h"
+#include "boot_options.h"
 
 #define INTERNAL_KEY "provium.internal"
 
@@ -59,6 +60,8 @@ int bind_provium_open(lua_State *L)
         lua_setfield(L, -2, "vm_release");
         lua_pushcfunction(L, runtime_parallel);
         lua_setfield(L, -2, "parallel");
+        lua_pushcfunction(L, bind_claim);
+        lua_setfield(L, -2, "claim");
         lua_pushcfunction(L, l_now);
         lua_setfield(L, -2, "now");
         bind_fixture_register(L);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "claim.h"
 #include "events.h"
 #include "vm.h"
 
@@ -61,6 +62,7 @@ struct Runtime {
         unsigned stopping; /* VMs whose QEMU has not been reaped yet */
         unsigned passed, failed, skipped;
         uint64_t deadline_ns; /* the running test's timeout, for the count hook; 0: none */
+        bool in_chunk;        /* the file's own chunk is running (provium:claim may be called) */
 };
 
 /* A failure message goes out in one event frame (4 MiB at most): longer ones are cut. */
@@ -515,13 +517,23 @@ static void count(Runtime *rt)
                 rt->failed++;
 }
 
+static bool chunk_failed(Runtime *rt);
+
 /* The file's own chunk runs first, as a pseudo-test: it registers the tests. */
 static bool run_chunk(Runtime *rt)
 {
         rt->status = TEST_PASS;
+        rt->in_chunk = true;
         run_in_coroutine(rt, 0);
+        rt->in_chunk = false;
         if (rt->status == TEST_PASS)
                 return true;
+        return chunk_failed(rt);
+}
+
+/* The file fails as a whole, as a pseudo-test "(file)" with rt->message. */
+static bool chunk_failed(Runtime *rt)
+{
         rt->status = TEST_FAIL;
         emit_test("test.start", rt, "(file)", 0, 0);
         emit_test("test.end", rt, "(file)", 1, 0);
@@ -594,21 +606,49 @@ static int test_count(Runtime *rt)
 static void emit_file(const char *type, const Runtime *rt, int with_counts)
 {
         EventBuilder ev;
-        event_begin(&ev, type, with_counts ? 4 : 1);
+        event_begin(&ev, type, with_counts ? 6 : 1);
         proto_kv_str(&ev.w, "file", rt->cfg.file);
         if (with_counts) {
+                uint64_t peak_mb;
+                unsigned peak_vcpus;
+                vm_live_peak(&peak_mb, &peak_vcpus);
                 proto_kv_uint(&ev.w, "passed", rt->passed);
                 proto_kv_uint(&ev.w, "failed", rt->failed);
                 proto_kv_uint(&ev.w, "skipped", rt->skipped);
+                /* the most its QEMUs held at once: what a provium:claim must cover */
+                proto_kv_uint(&ev.w, "peak_memory_mb", peak_mb);
+                proto_kv_uint(&ev.w, "peak_vcpus", peak_vcpus);
         }
         event_end(&ev);
+}
+
+/* The pool's grant for the file's claim, before its first test: false (the file failed) when
+ * it was refused. */
+static bool acquire_claim(Runtime *rt)
+{
+        char err[1024];
+        if (claim_acquire(rt->cfg.file, err, sizeof err) == 0)
+                return true;
+        free(rt->message);
+        rt->message = strdup(err);
+        chunk_failed(rt);
+        return false;
+}
+
+bool runtime_in_chunk(const Runtime *rt)
+{
+        return rt->in_chunk;
 }
 
 int runtime_run_file(Runtime *rt)
 {
         emit_file("file.start", rt, 0);
         if (run_chunk(rt)) {
-                int n = test_count(rt);
+                int n = test_count(rt), selected = 0;
+                for (int i = 1; i <= n; i++)
+                        selected += test_selected(rt, i);
+                if (selected > 0 && !acquire_claim(rt))
+                        n = 0;
                 for (int i = 1; i <= n; i++)
                         if (test_selected(rt, i))
                                 run_one_test(rt, i);

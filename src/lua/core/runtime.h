@@ -23,6 +23,9 @@ typedef struct RuntimeConfig {
 
 typedef struct Runtime Runtime;
 
+/* The file's own chunk is running (not a test): where provium:claim belongs. */
+bool runtime_in_chunk(const Runtime *rt);
+
 /* A parked coroutine waiting for one host operation. Embed it in the operation's context. */
 typedef struct Pending Pending;
 struct Pending {

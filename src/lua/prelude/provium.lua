@@ -30,6 +30,17 @@ function provium:parallel(...)
     if not ok then error(err, 0) end
 end
 
+-- provium:claim{memory = "2G", cpus = 4}: what the file needs of the run's resource pool, at
+-- its top level before its first test; the dispatcher starts it when that fits.
+function provium:claim(opts)
+    if self ~= provium then error("provium:claim must be called with ':'", 2) end
+    if type(opts) ~= "table" then
+        error("bad argument #1 to 'claim' (table expected, got " .. type(opts) .. ")", 2)
+    end
+    local ok, err = pcall(internal.claim, opts)
+    if not ok then error(err, 2) end
+end
+
 function provium:vm(name, image)
     if self ~= provium then error("provium:vm must be called with ':'", 2) end
     if type(name) ~= "string" then
