@@ -206,3 +206,13 @@ test("a veth pair: ARP in Ethernet frames; the interface going away ends the cap
     t:ok(c:eof(), "ended: " .. err)
     c:close()
 end)
+
+test("a wait's timeout counts from the call, even after Lua code blocked the loop", function(t)
+    local c = open(t, "stale", "udp port " .. (port + 2))
+    os.execute("sleep 2") -- the loop's clock stands still meanwhile
+    local t0 = now()
+    t:error(function() c:next(1) end, "no packet arrived within 1 s")
+    local waited = now() - t0
+    t:ok(waited >= 0.9, "waited " .. waited .. " s, not at once")
+    c:close()
+end)

@@ -38,6 +38,13 @@ local function most_at_once(list)
     return most
 end
 
+-- Writes the lines to path.
+local function write_lines(path, ...)
+    local f = assert(io.open(path, "w"))
+    f:write(table.concat({ ... }, "\n"), "\n")
+    f:close()
+end
+
 local function run(dir, args)
     return st.run(dir, "--events " .. dir .. "/ev.mp " .. args)
 end
@@ -110,13 +117,9 @@ end)
 
 test("a VM that would take its file past its claim fails at its vm:boot line", function(t)
     local dir = st.tmpdir("pool-vm")
-    local f = assert(io.open(dir .. "/over.test.lua", "w"))
-    f:write('provium:claim({ memory = "300M" })\n',
-            'test("two VMs in 300M", function(t)\n',
-            '    provium:vm("one"):boot()\n',
-            '    provium:vm("two"):boot()\n',
-            'end)\n')
-    f:close()
+    write_lines(dir .. "/over.test.lua", 'provium:claim({ memory = "300M" })',
+                'test("two VMs in 300M", function(t)', '    provium:vm("one"):boot()',
+                '    provium:vm("two"):boot()', 'end)')
     local out, code = run(dir, "")
     t:eq(code, 1, out)
     t:match(out, "over.test.lua:4: vm two: boot: it needs 256 MiB, and the file's claim is 300 MiB, " ..
@@ -135,9 +138,7 @@ test("bad claims are clear errors at the file's line", function(t)
         { 'test("x", function(t) provium:claim({ memory = "1G" }) end)', "only at the file's top level" },
     }
     for i, c in ipairs(cases) do
-        local f = assert(io.open(string.format("%s/bad%d.test.lua", dir, i), "w"))
-        f:write(c[1], '\ntest("after", function(t) end)\n')
-        f:close()
+        write_lines(string.format("%s/bad%d.test.lua", dir, i), c[1], 'test("after", function(t) end)')
         local out = st.run(dir .. "/bad" .. i .. ".test.lua", "")
         t:match(out, "bad" .. i .. "%.test%.lua:%d+: [^\n]*" .. c[2]:gsub("%p", "%%%0"), c[1] .. "\n" .. out)
     end
@@ -150,13 +151,9 @@ end)
 
 test("what a test starts reads /dev/null on stdin, not the pool's pipe", function(t)
     local dir = st.tmpdir("pool-stdin")
-    local f = assert(io.open(dir .. "/stdin.test.lua", "w"))
-    f:write('test("cat ends at once", function(t)\n',
-            '    local p = io.popen("timeout 5 cat; echo status=$?")\n',
-            '    t:eq(p:read("a"), "status=0\\n")\n',
-            '    p:close()\n',
-            'end)\n')
-    f:close()
+    write_lines(dir .. "/stdin.test.lua", 'test("cat ends at once", function(t)',
+                '    local p = io.popen("timeout 5 cat; echo status=$?")',
+                '    t:eq(p:read("a"), "status=0\\n")', '    p:close()', 'end)')
     local out, code = st.run(dir, "")
     t:eq(code, 0, out)
     t:match(out, "\n1 passed, 0 failed, 0 skipped\n$")

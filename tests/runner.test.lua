@@ -235,13 +235,13 @@ test("--junit and XML_OUTPUT_FILE write a JUnit report a real XML parser reads b
     for _, report in ipairs({ "report.xml", "bazel.xml" }) do
         local dump = sh(JUNIT_DUMP .. dir .. "/" .. report)
         t:match(dump, "^suites 7 4 1\n", report .. "\n" .. dump)
-        t:contains(dump, "suite outcomes.test.lua 5 2 1\n")
-        t:contains(dump, "suite syntax.test.lua 1 1 0\n")
-        t:contains(dump, "case passes pass  \n")
-        t:match(dump, "case fails on an assertion fail [^\n]*outcomes.test.lua:3: expected \"expected\", got \"actual\" \n")
-        t:contains(dump, "case is skipped skip no reason at all \n")
-        t:match(dump, "case %(file%) fail [^\n]*syntax.test.lua:3:")
-        t:match(dump, "case a <name> & \"quotes\" fail [^\n]*bad \xef\xbf\xbd byte & <tag> the console's tail\n")
+        for _, want in ipairs({
+            "suite outcomes.test.lua 5 2 1\n", "suite syntax.test.lua 1 1 0\n",
+            "case passes pass  \n", "case is skipped skip no reason at all \n",
+            "case fails on an assertion fail ", "outcomes.test.lua:3: expected \"expected\", got \"actual\" \n",
+            "case (file) fail ", "syntax.test.lua:3:",
+            "case a <name> & \"quotes\" fail ", "bad \xef\xbf\xbd byte & <tag> the console's tail\n",
+        }) do t:contains(dump, want, report) end
     end
     sh("rm -rf " .. dir)
 end)

@@ -54,22 +54,18 @@ drop: /* out of memory: the report lacks this test, the run itself goes on */
         free(message);
 }
 
+static void on_test_end(const msgpack_object *m, void *data)
+{
+        uint64_t ns = 0;
+        (void) proto_get_uint(m, "duration_ns", &ns);
+        add_case(field(m, "file"), field(m, "test"), field(m, "status"), field(m, "message"),
+                 (double) ns / 1e9);
+}
+
 static void sink(void *data, const char *type, const uint8_t *mp, size_t len)
 {
-        if (strcmp(type, "test.end") != 0)
-                return;
-        msgpack_zone zone;
-        if (!msgpack_zone_init(&zone, 4096))
-                return;
-        msgpack_object m;
-        size_t off = 0;
-        if (msgpack_unpack((const char *) mp, len, &off, &zone, &m) == MSGPACK_UNPACK_SUCCESS) {
-                uint64_t ns = 0;
-                (void) proto_get_uint(&m, "duration_ns", &ns);
-                add_case(field(&m, "file"), field(&m, "test"), field(&m, "status"),
-                         field(&m, "message"), (double) ns / 1e9);
-        }
-        msgpack_zone_destroy(&zone);
+        if (strcmp(type, "test.end") == 0)
+                (void) events_decode(mp, len, on_test_end, NULL);
 }
 
 void junit_start(void)

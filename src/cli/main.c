@@ -148,15 +148,15 @@ static int cmd_run(int argc, char **argv)
                 case 'e':
                         o.events = optarg;
                         break;
-                case 'j': {
-                        char *end;
-                        long j = strtol(optarg, &end, 10);
-                        if (*end || j < 1 || j > 256) {
-                                fprintf(stderr, "provium: --jobs: expected 1..256, got '%s'\n",
-                                        optarg);
+                case 'j':
+                case 'N':
+                case 'C': {
+                        unsigned *dst = c == 'j' ? &o.jobs : c == 'N' ? &o.shard_total : &o.cpus;
+                        unsigned max = c == 'j' ? 256 : c == 'N' ? 10000 : 1024;
+                        char name[32];
+                        snprintf(name, sizeof name, "--%s", long_name(longopts, c));
+                        if (parse_count(name, optarg, max, dst) < 0)
                                 return 2;
-                        }
-                        o.jobs = (unsigned) j;
                         break;
                 }
                 case 'k':
@@ -183,18 +183,6 @@ static int cmd_run(int argc, char **argv)
                 case 'S':
                         o.shard = optarg;
                         break;
-                case 'N': {
-                        char *end;
-                        long n = strtol(optarg, &end, 10);
-                        if (*end || n < 1 || n > 10000) {
-                                fprintf(stderr,
-                                        "provium: --shard-total: expected 1..10000, got '%s'\n",
-                                        optarg);
-                                return 2;
-                        }
-                        o.shard_total = (unsigned) n;
-                        break;
-                }
                 case 'M':
                         if (budget_parse_memory(optarg, &o.memory_mb) < 0 || o.memory_mb < 64) {
                                 fprintf(stderr,
@@ -203,10 +191,6 @@ static int cmd_run(int argc, char **argv)
                                         optarg);
                                 return 2;
                         }
-                        break;
-                case 'C':
-                        if (parse_count("--cpus", optarg, 1024, &o.cpus) < 0)
-                                return 2;
                         break;
                 case 'D':
                         if (parse_claim(optarg, &o.claim_mb, &o.claim_cpus) < 0)

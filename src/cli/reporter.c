@@ -36,7 +36,7 @@ static void print_indented(const char *msg)
         }
 }
 
-static void on_test_end(const msgpack_object *m)
+static void on_test_end(const msgpack_object *m, void *data)
 {
         char file[1024], test[1024], status[16];
         field(m, "file", file, sizeof file);
@@ -75,27 +75,21 @@ static void on_test_end(const msgpack_object *m)
         fflush(stdout);
 }
 
+static void on_boot(const msgpack_object *m, void *data)
+{
+        char vm[64];
+        uint64_t dur = 0;
+        field(m, "vm", vm, sizeof vm);
+        (void) proto_get_uint(m, "duration_ns", &dur);
+        printf("      vm %s booted in %.2fs\n", vm, (double) dur / 1e9);
+}
+
 static void sink(void *data, const char *type, const uint8_t *mp, size_t len)
 {
-        if (strcmp(type, "test.end") != 0 && !(rep.verbose && strcmp(type, "vm.boot") == 0))
-                return;
-        msgpack_zone zone;
-        if (!msgpack_zone_init(&zone, 4096))
-                return;
-        msgpack_object obj;
-        size_t off = 0;
-        if (msgpack_unpack((const char *) mp, len, &off, &zone, &obj) == MSGPACK_UNPACK_SUCCESS) {
-                if (strcmp(type, "test.end") == 0)
-                        on_test_end(&obj);
-                else {
-                        char vm[64];
-                        uint64_t dur = 0;
-                        field(&obj, "vm", vm, sizeof vm);
-                        (void) proto_get_uint(&obj, "duration_ns", &dur);
-                        printf("      vm %s booted in %.2fs\n", vm, (double) dur / 1e9);
-                }
-        }
-        msgpack_zone_destroy(&zone);
+        if (strcmp(type, "test.end") == 0)
+                (void) events_decode(mp, len, on_test_end, NULL);
+        else if (rep.verbose && strcmp(type, "vm.boot") == 0)
+                (void) events_decode(mp, len, on_boot, NULL);
 }
 
 void reporter_start(bool verbose)

@@ -70,3 +70,20 @@ void event_end(EventBuilder *ev)
         }
         proto_writer_done(&ev->w);
 }
+
+int events_decode(const uint8_t *mp, size_t len, void (*fn)(const msgpack_object *ev, void *data),
+                  void *data)
+{
+        msgpack_zone zone;
+        if (!msgpack_zone_init(&zone, 4096))
+                return -ENOMEM;
+        msgpack_object obj;
+        size_t off = 0;
+        int r = msgpack_unpack((const char *) mp, len, &off, &zone, &obj) == MSGPACK_UNPACK_SUCCESS
+                    ? 0
+                    : -EBADMSG;
+        if (r == 0)
+                fn(&obj, data);
+        msgpack_zone_destroy(&zone);
+        return r;
+}

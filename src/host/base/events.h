@@ -30,6 +30,10 @@ void event_end(EventBuilder *ev);
 
 /* Re-emits an event received from elsewhere (a file runner's pipe) to the local sinks. */
 void events_forward(const char *type, const uint8_t *mp, size_t len);
+/* Decodes one event as a sink receives it and calls fn with it (valid during the call only).
+ * Returns 0, or -EBADMSG / -ENOMEM (fn not called). */
+int events_decode(const uint8_t *mp, size_t len, void (*fn)(const msgpack_object *ev, void *data),
+                  void *data);
 
 /* Wall-clock time in nanoseconds since the epoch, and monotonic nanoseconds. */
 uint64_t events_now_ns(void);

@@ -23,17 +23,16 @@ static int read_line(const char *path, char *buf, size_t len)
         return 0;
 }
 
-static int mem_available_mb(const char *meminfo, uint64_t *ret)
+/* The first line of path that starts with prefix (newline cut). Returns 0, -ENOENT, -errno. */
+static int find_line(const char *path, const char *prefix, char *line, size_t len)
 {
-        FILE *f = fopen(meminfo, "re");
+        FILE *f = fopen(path, "re");
         if (!f)
                 return -errno;
-        char line[256];
         int r = -ENOENT;
-        while (fgets(line, sizeof line, f)) {
-                unsigned long long kb;
-                if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) {
-                        *ret = kb / 1024;
+        while (fgets(line, (int) len, f)) {
+                if (strncmp(line, prefix, strlen(prefix)) == 0) {
+                        line[strcspn(line, "\n")] = 0;
                         r = 0;
                         break;
                 }
@@ -42,30 +41,31 @@ static int mem_available_mb(const char *meminfo, uint64_t *ret)
         return r;
 }
 
+static int mem_available_mb(const char *meminfo, uint64_t *ret)
+{
+        char line[256];
+        unsigned long long kb;
+        int r = find_line(meminfo, "MemAvailable:", line, sizeof line);
+        if (r == 0 && sscanf(line, "MemAvailable: %llu kB", &kb) != 1)
+                r = -EINVAL;
+        if (r == 0)
+                *ret = kb / 1024;
+        return r;
+}
+
 /* The cgroup v2 directory of this process: root + the path of the "0::" line. */
 static int own_cgroup(const char *root, const char *self_cgroup, char *dir, size_t len)
 {
-        FILE *f = fopen(self_cgroup, "re");
-        if (!f)
-                return -errno;
         char line[1024];
-        int r = -ENOENT;
-        while (fgets(line, sizeof line, f)) {
-                if (strncmp(line, "0::", 3) != 0)
-                        continue;
-                line[strcspn(line, "\n")] = 0;
-                const char *rel = line + 3;
-                if (strstr(rel, "..")) {
-                        r = -EINVAL;
-                        break;
-                }
-                r = snprintf(dir, len, "%s%s", root, strcmp(rel, "/") == 0 ? "" : rel) < (int) len
-                        ? 0
-                        : -ENAMETOOLONG;
-                break;
-        }
-        fclose(f);
-        return r;
+        int r = find_line(self_cgroup, "0::", line, sizeof line);
+        if (r < 0)
+                return r;
+        const char *rel = line + 3;
+        if (strstr(rel, ".."))
+                return -EINVAL;
+        return snprintf(dir, len, "%s%s", root, strcmp(rel, "/") == 0 ? "" : rel) < (int) len
+                   ? 0
+                   : -ENAMETOOLONG;
 }
 
 /* The lowest memory.max from dir up to root (a limit anywhere above applies too), in MiB;

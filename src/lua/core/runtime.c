@@ -469,6 +469,7 @@ static int start_test_timer(Runtime *rt)
                 }
                 rt->test_timer->data = rt;
         }
+        uv_update_time(rt->loop); /* the loop's clock stood still while Lua code blocked */
         return uv_timer_start(rt->test_timer, on_test_timeout,
                               (uint64_t) (rt->cfg.test_timeout_s * 1000), 0);
 }

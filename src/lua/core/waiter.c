@@ -78,6 +78,9 @@ int waiter_park(lua_State *L, Waiter **slot, double timeout_s, const char *what)
                         return luaL_error(L, "%s: cannot start a timer", what);
                 }
                 w->timer->data = w;
+                /* The loop's clock stands still while Lua code blocks (os.execute, a busy
+                 * loop, the wait for the pool's grant): the timeout counts from now. */
+                uv_update_time(runtime_loop(rt));
                 (void) uv_timer_start(w->timer, on_timeout, (uint64_t) (timeout_s * 1000), 0);
         }
         w->slot = slot;
