@@ -296,3 +296,30 @@ test("--shard K/N and the CI engines' variables split the files: every file once
         t:match(out, "provium: [^\n]*shard", table.concat(bad, " "))
     end
 end)
+
+test("--tap prints TAP version 14 that a TAP harness (perl's prove) reads", function(t)
+    if sh("command -v prove >/dev/null && echo yes") ~= "yes\n" then
+        t:skip("perl's prove is not installed (Debian package perl)")
+    end
+    local dir = workdir("outcomes")
+    local f = assert(io.open(dir .. "/hash.test.lua", "w"))
+    f:write('test("a # in its name", function(t) t:fail("two\\nlines") end)\n')
+    f:close()
+    local tap, code = sh(string.format("%s --accel tcg --tap %s > %s/raw 2>/dev/null; c=$?; cat %s/raw; (exit $c)",
+                                       provium.executable, dir, dir, dir))
+    t:eq(code, 1, tap)
+    t:match(tap, "^TAP version 14\n")
+    t:match(tap, "\nnot ok 1 %- [^\n]*hash.test.lua: a \\# in its name\n  %-%-%-\n  message: |\n    [^\n]*two\n    lines\n  %.%.%.\n")
+    t:match(tap, "\nok %d %- [^\n]*outcomes.test.lua: is skipped # SKIP no reason at all\n")
+    t:match(tap, "\n1%.%.6\n# 2 passed, 3 failed, 1 skipped\n$")
+    -- prove knows TAP 13, of which these lines are the same
+    local file = dir .. "/out.tap"
+    local out = assert(io.open(file, "w"))
+    out:write((tap:gsub("^TAP version 14", "TAP version 13")))
+    out:close()
+    local report = sh("prove --exec cat " .. file)
+    t:match(report, "Tests: 6 Failed: 3%)")
+    t:match(report, "Failed tests:%s+1, 3, 5")
+    t:ok(not report:find("Parse errors", 1, true), report)
+    sh("rm -rf " .. dir)
+end)

@@ -15,6 +15,7 @@ typedef struct CliOptions {
         const char **filters; /* -k PATTERN...: run only tests whose "FILE: name" contains one */
         int nfilters;         /* at most CLI_MAX_FILTERS */
         const char *junit;    /* --junit FILE, or NULL */
+        bool tap;             /* --tap: stdout is TAP version 14 */
         const char *shard;    /* --shard K/N, or NULL */
         unsigned shard_total; /* --shard-total N (with JOB_COMPLETION_INDEX), or 0 */
         uint64_t memory_mb;   /* --memory: the pool's memory budget; 0: what the host can give */
@@ -34,8 +35,8 @@ int doctor_cmd_main(int argc, char **argv);
 /* file_runner.c: the child side: runs one file; events go to fd 3. Returns the exit status. */
 int file_runner_main(int argc, char **argv);
 
-/* reporter.c: the terminal summary, a sink on the event bus. */
-void reporter_start(bool verbose);
+/* reporter.c: the terminal summary, a sink on the event bus; with tap, TAP version 14. */
+void reporter_start(bool verbose, bool tap);
 /* Tests reported so far, whatever their outcome (a crashed file counts as one). */
 unsigned reporter_total(void);
 /* Prints the final line "N passed, N failed, N skipped"; returns the number failed. */

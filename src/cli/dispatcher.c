@@ -364,13 +364,14 @@ static int spawn_child(Dispatcher *d, const char *file, size_t index)
 }
 
 /* Runners beyond -j that may start and wait for the pool: the pool needs their claims to pack
- * (and backfill) while the running files hold theirs. */
+ * (and backfill) while the running files hold theirs. With -j 1 there is nothing to pack, and
+ * the files run one after the other in their order, as a person reading the output expects. */
 #define POOL_LOOKAHEAD 4
 
 static void start_next(Dispatcher *d)
 {
-        while (!d->interrupted && d->running < d->o->jobs + POOL_LOOKAHEAD &&
-               d->next < d->files.n) {
+        unsigned most = d->o->jobs + (d->o->jobs > 1 ? POOL_LOOKAHEAD : 0);
+        while (!d->interrupted && d->running < most && d->next < d->files.n) {
                 size_t i = d->next++;
                 (void) spawn_child(d, d->files.v[i], i);
         }
@@ -517,7 +518,7 @@ int dispatcher_run(const CliOptions *o, char **paths, int npaths)
                 }
                 events_sink = events_subscribe(file_sink, &events_sink);
         }
-        reporter_start(o->verbose);
+        reporter_start(o->verbose, o->tap);
         const char *junit_paths[2] = {o->junit, env_get()->xml_output_file};
         if (junit_paths[0] || junit_paths[1])
                 junit_start();

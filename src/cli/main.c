@@ -122,6 +122,7 @@ static int cmd_run(int argc, char **argv)
             {"op-timeout", required_argument, NULL, 'O'},
             {"boot-timeout", required_argument, NULL, 'B'},
             {"junit", required_argument, NULL, 'J'},
+            {"tap", no_argument, NULL, 'P'},
             {"shard", required_argument, NULL, 'S'},
             {"shard-total", required_argument, NULL, 'N'},
             {"memory", required_argument, NULL, 'M'},
@@ -179,6 +180,9 @@ static int cmd_run(int argc, char **argv)
                 }
                 case 'J':
                         o.junit = optarg;
+                        break;
+                case 'P':
+                        o.tap = true;
                         break;
                 case 'S':
                         o.shard = optarg;

@@ -1,4 +1,5 @@
-/* reporter.c: the human-readable summary: a line per test and the final counts. */
+/* reporter.c: the summary on stdout: a line per test and the final counts, for a person or, with
+ * --tap, as TAP version 14 for a harness. */
 #include <msgpack.h>
 #include <stdio.h>
 #include <string.h>
@@ -12,7 +13,46 @@ static struct {
         unsigned passed, failed, skipped;
         bool verbose;
         bool color;
+        bool tap;
 } rep;
+
+/* TAP: s on one line, '#' and '\\' escaped (TAP 14), control bytes as '?'. */
+static void tap_text(const char *s, size_t n)
+{
+        for (size_t i = 0; i < n; i++) {
+                unsigned char c = (unsigned char) s[i];
+                if (c == '#' || c == '\\')
+                        putchar('\\');
+                putchar(c < 0x20 ? '?' : c);
+        }
+}
+
+/* One TAP test point; a failure's message follows as a YAML block. */
+static void tap_point(const char *file, const char *test, const char *status, const char *msg,
+                      size_t mlen)
+{
+        bool fail = strcmp(status, "fail") == 0, skip = strcmp(status, "skip") == 0;
+        printf("%s %u - ", fail ? "not ok" : "ok", rep.passed + rep.failed + rep.skipped);
+        tap_text(file, strlen(file));
+        fputs(": ", stdout);
+        tap_text(test, strlen(test));
+        if (skip) {
+                fputs(" # SKIP ", stdout);
+                tap_text(msg, mlen);
+        }
+        putchar('\n');
+        if (!fail || !mlen)
+                return;
+        fputs("  ---\n  message: |\n    ", stdout);
+        for (size_t i = 0; i < mlen; i++) {
+                unsigned char c = (unsigned char) msg[i];
+                if (c == '\n')
+                        fputs("\n    ", stdout);
+                else
+                        putchar(c < 0x20 && c != '\t' ? '?' : c);
+        }
+        fputs("\n  ...\n", stdout);
+}
 
 static void field(const msgpack_object *m, const char *key, char *out, size_t outlen)
 {
@@ -48,6 +88,14 @@ static void on_test_end(const msgpack_object *m, void *data)
         size_t mlen = 0;
         (void) proto_get_bytes(m, "message", &msg, &mlen);
         const char *label, *color;
+        if (rep.tap) {
+                rep.passed += strcmp(status, "pass") == 0;
+                rep.skipped += strcmp(status, "skip") == 0;
+                rep.failed += strcmp(status, "pass") != 0 && strcmp(status, "skip") != 0;
+                tap_point(file, test, status, msg, mlen);
+                fflush(stdout);
+                return;
+        }
         if (strcmp(status, "pass") == 0) {
                 rep.passed++;
                 label = "PASS";
@@ -92,9 +140,12 @@ static void sink(void *data, const char *type, const uint8_t *mp, size_t len)
                 (void) events_decode(mp, len, on_boot, NULL);
 }
 
-void reporter_start(bool verbose)
+void reporter_start(bool verbose, bool tap)
 {
-        rep.verbose = verbose;
+        rep.verbose = verbose && !tap;
+        rep.tap = tap;
+        if (tap)
+                printf("TAP version 14\n");
         rep.color = isatty(STDOUT_FILENO) && !env_get()->no_color;
         (void) events_subscribe(sink, NULL);
 }
@@ -102,6 +153,11 @@ void reporter_start(bool verbose)
 void reporter_file_crashed(const char *file, const char *why)
 {
         rep.failed++;
+        if (rep.tap) {
+                tap_point(file, "(file)", "fail", why, strlen(why));
+                fflush(stdout);
+                return;
+        }
         printf("FAIL  %s: (file) (0.00s)\n", file);
         print_indented(why);
         fflush(stdout);
@@ -114,6 +170,8 @@ unsigned reporter_total(void)
 
 unsigned reporter_finish(void)
 {
+        if (rep.tap)
+                printf("1..%u\n# ", rep.passed + rep.failed + rep.skipped);
         printf("%u passed, %u failed, %u skipped\n", rep.passed, rep.failed, rep.skipped);
         fflush(stdout);
         return rep.failed;
