@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "events.h"
+#include "strfmt.h"
 
 #define CONSOLE_MARK "--- last console lines ---"
 
@@ -80,18 +81,6 @@ void junit_file_crashed(const char *file, const char *why)
                 add_case(strdup(file), strdup("(file)"), strdup("fail"), strdup(why), 0);
 }
 
-/* Length of the valid UTF-8 sequence at p (at most n bytes), or 0. */
-static size_t utf8_len(const unsigned char *p, size_t n)
-{
-        size_t len = p[0] >= 0xf0 && p[0] <= 0xf4 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 ? 2 : 0;
-        if (p[0] >= 0xf5 || len == 0 || len > n)
-                return 0;
-        for (size_t i = 1; i < len; i++)
-                if ((p[i] & 0xc0) != 0x80)
-                        return 0;
-        return len;
-}
-
 /* s as XML text or attribute value: markup escaped, characters XML 1.0 forbids (control
  * bytes, invalid UTF-8) replaced by U+FFFD. */
 static void put_escaped(FILE *f, const char *s, size_t n)
@@ -100,7 +89,7 @@ static void put_escaped(FILE *f, const char *s, size_t n)
         for (size_t i = 0; i < n;) {
                 unsigned char c = p[i];
                 if (c >= 0x80) {
-                        size_t len = utf8_len(p + i, n - i);
+                        size_t len = utf8_sequence(p + i, n - i);
                         if (len)
                                 fwrite(p + i, 1, len, f);
                         else

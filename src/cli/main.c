@@ -8,10 +8,10 @@
 #include <string.h>
 
 #include "cache_cmd.h"
-#include "budget.h"
 #include "cli.h"
 #include "config.h"
 #include "env.h"
+#include "strfmt.h"
 #include "events_cmd.h"
 #include "image.h"
 #include "image_cmd.h"
@@ -94,7 +94,7 @@ static int parse_claim(const char *s, uint64_t *mb, unsigned *cpus)
         size_t n = comma ? (size_t) (comma - s) : strlen(s);
         *cpus = 1;
         if (n >= sizeof mem || (snprintf(mem, sizeof mem, "%.*s", (int) n, s),
-                                budget_parse_memory(mem, mb) < 0 || *mb < 64)) {
+                                parse_size_mib(mem, mb) < 0 || *mb < 64)) {
                 fprintf(stderr,
                         "provium: --default-claim: expected MEM[,CPUS] like 512M,1, got '%s'\n", s);
                 return -1;
@@ -188,7 +188,7 @@ static int cmd_run(int argc, char **argv)
                         o.shard = optarg;
                         break;
                 case 'M':
-                        if (budget_parse_memory(optarg, &o.memory_mb) < 0 || o.memory_mb < 64) {
+                        if (parse_size_mib(optarg, &o.memory_mb) < 0 || o.memory_mb < 64) {
                                 fprintf(stderr,
                                         "provium: --memory: expected MiB or a size like "
                                         "\"16G\" (at least 64M), got '%s'\n",

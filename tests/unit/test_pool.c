@@ -15,6 +15,7 @@
 
 #include "budget.h"
 #include "pool.h"
+#include "strfmt.h"
 
 #define MB(n) ((PoolClaim){(n), 1})
 
@@ -158,15 +159,15 @@ static void test_budget_from_fake_cgroup(void **state)
 static void test_parse_memory(void **state)
 {
         uint64_t mb;
-        assert_int_equal(budget_parse_memory("2G", &mb), 0);
+        assert_int_equal(parse_size_mib("2G", &mb), 0);
         assert_int_equal(mb, 2048);
-        assert_int_equal(budget_parse_memory("512M", &mb), 0);
+        assert_int_equal(parse_size_mib("512M", &mb), 0);
         assert_int_equal(mb, 512);
-        assert_int_equal(budget_parse_memory("300", &mb), 0);
+        assert_int_equal(parse_size_mib("300", &mb), 0);
         assert_int_equal(mb, 300);
-        assert_int_equal(budget_parse_memory("lots", &mb), -EINVAL);
-        assert_int_equal(budget_parse_memory("-1G", &mb), -EINVAL);
-        assert_int_equal(budget_parse_memory("1T", &mb), -EINVAL);
+        assert_int_equal(parse_size_mib("lots", &mb), -EINVAL);
+        assert_int_equal(parse_size_mib("-1G", &mb), -EINVAL);
+        assert_int_equal(parse_size_mib("1T", &mb), -EINVAL);
 }
 
 int main(void)

@@ -3,27 +3,15 @@
 #include "budget.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <inttypes.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* The first line of path (at most len - 1 bytes, newline cut). Returns 0 or -errno. */
-static int read_line(const char *path, char *buf, size_t len)
-{
-        FILE *f = fopen(path, "re");
-        if (!f)
-                return -errno;
-        char *r = fgets(buf, (int) len, f);
-        fclose(f);
-        if (!r)
-                return -EIO;
-        buf[strcspn(buf, "\n")] = 0;
-        return 0;
-}
-
-/* The first line of path that starts with prefix (newline cut). Returns 0, -ENOENT, -errno. */
+/* The first line of path that starts with prefix ("" for the first line at all), newline cut.
+ * Returns 0, -ENOENT, -errno. */
 static int find_line(const char *path, const char *prefix, char *line, size_t len)
 {
         FILE *f = fopen(path, "re");
@@ -68,48 +56,49 @@ static int own_cgroup(const char *root, const char *self_cgroup, char *dir, size
                    : -ENAMETOOLONG;
 }
 
-/* The lowest memory.max from dir up to root (a limit anywhere above applies too), in MiB;
- * UINT64_MAX when there is none. */
-static uint64_t cgroup_memory_max(const char *root, char *dir, char *where, size_t wlen)
+/* memory.max: bytes, or "max" (no limit). As MiB. */
+static bool parse_memory_max(const char *text, uint64_t *value, char *detail, size_t dlen)
+{
+        unsigned long long bytes;
+        if (strcmp(text, "max") == 0 || sscanf(text, "%llu", &bytes) != 1)
+                return false;
+        *value = bytes / (1024 * 1024);
+        detail[0] = 0;
+        return true;
+}
+
+/* cpu.max: "QUOTA PERIOD", or "max PERIOD" (no limit). As whole CPUs, rounded up. */
+static bool parse_cpu_max(const char *text, uint64_t *value, char *detail, size_t dlen)
+{
+        unsigned long long quota, period;
+        if (sscanf(text, "%llu %llu", &quota, &period) != 2 || period == 0 || quota == 0)
+                return false;
+        *value = (quota + period - 1) / period;
+        snprintf(detail, dlen, " (%llu/%llu)", quota, period);
+        return true;
+}
+
+/* The lowest limit in file name from the cgroup dir up to root (a limit anywhere above applies
+ * too), as parse reads it; UINT64_MAX when there is none. where gets the file that set it. */
+static uint64_t cgroup_lowest(const char *root, const char *dir, const char *name,
+                              bool (*parse)(const char *, uint64_t *, char *, size_t), char *where,
+                              size_t wlen)
 {
         uint64_t best = UINT64_MAX;
         size_t rootlen = strlen(root);
+        char d[1100];
+        snprintf(d, sizeof d, "%s", dir);
         for (;;) {
-                char path[1200], v[64];
-                snprintf(path, sizeof path, "%s/memory.max", dir);
-                unsigned long long bytes;
-                if (read_line(path, v, sizeof v) == 0 && strcmp(v, "max") != 0 &&
-                    sscanf(v, "%llu", &bytes) == 1 && bytes / (1024 * 1024) < best) {
-                        best = bytes / (1024 * 1024);
-                        snprintf(where, wlen, "%s", path);
+                char path[1200], text[64], detail[64];
+                uint64_t v;
+                snprintf(path, sizeof path, "%s/%s", d, name);
+                if (find_line(path, "", text, sizeof text) == 0 &&
+                    parse(text, &v, detail, sizeof detail) && v < best) {
+                        best = v;
+                        snprintf(where, wlen, "%s%s", path, detail);
                 }
-                char *slash = strrchr(dir, '/');
-                if (!slash || (size_t) (slash - dir) < rootlen)
-                        break;
-                *slash = 0;
-        }
-        return best;
-}
-
-/* The lowest cpu.max quota from dir up to root, as whole CPUs (rounded up); 0 when none. */
-static unsigned cgroup_cpu_max(const char *root, char *dir, char *where, size_t wlen)
-{
-        unsigned best = 0;
-        size_t rootlen = strlen(root);
-        for (;;) {
-                char path[1200], v[64];
-                snprintf(path, sizeof path, "%s/cpu.max", dir);
-                unsigned long long quota, period;
-                if (read_line(path, v, sizeof v) == 0 &&
-                    sscanf(v, "%llu %llu", &quota, &period) == 2 && period > 0) {
-                        unsigned cpus = (unsigned) ((quota + period - 1) / period);
-                        if (cpus > 0 && (best == 0 || cpus < best)) {
-                                best = cpus;
-                                snprintf(where, wlen, "%s (%llu/%llu)", path, quota, period);
-                        }
-                }
-                char *slash = strrchr(dir, '/');
-                if (!slash || (size_t) (slash - dir) < rootlen)
+                char *slash = strrchr(d, '/');
+                if (!slash || (size_t) (slash - d) < rootlen)
                         break;
                 *slash = 0;
         }
@@ -133,9 +122,8 @@ int budget_probe(Budget *b, const char *meminfo, const char *cgroup_root, const 
         }
         char dir[1100], where[1300];
         if (own_cgroup(cgroup_root, self_cgroup, dir, sizeof dir) == 0) {
-                char d2[sizeof dir];
-                memcpy(d2, dir, sizeof dir);
-                uint64_t max = cgroup_memory_max(cgroup_root, dir, where, sizeof where);
+                uint64_t max = cgroup_lowest(cgroup_root, dir, "memory.max", parse_memory_max,
+                                             where, sizeof where);
                 if (max != UINT64_MAX) {
                         uint64_t m = max > BUDGET_RESERVE_MB ? max - BUDGET_RESERVE_MB : 0;
                         if (rm != 0 || m < mem) {
@@ -146,32 +134,15 @@ int budget_probe(Budget *b, const char *meminfo, const char *cgroup_root, const 
                                          BUDGET_RESERVE_MB);
                         }
                 }
-                unsigned q = cgroup_cpu_max(cgroup_root, d2, where, sizeof where);
-                if (q > 0 && (cpus == 0 || q < cpus)) {
-                        cpus = q;
+                uint64_t q =
+                    cgroup_lowest(cgroup_root, dir, "cpu.max", parse_cpu_max, where, sizeof where);
+                if (q != UINT64_MAX && (cpus == 0 || q < cpus)) {
+                        cpus = (unsigned) q;
                         snprintf(b->cpus_from, sizeof b->cpus_from, "cgroup %.140s", where);
                 }
         }
         b->total = (PoolClaim){mem, cpus};
         if (rm != 0 && cpus == 0)
                 return rm;
-        return 0;
-}
-
-int budget_parse_memory(const char *s, uint64_t *ret_mb)
-{
-        char *end;
-        *ret_mb = 0;
-        if (!s || !*s || *s == '-')
-                return -EINVAL;
-        errno = 0;
-        unsigned long long v = strtoull(s, &end, 10);
-        if (errno || end == s)
-                return -EINVAL;
-        if ((*end == 'G' || *end == 'g') && end[1] == 0 && v <= UINT64_MAX / 1024)
-                v *= 1024;
-        else if (!((*end == 'M' || *end == 'm') && end[1] == 0) && *end != 0)
-                return -EINVAL;
-        *ret_mb = v;
         return 0;
 }

@@ -22,5 +22,3 @@ typedef struct Budget {
  * self_cgroup (normally /proc/self/cgroup). Figures that cannot be read are left out with a
  * note. Returns 0, or -errno when nothing could be read at all. */
 int budget_probe(Budget *b, const char *meminfo, const char *cgroup_root, const char *self_cgroup);
-/* "2G", "512M", "1024" (MiB) -> MiB; 0 with -EINVAL on anything else. */
-int budget_parse_memory(const char *s, uint64_t *ret_mb);

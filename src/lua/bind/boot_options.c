@@ -11,6 +11,7 @@
 
 #include "claim.h"
 #include "op.h"
+#include "strfmt.h"
 #include "runtime.h"
 
 /* A size in MiB, or a string like "512M" or "1G", within min..max MiB. */
@@ -22,15 +23,7 @@ static uint64_t opt_memory_mb(lua_State *L, int opts, const char *opt, uint64_t 
                 mb = (uint64_t) lua_tointeger(L, -1);
         else if (lua_type(L, -1) == LUA_TSTRING) {
                 const char *s = lua_tostring(L, -1);
-                char *end;
-                unsigned long long v = strtoull(s, &end, 10);
-                if (end != s && (*end == 'G' || *end == 'g') && end[1] == 0)
-                        mb = v * 1024;
-                else if (end != s && ((*end == 'M' || *end == 'm') && end[1] == 0))
-                        mb = v;
-                else if (end != s && *end == 0)
-                        mb = v;
-                else
+                if (parse_size_mib(s, &mb) < 0)
                         luaL_error(L,
                                    "option '%s' must be MiB or a string like \"512M\" or "
                                    "\"1G\", got \"%s\"",

@@ -645,14 +645,15 @@ int runtime_run_file(Runtime *rt)
 {
         emit_file("file.start", rt, 0);
         if (run_chunk(rt)) {
-                int n = test_count(rt), selected = 0;
-                for (int i = 1; i <= n; i++)
-                        selected += test_selected(rt, i);
-                if (selected > 0 && !acquire_claim(rt))
-                        n = 0;
-                for (int i = 1; i <= n; i++)
-                        if (test_selected(rt, i))
-                                run_one_test(rt, i);
+                int n = test_count(rt);
+                bool granted = false; /* the pool's grant, asked before the first selected test */
+                for (int i = 1; i <= n; i++) {
+                        if (!test_selected(rt, i))
+                                continue;
+                        if (!granted && !(granted = acquire_claim(rt)))
+                                break;
+                        run_one_test(rt, i);
+                }
         }
         emit_file("file.end", rt, 1);
         return (int) rt->failed;
