@@ -54,7 +54,7 @@ test("files of 60 % of the budget run one at a time, files of 25 % four at once"
     claiming_files(dir, "big", 3, "600M")
     local out, code = run(dir, "-j 8 --memory 1000M --cpus 8")
     t:eq(code, 0, out)
-    t:match(out, "provium: pool: 1000 MiB %(%-%-memory%), 8 CPUs %(%-%-cpus%); up to 8 files at once")
+    t:match(out, "provium: pool: 1000 MiB %(%-%-memory%), 8 CPUs %(%-%-cpus%); up to 8 files at once %(%-j%)")
     t:eq(most_at_once(events(dir .. "/ev.mp")), 1, "60 % files overlap\n" .. out)
     sh("rm -f " .. dir .. "/*.test.lua")
     claiming_files(dir, "small", 6, "250M")

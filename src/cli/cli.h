@@ -15,6 +15,7 @@ typedef struct CliOptions {
         const char **filters; /* -k PATTERN...: run only tests whose "FILE: name" contains one */
         int nfilters;         /* at most CLI_MAX_FILTERS */
         const char *junit;    /* --junit FILE, or NULL */
+        const char *artifacts; /* --artifacts DIR (or $TEST_UNDECLARED_OUTPUTS_DIR), or NULL */
         bool tap;             /* --tap: stdout is TAP version 14 */
         const char *shard;    /* --shard K/N, or NULL */
         unsigned shard_total; /* --shard-total N (with JOB_COMPLETION_INDEX), or 0 */
@@ -34,6 +35,11 @@ int doctor_cmd_main(int argc, char **argv);
 
 /* file_runner.c: the child side: runs one file; events go to fd 3. Returns the exit status. */
 int file_runner_main(int argc, char **argv);
+/* file_runner.c: provium list's child: runs one file's chunk with VM operations refused and
+ * reports list.file and list.test events on fd 3. */
+int file_lister_main(int argc, char **argv);
+/* list_cmd.c: provium list. Returns the exit status (1 when a file could not be listed). */
+int list_cmd_run(const CliOptions *o, bool json, char **paths, int npaths);
 
 /* reporter.c: the terminal summary, a sink on the event bus; with tap, TAP version 14. */
 void reporter_start(bool verbose, bool tap);

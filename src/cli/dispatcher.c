@@ -1,9 +1,8 @@
 /* dispatcher.c: finds the test files, runs each in its own child process (at most `jobs` at
  * once), relays their events onto the bus, and cleans up after them even when they crash.
  *
- * Sections: discovery, event sinks, children, signals, entry point.
+ * Sections: children, signals, entry point.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -22,111 +21,12 @@
 #include "events.h"
 #include "junit.h"
 #include "pool_run.h"
-#include "shard.h"
+#include "run_outputs.h"
+#include "run_verdict.h"
+#include "test_files.h"
 #include "image.h"
 #include "netns.h"
 #include "qemu.h"
-
-/* ---- discovery ---- */
-
-typedef struct FileList {
-        char **v;
-        size_t n, cap;
-} FileList;
-
-static int list_add(FileList *l, const char *path)
-{
-        if (l->n == l->cap) {
-                size_t cap = l->cap ? l->cap * 2 : 16;
-                char **v = realloc(l->v, cap * sizeof *v);
-                if (!v)
-                        return -ENOMEM;
-                l->v = v;
-                l->cap = cap;
-        }
-        l->v[l->n] = strdup(path);
-        return l->v[l->n] ? (int) ++l->n : -ENOMEM;
-}
-
-static bool is_test_file(const char *name)
-{
-        size_t n = strlen(name);
-        return n > 9 && strcmp(name + n - 9, ".test.lua") == 0;
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-        return strcmp(*(char *const *) a, *(char *const *) b);
-}
-
-/* Walks dir in a stable (sorted) order, skipping hidden entries. */
-static int walk(FileList *l, const char *dir)
-{
-        struct dirent **ents;
-        int n = scandir(dir, &ents, NULL, alphasort);
-        if (n < 0)
-                return -errno;
-        int r = 0;
-        for (int i = 0; i < n; i++) {
-                const char *name = ents[i]->d_name;
-                char path[4096];
-                struct stat st;
-                if (r == 0 && name[0] != '.') {
-                        snprintf(path, sizeof path, "%s/%s", dir, name);
-                        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
-                                r = walk(l, path);
-                        else if (is_test_file(name))
-                                r = list_add(l, path) < 0 ? -ENOMEM : 0;
-                }
-                free(ents[i]);
-        }
-        free(ents);
-        return r;
-}
-
-static int discover(FileList *l, char **paths, int npaths)
-{
-        for (int i = 0; i < npaths; i++) {
-                struct stat st;
-                char p[4096];
-                snprintf(p, sizeof p, "%s", paths[i]);
-                size_t n = strlen(p);
-                while (n > 1 && p[n - 1] == '/')
-                        p[--n] = 0;
-                if (stat(p, &st) < 0) {
-                        fprintf(stderr, "provium: %s: %s\n", paths[i], strerror(errno));
-                        return -errno;
-                }
-                int r = S_ISDIR(st.st_mode) ? walk(l, p) : list_add(l, p);
-                if (r < 0) {
-                        fprintf(stderr, "provium: %s: %s\n", paths[i], strerror(-r));
-                        return r;
-                }
-        }
-        return 0;
-}
-
-static void free_files(FileList *l)
-{
-        for (size_t i = 0; i < l->n; i++)
-                free(l->v[i]);
-        free(l->v);
-        l->v = NULL;
-        l->n = 0;
-}
-
-/* ---- event sinks ---- */
-
-static FILE *events_file;
-
-static void file_sink(void *data, const char *type, const uint8_t *mp, size_t len)
-{
-        if (fwrite(mp, 1, len, events_file) != len) {
-                fprintf(stderr, "provium: writing events: %s; events file closed\n",
-                        strerror(errno));
-                events_unsubscribe(*(int *) data);
-        }
-}
 
 /* ---- children ---- */
 
@@ -152,8 +52,9 @@ typedef struct Dispatcher {
         const char *qemu_version; /* QEMU's version line */
         const char *kvm_unusable; /* why KVM cannot run the kernel (--accel kvm) */
         const char *image_dir;    /* the default image's directory */
+        const char *artifacts;    /* --artifacts DIR or Bazel's, or NULL */
         char **child_env;         /* environ + PROVIUM_HOST_NETNS, or NULL: environ */
-        FileList files;
+        TestFiles files;
         size_t next;
         unsigned running;
         char run_root[64]; /* short: Unix socket paths below it must fit in 108 bytes */
@@ -314,7 +215,7 @@ static int spawn_child(Dispatcher *d, const char *file, size_t index)
         char claim[48];
         snprintf(claim, sizeof claim, "%llu,%u", (unsigned long long) d->o->claim_mb,
                  d->o->claim_cpus);
-        char *args[12 + CLI_MAX_FILTERS + 1] = {d->self,
+        char *args[13 + CLI_MAX_FILTERS + 1] = {d->self,
                                                 "__run-file",
                                                 c->file,
                                                 c->run_dir,
@@ -325,9 +226,10 @@ static int spawn_child(Dispatcher *d, const char *file, size_t index)
                                                 (char *) d->qemu_version,
                                                 (char *) d->kvm_unusable,
                                                 (char *) d->image_dir,
-                                                claim};
+                                                claim,
+                                                (char *) (d->artifacts ? d->artifacts : "")};
         for (int i = 0; i < d->o->nfilters; i++)
-                args[12 + i] = (char *) d->o->filters[i];
+                args[13 + i] = (char *) d->o->filters[i];
         c->index = index;
         uv_pipe_init(d->loop, &c->events, 0);
         c->events.data = c;
@@ -489,41 +391,24 @@ int dispatcher_run(const CliOptions *o, char **paths, int npaths)
                 return 2;
         }
         d.self[n] = 0;
-        if (discover(&d.files, paths, npaths) < 0)
-                return 2;
-        if (d.files.n > 1)
-                qsort(d.files.v, d.files.n, sizeof *d.files.v, cmp_str);
-        Shard shard;
-        char serr[256];
-        size_t all_files = d.files.n;
-        if (shard_choose(o->shard, o->shard_total, &shard, serr, sizeof serr) < 0) {
-                fprintf(stderr, "provium: %s\n", serr);
-                free_files(&d.files);
+        if (test_files_find(&d.files, o, paths, npaths) < 0) {
+                test_files_free(&d.files);
                 return 2;
         }
-        if (shard_select(&shard, d.files.v, &d.files.n) < 0) {
-                fprintf(stderr, "provium: sharding: %s\n", strerror(ENOMEM));
-                free_files(&d.files);
+        RunOutputs outputs;
+        if (run_outputs_open(&outputs, o) < 0) {
+                run_outputs_close(&outputs, false);
+                test_files_free(&d.files);
                 return 2;
         }
-        if (shard.total > 1)
-                fprintf(stderr, "provium: shard %u/%u (from %s): %zu of %zu files\n",
-                        shard.index + 1, shard.total, shard.from, d.files.n, all_files);
-        int events_sink = -1;
-        if (o->events) {
-                events_file = fopen(o->events, "we");
-                if (!events_file) {
-                        fprintf(stderr, "provium: --events %s: %s\n", o->events, strerror(errno));
-                        return 2;
-                }
-                events_sink = events_subscribe(file_sink, &events_sink);
-        }
+        d.artifacts = outputs.artifacts;
         reporter_start(o->verbose, o->tap);
+        run_verdict_start();
         const char *junit_paths[2] = {o->junit, env_get()->xml_output_file};
         if (junit_paths[0] || junit_paths[1])
                 junit_start();
         int status = 0;
-        if (d.files.n == 0 && all_files == 0)
+        if (d.files.all == 0)
                 fprintf(stderr, "provium: no *.test.lua files found\n");
         /* QEMU's version, once for the run and on a thread (it takes ~0.1 s) while the default
          * image is resolved and KVM probed: runners never run it on their loops. */
@@ -579,7 +464,7 @@ int dispatcher_run(const CliOptions *o, char **paths, int npaths)
                 rm_tree(d.run_root);
                 bool no_match = !d.interrupted && say_no_match(o);
                 unsigned failed = reporter_finish();
-                status = d.interrupted ? 130 : failed || no_match ? 1 : 0;
+                status = run_verdict_finish(failed, no_match, d.interrupted);
                 for (int i = 0; i < 2; i++) {
                         int r = junit_paths[i] ? junit_write(junit_paths[i]) : 0;
                         if (r < 0) {
@@ -590,9 +475,9 @@ int dispatcher_run(const CliOptions *o, char **paths, int npaths)
                 }
         }
         junit_free();
-        if (events_file)
-                fclose(events_file);
-        free_files(&d.files);
+        /* The run went to its end (a premature exit is one that did not). */
+        run_outputs_close(&outputs, d.loop && !d.interrupted);
+        test_files_free(&d.files);
         pool_run_free(d.pool);
         free(image_dir);
         child_env_free(&d);

@@ -2,9 +2,12 @@
  * events written as frames to fd 3 for the dispatcher.
  *
  * argv: __run-file FILE RUN_DIR ACCEL TEST_TIMEOUT OP_TIMEOUT BOOT_TIMEOUT QEMU_VERSION
- *       KVM_UNUSABLE DEFAULT_IMAGE_DIR CLAIM [PATTERN...] (the three "" when the dispatcher has
- *       none; CLAIM: the default claim, "MiB,CPUs"; the -k patterns). The pool's grant comes on
+ *       KVM_UNUSABLE DEFAULT_IMAGE_DIR CLAIM ARTIFACTS [PATTERN...] (the three "" when the
+ *       dispatcher has none; CLAIM: the default claim, "MiB,CPUs"; ARTIFACTS: where failed
+ *       tests' consoles and captures go, or ""; the -k patterns). The pool's grant comes on
  *       stdin (core/claim.c).
+ * Or, for provium list: __list-file FILE CLAIM TEST_TIMEOUT [PATTERN...]: the chunk runs with
+ *       VM operations refused, and list.file / list.test events come out instead of tests.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -79,10 +82,21 @@ static int install_signals(uv_loop_t *loop, Runtime *rt)
         return 0;
 }
 
-/* A file that does not load (syntax error, missing) is one failed pseudo-test. */
-static void report_load_error(const char *file, const char *msg)
+/* A file that does not load (syntax error, missing) is one failed pseudo-test; for
+ * provium list, a list.file with the error. */
+static void report_load_error(const char *file, const char *msg, bool listing)
 {
         EventBuilder ev;
+        if (listing) {
+                event_begin(&ev, "list.file", 5);
+                proto_kv_str(&ev.w, "file", file);
+                proto_kv_uint(&ev.w, "memory_mb", 0);
+                proto_kv_uint(&ev.w, "cpus", 0);
+                proto_kv_bool(&ev.w, "declared", false);
+                proto_kv_str(&ev.w, "error", msg ? msg : "cannot load");
+                event_end(&ev);
+                return;
+        }
         event_begin(&ev, "file.start", 1);
         proto_kv_str(&ev.w, "file", file);
         event_end(&ev);
@@ -139,62 +153,41 @@ static void add_image_path(ProviumEnv *env, const char *file)
         free(abs);
 }
 
-int file_runner_main(int argc, char **argv)
+/* What both entry points do first: die with the dispatcher (our QEMU children die with us
+ * the same way), events onto fd 3, a network namespace of our own, and the claim. */
+static int runner_setup(const char *claim_arg, bool with_grant)
 {
-        if (argc < 11) {
-                fprintf(stderr, "provium: __run-file is internal to the dispatcher\n");
-                return 2;
-        }
-        /* Die with the dispatcher; our QEMU children die with us the same way. */
         pid_t parent = getppid();
         if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != parent)
-                return 1;
+                return -1;
         signal(SIGPIPE, SIG_IGN);
         (void) events_subscribe(pipe_sink, NULL);
         /* Before any thread exists: a namespace is per thread. Failing only disables networks,
          * whose calls then say why. */
         (void) netns_enter_private();
-
-        /* What the dispatcher found once for the run ("" for nothing), and the recipe path:
-         * set before any thread starts, read-only after. */
-        ProviumEnv *env = env_setup();
-        if (env_set(&env->qemu_version, argv[7]) < 0 || env_set(&env->kvm_unusable, argv[8]) < 0 ||
-            env_set(&env->default_image_dir, argv[9]) < 0)
-                return 1;
-        add_image_path(env, argv[1]);
         unsigned long long claim_mb;
         unsigned claim_cpus;
-        if (sscanf(argv[10], "%llu,%u", &claim_mb, &claim_cpus) != 2)
-                return 2;
+        if (sscanf(claim_arg, "%llu,%u", &claim_mb, &claim_cpus) != 2)
+                return -1;
         /* The pool's answer comes on stdin: keep it on a descriptor of our own (not inherited
          * by what tests start) and give stdin /dev/null, as a runner had before. */
-        int grant_fd = fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 3);
+        int grant_fd = with_grant ? fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 3) : -1;
         int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-        if (grant_fd < 0 || null_fd < 0 || dup2(null_fd, STDIN_FILENO) < 0)
-                return 1;
+        if ((with_grant && grant_fd < 0) || null_fd < 0 || dup2(null_fd, STDIN_FILENO) < 0)
+                return -1;
         (void) close(null_fd);
         claim_setup(claim_mb, claim_cpus, grant_fd);
+        return 0;
+}
 
-        RuntimeConfig cfg = {
-            .file = argv[1],
-            .run_dir = argv[2],
-            .accel = argv[3],
-            .test_timeout_s = atof(argv[4]),
-            .op_timeout_s = atof(argv[5]),
-            .boot_timeout_s = atof(argv[6]),
-            .filters = (const char **) argv + 11,
-            .nfilters = argc - 11,
-        };
+/* Loads cfg->file into a new Lua state and runs (or lists) it on a loop of its own. */
+static int run_file(const RuntimeConfig *cfg)
+{
         lua_State *L = luaL_newstate();
         if (!L)
                 return 1;
-        if (bind_provium_open(L) < 0) {
-                report_load_error(cfg.file, lua_tostring(L, -1));
-                lua_close(L);
-                return 1;
-        }
-        if (luaL_loadfilex(L, cfg.file, "t") != LUA_OK) {
-                report_load_error(cfg.file, lua_tostring(L, -1));
+        if (bind_provium_open(L) < 0 || luaL_loadfilex(L, cfg->file, "t") != LUA_OK) {
+                report_load_error(cfg->file, lua_tostring(L, -1), cfg->listing);
                 lua_close(L);
                 return 1;
         }
@@ -203,15 +196,66 @@ int file_runner_main(int argc, char **argv)
                 lua_close(L);
                 return 1;
         }
-        Runtime *rt = runtime_new(&loop, L, &cfg);
+        Runtime *rt = runtime_new(&loop, L, cfg);
         if (rt && install_signals(&loop, rt) < 0)
-                fprintf(stderr, "provium: %s: cannot handle signals\n", cfg.file);
+                fprintf(stderr, "provium: %s: cannot handle signals\n", cfg->file);
 
-        int failed = rt ? runtime_run_file(rt) : 1;
+        int failed = !rt ? 1 : cfg->listing ? runtime_list_file(rt) : runtime_run_file(rt);
         runtime_free(rt);
         lua_close(L);
         uv_walk(&loop, close_walk, NULL);
         uv_run(&loop, UV_RUN_DEFAULT);
         (void) uv_loop_close(&loop);
         return failed ? 1 : 0;
+}
+
+int file_runner_main(int argc, char **argv)
+{
+        if (argc < 12) {
+                fprintf(stderr, "provium: __run-file is internal to the dispatcher\n");
+                return 2;
+        }
+        if (runner_setup(argv[10], true) < 0)
+                return 1;
+        /* What the dispatcher found once for the run ("" for nothing), and the recipe path:
+         * set before any thread starts, read-only after. */
+        ProviumEnv *env = env_setup();
+        if (env_set(&env->qemu_version, argv[7]) < 0 || env_set(&env->kvm_unusable, argv[8]) < 0 ||
+            env_set(&env->default_image_dir, argv[9]) < 0)
+                return 1;
+        add_image_path(env, argv[1]);
+        RuntimeConfig cfg = {
+            .file = argv[1],
+            .run_dir = argv[2],
+            .accel = argv[3],
+            .test_timeout_s = atof(argv[4]),
+            .op_timeout_s = atof(argv[5]),
+            .boot_timeout_s = atof(argv[6]),
+            .artifacts = argv[11][0] ? argv[11] : NULL,
+            .filters = (const char **) argv + 12,
+            .nfilters = argc - 12,
+        };
+        return run_file(&cfg);
+}
+
+int file_lister_main(int argc, char **argv)
+{
+        if (argc < 4) {
+                fprintf(stderr, "provium: __list-file is internal to provium list\n");
+                return 2;
+        }
+        if (runner_setup(argv[2], false) < 0)
+                return 1;
+        RuntimeConfig cfg = {
+            .file = argv[1],
+            .run_dir = "/nonexistent", /* nothing is made while listing */
+            .accel = "tcg",
+            .test_timeout_s = atof(argv[3]),
+            .op_timeout_s = 1,
+            .boot_timeout_s = 1,
+            .filters = (const char **) argv + 4,
+            .nfilters = argc - 4,
+            .listing = true,
+        };
+        return run_file(&cfg);
 }

@@ -30,13 +30,16 @@ static void usage(FILE *f)
             "       provium doctor [--reprobe]        KVM's verdict, QEMU, the cache\n"
             "       provium events FILE [--json]      print an --events file: a line per\n"
             "                                         event, or with --json a JSON object\n"
+            "       provium list [--json] [-k P] [--shard K/N] PATH...   the files a run\n"
+            "                                         takes, their tests and claims (nothing\n"
+            "                                         boots: VM operations are refused)\n"
             "\n"
             "options:\n"
             "  --accel auto|kvm|tcg   accelerator (auto: KVM only once the image's kernel has\n"
             "                         booted under it; the verdict is cached: provium doctor)\n"
             "  --events FILE          write every event as msgpack to FILE\n"
             "  -j, --jobs N           files run at once (default 1)\n"
-            "  -k PATTERN             run only the tests whose \"FILE: name\" (as reported)\n"
+            "  -k, --filter PATTERN   run only the tests whose \"FILE: name\" (as reported)\n"
             "                         contains PATTERN, plain text; repeat for any of several\n"
             "  --test-timeout S       fail a test after S seconds (default 600)\n"
             "  --op-timeout S         default timeout of a guest operation (default 60)\n"
@@ -46,12 +49,18 @@ static void usage(FILE *f)
             "  --cpus N               the pool's CPUs (default: this process's, cgroup cpu.max)\n"
             "  --default-claim M[,C]  a file's claim when it makes none (default 1G,1)\n"
             "  --junit FILE           write a JUnit XML report (also to $XML_OUTPUT_FILE)\n"
+            "  --artifacts DIR        the run's events, and each failed test's consoles and\n"
+            "                         captures (default $TEST_UNDECLARED_OUTPUTS_DIR)\n"
             "  --shard K/N            run the K-th of N shares of the files (1-based); CI\n"
             "                         engines' own variables do it too (docs/ci.md)\n"
             "  --shard-total N        the shards of a Kubernetes Indexed Job\n"
             "                         ($JOB_COMPLETION_INDEX is this one's)\n"
             "  -v, --verbose          more output\n"
-            "  --version              print the version\n");
+            "  --version              print the version\n"
+            "\n"
+            "exit status: 0 every test passed; 1 a test failed; 2 bad usage or a setup that\n"
+            "failed; 3 no VM could start at all (no QEMU, no image, no network namespace);\n"
+            "130 interrupted\n");
 }
 
 static const char *long_name(const struct option *lo, int c)
@@ -104,8 +113,15 @@ static int parse_claim(const char *s, uint64_t *mb, unsigned *cpus)
 
 static const char *filters[CLI_MAX_FILTERS]; /* -k patterns: pointers into argv */
 
-static int cmd_run(int argc, char **argv)
+/* Options of provium run that provium list takes too (the rest would change nothing). */
+static bool list_takes(int c)
 {
+        return strchr("kSNDTLh", c) != NULL;
+}
+
+static int cmd_run(int argc, char **argv, bool listing)
+{
+        bool json = false;
         CliOptions o = {.accel = "auto",
                         .jobs = 1,
                         .test_timeout_s = 600,
@@ -128,6 +144,9 @@ static int cmd_run(int argc, char **argv)
             {"memory", required_argument, NULL, 'M'},
             {"cpus", required_argument, NULL, 'C'},
             {"default-claim", required_argument, NULL, 'D'},
+            {"filter", required_argument, NULL, 'k'},
+            {"artifacts", required_argument, NULL, 'A'},
+            {"json", no_argument, NULL, 'L'},
             {"verbose", no_argument, NULL, 'v'},
             {"help", no_argument, NULL, 'h'},
             {NULL, 0, NULL, 0},
@@ -135,7 +154,27 @@ static int cmd_run(int argc, char **argv)
         int c;
         optind = 1;
         while ((c = getopt_long(argc, argv, "j:k:vh", longopts, NULL)) != -1) {
+                if (listing && c != '?' && !list_takes(c)) {
+                        fprintf(stderr, "provium: %s%s is for provium run, not provium list\n",
+                                c == 'j' || c == 'v' ? "-" : "--",
+                                c == 'j'   ? "j"
+                                : c == 'v' ? "v"
+                                           : long_name(longopts, c));
+                        return 2;
+                }
                 switch (c) {
+                case 'L':
+                        if (!listing) {
+                                fprintf(stderr, "provium: --json is for provium list (a run's "
+                                                "events as JSON: --events FILE, then provium "
+                                                "events FILE --json)\n");
+                                return 2;
+                        }
+                        json = true;
+                        break;
+                case 'A':
+                        o.artifacts = optarg;
+                        break;
                 case 'a':
                         if (strcmp(optarg, "auto") != 0 && strcmp(optarg, "kvm") != 0 &&
                             strcmp(optarg, "tcg") != 0) {
@@ -216,6 +255,8 @@ static int cmd_run(int argc, char **argv)
                 usage(stderr);
                 return 2;
         }
+        if (listing)
+                return list_cmd_run(&o, json, argv + optind, argc - optind);
         return dispatcher_run(&o, argv + optind, argc - optind);
 }
 
@@ -230,6 +271,8 @@ int main(int argc, char **argv)
                 return vm_pdeathsig_exec(argc - 1, argv + 1);
         if (argc >= 2 && strcmp(argv[1], "__run-file") == 0)
                 return file_runner_main(argc - 1, argv + 1);
+        if (argc >= 2 && strcmp(argv[1], "__list-file") == 0)
+                return file_lister_main(argc - 1, argv + 1);
         if (argc >= 2 && strcmp(argv[1], "--version") == 0) {
                 printf("provium %s\n", PROVIUM_VERSION);
                 return 0;
@@ -246,7 +289,9 @@ int main(int argc, char **argv)
                 return cache_cmd_main(argc - 1, argv + 1);
         if (argc >= 2 && strcmp(argv[1], "events") == 0)
                 return events_cmd_main(argc - 1, argv + 1);
+        if (argc >= 2 && strcmp(argv[1], "list") == 0)
+                return cmd_run(argc - 1, argv + 1, true);
         if (argc >= 2 && strcmp(argv[1], "run") == 0)
-                return cmd_run(argc - 1, argv + 1);
-        return cmd_run(argc, argv);
+                return cmd_run(argc - 1, argv + 1, false);
+        return cmd_run(argc, argv, false);
 }

@@ -96,8 +96,10 @@ PoolRun *pool_run_new(const CliOptions *o)
         }
         p->budget = b.total;
         fprintf(stderr,
-                "provium: pool: %" PRIu64 " MiB (%s), %u CPUs (%s); up to %u files at once\n",
-                b.total.memory_mb, b.memory_from, b.total.cpus, b.cpus_from, o->jobs);
+                "provium: pool: %" PRIu64 " MiB (%s), %u CPU%s (%s); up to %u file%s at once "
+                "(-j)\n",
+                b.total.memory_mb, b.memory_from, b.total.cpus, b.total.cpus == 1 ? "" : "s",
+                b.cpus_from, o->jobs, o->jobs == 1 ? "" : "s");
         emit_budget(&b, o->jobs);
         return p;
 }

@@ -21,19 +21,30 @@ int env_set(const char **field, const char *value)
 }
 
 /* The variables behind ProviumEnv.vars, in its fields' order. */
-static const char *const names[] = {"XDG_CACHE_HOME",       "HOME",
-                                    "PROVIUM_SOURCE_DIR",   "PROVIUM_AGENT",
-                                    "PROVIUM_QEMU",         "PATH",
-                                    "PROVIUM_KVM_DEVICE",   "PROVIUM_KVM_PROBE_TIMEOUT",
-                                    "PROVIUM_RUN_DIR",      "TMPDIR",
-                                    "PROVIUM_IMAGE_PATH",   "PROVIUM_HOST_NETNS",
-                                    "XML_OUTPUT_FILE",      "TEST_TOTAL_SHARDS",
-                                    "TEST_SHARD_INDEX",     "TEST_SHARD_STATUS_FILE",
-                                    "JOB_COMPLETION_INDEX", "CI_NODE_INDEX",
-                                    "CI_NODE_TOTAL"};
+static const char *const names[] = {"XDG_CACHE_HOME",
+                                    "HOME",
+                                    "PROVIUM_SOURCE_DIR",
+                                    "PROVIUM_AGENT",
+                                    "PROVIUM_QEMU",
+                                    "PATH",
+                                    "PROVIUM_KVM_DEVICE",
+                                    "PROVIUM_KVM_PROBE_TIMEOUT",
+                                    "PROVIUM_RUN_DIR",
+                                    "TMPDIR",
+                                    "PROVIUM_IMAGE_PATH",
+                                    "PROVIUM_HOST_NETNS",
+                                    "XML_OUTPUT_FILE",
+                                    "TEST_TOTAL_SHARDS",
+                                    "TEST_SHARD_INDEX",
+                                    "TEST_SHARD_STATUS_FILE",
+                                    "JOB_COMPLETION_INDEX",
+                                    "CI_NODE_INDEX",
+                                    "CI_NODE_TOTAL",
+                                    "TEST_UNDECLARED_OUTPUTS_DIR",
+                                    "TEST_PREMATURE_EXIT_FILE"};
 _Static_assert(sizeof names / sizeof names[0] == sizeof env.vars / sizeof env.vars[0],
                "a name for each variable");
-_Static_assert(offsetof(ProviumEnv, ci_node_total) == offsetof(ProviumEnv, vars[18]),
+_Static_assert(offsetof(ProviumEnv, premature_exit_file) == offsetof(ProviumEnv, vars[20]),
                "the fields and vars line up");
 
 int env_init(void)

@@ -37,8 +37,10 @@ typedef struct ProviumEnv {
                         const char *job_completion_index;   /* Kubernetes Indexed Job, 0-based */
                         const char *ci_node_index;          /* GitLab parallel:, 1-based... */
                         const char *ci_node_total;          /* ...of this many */
+                        const char *undeclared_outputs_dir; /* Bazel: files to keep */
+                        const char *premature_exit_file;    /* Bazel: there while running */
                 };
-                const char *vars[19];
+                const char *vars[21];
         };
         bool no_color; /* NO_COLOR is set */
         /* From the dispatcher, on a runner's command line (NULL when not known): */

@@ -87,3 +87,12 @@ int events_decode(const uint8_t *mp, size_t len, void (*fn)(const msgpack_object
         msgpack_zone_destroy(&zone);
         return r;
 }
+
+void events_infra_error(const char *what, const char *error)
+{
+        EventBuilder ev;
+        event_begin(&ev, "infra.error", 2);
+        proto_kv_str(&ev.w, "what", what);
+        proto_kv_str(&ev.w, "error", error ? error : "");
+        event_end(&ev);
+}

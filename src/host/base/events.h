@@ -28,6 +28,12 @@ typedef struct EventBuilder {
 void event_begin(EventBuilder *ev, const char *type, uint32_t nfields);
 void event_end(EventBuilder *ev);
 
+/* infra.error: what a run needs of its host is not there, so a VM or a network could not be
+ * made: what is "qemu" (QEMU cannot be started), "image" (the default image cannot be had) or
+ * "netns" (no network namespace); error is the message the test got. A run in which no VM
+ * started and this happened exits with its own status (docs/ci.md). */
+void events_infra_error(const char *what, const char *error);
+
 /* Re-emits an event received from elsewhere (a file runner's pipe) to the local sinks. */
 void events_forward(const char *type, const uint8_t *mp, size_t len);
 /* Decodes one event as a sink receives it and calls fn with it (valid during the call only).

@@ -125,6 +125,7 @@ int bridge_create(const char *name, const char *cidr, Bridge **ret, char *err, s
         const char *why = netns_error();
         if (why) {
                 seterr(err, errlen, "bridge %s: %s", name, why);
+                events_infra_error("netns", err);
                 return -EPERM;
         }
         Bridge *b = calloc(1, sizeof *b);

@@ -518,6 +518,9 @@ static void on_image(void *data, Image *img, int r, const char *err, uint64_t du
         vm->resolving = NULL;
         emit_image(vm->cfg.image ? vm->cfg.image : "default", img, r, err, duration_ns);
         if (r < 0) {
+                /* The default image is the harness's own: not having it is the host's fault. */
+                if (!vm->cfg.image || strcmp(vm->cfg.image, "default") == 0)
+                        events_infra_error("image", err);
                 vm_boot_end(vm, r, err);
                 return;
         }

@@ -160,6 +160,7 @@ static LuaCapture *check_capture(lua_State *L, int i)
 /* internal.capture_open(ifname, filter | nil, pcap_path) -> Capture | nil, message */
 static int l_capture_open(lua_State *L)
 {
+        runtime_refuse_if_listing(L, "a packet capture");
         const char *ifname = luaL_checkstring(L, 1);
         const char *filter = luaL_optstring(L, 2, NULL);
         const char *path = luaL_checkstring(L, 3);

@@ -178,6 +178,7 @@ static void push_entry(lua_State *L, const FixtureEntry *e)
 /* internal.fixture_open(name, key) -> "hit", entry | "build", Build | "busy" | nil, message */
 static int l_fixture_open(lua_State *L)
 {
+        runtime_refuse_if_listing(L, "a fixture");
         const char *name = luaL_checkstring(L, 1);
         const char *key = luaL_checkstring(L, 2);
         FixtureEntry *e = NULL;

@@ -42,6 +42,7 @@ static int push_fail(lua_State *L, const char *err)
 /* internal.bridge_new(name, cidr) -> Bridge | nil, message */
 static int l_bridge_new(lua_State *L)
 {
+        runtime_refuse_if_listing(L, "a bridge");
         const char *name = luaL_checkstring(L, 1);
         const char *cidr = luaL_optstring(L, 2, NULL);
         BridgeBox *box = lua_newuserdatauv(L, sizeof *box, 1);

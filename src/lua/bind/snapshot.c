@@ -93,6 +93,7 @@ static int l_snapshot(lua_State *L)
 /* vm:_restore(id, label) -> true | nil, message */
 static int l_restore(lua_State *L)
 {
+        runtime_refuse_if_listing(L, "a restore");
         Vm *vm = check_vm(L, 1);
         lua_Integer id = luaL_checkinteger(L, 2);
         const char *label = luaL_checkstring(L, 3);
@@ -165,6 +166,7 @@ static void anchor_strings(lua_State *L, VmConfig *cfg)
  * vm:_config()'s table, as a fixture stored it; every field is checked before use. */
 static int l_boot_saved(lua_State *L)
 {
+        runtime_refuse_if_listing(L, "a VM boot");
         Vm *vm = check_vm(L, 1);
         const char *state = luaL_checkstring(L, 2);
         const char *ram = luaL_checkstring(L, 3);

@@ -6,6 +6,7 @@
 
 #include <lauxlib.h>
 
+#include "runtime.h"
 #include "uplink.h"
 
 #define UPLINK_MT "provium.Uplink"
@@ -25,6 +26,7 @@ static Uplink *check_uplink(lua_State *L, int i)
 /* internal.uplink_new(bridge_ifname, gateway_ip) -> Uplink | nil, message */
 static int l_uplink_new(lua_State *L)
 {
+        runtime_refuse_if_listing(L, "an uplink");
         const char *ifname = luaL_checkstring(L, 1);
         const char *gateway = luaL_checkstring(L, 2);
         UplinkBox *box = lua_newuserdatauv(L, sizeof *box, 0);

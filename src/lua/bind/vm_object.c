@@ -185,6 +185,7 @@ int bind_vm_boot_wait(lua_State *L, Vm *vm, const VmConfig *cfg)
 /* vm:_boot(image, opts) -> true | nil, message */
 static int l_vm_boot(lua_State *L)
 {
+        runtime_refuse_if_listing(L, "a VM boot");
         Vm *vm = check_vm(L, 1);
         char time_buf[32];
         VmConfig cfg;

@@ -45,10 +45,11 @@ int claim_set(uint64_t memory_mb, unsigned cpus, bool in_chunk, char *err, size_
         return 0;
 }
 
-void claim_get(uint64_t *memory_mb, unsigned *cpus)
+bool claim_get(uint64_t *memory_mb, unsigned *cpus)
 {
         *memory_mb = claim.memory_mb;
         *cpus = claim.cpus;
+        return claim.own;
 }
 
 static void emit_request(const char *file)

@@ -13,8 +13,8 @@ void claim_setup(uint64_t default_mb, unsigned default_cpus, int grant_fd);
 /* provium:claim: only once, in the file's chunk (in_chunk), before its first VM boot. Returns
  * 0, or -EINVAL with err saying which rule it broke. */
 int claim_set(uint64_t memory_mb, unsigned cpus, bool in_chunk, char *err, size_t errlen);
-/* The file's claim: its own, or the default. */
-void claim_get(uint64_t *memory_mb, unsigned *cpus);
+/* The file's claim: its own (returns true), or the default (false). */
+bool claim_get(uint64_t *memory_mb, unsigned *cpus);
 /* Waits for the dispatcher to grant the claim (at once when it was granted already). Returns
  * 0, or -E2BIG (larger than the whole budget) / -EPIPE (no dispatcher any more) / -EINTR
  * (the run was interrupted) with err saying so. */

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "artifacts.h"
 #include "claim.h"
 #include "events.h"
 #include "vm.h"
@@ -520,6 +521,14 @@ static void count(Runtime *rt)
 
 static bool chunk_failed(Runtime *rt);
 
+/* A failed test's consoles and captures, when the run keeps artifacts (artifacts.h). */
+static void save_artifacts(Runtime *rt, int index, const char *name)
+{
+        if (rt->status == TEST_FAIL && rt->cfg.artifacts)
+                artifacts_save(rt->cfg.artifacts, rt->cfg.file, index, name,
+                               (Vm * *const *) rt->vms, rt->nvms, rt->cfg.run_dir);
+}
+
 /* The file's own chunk runs first, as a pseudo-test: it registers the tests. */
 static bool run_chunk(Runtime *rt)
 {
@@ -537,6 +546,8 @@ static bool chunk_failed(Runtime *rt)
 {
         rt->status = TEST_FAIL;
         emit_test("test.start", rt, "(file)", 0, 0);
+        if (!rt->cfg.listing)
+                save_artifacts(rt, 0, "(file)");
         emit_test("test.end", rt, "(file)", 1, 0);
         rt->failed++;
         return false;
@@ -570,6 +581,7 @@ static void run_one_test(Runtime *rt, int index)
                 rt->message = strdup(rt->interrupt_why ? rt->interrupt_why : "interrupted");
         } else
                 run_in_coroutine(rt, 1);
+        save_artifacts(rt, index, name ? name : "?");
         emit_test("test.end", rt, name ? name : "?", 1, events_mono_ns() - t0);
         count(rt);
         free(name);
@@ -636,6 +648,16 @@ static bool acquire_claim(Runtime *rt)
         return false;
 }
 
+void runtime_refuse_if_listing(lua_State *L, const char *what)
+{
+        Runtime *rt = runtime_get(L);
+        if (rt && rt->cfg.listing)
+                luaL_error(L,
+                           "provium list: %s is refused while listing: a file's top level "
+                           "declares tests and its claim; boot in a test",
+                           what);
+}
+
 bool runtime_in_chunk(const Runtime *rt)
 {
         return rt->in_chunk;
@@ -657,6 +679,49 @@ int runtime_run_file(Runtime *rt)
         }
         emit_file("file.end", rt, 1);
         return (int) rt->failed;
+}
+
+static void emit_listed_test(const Runtime *rt, int index)
+{
+        lua_State *L = rt->L;
+        lua_getfield(L, LUA_REGISTRYINDEX, INTERNAL_KEY);
+        lua_getfield(L, -1, "tests");
+        lua_rawgeti(L, -1, index);
+        lua_getfield(L, -1, "name");
+        lua_getfield(L, -2, "line");
+        EventBuilder ev;
+        event_begin(&ev, "list.test", 3);
+        proto_kv_str(&ev.w, "file", rt->cfg.file);
+        proto_kv_str(&ev.w, "test", lua_tostring(L, -2) ? lua_tostring(L, -2) : "?");
+        proto_kv_uint(&ev.w, "line", (uint64_t) lua_tointeger(L, -1));
+        event_end(&ev);
+        lua_pop(L, 5);
+}
+
+int runtime_list_file(Runtime *rt)
+{
+        lua_State *L = rt->L;
+        lua_getfield(L, LUA_REGISTRYINDEX, INTERNAL_KEY);
+        lua_getfield(L, -1, "enter_listing");
+        lua_call(L, 0, 0);
+        lua_pop(L, 1);
+        bool ok = run_chunk(rt);
+        uint64_t mb;
+        unsigned cpus;
+        bool declared = claim_get(&mb, &cpus);
+        EventBuilder ev;
+        event_begin(&ev, "list.file", 5);
+        proto_kv_str(&ev.w, "file", rt->cfg.file);
+        proto_kv_uint(&ev.w, "memory_mb", mb);
+        proto_kv_uint(&ev.w, "cpus", cpus);
+        proto_kv_bool(&ev.w, "declared", declared);
+        proto_kv_str(&ev.w, "error", ok ? "" : rt->message ? rt->message : "failed");
+        event_end(&ev);
+        int n = ok ? test_count(rt) : 0;
+        for (int i = 1; i <= n; i++)
+                if (test_selected(rt, i))
+                        emit_listed_test(rt, i);
+        return ok ? 0 : 1;
 }
 
 /* ---- teardown ---- */

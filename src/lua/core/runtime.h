@@ -19,6 +19,8 @@ typedef struct RuntimeConfig {
         double boot_timeout_s; /* default for vm:boot */
         const char **filters;  /* -k: run only tests whose "FILE: name" contains one */
         int nfilters;          /* 0: run every test */
+        bool listing;          /* provium list: the chunk runs, no test, nothing booted */
+        const char *artifacts; /* where a failed test's consoles and captures go, or NULL */
 } RuntimeConfig;
 
 typedef struct Runtime Runtime;
@@ -69,6 +71,13 @@ int runtime_parallel(lua_State *L);
 /* Runs the loaded chunk on top of L's stack, then every registered test that cfg's filters
  * select. Returns the number of failed tests (a file-level error counts as one). */
 int runtime_run_file(Runtime *rt);
+/* provium list: runs the chunk with cfg.listing set, then emits list.file (its claim, and the
+ * chunk's error if it failed) and a list.test per selected test. Returns 1 when the chunk
+ * failed, else 0. */
+int runtime_list_file(Runtime *rt);
+/* While listing, what would reach a host or a guest (what: "a VM boot") raises an error
+ * instead: a file's top level is for declaring tests. Returns otherwise. */
+void runtime_refuse_if_listing(lua_State *L, const char *what);
 /* Async-signal-safe: notes that signal signo arrived. Lua code that is busy (never yields to
  * the loop) is stopped by a count hook that checks this; runtime_interrupt does the rest. */
 void runtime_note_signal(int signo);

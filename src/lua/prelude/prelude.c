@@ -22,6 +22,7 @@
 #include "capture.lua.h"
 #include "ready.lua.h"
 #include "fixture.lua.h"
+#include "listing.lua.h"
 
 typedef struct PreludeFile {
         const char *chunkname; /* "=prelude/<file>": what error positions and raise() see */
@@ -53,6 +54,7 @@ static const PreludeFile files[] = {
     PRELUDE_FILE("capture.lua", prelude_capture),
     PRELUDE_FILE("ready.lua", prelude_ready),
     PRELUDE_FILE("fixture.lua", prelude_fixture),
+    PRELUDE_FILE("listing.lua", prelude_listing),
 };
 
 int prelude_run(lua_State *L, int context)
