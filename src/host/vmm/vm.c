@@ -230,6 +230,7 @@ static void finish_exit(Vm *vm)
         vm_enter(vm, PHASE_EXITED);
         set_death(vm);
         vm_emit_exit(vm);
+        vm_disks_qemu_gone(vm);
         vm->qmp = qmp_free(vm->qmp);
         if (vm->agent)
                 agent_client_shutdown(vm->agent, -ECONNRESET);
@@ -420,6 +421,7 @@ Vm *vm_free(Vm *vm)
                 free(vm->snaps[i].ram);
         }
         free(vm->snaps);
+        vm_disks_free(vm);
         vm_config_clear(&vm->cfg);
         image_free(vm->image);
         free(vm->ram_path);

@@ -110,6 +110,23 @@ const char *vm_image_key(const Vm *vm);
 int vm_add_nic(Vm *vm, const char *tap, const char *mac, QmpReplyFn cb, void *data, char *err,
                size_t errlen);
 
+/* ---- disks ---- */
+
+/* Gives the VM a virtio-blk disk whose bytes come from the NBD export export_name on the Unix
+ * socket (src/host/disk), its serial the guest's name for it (at most 20 bytes). Before boot
+ * it goes on the command line (returns 1, cb does not run); on a running or paused VM it is
+ * hot-plugged (blockdev-add, device_add: returns 0, then cb). I/O errors are reported to the
+ * guest (werror=report, rerror=report), never a pause. -errno with err. */
+int vm_attach_disk(Vm *vm, const char *serial, const char *socket, const char *export_name,
+                   QmpReplyFn cb, void *data, char *err, size_t errlen);
+/* gone(gone_data) runs when the QEMU that has disk serial exits (a power loss, to the disk). */
+void vm_disk_on_gone(Vm *vm, const char *serial, void (*gone)(void *), void *gone_data);
+/* Takes the disk away: before boot at once (returns 1); on a running VM the device is unplugged
+ * (the guest's ACPI hotplug lets it go: DEVICE_DELETED, at most 20 s), then its block node
+ * (returns 0, then cb). -errno with err (-ENOENT: no such disk). */
+int vm_detach_disk(Vm *vm, const char *serial, QmpReplyFn cb, void *data, char *err,
+                   size_t errlen);
+
 /* ---- console ---- */
 
 /* fn receives every console byte from now on, then (NULL, 0) when QEMU exits; NULL removes

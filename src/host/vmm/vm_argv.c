@@ -95,6 +95,34 @@ static void argv_add_rootfs(const Image *img, Argv *a)
         free(path);
 }
 
+/* Disk k: its NBD export as block node blk<k>, a virtio-blk device disk<k> at slot 0x18 + k. */
+static void argv_add_disks(Vm *vm, Argv *a)
+{
+        for (int k = 0; k < VM_MAX_DISKS; k++) {
+                const VmDisk *d = &vm->disks[k];
+                if (!d->used)
+                        continue;
+                char *path = qemu_opt_escape(d->socket);
+                char *name = qemu_opt_escape(d->export_name);
+                if (!path || !name) {
+                        free(path);
+                        free(name);
+                        a->error = -ENOMEM;
+                        return;
+                }
+                argv_add(a, "-blockdev");
+                argv_add(a, "driver=nbd,node-name=blk%d,server.type=unix,server.path=%s,export=%s",
+                         k, path, name);
+                argv_add(a, "-device");
+                argv_add(a,
+                         "virtio-blk-pci,drive=blk%d,id=disk%d,serial=%s,addr=0x%x,"
+                         "werror=report,rerror=report",
+                         k, k, d->serial, 0x18 + k);
+                free(path);
+                free(name);
+        }
+}
+
 int vm_build_argv(Vm *vm, const VmConfig *cfg, const Image *img, Argv *a)
 {
         uint64_t mb = vm_config_memory_mb(cfg);
@@ -164,6 +192,7 @@ int vm_build_argv(Vm *vm, const VmConfig *cfg, const Image *img, Argv *a)
                 argv_add(a, "virtio-net-pci,netdev=net%d,mac=%s,id=nic%d,addr=0x%x", k,
                          vm->nics[k].mac, k, 0x10 + k);
         }
+        argv_add_disks(vm, a);
         argv_add(a, "-device");
         argv_add(a, "virtio-serial-pci,id=vser0");
         argv_add(a, "-chardev");

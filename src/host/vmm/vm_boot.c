@@ -251,6 +251,7 @@ static void on_qmp_event(void *data, const char *event, json_t *event_data)
         Vm *vm = data;
         if (strcmp(event, "RESUME") == 0)
                 vm->running_ns = events_mono_ns();
+        vm_disk_qmp_event(vm, event, event_data);
         EventBuilder ev;
         event_begin(&ev, "vm.qmp_event", 2);
         proto_kv_str(&ev.w, "vm", vm->name);

@@ -15,6 +15,23 @@ typedef struct VmNic {
         char mac[18];
 } VmNic;
 
+#define VM_MAX_DISKS 8
+
+/* A disk in slot k: block node blk<k>, device disk<k> at PCI slot 0x18 + k, its bytes from an
+ * NBD export on a Unix socket (src/host/disk). */
+typedef struct VmDisk {
+        bool used;
+        char serial[21]; /* what the guest reads in /sys/block/vdX/serial (at most 20) */
+        char *socket;
+        char *export_name;
+        /* a hot detach waits for the guest to let go (DEVICE_DELETED) */
+        void (*gone)(void *); /* its QEMU exited */
+        void *gone_data;
+        QmpReplyFn detach_cb;
+        void *detach_data;
+        uv_timer_t *detach_timer;
+} VmDisk;
+
 typedef struct VmSnap {
         char *state;  /* dir/snap<N>.state */
         char *ram;    /* dir/snap<N>.ram, or the RAM file the VM mapped when the state holds RAM */
@@ -98,6 +115,7 @@ struct Vm {
         AgentRequest clock_req;  /* a fixture restore sets the guest's clock before it is ready */
         VmNic nics[VM_MAX_NICS]; /* in attach order; NIC k is PCI slot 0x10 + k */
         int nnics;
+        VmDisk disks[VM_MAX_DISKS];
         VmSnap *snaps; /* vm_snapshot's saves, id = index + 1 */
         unsigned nsnaps;
         AgentClient **retired; /* clients of the states before restores; freed with the VM */
@@ -127,6 +145,12 @@ struct Vm {
         void (*stop_cb)(Vm *, void *);
         void *stop_data;
 };
+
+/* vm_disk.c: a QMP event about a disk's device; QEMU's exit (a detach waiting ends: done);
+ * the disks' slots emptied when the VM is freed. (Their command line is vm_argv.c's.) */
+void vm_disk_qmp_event(Vm *vm, const char *event, json_t *data);
+void vm_disks_qemu_gone(Vm *vm);
+void vm_disks_free(Vm *vm);
 
 /* {"capabilities": [{"capability": "x-ignore-shared", "state": true}]} for QMP. */
 json_t *vm_ignore_shared_args(int on);

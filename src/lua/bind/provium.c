@@ -14,6 +14,7 @@
 #include "fixture.h"
 #include "capture_object.h"
 #include "net.h"
+#include "disk_object.h"
 #include "uplink_object.h"
 #include "layer0.h"
 #include "process.h"
@@ -68,6 +69,7 @@ int bind_provium_open(lua_State *L)
         bind_capture_register(L);
         bind_net_register(L);
         bind_uplink_register(L);
+        bind_disk_register(L);
         lua_pushvalue(L, -1);
         lua_setfield(L, LUA_REGISTRYINDEX, INTERNAL_KEY);
         lua_setfield(L, context, "internal");

@@ -27,6 +27,7 @@
 #include "lifecycle.h"
 #include "snapshot.h"
 #include "net.h"
+#include "disk_object.h"
 #include "netem.h"
 #include "process.h"
 #include "transfer.h"
@@ -468,6 +469,7 @@ void bind_vm_register(lua_State *L)
         bind_lifecycle_add_methods(L);
         bind_snapshot_add_methods(L);
         bind_net_add_vm_methods(L);
+        bind_disk_add_vm_methods(L);
         bind_netem_add_methods(L);
         lua_pushvalue(L, -1);
         lua_setfield(L, -3, "__index");

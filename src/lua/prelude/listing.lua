@@ -1,6 +1,6 @@
 -- listing.lua: provium list runs a file's top level to learn its tests and its claim, and
 -- nothing may reach a host or a guest. internal.enter_listing() swaps what makes VMs,
--- bridges, captures and fixtures for functions that return a stand-in: every field of it, and
+-- bridges, captures, disks and fixtures for functions that return a stand-in: every field of it, and
 -- every call on it, is the stand-in again, so a top level that boots and prepares a VM runs
 -- on to the tests it declares, and nothing is booted.
 local P = ...
@@ -18,7 +18,7 @@ setmetatable(stand_in, {
     __tostring = function() return "(not made: provium list)" end,
 })
 
-local makers = { "vm", "bridge", "capture", "vm_fixture", "lab_fixture" }
+local makers = { "vm", "bridge", "capture", "disk", "vm_fixture", "lab_fixture" }
 
 function internal.enter_listing()
     for _, name in ipairs(makers) do

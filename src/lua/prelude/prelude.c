@@ -22,6 +22,7 @@
 #include "capture.lua.h"
 #include "ready.lua.h"
 #include "fixture.lua.h"
+#include "disk.lua.h"
 #include "listing.lua.h"
 
 typedef struct PreludeFile {
@@ -54,6 +55,7 @@ static const PreludeFile files[] = {
     PRELUDE_FILE("capture.lua", prelude_capture),
     PRELUDE_FILE("ready.lua", prelude_ready),
     PRELUDE_FILE("fixture.lua", prelude_fixture),
+    PRELUDE_FILE("disk.lua", prelude_disk),
     PRELUDE_FILE("listing.lua", prelude_listing),
 };
 

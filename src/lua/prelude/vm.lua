@@ -59,6 +59,18 @@ function VM:wait_exit(timeout)
     end
 end
 
+-- vm:kill(): power loss: QEMU is killed, and the call returns once it has exited, so that what
+-- follows (a disk's lost writes, a restore) sees it gone.
+local vm_kill = VM.kill
+function VM:kill()
+    vm_kill(self)
+    local st = self:state()
+    if st ~= "exited" and st ~= "defined" then
+        local ok, err = pcall(self._wait_exit, self, 10)
+        if not ok then raise((tostring(err):gsub(P.PRELUDE_WHERE, ""))) end
+    end
+end
+
 -- vm:power_button(): the ACPI power button; the guest shuts down cleanly (wait_exit to wait).
 function VM:power_button() call("power_button", self._power_button, self) end
 
