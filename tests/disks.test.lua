@@ -276,7 +276,7 @@ end)
     local lines = st.sh(provium.executable .. " events " .. dir .. "/ev.mp | grep ' disk\\.'")
     for _, want in ipairs({
         "disk%.create disk=ev size=1048576 from=\"\" path=[^\n]*/disk%-ev%.img\n",
-        "disk%.attach disk=ev vm=ev hot=false\n",
+        "disk%.attach disk=ev vm=ev hot=false plain=false\n",
         "disk%.fault disk=ev fault=1 kind=eio_read lba=0 count=0 errno=EIO times=1 probability=1 ms=0 jitter_ms=0\n",
         "disk%.fault_hit disk=ev fault=1 kind=eio_read hits=1\n",
         "disk%.heal disk=ev fault=0 ended=1\n",

@@ -29,6 +29,7 @@ struct Disk {
         uv_loop_t *loop;
         char *name, *path, *socket;
         char owner[64];
+        bool plain; /* attached plain: QEMU has the data file, the server is idle */
         DiskPhase phase;
         DiskStore store;
         FaultList faults;
@@ -233,6 +234,12 @@ static void emit_hits(const Disk *d, const DiskFault *f)
 int disk_add_fault(Disk *d, const DiskFault *f, char *err, size_t errlen)
 {
         uint64_t sectors = d->store.size / DISK_SECTOR;
+        if (d->plain) {
+                snprintf(err, errlen, "disk %s: %s: attached plain to vm %s (QEMU reads its file "
+                                      "itself): no faults",
+                         d->name, fault_kind_name(f->kind), d->owner);
+                return -EINVAL;
+        }
         if (f->count && (f->lba >= sectors || f->count > sectors - f->lba)) {
                 snprintf(err, errlen,
                          "disk %s: %s: sectors %llu..%llu are not on the disk (%llu sectors)",
@@ -280,6 +287,12 @@ int64_t disk_fault_hits(Disk *d, unsigned id)
 
 int disk_set_power_loss(Disk *d, bool on, double drop, char *err, size_t errlen)
 {
+        if (d->plain && on) {
+                snprintf(err, errlen,
+                         "disk %s: power_loss_mode: attached plain to vm %s: no power loss",
+                         d->name, d->owner);
+                return -EINVAL;
+        }
         if (!(drop > 0 && drop <= 1)) {
                 snprintf(err, errlen, "disk %s: power_loss: drop must be in (0, 1], got %g",
                          d->name, drop);
@@ -447,17 +460,39 @@ static void emit_link(const Disk *d, const char *type, bool hot)
         event_end(&ev);
 }
 
-void disk_attached(Disk *d, const char *vm, bool hot)
+const char *disk_plain_file(Disk *d, char *err, size_t errlen)
+{
+        const char *why = d->store.base_fd >= 0     ? "it has a base image (from)"
+                          : d->power_loss_mode       ? "it is in power-loss mode"
+                          : faults_active(&d->faults) ? "it has faults"
+                                                      : NULL;
+        if (why) {
+                snprintf(err, errlen, "disk %s: attach plain: %s, which needs the NBD server",
+                         d->name, why);
+                return NULL;
+        }
+        return d->path;
+}
+
+void disk_attached(Disk *d, const char *vm, bool hot, bool plain)
 {
         snprintf(d->owner, sizeof d->owner, "%s", vm);
         d->phase = DISK_ATTACHED;
-        emit_link(d, "disk.attach", hot);
+        d->plain = plain;
+        EventBuilder ev;
+        event_begin(&ev, "disk.attach", 4);
+        proto_kv_str(&ev.w, "disk", d->name);
+        proto_kv_str(&ev.w, "vm", d->owner);
+        proto_kv_bool(&ev.w, "hot", hot);
+        proto_kv_bool(&ev.w, "plain", plain);
+        event_end(&ev);
 }
 
 void disk_detached(Disk *d)
 {
         emit_link(d, "disk.detach", true);
         d->owner[0] = 0;
+        d->plain = false;
         d->phase = DISK_DETACHED;
 }
 

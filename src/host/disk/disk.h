@@ -39,9 +39,13 @@ const char *disk_socket(const Disk *d);
 uint64_t disk_size(const Disk *d);
 /* The VM it is attached to ("" when none). */
 const char *disk_owner(const Disk *d);
+/* The data file, for a plain attach (QEMU opens it itself); NULL with err when the disk cannot
+ * be used so (a base image, power-loss mode, faults: they live in the NBD server). */
+const char *disk_plain_file(Disk *d, char *err, size_t errlen);
 /* Bookkeeping of the binding's attach and detach (the VM's side is vm_attach_disk): events
- * disk.attach (hot: after boot) and disk.detach. */
-void disk_attached(Disk *d, const char *vm, bool hot);
+ * disk.attach (hot: after boot; plain) and disk.detach. While attached plain, faults and
+ * power-loss mode are refused. */
+void disk_attached(Disk *d, const char *vm, bool hot, bool plain);
 void disk_detached(Disk *d);
 /* Its VM's QEMU exited: a VM that did not close the disk lost its power (disk.power_loss in
  * power-loss mode), now rather than when the loop sees the socket close. */

@@ -32,6 +32,10 @@ struct NbdConn {
         uint8_t *buf;
         size_t len, cap;
         unsigned inflight;  /* requests handed over, not answered yet */
+        /* a write whose data is still coming: read straight into its buffer */
+        NbdRequest *filling;
+        size_t filled;
+        int filling_error; /* answer it with this instead of handing it over */
         bool handle_closed; /* freed once this is true and inflight is 0 */
 };
 
@@ -151,11 +155,15 @@ static void conn_close(NbdConn *c)
         if (c->phase == CONN_CLOSING)
                 return;
         bool was_up = c->phase == CONN_TRANSMISSION;
+        NbdRequest *half = c->filling; /* its data will not come */
+        c->filling = NULL;
         c->phase = CONN_CLOSING;
         NbdServer *s = c->server;
         if (s->conn == c)
                 s->conn = NULL;
         uv_close((uv_handle_t *) &c->pipe, on_conn_closed);
+        if (half)
+                nbd_request_done(half, 0);
         if (was_up && !s->closing && s->ops.client)
                 s->ops.client(s->data, false, c->clean);
 }
@@ -269,7 +277,35 @@ static void answer_now(NbdConn *c, uint64_t handle, int error)
         conn_send(c, b, NBD_REPLY_SIZE);
 }
 
-/* One request, if all of it is there: returns the bytes used, 0 for more, -1 to hang up. */
+static NbdRequest *request_new(NbdConn *c, uint16_t type, uint16_t flags, uint64_t handle,
+                               uint64_t off, uint32_t len)
+{
+        NbdRequest *r = calloc(1, sizeof *r);
+        size_t data = type == NBD_CMD_READ || type == NBD_CMD_WRITE ? len : 0;
+        uint8_t *buf = malloc(NBD_REPLY_SIZE + data);
+        if (!r || !buf) {
+                free(r);
+                free(buf);
+                return NULL;
+        }
+        *r = (NbdRequest){.type = type, .flags = flags, .offset = off, .length = len,
+                          .handle = handle, .conn = c, .buf = buf};
+        r->data = data ? buf + NBD_REPLY_SIZE : NULL;
+        c->inflight++;
+        return r;
+}
+
+/* A request whose data is all here: to its owner, or answered with error. */
+static void dispatch(NbdConn *c, NbdRequest *r, int error)
+{
+        if (error)
+                nbd_request_done(r, error);
+        else
+                c->server->ops.request(c->server->data, r);
+}
+
+/* One request: returns the bytes used, 0 for more, -1 to hang up. A write whose data is not
+ * all here yet becomes c->filling, which the next reads go into. */
 static ssize_t take_request(NbdConn *c, const uint8_t *p, size_t n)
 {
         NbdServer *s = c->server;
@@ -280,43 +316,37 @@ static ssize_t take_request(NbdConn *c, const uint8_t *p, size_t n)
         uint16_t flags = get16(p + 4), type = get16(p + 6);
         uint64_t handle = get64(p + 8), off = get64(p + 16);
         uint32_t len = get32(p + 24);
-        size_t payload = type == NBD_CMD_WRITE ? len : 0;
-        if (payload > NBD_MAX_REQUEST)
+        if (type == NBD_CMD_WRITE && len > NBD_MAX_REQUEST)
                 return -1; /* its data cannot even be skipped safely */
-        if (n < NBD_REQUEST_SIZE + payload)
-                return 0;
         if (type == NBD_CMD_DISC) {
                 c->clean = true;
                 return -1;
         }
         bool known = type == NBD_CMD_READ || type == NBD_CMD_WRITE || type == NBD_CMD_FLUSH ||
                      type == NBD_CMD_TRIM || type == NBD_CMD_WRITE_ZEROES;
-        if (!known || !request_fits(s, type, off, len)) {
-                answer_now(c, handle, known ? EINVAL : ENOTSUP);
-                return NBD_REQUEST_SIZE + (ssize_t) payload;
+        int error = !known ? ENOTSUP : !request_fits(s, type, off, len) ? EINVAL : 0;
+        size_t payload = type == NBD_CMD_WRITE ? len : 0;
+        if (error && !payload) {
+                answer_now(c, handle, error);
+                return NBD_REQUEST_SIZE;
         }
-        NbdRequest *r = calloc(1, sizeof *r);
-        size_t data = type == NBD_CMD_READ || type == NBD_CMD_WRITE ? len : 0;
-        uint8_t *buf = malloc(NBD_REPLY_SIZE + data);
-        if (!r || !buf) {
-                free(r);
-                free(buf);
+        NbdRequest *r = request_new(c, type, flags, handle, off, len);
+        if (!r) {
+                if (payload)
+                        return -1; /* nowhere to put its data */
                 answer_now(c, handle, ENOMEM);
-                return NBD_REQUEST_SIZE + (ssize_t) payload;
+                return NBD_REQUEST_SIZE;
         }
-        *r = (NbdRequest){.type = type,
-                          .flags = flags,
-                          .offset = off,
-                          .length = len,
-                          .handle = handle,
-                          .conn = c,
-                          .buf = buf};
-        r->data = data ? buf + NBD_REPLY_SIZE : NULL;
-        if (payload)
-                memcpy(r->data, p + NBD_REQUEST_SIZE, payload);
-        c->inflight++;
-        s->ops.request(s->data, r);
-        return NBD_REQUEST_SIZE + (ssize_t) payload;
+        size_t here = n - NBD_REQUEST_SIZE < payload ? n - NBD_REQUEST_SIZE : payload;
+        if (here)
+                memcpy(r->data, p + NBD_REQUEST_SIZE, here);
+        if (here < payload) {
+                c->filling = r;
+                c->filled = here;
+                c->filling_error = error;
+        } else
+                dispatch(c, r, error);
+        return NBD_REQUEST_SIZE + (ssize_t) here;
 }
 
 void nbd_request_done(NbdRequest *r, int error)
@@ -344,6 +374,11 @@ void nbd_request_done(NbdRequest *r, int error)
 static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
 {
         NbdConn *c = h->data;
+        if (c->filling) { /* the rest of a write's data, and nothing more */
+                *b = uv_buf_init((char *) c->filling->data + c->filled,
+                                 (unsigned) (c->filling->length - c->filled));
+                return;
+        }
         size_t want = 256 * 1024;
         if (c->cap - c->len < want) {
                 size_t cap = c->cap ? c->cap : want;
@@ -388,6 +423,15 @@ static void conn_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *b)
         NbdConn *c = st->data;
         if (nread < 0) {
                 conn_close(c);
+                return;
+        }
+        if (c->filling) {
+                c->filled += (size_t) nread;
+                if (c->filled < c->filling->length)
+                        return;
+                NbdRequest *r = c->filling;
+                c->filling = NULL;
+                dispatch(c, r, c->filling_error);
                 return;
         }
         c->len += (size_t) nread;
@@ -439,6 +483,12 @@ static void on_connection(uv_stream_t *l, int status)
                 return;
         }
         s->conn = c;
+        uv_os_fd_t fd;
+        int size = 4 << 20; /* a 1 MiB read's reply in one go */
+        if (uv_fileno((uv_handle_t *) &c->pipe, &fd) == 0) {
+                (void) setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+                (void) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+        }
         greet(c);
         if (uv_read_start((uv_stream_t *) &c->pipe, conn_alloc, conn_read) < 0)
                 conn_close(c);

@@ -112,13 +112,20 @@ int vm_add_nic(Vm *vm, const char *tap, const char *mac, QmpReplyFn cb, void *da
 
 /* ---- disks ---- */
 
-/* Gives the VM a virtio-blk disk whose bytes come from the NBD export export_name on the Unix
- * socket (src/host/disk), its serial the guest's name for it (at most 20 bytes). Before boot
- * it goes on the command line (returns 1, cb does not run); on a running or paused VM it is
- * hot-plugged (blockdev-add, device_add: returns 0, then cb). I/O errors are reported to the
- * guest (werror=report, rerror=report), never a pause. -errno with err. */
-int vm_attach_disk(Vm *vm, const char *serial, const char *socket, const char *export_name,
-                   QmpReplyFn cb, void *data, char *err, size_t errlen);
+/* Where a disk's bytes come from: an NBD export on a Unix socket (src/host/disk: faults,
+ * power loss), or, plain, a raw file QEMU opens itself (the floor the disk bench compares
+ * with). */
+typedef struct VmDiskSource {
+        const char *socket, *export_name; /* NBD */
+        const char *file;                 /* plain: used when not NULL */
+} VmDiskSource;
+
+/* Gives the VM a virtio-blk disk from src, its serial the guest's name for it (at most 20
+ * bytes). Before boot it goes on the command line (returns 1, cb does not run); on a running
+ * or paused VM it is hot-plugged (blockdev-add, device_add: returns 0, then cb). I/O errors
+ * are reported to the guest (werror=report, rerror=report), never a pause. -errno with err. */
+int vm_attach_disk(Vm *vm, const char *serial, const VmDiskSource *src, QmpReplyFn cb,
+                   void *data, char *err, size_t errlen);
 /* gone(gone_data) runs when the QEMU that has disk serial exits (a power loss, to the disk). */
 void vm_disk_on_gone(Vm *vm, const char *serial, void (*gone)(void *), void *gone_data);
 /* Takes the disk away: before boot at once (returns 1); on a running VM the device is unplugged

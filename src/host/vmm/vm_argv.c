@@ -95,24 +95,31 @@ static void argv_add_rootfs(const Image *img, Argv *a)
         free(path);
 }
 
-/* Disk k: its NBD export as block node blk<k>, a virtio-blk device disk<k> at slot 0x18 + k. */
+/* Disk k: its NBD export (or its raw file) as block node blk<k>, a virtio-blk device disk<k> at
+ * slot 0x18 + k. */
 static void argv_add_disks(Vm *vm, Argv *a)
 {
         for (int k = 0; k < VM_MAX_DISKS; k++) {
                 const VmDisk *d = &vm->disks[k];
                 if (!d->used)
                         continue;
-                char *path = qemu_opt_escape(d->socket);
-                char *name = qemu_opt_escape(d->export_name);
-                if (!path || !name) {
+                char *path = qemu_opt_escape(d->file ? d->file : d->socket);
+                char *name = d->file ? NULL : qemu_opt_escape(d->export_name);
+                if (!path || (!d->file && !name)) {
                         free(path);
                         free(name);
                         a->error = -ENOMEM;
                         return;
                 }
                 argv_add(a, "-blockdev");
-                argv_add(a, "driver=nbd,node-name=blk%d,server.type=unix,server.path=%s,export=%s",
-                         k, path, name);
+                if (d->file)
+                        argv_add(a, "driver=raw,node-name=blk%d,file.driver=file,file.filename=%s",
+                                 k, path);
+                else
+                        argv_add(a,
+                                 "driver=nbd,node-name=blk%d,server.type=unix,server.path=%s,"
+                                 "export=%s",
+                                 k, path, name);
                 argv_add(a, "-device");
                 argv_add(a,
                          "virtio-blk-pci,drive=blk%d,id=disk%d,serial=%s,addr=0x%x,"

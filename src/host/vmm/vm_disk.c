@@ -29,6 +29,7 @@ static void slot_clear(VmDisk *d)
 {
         free(d->socket);
         free(d->export_name);
+        free(d->file);
         *d = (VmDisk){0};
 }
 
@@ -96,8 +97,8 @@ static int hot_plug(Vm *vm, int k, QmpReplyFn cb, void *data)
         return r;
 }
 
-int vm_attach_disk(Vm *vm, const char *serial, const char *socket, const char *export_name,
-                   QmpReplyFn cb, void *data, char *err, size_t errlen)
+int vm_attach_disk(Vm *vm, const char *serial, const VmDiskSource *src, QmpReplyFn cb,
+                   void *data, char *err, size_t errlen)
 {
         VmState st = vm_state(vm);
         int k = 0;
@@ -117,9 +118,13 @@ int vm_attach_disk(Vm *vm, const char *serial, const char *socket, const char *e
         VmDisk *d = &vm->disks[k];
         *d = (VmDisk){.used = true};
         snprintf(d->serial, sizeof d->serial, "%s", serial);
-        d->socket = strdup(socket);
-        d->export_name = strdup(export_name);
-        if (!d->socket || !d->export_name) {
+        if (src->file)
+                d->file = strdup(src->file);
+        else {
+                d->socket = strdup(src->socket);
+                d->export_name = strdup(src->export_name);
+        }
+        if (src->file ? !d->file : !d->socket || !d->export_name) {
                 slot_clear(d);
                 snprintf(err, errlen, "vm %s: attach_disk %s: out of memory", vm->name, serial);
                 return -ENOMEM;

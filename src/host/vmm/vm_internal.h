@@ -18,12 +18,12 @@ typedef struct VmNic {
 #define VM_MAX_DISKS 8
 
 /* A disk in slot k: block node blk<k>, device disk<k> at PCI slot 0x18 + k, its bytes from an
- * NBD export on a Unix socket (src/host/disk). */
+ * NBD export on a Unix socket (src/host/disk), or a raw file. */
 typedef struct VmDisk {
         bool used;
         char serial[21]; /* what the guest reads in /sys/block/vdX/serial (at most 20) */
-        char *socket;
-        char *export_name;
+        char *socket, *export_name; /* NBD */
+        char *file;                 /* plain: QEMU opens it itself */
         /* a hot detach waits for the guest to let go (DEVICE_DELETED) */
         void (*gone)(void *); /* its QEMU exited */
         void *gone_data;

@@ -204,14 +204,14 @@ typedef struct PlugCtx {
         Pending pending;
         Disk *disk;
         char vm[64];
-        bool attach;
+        bool attach, plain;
 } PlugCtx;
 
 static void on_plugged(void *data, int status, json_t *result)
 {
         PlugCtx *ctx = data;
         if (status == 0 && ctx->attach)
-                disk_attached(ctx->disk, ctx->vm, true);
+                disk_attached(ctx->disk, ctx->vm, true, ctx->plain);
         else if (status == 0)
                 disk_detached(ctx->disk);
         if (runtime_pending_alive(&ctx->pending)) {
@@ -235,13 +235,17 @@ static void on_plugged(void *data, int status, json_t *result)
         free(ctx);
 }
 
-/* vm:_attach_disk(disk) / vm:_detach_disk(disk) -> true | nil, msg; parks while a running VM
- * hot-plugs it */
+/* vm:_attach_disk(disk, plain) / vm:_detach_disk(disk) -> true | nil, msg; parks while a
+ * running VM hot-plugs it */
 static int plug(lua_State *L, bool attach)
 {
         Vm *vm = check_vm(L, 1);
         Disk *d = check_disk(L, 2);
+        bool plain = attach && lua_toboolean(L, 3);
         char err[1024];
+        VmDiskSource src = {.socket = disk_socket(d), .export_name = disk_name(d)};
+        if (plain && !(src.file = disk_plain_file(d, err, sizeof err)))
+                return push_fail(L, err);
         const char *owner = disk_owner(d);
         if (attach && *owner) {
                 snprintf(err, sizeof err, "vm %s: attach_disk %s: the disk is attached to vm %s",
@@ -256,10 +260,9 @@ static int plug(lua_State *L, bool attach)
         PlugCtx *ctx = calloc(1, sizeof *ctx);
         if (!ctx)
                 return luaL_error(L, "vm %s: out of memory", vm_name(vm));
-        *ctx = (PlugCtx){.disk = d, .attach = attach};
+        *ctx = (PlugCtx){.disk = d, .attach = attach, .plain = plain};
         snprintf(ctx->vm, sizeof ctx->vm, "%s", vm_name(vm));
-        int r = attach ? vm_attach_disk(vm, disk_name(d), disk_socket(d), disk_name(d), on_plugged,
-                                        ctx, err, sizeof err)
+        int r = attach ? vm_attach_disk(vm, disk_name(d), &src, on_plugged, ctx, err, sizeof err)
                        : vm_detach_disk(vm, disk_name(d), on_plugged, ctx, err, sizeof err);
         if (r != 0)
                 free(ctx);
@@ -269,7 +272,7 @@ static int plug(lua_State *L, bool attach)
                 vm_disk_on_gone(vm, disk_name(d), disk_vm_gone, d);
         if (r == 1) {
                 if (attach)
-                        disk_attached(d, vm_name(vm), false);
+                        disk_attached(d, vm_name(vm), false, plain);
                 else
                         disk_detached(d);
                 lua_pushboolean(L, 1);

@@ -211,14 +211,17 @@ function Disk:guest_path(vm)
     return "/dev/" .. dev
 end
 
--- vm:attach_disk(disk): before boot on its command line; after boot hot-plugged, and this
--- returns once the guest sees the device
-function VM:attach_disk(disk)
+-- vm:attach_disk(disk, {plain = true}?): before boot on its command line; after boot
+-- hot-plugged, and this returns once the guest sees the device. plain: QEMU opens the disk's
+-- file itself, without the NBD server (no faults, no power loss, no base image): the floor
+-- the disk bench compares with.
+function VM:attach_disk(disk, opts)
     if not is_disk(disk) then
         raise("vm " .. self:name() .. ": attach_disk: a disk expected, got " .. show(disk))
     end
+    opts = check_options("vm " .. self:name() .. ": attach_disk", opts, { plain = true })
     local running = self:state() == "running"
-    call("attach_disk", self._attach_disk, self, disk)
+    call("attach_disk", self._attach_disk, self, disk, opts.plain == true)
     attached_to[disk] = self
     if running then
         local deadline = internal.now() + 20
