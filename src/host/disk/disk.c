@@ -235,8 +235,9 @@ int disk_add_fault(Disk *d, const DiskFault *f, char *err, size_t errlen)
 {
         uint64_t sectors = d->store.size / DISK_SECTOR;
         if (d->plain) {
-                snprintf(err, errlen, "disk %s: %s: attached plain to vm %s (QEMU reads its file "
-                                      "itself): no faults",
+                snprintf(err, errlen,
+                         "disk %s: %s: attached plain to vm %s (QEMU reads its file "
+                         "itself): no faults",
                          d->name, fault_kind_name(f->kind), d->owner);
                 return -EINVAL;
         }
@@ -368,8 +369,8 @@ Disk *disk_new(uv_loop_t *loop, const char *name, const char *dir, const DiskOpt
         }
         Disk *d = calloc(1, sizeof *d);
         if (!d || !(d->name = strdup(name)) ||
-            asprintf(&d->path, "%s/disk-%s.img", dir, name) < 0 ||
-            asprintf(&d->socket, "%s/disk-%s.sock", dir, name) < 0) {
+            asprintf(&d->path, "%s/disk-%s.img", dir, o->file_id ? o->file_id : name) < 0 ||
+            asprintf(&d->socket, "%s/disk-%s.sock", dir, o->file_id ? o->file_id : name) < 0) {
                 if (d) {
                         free(d->name);
                         free(d);
@@ -462,8 +463,8 @@ static void emit_link(const Disk *d, const char *type, bool hot)
 
 const char *disk_plain_file(Disk *d, char *err, size_t errlen)
 {
-        const char *why = d->store.base_fd >= 0     ? "it has a base image (from)"
-                          : d->power_loss_mode       ? "it is in power-loss mode"
+        const char *why = d->store.base_fd >= 0       ? "it has a base image (from)"
+                          : d->power_loss_mode        ? "it is in power-loss mode"
                           : faults_active(&d->faults) ? "it has faults"
                                                       : NULL;
         if (why) {
@@ -501,4 +502,52 @@ void disk_vm_gone(void *disk)
         Disk *d = disk;
         if (d->server)
                 nbd_server_client_gone(d->server);
+}
+
+static char *saved_path(const Disk *d, const char *state)
+{
+        char *p = NULL;
+        return asprintf(&p, "%s.disk-%s", state, d->name) < 0 ? NULL : p;
+}
+
+int disk_vm_saved(void *disk, const char *state)
+{
+        Disk *d = disk;
+        char *path = saved_path(d, state);
+        int r = path ? store_export(&d->store, path) : -ENOMEM;
+        free(path);
+        return r;
+}
+
+void disk_vm_restoring(void *disk, const char *state)
+{
+        Disk *d = disk;
+        char *path = saved_path(d, state);
+        if (!path || access(path, R_OK) < 0) {
+                free(path);
+                return; /* attached after that save: it keeps its bytes */
+        }
+        DiskStore fresh;
+        char why[512];
+        char *next = NULL;
+        int r = asprintf(&next, "%s.next", d->path) < 0 ? -ENOMEM : 0;
+        if (r == 0)
+                r = store_open(&fresh, next, d->store.size, path, why, sizeof why);
+        if (r == 0 && rename(next, d->path) < 0) {
+                r = -errno;
+                snprintf(why, sizeof why, "%s: %s", d->path, strerror(-r));
+                store_close(&fresh);
+                (void) unlink(next);
+        }
+        if (r < 0) {
+                fprintf(stderr, "provium: disk %s: restore: %s\n", d->name,
+                        r == -ENOMEM ? strerror(ENOMEM) : why);
+        } else {
+                bool volatile_writes = d->store.volatile_writes;
+                store_close(&d->store);
+                d->store = fresh;
+                d->store.volatile_writes = volatile_writes;
+        }
+        free(next);
+        free(path);
 }

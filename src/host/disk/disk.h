@@ -24,6 +24,8 @@ typedef struct DiskOptions {
         const char *from_path; /* a raw image used copy-on-write, never modified; or NULL */
         const Disk *from_disk; /* a copy of another disk as it reads now; or NULL */
         uint64_t rng_seed;     /* for probabilities, jitter and a partial power loss */
+        const char *file_id;   /* names its files in dir (default: the name): disks of two
+                                * fixture clones share a name, not their files */
 } DiskOptions;
 
 /* Makes the disk's data file and socket in dir (names from name: [A-Za-z0-9_.-], at most 20
@@ -47,9 +49,14 @@ const char *disk_plain_file(Disk *d, char *err, size_t errlen);
  * power-loss mode are refused. */
 void disk_attached(Disk *d, const char *vm, bool hot, bool plain);
 void disk_detached(Disk *d);
-/* Its VM's QEMU exited: a VM that did not close the disk lost its power (disk.power_loss in
- * power-loss mode), now rather than when the loop sees the socket close. */
+/* What its VM tells it (vm.h's VmDiskHooks, disk the Disk). Gone: the QEMU exited, and a VM
+ * that did not close the disk lost its power (disk.power_loss in power-loss mode), now rather
+ * than when the loop sees the socket close. Saved: the disk as it reads now goes to
+ * <state>.disk-<name> (a snapshot's, a fixture's). Restoring: the disk becomes a
+ * copy-on-write layer over that file again (nothing when there is none). */
 void disk_vm_gone(void *disk);
+int disk_vm_saved(void *disk, const char *state);
+void disk_vm_restoring(void *disk, const char *state);
 
 /* Sectors from the host: what the guest has written (flushed or not: every write QEMU has
  * sent), and written as if flushed. -errno with err (a range past the end: -EINVAL). */

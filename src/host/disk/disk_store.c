@@ -327,6 +327,31 @@ int store_clone(const DiskStore *src, DiskStore *s, const char *path, char *err,
         return r;
 }
 
+int store_export(const DiskStore *s, const char *path)
+{
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        uint8_t *buf = malloc(1u << 20);
+        int r = fd < 0 ? -errno : !buf ? -ENOMEM : 0;
+        if (r == 0 && ftruncate(fd, (off_t) s->size) < 0)
+                r = -errno;
+        static const uint8_t zeros[4096];
+        for (uint64_t off = 0; r == 0 && off < s->size; off += 1u << 20) {
+                uint32_t n = s->size - off < (1u << 20) ? (uint32_t) (s->size - off) : 1u << 20;
+                r = store_read(s, off, n, buf);
+                for (uint32_t at = 0; r == 0 && at < n; at += 4096) { /* zeros stay holes */
+                        uint32_t k = n - at < 4096 ? n - at : 4096;
+                        if (memcmp(buf + at, zeros, k) != 0)
+                                r = pwrite_all(fd, buf + at, k, off + at);
+                }
+        }
+        free(buf);
+        if (fd >= 0 && close(fd) < 0 && r == 0)
+                r = -errno;
+        if (r < 0)
+                (void) unlink(path);
+        return r;
+}
+
 void store_close(DiskStore *s)
 {
         pending_clear(s);

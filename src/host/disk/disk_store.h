@@ -37,6 +37,9 @@ int store_open(DiskStore *s, const char *path, uint64_t size, const char *base_p
 /* A copy of src as it reads now (its base shared, its pending writes in the data file). */
 int store_clone(const DiskStore *src, DiskStore *s, const char *path, char *err, size_t errlen);
 void store_close(DiskStore *s);
+/* Writes the disk as it reads now (base, data, pending writes) to a new sparse raw file at
+ * path: a snapshot's copy, a fixture's. Returns 0 or -errno (path removed). */
+int store_export(const DiskStore *s, const char *path);
 
 int store_read(const DiskStore *s, uint64_t off, uint32_t len, uint8_t *out);
 /* data NULL: zeros. durable: written now even in power-loss mode (FUA, the host's writes). */

@@ -31,11 +31,11 @@ struct NbdConn {
         bool clean; /* NBD_CMD_DISC */
         uint8_t *buf;
         size_t len, cap;
-        unsigned inflight;  /* requests handed over, not answered yet */
+        unsigned inflight; /* requests handed over, not answered yet */
         /* a write whose data is still coming: read straight into its buffer */
         NbdRequest *filling;
         size_t filled;
-        int filling_error; /* answer it with this instead of handing it over */
+        int filling_error;  /* answer it with this instead of handing it over */
         bool handle_closed; /* freed once this is true and inflight is 0 */
 };
 
@@ -288,8 +288,13 @@ static NbdRequest *request_new(NbdConn *c, uint16_t type, uint16_t flags, uint64
                 free(buf);
                 return NULL;
         }
-        *r = (NbdRequest){.type = type, .flags = flags, .offset = off, .length = len,
-                          .handle = handle, .conn = c, .buf = buf};
+        *r = (NbdRequest){.type = type,
+                          .flags = flags,
+                          .offset = off,
+                          .length = len,
+                          .handle = handle,
+                          .conn = c,
+                          .buf = buf};
         r->data = data ? buf + NBD_REPLY_SIZE : NULL;
         c->inflight++;
         return r;

@@ -426,6 +426,7 @@ Vm *vm_free(Vm *vm)
         image_free(vm->image);
         free(vm->ram_path);
         free(vm->restore_label);
+        free(vm->disks_from);
         free(vm->image_name);
         free(vm->console);
         free(vm->death);

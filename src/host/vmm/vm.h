@@ -124,15 +124,24 @@ typedef struct VmDiskSource {
  * bytes). Before boot it goes on the command line (returns 1, cb does not run); on a running
  * or paused VM it is hot-plugged (blockdev-add, device_add: returns 0, then cb). I/O errors
  * are reported to the guest (werror=report, rerror=report), never a pause. -errno with err. */
-int vm_attach_disk(Vm *vm, const char *serial, const VmDiskSource *src, QmpReplyFn cb,
-                   void *data, char *err, size_t errlen);
-/* gone(gone_data) runs when the QEMU that has disk serial exits (a power loss, to the disk). */
-void vm_disk_on_gone(Vm *vm, const char *serial, void (*gone)(void *), void *gone_data);
+int vm_attach_disk(Vm *vm, const char *serial, const VmDiskSource *src, QmpReplyFn cb, void *data,
+                   char *err, size_t errlen);
+/* What the owner of a disk's bytes hears from the VM (src/host/disk, through the binding). */
+typedef struct VmDiskHooks {
+        void (*gone)(void *data); /* the QEMU that had it exited (to a disk, a power loss) */
+        /* The VM was saved to state, its guest stopped: the disk's bytes of this moment go
+         * beside it. Returns 0 or -errno (the save fails). */
+        int (*saved)(void *data, const char *state);
+        /* A new QEMU is about to load state (a restore): the disk's bytes go back to what
+         * saved kept beside it. */
+        void (*restoring)(void *data, const char *state);
+        void *data;
+} VmDiskHooks;
+void vm_disk_set_hooks(Vm *vm, const char *serial, const VmDiskHooks *hooks);
 /* Takes the disk away: before boot at once (returns 1); on a running VM the device is unplugged
  * (the guest's ACPI hotplug lets it go: DEVICE_DELETED, at most 20 s), then its block node
  * (returns 0, then cb). -errno with err (-ENOENT: no such disk). */
-int vm_detach_disk(Vm *vm, const char *serial, QmpReplyFn cb, void *data, char *err,
-                   size_t errlen);
+int vm_detach_disk(Vm *vm, const char *serial, QmpReplyFn cb, void *data, char *err, size_t errlen);
 
 /* ---- console ---- */
 

@@ -15,6 +15,16 @@
 #include "image_job.h"
 #include "vm_internal.h"
 
+/* A spare QEMU has no network cards and no disks: a saved VM with either starts its own (and
+ * a spare started for its next clone would never be taken). */
+bool vm_spare_can_serve(const Vm *vm)
+{
+        for (int k = 0; k < VM_MAX_DISKS; k++)
+                if (vm->disks[k].used)
+                        return false;
+        return vm->nnics == 0;
+}
+
 /* ---- the end of a boot ---- */
 
 static void emit_boot(Vm *vm, int status, const char *msg)
@@ -69,7 +79,7 @@ void vm_boot_end(Vm *vm, int status, const char *msg)
                 emit_restore(vm, status, msg);
         else
                 emit_boot(vm, status, msg);
-        if (status == 0 && restore && vm->cfg.incoming)
+        if (status == 0 && restore && vm->cfg.incoming && vm_spare_can_serve(vm))
                 vm_prelaunch(vm); /* the next clone of this fixture finds its QEMU started */
         free(vm->restore_label);
         vm->restore_label = NULL;
@@ -500,8 +510,7 @@ static int boot_launch(Vm *vm, char *err, size_t errlen)
         if (vm->nworkers > VM_MAX_WORKERS)
                 vm->nworkers = VM_MAX_WORKERS;
         vm->incoming_has_ram = false;
-        /* A spare has no network cards: a saved VM with cards starts its own QEMU. */
-        Vm *spare = cfg->incoming && vm->nnics == 0 ? vm_take_spare(cfg) : NULL;
+        Vm *spare = cfg->incoming && vm_spare_can_serve(vm) ? vm_take_spare(cfg) : NULL;
         if (spare)
                 return vm_adopt_spare(vm, spare, err, errlen);
         if (cfg->incoming &&

@@ -97,8 +97,8 @@ static int hot_plug(Vm *vm, int k, QmpReplyFn cb, void *data)
         return r;
 }
 
-int vm_attach_disk(Vm *vm, const char *serial, const VmDiskSource *src, QmpReplyFn cb,
-                   void *data, char *err, size_t errlen)
+int vm_attach_disk(Vm *vm, const char *serial, const VmDiskSource *src, QmpReplyFn cb, void *data,
+                   char *err, size_t errlen)
 {
         VmState st = vm_state(vm);
         int k = 0;
@@ -250,12 +250,32 @@ int vm_detach_disk(Vm *vm, const char *serial, QmpReplyFn cb, void *data, char *
         return r;
 }
 
-void vm_disk_on_gone(Vm *vm, const char *serial, void (*gone)(void *), void *gone_data)
+void vm_disk_set_hooks(Vm *vm, const char *serial, const VmDiskHooks *hooks)
 {
         int k = find_disk(vm, serial);
-        if (k >= 0) {
-                vm->disks[k].gone = gone;
-                vm->disks[k].gone_data = gone_data;
+        if (k >= 0)
+                vm->disks[k].hooks = *hooks;
+}
+
+int vm_disks_saved(Vm *vm, const char *state, char *err, size_t errlen)
+{
+        for (int k = 0; k < VM_MAX_DISKS; k++) {
+                VmDisk *d = &vm->disks[k];
+                int r = d->used && d->hooks.saved ? d->hooks.saved(d->hooks.data, state) : 0;
+                if (r < 0) {
+                        snprintf(err, errlen, "saving disk %s: %s", d->serial, strerror(-r));
+                        return r;
+                }
+        }
+        return 0;
+}
+
+void vm_disks_restoring(Vm *vm, const char *state)
+{
+        for (int k = 0; k < VM_MAX_DISKS; k++) {
+                VmDisk *d = &vm->disks[k];
+                if (d->used && d->hooks.restoring)
+                        d->hooks.restoring(d->hooks.data, state);
         }
 }
 
@@ -263,8 +283,8 @@ void vm_disks_qemu_gone(Vm *vm)
 {
         for (int k = 0; k < VM_MAX_DISKS; k++) {
                 VmDisk *d = &vm->disks[k];
-                if (d->used && d->gone)
-                        d->gone(d->gone_data);
+                if (d->used && d->hooks.gone)
+                        d->hooks.gone(d->hooks.data);
                 if (d->detach_cb)
                         detach_end(vm, k, 0); /* with its QEMU gone, the disk is detached */
         }

@@ -21,12 +21,11 @@ typedef struct VmNic {
  * NBD export on a Unix socket (src/host/disk), or a raw file. */
 typedef struct VmDisk {
         bool used;
-        char serial[21]; /* what the guest reads in /sys/block/vdX/serial (at most 20) */
+        char serial[21];            /* what the guest reads in /sys/block/vdX/serial (at most 20) */
         char *socket, *export_name; /* NBD */
         char *file;                 /* plain: QEMU opens it itself */
         /* a hot detach waits for the guest to let go (DEVICE_DELETED) */
-        void (*gone)(void *); /* its QEMU exited */
-        void *gone_data;
+        VmDiskHooks hooks;
         QmpReplyFn detach_cb;
         void *detach_data;
         uv_timer_t *detach_timer;
@@ -123,6 +122,7 @@ struct Vm {
         uint64_t restore_started_ns;
         uint64_t spawned_ns, qmp_ns, running_ns, answered_ns; /* a restore's phases */
         char *restore_label;
+        char *disks_from; /* the saved state whose disks a restore's new QEMU gets */
 
         char *console; /* first CONSOLE_MAX bytes */
         size_t console_len;
@@ -150,6 +150,9 @@ struct Vm {
  * the disks' slots emptied when the VM is freed. (Their command line is vm_argv.c's.) */
 void vm_disk_qmp_event(Vm *vm, const char *event, json_t *data);
 void vm_disks_qemu_gone(Vm *vm);
+/* The disks' part of a save (their bytes beside state) and of a restore from one. */
+int vm_disks_saved(Vm *vm, const char *state, char *err, size_t errlen);
+void vm_disks_restoring(Vm *vm, const char *state);
 void vm_disks_free(Vm *vm);
 
 /* {"capabilities": [{"capability": "x-ignore-shared", "state": true}]} for QMP. */
@@ -184,6 +187,8 @@ void vm_exit_progress(Vm *vm);
 void vm_halt(Vm *vm);
 
 /* ---- vm_boot.c ---- */
+
+bool vm_spare_can_serve(const Vm *vm);
 
 #define DEFAULT_BOOT_MS 120000 /* a boot's timeout when the configuration gives none */
 

@@ -48,12 +48,18 @@ static int relaunch(Vm *vm, char *err, size_t errlen)
         vm->qemu_err[0] = 0;
         free(vm->death);
         vm->death = NULL;
+        if (vm->disks_from) { /* the old QEMU is gone: the disks go back to the snapshot's */
+                vm_disks_restoring(vm, vm->disks_from);
+                free(vm->disks_from);
+                vm->disks_from = NULL;
+        }
         return vm_launch(vm, err, errlen);
 }
 
 void vm_finish_restart(Vm *vm)
 {
         vm_emit_exit(vm);
+        vm_disks_qemu_gone(vm);
         if (vm->console_fn) { /* a console stream ends with its QEMU */
                 vm->console_fn(vm->console_data, NULL, 0);
                 vm->console_fn = NULL;
@@ -115,6 +121,8 @@ int vm_restore(Vm *vm, unsigned id, const char *label, VmBootFn cb, void *data, 
         if (r < 0)
                 return r;
         vm->incoming_has_ram = !snap->own_ram;
+        free(vm->disks_from);
+        vm->disks_from = strdup(snap->state); /* NULL: the disks stay as they are */
         if (retire_clients(vm) < 0) {
                 snprintf(err, errlen, "vm %s: restore %s: out of memory", vm->name, label);
                 (void) close(vm->incoming_fd);

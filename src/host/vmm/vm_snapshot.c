@@ -200,6 +200,9 @@ static void save_complete(Save *s)
         if (s->ram_copy && (r = vm_copy_sparse(s->vm->ram_path, s->ram_copy, &s->ram_bytes)) < 0)
                 return save_finish(s, r, "copying RAM %s to %s: %s", s->vm->ram_path, s->ram_copy,
                                    strerror(-r));
+        char why[512];
+        if ((r = vm_disks_saved(s->vm, s->state_path, why, sizeof why)) < 0)
+                return save_finish(s, r, "%s", why);
         if (!s->resume)
                 return save_finish(s, 0, NULL);
         if (!s->vm->qmp || qmp_execute(s->vm->qmp, "cont", NULL, on_resumed, s) < 0)

@@ -45,14 +45,16 @@ static uint64_t check_count(lua_State *L, int i, const char *what)
 
 /* ---- disks ---- */
 
-/* internal.disk_new(name, size_bytes, from_path | nil, from_disk | nil, seed) -> Disk | nil, msg */
+/* internal.disk_new(name, size_bytes, from_path | nil, from_disk | nil, seed, file_id | nil)
+ * -> Disk | nil, msg */
 static int l_disk_new(lua_State *L)
 {
         runtime_refuse_if_listing(L, "a disk");
         const char *name = luaL_checkstring(L, 1);
         DiskOptions o = {.size = check_count(L, 2, "size"),
                          .from_path = luaL_optstring(L, 3, NULL),
-                         .rng_seed = (uint64_t) luaL_optinteger(L, 5, 0)};
+                         .rng_seed = (uint64_t) luaL_optinteger(L, 5, 0),
+                         .file_id = luaL_optstring(L, 6, NULL)};
         if (!lua_isnoneornil(L, 4))
                 o.from_disk = check_disk(L, 4);
         DiskBox *box = lua_newuserdatauv(L, sizeof *box, 0);
@@ -268,8 +270,13 @@ static int plug(lua_State *L, bool attach)
                 free(ctx);
         if (r < 0)
                 return push_fail(L, err);
-        if (attach)
-                vm_disk_on_gone(vm, disk_name(d), disk_vm_gone, d);
+        if (attach) {
+                VmDiskHooks hooks = {.gone = disk_vm_gone,
+                                     .saved = disk_vm_saved,
+                                     .restoring = disk_vm_restoring,
+                                     .data = d};
+                vm_disk_set_hooks(vm, disk_name(d), &hooks);
+        }
         if (r == 1) {
                 if (attach)
                         disk_attached(d, vm_name(vm), false, plain);

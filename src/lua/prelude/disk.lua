@@ -11,6 +11,7 @@ local disks = {} -- name -> Disk, for "a disk of that name exists"
 local SECTOR = 512
 
 local attached_to = setmetatable({}, { __mode = "k" }) -- Disk -> the VM it is attached to
+local disks_of = setmetatable({}, { __mode = "k" })    -- VM -> {name -> Disk}
 
 local function is_disk(v)
     local mt = type(v) == "userdata" and getmetatable(v)
@@ -223,6 +224,8 @@ function VM:attach_disk(disk, opts)
     local running = self:state() == "running"
     call("attach_disk", self._attach_disk, self, disk, opts.plain == true)
     attached_to[disk] = self
+    disks_of[self] = disks_of[self] or {}
+    disks_of[self][disk:name()] = disk
     if running then
         local deadline = internal.now() + 20
         while not pcall(disk.guest_path, disk, self) do
@@ -242,4 +245,46 @@ function VM:detach_disk(disk)
     end
     call("detach_disk", self._detach_disk, self, disk)
     attached_to[disk] = nil
+    disks_of[self][disk:name()] = nil
+end
+
+-- vm:disk(name) -> the disk of that name attached to the VM (a fixture clone's own, say)
+function VM:disk(name)
+    local d = disks_of[self] and disks_of[self][name]
+    if not d then raise("vm " .. self:name() .. ": disk: no disk " .. show(name) .. " is attached") end
+    return d
+end
+
+-- What a fixture keeps of a VM's disks: their names and sizes (their bytes are saved beside
+-- the VM's state by the save itself: <state>.disk-<name>).
+function P.disks_save_info(vm)
+    local list = {}
+    for name, d in pairs(disks_of[vm] or {}) do list[#list + 1] = { name = name, size = d:size() } end
+    table.sort(list, function(a, b) return a.name < b.name end)
+    return list
+end
+
+-- A fixture clone's disks: copy-on-write over the saved bytes in the cache (each clone its
+-- own layer), attached before the clone's QEMU starts. Errors name what is wrong.
+local nclones = 0
+function P.disks_restore(vm, saved_disks, state)
+    if saved_disks == nil then return end
+    if type(saved_disks) ~= "table" then error("its disks are not a list", 0) end
+    for i, rec in ipairs(saved_disks) do
+        if type(rec) ~= "table" or type(rec.name) ~= "string" or math.type(rec.size) ~= "integer" then
+            error("disk " .. i .. " of its record is not {name, size}", 0)
+        end
+        local path = state .. ".disk-" .. rec.name
+        local f = io.open(path, "rb")
+        local size = f and f:seek("end")
+        if f then f:close() end
+        if size ~= rec.size then
+            error(string.format("disk %s: %s is %s bytes, its record says %d", rec.name, path,
+                                tostring(size), rec.size), 0)
+        end
+        nclones = nclones + 1
+        local d, err = internal.disk_new(rec.name, 0, path, nil, 0, rec.name .. "-clone" .. nclones)
+        if not d then error(err, 0) end
+        VM.attach_disk(vm, d)
+    end
 end

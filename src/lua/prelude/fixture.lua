@@ -7,7 +7,7 @@ local show, raise, vm_state, net = P.show, P.raise, P.vm_state, P.net
 
 -- The shape of a saved VM's record (vm:_config() and its cards as a list): part of every key,
 -- so that entries saved in another shape are never read as this one.
-local RECORD_SHAPE = "vm record 2"
+local RECORD_SHAPE = "vm record 3"
 
 -- The text of fn (its lines in its file) and the values of its plain upvalues: a change to
 -- either changes the fixture's key.
@@ -91,6 +91,7 @@ local function save_lab(lab)
         local vm = lab.vms[name]
         local record = vm:_config()
         record.net = internal.net_save_info(vm, lab.bridges)
+        record.disks = P.disks_save_info(vm)
         local saved, err = vm:_save(lab.build:state_path(name))
         if not saved then error(err, 0) end
         lab.build:add_vm(name, record)
@@ -182,6 +183,8 @@ local function restore_fixture(name, entry, timeout)
             local ok, err = pcall(internal.net_restore, vm, cards, bridges_made)
             if not ok then raise(string.format("fixture %s: vm %s: %s", name, vmname, err)) end
         end
+        local dok, derr = pcall(P.disks_restore, vm, saved.config.disks, saved.state)
+        if not dok then raise(string.format("fixture %s: vm %s: %s", name, vmname, derr)) end
         local ok, err = vm:_boot_saved(saved.state, saved.ram, saved.config, timeout)
         if not ok then raise(string.format("fixture %s: restoring vm %s: %s", name, vmname, err)) end
         vms[saved.name] = vm
