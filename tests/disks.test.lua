@@ -262,6 +262,38 @@ test("a fixture carries its disks: each clone gets a copy-on-write disk of its o
     t:error(function() a:disk("nope") end, ": disk: no disk \"nope\" is attached")
 end)
 
+-- docs/api.md's example, as it is there
+test("the example of docs/api.md: ext4, a read fault, a power loss, the disk on another VM", function(t)
+    new_vm("example_unused")
+    local d = provium:disk("data", { size = "64M" })
+    local vm = provium:vm("db", "disks")
+    live[1] = vm
+    vm:attach_disk(d)
+    vm:boot()
+    local dev = d:guest_path()
+    vm:run("mkfs.ext4 -q " .. dev .. " && mkdir /mnt/d && mount " .. dev .. " /mnt/d"):assert_ok()
+    vm:run("head -c 65536 /dev/urandom > /mnt/d/some-file && sync && echo 3 > /proc/sys/vm/drop_caches"):assert_ok()
+    local first = vm:run("filefrag -v -b512 /mnt/d/some-file"):assert_ok().stdout:match("\n%s+0:%s+%d+%.%.%s*%d+:%s+(%d+)%.%.")
+    local f = d:eio_read({ lba = tonumber(first), count = 8 })
+    t:ne(vm:run("cat /mnt/d/some-file").code, 0)
+    t:ok(f:hits() > 0)
+    f:undo()
+
+    d:power_loss_mode(true)
+    vm:run("echo kept > /mnt/d/a && sync && echo maybe > /mnt/d/b"):assert_ok()
+    vm:kill()
+    t:eq(d:last_power_loss().kept, 0)
+
+    vm:detach_disk(d)
+    local after = provium:vm("check", "disks")
+    live[2] = after
+    after:attach_disk(d)
+    after:boot()
+    local again = d:guest_path()
+    after:run("mkdir /mnt/d && mount " .. again .. " /mnt/d"):assert_ok()
+    t:eq(after:run("cat /mnt/d/a").stdout, "kept\n")
+end)
+
 test("bad input gets clear errors", function(t)
     t:error(function() provium:disk("neg", { size = -1 }) end, "disk neg: size must be like")
     t:error(function() provium:disk("none") end, "disk none: give a size")
