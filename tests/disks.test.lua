@@ -3,7 +3,9 @@
 -- provium-diskio (tools/diskio.c) does the guest's O_DIRECT and O_DSYNC I/O precisely.
 local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
 local st = dofile(here .. "/lib/selftest.lua")(here)
+-- Beside provium, or in build/ for a build without the guest's programs (make check-asan's).
 local DISKIO = provium.executable:gsub("provium$", "provium-diskio")
+if not io.open(DISKIO) then DISKIO = here .. "/../build/provium-diskio" end
 
 provium:claim({ memory = "1536M" }) -- three VMs at the most
 
@@ -244,7 +246,7 @@ test("a fixture carries its disks: each clone gets a copy-on-write disk of its o
     new_vm("fx_unused") -- the earlier tests' VMs go
     local function clone()
         return provium:vm_fixture("disk-fixture", function(vm)
-            local d = provium:disk("data", { size = "8M" })
+            local d = provium:disk("fxdata", { size = "8M" })
             vm:attach_disk(d)
             vm:write_file("/bin/diskio", { from = DISKIO, mode = "0755" })
             vm:run("diskio write " .. d:guest_path() .. " 0 prepared direct"):assert_ok()
@@ -252,7 +254,7 @@ test("a fixture carries its disks: each clone gets a copy-on-write disk of its o
     end
     local a, b = clone(), clone()
     live[#live + 1], live[#live + 2] = a, b
-    local da, db = a:disk("data"), b:disk("data")
+    local da, db = a:disk("fxdata"), b:disk("fxdata")
     t:eq(diskio(a, "read " .. da:guest_path() .. " 0 1").stdout, "prepared\n")
     t:eq(diskio(b, "read " .. db:guest_path() .. " 0 1").stdout, "prepared\n")
     diskio(a, "write " .. da:guest_path() .. " 0 only-in-a direct"):assert_ok()
