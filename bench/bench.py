@@ -539,37 +539,24 @@ def write_outputs(out, raw, lines, suffix=""):
     sys.stdout.write(table)
 
 
-def main_fixture(provium, imgdir, out):
-    """`bench/run fixture`: figures 8-11 alone (table-fixture.txt, raw-fixture.json)."""
+def main_only(imgdir, out, key, measure, report):
+    """`bench/run fixture` or `bench/run disk`: those figures alone (table-KEY.txt, raw-KEY.json);
+    measure() -> raw figures, report(raw figures, head, row, info) -> (lines, misses, summary)."""
     t_start = time.monotonic()
-    raw = {"image": imgdir, "fixture": fixture_provium(provium, out)}
-    lines, misses, sm = fixture_report(raw["fixture"], FIG_HEAD, fig_row, fig_info)
+    raw = {"image": imgdir, key: measure()}
+    lines, misses, sm = report(raw[key], FIG_HEAD, fig_row, fig_info)
     sm["wall_s"] = time.monotonic() - t_start
-    raw["summary"] = {"fixture": sm, "loadavg_start": LOAD_AT_START, "loadavg_end": os.getloadavg()}
+    raw["summary"] = {key: sm, "loadavg_start": LOAD_AT_START, "loadavg_end": os.getloadavg()}
     lines = header(imgdir) + lines + [
-        "", "load average at the end %.2f %.2f %.2f; raw numbers: %s/raw-fixture.json; %.0f s" % (
-            os.getloadavg() + (out, sm["wall_s"]))]
-    write_outputs(out, raw, lines, "-fixture")
+        "", "load average at the end %.2f %.2f %.2f; raw numbers: %s/raw-%s.json; %.0f s" % (
+            os.getloadavg() + (out, key, sm["wall_s"]))]
+    write_outputs(out, raw, lines, "-" + key)
     return 1 if any(misses) else 0
 
 
 def disk_provium(provium, out):
     """Figure 12: bench/disk.lua (bench/disk.py)."""
     return disk.measure(lambda lua, evfile, env: provium_run(provium, lua, evfile, env), HERE, out)
-
-
-def main_disk(provium, imgdir, out):
-    """`bench/run disk`: the disk figures alone (table-disk.txt, raw-disk.json)."""
-    t_start = time.monotonic()
-    raw = {"image": imgdir, "disk": disk_provium(provium, out)}
-    lines, misses, sm = disk.report(raw["disk"], FIG_HEAD, fig_row, fig_info)
-    sm["wall_s"] = time.monotonic() - t_start
-    raw["summary"] = {"disk": sm, "loadavg_start": LOAD_AT_START, "loadavg_end": os.getloadavg()}
-    lines = header(imgdir) + lines + [
-        "", "load average at the end %.2f %.2f %.2f; raw numbers: %s/raw-disk.json; %.0f s" % (
-            os.getloadavg() + (out, sm["wall_s"]))]
-    write_outputs(out, raw, lines, "-disk")
-    return 1 if any(misses) else 0
 
 
 LOAD_AT_START = os.getloadavg()
@@ -581,9 +568,9 @@ def main():
     os.makedirs(out, exist_ok=True)
     only = sys.argv[4:]
     if only == ["fixture"]:
-        return main_fixture(provium, imgdir, out)
+        return main_only(imgdir, out, "fixture", lambda: fixture_provium(provium, out), fixture_report)
     if only == ["disk"]:
-        return main_disk(provium, imgdir, out)
+        return main_only(imgdir, out, "disk", lambda: disk_provium(provium, out), disk.report)
     if only:
         print("bench: unknown selection %r (valid: fixture, disk)" % " ".join(only), file=sys.stderr)
         return 2

@@ -14,11 +14,9 @@
 -- d:eio_read{lba = 0, count = 8} between the second and third and f:undo() between the third
 -- and fourth. The gap between two ops with nothing between them is the floor of the gaps
 -- around the fault and the undo.
-local rounds = tonumber(os.getenv("BENCH_DISK_ROUNDS") or "") or 5
-local mib = tonumber(os.getenv("BENCH_DISK_MIB") or "") or 64
-local reads = tonumber(os.getenv("BENCH_DISK_READS") or "") or 500
-local toggles = tonumber(os.getenv("BENCH_DISK_TOGGLES") or "") or 20
-local size_mib = tonumber(os.getenv("BENCH_DISK_SIZE_MIB") or "") or 256
+local function knob(name, default) return tonumber(os.getenv("BENCH_DISK_" .. name) or "") or default end
+local rounds, mib, reads = knob("ROUNDS", 5), knob("MIB", 64), knob("READS", 500)
+local toggles, size_mib = knob("TOGGLES", 20), knob("SIZE_MIB", 256)
 local out = os.getenv("BENCH_DISK_OUT")
 local DISKIO = provium.executable:gsub("provium$", "provium-diskio")
 

@@ -12,12 +12,9 @@ healthy reads with nothing between them; and the host-side call of the fault and
 import os
 import statistics
 
-ENV = os.environ
-ROUNDS = int(ENV.get("BENCH_DISK_ROUNDS", "5"))
-MIB = int(ENV.get("BENCH_DISK_MIB", "64"))
-READS = int(ENV.get("BENCH_DISK_READS", "500"))
-TOGGLES = int(ENV.get("BENCH_DISK_TOGGLES", "20"))
-SIZE_MIB = int(ENV.get("BENCH_DISK_SIZE_MIB", "256"))
+KNOBS = {"ROUNDS": 5, "MIB": 64, "READS": 500, "TOGGLES": 20, "SIZE_MIB": 256}  # BENCH_DISK_*
+KNOB = {k: int(os.environ.get("BENCH_DISK_" + k, str(v))) for k, v in KNOBS.items()}
+ROUNDS, MIB, READS, TOGGLES, SIZE_MIB = (KNOB[k] for k in KNOBS)
 KINDS = ("plain", "nbd")
 
 med = statistics.median
@@ -84,9 +81,7 @@ def measure(provium_run, here, out):
     fig_path = os.path.join(out, "disk.figures")
     if os.path.exists(fig_path):
         os.remove(fig_path)
-    env = {"BENCH_DISK_ROUNDS": str(ROUNDS), "BENCH_DISK_MIB": str(MIB), "BENCH_DISK_READS": str(READS),
-           "BENCH_DISK_TOGGLES": str(TOGGLES), "BENCH_DISK_SIZE_MIB": str(SIZE_MIB),
-           "BENCH_DISK_OUT": fig_path}
+    env = dict({"BENCH_DISK_" + k: str(v) for k, v in KNOB.items()}, BENCH_DISK_OUT=fig_path)
     ev = provium_run(os.path.join(here, "disk.lua"), os.path.join(out, "disk.events"), env)
     res = parse_figures(fig_path)
     res["toggle"] = toggle_times(ev)
