@@ -29,6 +29,10 @@ Called by bench/run (see there and docs/performance.md):
    them) fixtures and snapshots (bench/fixture.lua): a fixture's restore beside cold boots of
    the same run, snapshot saves, the copying restore (a clone's snapshot, RAM in the stream),
    and the memory of clones running at once beside cold-booted VMs (smaps_rollup).
+12. (BENCH_DISK=0 skips it; `bench.py PROVIUM IMAGE_DIR OUT_DIR disk` runs only it) disks
+   (bench/disk.lua, bench/disk.py): a Provium disk (NBD) beside a plain one in the same VM,
+   sequential O_DIRECT throughput and random 4 KiB latency, and the time a fault takes to
+   toggle in.
 
 Events are read with `provium events FILE --json`. Everything is a median; raw numbers go to
 OUT_DIR/raw.json, the table to OUT_DIR/table.txt.
@@ -39,6 +43,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from floor import (Guest, events, floor_argv, option, overlay_initrd, provium_argv,  # noqa: E402
                    run_dir)
+import disk  # noqa: E402
 ENV = os.environ
 BOOTS = int(ENV.get("BENCH_BOOTS", "9"))
 ROUNDS = int(ENV.get("BENCH_ROUNDS", "3"))
@@ -59,6 +64,7 @@ FX_RESTORES = int(ENV.get("BENCH_FX_RESTORES", "9"))    # fixture restores
 FX_COPIES = int(ENV.get("BENCH_FX_COPIES", "5"))        # copying restores
 FX_CLONES = int(ENV.get("BENCH_FX_CLONES", "8"))        # clones running at once
 FX_COLD = int(ENV.get("BENCH_FX_COLD", "2"))            # cold-booted VMs running at once
+DISK = ENV.get("BENCH_DISK", "1") != "0"
 QEMU = ENV.get("PROVIUM_QEMU") or "qemu-system-x86_64"
 
 
@@ -533,18 +539,24 @@ def write_outputs(out, raw, lines, suffix=""):
     sys.stdout.write(table)
 
 
-def main_fixture(provium, imgdir, out):
-    """`bench/run fixture`: figures 8-11 alone (table-fixture.txt, raw-fixture.json)."""
+def main_only(imgdir, out, key, measure, report):
+    """`bench/run fixture` or `bench/run disk`: those figures alone (table-KEY.txt, raw-KEY.json);
+    measure() -> raw figures, report(raw figures, head, row, info) -> (lines, misses, summary)."""
     t_start = time.monotonic()
-    raw = {"image": imgdir, "fixture": fixture_provium(provium, out)}
-    lines, misses, sm = fixture_report(raw["fixture"], FIG_HEAD, fig_row, fig_info)
+    raw = {"image": imgdir, key: measure()}
+    lines, misses, sm = report(raw[key], FIG_HEAD, fig_row, fig_info)
     sm["wall_s"] = time.monotonic() - t_start
-    raw["summary"] = {"fixture": sm, "loadavg_start": LOAD_AT_START, "loadavg_end": os.getloadavg()}
+    raw["summary"] = {key: sm, "loadavg_start": LOAD_AT_START, "loadavg_end": os.getloadavg()}
     lines = header(imgdir) + lines + [
-        "", "load average at the end %.2f %.2f %.2f; raw numbers: %s/raw-fixture.json; %.0f s" % (
-            os.getloadavg() + (out, sm["wall_s"]))]
-    write_outputs(out, raw, lines, "-fixture")
+        "", "load average at the end %.2f %.2f %.2f; raw numbers: %s/raw-%s.json; %.0f s" % (
+            os.getloadavg() + (out, key, sm["wall_s"]))]
+    write_outputs(out, raw, lines, "-" + key)
     return 1 if any(misses) else 0
+
+
+def disk_provium(provium, out):
+    """Figure 12: bench/disk.lua (bench/disk.py)."""
+    return disk.measure(lambda lua, evfile, env: provium_run(provium, lua, evfile, env), HERE, out)
 
 
 LOAD_AT_START = os.getloadavg()
@@ -556,9 +568,11 @@ def main():
     os.makedirs(out, exist_ok=True)
     only = sys.argv[4:]
     if only == ["fixture"]:
-        return main_fixture(provium, imgdir, out)
+        return main_only(imgdir, out, "fixture", lambda: fixture_provium(provium, out), fixture_report)
+    if only == ["disk"]:
+        return main_only(imgdir, out, "disk", lambda: disk_provium(provium, out), disk.report)
     if only:
-        print("bench: unknown selection %r (valid: fixture)" % " ".join(only), file=sys.stderr)
+        print("bench: unknown selection %r (valid: fixture, disk)" % " ".join(only), file=sys.stderr)
         return 2
     tmp = run_dir("provium-bench.")
     t_start = time.monotonic()
@@ -638,6 +652,9 @@ def main():
                 med([d["duration_ms"] for d in raw["fixture"]["restore"]]),
                 med([d["duration_ms"] for d in raw["fixture"]["back"]]),
                 med(raw["fixture"]["cold_boot_ms"])))
+        if DISK:
+            raw["disk"] = disk_provium(provium, out)
+            log(disk.log_line(raw["disk"]))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -808,6 +825,13 @@ def main():
         misses += fm
     else:
         lines += ["", "fixtures and snapshots: skipped (BENCH_FIXTURE=0)"]
+
+    if DISK:
+        dl, dm, summary["disk"] = disk.report(raw["disk"], head, row, info)
+        lines += dl
+        misses += dm
+    else:
+        lines += ["", "disks: skipped (BENCH_DISK=0)"]
 
     summary["wall_s"] = time.monotonic() - t_start
     lines += ["", "raw numbers: %s/raw.json; whole bench %.0f s" % (out, summary["wall_s"])]
