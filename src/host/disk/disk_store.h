@@ -24,6 +24,7 @@ typedef struct DiskStore {
         bool volatile_writes; /* power-loss mode: writes wait in memory for a flush */
         PendingWrite *pending, *pending_tail;
         uint64_t npending, pending_bytes;
+        uint8_t *map; /* the data file mapped (no base): where writes can land straight */
 } DiskStore;
 
 /* Most bytes of writes waiting for a flush; past it a write fails with ENOSPC. */
@@ -42,6 +43,12 @@ void store_close(DiskStore *s);
 int store_export(const DiskStore *s, const char *path);
 
 int store_read(const DiskStore *s, uint64_t off, uint32_t len, uint8_t *out);
+/* Where a write of [off, off + len) may be put straight (the data file's mapping), or NULL when
+ * it must go through store_write (a base image, writes waiting for a flush). */
+uint8_t *store_direct(DiskStore *s, uint64_t off, uint64_t len);
+/* The same for a read, when [off, off + len) is all data in the file: a hole read through the
+ * mapping would take memory for its zeros. */
+const uint8_t *store_direct_read(DiskStore *s, uint64_t off, uint64_t len);
 /* data NULL: zeros. durable: written now even in power-loss mode (FUA, the host's writes). */
 int store_write(DiskStore *s, uint64_t off, uint64_t len, const uint8_t *data, bool durable);
 /* Everything pending goes to the data file. */

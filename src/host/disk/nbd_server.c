@@ -278,10 +278,10 @@ static void answer_now(NbdConn *c, uint64_t handle, int error)
 }
 
 static NbdRequest *request_new(NbdConn *c, uint16_t type, uint16_t flags, uint64_t handle,
-                               uint64_t off, uint32_t len)
+                               uint64_t off, uint32_t len, uint8_t *target)
 {
         NbdRequest *r = calloc(1, sizeof *r);
-        size_t data = type == NBD_CMD_READ || type == NBD_CMD_WRITE ? len : 0;
+        size_t data = !target && (type == NBD_CMD_READ || type == NBD_CMD_WRITE) ? len : 0;
         uint8_t *buf = malloc(NBD_REPLY_SIZE + data);
         if (!r || !buf) {
                 free(r);
@@ -295,7 +295,8 @@ static NbdRequest *request_new(NbdConn *c, uint16_t type, uint16_t flags, uint64
                           .handle = handle,
                           .conn = c,
                           .buf = buf};
-        r->data = data ? buf + NBD_REPLY_SIZE : NULL;
+        r->data = target ? target : data ? buf + NBD_REPLY_SIZE : NULL;
+        r->direct = target != NULL;
         c->inflight++;
         return r;
 }
@@ -335,7 +336,10 @@ static ssize_t take_request(NbdConn *c, const uint8_t *p, size_t n)
                 answer_now(c, handle, error);
                 return NBD_REQUEST_SIZE;
         }
-        NbdRequest *r = request_new(c, type, flags, handle, off, len);
+        uint8_t *target = !error && payload && s->ops.write_target
+                              ? s->ops.write_target(s->data, off, len)
+                              : NULL;
+        NbdRequest *r = request_new(c, type, flags, handle, off, len, target);
         if (!r) {
                 if (payload)
                         return -1; /* nowhere to put its data */
@@ -352,6 +356,35 @@ static ssize_t take_request(NbdConn *c, const uint8_t *p, size_t n)
         } else
                 dispatch(c, r, error);
         return NBD_REQUEST_SIZE + (ssize_t) here;
+}
+
+static void on_written_header(uv_write_t *w, int status)
+{
+        free(w->data); /* the header; the data was the export's */
+        free(w);
+}
+
+void nbd_request_done_from(NbdRequest *r, const uint8_t *from)
+{
+        NbdConn *c = r->conn;
+        if (c->phase != CONN_TRANSMISSION || r->type != NBD_CMD_READ)
+                return nbd_request_done(r, c->phase != CONN_TRANSMISSION ? ESHUTDOWN : EINVAL);
+        c->inflight--;
+        c->server->answered++;
+        uint8_t *hdr = realloc(r->buf, NBD_REPLY_SIZE); /* the data buffer is not needed */
+        hdr = hdr ? hdr : r->buf;
+        put32(hdr, NBD_SIMPLE_REPLY_MAGIC);
+        put32(hdr + 4, 0);
+        put64(hdr + 8, r->handle);
+        uv_buf_t b[2] = {uv_buf_init((char *) hdr, NBD_REPLY_SIZE),
+                         uv_buf_init((char *) from, r->length)};
+        uv_write_t *w = malloc(sizeof *w);
+        if (!w || uv_write(w, (uv_stream_t *) &c->pipe, b, 2, on_written_header) < 0) {
+                free(w);
+                free(hdr);
+        } else
+                w->data = hdr;
+        free(r);
 }
 
 void nbd_request_done(NbdRequest *r, int error)

@@ -19,6 +19,7 @@ typedef struct NbdRequest {
         uint64_t offset;
         uint32_t length;
         uint8_t *data; /* a write's bytes; a read's destination (length bytes) */
+        bool direct;   /* a write whose bytes went straight where write_target said */
         /* the server's */
         uint64_t handle;
         NbdConn *conn; /* kept until every request of it is answered (dropped if it is gone) */
@@ -28,6 +29,9 @@ typedef struct NbdRequest {
 typedef struct NbdServerOps {
         /* A request to carry out; answer it with nbd_request_done. */
         void (*request)(void *data, NbdRequest *req);
+        /* Where a write of length bytes at offset may be read into straight from the socket
+         * (the export's own memory), or NULL for a buffer of the request's. Optional. */
+        uint8_t *(*write_target)(void *data, uint64_t offset, uint32_t length);
         /* A client connected (up), or went away: clean when it said NBD_CMD_DISC. */
         void (*client)(void *data, bool up, bool clean);
 } NbdServerOps;
@@ -37,6 +41,9 @@ NbdServer *nbd_server_new(uv_loop_t *loop, const char *path, const char *export_
                           const NbdServerOps *ops, void *data, char *err, size_t errlen);
 /* Answers req with error (0, or an errno the protocol carries: EIO, ENOSPC...) and frees it. */
 void nbd_request_done(NbdRequest *req, int error);
+/* Answers a read that worked with the bytes at from (the export's own memory, which must stay
+ * mapped while the server lives) instead of req->data: one copy fewer. Frees req. */
+void nbd_request_done_from(NbdRequest *req, const uint8_t *from);
 /* Closes the socket and the client (unlinking path); requests not yet answered stay the
  * owner's to answer (their answers are dropped). The server is freed once its handles are. */
 void nbd_server_close(NbdServer *s);

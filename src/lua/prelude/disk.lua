@@ -197,19 +197,30 @@ end
 -- VMs
 
 -- disk:guest_path(vm?) -> "/dev/vdX": the device whose serial is the disk's name, in vm (the
--- VM it is attached to by default)
+-- VM it is attached to by default). A disk attached to vm that its kernel has not probed yet
+-- (just after boot or a hot-plug) is waited for, up to 20 s.
+local function find_in_guest(disk, vm)
+    local r = vm:run({ "sh", "-c",
+        'for f in /sys/block/*/serial; do [ "$(cat "$f")" = "$1" ] && echo "${f%/serial}"; done; true',
+        "sh", disk:name() })
+    local dev = r.stdout:match("/sys/block/([%w]+)")
+    return dev and "/dev/" .. dev
+end
+
 function Disk:guest_path(vm)
     check_disk(self, "guest_path")
     vm = vm or attached_to[self]
     if vm == nil then raise("disk " .. self:name() .. ": guest_path: the disk is not attached") end
-    local r = vm:run({ "sh", "-c",
-        'for f in /sys/block/*/serial; do [ "$(cat "$f")" = "$1" ] && echo "${f%/serial}"; done; true',
-        "sh", self:name() })
-    local dev = r.stdout:match("/sys/block/([%w]+)")
-    if not dev then
-        raise("disk " .. self:name() .. ": guest_path: vm " .. vm:name() .. " has no disk of that serial")
+    local deadline = internal.now() + 20
+    while true do
+        local path = find_in_guest(self, vm)
+        if path then return path end
+        if attached_to[self] ~= vm or internal.now() > deadline then
+            raise("disk " .. self:name() .. ": guest_path: vm " .. vm:name() .. " has no disk of that serial" ..
+                  (attached_to[self] == vm and " (attached, but not seen by the guest within 20 s)" or ""))
+        end
+        internal.sleep(0.05)
     end
-    return "/dev/" .. dev
 end
 
 -- vm:attach_disk(disk, {plain = true}?): before boot on its command line; after boot
@@ -227,13 +238,10 @@ function VM:attach_disk(disk, opts)
     disks_of[self] = disks_of[self] or {}
     disks_of[self][disk:name()] = disk
     if running then
-        local deadline = internal.now() + 20
-        while not pcall(disk.guest_path, disk, self) do
-            if internal.now() > deadline then
-                raise("vm " .. self:name() .. ": attach_disk " .. disk:name() ..
-                      ": the guest did not show the disk within 20 s")
-            end
-            internal.sleep(0.05)
+        local ok, err = pcall(disk.guest_path, disk, self)
+        if not ok then
+            raise("vm " .. self:name() .. ": attach_disk " .. disk:name() .. ": " ..
+                  tostring(err):gsub(P.PRELUDE_WHERE, ""))
         end
     end
 end
