@@ -336,6 +336,8 @@ test("events", function(t)
     local f = d:eio_read({ times = 1 })
     vm:run("diskio read " .. d:guest_path() .. " 0 1")
     d:heal()
+    d:slow({ ms = 1 }) -- in effect to the file's end: its hits after the test and at the end
+    vm:run("diskio read " .. d:guest_path() .. " 0 1")
     d:power_loss_mode(true)
     vm:run("diskio write " .. d:guest_path() .. " 1 x direct")
     vm:kill()
@@ -354,6 +356,8 @@ end)
         "disk%.power_loss disk=ev vm=ev pending=1 dropped=1 kept=0 error=\"\"\n" }) do
         t:match(lines, want)
     end
+    local _, slow_reports = lines:gsub("disk%.fault_hit disk=ev fault=2 kind=slow hits=%d+\n", "")
+    t:eq(slow_reports, 2, "after the test and at the file's end\n" .. lines)
 end)
 
 test("nothing is left behind when the file ends, nor when its runner is killed", function(t)

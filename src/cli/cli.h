@@ -4,24 +4,27 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#define CLI_MAX_EVENTS 8
+
 typedef struct CliOptions {
-        const char *accel;     /* "auto", "kvm" or "tcg" */
-        const char *events;    /* --events FILE, or NULL */
+        const char *accel;                  /* "auto", "kvm" or "tcg" */
+        const char *events[CLI_MAX_EVENTS]; /* --events FILE | unix:PATH, each given */
+        int nevents;
         unsigned jobs;         /* files run at once */
         double test_timeout_s; /* per test */
         double op_timeout_s;   /* default per guest operation */
         double boot_timeout_s; /* default per boot */
         bool verbose;
-        const char **filters; /* -k PATTERN...: run only tests whose "FILE: name" contains one */
-        int nfilters;         /* at most CLI_MAX_FILTERS */
-        const char *junit;    /* --junit FILE, or NULL */
+        const char **filters;  /* -k PATTERN...: run only tests whose "FILE: name" contains one */
+        int nfilters;          /* at most CLI_MAX_FILTERS */
+        const char *junit;     /* --junit FILE, or NULL */
         const char *artifacts; /* --artifacts DIR (or $TEST_UNDECLARED_OUTPUTS_DIR), or NULL */
-        bool tap;             /* --tap: stdout is TAP version 14 */
-        const char *shard;    /* --shard K/N, or NULL */
-        unsigned shard_total; /* --shard-total N (with JOB_COMPLETION_INDEX), or 0 */
-        uint64_t memory_mb;   /* --memory: the pool's memory budget; 0: what the host can give */
-        unsigned cpus;        /* --cpus: its CPUs; 0: what the host can give */
-        uint64_t claim_mb;    /* --default-claim: a file's claim when it makes none */
+        bool tap;              /* --tap: stdout is TAP version 14 */
+        const char *shard;     /* --shard K/N, or NULL */
+        unsigned shard_total;  /* --shard-total N (with JOB_COMPLETION_INDEX), or 0 */
+        uint64_t memory_mb;    /* --memory: the pool's memory budget; 0: what the host can give */
+        unsigned cpus;         /* --cpus: its CPUs; 0: what the host can give */
+        uint64_t claim_mb;     /* --default-claim: a file's claim when it makes none */
         unsigned claim_cpus;
 } CliOptions;
 

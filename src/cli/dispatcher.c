@@ -61,6 +61,7 @@ typedef struct Dispatcher {
         uv_signal_t sigint, sigterm;
         bool interrupted;
         PoolRun *pool;
+        struct RunOutputs *outputs;
         char self[4096];
 } Dispatcher;
 
@@ -91,6 +92,8 @@ static void on_child_handle_closed(uv_handle_t *h)
         child_free(c);
         d->running--;
         start_next(d);
+        if (d->running == 0 && (d->next >= d->files.n || d->interrupted))
+                run_outputs_drain(d->outputs); /* the last file is done */
 }
 
 static void child_events(Child *c)
@@ -402,6 +405,7 @@ int dispatcher_run(const CliOptions *o, char **paths, int npaths)
                 return 2;
         }
         d.artifacts = outputs.artifacts;
+        d.outputs = &outputs;
         reporter_start(o->verbose, o->tap);
         run_verdict_start();
         const char *junit_paths[2] = {o->junit, env_get()->xml_output_file};
@@ -457,7 +461,10 @@ int dispatcher_run(const CliOptions *o, char **paths, int npaths)
                 uv_unref((uv_handle_t *) &d.sigint);
                 uv_unref((uv_handle_t *) &d.sigterm);
                 start_next(&d);
+                if (d.running == 0)
+                        run_outputs_drain(&outputs); /* no file to run */
                 uv_run(d.loop, UV_RUN_DEFAULT);
+                run_outputs_close_sockets(&outputs);
                 uv_walk(d.loop, close_walk, NULL);
                 uv_run(d.loop, UV_RUN_DEFAULT);
                 (void) uv_loop_close(d.loop);

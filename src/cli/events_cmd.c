@@ -1,8 +1,11 @@
-/* events_cmd.c: `provium events FILE [--json]`: prints the events of an events file, one a
- * line: with --json each as a JSON object (for jq), else as a short readable line. */
+/* events_cmd.c: `provium events FILE|unix:PATH [--json] [--follow] [--type GLOB]`: prints the
+ * events of an events file or of a run's live socket, one a line: with --json each as a JSON
+ * object (for jq), else as a short readable line; --type keeps the matching types. */
 #include "events_cmd.h"
 
 #include <errno.h>
+#include <fnmatch.h>
+#include <signal.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -11,6 +14,7 @@
 
 #include "events_json.h"
 #include "events_read.h"
+#include "proto.h"
 
 /* How an event is printed; a new format is one more function of this type. */
 typedef int (*EventFormat)(FILE *out, const msgpack_object *ev);
@@ -102,28 +106,80 @@ static int format_line(FILE *out, const msgpack_object *ev)
 
 static void usage(FILE *f)
 {
-        fputs("usage: provium events FILE [--json]\n"
-              "  prints the events of FILE (written by --events FILE), one a line: a readable\n"
-              "  line (time, type, fields), or with --json one JSON object per event\n",
+        fputs("usage: provium events FILE|unix:PATH [--json] [--follow] [--type GLOB]...\n"
+              "  prints the events of FILE (written by --events FILE) or of a run's live socket\n"
+              "  (--events unix:PATH), one a line: a readable line (time, type, fields), or\n"
+              "  with --json one JSON object per event\n"
+              "  --follow      a file: wait for it, and for more as it grows (until interrupted)\n"
+              "  --type GLOB   only events whose type matches (vm.*, disk.fault); repeat for any\n",
               f);
 }
 
-/* Prints every event of path with fmt. Returns the exit status. */
-static int print_events(const char *path, EventFormat fmt)
+#define MAX_TYPES 16
+
+typedef struct Filter {
+        const char *globs[MAX_TYPES];
+        int n;
+} Filter;
+
+static bool wanted(const Filter *f, const msgpack_object *ev)
+{
+        if (f->n == 0)
+                return true;
+        const char *t;
+        size_t n;
+        char type[128];
+        if (proto_get_bytes(ev, "type", &t, &n) != 1 || n >= sizeof type)
+                return false;
+        memcpy(type, t, n);
+        type[n] = 0;
+        for (int i = 0; i < f->n; i++)
+                if (fnmatch(f->globs[i], type, 0) == 0)
+                        return true;
+        return false;
+}
+
+static volatile sig_atomic_t stop;
+
+static void on_stop(int signo)
+{
+        stop = 1;
+}
+
+/* Prints every event of path with fmt that f wants; with follow, a file is read on as it grows.
+ * Returns the exit status. */
+static int print_events(const char *path, EventFormat fmt, const Filter *f, bool follow)
 {
         EventsReader rd;
         const msgpack_object *ev;
         uint64_t offset;
         int r = events_reader_open(&rd, path);
-
-        while (r >= 0 && (r = events_reader_next(&rd, &ev, &offset)) > 0) {
-                if (fmt(stdout, ev) < 0) {
-                        snprintf(rd.err, sizeof rd.err, "%s: offset %" PRIu64 ": %s", path, offset,
-                                 ferror(stdout) ? "writing stdout failed" : "event nests too deep");
-                        r = -EIO;
-                }
+        while (r == -ENOENT && follow && !rd.socket && !stop) { /* a file yet to be made */
+                events_reader_close(&rd);
+                (void) usleep(200 * 1000);
+                r = events_reader_open(&rd, path);
         }
-        if (r == 0)
+
+        for (;;) {
+                while (r >= 0 && !stop && (r = events_reader_next(&rd, &ev, &offset)) > 0) {
+                        if (!wanted(f, ev))
+                                continue;
+                        if (fmt(stdout, ev) < 0) {
+                                snprintf(rd.err, sizeof rd.err, "%s: offset %" PRIu64 ": %s", path,
+                                         offset,
+                                         ferror(stdout) ? "writing stdout failed"
+                                                        : "event nests too deep");
+                                r = -EIO;
+                        }
+                        if (follow || rd.socket)
+                                (void) fflush(stdout); /* live: each as it comes */
+                }
+                if (r != 0 || !follow || rd.socket || stop)
+                        break;
+                (void) fflush(stdout);
+                (void) usleep(200 * 1000); /* a file that grows: look again */
+        }
+        if (r == 0 && !stop)
                 r = events_reader_end(&rd);
         if (fflush(stdout) != 0 && r >= 0) {
                 snprintf(rd.err, sizeof rd.err, "writing stdout: %s", strerror(errno));
@@ -139,11 +195,23 @@ int events_cmd_main(int argc, char **argv)
 {
         EventFormat fmt = format_line;
         const char *path = NULL;
+        Filter filter = {0};
+        bool follow = false;
 
         for (int i = 1; i < argc; i++) {
                 const char *a = argv[i];
                 if (strcmp(a, "--json") == 0) {
                         fmt = format_json;
+                } else if (strcmp(a, "--follow") == 0 || strcmp(a, "-f") == 0) {
+                        follow = true;
+                } else if (strcmp(a, "--type") == 0 || strcmp(a, "-t") == 0) {
+                        if (i + 1 == argc || filter.n == MAX_TYPES) {
+                                fprintf(stderr, "provium events: %s: %s\n", a,
+                                        i + 1 == argc ? "a type (or a glob: vm.*) expected"
+                                                      : "at most 16");
+                                return 2;
+                        }
+                        filter.globs[filter.n++] = argv[++i];
                 } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
                         usage(stdout);
                         return 0;
@@ -160,5 +228,10 @@ int events_cmd_main(int argc, char **argv)
                 usage(stderr);
                 return 2;
         }
-        return print_events(path, fmt);
+        struct sigaction sa = {.sa_handler = on_stop};
+        sigemptyset(&sa.sa_mask);
+        (void) sigaction(SIGINT, &sa, NULL);
+        (void) sigaction(SIGTERM, &sa, NULL);
+        signal(SIGPIPE, SIG_IGN);
+        return print_events(path, fmt, &filter, follow);
 }

@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "events_json.h"
@@ -122,11 +124,31 @@ ssize_t events_object_size(const uint8_t *b, size_t len)
         return (ssize_t) pos;
 }
 
+/* unix:PATH: a run's live socket (--events unix:PATH). */
+static int connect_socket(const char *path)
+{
+        struct sockaddr_un a = {.sun_family = AF_UNIX};
+        if (strlen(path) >= sizeof a.sun_path) {
+                errno = ENAMETOOLONG;
+                return -1;
+        }
+        snprintf(a.sun_path, sizeof a.sun_path, "%s", path);
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd >= 0 && connect(fd, (struct sockaddr *) &a, sizeof a) < 0) {
+                int e = errno;
+                (void) close(fd);
+                errno = e;
+                return -1;
+        }
+        return fd;
+}
+
 int events_reader_open(EventsReader *r, const char *path)
 {
         *r = (EventsReader){.fd = -1, .path = path};
         msgpack_unpacked_init(&r->unpacked);
-        r->fd = open(path, O_RDONLY | O_CLOEXEC);
+        r->socket = strncmp(path, "unix:", 5) == 0;
+        r->fd = r->socket ? connect_socket(path + 5) : open(path, O_RDONLY | O_CLOEXEC);
         if (r->fd < 0) {
                 int e = errno;
                 snprintf(r->err, sizeof r->err, "%s: %s", path, strerror(e));

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <msgpack.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -21,11 +22,13 @@ typedef struct EventsReader {
         uint8_t *buf;     /* bytes read and not yet returned: buf[pos..len) */
         size_t pos, len, cap;
         uint64_t offset; /* file offset of buf[pos] */
+        bool socket;     /* a run's live socket: it ends when the run does */
         msgpack_unpacked unpacked;
         char err[512]; /* why the last call failed */
 } EventsReader;
 
-/* Opens path (an events file). Returns 0 or -errno (message in r->err). */
+/* Opens path: an events file, or unix:PATH, a run's live socket (--events unix:PATH), whose
+ * events then come as the run makes them. Returns 0 or -errno (message in r->err). */
 int events_reader_open(EventsReader *r, const char *path);
 
 /* The next event: 1 with *ret (valid until the next call) and *ret_offset (where it starts in

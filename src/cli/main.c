@@ -28,8 +28,9 @@ static void usage(FILE *f)
             "       provium cache ls                  images and fixtures in the cache\n"
             "       provium cache clear [images|fixtures] [NAME...]\n"
             "       provium doctor [--reprobe]        KVM's verdict, QEMU, the cache\n"
-            "       provium events FILE [--json]      print an --events file: a line per\n"
-            "                                         event, or with --json a JSON object\n"
+            "       provium events FILE|unix:PATH [--json] [--follow] [--type GLOB]\n"
+            "                                         print an --events file or a run's live\n"
+            "                                         socket: a line (or a JSON object) per event\n"
             "       provium list [--json] [-k P] [--shard K/N] PATH...   the files a run\n"
             "                                         takes, their tests and claims (nothing\n"
             "                                         boots: VM operations are refused)\n"
@@ -37,7 +38,8 @@ static void usage(FILE *f)
             "options:\n"
             "  --accel auto|kvm|tcg   accelerator (auto: KVM only once the image's kernel has\n"
             "                         booted under it; the verdict is cached: provium doctor)\n"
-            "  --events FILE          write every event as msgpack to FILE\n"
+            "  --events FILE|unix:PATH  every event as msgpack to FILE, or live to the clients\n"
+            "                         of a Unix socket at PATH (repeat for several)\n"
             "  -j, --jobs N           files run at once (default 1)\n"
             "  -k, --filter PATTERN   run only the tests whose \"FILE: name\" (as reported)\n"
             "                         contains PATTERN, plain text; repeat for any of several\n"
@@ -186,7 +188,11 @@ static int cmd_run(int argc, char **argv, bool listing)
                         o.accel = optarg;
                         break;
                 case 'e':
-                        o.events = optarg;
+                        if (o.nevents == CLI_MAX_EVENTS) {
+                                fprintf(stderr, "provium: --events: at most %d\n", CLI_MAX_EVENTS);
+                                return 2;
+                        }
+                        o.events[o.nevents++] = optarg;
                         break;
                 case 'j':
                 case 'N':

@@ -66,7 +66,9 @@ static int make_dirs(const char *path)
 
 int run_outputs_open(RunOutputs *r, const CliOptions *o)
 {
-        *r = (RunOutputs){.events = {{.sink = -1}, {.sink = -1}}};
+        *r = (RunOutputs){0};
+        for (int i = 0; i <= CLI_MAX_EVENTS; i++)
+                r->events[i].sink = -1;
         const ProviumEnv *env = env_get();
         if (env->premature_exit_file) {
                 int fd = open(env->premature_exit_file, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
@@ -78,8 +80,19 @@ int run_outputs_open(RunOutputs *r, const CliOptions *o)
                 (void) close(fd);
                 r->premature = env->premature_exit_file;
         }
-        if (o->events && events_file_open(&r->events[0], o->events, "--events") < 0)
-                return -EIO;
+        for (int i = 0; i < o->nevents; i++) {
+                const char *e = o->events[i];
+                char err[512];
+                if (strncmp(e, "unix:", 5) == 0) {
+                        r->sockets[i] =
+                            events_socket_open(uv_default_loop(), e + 5, err, sizeof err);
+                        if (!r->sockets[i]) {
+                                fprintf(stderr, "provium: %s\n", err);
+                                return -EIO;
+                        }
+                } else if (events_file_open(&r->events[i], e, "--events") < 0)
+                        return -EIO;
+        }
         r->artifacts = o->artifacts ? o->artifacts : env->undeclared_outputs_dir;
         if (!r->artifacts)
                 return 0;
@@ -90,14 +103,34 @@ int run_outputs_open(RunOutputs *r, const CliOptions *o)
                 return e;
         }
         char *path = xasprintf("%s/events.msgpack", r->artifacts);
-        e = path ? events_file_open(&r->events[1], path, "artifacts") : -ENOMEM;
+        e = path ? events_file_open(&r->events[CLI_MAX_EVENTS], path, "artifacts") : -ENOMEM;
         free(path);
         return e;
 }
 
+void run_outputs_drain(RunOutputs *r)
+{
+        for (int i = 0; i < CLI_MAX_EVENTS; i++)
+                events_socket_drain(r->sockets[i]);
+}
+
+void run_outputs_close_sockets(RunOutputs *r)
+{
+        for (int i = 0; i < CLI_MAX_EVENTS; i++) {
+                events_socket_close(r->sockets[i]);
+                r->sockets[i] = NULL;
+        }
+}
+
 void run_outputs_close(RunOutputs *r, bool finished)
 {
-        for (int i = 0; i < 2; i++)
+        bool open = false;
+        for (int i = 0; i < CLI_MAX_EVENTS; i++)
+                open = open || r->sockets[i];
+        run_outputs_close_sockets(r);
+        if (open) /* a run that stopped before its loop: the sockets' handles close now */
+                (void) uv_run(uv_default_loop(), UV_RUN_NOWAIT);
+        for (int i = 0; i <= CLI_MAX_EVENTS; i++)
                 events_file_close(&r->events[i]);
         if (finished && r->premature && unlink(r->premature) < 0 && errno != ENOENT)
                 fprintf(stderr, "provium: TEST_PREMATURE_EXIT_FILE %s: %s\n", r->premature,

@@ -9,6 +9,7 @@
 #include <stdio.h>
 
 #include "cli.h"
+#include "events_socket.h"
 
 typedef struct EventsFile {
         FILE *f;
@@ -17,13 +18,19 @@ typedef struct EventsFile {
 } EventsFile;
 
 typedef struct RunOutputs {
-        EventsFile events[2];  /* --events, the artifacts directory's */
-        const char *artifacts; /* the directory, or NULL */
-        const char *premature; /* Bazel's premature-exit file, or NULL */
+        EventsFile events[CLI_MAX_EVENTS + 1]; /* --events FILE..., the artifacts directory's */
+        EventsSocket *sockets[CLI_MAX_EVENTS]; /* --events unix:PATH... */
+        const char *artifacts;                 /* the directory, or NULL */
+        const char *premature;                 /* Bazel's premature-exit file, or NULL */
 } RunOutputs;
 
 /* Opens them all. Returns 0, or -errno after saying which could not be made. */
 int run_outputs_open(RunOutputs *r, const CliOptions *o);
+/* The last file has ended: the sockets' clients get what is queued for them (a bounded
+ * while), and then the loop need not wait for them. */
+void run_outputs_drain(RunOutputs *r);
+/* Closes the sockets, before the loop's handles are closed. */
+void run_outputs_close_sockets(RunOutputs *r);
 /* Closes the events files and, when the run ended rather than died (finished), removes the
  * premature-exit file. */
 void run_outputs_close(RunOutputs *r, bool finished);

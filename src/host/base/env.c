@@ -41,10 +41,11 @@ static const char *const names[] = {"XDG_CACHE_HOME",
                                     "CI_NODE_INDEX",
                                     "CI_NODE_TOTAL",
                                     "TEST_UNDECLARED_OUTPUTS_DIR",
-                                    "TEST_PREMATURE_EXIT_FILE"};
+                                    "TEST_PREMATURE_EXIT_FILE",
+                                    "PROVIUM_EVENTS_QUEUE"};
 _Static_assert(sizeof names / sizeof names[0] == sizeof env.vars / sizeof env.vars[0],
                "a name for each variable");
-_Static_assert(offsetof(ProviumEnv, premature_exit_file) == offsetof(ProviumEnv, vars[20]),
+_Static_assert(offsetof(ProviumEnv, events_queue) == offsetof(ProviumEnv, vars[21]),
                "the fields and vars line up");
 
 int env_init(void)

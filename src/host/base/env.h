@@ -39,8 +39,10 @@ typedef struct ProviumEnv {
                         const char *ci_node_total;          /* ...of this many */
                         const char *undeclared_outputs_dir; /* Bazel: files to keep */
                         const char *premature_exit_file;    /* Bazel: there while running */
+                        const char *events_queue;           /* PROVIUM_EVENTS_QUEUE: bytes a live
+                                                             * events client may fall behind (tests) */
                 };
-                const char *vars[21];
+                const char *vars[22];
         };
         bool no_color; /* NO_COLOR is set */
         /* From the dispatcher, on a runner's command line (NULL when not known): */

@@ -292,6 +292,15 @@ int disk_undo_fault(Disk *d, unsigned id)
         return 0;
 }
 
+void disk_report_hits(Disk *d)
+{
+        for (DiskFault *f = d->faults.head; f; f = f->next)
+                if (!f->reported && f->hits) {
+                        emit_hits(d, f);
+                        f->reported = !f->active; /* a spent one is done; one in effect goes on */
+                }
+}
+
 int64_t disk_fault_hits(Disk *d, unsigned id)
 {
         DiskFault *f = faults_find(&d->faults, id);

@@ -161,6 +161,12 @@ static int l_disk_undo(lua_State *L)
         return 0;
 }
 
+static int l_disk_report_hits(lua_State *L)
+{
+        disk_report_hits(check_disk(L, 1));
+        return 0;
+}
+
 static int l_disk_hits(lua_State *L)
 {
         lua_pushinteger(L, (lua_Integer) disk_fault_hits(check_disk(L, 1),
@@ -311,6 +317,7 @@ static const luaL_Reg disk_methods[] = {
     {"_hits", l_disk_hits},
     {"_power_loss", l_disk_power_loss},
     {"_last_loss", l_disk_last_loss},
+    {"_report_hits", l_disk_report_hits},
     {NULL, NULL},
 };
 

@@ -8,6 +8,12 @@ local show, raise, call = P.show, P.raise, P.call
 
 local Disk = internal.Disk
 local disks = {} -- name -> Disk, for "a disk of that name exists"
+local every = setmetatable({}, { __mode = "k" }) -- every disk of the file, fixture clones' too
+
+-- After each test, each fault's hits so far (disk.fault_hit), for the faults still in effect.
+P.after_test[#P.after_test + 1] = function()
+    for d in pairs(every) do d:_report_hits() end
+end
 local SECTOR = 512
 
 local attached_to = setmetatable({}, { __mode = "k" }) -- Disk -> the VM it is attached to
@@ -87,6 +93,7 @@ function provium:disk(name, opts)
     local d, err = internal.disk_new(name, size, from_path, from_disk, seed)
     if not d then raise(err) end
     disks[name] = d
+    every[d] = true
     return d
 end
 
@@ -293,6 +300,7 @@ function P.disks_restore(vm, saved_disks, state)
         nclones = nclones + 1
         local d, err = internal.disk_new(rec.name, 0, path, nil, 0, rec.name .. "-clone" .. nclones)
         if not d then error(err, 0) end
+        every[d] = true
         VM.attach_disk(vm, d)
     end
 end

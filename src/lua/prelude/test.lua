@@ -111,6 +111,10 @@ local function reset_vms()
     end
 end
 
+-- What other parts of the prelude do after each test, whatever its outcome (disk.lua reports
+-- its faults' hits).
+P.after_test = {}
+
 function internal.run_test(entry)
     local t = setmetatable({ name = entry.name }, T)
     if provium.reset_between_tests then
@@ -118,6 +122,7 @@ function internal.run_test(entry)
         if not ok then return "fail", "reset_between_tests: " .. tostring(err) end
     end
     local ok, err = pcall(entry.fn, t)
+    for _, hook in ipairs(P.after_test) do pcall(hook) end
     if ok then return "pass" end
     if getmetatable(err) == Skip then return "skip", err.reason end
     if type(err) ~= "string" then err = show(err) end
