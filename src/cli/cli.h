@@ -20,6 +20,7 @@ typedef struct CliOptions {
         const char *junit;     /* --junit FILE, or NULL */
         const char *artifacts; /* --artifacts DIR (or $TEST_UNDECLARED_OUTPUTS_DIR), or NULL */
         bool tap;              /* --tap: stdout is TAP version 14 */
+        const char *progress;  /* --progress auto|always|never: the live status line */
         const char *shard;     /* --shard K/N, or NULL */
         unsigned shard_total;  /* --shard-total N (with JOB_COMPLETION_INDEX), or 0 */
         uint64_t memory_mb;    /* --memory: the pool's memory budget; 0: what the host can give */

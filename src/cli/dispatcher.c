@@ -23,6 +23,8 @@
 #include "pool_run.h"
 #include "run_outputs.h"
 #include "run_verdict.h"
+#include "run_summary.h"
+#include "progress.h"
 #include "test_files.h"
 #include "image.h"
 #include "netns.h"
@@ -163,6 +165,7 @@ static void events_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 static void file_crashed(const char *file, const char *why)
 {
         reporter_file_crashed(file, why);
+        run_summary_file_crashed(file, why);
         junit_file_crashed(file, why);
 }
 
@@ -408,6 +411,8 @@ int dispatcher_run(const CliOptions *o, char **paths, int npaths)
         d.outputs = &outputs;
         reporter_start(o->verbose, o->tap);
         run_verdict_start();
+        run_summary_start();
+        progress_start(o->progress, o->tap, d.files.n);
         const char *junit_paths[2] = {o->junit, env_get()->xml_output_file};
         if (junit_paths[0] || junit_paths[1])
                 junit_start();
@@ -460,16 +465,20 @@ int dispatcher_run(const CliOptions *o, char **paths, int npaths)
                 uv_signal_start(&d.sigterm, on_signal, SIGTERM);
                 uv_unref((uv_handle_t *) &d.sigint);
                 uv_unref((uv_handle_t *) &d.sigterm);
+                progress_attach(d.loop);
                 start_next(&d);
                 if (d.running == 0)
                         run_outputs_drain(&outputs); /* no file to run */
                 uv_run(d.loop, UV_RUN_DEFAULT);
+                progress_stop();
                 run_outputs_close_sockets(&outputs);
                 uv_walk(d.loop, close_walk, NULL);
                 uv_run(d.loop, UV_RUN_DEFAULT);
                 (void) uv_loop_close(d.loop);
                 rm_tree(d.run_root);
                 bool no_match = !d.interrupted && say_no_match(o);
+                if (!o->tap)
+                        run_summary_print();
                 unsigned failed = reporter_finish();
                 status = run_verdict_finish(failed, no_match, d.interrupted);
                 for (int i = 0; i < 2; i++) {
@@ -482,6 +491,7 @@ int dispatcher_run(const CliOptions *o, char **paths, int npaths)
                 }
         }
         junit_free();
+        run_summary_free();
         /* The run went to its end (a premature exit is one that did not). */
         run_outputs_close(&outputs, d.loop && !d.interrupted);
         test_files_free(&d.files);

@@ -57,6 +57,8 @@ static void usage(FILE *f)
             "                         engines' own variables do it too (docs/ci.md)\n"
             "  --shard-total N        the shards of a Kubernetes Indexed Job\n"
             "                         ($JOB_COMPLETION_INDEX is this one's)\n"
+            "  --progress MODE        the live status line: auto (on a terminal, the default),\n"
+            "                         always, never\n"
             "  -v, --verbose          more output\n"
             "  --version              print the version\n"
             "\n"
@@ -131,6 +133,7 @@ static int cmd_run(int argc, char **argv, bool listing)
                         .boot_timeout_s = 120,
                         .claim_mb = 1024,
                         .claim_cpus = 1,
+                        .progress = "auto",
                         .filters = filters};
         static const struct option longopts[] = {
             {"accel", required_argument, NULL, 'a'},
@@ -149,6 +152,7 @@ static int cmd_run(int argc, char **argv, bool listing)
             {"filter", required_argument, NULL, 'k'},
             {"artifacts", required_argument, NULL, 'A'},
             {"json", no_argument, NULL, 'L'},
+            {"progress", required_argument, NULL, 'R'},
             {"verbose", no_argument, NULL, 'v'},
             {"help", no_argument, NULL, 'h'},
             {NULL, 0, NULL, 0},
@@ -176,6 +180,17 @@ static int cmd_run(int argc, char **argv, bool listing)
                         break;
                 case 'A':
                         o.artifacts = optarg;
+                        break;
+                case 'R':
+                        if (strcmp(optarg, "auto") != 0 && strcmp(optarg, "always") != 0 &&
+                            strcmp(optarg, "never") != 0) {
+                                fprintf(stderr,
+                                        "provium: --progress must be auto, always or never, not "
+                                        "'%s'\n",
+                                        optarg);
+                                return 2;
+                        }
+                        o.progress = optarg;
                         break;
                 case 'a':
                         if (strcmp(optarg, "auto") != 0 && strcmp(optarg, "kvm") != 0 &&

@@ -8,6 +8,7 @@
 #include "env.h"
 #include "cli.h"
 #include "events.h"
+#include "progress.h"
 
 static struct {
         unsigned passed, failed, skipped;
@@ -109,6 +110,7 @@ static void on_test_end(const msgpack_object *m, void *data)
                 label = "FAIL";
                 color = "\033[31m";
         }
+        progress_hide();
         printf("%s%s%s  %s: %s (%.2fs)", rep.color ? color : "", label, rep.color ? "\033[0m" : "",
                file, test, (double) dur / 1e9);
         if (strcmp(status, "skip") == 0 && mlen)
@@ -121,6 +123,7 @@ static void on_test_end(const msgpack_object *m, void *data)
                 free(copy);
         }
         fflush(stdout);
+        progress_show();
 }
 
 static void on_boot(const msgpack_object *m, void *data)
@@ -129,7 +132,9 @@ static void on_boot(const msgpack_object *m, void *data)
         uint64_t dur = 0;
         field(m, "vm", vm, sizeof vm);
         (void) proto_get_uint(m, "duration_ns", &dur);
+        progress_hide();
         printf("      vm %s booted in %.2fs\n", vm, (double) dur / 1e9);
+        progress_show();
 }
 
 static void sink(void *data, const char *type, const uint8_t *mp, size_t len)
@@ -158,9 +163,11 @@ void reporter_file_crashed(const char *file, const char *why)
                 fflush(stdout);
                 return;
         }
+        progress_hide();
         printf("FAIL  %s: (file) (0.00s)\n", file);
         print_indented(why);
         fflush(stdout);
+        progress_show();
 }
 
 unsigned reporter_total(void)

@@ -42,10 +42,11 @@ static const char *const names[] = {"XDG_CACHE_HOME",
                                     "CI_NODE_TOTAL",
                                     "TEST_UNDECLARED_OUTPUTS_DIR",
                                     "TEST_PREMATURE_EXIT_FILE",
-                                    "PROVIUM_EVENTS_QUEUE"};
+                                    "PROVIUM_EVENTS_QUEUE",
+                                    "TERM"};
 _Static_assert(sizeof names / sizeof names[0] == sizeof env.vars / sizeof env.vars[0],
                "a name for each variable");
-_Static_assert(offsetof(ProviumEnv, events_queue) == offsetof(ProviumEnv, vars[21]),
+_Static_assert(offsetof(ProviumEnv, term) == offsetof(ProviumEnv, vars[22]),
                "the fields and vars line up");
 
 int env_init(void)

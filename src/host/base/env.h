@@ -41,8 +41,9 @@ typedef struct ProviumEnv {
                         const char *premature_exit_file;    /* Bazel: there while running */
                         const char *events_queue;           /* PROVIUM_EVENTS_QUEUE: bytes a live
                                                              * events client may fall behind (tests) */
+                        const char *term;                   /* TERM: "dumb" gets no status line */
                 };
-                const char *vars[22];
+                const char *vars[23];
         };
         bool no_color; /* NO_COLOR is set */
         /* From the dispatcher, on a runner's command line (NULL when not known): */

@@ -199,8 +199,9 @@ static void uncount_live(Vm *vm)
 void vm_emit_exit(Vm *vm)
 {
         EventBuilder ev;
-        event_begin(&ev, "vm.exit", 4);
+        event_begin(&ev, "vm.exit", 5);
         proto_kv_str(&ev.w, "vm", vm->name);
+        proto_kv_int(&ev.w, "pid", vm->qemu_pid);
         proto_kv_int(&ev.w, "status", vm->exit_status);
         proto_kv_int(&ev.w, "signal", vm->term_signal);
         proto_kv_bool(&ev.w, "expected", vm->exit_expected);

@@ -272,6 +272,7 @@ static void on_qmp_event(void *data, const char *event, json_t *event_data)
 void vm_emit_spawn(Vm *vm, const VmConfig *cfg, int pid, char *const *argv)
 {
         EventBuilder ev;
+        vm->qemu_pid = pid;
         event_begin(&ev, "vm.spawn", argv ? 5 : 4);
         proto_kv_str(&ev.w, "vm", vm->name);
         proto_kv_int(&ev.w, "pid", pid);

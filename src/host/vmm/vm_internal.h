@@ -132,6 +132,7 @@ struct Vm {
         char qemu_err[QEMU_ERR_MAX];
         size_t qemu_err_len;
 
+        int qemu_pid; /* the QEMU of the last vm.spawn (for vm.exit) */
         /* The last exit of QEMU, recorded when it happens. */
         int64_t exit_status;
         int term_signal;

@@ -1,0 +1,13 @@
+/* run_summary.h: what a run says at its end, above the final counts (run_summary.c): the
+ * slowest tests, VMs booted and restored from fixtures, their VM-seconds, the cache's hits and
+ * builds, and the failures again with their file:line, so that they are the last thing on the
+ * screen. A sink on the event bus. */
+#pragma once
+
+/* Subscribes (once per run). */
+void run_summary_start(void);
+/* Prints the summary on stdout (nothing for a run without tests). */
+void run_summary_print(void);
+/* A file that ended without reporting, among the failures. */
+void run_summary_file_crashed(const char *file, const char *why);
+void run_summary_free(void);
