@@ -222,6 +222,7 @@ end)
 test("each file has its own namespace: two files with a bridge 'lan' at once, nothing left", function(t)
     local dir = st.workdir("net_lan:one", "net_lan:two")
     local out, code = st.run(dir, "-j 2", "NET_LAN_OUT=" .. dir)
+    local ended = tonumber((st.sh("cut -d' ' -f1 /proc/uptime")))
     t:eq(code, 0, out)
     t:match(out, "\n2 passed, 0 failed, 0 skipped\n$")
     local seen = st.sh("cat " .. dir .. "/net* 2>/dev/null; echo")
@@ -230,8 +231,8 @@ test("each file has its own namespace: two files with a bridge 'lan' at once, no
     local mine = st.sh("readlink /proc/self/ns/net"):gsub("%s+$", "")
     t:ok(n1 ~= mine and n2 ~= mine, "neither is this file's")
     -- A process in one of them that started before the run ended would be a leftover; the
-    -- kernel reuses a freed namespace's number, so one that started since is another file's.
-    local ended = tonumber((st.sh("cut -d' ' -f1 /proc/uptime")))
+    -- kernel reuses a freed namespace's number, so one that started since is another file's
+    -- (the run's end is taken as soon as it returns, so that the window is as small as can be).
     local hz = tonumber((st.sh("getconf CLK_TCK")))
     local left = st.sh(string.format(
         "for p in /proc/[0-9]*; do n=$(readlink $p/ns/net 2>/dev/null); " ..
