@@ -124,11 +124,13 @@ end)
 
 test("after Ctrl-C the socket is gone too", function(t)
     local dir = st.tmpdir("evint")
-    sh("cp " .. here .. "/fixtures/sleeper.lua " .. dir .. "/sleeper.test.lua")
+    -- its VM renamed: runner.test.lua looks for its own "sleeper" QEMU beside this file
+    sh("sed 's/provium:vm(\"sleeper\")/provium:vm(\"ev-sleeper\")/' " .. here ..
+       "/fixtures/sleeper.lua > " .. dir .. "/sleeper.test.lua")
     local sock = dir .. "/ev.sock"
     local out, code = sh(string.format(
         "%s --accel tcg --events unix:%s %s & pid=$!; " ..
-        "for i in $(seq 1 600); do pgrep -f provium-[s]leeper >/dev/null && break; sleep 0.1; done; " ..
+        "for i in $(seq 1 600); do pgrep -f provium-ev-[s]leeper >/dev/null && break; sleep 0.1; done; " ..
         "test -S %s && echo listening; kill -INT $pid; wait $pid",
         provium.executable, sock, dir, sock))
     t:eq(code, 130, out)
