@@ -28,8 +28,11 @@ demo: image
 unit: build
 	meson test -C $(BUILD) --print-errorlogs
 
+# Every event of the run is then validated against docs/events.schema.json (silent when valid,
+# so the run's own last line stays the last).
 acceptance: image
-	$(PROVIUM) $(RUN_FLAGS) -j $(JOBS) tests/
+	$(PROVIUM) $(RUN_FLAGS) -j $(JOBS) --events $(BUILD)/check-events.mp tests/
+	scripts/check-events --provium $(PROVIUM) $(BUILD)/check-events.mp
 
 check: unit acceptance
 
@@ -45,7 +48,8 @@ check-asan: image $(ASAN_BUILD)/build.ninja
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	        meson test -C $(ASAN_BUILD) --print-errorlogs
 	ASAN_OPTIONS=detect_leaks=1:exitcode=23 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:exitcode=23 \
-	        $(ASAN_BUILD)/provium $(RUN_FLAGS) -j $(JOBS) tests/
+	        $(ASAN_BUILD)/provium $(RUN_FLAGS) -j $(JOBS) --events $(ASAN_BUILD)/check-events.mp tests/
+	scripts/check-events --provium $(ASAN_BUILD)/provium $(ASAN_BUILD)/check-events.mp
 
 # The two README commands in a minimal Debian root made by debootstrap, from a clean clone of
 # HEAD (scripts/check-fresh): many minutes, not for CI.

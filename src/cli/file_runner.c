@@ -105,13 +105,15 @@ static void report_load_error(const char *file, const char *msg, bool listing)
         proto_kv_str(&ev.w, "test", "(file)");
         proto_kv_str(&ev.w, "status", "fail");
         proto_kv_uint(&ev.w, "duration_ns", 0);
-        proto_kv_str(&ev.w, "message", msg);
+        proto_kv_str(&ev.w, "message", msg ? msg : "cannot load");
         event_end(&ev);
-        event_begin(&ev, "file.end", 4);
+        event_begin(&ev, "file.end", 6);
         proto_kv_str(&ev.w, "file", file);
         proto_kv_uint(&ev.w, "passed", 0);
         proto_kv_uint(&ev.w, "failed", 1);
         proto_kv_uint(&ev.w, "skipped", 0);
+        proto_kv_uint(&ev.w, "peak_memory_mb", 0);
+        proto_kv_uint(&ev.w, "peak_vcpus", 0);
         event_end(&ev);
 }
 
