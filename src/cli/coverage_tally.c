@@ -23,15 +23,24 @@
 /* A field of ev as a NUL-terminated copy in buf (cut to size); "" when it is absent. */
 static const char *field(const msgpack_object *ev, const char *key, char *buf, size_t size)
 {
-        const char *p;
-        size_t n;
-        if (proto_get_bytes(ev, key, &p, &n) != 1)
-                n = 0;
-        if (n >= size)
-                n = size - 1;
-        memcpy(buf, n ? p : "", n);
-        buf[n] = 0;
+        (void) proto_copy_str(ev, key, buf, size);
         return buf;
+}
+
+/* Adds a copy of s to the set items[0..*n) unless it is there. Returns 0 or -ENOMEM. */
+static int set_add(char ***items, size_t *n, const char *s)
+{
+        for (size_t i = 0; i < *n; i++)
+                if (strcmp((*items)[i], s) == 0)
+                        return 0;
+        char **t = realloc(*items, (*n + 1) * sizeof *t);
+        if (!t)
+                return -ENOMEM;
+        *items = t;
+        if (!(t[*n] = strdup(s)))
+                return -ENOMEM;
+        (*n)++;
+        return 0;
 }
 
 static bool grow(void **p, size_t *cap, size_t need, size_t size)
@@ -93,19 +102,7 @@ static CoverageEntry *entry(Coverage *c, CoverageKind kind, const char *name)
 
 static int add_test(CoverageEntry *e, const char *test)
 {
-        if (!test)
-                return 0;
-        for (size_t i = 0; i < e->ntests; i++)
-                if (strcmp(e->tests[i], test) == 0)
-                        return 0;
-        char **t = realloc(e->tests, (e->ntests + 1) * sizeof *t);
-        if (!t)
-                return -ENOMEM;
-        e->tests = t;
-        if (!(t[e->ntests] = strdup(test)))
-                return -ENOMEM;
-        e->ntests++;
-        return 0;
+        return test ? set_add(&e->tests, &e->ntests, test) : 0;
 }
 
 static int add_result(CoverageEntry *e, const char *result, uint64_t n)
@@ -196,16 +193,7 @@ static bool file_has_vm(const CoverageFile *f, const char *vm)
 
 static int file_note_vm(CoverageFile *f, const char *vm)
 {
-        if (!vm[0] || file_has_vm(f, vm))
-                return 0;
-        char **v = realloc(f->vms, (f->nvms + 1) * sizeof *v);
-        if (!v)
-                return -ENOMEM;
-        f->vms = v;
-        if (!(v[f->nvms] = strdup(vm)))
-                return -ENOMEM;
-        f->nvms++;
-        return 0;
+        return vm[0] ? set_add(&f->vms, &f->nvms, vm) : 0;
 }
 
 /* "FILE: test" of f's test into buf, or NULL when it has none yet. */
