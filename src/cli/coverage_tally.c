@@ -425,10 +425,12 @@ int coverage_finish(Coverage *c)
         }
         for (int k = 0; k < COV_NKINDS; k++) {
                 CoverageCategory *cat = &c->cat[k];
-                qsort(cat->entries, cat->n, sizeof *cat->entries, by_name);
+                if (cat->n) /* qsort wants an array, even of none */
+                        qsort(cat->entries, cat->n, sizeof *cat->entries, by_name);
                 for (size_t i = 0; i < cat->n; i++)
-                        qsort(cat->entries[i].results, cat->entries[i].nresults,
-                              sizeof *cat->entries[i].results, by_count);
+                        if (cat->entries[i].nresults)
+                                qsort(cat->entries[i].results, cat->entries[i].nresults,
+                                      sizeof *cat->entries[i].results, by_count);
         }
         return 0;
 }
