@@ -12,6 +12,7 @@
 #include "config.h"
 #include "env.h"
 #include "strfmt.h"
+#include "coverage_cmd.h"
 #include "events_cmd.h"
 #include "image.h"
 #include "image_cmd.h"
@@ -31,6 +32,7 @@ static void usage(FILE *f)
             "       provium events FILE|unix:PATH [--json] [--follow] [--type GLOB]\n"
             "                                         print an --events file or a run's live\n"
             "                                         socket: a line (or a JSON object) per event\n"
+            "       provium coverage FILE... [--json] [--html DIR] [--universe syscalls]\n"
             "       provium list [--json] [-k P] [--shard K/N] PATH...   the files a run\n"
             "                                         takes, their tests and claims (nothing\n"
             "                                         boots: VM operations are refused)\n"
@@ -310,6 +312,8 @@ int main(int argc, char **argv)
                 return cache_cmd_main(argc - 1, argv + 1);
         if (argc >= 2 && strcmp(argv[1], "events") == 0)
                 return events_cmd_main(argc - 1, argv + 1);
+        if (argc >= 2 && strcmp(argv[1], "coverage") == 0)
+                return coverage_cmd_main(argc - 1, argv + 1);
         if (argc >= 2 && strcmp(argv[1], "list") == 0)
                 return cmd_run(argc - 1, argv + 1, true);
         if (argc >= 2 && strcmp(argv[1], "run") == 0)

@@ -14,24 +14,12 @@ static struct {
         char error[1024];
 } verdict;
 
-static void copy_field(const msgpack_object *ev, const char *key, char *out, size_t len)
-{
-        const char *s;
-        size_t n;
-        if (proto_get_bytes(ev, key, &s, &n) != 1)
-                n = 0;
-        if (n >= len)
-                n = len - 1;
-        memcpy(out, s, n);
-        out[n] = 0;
-}
-
 static void on_infra(const msgpack_object *ev, void *data)
 {
         if (verdict.infra++ > 0)
                 return;
-        copy_field(ev, "what", verdict.what, sizeof verdict.what);
-        copy_field(ev, "error", verdict.error, sizeof verdict.error);
+        proto_copy_str(ev, "what", verdict.what, sizeof verdict.what);
+        proto_copy_str(ev, "error", verdict.error, sizeof verdict.error);
 }
 
 static void on_vm_ready(const msgpack_object *ev, void *data)

@@ -270,6 +270,20 @@ int proto_get_bytes(const msgpack_object *map, const char *key, const char **ret
         return 1;
 }
 
+int proto_copy_str(const msgpack_object *map, const char *key, char *out, size_t size)
+{
+        const char *p = "";
+        size_t n = 0;
+        int r = proto_get_bytes(map, key, &p, &n);
+        if (r != 1)
+                n = 0;
+        if (n >= size)
+                n = size - 1;
+        memcpy(out, p, n);
+        out[n] = 0;
+        return r;
+}
+
 int proto_dup_str(const msgpack_object *map, const char *key, char **ret)
 {
         const char *p;

@@ -65,6 +65,9 @@ int proto_get_bool(const msgpack_object *map, const char *key, bool *ret);
 int proto_get_double(const msgpack_object *map, const char *key, double *ret);
 /* str and bin are both accepted for strings and for bytes; the result is not NUL-terminated. */
 int proto_get_bytes(const msgpack_object *map, const char *key, const char **ret, size_t *ret_len);
+/* Copies a string field into out[size] (size > 0), NUL-terminated and cut to fit; "" when it is
+ * absent or not a string. Returns what proto_get_bytes does. */
+int proto_copy_str(const msgpack_object *map, const char *key, char *out, size_t size);
 /* Copies a string field into a new NUL-terminated string (caller frees); rejects embedded NULs. */
 int proto_dup_str(const msgpack_object *map, const char *key, char **ret);
 bool proto_key_is(const msgpack_object_kv *kv, const char *key);

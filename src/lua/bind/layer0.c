@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <lauxlib.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -152,6 +153,20 @@ static int syscall_number(lua_State *L, const Target *tg, int i)
         return luaL_argerror(L, i, lua_pushfstring(L, "unknown syscall '%s'", name));
 }
 
+/* The name of syscall nr for its op event: from the x86_64 table when the guest is x86_64 (or
+ * has not said), else (or when the table lacks it) the number in decimal. */
+static void syscall_event_name(const Target *tg, int nr, char *out, size_t size)
+{
+        const char *arch = agent_client_arch(tg->agent);
+        if (!arch || strcmp(arch, "x86_64") == 0)
+                for (size_t k = 0; k < sizeof syscalls_x86_64 / sizeof syscalls_x86_64[0]; k++)
+                        if (syscalls_x86_64[k].nr == nr) {
+                                snprintf(out, size, "%s", syscalls_x86_64[k].name);
+                                return;
+                        }
+        snprintf(out, size, "%d", nr);
+}
+
 /* ---- arguments and results ---- */
 
 /* Packs the value at i as a syscall argument: integer, Buffer (in and out), string (in). */
@@ -184,7 +199,9 @@ static void pack_arg(lua_State *L, int i, ProtoWriter *w)
  * in the op's registry table) and pushes ret, errno name or nil, errno number. */
 typedef struct SysOp {
         Op op;
-        int args_ref; /* table of the Buffer arguments, in order */
+        int args_ref;     /* table of the Buffer arguments, in order */
+        char syscall[32]; /* its op event's syscall: the name, or the number in decimal */
+        int64_t request;  /* an ioctl's request */
 } SysOp;
 
 static int push_sys_result(lua_State *co, Op *op, const msgpack_object *reply)
@@ -218,6 +235,39 @@ static int push_sys_result(lua_State *co, Op *op, const msgpack_object *reply)
         lua_pushinteger(co, err);
         return 3;
 }
+
+/* The op event of a call: the return value (-1 when the agent made no call) and its errno. */
+static int64_t reply_int(const msgpack_object *reply, const char *key, int64_t def)
+{
+        int64_t v = def;
+        if (reply && proto_get_int(reply, key, &v) != 1)
+                v = def;
+        return v;
+}
+
+static const char *sys_event_failed(Op *op, const msgpack_object *reply)
+{
+        int64_t err = reply_int(reply, "errno", 0);
+        if (err == 0)
+                return NULL;
+        const char *name = proto_errno_name((int) err);
+        return name ? name : "EUNKNOWN";
+}
+
+static void syscall_event_fields(Op *op, ProtoWriter *w, const msgpack_object *reply)
+{
+        proto_kv_str(w, "syscall", ((SysOp *) op)->syscall);
+        proto_kv_int(w, "ret", reply_int(reply, "ret", -1));
+}
+
+static void ioctl_event_fields(Op *op, ProtoWriter *w, const msgpack_object *reply)
+{
+        proto_kv_int(w, "request", ((SysOp *) op)->request);
+        proto_kv_int(w, "ret", reply_int(reply, "ret", -1));
+}
+
+static const OpEventHooks syscall_event = {2, syscall_event_fields, sys_event_failed};
+static const OpEventHooks ioctl_event = {2, ioctl_event_fields, sys_event_failed};
 
 static SysOp *sys_op_new(lua_State *L, const Target *tg, const char *name, const char *object,
                          int first, int last)
@@ -257,6 +307,8 @@ int bind_vm_syscall(lua_State *L)
                     lua_type(L, i) != LUA_TSTRING && !lua_isboolean(L, i))
                         luaL_argerror(L, i, "integer, string or provium.buffer expected");
         SysOp *so = sys_op_new(L, &tg, "syscall", object, 3, 2 + nargs);
+        so->op.event = &syscall_event;
+        syscall_event_name(&tg, nr, so->syscall, sizeof so->syscall);
         ProtoWriter *w = agent_request_begin(tg.agent, &so->op.req, "syscall", 2);
         proto_kv_uint(w, "nr", (uint64_t) nr);
         proto_key(w, "args");
@@ -292,6 +344,8 @@ int bind_vm_ioctl(lua_State *L)
         if (n)
                 return n;
         SysOp *so = sys_op_new(L, &tg, "ioctl", object, 4, 4);
+        so->op.event = &ioctl_event;
+        so->request = request;
         ProtoWriter *w = agent_request_begin(tg.agent, &so->op.req, "ioctl", 3);
         if (is_file)
                 proto_kv_uint(w, "fd", fd);

@@ -100,15 +100,23 @@ void op_free(Op *op)
         free(op);
 }
 
-static void emit_op(Op *op, bool ok, const char *error)
+/* The op event: where it ran (VM, and the file's running test), what, how long, the result. */
+static void emit_op(Op *op, bool ok, const char *error, const msgpack_object *reply)
 {
+        const OpEventHooks *hooks = op->event;
+        const char *failed = hooks && hooks->failed && reply ? hooks->failed(op, reply) : NULL;
+        Runtime *rt = op->pending.rt;
         EventBuilder ev;
-        event_begin(&ev, "op", 5);
+        event_begin(&ev, "op", 7 + (hooks ? hooks->nfields : 0));
         proto_kv_str(&ev.w, "vm", op->vm_name);
         proto_kv_str(&ev.w, "op", op->name);
+        proto_kv_str(&ev.w, "file", rt ? runtime_config(rt)->file : "");
+        proto_kv_str(&ev.w, "test", rt ? runtime_current_test(rt) : "");
         proto_kv_uint(&ev.w, "duration_ns", events_mono_ns() - op->t0);
-        proto_kv_bool(&ev.w, "ok", ok);
-        proto_kv_str(&ev.w, "error", error ? error : "");
+        proto_kv_bool(&ev.w, "ok", ok && !failed);
+        proto_kv_str(&ev.w, "error", failed ? failed : error ? error : "");
+        if (hooks)
+                hooks->pack(op, &ev.w, reply);
         event_end(&ev);
 }
 
@@ -153,7 +161,8 @@ void op_on_reply(AgentRequest *req, int status, const msgpack_object *reply)
                 (void) proto_get_bytes(reply, "error", &errname, &errlen);
         char ebuf[32];
         snprintf(ebuf, sizeof ebuf, "%.*s", (int) errlen, errname ? errname : "");
-        emit_op(op, status == 0 && ok, status < 0 ? strerror(-status) : ebuf);
+        emit_op(op, status == 0 && ok, status < 0 ? strerror(-status) : ebuf,
+                status == 0 ? reply : NULL);
 
         if (runtime_pending_alive(&op->pending)) {
                 lua_State *co = op->pending.co;

@@ -44,6 +44,17 @@ typedef struct Buf {
 
 void buf_add(Buf *b, const char *p, size_t n);
 
+struct Op;
+/* What an operation adds to its op event (layer0's syscall and ioctl: docs/events.md). */
+typedef struct OpEventHooks {
+        uint32_t nfields; /* how many fields pack() adds */
+        /* Packs them; reply is NULL when the agent did not answer (a timeout, a dead VM). */
+        void (*pack)(struct Op *op, ProtoWriter *w, const msgpack_object *reply);
+        /* The errno name of a call the agent made that failed (the event's ok is then false
+         * and its error this name), or NULL. */
+        const char *(*failed)(struct Op *op, const msgpack_object *reply);
+} OpEventHooks;
+
 typedef struct Op {
         AgentRequest req; /* first: the callbacks get &op->req */
         Pending pending;
@@ -57,6 +68,7 @@ typedef struct Op {
         Buf out, err;
         int (*push_ok)(lua_State *co, struct Op *op, const msgpack_object *reply);
         void (*cleanup)(struct Op *op); /* extra teardown of a larger struct that embeds Op */
+        const OpEventHooks *event;      /* extra fields of its op event, or NULL */
 } Op;
 
 /* A new operation on tg; NULL on -ENOMEM. Its callbacks are set: the reply resumes the caller with

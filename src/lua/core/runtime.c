@@ -64,6 +64,7 @@ struct Runtime {
         unsigned passed, failed, skipped;
         uint64_t deadline_ns; /* the running test's timeout, for the count hook; 0: none */
         bool in_chunk;        /* the file's own chunk is running (provium:claim may be called) */
+        const char *test;     /* the running test's name (run_one_test owns it), NULL outside */
 };
 
 /* A failure message goes out in one event frame (4 MiB at most): longer ones are cut. */
@@ -425,6 +426,11 @@ void runtime_interrupt(Runtime *rt, const char *why)
 
 /* ---- tests ---- */
 
+const char *runtime_current_test(const Runtime *rt)
+{
+        return rt->test ? rt->test : "(file)";
+}
+
 static void emit_test(const char *type, const Runtime *rt, const char *name, int with_result,
                       uint64_t duration_ns)
 {
@@ -567,7 +573,8 @@ static void run_one_test(Runtime *rt, int index)
         lua_remove(L, -3); /* tests */
         lua_remove(L, -3); /* internal */
 
-        emit_test("test.start", rt, name ? name : "?", 0, 0);
+        rt->test = name ? name : "?";
+        emit_test("test.start", rt, rt->test, 0, 0);
         uint64_t t0 = events_mono_ns();
         if (signal_seen && !rt->interrupted) { /* the loop has not run its callback yet */
                 char why[64];
@@ -583,6 +590,7 @@ static void run_one_test(Runtime *rt, int index)
                 run_in_coroutine(rt, 1);
         save_artifacts(rt, index, name ? name : "?");
         emit_test("test.end", rt, name ? name : "?", 1, events_mono_ns() - t0);
+        rt->test = NULL;
         count(rt);
         free(name);
 }
