@@ -513,9 +513,9 @@ void disk_attached(Disk *d, const char *vm, bool hot, bool plain)
         event_end(&ev);
 }
 
-void disk_detached(Disk *d)
+void disk_detached(Disk *d, bool hot)
 {
-        emit_link(d, "disk.detach", true);
+        emit_link(d, "disk.detach", hot);
         d->owner[0] = 0;
         d->plain = false;
         d->phase = DISK_DETACHED;

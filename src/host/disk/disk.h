@@ -48,7 +48,7 @@ const char *disk_plain_file(Disk *d, char *err, size_t errlen);
  * disk.attach (hot: after boot; plain) and disk.detach. While attached plain, faults and
  * power-loss mode are refused. */
 void disk_attached(Disk *d, const char *vm, bool hot, bool plain);
-void disk_detached(Disk *d);
+void disk_detached(Disk *d, bool hot);
 /* What its VM tells it (vm.h's VmDiskHooks, disk the Disk). Gone: the QEMU exited, and a VM
  * that did not close the disk lost its power (disk.power_loss in power-loss mode), now rather
  * than when the loop sees the socket close. Saved: the disk as it reads now goes to

@@ -221,7 +221,7 @@ static void on_plugged(void *data, int status, json_t *result)
         if (status == 0 && ctx->attach)
                 disk_attached(ctx->disk, ctx->vm, true, ctx->plain);
         else if (status == 0)
-                disk_detached(ctx->disk);
+                disk_detached(ctx->disk, true);
         if (runtime_pending_alive(&ctx->pending)) {
                 lua_State *co = ctx->pending.co;
                 if (status == 0) {
@@ -287,7 +287,7 @@ static int plug(lua_State *L, bool attach)
                 if (attach)
                         disk_attached(d, vm_name(vm), false, plain);
                 else
-                        disk_detached(d);
+                        disk_detached(d, false);
                 lua_pushboolean(L, 1);
                 return 1;
         }
