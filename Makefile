@@ -32,7 +32,7 @@ unit: build
 # so the run's own last line stays the last).
 acceptance: image
 	$(PROVIUM) $(RUN_FLAGS) -j $(JOBS) --events $(BUILD)/check-events.mp tests/
-	scripts/check-events --provium $(PROVIUM) $(BUILD)/check-events.mp
+	@scripts/check-events --provium $(PROVIUM) $(BUILD)/check-events.mp
 
 check: unit acceptance
 
@@ -49,7 +49,7 @@ check-asan: image $(ASAN_BUILD)/build.ninja
 	        meson test -C $(ASAN_BUILD) --print-errorlogs
 	ASAN_OPTIONS=detect_leaks=1:exitcode=23 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:exitcode=23 \
 	        $(ASAN_BUILD)/provium $(RUN_FLAGS) -j $(JOBS) --events $(ASAN_BUILD)/check-events.mp tests/
-	scripts/check-events --provium $(ASAN_BUILD)/provium $(ASAN_BUILD)/check-events.mp
+	@scripts/check-events --provium $(ASAN_BUILD)/provium $(ASAN_BUILD)/check-events.mp
 
 # The two README commands in a minimal Debian root made by debootstrap, from a clean clone of
 # HEAD (scripts/check-fresh): many minutes, not for CI.
