@@ -234,7 +234,7 @@ end)
 -- Bazel's files, and the host's failures
 
 test("TEST_PREMATURE_EXIT_FILE exists while the run does, and stays when it dies", function(t)
-    local dir = workdir()
+    local dir = st.tmpdir("premature")
     local marker = dir .. "/premature"
     write(dir .. "/sees.test.lua", string.format(
         'test("sees it", function(t) t:ok(io.open(%q), "there during the run") end)\n', marker))
@@ -245,9 +245,10 @@ test("TEST_PREMATURE_EXIT_FILE exists while the run does, and stays when it dies
     os.remove(dir .. "/sees.test.lua")
     sh("cp " .. here .. "/fixtures/busy.lua " .. dir .. "/busy.test.lua")
     out, code = sh(string.format(
-        "TEST_PREMATURE_EXIT_FILE=%s %s --accel tcg --test-timeout 60 %s & pid=$!; " ..
+        -- the killed dispatcher cannot remove its run directory: it is made in dir
+        "mkdir %s/run; TEST_PREMATURE_EXIT_FILE=%s PROVIUM_RUN_DIR=%s/run %s --accel tcg --test-timeout 60 %s & pid=$!; " ..
         "for i in $(seq 1 100); do [ -e %s ] && break; sleep 0.1; done; sleep 0.5; " ..
-        "kill -KILL $pid; wait $pid", marker, provium.executable, dir, marker))
+        "kill -KILL $pid; wait $pid", dir, marker, dir, provium.executable, dir, marker))
     t:eq(code, 137, out)
     t:eq(read(marker), "", "still there after the kill")
     local left
@@ -260,7 +261,7 @@ test("TEST_PREMATURE_EXIT_FILE exists while the run does, and stays when it dies
 end)
 
 test("--artifacts and TEST_UNDECLARED_OUTPUTS_DIR keep the events and a failed test's consoles and captures", function(t)
-    local dir = workdir()
+    local dir = st.tmpdir("artifacts")
     write(dir .. "/art.test.lua", [[
 test("fails with a VM on a bridge", function(t)
     local lan = provium:bridge("lan")
@@ -293,7 +294,7 @@ end)
 
 -- A run whose host cannot give what VMs need: exit status 3, and which thing it was.
 test("a run that could start no VM for want of QEMU, the image or a network namespace exits 3 and says which", function(t)
-    local dir = workdir()
+    local dir = st.tmpdir("noinfra")
     write(dir .. "/vm.test.lua", 'test("boots", function(t) provium:vm("noinfra"):boot() end)\n' ..
                                  'test("plain", function(t) t:ok(true) end)\n')
     local out, code = st.run(dir, "", "PROVIUM_QEMU=/nonexistent/qemu")
