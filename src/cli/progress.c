@@ -30,15 +30,6 @@ static struct {
         bool timer_on;
 } pg;
 
-static void str_field(const msgpack_object *m, const char *key, char *out, size_t len)
-{
-        const char *p;
-        size_t n;
-        if (proto_get_bytes(m, key, &p, &n) != 1)
-                n = 0;
-        snprintf(out, len, "%.*s", (int) n, n ? p : "");
-}
-
 static Running *running_of(const char *file, bool make)
 {
         for (unsigned i = 0; i < pg.nrunning; i++)
@@ -55,7 +46,7 @@ static Running *running_of(const char *file, bool make)
 static void on_file(const msgpack_object *m, void *start)
 {
         char file[128];
-        str_field(m, "file", file, sizeof file);
+        (void) proto_copy_str(m, "file", file, sizeof file);
         Running *r = running_of(file, start != NULL);
         if (start || !r)
                 return;
@@ -66,10 +57,10 @@ static void on_file(const msgpack_object *m, void *start)
 static void on_test_start(const msgpack_object *m, void *data)
 {
         char file[128];
-        str_field(m, "file", file, sizeof file);
+        (void) proto_copy_str(m, "file", file, sizeof file);
         Running *r = running_of(file, true);
         if (r) {
-                str_field(m, "test", r->test, sizeof r->test);
+                (void) proto_copy_str(m, "test", r->test, sizeof r->test);
                 r->since_ns = events_mono_ns();
         }
 }

@@ -55,15 +55,6 @@ static void tap_point(const char *file, const char *test, const char *status, co
         fputs("\n  ...\n", stdout);
 }
 
-static void field(const msgpack_object *m, const char *key, char *out, size_t outlen)
-{
-        const char *p;
-        size_t n;
-        if (proto_get_bytes(m, key, &p, &n) != 1)
-                n = 0;
-        snprintf(out, outlen, "%.*s", (int) n, n ? p : "");
-}
-
 static void print_indented(const char *msg)
 {
         const char *line = msg;
@@ -80,9 +71,9 @@ static void print_indented(const char *msg)
 static void on_test_end(const msgpack_object *m, void *data)
 {
         char file[1024], test[1024], status[16];
-        field(m, "file", file, sizeof file);
-        field(m, "test", test, sizeof test);
-        field(m, "status", status, sizeof status);
+        (void) proto_copy_str(m, "file", file, sizeof file);
+        (void) proto_copy_str(m, "test", test, sizeof test);
+        (void) proto_copy_str(m, "status", status, sizeof status);
         uint64_t dur = 0;
         (void) proto_get_uint(m, "duration_ns", &dur);
         const char *msg = "";
@@ -130,7 +121,7 @@ static void on_boot(const msgpack_object *m, void *data)
 {
         char vm[64];
         uint64_t dur = 0;
-        field(m, "vm", vm, sizeof vm);
+        (void) proto_copy_str(m, "vm", vm, sizeof vm);
         (void) proto_get_uint(m, "duration_ns", &dur);
         progress_hide();
         printf("      vm %s booted in %.2fs\n", vm, (double) dur / 1e9);

@@ -37,25 +37,16 @@ static struct {
         uint64_t vm_ns;
 } sum;
 
-static void str_field(const msgpack_object *m, const char *key, char *out, size_t len)
-{
-        const char *p;
-        size_t n;
-        if (proto_get_bytes(m, key, &p, &n) != 1)
-                n = 0;
-        snprintf(out, len, "%.*s", (int) n, n ? p : "");
-}
-
 static void add_failed(const char *what, const char *msg);
 
 static void on_test_end(const msgpack_object *m, void *data)
 {
         char file[128], test[128], status[8], msg[256];
         uint64_t ns = 0;
-        str_field(m, "file", file, sizeof file);
-        str_field(m, "test", test, sizeof test);
-        str_field(m, "status", status, sizeof status);
-        str_field(m, "message", msg, sizeof msg);
+        (void) proto_copy_str(m, "file", file, sizeof file);
+        (void) proto_copy_str(m, "test", test, sizeof test);
+        (void) proto_copy_str(m, "status", status, sizeof status);
+        (void) proto_copy_str(m, "message", msg, sizeof msg);
         (void) proto_get_uint(m, "duration_ns", &ns);
         sum.tests++;
         int at = SLOWEST;
