@@ -222,24 +222,15 @@ static void on_plugged(void *data, int status, json_t *result)
                 disk_attached(ctx->disk, ctx->vm, true, ctx->plain);
         else if (status == 0)
                 disk_detached(ctx->disk, true);
-        if (runtime_pending_alive(&ctx->pending)) {
-                lua_State *co = ctx->pending.co;
-                if (status == 0) {
-                        lua_pushboolean(co, 1);
-                        runtime_resume(&ctx->pending, 1);
-                } else {
-                        const char *desc = json_string_value(json_object_get(result, "desc"));
-                        lua_pushnil(co);
-                        lua_pushfstring(co, "vm %s: %s %s: %s", ctx->vm,
-                                        ctx->attach ? "attach_disk" : "detach_disk",
-                                        disk_name(ctx->disk),
-                                        desc                   ? desc
-                                        : status == -ETIMEDOUT ? "the guest did not let the "
-                                                                 "disk go within 20 s"
-                                                               : strerror(-status));
-                        runtime_resume(&ctx->pending, 2);
-                }
-        }
+        char err[1024];
+        const char *desc = status ? json_string_value(json_object_get(result, "desc")) : NULL;
+        if (status)
+                snprintf(err, sizeof err, "vm %s: %s %s: %s", ctx->vm,
+                         ctx->attach ? "attach_disk" : "detach_disk", disk_name(ctx->disk),
+                         desc                   ? desc
+                         : status == -ETIMEDOUT ? "the guest did not let the disk go within 20 s"
+                                                : strerror(-status));
+        runtime_resume_result(&ctx->pending, status ? err : NULL);
         free(ctx);
 }
 

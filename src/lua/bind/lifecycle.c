@@ -46,20 +46,15 @@ static void on_qmp_reply(void *data, int status, json_t *result)
         emit_lifecycle(ctx->vm, ctx->what, status == 0);
         if (status == 0 && ctx->paused >= 0)
                 vm_set_paused(ctx->vm, ctx->paused);
-        if (!ctx->abandoned && runtime_pending_alive(&ctx->pending)) {
-                lua_State *co = ctx->pending.co;
-                if (status == 0) {
-                        lua_pushboolean(co, 1);
-                        runtime_resume(&ctx->pending, 1);
-                } else {
-                        const char *desc = status == -EPROTO
-                                               ? json_string_value(json_object_get(result, "desc"))
-                                               : strerror(-status);
-                        lua_pushnil(co);
-                        lua_pushfstring(co, "vm %s: %s: %s", vm_name(ctx->vm), ctx->what,
-                                        desc ? desc : "failed");
-                        runtime_resume(&ctx->pending, 2);
-                }
+        if (!ctx->abandoned) {
+                char err[1024];
+                const char *desc = status == -EPROTO
+                                       ? json_string_value(json_object_get(result, "desc"))
+                                       : strerror(-status);
+                if (status)
+                        snprintf(err, sizeof err, "vm %s: %s: %s", vm_name(ctx->vm), ctx->what,
+                                 desc ? desc : "failed");
+                runtime_resume_result(&ctx->pending, status ? err : NULL);
         }
         free(ctx);
 }

@@ -144,19 +144,12 @@ typedef struct NicCtx {
 static void on_nic(void *data, int status, json_t *result)
 {
         NicCtx *ctx = data;
-        if (runtime_pending_alive(&ctx->pending)) {
-                lua_State *co = ctx->pending.co;
-                if (status == 0) {
-                        lua_pushboolean(co, 1);
-                        runtime_resume(&ctx->pending, 1);
-                } else {
-                        const char *desc = json_string_value(json_object_get(result, "desc"));
-                        lua_pushnil(co);
-                        lua_pushfstring(co, "vm %s: attach: QEMU: %s", ctx->vm,
-                                        desc ? desc : strerror(-status));
-                        runtime_resume(&ctx->pending, 2);
-                }
-        }
+        char err[1024];
+        const char *desc = status ? json_string_value(json_object_get(result, "desc")) : NULL;
+        if (status)
+                snprintf(err, sizeof err, "vm %s: attach: QEMU: %s", ctx->vm,
+                         desc ? desc : strerror(-status));
+        runtime_resume_result(&ctx->pending, status ? err : NULL);
         free(ctx);
 }
 

@@ -145,17 +145,7 @@ static void on_booted(Vm *vm, int status, const char *msg, void *data)
         BootCtx *ctx = data;
         if (status == 0)
                 vm_on_death(vm, on_vm_death, ctx->rt);
-        if (runtime_pending_alive(&ctx->pending)) {
-                lua_State *co = ctx->pending.co;
-                if (status == 0) {
-                        lua_pushboolean(co, 1);
-                        runtime_resume(&ctx->pending, 1);
-                } else {
-                        lua_pushnil(co);
-                        lua_pushstring(co, msg ? msg : "boot failed");
-                        runtime_resume(&ctx->pending, 2);
-                }
-        }
+        runtime_resume_result(&ctx->pending, status == 0 ? NULL : msg ? msg : "boot failed");
         free(ctx);
 }
 

@@ -355,6 +355,19 @@ void runtime_resume(Pending *p, int nargs)
         resume(p->rt, task_find(p->rt, p->task), nargs);
 }
 
+void runtime_resume_result(Pending *p, const char *err)
+{
+        if (!runtime_pending_alive(p))
+                return;
+        if (!err) {
+                lua_pushboolean(p->co, 1);
+                return runtime_resume(p, 1);
+        }
+        lua_pushnil(p->co);
+        lua_pushstring(p->co, err);
+        runtime_resume(p, 2);
+}
+
 void runtime_abort_test(Runtime *rt, const char *msg)
 {
         if (rt->main && !rt->test_done)

@@ -59,6 +59,9 @@ bool runtime_in_task(lua_State *L);
 bool runtime_pending_alive(const Pending *p);
 /* Resumes p's coroutine with nargs values already pushed on p->co. */
 void runtime_resume(Pending *p, int nargs);
+/* Resumes p's coroutine, when it may still be, with true (err NULL) or with nil and err: what a
+ * primitive that parks returns. */
+void runtime_resume_result(Pending *p, const char *err);
 
 /* Registers a VM so that it is stopped at file end, in reverse order of creation. The runtime
  * frees it then and clears *slot (the Lua userdata's pointer), so slot must outlive the
