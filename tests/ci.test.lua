@@ -14,19 +14,7 @@ local function outcomes(...)
     return dir
 end
 
-local function write(path, text)
-    local f = assert(io.open(path, "w"))
-    f:write(text)
-    f:close()
-end
-
-local function read(path)
-    local f = io.open(path, "rb")
-    if not f then return nil end
-    local s = f:read("a")
-    f:close()
-    return s
-end
+local write, read = st.write, st.read
 
 -- A Python one-liner with a real XML parser: each testcase as "suite|name|outcome|message|out".
 local JUNIT_DUMP = [[python3 -c '

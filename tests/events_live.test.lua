@@ -4,19 +4,7 @@ local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
 local st = dofile(here .. "/lib/selftest.lua")(here)
 local sh = st.sh
 
-local function write(path, text)
-    local f = assert(io.open(path, "w"))
-    f:write(text)
-    f:close()
-end
-
-local function read(path)
-    local f = io.open(path, "rb")
-    if not f then return nil end
-    local s = f:read("a")
-    f:close()
-    return s
-end
+local write, read = st.write, st.read
 
 -- A client in Python: connects to sock, writes "connected" to ready, keeps every byte in out.
 -- With stuck, it reads nothing (the run must not wait for it).

@@ -64,11 +64,7 @@ local function mp_map(fields)
     return table.concat(out)
 end
 
-local function write(path, data)
-    local f = assert(io.open(path, "wb"))
-    f:write(data)
-    f:close()
-end
+local write = st.write
 
 local dir = st.tmpdir("events-schema")
 

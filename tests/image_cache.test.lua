@@ -10,11 +10,7 @@ local run_id = dir:match("XXXXXX$") or dir:sub(-6)
 local name = "cachetest-" .. run_id:lower():gsub("[^a-z0-9]", "x")
 local pname = name:gsub("%p", "%%%0") -- name as a Lua pattern
 
-local function write(path, text)
-    local f = assert(io.open(path, "w"))
-    f:write(text)
-    f:close()
-end
+local write = st.write
 
 local function recipe(extra)
     write(dir .. "/images/" .. name .. ".lua", string.format([[

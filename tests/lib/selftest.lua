@@ -12,6 +12,21 @@ return function(here)
         return out:gsub("exit=%d+\n$", ""), code
     end
 
+    -- Writes data to path (made or emptied), and reads a file whole (nil when it is not there).
+    function st.write(path, data)
+        local f = assert(io.open(path, "wb"))
+        f:write(data)
+        f:close()
+    end
+
+    function st.read(path)
+        local f = io.open(path, "rb")
+        if not f then return nil end
+        local data = f:read("a")
+        f:close()
+        return data
+    end
+
     -- Runs fn when the file's Lua state closes, after the last test that ran, whichever tests
     -- ran and in whatever order (its finaliser: st stays reachable while a test uses it).
     local at_end = {}
