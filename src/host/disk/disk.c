@@ -158,8 +158,7 @@ static void power_loss(Disk *d);
 static uint8_t *write_target(void *data, uint64_t off, uint32_t len)
 {
         Disk *d = data;
-        return d->faults.head && faults_active(&d->faults) ? NULL
-                                                           : store_direct(&d->store, off, len);
+        return faults_active(&d->faults) ? NULL : store_direct(&d->store, off, len);
 }
 
 static void on_client(void *data, bool up, bool clean)

@@ -48,7 +48,6 @@ struct NbdServer {
         NbdConn *conn;
         bool closing;
         int open_handles;
-        uint64_t answered;
 };
 
 static void put16(uint8_t *p, uint16_t v)
@@ -370,7 +369,6 @@ void nbd_request_done_from(NbdRequest *r, const uint8_t *from)
         if (c->phase != CONN_TRANSMISSION || r->type != NBD_CMD_READ)
                 return nbd_request_done(r, c->phase != CONN_TRANSMISSION ? ESHUTDOWN : EINVAL);
         c->inflight--;
-        c->server->answered++;
         uint8_t *hdr = realloc(r->buf, NBD_REPLY_SIZE); /* the data buffer is not needed */
         hdr = hdr ? hdr : r->buf;
         put32(hdr, NBD_SIMPLE_REPLY_MAGIC);
@@ -397,7 +395,6 @@ void nbd_request_done(NbdRequest *r, int error)
                 conn_maybe_free(c);
                 return;
         }
-        c->server->answered++;
         put32(r->buf, NBD_SIMPLE_REPLY_MAGIC);
         put32(r->buf + 4, (uint32_t) error);
         put64(r->buf + 8, r->handle);
@@ -609,9 +606,4 @@ void nbd_server_client_gone(NbdServer *s)
                         return; /* that ended it */
         }
         conn_close(c);
-}
-
-uint64_t nbd_server_requests(const NbdServer *s)
-{
-        return s->answered;
 }

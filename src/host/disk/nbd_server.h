@@ -50,5 +50,3 @@ void nbd_server_close(NbdServer *s);
 /* The client's process is gone (QEMU exited): what it sent is read now, and the connection
  * ends there (not clean unless that said NBD_CMD_DISC), before the loop would see it. */
 void nbd_server_client_gone(NbdServer *s);
-/* Requests answered since the start, and bytes moved (for figures). */
-uint64_t nbd_server_requests(const NbdServer *s);
