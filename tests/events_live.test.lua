@@ -80,7 +80,7 @@ test("two clients of one socket get the same stream, the file's too; the socket 
     t:ok(#file > #a, "the file has the events from before the clients connected")
     -- provium events reads a saved stream like a file of the run's
     local ev = sh(provium.executable .. " events " .. dir .. "/a.mp --type vm.boot --type 'file.*'")
-    t:match(ev, "^[^\n]* vm%.boot vm=live [^\n]*\n[^\n]* file%.end [^\n]*\n$")
+    t:match(ev, "^[^\n]* vm%.boot file=[^ ]*/live%.test%.lua test=works vm=live [^\n]*\n[^\n]* file%.end [^\n]*\n$")
     t:eq(sh("test -e " .. sock .. " || echo gone"), "gone\n", "the socket is removed")
 end)
 
@@ -143,7 +143,7 @@ test("provium events --follow prints a growing file's events as they come; bad i
         if seen:find("file.end", 1, true) then break end
         sh("sleep 0.1")
     end
-    t:match(seen, "^[^\n]* file%.end file=[^\n]*live%.test%.lua passed=2")
+    t:match(seen, "^[^\n]* file%.end file=[^\n]*live%.test%.lua test=\"%(file%)\" passed=2")
     sh("pkill -f 'events " .. dir .. "/ev.mp --follow' || true")
     out, code = sh(provium.executable .. " events unix:" .. dir .. "/nobody.sock")
     t:eq(code, 1)

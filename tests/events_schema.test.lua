@@ -100,17 +100,17 @@ test("an unknown type, an extra field and a wrong field type each fail, with the
         for _, kv in ipairs(extra) do f[#f + 1] = kv end
         return mp_map(f)
     end
-    local good = event({ { "file", "a.test.lua" } })
+    local good = event({ { "file", "a.test.lua" }, { "test", "(file)" } })
     write(dir .. "/good.mp", good .. good)
     local out, code = st.sh(CHECK .. dir .. "/good.mp")
     t:eq(code, 0, out)
     t:eq(out, "")
     for _, case in ipairs({
         { "unknown", event({ { "file", "a" } }, "file.nosuch"), "file.nosuch: type: 'file.nosuch' is not a type the schema knows\n" },
-        { "extra", event({ { "file", "a" }, { "color", "red" } }),
+        { "extra", event({ { "file", "a" }, { "test", "t" }, { "color", "red" } }),
           "file.start: Additional properties are not allowed %('color' was unexpected%)" },
-        { "wrongtype", event({ { "file", true } }), "file.start: file: True is not of type 'string'" },
-        { "missing", event({}), "file.start: 'file' is a required property" },
+        { "wrongtype", event({ { "file", true }, { "test", "t" } }), "file.start: file: True is not of type 'string'" },
+        { "missing", event({ { "file", "a" } }), "file.start: 'test' is a required property" },
     }) do
         write(dir .. "/" .. case[1] .. ".mp", good .. case[2] .. good)
         out, code = st.sh(CHECK .. dir .. "/" .. case[1] .. ".mp")

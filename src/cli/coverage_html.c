@@ -105,7 +105,7 @@ static const char page_tail[] =
     "}\n"
     "document.getElementById('summary').textContent = data.events + ' events, ' + total +\n"
     "  ' entries' + (data.unattributed ? ', ' + data.unattributed +\n"
-    "  ' counted for no test (files ran in parallel)' : '');\n"
+    "  ' counted for no test (they name no file)' : '');\n"
     "document.body.dataset.ready = 'yes';\n"
     "</script>\n</body>\n</html>\n";
 

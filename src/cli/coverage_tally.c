@@ -3,9 +3,8 @@
  * Sections: strings, entries, attribution (which test an event belongs to), the categories
  * (one function per event family), finishing.
  *
- * Attribution: an op event names its file and test. Other events name neither, and the events
- * of files run in parallel interleave, so they go to the test of the only file running, or of
- * the only running file whose ops used a VM of the event's name; otherwise to no test.
+ * Attribution: every event a file runner emits names its file and test (events.h's scope),
+ * so an event is counted for that test, however the events of parallel files interleave.
  */
 #include "coverage_tally.h"
 
@@ -140,121 +139,20 @@ static int count(Coverage *c, CoverageKind kind, const char *name, const char *t
 
 /* ---- attribution ---- */
 
-struct CoverageFile {
-        char *file;
-        char *test; /* the running test, or the last one that ended; NULL before the first */
-        char **vms; /* names of the VMs its ops used */
-        size_t nvms;
-        bool ended;
-};
-
-static void file_free(CoverageFile *f)
-{
-        free(f->file);
-        free(f->test);
-        for (size_t i = 0; i < f->nvms; i++)
-                free(f->vms[i]);
-        free(f->vms);
-}
-
 void coverage_stream_begin(Coverage *c)
 {
-        for (size_t i = 0; i < c->nfiles; i++)
-                file_free(&c->files[i]);
-        free(c->files);
-        c->files = NULL;
-        c->nfiles = 0;
+        c->streams++;
 }
 
-static CoverageFile *file_of(Coverage *c, const char *file)
-{
-        for (size_t i = 0; i < c->nfiles; i++)
-                if (strcmp(c->files[i].file, file) == 0)
-                        return &c->files[i];
-        CoverageFile *f = realloc(c->files, (c->nfiles + 1) * sizeof *f);
-        if (!f)
-                return NULL;
-        c->files = f;
-        f = &c->files[c->nfiles];
-        memset(f, 0, sizeof *f);
-        if (!(f->file = strdup(file)))
-                return NULL;
-        c->nfiles++;
-        return f;
-}
-
-static bool file_has_vm(const CoverageFile *f, const char *vm)
-{
-        for (size_t i = 0; i < f->nvms; i++)
-                if (strcmp(f->vms[i], vm) == 0)
-                        return true;
-        return false;
-}
-
-static int file_note_vm(CoverageFile *f, const char *vm)
-{
-        return vm[0] ? set_add(&f->vms, &f->nvms, vm) : 0;
-}
-
-/* "FILE: test" of f's test into buf, or NULL when it has none yet. */
-static const char *test_label(const CoverageFile *f, char *buf, size_t size)
-{
-        if (!f || !f->test)
-                return NULL;
-        snprintf(buf, size, "%s: %s", f->file, f->test);
-        return buf;
-}
-
-/* The file an event that names none belongs to (see the top of this file), or NULL. */
-static CoverageFile *guess_file(Coverage *c, const char *vm)
-{
-        CoverageFile *only = NULL, *by_vm = NULL;
-        size_t running = 0, with_vm = 0;
-        for (size_t i = 0; i < c->nfiles; i++) {
-                CoverageFile *f = &c->files[i];
-                if (f->ended)
-                        continue;
-                running++;
-                only = f;
-                if (vm && vm[0] && file_has_vm(f, vm)) {
-                        with_vm++;
-                        by_vm = f;
-                }
-        }
-        if (running == 1)
-                return only;
-        return with_vm == 1 ? by_vm : NULL;
-}
-
-static const char *guess_test(Coverage *c, const char *vm, char *buf, size_t size)
-{
-        return test_label(guess_file(c, vm), buf, size);
-}
-
-static int on_file(Coverage *c, const msgpack_object *ev, bool start)
-{
-        char file[1024];
-        CoverageFile *f = file_of(c, field(ev, "file", file, sizeof file));
-        if (!f)
-                return -ENOMEM;
-        if (start) { /* the same file again in this stream: a new runner */
-                f->ended = false;
-                free(f->test);
-                f->test = NULL;
-        } else
-                f->ended = true;
-        return 0;
-}
-
-static int on_test_start(Coverage *c, const msgpack_object *ev)
+/* "FILE: test" of the event into buf, or NULL when it names no file (the dispatcher's own
+ * events, or a stream written before events carried their scope). */
+static const char *test_of(const msgpack_object *ev, char *buf, size_t size)
 {
         char file[1024], test[1024];
-        CoverageFile *f = file_of(c, field(ev, "file", file, sizeof file));
-        if (!f)
-                return -ENOMEM;
-        free(f->test);
-        f->test = strdup(field(ev, "test", test, sizeof test));
-        return f->test ? 0 : -ENOMEM;
+        if (!field(ev, "file", file, sizeof file)[0])
+                return NULL;
+        snprintf(buf, size, "%s: %s", file, field(ev, "test", test, sizeof test));
+        return buf;
 }
 
 /* ---- the categories ---- */
@@ -268,19 +166,10 @@ static const char *ok_or(const msgpack_object *ev, const char *failed)
 
 static int on_op(Coverage *c, const msgpack_object *ev)
 {
-        char vm[256], op[64], file[1024], test[1024], error[64], name[64], label[2100];
-        field(ev, "vm", vm, sizeof vm);
+        char op[64], error[64], name[64], label[2100];
         field(ev, "op", op, sizeof op);
         field(ev, "error", error, sizeof error);
-        const char *by = NULL;
-        if (field(ev, "file", file, sizeof file)[0]) {
-                CoverageFile *f = file_of(c, file);
-                if (!f || file_note_vm(f, vm) < 0)
-                        return -ENOMEM;
-                snprintf(label, sizeof label, "%s: %s", file, field(ev, "test", test, sizeof test));
-                by = label;
-        } else
-                by = guess_test(c, vm, label, sizeof label);
+        const char *by = test_of(ev, label, sizeof label);
         const char *result = ok_or(ev, error[0] ? error : "error");
         int r = count(c, COV_OPS, op, by, result);
         if (r < 0)
@@ -298,19 +187,18 @@ static int on_op(Coverage *c, const msgpack_object *ev)
         return r;
 }
 
-/* An event of kind named by its field key (prefix prepended), by the test guessed from vm. */
+/* An event of kind named by its field key (prefix prepended). */
 static int on_simple(Coverage *c, const msgpack_object *ev, CoverageKind kind, const char *prefix,
                      const char *key, const char *result)
 {
-        char vm[256], what[256], name[300], label[2100];
-        field(ev, "vm", vm, sizeof vm);
+        char what[256], name[300], label[2100];
         field(ev, key, what, sizeof what);
         snprintf(name, sizeof name, "%s%s%s", prefix, prefix[0] && what[0] ? " " : "", what);
-        return count(c, kind, name, guess_test(c, vm, label, sizeof label), result);
+        return count(c, kind, name, test_of(ev, label, sizeof label), result);
 }
 
 struct CoverageFault {
-        char *key; /* "FILE\nDISK\nID": a fault is one disk's, in one file */
+        char *key; /* "STREAM\nFILE\nDISK\nID": a fault is one disk's, in one runner */
         char *kind;
         uint64_t hits;
 };
@@ -318,13 +206,13 @@ struct CoverageFault {
 /* disk.fault_hit: hits so far, of one fault; the largest seen is its total. */
 static int on_fault_hit(Coverage *c, const msgpack_object *ev)
 {
-        char disk[256], kind[64], key[1600];
+        char disk[256], kind[64], key[1400];
         uint64_t id = 0, hits = 0;
         (void) proto_get_uint(ev, "fault", &id);
         (void) proto_get_uint(ev, "hits", &hits);
-        const CoverageFile *in = guess_file(c, NULL);
-        snprintf(key, sizeof key, "%.1024s\n%s\n%" PRIu64, in ? in->file : "",
-                 field(ev, "disk", disk, sizeof disk), id);
+        char file[1024];
+        snprintf(key, sizeof key, "%" PRIu64 "\n%s\n%s\n%" PRIu64, c->streams,
+                 field(ev, "file", file, sizeof file), field(ev, "disk", disk, sizeof disk), id);
         for (size_t i = 0; i < c->nfaults; i++)
                 if (strcmp(c->faults[i].key, key) == 0) {
                         if (hits > c->faults[i].hits)
@@ -370,10 +258,6 @@ int coverage_add(Coverage *c, const msgpack_object *ev)
         char type[64];
         field(ev, "type", type, sizeof type);
         c->events++;
-        if (strcmp(type, "file.start") == 0 || strcmp(type, "file.end") == 0)
-                return on_file(c, ev, type[5] == 's');
-        if (strcmp(type, "test.start") == 0)
-                return on_test_start(c, ev);
         if (strcmp(type, "op") == 0)
                 return on_op(c, ev);
         if (strcmp(type, "vm.lifecycle") == 0)
@@ -451,7 +335,6 @@ void coverage_free(Coverage *c)
                 }
                 free(cat->entries);
         }
-        coverage_stream_begin(c);
         for (size_t i = 0; i < c->nfaults; i++) {
                 free(c->faults[i].key);
                 free(c->faults[i].kind);

@@ -44,21 +44,19 @@ typedef struct CoverageCategory {
         size_t n, cap;
 } CoverageCategory;
 
-typedef struct CoverageFile CoverageFile; /* a test file of the stream being read */
 typedef struct CoverageFault CoverageFault;
 
 typedef struct Coverage {
         CoverageCategory cat[COV_NKINDS];
         uint64_t events;       /* read, of every stream */
-        uint64_t unattributed; /* events counted that no test could be named for */
-        CoverageFile *files;   /* the stream's files, for events that do not name theirs */
-        size_t nfiles;
+        uint64_t unattributed; /* events counted that name no test */
+        uint64_t streams;      /* begun so far: a disk fault's id is its runner's */
         CoverageFault *faults; /* each disk fault's hits so far */
         size_t nfaults;
 } Coverage;
 
 void coverage_init(Coverage *c);
-/* A new stream begins: what is known of its running files is forgotten. */
+/* A new stream begins (its runners' disk fault ids are new ones). */
 void coverage_stream_begin(Coverage *c);
 /* Counts one event (a msgpack map as events_reader_next gives it). Returns 0 or -ENOMEM. */
 int coverage_add(Coverage *c, const msgpack_object *ev);

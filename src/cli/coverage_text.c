@@ -59,7 +59,7 @@ int coverage_text_write(FILE *out, const CoverageReport *rep)
         }
         fprintf(out, "%" PRIu64 " events", c->events);
         if (c->unattributed)
-                fprintf(out, ", %" PRIu64 " counted for no test (files ran in parallel)",
+                fprintf(out, ", %" PRIu64 " counted for no test (they name no file)",
                         c->unattributed);
         fputc('\n', out);
         return ferror(out) ? -EIO : 0;

@@ -84,12 +84,11 @@ static int install_signals(uv_loop_t *loop, Runtime *rt)
 
 /* A file that does not load (syntax error, missing) is one failed pseudo-test; for
  * provium list, a list.file with the error. */
-static void report_load_error(const char *file, const char *msg, bool listing)
+static void report_load_error(const char *msg, bool listing)
 {
         EventBuilder ev;
         if (listing) {
-                event_begin(&ev, "list.file", 5);
-                proto_kv_str(&ev.w, "file", file);
+                event_begin(&ev, "list.file", 4);
                 proto_kv_uint(&ev.w, "memory_mb", 0);
                 proto_kv_uint(&ev.w, "cpus", 0);
                 proto_kv_bool(&ev.w, "declared", false);
@@ -97,18 +96,14 @@ static void report_load_error(const char *file, const char *msg, bool listing)
                 event_end(&ev);
                 return;
         }
-        event_begin(&ev, "file.start", 1);
-        proto_kv_str(&ev.w, "file", file);
+        event_begin(&ev, "file.start", 0);
         event_end(&ev);
-        event_begin(&ev, "test.end", 5);
-        proto_kv_str(&ev.w, "file", file);
-        proto_kv_str(&ev.w, "test", "(file)");
+        event_begin(&ev, "test.end", 3);
         proto_kv_str(&ev.w, "status", "fail");
         proto_kv_uint(&ev.w, "duration_ns", 0);
         proto_kv_str(&ev.w, "message", msg ? msg : "cannot load");
         event_end(&ev);
-        event_begin(&ev, "file.end", 6);
-        proto_kv_str(&ev.w, "file", file);
+        event_begin(&ev, "file.end", 5);
         proto_kv_uint(&ev.w, "passed", 0);
         proto_kv_uint(&ev.w, "failed", 1);
         proto_kv_uint(&ev.w, "skipped", 0);
@@ -185,11 +180,12 @@ static int runner_setup(const char *claim_arg, bool with_grant)
 /* Loads cfg->file into a new Lua state and runs (or lists) it on a loop of its own. */
 static int run_file(const RuntimeConfig *cfg)
 {
+        events_set_scope(cfg->file, NULL);
         lua_State *L = luaL_newstate();
         if (!L)
                 return 1;
         if (bind_provium_open(L) < 0 || luaL_loadfilex(L, cfg->file, "t") != LUA_OK) {
-                report_load_error(cfg->file, lua_tostring(L, -1), cfg->listing);
+                report_load_error(lua_tostring(L, -1), cfg->listing);
                 lua_close(L);
                 return 1;
         }

@@ -121,35 +121,36 @@ static void test_counts(void **state)
 
 /* ---- 2 attribution ---- */
 
-/* coverage-2.1: two files at once, both with a VM "a": ops go by their file and test; an
- * event without a file goes to the only running file whose ops used its VM, else to none. */
+/* coverage-2.1: two files at once, both with a VM "a": every event goes by its own file and
+ * test, however they interleave; one that names no file (the dispatcher's) goes to none. */
 static void test_attribution(void **state)
 {
         Coverage c;
         coverage_init(&c);
         coverage_stream_begin(&c);
-        ev(&c, "file.start file=f1");
+        ev(&c, "file.start file=f1 test=(file)");
         ev(&c, "test.start file=f1 test=t1");
-        ev(&c, "vm.lifecycle vm=a action=pause ok=true"); /* one file running */
-        ev(&c, "file.start file=f2");
+        ev(&c, "vm.lifecycle vm=a action=pause ok=true file=f1 test=t1");
+        ev(&c, "file.start file=f2 test=(file)");
         ev(&c, "test.start file=f2 test=t2");
         ev(&c, "op vm=a op=exec file=f2 test=t2 ok=true error=");
         ev(&c, "op vm=b op=exec file=f1 test=t1 ok=true error=");
-        ev(&c, "vm.lifecycle vm=a action=resume ok=true"); /* only f2 used an "a" */
-        ev(&c, "op vm=a op=exec file=f1 test=t1 ok=true error=");
-        ev(&c, "vm.lifecycle vm=a action=reset ok=false"); /* both did */
-        ev(&c, "image.resolve image=default ok=true built=false");
-        ev(&c, "file.end file=f2");
-        ev(&c, "fixture.hit name=fx"); /* f1 alone again */
+        ev(&c, "vm.lifecycle vm=a action=resume ok=true file=f2 test=t2");
+        ev(&c, "vm.lifecycle vm=a action=resume ok=true file=f1 test=t1");
+        ev(&c, "vm.lifecycle vm=a action=reset ok=false");
+        ev(&c, "image.resolve image=default ok=true built=false file=f2 test=(file)");
+        ev(&c, "file.end file=f2 test=(file)");
+        ev(&c, "fixture.hit name=fx file=f1 test=t1");
         assert_int_equal(coverage_finish(&c), 0);
         expect_tests(find(&c, COV_OPS, "exec"), "f2: t2,f1: t1");
         expect_tests(find(&c, COV_LIFECYCLE, "pause"), "f1: t1");
-        expect_tests(find(&c, COV_LIFECYCLE, "resume"), "f2: t2");
+        expect_tests(find(&c, COV_LIFECYCLE, "resume"), "f2: t2,f1: t1");
         expect_tests(find(&c, COV_LIFECYCLE, "reset"), "");
         expect_results(find(&c, COV_LIFECYCLE, "reset"), "failed=1");
         expect_results(find(&c, COV_IMAGES, "default"), "cached=1");
+        expect_tests(find(&c, COV_IMAGES, "default"), "f2: (file)");
         expect_tests(find(&c, COV_FIXTURES, "fx"), "f1: t1");
-        assert_int_equal(c.unattributed, 2);
+        assert_int_equal(c.unattributed, 1);
         coverage_free(&c);
 }
 
@@ -173,26 +174,28 @@ static void test_network(void **state)
 /* ---- 3 disk faults ---- */
 
 /* coverage-3.1: fault_hit counts are running totals: each fault's largest one counts, summed
- * per kind; the same disk and fault id in another file is another fault. */
+ * per kind; the same disk and fault id in another file, or in the same file in another stream
+ * (another run), is another fault. */
 static void test_fault_hits(void **state)
 {
         Coverage c;
         coverage_init(&c);
-        ev(&c, "file.start file=f1");
-        ev(&c, "test.start file=f1 test=t1");
-        ev(&c, "disk.fault disk=d fault=1 kind=eio_read");
-        ev(&c, "disk.fault_hit disk=d fault=1 kind=eio_read hits=1");
-        ev(&c, "disk.fault_hit disk=d fault=1 kind=eio_read hits=3");
-        ev(&c, "disk.fault_hit disk=d fault=1 kind=eio_read hits=3");
-        ev(&c, "file.end file=f1");
-        ev(&c, "file.start file=f2");
-        ev(&c, "disk.fault disk=d fault=1 kind=eio_read");
-        ev(&c, "disk.fault_hit disk=d fault=1 kind=eio_read hits=2");
-        ev(&c, "disk.fault disk=d fault=2 kind=slow");
+        coverage_stream_begin(&c);
+        ev(&c, "disk.fault disk=d fault=1 kind=eio_read file=f1 test=t1");
+        ev(&c, "disk.fault_hit disk=d fault=1 kind=eio_read hits=1 file=f1 test=t1");
+        ev(&c, "disk.fault disk=d fault=1 kind=eio_read file=f2 test=t2");
+        ev(&c, "disk.fault_hit disk=d fault=1 kind=eio_read hits=3 file=f1 test=t1");
+        ev(&c, "disk.fault_hit disk=d fault=1 kind=eio_read hits=2 file=f2 test=t2");
+        ev(&c, "disk.fault_hit disk=d fault=1 kind=eio_read hits=3 file=f1 test=t1");
+        ev(&c, "disk.fault disk=d fault=2 kind=slow file=f2 test=t2");
+        coverage_stream_begin(&c);
+        ev(&c, "disk.fault disk=d fault=1 kind=eio_read file=f1 test=t1");
+        ev(&c, "disk.fault_hit disk=d fault=1 kind=eio_read hits=1 file=f1 test=t1");
         assert_int_equal(coverage_finish(&c), 0);
         const CoverageEntry *e = find(&c, COV_DISK_FAULTS, "eio_read");
-        assert_int_equal(e->calls, 2);
-        assert_int_equal(e->hits, 5);
+        assert_int_equal(e->calls, 3);
+        assert_int_equal(e->hits, 6);
+        expect_tests(e, "f1: t1,f2: t2");
         assert_int_equal(find(&c, COV_DISK_FAULTS, "slow")->hits, 0);
         coverage_free(&c);
 }

@@ -12,6 +12,16 @@ static struct {
         void *userdata;
 } sinks[MAX_SINKS];
 
+static struct {
+        const char *file, *test;
+} scope;
+
+void events_set_scope(const char *file, const char *test)
+{
+        scope.file = file;
+        scope.test = file ? (test ? test : "(file)") : NULL;
+}
+
 int events_subscribe(EventSinkFn fn, void *userdata)
 {
         for (int i = 0; i < MAX_SINKS; i++)
@@ -47,10 +57,14 @@ void event_begin(EventBuilder *ev, const char *type, uint32_t nfields)
 {
         proto_writer_init(&ev->w);
         ev->type = type;
-        proto_begin(&ev->w, nfields + 3);
+        proto_begin(&ev->w, nfields + (scope.file ? 5 : 3));
         proto_kv_uint(&ev->w, "v", EVENTS_SCHEMA_VERSION);
         proto_kv_str(&ev->w, "type", type);
         proto_kv_uint(&ev->w, "ts", events_now_ns());
+        if (scope.file) {
+                proto_kv_str(&ev->w, "file", scope.file);
+                proto_kv_str(&ev->w, "test", scope.test);
+        }
 }
 
 void events_forward(const char *type, const uint8_t *mp, size_t len)

@@ -26,6 +26,12 @@ typedef struct EventBuilder {
 } EventBuilder;
 
 void event_begin(EventBuilder *ev, const char *type, uint32_t nfields);
+
+/* A file runner's scope: while it is set, every event carries `file` and `test` (the running
+ * test, "(file)" outside any), added by event_begin, so that the events of files run in
+ * parallel can be told apart in one stream. The strings are the caller's and must outlive the
+ * scope; a NULL file ends it. */
+void events_set_scope(const char *file, const char *test);
 void event_end(EventBuilder *ev);
 
 /* infra.error: what a run needs of its host is not there, so a VM or a network could not be

@@ -371,8 +371,8 @@ int bridge_set_rate(Bridge *b, const char *tap, uint64_t rate, char *err, size_t
                                 seterr(err, errlen, "bridge %s: bandwidth_limit on %s: %s", b->name,
                                        b->taps[i], netlink_error(r));
         nl_socket_free(sk);
-        if (r >= 0)
-                emit_bridge(rate ? "bridge.bandwidth" : "bridge.bandwidth_clear", b, tap);
+        if (r >= 0 && !rate) /* a limit set is the prelude's bridge.bandwidth, with its rate */
+                emit_bridge("bridge.bandwidth_clear", b, tap);
         return r < 0 ? -EIO : 0;
 }
 

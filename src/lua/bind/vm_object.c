@@ -152,7 +152,7 @@ static void on_booted(Vm *vm, int status, const char *msg, void *data)
 int bind_vm_boot_wait(lua_State *L, Vm *vm, const VmConfig *cfg)
 {
         char why[1024];
-        int cr = claim_acquire(runtime_config(runtime_get(L))->file, why, sizeof why);
+        int cr = claim_acquire(why, sizeof why);
         if (cr < 0 || !claim_fits_vm(vm_config_memory_mb(cfg), why, sizeof why)) {
                 lua_pushnil(L);
                 lua_pushfstring(L, "vm %s: boot: %s", vm_name(vm), why);

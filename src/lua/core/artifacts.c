@@ -137,9 +137,7 @@ void artifacts_save(const char *dir, const char *file, int index, const char *te
         else
                 saved = save_consoles(vms, nvms, tdir) + save_captures(run_dir, tdir);
         EventBuilder ev;
-        event_begin(&ev, "test.artifacts", 4);
-        proto_kv_str(&ev.w, "file", file);
-        proto_kv_str(&ev.w, "test", test);
+        event_begin(&ev, "test.artifacts", 2);
         proto_kv_str(&ev.w, "dir", r == 0 ? tdir : "");
         proto_kv_uint(&ev.w, "files", saved);
         event_end(&ev);

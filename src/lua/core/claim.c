@@ -52,11 +52,10 @@ bool claim_get(uint64_t *memory_mb, unsigned *cpus)
         return claim.own;
 }
 
-static void emit_request(const char *file)
+static void emit_request(void)
 {
         EventBuilder ev;
-        event_begin(&ev, "pool.request", 4);
-        proto_kv_str(&ev.w, "file", file);
+        event_begin(&ev, "pool.request", 3);
         proto_kv_uint(&ev.w, "memory_mb", claim.memory_mb);
         proto_kv_uint(&ev.w, "cpus", claim.cpus);
         proto_kv_bool(&ev.w, "declared", claim.own);
@@ -81,7 +80,7 @@ static ssize_t read_line(int fd, char *buf, size_t len)
         return (ssize_t) n;
 }
 
-int claim_acquire(const char *file, char *err, size_t errlen)
+int claim_acquire(char *err, size_t errlen)
 {
         if (claim.granted)
                 return 0;
@@ -89,7 +88,7 @@ int claim_acquire(const char *file, char *err, size_t errlen)
                 claim.granted = true;
                 return 0;
         }
-        emit_request(file);
+        emit_request();
         char line[1024];
         ssize_t n = read_line(claim.grant_fd, line, sizeof line);
         if (n > 0 && line[0] == 'G') {

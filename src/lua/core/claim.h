@@ -18,7 +18,7 @@ bool claim_get(uint64_t *memory_mb, unsigned *cpus);
 /* Waits for the dispatcher to grant the claim (at once when it was granted already). Returns
  * 0, or -E2BIG (larger than the whole budget) / -EPIPE (no dispatcher any more) / -EINTR
  * (the run was interrupted) with err saying so. */
-int claim_acquire(const char *file, char *err, size_t errlen);
+int claim_acquire(char *err, size_t errlen);
 /* Whether a VM of memory_mb fits in the claim beside the QEMUs alive already; else err says
  * what the claim is and what is in use. */
 bool claim_fits_vm(uint64_t memory_mb, char *err, size_t errlen);

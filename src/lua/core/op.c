@@ -105,13 +105,10 @@ static void emit_op(Op *op, bool ok, const char *error, const msgpack_object *re
 {
         const OpEventHooks *hooks = op->event;
         const char *failed = hooks && hooks->failed && reply ? hooks->failed(op, reply) : NULL;
-        Runtime *rt = op->pending.rt;
         EventBuilder ev;
-        event_begin(&ev, "op", 7 + (hooks ? hooks->nfields : 0));
+        event_begin(&ev, "op", 5 + (hooks ? hooks->nfields : 0));
         proto_kv_str(&ev.w, "vm", op->vm_name);
         proto_kv_str(&ev.w, "op", op->name);
-        proto_kv_str(&ev.w, "file", rt ? runtime_config(rt)->file : "");
-        proto_kv_str(&ev.w, "test", rt ? runtime_current_test(rt) : "");
         proto_kv_uint(&ev.w, "duration_ns", events_mono_ns() - op->t0);
         proto_kv_bool(&ev.w, "ok", ok && !failed);
         proto_kv_str(&ev.w, "error", failed ? failed : error ? error : "");

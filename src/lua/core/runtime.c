@@ -439,18 +439,11 @@ void runtime_interrupt(Runtime *rt, const char *why)
 
 /* ---- tests ---- */
 
-const char *runtime_current_test(const Runtime *rt)
-{
-        return rt->test ? rt->test : "(file)";
-}
-
-static void emit_test(const char *type, const Runtime *rt, const char *name, int with_result,
-                      uint64_t duration_ns)
+/* test.start or test.end of the test in the events' scope (events.h) */
+static void emit_test(const char *type, const Runtime *rt, int with_result, uint64_t duration_ns)
 {
         EventBuilder ev;
-        event_begin(&ev, type, with_result ? 5 : 2);
-        proto_kv_str(&ev.w, "file", rt->cfg.file);
-        proto_kv_str(&ev.w, "test", name);
+        event_begin(&ev, type, with_result ? 3 : 0);
         if (with_result) {
                 proto_kv_str(&ev.w, "status", status_names[rt->status]);
                 proto_kv_uint(&ev.w, "duration_ns", duration_ns);
@@ -564,10 +557,10 @@ static bool run_chunk(Runtime *rt)
 static bool chunk_failed(Runtime *rt)
 {
         rt->status = TEST_FAIL;
-        emit_test("test.start", rt, "(file)", 0, 0);
+        emit_test("test.start", rt, 0, 0);
         if (!rt->cfg.listing)
                 save_artifacts(rt, 0, "(file)");
-        emit_test("test.end", rt, "(file)", 1, 0);
+        emit_test("test.end", rt, 1, 0);
         rt->failed++;
         return false;
 }
@@ -587,7 +580,8 @@ static void run_one_test(Runtime *rt, int index)
         lua_remove(L, -3); /* internal */
 
         rt->test = name ? name : "?";
-        emit_test("test.start", rt, rt->test, 0, 0);
+        events_set_scope(rt->cfg.file, rt->test);
+        emit_test("test.start", rt, 0, 0);
         uint64_t t0 = events_mono_ns();
         if (signal_seen && !rt->interrupted) { /* the loop has not run its callback yet */
                 char why[64];
@@ -602,8 +596,9 @@ static void run_one_test(Runtime *rt, int index)
         } else
                 run_in_coroutine(rt, 1);
         save_artifacts(rt, index, name ? name : "?");
-        emit_test("test.end", rt, name ? name : "?", 1, events_mono_ns() - t0);
+        emit_test("test.end", rt, 1, events_mono_ns() - t0);
         rt->test = NULL;
+        events_set_scope(rt->cfg.file, NULL);
         count(rt);
         free(name);
 }
@@ -640,8 +635,7 @@ static int test_count(Runtime *rt)
 static void emit_file(const char *type, const Runtime *rt, int with_counts)
 {
         EventBuilder ev;
-        event_begin(&ev, type, with_counts ? 6 : 1);
-        proto_kv_str(&ev.w, "file", rt->cfg.file);
+        event_begin(&ev, type, with_counts ? 5 : 0);
         if (with_counts) {
                 uint64_t peak_mb;
                 unsigned peak_vcpus;
@@ -661,7 +655,7 @@ static void emit_file(const char *type, const Runtime *rt, int with_counts)
 static bool acquire_claim(Runtime *rt)
 {
         char err[1024];
-        if (claim_acquire(rt->cfg.file, err, sizeof err) == 0)
+        if (claim_acquire(err, sizeof err) == 0)
                 return true;
         free(rt->message);
         rt->message = strdup(err);
@@ -711,11 +705,11 @@ static void emit_listed_test(const Runtime *rt, int index)
         lua_getfield(L, -1, "name");
         lua_getfield(L, -2, "line");
         EventBuilder ev;
-        event_begin(&ev, "list.test", 3);
-        proto_kv_str(&ev.w, "file", rt->cfg.file);
-        proto_kv_str(&ev.w, "test", lua_tostring(L, -2) ? lua_tostring(L, -2) : "?");
+        events_set_scope(rt->cfg.file, lua_tostring(L, -2) ? lua_tostring(L, -2) : "?");
+        event_begin(&ev, "list.test", 1);
         proto_kv_uint(&ev.w, "line", (uint64_t) lua_tointeger(L, -1));
         event_end(&ev);
+        events_set_scope(rt->cfg.file, NULL);
         lua_pop(L, 5);
 }
 
@@ -731,8 +725,7 @@ int runtime_list_file(Runtime *rt)
         unsigned cpus;
         bool declared = claim_get(&mb, &cpus);
         EventBuilder ev;
-        event_begin(&ev, "list.file", 5);
-        proto_kv_str(&ev.w, "file", rt->cfg.file);
+        event_begin(&ev, "list.file", 4);
         proto_kv_uint(&ev.w, "memory_mb", mb);
         proto_kv_uint(&ev.w, "cpus", cpus);
         proto_kv_bool(&ev.w, "declared", declared);

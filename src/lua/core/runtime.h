@@ -25,9 +25,6 @@ typedef struct RuntimeConfig {
 
 typedef struct Runtime Runtime;
 
-/* The name of the test running now, as its test.start event gave it; "(file)" outside tests. */
-const char *runtime_current_test(const Runtime *rt);
-
 /* The file's own chunk is running (not a test): where provium:claim belongs. */
 bool runtime_in_chunk(const Runtime *rt);
 
