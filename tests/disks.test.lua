@@ -348,15 +348,15 @@ end)
     t:eq(code, 0, out)
     local lines = st.sh(provium.executable .. " events " .. dir .. "/ev.mp | grep ' disk\\.'")
     for _, want in ipairs({
-        "disk%.create disk=ev size=1048576 from=\"\" path=[^\n]*/disk%-ev%.img\n",
-        "disk%.attach disk=ev vm=ev hot=false plain=false\n",
-        "disk%.fault disk=ev fault=1 kind=eio_read lba=0 count=0 errno=EIO times=1 probability=1 ms=0 jitter_ms=0\n",
-        "disk%.fault_hit disk=ev fault=1 kind=eio_read hits=1\n",
-        "disk%.heal disk=ev fault=0 ended=1\n",
-        "disk%.power_loss disk=ev vm=ev pending=1 dropped=1 kept=0 error=\"\"\n" }) do
+        "disk%.create file=%S+ test=events disk=ev size=1048576 from=\"\" path=[^\n]*/disk%-ev%.img\n",
+        "disk%.attach file=%S+ test=events disk=ev vm=ev hot=false plain=false\n",
+        "disk%.fault file=%S+ test=events disk=ev fault=1 kind=eio_read lba=0 count=0 errno=EIO times=1 probability=1 ms=0 jitter_ms=0\n",
+        "disk%.fault_hit file=%S+ test=events disk=ev fault=1 kind=eio_read hits=1\n",
+        "disk%.heal file=%S+ test=events disk=ev fault=0 ended=1\n",
+        "disk%.power_loss file=%S+ test=events disk=ev vm=ev pending=1 dropped=1 kept=0 error=\"\"\n" }) do
         t:match(lines, want)
     end
-    local _, slow_reports = lines:gsub("disk%.fault_hit disk=ev fault=2 kind=slow hits=%d+\n", "")
+    local _, slow_reports = lines:gsub("disk%.fault_hit file=%S+ test=%S+ disk=ev fault=2 kind=slow hits=%d+\n", "")
     t:eq(slow_reports, 2, "after the test and at the file's end\n" .. lines)
 end)
 

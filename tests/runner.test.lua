@@ -199,7 +199,7 @@ print(" ".join(e["type"] for e in evs if e["type"] in ("file.start", "test.end",
     -- without --json: a line per event
     out, code = sh(string.format("%s events %s/events.mp", provium.executable, dir))
     t:eq(code, 0, out)
-    t:match(out, "\n%d%d%d%d%-%d%d%-%d%dT[%d:.]+Z vm%.boot vm=evjson image=default ok=true duration_ns=%d+ error=\"\"\n")
+    t:match(out, "\n%d%d%d%d%-%d%d%-%d%dT[%d:.]+Z vm%.boot file=[^ ]*/evjson%.test%.lua test=.- vm=evjson image=default ok=true duration_ns=%d+ error=\"\"\n")
     -- a file cut inside an event: the events before it, then an error naming file and offset
     sh(string.format("head -c $(($(stat -c %%s %s/events.mp) - 3)) %s/events.mp > %s/cut.mp", dir, dir, dir))
     out, code = sh(string.format("%s events %s/cut.mp --json", provium.executable, dir))
