@@ -87,6 +87,10 @@ extern int64_t init_modules_ns;
 /* PID-1 setup: mounts, environment, and the kernel modules the console needs (those listed up
  * to virtio_console). Logs failures and carries on. */
 void init_pid1(void);
+/* PID 1 of a local VM (--local): loopback, environment, hostname; no mount, no module. */
+void init_local(void);
+/* Whether init_local() ran: power off is then the end of PID 1, not a reboot(2). */
+bool init_is_local(void);
 /* Starts the thread that loads the remaining modules once modules_release() is called (or
  * after a while). Call with SIGCHLD blocked, after init_pid1(); a no-op when nothing is left. */
 void modules_start(void);

@@ -13,7 +13,12 @@
  * The disk holds the same tree as the initramfs plus the image's packages; any failure there
  * powers off with the failed step on the console.
  *
- * Sections: logging, command line, mounts, modules, root disk, exit (shutting down is
+ * A local VM (--vmm local, src/host/vmm/vm_local.c) runs the agent as PID 1 of namespaces on
+ * the host with --local: its root and mounts are made already and the kernel is the host's, so
+ * init_local() loads no module (one would go into the host's kernel), mounts nothing and
+ * switches to no root disk.
+ *
+ * Sections: logging, command line, mounts, modules, root disk, local, exit (shutting down is
  * power.c's).
  */
 #include <dirent.h>
@@ -44,6 +49,8 @@
 #define MODULES_ONDEMAND "/lib/modules/provium.ondemand"
 #define MODULES_CONSOLE  "virtio_console" /* the last module the ports need */
 #define MODULES_DEFER_MS 2000             /* load the rest by then even without a hello */
+
+static bool modules_host; /* a local VM: the kernel and its modules are the host's */
 
 #define ROOT_LOWER   "/.provium/lower" /* the disk, read-only */
 #define ROOT_RW      "/.provium/rw"    /* tmpfs with the overlay's upper and work dirs */
@@ -330,6 +337,8 @@ void modules_wait_loaded(void)
  * not name it, or -errno. */
 static int modules_load_named(const char *list, const char *name)
 {
+        if (modules_host)
+                return 0; /* the host's kernel has it, or autoloads it */
         FILE *f = fopen(list, "re");
         if (!f)
                 return -errno;
@@ -568,11 +577,32 @@ void init_pid1(void)
         init_hwrng();
 }
 
+/* ---- local ---- */
+
+bool init_is_local(void)
+{
+        return modules_host;
+}
+
+void init_local(void)
+{
+        modules_host = true;
+        init_ensure_stdio();
+        agent_log("starting (local)");
+        init_loopback();
+        if (setenv("PATH", "/usr/sbin:/usr/bin:/sbin:/bin", 1) < 0 ||
+            setenv("HOME", "/root", 1) < 0)
+                agent_log("setenv: %s", strerror(errno));
+        if (chdir("/") < 0)
+                agent_log("chdir /: %s", strerror(errno));
+        init_hostname();
+}
+
 /* ---- exit ---- */
 
 _Noreturn void init_exit(bool pid1, int code)
 {
-        if (!pid1)
+        if (!pid1 || modules_host)
                 exit(code);
         agent_log("init exiting (%d), powering off", code);
         for (;;) {

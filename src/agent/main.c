@@ -40,6 +40,9 @@
 typedef struct Options {
         int fds[MAX_CONNS]; /* each --fd */
         size_t n_fds;
+        int listens[MAX_CONNS]; /* each --listen: a listening socket, served one client at a time */
+        size_t n_listens;
+        bool local;               /* --local: PID 1 of a local VM (init_local) */
         int fd;                   /* first --fd, -1 when absent */
         const char *path;         /* --connect */
         const char *port;         /* --port or the default */
@@ -55,24 +58,33 @@ static void sleep_ms(int ms)
 
 static void usage(FILE *f)
 {
-        (void) fprintf(f,
-                       "usage: provium-agent [--fd N [--fd M...] | --connect PATH | --port NAME]\n"
-                       "                     [--power-button DEV]\n"
-                       "Serves the provium agent protocol (docs/protocol.md). Without options\n"
-                       "it serves the virtio-serial port named " AGENT_DEFAULT_PORT " and every\n"
-                       "other port named " PORT_PREFIX "*, each in its own thread.\n"
-                       "As PID 1 it powers off when the ACPI power button is pressed; with\n"
-                       "--power-button it watches the evdev device DEV instead (outside PID 1\n"
-                       "a KEY_POWER press makes it exit, as poweroff does).\n");
+        (void) fprintf(
+            f, "usage: provium-agent [--fd N [--fd M...] | --connect PATH | --port NAME |\n"
+               "                      --listen N [--listen M...]] [--local]\n"
+               "                     [--power-button DEV]\n"
+               "Serves the provium agent protocol (docs/protocol.md). Without options\n"
+               "it serves the virtio-serial port named " AGENT_DEFAULT_PORT " and every\n"
+               "other port named " PORT_PREFIX "*, each in its own thread.\n"
+               "As PID 1 it powers off when the ACPI power button is pressed; with\n"
+               "--power-button it watches the evdev device DEV instead (outside PID 1\n"
+               "a KEY_POWER press makes it exit, as poweroff does).\n"
+               "--listen N serves the clients of the listening socket N, one after the\n"
+               "other; --local is PID 1 of a local VM, whose namespaces, root and mounts\n"
+               "are made (src/host/vmm/vm_local.c): no module is loaded, nothing mounted.\n");
 }
 
 /* Returns 0, 1 after --help, or -EINVAL. */
 static int parse_args(int argc, char **argv, Options *ret)
 {
         static const struct option longopts[] = {
-            {"fd", required_argument, NULL, 'f'},   {"connect", required_argument, NULL, 'c'},
-            {"port", required_argument, NULL, 'p'}, {"power-button", required_argument, NULL, 'b'},
-            {"help", no_argument, NULL, 'h'},       {0},
+            {"fd", required_argument, NULL, 'f'},
+            {"connect", required_argument, NULL, 'c'},
+            {"port", required_argument, NULL, 'p'},
+            {"power-button", required_argument, NULL, 'b'},
+            {"listen", required_argument, NULL, 'l'},
+            {"local", no_argument, NULL, 'L'},
+            {"help", no_argument, NULL, 'h'},
+            {0},
         };
         Options o = {.fd = -1, .port = AGENT_DEFAULT_PORT};
         int c;
@@ -88,6 +100,17 @@ static int parse_args(int argc, char **argv, Options *ret)
                                 return -EINVAL;
                         o.fds[o.n_fds++] = (int) v;
                         o.fd = o.fds[0];
+                        break;
+                case 'l':
+                        errno = 0;
+                        long l = strtol(optarg, &end, 10);
+                        if (errno || *end || end == optarg || l < 0 || l > INT32_MAX ||
+                            o.n_listens == MAX_CONNS)
+                                return -EINVAL;
+                        o.listens[o.n_listens++] = (int) l;
+                        break;
+                case 'L':
+                        o.local = true;
                         break;
                 case 'c':
                         o.path = optarg;
@@ -105,7 +128,7 @@ static int parse_args(int argc, char **argv, Options *ret)
                         return -EINVAL;
                 }
         }
-        if (optind != argc || (o.n_fds > 0 && o.path))
+        if (optind != argc || (o.n_fds > 0) + (o.path != NULL) + (o.n_listens > 0) > 1)
                 return -EINVAL;
         *ret = o;
         return 0;
@@ -208,12 +231,13 @@ static int fd_adopt(int fd)
 
 /* ---- connection threads ---- */
 
-typedef enum { CONN_FD, CONN_PORT } ConnKind;
+typedef enum { CONN_FD, CONN_PORT, CONN_LISTEN } ConnKind;
 
 typedef struct Conn {
         pthread_t thread;
         ConnKind kind;
-        int fd;         /* CONN_FD: the stream; CONN_PORT: opened by the thread */
+        int fd;         /* CONN_FD: the stream; CONN_LISTEN: the listening socket; CONN_PORT:
+                           opened by the thread */
         char name[128]; /* port name, or "fd" */
         int code;       /* exit code of the thread */
         bool started;
@@ -289,6 +313,29 @@ static int serve_port(Server *s, const char *name)
         }
 }
 
+/* Serves the clients of a listening socket one after the other, as a port is served: the host
+ * may disconnect and connect again. Returns the exit code when told to quit. */
+static int serve_listen(Server *s, int lfd)
+{
+        for (;;) {
+                int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+                if (fd < 0) {
+                        if (errno == EINTR || errno == ECONNABORTED)
+                                continue;
+                        agent_log("accept: %s", strerror(errno));
+                        return 1;
+                }
+                int r = server_serve(s, fd);
+                (void) close(fd);
+                if (r == 1) {
+                        atomic_store(&agent_quit, true);
+                        return 0;
+                }
+                if (r < 0)
+                        agent_log("connection closed: %s", strerror(-r));
+        }
+}
+
 static void *conn_main(void *arg)
 {
         Conn *c = arg;
@@ -299,10 +346,12 @@ static void *conn_main(void *arg)
                 c->code = 1;
         } else if (c->kind == CONN_PORT)
                 c->code = serve_port(&s, c->name);
+        else if (c->kind == CONN_LISTEN)
+                c->code = serve_listen(&s, c->fd);
         else
                 c->code = serve_stream(&s, c->fd);
         server_done(&s);
-        if (c->kind == CONN_FD)
+        if (c->kind != CONN_PORT)
                 closep(&c->fd);
         atomic_fetch_sub(&live_conns, 1);
         wake_main();
@@ -387,6 +436,19 @@ static int agent_start(const Options *o)
                 agent_log("ready");
                 return 0;
         }
+        for (size_t i = 0; i < o->n_listens; i++) {
+                int r = fd_adopt(o->listens[i]);
+                if (r == 0)
+                        r = conn_start(CONN_LISTEN, o->listens[i], "listen");
+                if (r < 0) {
+                        agent_log("--listen %d: %s", o->listens[i], strerror(-r));
+                        return 1;
+                }
+        }
+        if (o->n_listens > 0) {
+                agent_log("ready");
+                return 0;
+        }
         if (o->path) {
                 int fd = unix_connect(o->path);
                 if (fd < 0) {
@@ -466,13 +528,13 @@ static int agent_run(const Options *o)
                 return 1;
         }
         modules_start(); /* after SIGCHLD is blocked; the thread blocks every signal */
-        int r = power_button_start(o->power_button, agent_pid1, agent_debug);
+        int r = o->local ? 0 : power_button_start(o->power_button, agent_pid1, agent_debug);
         if (r < 0)
                 agent_log("power button thread: %s", strerror(-r));
         int code = agent_start(o);
         if (code != 0 && n_conns == 0)
                 return code;
-        r = agent_loop(sigfd, o->n_fds == 0 && !o->path);
+        r = agent_loop(sigfd, o->n_fds == 0 && !o->path && o->n_listens == 0);
         return code ? code : r;
 }
 
@@ -480,12 +542,14 @@ int main(int argc, char **argv)
 {
         agent_start_ns = agent_now_ns();
         bool pid1 = getpid() == 1;
-        if (pid1)
+        Options o;
+        int r = parse_args(argc, argv, &o);
+        if (r == 0 && o.local)
+                init_local();
+        else if (pid1)
                 init_pid1();
         else
                 init_ensure_stdio();
-        Options o;
-        int r = parse_args(argc, argv, &o);
         if (r != 0) {
                 if (r < 0)
                         usage(stderr);
@@ -494,7 +558,7 @@ int main(int argc, char **argv)
         if (signal(SIGPIPE, SIG_IGN) == SIG_ERR)
                 agent_log("signal: %s", strerror(errno));
         agent_pid1 = pid1;
-        agent_debug = init_debug_requested(pid1);
+        agent_debug = init_debug_requested(pid1 && !o.local); /* /proc/cmdline is the host's */
         child_init_limits();
         int code = agent_run(&o);
         init_exit(pid1, code);

@@ -59,6 +59,8 @@ int power_off(bool reboot_)
                         agent_log("kill SIGKILL: %s", strerror(errno));
         } else if (errno != ESRCH) /* ESRCH: no process but us */
                 agent_log("kill SIGTERM: %s", strerror(errno));
+        if (init_is_local())
+                _exit(0); /* PID 1 of a local VM: its namespaces end with it; the host goes on */
         sync();
         if (reboot(reboot_ ? RB_AUTOBOOT : RB_POWER_OFF) < 0)
                 return -errno;
