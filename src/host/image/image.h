@@ -56,6 +56,17 @@ Image **image_list_free(Image **images, size_t n);
  * while a build holds its lock, -EINVAL for an image without a key, or -errno. */
 int image_remove(const Image *img, uint64_t *ret_bytes);
 
+/* The image's initramfs as a directory tree, for a local VM's root (--vmm local): unpacked
+ * into <img->dir>/tree on first use (image_tree.c), read-only after. Its owners are shifted by
+ * IMAGE_TREE_ID_BASE: IDs 0..IMAGE_TREE_IDS-1 of the image are host IDs BASE.., which a local
+ * VM's user namespace maps back, so that its root is nobody on the host. Run by another user
+ * than root, the tree is <img->dir>/tree-uid<UID> and everything in it is that user's (the
+ * user namespace of its local VMs maps root to the user alone). Device nodes are left out.
+ * Returns 0 and *ret (the path; the caller frees it) or -errno with err naming the image. */
+#define IMAGE_TREE_ID_BASE 1073741824u
+#define IMAGE_TREE_IDS     65536u
+int image_tree(const Image *img, char **ret, char *err, size_t errlen);
+
 /* A copy of img (all its strings), or NULL on ENOMEM. */
 Image *image_dup(const Image *img);
 
