@@ -61,5 +61,5 @@ test("a fixture of the image restores with its service running, clones independe
     b:write_file("/etc/motd", "b's\n")
     t:eq(a:run("redis-cli get from"):assert_ok().stdout, "fixture\n")
     t:eq(a:read_file("/etc/motd"), "Provium's redis image\n")
-    t:match(a:read_file("/proc/mounts"), "\noverlay / overlay ")
+    t:match("\n" .. a:read_file("/proc/mounts"), "\noverlay / overlay ")
 end)

@@ -8,6 +8,7 @@
 
 typedef struct CliOptions {
         const char *accel;                  /* "auto", "kvm" or "tcg" */
+        const char *vmm;                    /* "qemu" or "local": the VMs' default */
         const char *events[CLI_MAX_EVENTS]; /* --events FILE | unix:PATH, each given */
         int nevents;
         unsigned jobs;         /* files run at once */

@@ -29,6 +29,7 @@
 #include "image.h"
 #include "netns.h"
 #include "qemu.h"
+#include "vm.h"
 
 /* ---- children ---- */
 
@@ -174,6 +175,7 @@ static void on_child_exit(uv_process_t *p, int64_t status, int term_signal)
         Child *c = p->data;
         /* Its last events may still be in the pipe, unread: the exit can be seen first. */
         drain_events(c);
+        vm_local_sweep(p->pid); /* the cgroups of its local VMs, when it was killed */
         if (!c->saw_file_end) {
                 char why[256];
                 if (term_signal)
@@ -221,7 +223,7 @@ static int spawn_child(Dispatcher *d, const char *file, size_t index)
         char claim[48];
         snprintf(claim, sizeof claim, "%llu,%u", (unsigned long long) d->o->claim_mb,
                  d->o->claim_cpus);
-        char *args[13 + CLI_MAX_FILTERS + 1] = {d->self,
+        char *args[14 + CLI_MAX_FILTERS + 1] = {d->self,
                                                 "__run-file",
                                                 c->file,
                                                 c->run_dir,
@@ -233,9 +235,10 @@ static int spawn_child(Dispatcher *d, const char *file, size_t index)
                                                 (char *) d->kvm_unusable,
                                                 (char *) d->image_dir,
                                                 claim,
-                                                (char *) (d->artifacts ? d->artifacts : "")};
+                                                (char *) (d->artifacts ? d->artifacts : ""),
+                                                (char *) d->o->vmm};
         for (int i = 0; i < d->o->nfilters; i++)
-                args[13 + i] = (char *) d->o->filters[i];
+                args[14 + i] = (char *) d->o->filters[i];
         c->index = index;
         uv_pipe_init(d->loop, &c->events, 0);
         c->events.data = c;
@@ -449,6 +452,7 @@ int dispatcher_run(const CliOptions *o, char **paths, int npaths)
                 status = 2;
         }
 
+        vm_local_sweep_stale(); /* what local VMs of killed runs left */
         snprintf(d.run_root, sizeof d.run_root, "%s/provium-XXXXXX", run_root_parent());
         if (status == 0 && !mkdtemp(d.run_root)) {
                 perror("provium: mkdtemp");

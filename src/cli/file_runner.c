@@ -209,7 +209,7 @@ static int run_file(const RuntimeConfig *cfg)
 
 int file_runner_main(int argc, char **argv)
 {
-        if (argc < 12) {
+        if (argc < 13) {
                 fprintf(stderr, "provium: __run-file is internal to the dispatcher\n");
                 return 2;
         }
@@ -230,8 +230,9 @@ int file_runner_main(int argc, char **argv)
             .op_timeout_s = atof(argv[5]),
             .boot_timeout_s = atof(argv[6]),
             .artifacts = argv[11][0] ? argv[11] : NULL,
-            .filters = (const char **) argv + 12,
-            .nfilters = argc - 12,
+            .vmm = argv[12],
+            .filters = (const char **) argv + 13,
+            .nfilters = argc - 13,
         };
         return run_file(&cfg);
 }

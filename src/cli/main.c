@@ -40,6 +40,9 @@ static void usage(FILE *f)
             "options:\n"
             "  --accel auto|kvm|tcg   accelerator (auto: KVM only once the image's kernel has\n"
             "                         booted under it; the verdict is cached: provium doctor)\n"
+            "  --vmm qemu|local       what a VM is by default: QEMU with the image's kernel, or\n"
+            "                         local: the image's agent as PID 1 of namespaces on the\n"
+            "                         host, no kernel of its own (docs/local.md)\n"
             "  --events FILE|unix:PATH  every event as msgpack to FILE, or live to the clients\n"
             "                         of a Unix socket at PATH (repeat for several)\n"
             "  -j, --jobs N           files run at once (default 1)\n"
@@ -129,6 +132,7 @@ static int cmd_run(int argc, char **argv, bool listing)
 {
         bool json = false;
         CliOptions o = {.accel = "auto",
+                        .vmm = "qemu",
                         .jobs = 1,
                         .test_timeout_s = 600,
                         .op_timeout_s = 60,
@@ -139,6 +143,7 @@ static int cmd_run(int argc, char **argv, bool listing)
                         .filters = filters};
         static const struct option longopts[] = {
             {"accel", required_argument, NULL, 'a'},
+            {"vmm", required_argument, NULL, 'V'},
             {"events", required_argument, NULL, 'e'},
             {"jobs", required_argument, NULL, 'j'},
             {"test-timeout", required_argument, NULL, 'T'},
@@ -203,6 +208,14 @@ static int cmd_run(int argc, char **argv, bool listing)
                                 return 2;
                         }
                         o.accel = optarg;
+                        break;
+                case 'V':
+                        if (strcmp(optarg, "qemu") != 0 && strcmp(optarg, "local") != 0) {
+                                fprintf(stderr, "provium: --vmm must be qemu or local, not '%s'\n",
+                                        optarg);
+                                return 2;
+                        }
+                        o.vmm = optarg;
                         break;
                 case 'e':
                         if (o.nevents == CLI_MAX_EVENTS) {
@@ -292,6 +305,8 @@ int main(int argc, char **argv)
         }
         if (argc >= 2 && strcmp(argv[1], "__pdeathsig") == 0)
                 return vm_pdeathsig_exec(argc - 1, argv + 1);
+        if (argc >= 2 && strcmp(argv[1], "__local-vm") == 0)
+                return vm_local_sandbox_main(argc - 1, argv + 1);
         if (argc >= 2 && strcmp(argv[1], "__run-file") == 0)
                 return file_runner_main(argc - 1, argv + 1);
         if (argc >= 2 && strcmp(argv[1], "__list-file") == 0)

@@ -20,6 +20,7 @@
 #include <netlink/route/addr.h>
 #include <netlink/route/link.h>
 #include <netlink/route/link/bridge.h>
+#include <netlink/route/link/veth.h>
 #include <netlink/route/qdisc.h>
 #include <netlink/route/qdisc/tbf.h>
 #include <netlink/route/tc.h>
@@ -217,6 +218,57 @@ int bridge_add_tap(Bridge *b, const char *tap, char *err, size_t errlen)
                 return r;
         }
         emit_bridge("bridge.attach", b, tap);
+        return 0;
+}
+
+/* The veth pair port (here) and peer (in netns_pid's namespace, with MAC mac). */
+static int veth_create(struct nl_sock *sk, const char *port, int netns_pid, const char *peer,
+                       const char *mac)
+{
+        struct rtnl_link *l = rtnl_link_veth_alloc();
+        if (!l)
+                return -NLE_NOMEM;
+        struct rtnl_link *p = rtnl_link_veth_get_peer(l);
+        struct nl_addr *addr = NULL;
+        int r = nl_addr_parse(mac, AF_LLC, &addr);
+        if (r >= 0) {
+                rtnl_link_set_name(l, port);
+                rtnl_link_set_name(p, peer);
+                rtnl_link_set_addr(p, addr);
+                rtnl_link_set_ns_pid(p, netns_pid);
+                r = rtnl_link_add(sk, l, NLM_F_CREATE | NLM_F_EXCL);
+        }
+        if (addr)
+                nl_addr_put(addr);
+        rtnl_link_put(p);
+        rtnl_link_veth_release(l);
+        return r;
+}
+
+int bridge_veth_port(Bridge *b, const char *port, int netns_pid, const char *peer, const char *mac,
+                     char *err, size_t errlen)
+{
+        if (b->gone) {
+                seterr(err, errlen, "bridge %s: attach: the bridge is gone", b->name);
+                return -ENODEV;
+        }
+        int r;
+        struct nl_sock *sk = netlink_open(&r);
+        if (!sk) {
+                seterr(err, errlen, "bridge %s: netlink: %s", b->name, netlink_error(r));
+                return -EIO;
+        }
+        const char *step = "removing its TAP";
+        r = netlink_link_delete(sk, port);
+        if (r >= 0 &&
+            (step = "creating the veth", r = veth_create(sk, port, netns_pid, peer, mac)) >= 0)
+                step = "adding it", r = link_up(sk, port, b->ifindex, NULL);
+        nl_socket_free(sk);
+        if (r < 0) {
+                seterr(err, errlen, "bridge %s: attach: port %s: %s: %s", b->name, port, step,
+                       netlink_error(r));
+                return -EIO;
+        }
         return 0;
 }
 

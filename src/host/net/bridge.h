@@ -15,6 +15,11 @@ const char *bridge_name(const Bridge *b);
 const char *bridge_ifname(const Bridge *b);
 /* Creates persistent TAP `tap` (for QEMU's -netdev tap,ifname=) as a port of the bridge. */
 int bridge_add_tap(Bridge *b, const char *tap, char *err, size_t errlen);
+/* Makes port `port` (a TAP of bridge_add_tap) a veth instead, whose other end is `peer` with
+ * MAC mac in the network namespace of process netns_pid: a local VM's card (--vmm local). The
+ * port keeps its name, so impairments, rates and captures on it work as on a TAP. */
+int bridge_veth_port(Bridge *b, const char *port, int netns_pid, const char *peer, const char *mac,
+                     char *err, size_t errlen);
 /* Adds an impairment: nft rule lines for the bridge's forward chain (e.g. `iifname "t1"
  * oifname "t2" drop`). *ret_id undoes it with bridge_unimpair (id 0: all of them). kind names
  * it in messages. */

@@ -2,7 +2,11 @@
 #include "netlink.h"
 
 #include <errno.h>
+#include <net/if.h>
 #include <netlink/route/link.h>
+#include <netlink/route/qdisc.h>
+#include <netlink/route/qdisc/netem.h>
+#include <stdbool.h>
 #include <nftables/libnftables.h>
 #include <stdio.h>
 
@@ -54,4 +58,38 @@ int nft_apply(const char *cmds, char *err, size_t errlen)
         }
         nft_ctx_free(nft);
         return r != 0 ? -EIO : 0;
+}
+
+/* A netem qdisc on lo, added and deleted at once: whether this kernel has sch_netem. */
+static bool probe_netem(void)
+{
+        int r;
+        struct nl_sock *sk = netlink_open(&r);
+        struct rtnl_qdisc *q = sk ? rtnl_qdisc_alloc() : NULL;
+        int lo = (int) if_nametoindex("lo");
+        bool has = false;
+        if (q && lo > 0) {
+                rtnl_tc_set_ifindex(TC_CAST(q), lo);
+                rtnl_tc_set_parent(TC_CAST(q), TC_H_ROOT);
+                rtnl_tc_set_handle(TC_CAST(q), TC_HANDLE(0x7e57, 0));
+                if (rtnl_tc_set_kind(TC_CAST(q), "netem") >= 0) {
+                        rtnl_netem_set_delay(q, 1);
+                        has = rtnl_qdisc_add(sk, q, NLM_F_CREATE | NLM_F_EXCL) >= 0;
+                        if (has)
+                                (void) rtnl_qdisc_delete(sk, q);
+                }
+        }
+        if (q)
+                rtnl_qdisc_put(q);
+        if (sk)
+                nl_socket_free(sk);
+        return has;
+}
+
+bool netlink_has_netem(void)
+{
+        static int known = -1;
+        if (known < 0)
+                known = probe_netem();
+        return known;
 }

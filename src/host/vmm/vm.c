@@ -172,6 +172,8 @@ uint64_t vm_memory_limit(void)
 
 void vm_count_live(Vm *vm)
 {
+        if (vm->local)
+                return; /* it reserves no RAM (docs/local.md): its processes use what they use */
         vm->live_mb = vm_config_memory_mb(&vm->cfg);
         vm->live_vcpus = vm->cfg.cpus ? vm->cfg.cpus : 1;
         live_mb += vm->live_mb;
@@ -217,9 +219,10 @@ static void set_death(Vm *vm)
         bool panic = recent && strstr(recent, "Kernel panic");
         free(recent);
         free(vm->death);
-        if (asprintf(&vm->death, "vm %s: QEMU %s %ld%s%s%s\n--- last console lines ---\n%s",
-                     vm->name, what, code, panic ? " (guest kernel panic)" : "",
-                     vm->qemu_err_len ? "; QEMU said: " : "", vm->qemu_err, tail ? tail : "") < 0)
+        if (asprintf(&vm->death, "vm %s: %s %s %ld%s%s%s\n--- last console lines ---\n%s", vm->name,
+                     vm_is_local(vm) ? "the local VM" : "QEMU", what, code,
+                     panic ? " (guest kernel panic)" : "", vm->qemu_err_len ? "; QEMU said: " : "",
+                     vm->qemu_err, tail ? tail : "") < 0)
                 vm->death = NULL;
         free(tail);
 }
@@ -232,6 +235,7 @@ static void finish_exit(Vm *vm)
         set_death(vm);
         vm_emit_exit(vm);
         vm_disks_qemu_gone(vm);
+        vm_local_gone(vm);
         vm->qmp = qmp_free(vm->qmp);
         if (vm->agent)
                 agent_client_shutdown(vm->agent, -ECONNRESET);
@@ -277,6 +281,7 @@ void vm_on_qemu_exit(uv_process_t *p, int64_t status, int term_signal)
         vm_close_handle(vm, (uv_handle_t *) vm->proc);
         vm->proc = NULL;
         uncount_live(vm);
+        vm_local_exited(vm);
         if (!restart)
                 vm_enter(vm, PHASE_EXITING);
         vm_exit_progress(vm);
@@ -423,6 +428,7 @@ Vm *vm_free(Vm *vm)
         }
         free(vm->snaps);
         vm_disks_free(vm);
+        vm_local_gone(vm);
         vm_config_clear(&vm->cfg);
         image_free(vm->image);
         free(vm->ram_path);

@@ -164,6 +164,29 @@ void vm_stop(Vm *vm, void (*done_cb)(Vm *vm, void *data), void *data);
 /* Frees a VM that is defined or exited (after vm_stop's callback). Accepts NULL. */
 Vm *vm_free(Vm *vm);
 
+/* ---- local VMs (--vmm local: vm_local.c, local_sandbox.c) ---- */
+
+/* What a call that needs a guest kernel raises on a local VM, after "vm NAME: CALL: ". A test
+ * that gets it is reported as skipped with the message (src/lua/prelude/test.lua). */
+#define VM_LOCAL_UNAVAILABLE "not available under --vmm local (needs a guest kernel)"
+
+/* Whether the VM is a local one; set once, before its first boot (provium:vm's vmm). */
+bool vm_is_local(const Vm *vm);
+void vm_set_local(Vm *vm, bool local);
+/* Whether pause and resume can freeze the local VM (it has a cgroup; true for a QEMU VM). */
+bool vm_local_can_freeze(const Vm *vm);
+/* The process whose namespaces a running local VM has (its init, as this process sees it), or
+ * -errno. */
+int vm_local_init_pid(const Vm *vm);
+/* Removes the cgroups of runner_pid's local VMs that are left (it was killed): for the
+ * dispatcher, once the runner has exited. */
+void vm_local_sweep(int runner_pid);
+/* The same for every runner that is gone (of any run: its dispatcher may have been killed
+ * too): for a dispatcher, before its first file. */
+void vm_local_sweep_stale(void);
+/* `provium __local-vm ...`: the process a local VM is (local_sandbox.c). */
+int vm_local_sandbox_main(int argc, char **argv);
+
 /* The wrapper: "provium __pdeathsig PPID PROGRAM ARGS...": arranges SIGKILL when the runner
  * dies, then execs. Never returns on success. */
 int vm_pdeathsig_exec(int argc, char **argv);

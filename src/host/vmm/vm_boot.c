@@ -19,6 +19,8 @@
  * a spare started for its next clone would never be taken). */
 bool vm_spare_can_serve(const Vm *vm)
 {
+        if (vm_is_local(vm))
+                return false;
         for (int k = 0; k < VM_MAX_DISKS; k++)
                 if (vm->disks[k].used)
                         return false;
@@ -273,13 +275,14 @@ void vm_emit_spawn(Vm *vm, const VmConfig *cfg, int pid, char *const *argv)
 {
         EventBuilder ev;
         vm->qemu_pid = pid;
-        event_begin(&ev, "vm.spawn", argv ? 5 : 4);
+        event_begin(&ev, "vm.spawn", argv ? 6 : 5);
         proto_kv_str(&ev.w, "vm", vm->name);
+        proto_kv_str(&ev.w, "vmm", vm->local ? "local" : "qemu");
         proto_kv_int(&ev.w, "pid", pid);
         proto_kv_str(&ev.w, "accel", cfg->accel ? cfg->accel : "tcg");
         proto_kv_str(&ev.w, "image", vm->image_name ? vm->image_name : "");
         if (argv) {
-                argv += 3; /* QEMU's own, after `provium __pdeathsig PID` (vm_build_argv) */
+                argv += 3; /* the program's own, after `provium __pdeathsig PID` (vm_argv.c) */
                 uint32_t n = 0;
                 while (argv[n])
                         n++;
@@ -406,6 +409,8 @@ static int kvm_unusable(Vm *vm, char *err, size_t errlen)
 
 int vm_launch(Vm *vm, char *err, size_t errlen)
 {
+        if (vm_is_local(vm))
+                return vm_local_launch(vm, err, errlen);
         Argv a = {0};
         bool restore = vm->incoming_fd >= 0;
         int r = kvm_unusable(vm, err, errlen);

@@ -31,6 +31,8 @@ typedef struct VmDisk {
         uv_timer_t *detach_timer;
 } VmDisk;
 
+typedef struct VmFreeze VmFreeze; /* vm_local.c */
+
 typedef struct VmSnap {
         char *state;  /* dir/snap<N>.state */
         char *ram;    /* dir/snap<N>.ram, or the RAM file the VM mapped when the state holds RAM */
@@ -122,7 +124,10 @@ struct Vm {
         uint64_t restore_started_ns;
         uint64_t spawned_ns, qmp_ns, running_ns, answered_ns; /* a restore's phases */
         char *restore_label;
-        char *disks_from; /* the saved state whose disks a restore's new QEMU gets */
+        char *disks_from;        /* the saved state whose disks a restore's new QEMU gets */
+        bool local;              /* --vmm local (vm_local.c): no QEMU, no kernel of its own */
+        char *cgroup;            /* a local VM's cgroup v2 directory (vm_local.c), or NULL */
+        struct VmFreeze *freeze; /* a local VM's pause or resume under way */
 
         char *console; /* first CONSOLE_MAX bytes */
         size_t console_len;
@@ -219,6 +224,24 @@ int vm_console_start(Vm *vm);
 
 /* QEMU has exited during a restart: start the one that loads the saved state. */
 void vm_finish_restart(Vm *vm);
+
+/* ---- vm_local.c ---- */
+
+/* In a local VM's run directory: its init's PID, written by the keeper (local_sandbox.c). */
+#define VM_LOCAL_PID_FILE "init.pid"
+
+/* Starts a local VM's sandbox (local_sandbox.c) for vm->cfg and vm->image and waits for its
+ * agent: BOOTING. On failure it is halted and err says why, as vm_launch. */
+int vm_local_launch(Vm *vm, char *err, size_t errlen);
+/* Freezes (pause) or thaws (resume) the local VM's cgroup; cb(data, status, NULL) runs from the
+ * loop once every process in it has stopped or runs again. -ENOTSUP without a cgroup. */
+int vm_local_freeze(Vm *vm, bool frozen, QmpReplyFn cb, void *data);
+/* A local VM's keeper has exited: whatever is left in its cgroup is killed now (it would
+ * hold the console's pipes open). */
+void vm_local_exited(Vm *vm);
+/* The local VM has exited: a freeze waiting fails, what is left in its cgroup is killed and the
+ * cgroup removed. */
+void vm_local_gone(Vm *vm);
 
 /* ---- vm_power.c ---- */
 

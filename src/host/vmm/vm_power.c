@@ -23,6 +23,10 @@ void vm_on_exit(Vm *vm, void (*fn)(Vm *vm, void *data), void *data)
 
 int vm_qmp(Vm *vm, const char *cmd, QmpReplyFn cb, void *data)
 {
+        if (vm_is_local(vm) && (strcmp(cmd, "stop") == 0 || strcmp(cmd, "cont") == 0))
+                return vm_local_freeze(vm, cmd[0] == 's', cb, data);
+        if (vm_is_local(vm))
+                return -ENOTSUP;
         if (!vm->qmp)
                 return -ENOTCONN;
         return qmp_execute(vm->qmp, cmd, NULL, cb, data);

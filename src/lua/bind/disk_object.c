@@ -13,6 +13,7 @@
 #include "op.h"
 #include "runtime.h"
 #include "vm.h"
+#include "vm_object.h"
 
 #define DISK_MT "provium.Disk"
 
@@ -287,11 +288,13 @@ static int plug(lua_State *L, bool attach)
 
 static int l_vm_attach_disk(lua_State *L)
 {
+        bind_refuse_local(L, check_vm(L, 1), "attach a disk");
         return plug(L, true);
 }
 
 static int l_vm_detach_disk(lua_State *L)
 {
+        bind_refuse_local(L, check_vm(L, 1), "detach a disk");
         return plug(L, false);
 }
 

@@ -13,6 +13,7 @@
 #include "events.h"
 #include "op.h"
 #include "stream.h"
+#include "vm_object.h"
 #include "waiter.h"
 
 /* ---- QMP commands ---- */
@@ -95,23 +96,36 @@ static int qmp_op_with(lua_State *L, const char *cmd, const char *what, int paus
         return runtime_wait(L, &ctx->pending);
 }
 
+/* A local VM is paused by freezing its cgroup: without one it cannot be. */
+static void refuse_unfrozen(lua_State *L, const char *what)
+{
+        Vm *vm = check_vm(L, 1);
+        if (!vm_local_can_freeze(vm))
+                bind_refuse_local_because(L, vm, what,
+                                          "no cgroup v2 this process may write, to freeze it in");
+}
+
 static int l_pause(lua_State *L)
 {
+        refuse_unfrozen(L, "pause");
         return qmp_op(L, "stop", "pause", 1);
 }
 
 static int l_resume(lua_State *L)
 {
+        refuse_unfrozen(L, "resume");
         return qmp_op(L, "cont", "resume", 0);
 }
 
 static int l_reset(lua_State *L)
 {
+        bind_refuse_local(L, check_vm(L, 1), "reset");
         return qmp_op(L, "system_reset", "reset", -1);
 }
 
 static int l_power_button(lua_State *L)
 {
+        bind_refuse_local(L, check_vm(L, 1), "power_button");
         return qmp_op_with(L, "system_powerdown", "power_button", -1, vm_power_button);
 }
 
@@ -196,6 +210,7 @@ static void on_console_bytes(void *data, const char *p, size_t n)
 static int l_console(lua_State *L)
 {
         Vm *vm = check_vm(L, 1);
+        bind_refuse_local(L, vm, "console");
         if (lua_getiuservalue(L, 1, 1) == LUA_TUSERDATA)
                 return 1;
         lua_pop(L, 1);
@@ -223,6 +238,7 @@ static int l_console(lua_State *L)
 static int l_console_write(lua_State *L)
 {
         Vm *vm = check_vm(L, 1);
+        bind_refuse_local(L, vm, "console write");
         size_t n;
         const char *p = luaL_checklstring(L, 2, &n);
         int r = vm_console_write(vm, p, n);

@@ -15,6 +15,7 @@
 #include "op.h"
 #include "runtime.h"
 #include "vm.h"
+#include "vm_object.h"
 
 #define BRIDGE_MT "provium.Bridge"
 
@@ -71,6 +72,26 @@ static int l_bridge_add_tap(lua_State *L)
 {
         char err[1024];
         if (bridge_add_tap(check_bridge(L, 1), luaL_checkstring(L, 2), err, sizeof err) < 0)
+                return push_fail(L, err);
+        lua_pushboolean(L, 1);
+        return 1;
+}
+
+/* bridge:_veth(port, vm, mac, peer) -> true | nil, message: a local VM's card on port */
+static int l_bridge_veth(lua_State *L)
+{
+        Bridge *b = check_bridge(L, 1);
+        const char *port = luaL_checkstring(L, 2);
+        Vm *vm = check_vm(L, 3);
+        const char *mac = luaL_checkstring(L, 4), *peer = luaL_checkstring(L, 5);
+        char err[1024];
+        int pid = vm_local_init_pid(vm);
+        if (pid <= 0) {
+                snprintf(err, sizeof err, "bridge %s: attach: vm %s: its network namespace: %s",
+                         bridge_name(b), vm_name(vm), strerror(pid < 0 ? -pid : ESRCH));
+                return push_fail(L, err);
+        }
+        if (bridge_veth_port(b, port, pid, peer, mac, err, sizeof err) < 0)
                 return push_fail(L, err);
         lua_pushboolean(L, 1);
         return 1;
@@ -157,6 +178,7 @@ static void on_nic(void *data, int status, json_t *result)
 static int l_vm_add_nic(lua_State *L)
 {
         Vm *vm = check_vm(L, 1);
+        bind_refuse_local(L, vm, "attach to a bridge");
         const char *tap = luaL_checkstring(L, 2);
         const char *mac = luaL_checkstring(L, 3);
         NicCtx *ctx = calloc(1, sizeof *ctx);
@@ -211,9 +233,11 @@ static int l_event(lua_State *L)
 /* ---- registration ---- */
 
 static const luaL_Reg bridge_methods[] = {
-    {"name", l_bridge_name},      {"ifname", l_bridge_ifname},      {"_add_tap", l_bridge_add_tap},
-    {"_impair", l_bridge_impair}, {"_unimpair", l_bridge_unimpair}, {"_remove", l_bridge_remove},
-    {"_gone", l_bridge_gone},     {"_set_rate", l_bridge_set_rate}, {NULL, NULL},
+    {"name", l_bridge_name},          {"ifname", l_bridge_ifname},
+    {"_add_tap", l_bridge_add_tap},   {"_impair", l_bridge_impair},
+    {"_unimpair", l_bridge_unimpair}, {"_remove", l_bridge_remove},
+    {"_gone", l_bridge_gone},         {"_set_rate", l_bridge_set_rate},
+    {"_veth", l_bridge_veth},         {NULL, NULL},
 };
 
 void bind_net_register(lua_State *L)

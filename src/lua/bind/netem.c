@@ -12,7 +12,9 @@
 #include <lauxlib.h>
 #include <string.h>
 
+#include "netlink.h"
 #include "op.h"
+#include "vm_object.h"
 
 #define NETEM_MAX_MS   60000.0 /* the agent's bound: a minute */
 #define NETEM_IFNAMSIZ 16      /* IFNAMSIZ, the guest's limit on interface names */
@@ -44,6 +46,9 @@ static int l_netem(lua_State *L)
         lua_Integer jitter_us = check_ms(L, 4, "jitter", true);
         if (!lua_isnoneornil(L, 5))
                 luaL_checktype(L, 5, LUA_TTABLE);
+        if (!netlink_has_netem())
+                bind_refuse_local_because(L, tg.vm, "add_latency",
+                                          "the host's kernel has no sch_netem");
         int n = check_running(L, &tg, "netem", ifname);
         if (n)
                 return n;

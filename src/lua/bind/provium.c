@@ -59,6 +59,7 @@ int bind_provium_open(lua_State *L)
         lua_setfield(L, -2, "vm_new");
         bind_vm_push_release(L);
         lua_setfield(L, -2, "vm_release");
+        bind_vm_push_local(L);
         lua_pushcfunction(L, runtime_parallel);
         lua_setfield(L, -2, "parallel");
         lua_pushcfunction(L, bind_claim);

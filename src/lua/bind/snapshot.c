@@ -79,6 +79,7 @@ static int push_error(lua_State *L, const char *err)
 static int l_snapshot(lua_State *L)
 {
         Vm *vm = check_vm(L, 1);
+        bind_refuse_local(L, vm, "snapshot");
         SaveCtx *ctx = new_ctx(L, vm, "snapshot");
         char err[1024];
         unsigned id;
@@ -95,6 +96,7 @@ static int l_restore(lua_State *L)
 {
         runtime_refuse_if_listing(L, "a restore");
         Vm *vm = check_vm(L, 1);
+        bind_refuse_local(L, vm, "restore");
         lua_Integer id = luaL_checkinteger(L, 2);
         const char *label = luaL_checkstring(L, 3);
         SaveCtx *ctx = new_ctx(L, vm, "restore");
@@ -115,6 +117,7 @@ static int l_restore(lua_State *L)
 static int l_save(lua_State *L)
 {
         Vm *vm = check_vm(L, 1);
+        bind_refuse_local(L, vm, "fixture");
         VmSaveOptions o = {.state_path = luaL_checkstring(L, 2), .resume = false};
         SaveCtx *ctx = new_ctx(L, vm, "snapshot");
         char err[1024];
@@ -168,6 +171,7 @@ static int l_boot_saved(lua_State *L)
 {
         runtime_refuse_if_listing(L, "a VM boot");
         Vm *vm = check_vm(L, 1);
+        bind_refuse_local(L, vm, "fixture");
         const char *state = luaL_checkstring(L, 2);
         const char *ram = luaL_checkstring(L, 3);
         luaL_checktype(L, 4, LUA_TTABLE);

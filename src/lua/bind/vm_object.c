@@ -57,10 +57,14 @@ static bool valid_name(const char *s)
         return true;
 }
 
-/* internal.vm_new(name) -> VM userdata */
+/* internal.vm_new(name, vmm) -> VM userdata; vmm "qemu" (or nil) or "local" */
 static int l_vm_new(lua_State *L)
 {
         const char *name = luaL_checkstring(L, 1);
+        const char *vmm = luaL_optstring(L, 2, "qemu");
+        if (strcmp(vmm, "qemu") != 0 && strcmp(vmm, "local") != 0)
+                return luaL_error(L, "vm %s: vmm must be \"qemu\" or \"local\", not \"%s\"", name,
+                                  vmm);
         Runtime *rt = runtime_get(L);
         if (!valid_name(name))
                 return luaL_argerror(L, 1,
@@ -80,6 +84,7 @@ static int l_vm_new(lua_State *L)
                 b->vm = vm_free(b->vm);
                 return luaL_error(L, "vm %s: out of memory", name);
         }
+        vm_set_local(b->vm, vmm[0] == 'l');
         lua_pushvalue(L, -1);
         lua_setfield(L, -3, name);
         return 1;
@@ -88,6 +93,33 @@ static int l_vm_new(lua_State *L)
 static int l_vm_name(lua_State *L)
 {
         lua_pushstring(L, vm_name(check_vm(L, 1)));
+        return 1;
+}
+
+/* vm:vmm() -> "qemu" | "local" */
+static int l_vm_vmm(lua_State *L)
+{
+        lua_pushstring(L, vm_is_local(check_vm(L, 1)) ? "local" : "qemu");
+        return 1;
+}
+
+void bind_refuse_local(lua_State *L, Vm *vm, const char *what)
+{
+        bind_refuse_local_because(L, vm, what, NULL);
+}
+
+void bind_refuse_local_because(lua_State *L, Vm *vm, const char *what, const char *why)
+{
+        if (vm_is_local(vm))
+                luaL_error(L, "vm %s: %s: " VM_LOCAL_UNAVAILABLE "%s%s", vm_name(vm), what,
+                           why ? ": " : "", why ? why : "");
+}
+
+/* internal.default_vmm() -> --vmm's "qemu" or "local" */
+static int l_default_vmm(lua_State *L)
+{
+        const char *v = runtime_config(runtime_get(L))->vmm;
+        lua_pushstring(L, v && strcmp(v, "local") == 0 ? "local" : "qemu");
         return 1;
 }
 
@@ -153,7 +185,8 @@ int bind_vm_boot_wait(lua_State *L, Vm *vm, const VmConfig *cfg)
 {
         char why[1024];
         int cr = claim_acquire(why, sizeof why);
-        if (cr < 0 || !claim_fits_vm(vm_config_memory_mb(cfg), why, sizeof why)) {
+        if (cr < 0 ||
+            (!vm_is_local(vm) && !claim_fits_vm(vm_config_memory_mb(cfg), why, sizeof why))) {
                 lua_pushnil(L);
                 lua_pushfstring(L, "vm %s: boot: %s", vm_name(vm), why);
                 return 2;
@@ -173,6 +206,21 @@ int bind_vm_boot_wait(lua_State *L, Vm *vm, const VmConfig *cfg)
         return runtime_wait(L, &ctx->pending);
 }
 
+/* A local VM has the host's kernel, clock and randomness: boot options about a guest kernel
+ * are refused, each by its name. */
+static void refuse_local_options(lua_State *L, Vm *vm, const VmConfig *cfg)
+{
+        const char *opt = cfg->kernel         ? "boot option kernel"
+                          : cfg->initrd       ? "boot option initrd"
+                          : cfg->append       ? "boot option append"
+                          : cfg->initial_time ? "boot option initial_time"
+                          : cfg->has_rng_seed ? "boot option rng_seed"
+                          : cfg->ram_path     ? "fixture"
+                                              : NULL;
+        if (opt)
+                bind_refuse_local(L, vm, opt);
+}
+
 /* vm:_boot(image, opts) -> true | nil, message */
 static int l_vm_boot(lua_State *L)
 {
@@ -181,6 +229,8 @@ static int l_vm_boot(lua_State *L)
         char time_buf[32];
         VmConfig cfg;
         bind_vm_boot_config(L, luaL_optstring(L, 2, "default"), 3, &cfg, time_buf, sizeof time_buf);
+        if (vm_is_local(vm))
+                refuse_local_options(L, vm, &cfg);
         return bind_vm_boot_wait(L, vm, &cfg);
 }
 
@@ -402,6 +452,7 @@ static int l_worker_index(lua_State *L)
 static const luaL_Reg vm_methods[] = {
     {"name", l_vm_name},
     {"state", l_vm_state},
+    {"vmm", l_vm_vmm},
     {"console_tail", l_vm_console_tail},
     {"boot_log", l_vm_boot_log},
     {"_boot", l_vm_boot},
@@ -511,6 +562,14 @@ static int l_vm_release(lua_State *L)
 void bind_vm_push_constructor(lua_State *L)
 {
         lua_pushcfunction(L, l_vm_new);
+}
+
+void bind_vm_push_local(lua_State *L)
+{
+        lua_pushcfunction(L, l_default_vmm);
+        lua_setfield(L, -2, "default_vmm");
+        lua_pushliteral(L, VM_LOCAL_UNAVAILABLE);
+        lua_setfield(L, -2, "local_unavailable");
 }
 
 void bind_vm_push_release(lua_State *L)

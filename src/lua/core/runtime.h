@@ -14,6 +14,7 @@ typedef struct RuntimeConfig {
         const char *file;      /* the test file, as given on the command line */
         const char *run_dir;   /* private 0700 directory for sockets */
         const char *accel;     /* "tcg" or "kvm" */
+        const char *vmm;       /* "qemu" or "local": --vmm, the file's VMs' default */
         double test_timeout_s; /* per test; 0: none */
         double op_timeout_s;   /* default for guest operations */
         double boot_timeout_s; /* default for vm:boot */

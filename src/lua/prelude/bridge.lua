@@ -99,9 +99,22 @@ local function refresh_hosts(b)
 end
 
 -- After a boot: configure the cards attached before it.
+-- A local VM's card is a veth into its network namespace (there is no QEMU to give it a TAP),
+-- plugged once the VM runs: eth<k>, k its place among the VM's cards, as a guest kernel names it.
+local function plug_veth(vm, link)
+    local k = 0
+    for i, l in ipairs(vm_state(vm).links) do
+        if l == link then k = i - 1 end
+    end
+    local ok, err = link.bridge:_veth(link.tap, vm, link.mac, "eth" .. k)
+    if not ok then raise(err) end
+    link.plugged = true
+end
+
 function internal.configure_links(vm)
     local touched = {}
     for _, link in ipairs(vm_state(vm).links) do
+        if link.veth and not link.plugged then plug_veth(vm, link) end
         if not link.configured then
             configure_link(vm, link)
             touched[link.bridge] = true
@@ -149,11 +162,15 @@ function Bridge:attach(vms)
         }
         local ok, err = self:_add_tap(link.tap)
         if not ok then raise(err) end
-        call("attach", vm._add_nic, vm, link.tap, link.mac)
+        link.veth = vm:vmm() == "local"
+        if not link.veth then call("attach", vm._add_nic, vm, link.tap, link.mac) end
         st.links[vm] = link
         st.order[#st.order + 1] = link
         table.insert(vm_state(vm).links, link)
-        if vm:state() == "running" then configure_link(vm, link) end
+        if vm:state() == "running" then
+            if link.veth then plug_veth(vm, link) end
+            configure_link(vm, link)
+        end
     end
     refresh_hosts(self)
     return self

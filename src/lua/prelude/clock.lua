@@ -1,7 +1,7 @@
 -- clock.lua: vm:clock(), the guest's clock: now, set, advance, sleep (through vm:syscall).
 -- CLOCK_REALTIME moves; CLOCK_MONOTONIC and CLOCK_BOOTTIME never jump.
 local P = ...
-local provium, VM, show, raise = P.provium, P.VM, P.show, P.raise
+local provium, internal, VM, show, raise = P.provium, P.internal, P.VM, P.show, P.raise
 
 local Clock = {}
 Clock.__index = Clock
@@ -27,8 +27,16 @@ local function timespec(t)
     return provium.buffer(string.pack("<i8i8", sec, math.floor((t - sec) * 1e9)))
 end
 
+-- A local VM's clock is the host's: it is read, never set.
+local function refuse_local(c, what)
+    if c.vm:vmm() == "local" then
+        raise("vm " .. c.vm:name() .. ": clock:" .. what .. ": " .. internal.local_unavailable)
+    end
+end
+
 -- clock:set(time): sets the guest's wall clock (seconds since the epoch)
 function Clock:set(time)
+    refuse_local(self, "set")
     if type(time) ~= "number" or time < 0 then
         raise("bad argument #1 to 'set' (seconds since the epoch expected, got " .. show(time) .. ")")
     end
@@ -37,6 +45,7 @@ end
 
 -- clock:advance(seconds): moves the guest's wall clock forward (or back, if negative)
 function Clock:advance(seconds)
+    refuse_local(self, "advance")
     if type(seconds) ~= "number" then
         raise("bad argument #1 to 'advance' (seconds expected, got " .. show(seconds) .. ")")
     end

@@ -161,10 +161,10 @@ local function fixture_entry(name, key, setup)
     end
 end
 
-local function free_vm_name(name)
+local function free_vm_name(name, vmm)
     for i = 1, 100 do
         local candidate = i == 1 and name or (name .. "-" .. i)
-        local ok, vm = pcall(internal.vm_new, candidate)
+        local ok, vm = pcall(internal.vm_new, candidate, vmm)
         if ok then return vm, candidate end
     end
     raise("fixture: no free VM name for " .. name)
@@ -219,6 +219,55 @@ local function check_fixture_args(self, what, name, setup, opts)
     end
 end
 
+-- Under --vmm local a fixture is its setup, run again each time on fresh local VMs: a local
+-- VM has no RAM to save, and its start costs about what a restore does (docs/local.md).
+local LocalLab = {}
+LocalLab.__index = LocalLab
+
+function LocalLab:bridge(name)
+    local ok, b = pcall(provium.bridge, provium, name)
+    if not ok then raise(string.format("fixture %s: %s", self.name, b)) end
+    self.bridges[name] = b
+    return b
+end
+
+function LocalLab:vm(name, image)
+    if self.vms[name] then
+        raise(string.format("fixture %s: the lab has a VM named '%s' already", self.name, name))
+    end
+    local vm, vmname = free_vm_name(name, "local")
+    vm_state(vm).image = image or "default"
+    internal.vm_list[#internal.vm_list + 1] = vm
+    self.vms[name], self.names[name] = vm, vmname
+    return vm
+end
+
+local function local_fixture(name, setup)
+    local lab = setmetatable({ name = name, vms = {}, names = {}, bridges = {} }, LocalLab)
+    local ok, err = pcall(setup, lab)
+    if ok and next(lab.vms) == nil then ok, err = false, "the setup function made no VM" end
+    local mine = {}
+    for _, b in pairs(lab.bridges) do mine[b] = true end
+    for vmname, vm in pairs(ok and lab.vms or {}) do
+        if vm:state() ~= "running" then
+            ok, err = false, string.format("vm %s is %s when the setup function returns; a " ..
+                                           "fixture saves running VMs", vmname, vm:state())
+        end
+        for _, link in ipairs(vm_state(vm).links) do
+            if ok and not mine[link.bridge] then
+                ok, err = false, string.format("vm %s is on bridge %s, which the lab did not " ..
+                                               "make (use lab:bridge)", vmname, net[link.bridge].name)
+            end
+        end
+    end
+    if not ok then
+        err = type(err) == "string" and err or show(err)
+        raise(string.format("fixture %s: setup failed: %s", name, err))
+    end
+    for bname, b in pairs(lab.bridges) do lab.vms[bname] = b end
+    return lab.vms
+end
+
 -- provium:vm_fixture(name, setup, opts?) -> a running VM restored from the fixture, which is
 -- built first (boot with opts, then setup(vm)) when the cache has no entry for its key.
 function provium:vm_fixture(name, setup, opts)
@@ -226,6 +275,9 @@ function provium:vm_fixture(name, setup, opts)
     local boot_opts, image = {}, "default"
     for k, v in pairs(opts or {}) do
         if k == "image" then image = v else boot_opts[k] = v end
+    end
+    if provium:vmm() == "local" then
+        return local_fixture(name, function(lab) setup(lab:vm(name, image):boot(boot_opts)) end)[name]
     end
     local key = fixture_key(name, function()
         return { "vm", name, function_source(setup), canonical(boot_opts, true), image,
@@ -241,6 +293,7 @@ end
 -- VMs with lab:vm(name, image):boot(opts); all of them are saved and restored together.
 function provium:lab_fixture(name, setup)
     check_fixture_args(self, "lab_fixture", name, setup, nil)
+    if provium:vmm() == "local" then return local_fixture(name, setup) end
     local key = fixture_key(name, function()
         return { "lab", name, function_source(setup), image_key("default"),
                  internal.qemu_version(), internal.accel() }

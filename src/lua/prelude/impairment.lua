@@ -117,7 +117,8 @@ local function add_latency(self, ms, jitter)
         if not link.dev or link.vm:state() ~= "running" then
             raise(string.format("%s: vm %s is not up on the bridge (%s)", who, link.vm:name(), link.vm:state()))
         end
-        local ok, err = link.vm:_netem(link.dev, ms, jitter)
+        local called, ok, err = pcall(link.vm._netem, link.vm, link.dev, ms, jitter)
+        if not called then raise((tostring(ok):gsub(P.PRELUDE_WHERE, ""))) end
         if not ok then raise(who .. ": " .. err) end
         done[#done + 1] = link
         internal.event("bridge.latency", { bridge = net[b].name, vm = link.vm:name(), ms = ms,

@@ -41,15 +41,44 @@ function provium:claim(opts)
     if not ok then error(err, 2) end
 end
 
-function provium:vm(name, image)
+-- What a VM is: "qemu" (a QEMU with the image's kernel) or "local" (the image's agent as PID 1
+-- of namespaces on the host, docs/local.md). --vmm gives the run's default, provium:vmm(v) the
+-- file's, provium:vm's {vmm = v} one VM's.
+local VMMS = { qemu = true, ["local"] = true }
+local file_vmm
+
+local function check_vmm(v, where)
+    if v ~= nil and not VMMS[v] then
+        error(where .. ": vmm must be \"qemu\" or \"local\", got " .. P.show(v), 3)
+    end
+    return v
+end
+
+-- provium:vmm() -> the file's default; provium:vmm(v) sets it for the VMs made after.
+function provium:vmm(v)
+    if self ~= provium then error("provium:vmm must be called with ':'", 2) end
+    file_vmm = check_vmm(v, "provium:vmm") or file_vmm
+    return file_vmm or internal.default_vmm()
+end
+
+-- provium:vm(name, image?, opts?): opts.vmm ("qemu" or "local") for this VM alone.
+function provium:vm(name, image, opts)
     if self ~= provium then error("provium:vm must be called with ':'", 2) end
     if type(name) ~= "string" then
         error("bad argument #1 to 'vm' (VM name expected, got " .. type(name) .. ")", 2)
     end
+    if type(image) == "table" and opts == nil then image, opts = nil, image end
     if image ~= nil and type(image) ~= "string" then
         error("bad argument #2 to 'vm' (image name expected, got " .. type(image) .. ")", 2)
     end
-    local ok, vm = pcall(internal.vm_new, name)
+    if opts ~= nil and type(opts) ~= "table" then
+        error("bad argument #3 to 'vm' (options table expected, got " .. type(opts) .. ")", 2)
+    end
+    for k in pairs(opts or {}) do
+        if k ~= "vmm" then error("provium:vm: unknown option '" .. tostring(k) .. "' (vmm)", 2) end
+    end
+    local vmm = check_vmm(opts and opts.vmm, "provium:vm") or provium:vmm()
+    local ok, vm = pcall(internal.vm_new, name, vmm)
     if not ok then error(vm, 2) end
     P.vm_state(vm).image = image or "default"
     internal.vm_list[#internal.vm_list + 1] = vm

@@ -1,7 +1,7 @@
 -- test.lua: test(name, fn) registers a test; the handle t skips and asserts; run_test runs one.
 local P = ...
 local provium, internal = P.provium, P.internal
-local show, fail, vm_state = P.show, P.fail, P.vm_state
+local show, fail, raise, vm_state = P.show, P.fail, P.raise, P.vm_state
 
 internal.tests = {}
 local names = {}
@@ -39,6 +39,16 @@ Skip.__tostring = function(s) return "skipped: " .. s.reason end
 
 function T:skip(reason)
     error(setmetatable({ reason = tostring(reason or "skipped") }, Skip), 0)
+end
+
+-- t:needs_kernel(vm, what): what the test checks next is the guest kernel's own (its memory
+-- size, its modules): on a local VM the test is skipped, saying so.
+function T:needs_kernel(vm, what)
+    if vm:vmm() == "local" then
+        local where = debug.getinfo(2, "Sl")
+        self:skip(string.format("%s:%d: vm %s: %s: %s", where.short_src, where.currentline,
+                                vm:name(), tostring(what), internal.local_unavailable))
+    end
 end
 
 function T:fail(msg) fail(tostring(msg or "failed"), nil) end
@@ -93,6 +103,11 @@ end
 -- and restored to it before every later test; VMs made by a test are stopped after it.
 local file_started = false
 local function reset_vms()
+    for _, vm in ipairs(internal.vm_list) do
+        if vm:vmm() == "local" then
+            raise("vm " .. vm:name() .. ": a file-start snapshot: " .. internal.local_unavailable)
+        end
+    end
     if not file_started then
         file_started = true
         for _, vm in ipairs(internal.vm_list) do
@@ -115,16 +130,23 @@ end
 -- its faults' hits).
 P.after_test = {}
 
+-- A call that needs a guest kernel, on a local VM, skips the test: one suite runs under both
+-- VMMs, and its skips say what needs a VM.
+local function failed(err)
+    if err:find(internal.local_unavailable, 1, true) then return "skip", err end
+    return "fail", err
+end
+
 function internal.run_test(entry)
     local t = setmetatable({ name = entry.name }, T)
     if provium.reset_between_tests then
         local ok, err = pcall(reset_vms)
-        if not ok then return "fail", "reset_between_tests: " .. tostring(err) end
+        if not ok then return failed("reset_between_tests: " .. tostring(err)) end
     end
     local ok, err = pcall(entry.fn, t)
     for _, hook in ipairs(P.after_test) do pcall(hook) end
     if ok then return "pass" end
     if getmetatable(err) == Skip then return "skip", err.reason end
     if type(err) ~= "string" then err = show(err) end
-    return "fail", err
+    return failed(err)
 end

@@ -84,7 +84,8 @@ end
 local console_of = setmetatable({}, { __mode = "k" })
 local vm_console = VM.console
 function VM:console()
-    local s = vm_console(self)
+    local ok, s = pcall(vm_console, self)
+    if not ok then raise((tostring(s):gsub(P.PRELUDE_WHERE, ""))) end
     console_of[s] = self
     return s
 end
