@@ -159,6 +159,8 @@ int server_reply_errno(Server *s, uint64_t id, int err, const char *fmt, ...)
 int server_reply_field(Server *s, uint64_t id, const char *op, const char *field, int r);
 /* Sends a chunk whose n payload bytes are already at s->buf + SERVER_HEAD (no copy). */
 int server_send_buf(Server *s, uint64_t id, const char *kind, size_t n);
+/* The same chunk, then the frame begun with proto_begin on s->wr (a last reply), in one write. */
+int server_send_buf_and_flush(Server *s, uint64_t id, const char *kind, size_t n);
 /* True when id names a request in flight on this connection. */
 bool server_id_busy(const Server *s, uint64_t id);
 /* Milliseconds from now until the monotonic time at_ns (>= 0), or -1 when at_ns is 0. */

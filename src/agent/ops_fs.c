@@ -28,6 +28,7 @@ struct Reader {
         int fd;
         char *path;
         uint64_t total; /* bytes sent */
+        bool regular;   /* a regular file: a short read is its end */
         bool wait;      /* the last read would block: wait for the fd to poll readable */
         int pidx;       /* poll index, -1 when not polled */
 };
@@ -90,10 +91,16 @@ static int reader_step(Server *s, Reader *rd)
                         int r = server_flush(s);
                         return r < 0 ? r : 1;
                 }
+                rd->total += (uint64_t) n;
+                if (rd->regular && n < PROTO_CHUNK) { /* the end: data and reply at once */
+                        server_begin_ok(s, rd->id, 1);
+                        proto_kv_uint(&s->wr, "size", rd->total);
+                        int r = server_send_buf_and_flush(s, rd->id, "data", (size_t) n);
+                        return r < 0 ? r : 1;
+                }
                 int r = server_send_buf(s, rd->id, "data", (size_t) n);
                 if (r < 0)
                         return r;
-                rd->total += (uint64_t) n;
         }
         rd->wait = false;
         return 0;
@@ -111,12 +118,16 @@ int fs_read_file(Server *s, uint64_t id, const msgpack_object *req)
         struct stat st;
         if (fstat(fd, &st) < 0)
                 return server_reply_errno(s, id, errno, "stat %s", path);
-        if (S_ISREG(st.st_mode))
+        if (S_ISREG(st.st_mode) && st.st_size > PROTO_CHUNK)
                 (void) posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
         Reader *rd = calloc(1, sizeof *rd);
         if (!rd)
                 return server_reply_errno(s, id, ENOMEM, "read_file %s", path);
-        *rd = (Reader){.id = id, .fd = TAKE_FD(fd), .path = TAKE_PTR(path), .pidx = -1};
+        *rd = (Reader){.id = id,
+                       .fd = TAKE_FD(fd),
+                       .path = TAKE_PTR(path),
+                       .pidx = -1,
+                       .regular = S_ISREG(st.st_mode)};
         /* A FIFO without a writer reads as EOF at once; a blocking open would have waited for
          * one, so wait until poll reports data or a writer that came and went. */
         if (S_ISFIFO(st.st_mode))

@@ -123,7 +123,10 @@ static int head_write(void *data, const char *p, size_t n)
         return 0;
 }
 
-int server_send_buf(Server *s, uint64_t id, const char *kind, size_t n)
+/* Writes the frame header of a chunk of the n bytes at s->buf + SERVER_HEAD in front of them:
+ * *ret_start, *ret_len is the whole frame. Returns 0 or -EMSGSIZE. */
+static int chunk_frame(Server *s, uint64_t id, const char *kind, size_t n, uint8_t **ret_start,
+                       size_t *ret_len)
 {
         assert(n <= PROTO_CHUNK);
         HeadBuf h = {.n = 4};
@@ -144,11 +147,40 @@ int server_send_buf(Server *s, uint64_t id, const char *kind, size_t n)
         h.b[1] = (uint8_t) (body >> 8);
         h.b[2] = (uint8_t) (body >> 16);
         h.b[3] = (uint8_t) (body >> 24);
-        uint8_t *start = s->buf + SERVER_HEAD - h.n;
-        memcpy(start, h.b, h.n);
+        *ret_start = s->buf + SERVER_HEAD - h.n;
+        memcpy(*ret_start, h.b, h.n);
+        *ret_len = h.n + n;
+        return 0;
+}
+
+int server_send_buf(Server *s, uint64_t id, const char *kind, size_t n)
+{
+        uint8_t *start;
+        size_t len;
+        int r = chunk_frame(s, id, kind, n, &start, &len);
+        if (r < 0)
+                return r;
         if (s->broken)
                 return -EPIPE;
-        int r = fd_write_all(s->fd, start, h.n + n);
+        if ((r = fd_write_all(s->fd, start, len)) < 0)
+                s->broken = true;
+        return r;
+}
+
+int server_send_buf_and_flush(Server *s, uint64_t id, const char *kind, size_t n)
+{
+        uint8_t *start;
+        size_t len, flen;
+        int r = chunk_frame(s, id, kind, n, &start, &len);
+        if (r == 0)
+                r = proto_end(&s->wr);
+        if (r < 0) {
+                proto_writer_reset(&s->wr);
+                return r;
+        }
+        const uint8_t *frame = proto_writer_data(&s->wr, &flen);
+        r = s->broken ? -EPIPE : fd_write2_all(s->fd, start, len, frame, flen);
+        proto_writer_reset(&s->wr);
         if (r < 0)
                 s->broken = true;
         return r;

@@ -43,7 +43,7 @@ static void pipe_sink(void *data, const char *type, const uint8_t *mp, size_t le
         if (events_broken)
                 return;
         uint8_t hdr[4] = {len & 0xff, (len >> 8) & 0xff, (len >> 16) & 0xff, (len >> 24) & 0xff};
-        if (fd_write_all(EVENTS_FD, hdr, 4) < 0 || fd_write_all(EVENTS_FD, mp, len) < 0)
+        if (fd_write2_all(EVENTS_FD, hdr, 4, mp, len) < 0) /* one write: one wakeup over there */
                 events_broken = true;
 }
 

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <stdint.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 int fd_write_all(int fd, const void *buf, size_t n)
@@ -25,4 +26,20 @@ int fd_write_all(int fd, const void *buf, size_t n)
                 n -= (size_t) k;
         }
         return 0;
+}
+
+int fd_write2_all(int fd, const void *a, size_t na, const void *b, size_t nb)
+{
+        struct iovec iov[2] = {{(void *) a, na}, {(void *) b, nb}};
+        ssize_t k;
+        while ((k = writev(fd, iov, 2)) < 0 && errno == EINTR)
+                ;
+        if (k < 0 && errno != EAGAIN)
+                return -errno;
+        size_t done = k < 0 ? 0 : (size_t) k;
+        if (done < na) /* the rest the slow way */
+                return fd_write_all(fd, (const uint8_t *) a + done, na - done)
+                           ?: fd_write_all(fd, b, nb);
+        done -= na;
+        return done < nb ? fd_write_all(fd, (const uint8_t *) b + done, nb - done) : 0;
 }
