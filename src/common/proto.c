@@ -27,19 +27,32 @@ void proto_reader_done(ProtoReader *r)
         *r = (ProtoReader){0};
 }
 
-/* Objects returned for a frame point into buf, so the frame stays until the next call. */
+/* Objects returned for a frame point into buf, so the frame stays until the next call; then
+ * its bytes are dropped by moving start past them (no copy: a stream of tiny frames would
+ * otherwise move the whole buffer once per frame). */
+static void reader_drop_returned(ProtoReader *r)
+{
+        r->start += r->consumed;
+        r->consumed = 0;
+        if (r->start == r->len)
+                r->start = r->len = 0;
+}
+
+/* The bytes not returned yet move to the front, when the end lacks room. */
 static void reader_compact(ProtoReader *r)
 {
-        if (r->consumed == 0)
+        if (r->start == 0)
                 return;
-        memmove(r->buf, r->buf + r->consumed, r->len - r->consumed);
-        r->len -= r->consumed;
-        r->consumed = 0;
+        memmove(r->buf, r->buf + r->start, r->len - r->start);
+        r->len -= r->start;
+        r->start = 0;
 }
 
 uint8_t *proto_reader_space(ProtoReader *r, size_t want)
 {
-        reader_compact(r);
+        reader_drop_returned(r);
+        if (r->buf && r->cap - r->len < want)
+                reader_compact(r);
         if (!r->buf || r->cap - r->len < want) {
                 if (want > SIZE_MAX / 2 - r->len)
                         return NULL;
@@ -76,16 +89,22 @@ static uint32_t le32(const uint8_t *p)
                (uint32_t) p[3] << 24;
 }
 
-/* Walks one msgpack object without allocating. Fails when the body is cut short or declares
- * more elements than it has bytes left (each takes at least one): msgpack_unpack allocates
- * declared counts up front, so a 5-byte body could otherwise ask for ~100 GB. */
+/* Walks one msgpack object without allocating. Fails when the body is cut short, declares
+ * more elements than it has bytes left (each takes at least one: msgpack_unpack allocates
+ * declared counts up front, so a 5-byte body could otherwise ask for ~100 GB), holds more than
+ * PROTO_MAX_OBJECTS objects or nests deeper than PROTO_MAX_DEPTH. */
 static bool body_fits(const uint8_t *p, size_t n)
 {
-        size_t pos = 0;
-        uint64_t need = 1; /* objects still to read */
+        size_t pos = 0, objects = 0;
+        uint64_t need = 1;                        /* objects still to read, at every level */
+        uint64_t left[PROTO_MAX_DEPTH + 1] = {1}; /* of them, in each open container */
+        int top = 0;
         while (need > 0) {
-                if (need > n - pos)
+                if (need > n - pos || ++objects > PROTO_MAX_OBJECTS)
                         return false;
+                while (left[top] == 0)
+                        top--;
+                left[top]--;
                 uint8_t b = p[pos++];
                 size_t w = 0;                 /* width of a length or count field */
                 uint64_t skip = 0, items = 0; /* payload bytes, child objects */
@@ -117,6 +136,7 @@ static bool body_fits(const uint8_t *p, size_t n)
                 uint64_t len = 0;
                 for (size_t i = 0; i < w; i++)
                         len = len << 8 | p[pos++];
+                bool container = (b >= 0x80 && b <= 0x9f) || (b >= 0xdc && b <= 0xdf);
                 if (b >= 0xdc && b <= 0xdf)
                         items = b >= 0xde ? 2 * len : len;
                 else
@@ -125,6 +145,11 @@ static bool body_fits(const uint8_t *p, size_t n)
                         return false;
                 pos += skip;
                 need = need - 1 + items;
+                if (container && items > 0) {
+                        if (top == PROTO_MAX_DEPTH)
+                                return false;
+                        left[++top] = items;
+                }
         }
         return true;
 }
@@ -133,21 +158,22 @@ int proto_reader_next(ProtoReader *r, msgpack_object *ret_msg)
 {
         if (r->error)
                 return r->error;
-        reader_compact(r);
-        if (r->len < 4)
+        reader_drop_returned(r);
+        const uint8_t *frame = r->buf + r->start;
+        if (r->len - r->start < 4)
                 return 0;
-        uint32_t n = le32(r->buf);
+        uint32_t n = le32(frame);
         if (n > r->max_frame)
                 return r->error = -EMSGSIZE;
-        if (r->len - 4 < n)
+        if (r->len - r->start - 4 < n)
                 return 0;
-        if (!body_fits(r->buf + 4, n))
+        if (!body_fits(frame + 4, n))
                 return r->error = -EBADMSG;
 
         msgpack_zone_clear(r->zone);
         msgpack_object obj;
         size_t off = 0;
-        msgpack_unpack_return u = msgpack_unpack((const char *) r->buf + 4, n, &off, r->zone, &obj);
+        msgpack_unpack_return u = msgpack_unpack((const char *) frame + 4, n, &off, r->zone, &obj);
         if (u == MSGPACK_UNPACK_NOMEM_ERROR)
                 return r->error = -ENOMEM;
         if (u != MSGPACK_UNPACK_SUCCESS || off != n || obj.type != MSGPACK_OBJECT_MAP)
@@ -156,15 +182,15 @@ int proto_reader_next(ProtoReader *r, msgpack_object *ret_msg)
                 if (obj.via.map.ptr[i].key.type != MSGPACK_OBJECT_STR)
                         return r->error = -EBADMSG;
         r->consumed = 4 + (size_t) n;
+        r->last = r->start;
         *ret_msg = obj;
         return 1;
 }
 
 const uint8_t *proto_reader_last_body(const ProtoReader *r, size_t *ret_len)
 {
-        /* Compaction happens at the start of each call, so the last frame sits at buf[0]. */
         *ret_len = r->consumed >= 4 ? r->consumed - 4 : 0;
-        return r->buf + 4;
+        return r->buf + r->last + 4;
 }
 
 /* ---- field access ---- */

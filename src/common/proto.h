@@ -26,14 +26,21 @@
 #define PROTO_PROBE_MARKER "provium-probe: init reached"
 #define PROTO_MAX_FRAME    (4u << 20)   /* hard limit on one frame body, bytes */
 #define PROTO_CHUNK        (256u << 10) /* payload bytes carried by one data frame */
+/* A frame's objects: at most this many (each costs the decoder 24 bytes: 12 MiB; a full frame
+ * of nils would be 100 MB), and containers with elements nested at most this deep, the
+ * top-level map included (msgpack-c fails one deeper). */
+#define PROTO_MAX_OBJECTS (1u << 19)
+#define PROTO_MAX_DEPTH   31
 
 /* ---- reading frames from a byte stream ---- */
 
 typedef struct ProtoReader {
         uint8_t *buf;
-        size_t len; /* bytes buffered */
+        size_t start; /* where the bytes not returned yet begin; moved down only for space */
+        size_t len;   /* end of the bytes buffered */
         size_t cap;
         size_t consumed;    /* bytes of frames already returned; dropped on the next call */
+        size_t last;        /* where the last frame returned begins */
         int error;          /* sticky: once a stream is bad it stays bad */
         size_t max_frame;   /* PROTO_MAX_FRAME unless a test lowers it */
         msgpack_zone *zone; /* owns the objects of the last message returned */

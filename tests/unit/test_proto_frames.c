@@ -405,6 +405,101 @@ static void bad_huge_declared_count(void **state)
         free(body);
 }
 
+/* The body {"k": [[...[]...]]} with depth nested arrays. */
+static size_t nested_body(uint8_t *b, int depth)
+{
+        size_t n = 0;
+        b[n++] = 0x81;
+        b[n++] = 0xa1;
+        b[n++] = 'k';
+        for (int i = 0; i < depth; i++)
+                b[n++] = i + 1 < depth ? 0x91 : 0x90; /* [x], the last one [] */
+        return n;
+}
+
+static int accept_body(const uint8_t *body, size_t n)
+{
+        ProtoReader r;
+        msgpack_object msg;
+        uint8_t pre[4] = {(uint8_t) n, (uint8_t) (n >> 8), (uint8_t) (n >> 16),
+                          (uint8_t) (n >> 24)};
+        assert_int_equal(proto_reader_init(&r), 0);
+        assert_int_equal(proto_reader_feed(&r, pre, 4), 0);
+        assert_int_equal(proto_reader_feed(&r, body, n), 0);
+        int got = proto_reader_next(&r, &msg);
+        proto_reader_done(&r);
+        return got;
+}
+
+/* proto-3.9: nesting. PROTO_MAX_DEPTH containers with elements, one in the other (the map,
+ * then arrays), are accepted; one level more is -EBADMSG (msgpack-c stopped there with
+ * -ENOMEM, as if the host were out of memory). */
+static void bad_too_deep(void **state)
+{
+        uint8_t body[64];
+        assert_int_equal(accept_body(body, nested_body(body, PROTO_MAX_DEPTH)), 1);
+        size_t n = nested_body(body, PROTO_MAX_DEPTH + 1);
+        expect_rejected(body, n, E_BAD);
+}
+
+/* proto-3.10: a frame of more than PROTO_MAX_OBJECTS objects (one full frame of nils would
+ * make msgpack-c allocate about 100 MB) is -EBADMSG; one just under is accepted. */
+static void bad_too_many_objects(void **state)
+{
+        size_t nils = PROTO_MAX_OBJECTS - 3; /* with the map, its key and the array */
+        uint8_t *body = malloc(8 + nils + 1);
+        assert_non_null(body);
+        size_t n = 0;
+        body[n++] = 0x81;
+        body[n++] = 0xa1;
+        body[n++] = 'k';
+        body[n++] = 0xdd; /* array32 */
+        for (int shift = 24; shift >= 0; shift -= 8)
+                body[n++] = (uint8_t) (nils >> shift);
+        memset(body + n, 0xc0, nils + 1);
+        assert_int_equal(accept_body(body, n + nils), 1);
+        nils++;
+        body[7] = (uint8_t) nils;
+        body[6] = (uint8_t) (nils >> 8);
+        body[5] = (uint8_t) (nils >> 16);
+        expect_rejected(body, n + nils, E_BAD);
+        free(body);
+}
+
+/* proto-2.9: frames read from one buffer are not moved down one by one (a stream of tiny
+ * frames cost a copy of the whole buffer per frame: quadratic): the buffer stays where it was
+ * while they are returned, and the bytes after them move only when the end lacks room. */
+static void frame_no_shift_per_frame(void **state)
+{
+        ProtoWriter w;
+        ProtoReader r;
+        msgpack_object msg;
+        size_t n;
+        proto_writer_init(&w);
+        for (int i = 0; i < 1000; i++)
+                assert_int_equal(pack_msg(&w, (uint64_t) i, "x"), 0);
+        const uint8_t *d = proto_writer_data(&w, &n);
+        assert_int_equal(proto_reader_init(&r), 0);
+        assert_int_equal(proto_reader_feed(&r, d, n - 3), 0); /* the last frame cut */
+        const uint8_t *buf = r.buf;
+        for (int i = 0; i < 999; i++) {
+                assert_int_equal(proto_reader_next(&r, &msg), 1);
+                check_msg(&msg, (uint64_t) i, "x");
+                assert_ptr_equal(r.buf, buf);
+        }
+        assert_int_equal(proto_reader_next(&r, &msg), 0);
+        assert_true(r.start > 0 && r.start < r.len);
+        size_t tail = r.len - r.start;
+        assert_int_equal(proto_reader_feed(&r, d + n - 3, 3), 0); /* room at the end: no move */
+        assert_int_equal(r.len - r.start, tail + 3);
+        assert_int_equal(proto_reader_next(&r, &msg), 1);
+        check_msg(&msg, 999, "x");
+        assert_int_equal(proto_reader_next(&r, &msg), 0);
+        assert_int_equal(r.start, 0); /* all returned: back to the front */
+        proto_reader_done(&r);
+        proto_writer_done(&w);
+}
+
 /* Checks a message the reader accepted and reads every field with every getter. */
 static void poke_fields(const msgpack_object *msg)
 {
@@ -707,6 +802,7 @@ int main(void)
             CASE("proto-2.6", frame_empty_feed),
             CASE("proto-2.7", frame_message_lifetime),
             CASE("proto-2.8", frame_exact_max),
+            CASE("proto-2.9", frame_no_shift_per_frame),
             CASE("proto-3.1", bad_length_over_max),
             CASE("proto-3.2", bad_lowered_max_boundary),
             CASE("proto-3.3", bad_not_a_map),
@@ -715,6 +811,8 @@ int main(void)
             CASE("proto-3.6", bad_truncated_body),
             CASE("proto-3.7", bad_huge_declared_count),
             CASE("proto-3.8", bad_random_garbage),
+            CASE("proto-3.9", bad_too_deep),
+            CASE("proto-3.10", bad_too_many_objects),
             CASE("proto-4.1", writer_layout),
             CASE("proto-4.2", writer_end_over_max),
             CASE("proto-4.3", writer_error_reply),
