@@ -131,7 +131,8 @@ test("slow{ms = 50} shows in the guest's measured latency, and goes with undo", 
     local j = d:slow({ ms = 10, jitter_ms = 20 })
     local r = diskio(vm, "lat-read " .. dev .. " 0 10"):assert_ok().stdout
     local mean, lo, hi = r:match("^us ([%d.]+) ([%d.]+) ([%d.]+)")
-    t:ok(tonumber(lo) >= 10000 and tonumber(hi) >= tonumber(lo), r)
+    -- jitter only adds; the guest's clock (TCG) may run a little behind the host's sleep
+    t:ok(tonumber(lo) >= 9500 and tonumber(hi) >= tonumber(lo), r)
     j:undo()
 end)
 
