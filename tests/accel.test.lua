@@ -162,4 +162,9 @@ test("bad --accel is a clear error before anything runs", function(t)
     local out, code = st.sh(provium.executable .. " --accel fast /nonexistent.test.lua")
     t:eq(code, 2)
     t:eq(out, "provium: --accel must be auto, kvm or tcg, not 'fast'\n")
+    for _, bad in ipairs({ "nan", "inf", "-1", "1e7" }) do
+        out, code = st.sh(provium.executable .. " --op-timeout " .. bad .. " /nonexistent.test.lua")
+        t:eq(code, 2, out)
+        t:eq(out, "provium: --op-timeout: expected seconds from 0 to 1000000, got '" .. bad .. "'\n")
+    end
 end)

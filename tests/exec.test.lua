@@ -88,3 +88,17 @@ test("bad arguments name the method and the argument", function(t)
     t:error(function() vm:run("true", "nope") end, "bad argument #2 to 'run'")
     t:error(function() vm:run("true", { timeout = -1 }) end, "timeout")
 end)
+
+test("a timeout that is NaN, infinite, negative or huge is an error; one under 1 ms is not none", function(t)
+    local vm = booted()
+    local rule = "option 'timeout' must be a number of seconds from 0 %(none%) to 1000000, got "
+    for _, bad in ipairs({ { 0 / 0, "%-?nan" }, { math.huge, "inf" }, { -0.5, "%-0%.5" }, { 1e7, "1e%+07" } }) do
+        t:error(function() vm:run("true", { timeout = bad[1] }) end, rule .. bad[2])
+        t:error(function() vm:read_file("/etc/hostname", { timeout = bad[1] }) end, rule .. bad[2])
+    end
+    t:eq(vm:run("sleep 5", { timeout = 0.0001 }).timed_out, true, "1 ms, not none")
+    local p = vm:run_async("sleep 5")
+    t:error(function() p:wait(0 / 0) end, "bad argument #1 to 'wait' %(seconds from 0 to 1e6 expected")
+    t:error(function() p:stdout():next(math.huge) end, "timeout must be a number of seconds from 0 to 1e6")
+    p:kill()
+end)

@@ -84,8 +84,9 @@ static int parse_seconds(const char *opt, const char *s, double *ret)
 {
         char *end;
         double v = strtod(s, &end);
-        if (end == s || *end || v < 0) {
-                fprintf(stderr, "provium: --%s: expected seconds >= 0, got '%s'\n", opt, s);
+        if (end == s || *end || !(v >= 0 && v <= 1e6)) { /* NaN and inf too */
+                fprintf(stderr, "provium: --%s: expected seconds from 0 to 1000000, got '%s'\n",
+                        opt, s);
                 return -1;
         }
         *ret = v;

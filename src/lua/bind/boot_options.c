@@ -116,7 +116,7 @@ static const char *opt_bounded_string(lua_State *L, int opts, const char *opt, s
 #define READ_SEED(f, opt, unset, min, max) cfg->f = opt_seed(L, opts, opt, &cfg->has_##f);
 #define READ_SECONDS(f, opt, unset, min, max)                                                      \
         if (has_field(L, opts, opt))                                                               \
-                cfg->f = (uint64_t) (opt_timeout(L, opts, opt) * 1000);
+                cfg->f = seconds_to_ms(opt_timeout(L, opts, opt));
 #define READ(kind, f, flags, opt, reader, unset, min, max) READ_##reader(f, opt, unset, min, max)
 
 void bind_vm_boot_config(lua_State *L, const char *image, int opts, VmConfig *cfg, char *time_buf,
@@ -128,7 +128,7 @@ void bind_vm_boot_config(lua_State *L, const char *image, int opts, VmConfig *cf
         vm_config_init(cfg);
         cfg->image = image;
         cfg->accel = rc->accel;
-        cfg->timeout_ms = (uint64_t) (rc->boot_timeout_s * 1000);
+        cfg->timeout_ms = seconds_to_ms(rc->boot_timeout_s);
         if (lua_type(L, opts) == LUA_TTABLE) {
                 VM_CONFIG_FIELDS(READ)
         }

@@ -107,5 +107,5 @@ void command_pack(lua_State *L, const Command *c, ProtoWriter *w)
                 proto_kv_bin(w, "stdin", c->stdin_data, c->stdin_len);
         if (c->env)
                 pack_env(L, c, w);
-        proto_kv_uint(w, "timeout_ms", (uint64_t) (c->timeout_s * 1000));
+        proto_kv_uint(w, "timeout_ms", seconds_to_ms(c->timeout_s));
 }

@@ -175,7 +175,9 @@ static int l_boot_saved(lua_State *L)
         const char *state = luaL_checkstring(L, 2);
         const char *ram = luaL_checkstring(L, 3);
         luaL_checktype(L, 4, LUA_TTABLE);
-        double timeout = luaL_optnumber(L, 5, runtime_config(runtime_get(L))->boot_timeout_s);
+        double timeout =
+            check_seconds(L, luaL_optnumber(L, 5, runtime_config(runtime_get(L))->boot_timeout_s),
+                          "timeout", false);
         char err[512];
         VmConfig cfg;
         json_t *o = bind_json_from_lua(L, 4, err, sizeof err);
@@ -188,7 +190,7 @@ static int l_boot_saved(lua_State *L)
                 return 2;
         }
         anchor_strings(L, &cfg);
-        cfg.timeout_ms = (uint64_t) (timeout * 1000);
+        cfg.timeout_ms = seconds_to_ms(timeout);
         cfg.ram_path = ram;
         cfg.incoming = state;
         return bind_vm_boot_wait(L, vm, &cfg);

@@ -305,7 +305,7 @@ int bind_vm_write_file(lua_State *L)
         r = pack_piece(t, w, first);
         proto_kv_bool(w, "eof", first == t->total);
         if (r == 0)
-                r = agent_request_send(tg.agent, &t->op.req, (uint64_t) (t->op.timeout_s * 1000));
+                r = agent_request_send(tg.agent, &t->op.req, seconds_to_ms(t->op.timeout_s));
         if (r < 0) {
                 agent_request_cancel(&t->op.req);
                 lua_pushnil(L);

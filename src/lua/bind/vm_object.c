@@ -415,7 +415,7 @@ static int l_vm_spawn_worker(lua_State *L)
         WorkerCtx *ctx = calloc(1, sizeof *ctx);
         if (!ctx)
                 return luaL_error(L, "vm %s: spawn_worker: out of memory", vm_name(vm));
-        int r = vm_worker_connect(vm, (uint64_t) (timeout * 1000), on_worker_ready, ctx, &w->agent,
+        int r = vm_worker_connect(vm, seconds_to_ms(timeout), on_worker_ready, ctx, &w->agent,
                                   &w->index);
         if (r < 0) {
                 free(ctx);

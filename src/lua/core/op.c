@@ -3,6 +3,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <math.h>
 #include <lauxlib.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -197,6 +198,22 @@ void op_on_chunk(AgentRequest *req, const char *kind, const char *data, size_t l
                 buf_add(&op->out, data, len);
 }
 
+double check_seconds(lua_State *L, double s, const char *what, bool none_ok)
+{
+        if ((s >= 0 && s <= OP_SECONDS_MAX) || (none_ok && s == -1))
+                return s;
+        char msg[256];
+        snprintf(msg, sizeof msg, "%s must be a number of seconds from 0 (none) to %.0f, got %g",
+                 what, OP_SECONDS_MAX, s);
+        luaL_error(L, "%s", msg);
+        return 0;
+}
+
+uint64_t seconds_to_ms(double s)
+{
+        return s > 0 ? (uint64_t) ceil(s * 1000) : 0;
+}
+
 double opt_timeout(lua_State *L, int opts, const char *field)
 {
         Runtime *rt = runtime_get(L);
@@ -206,9 +223,9 @@ double opt_timeout(lua_State *L, int opts, const char *field)
         lua_getfield(L, opts, field);
         double t = lua_isnil(L, -1) ? def : luaL_checknumber(L, -1);
         lua_pop(L, 1);
-        if (t < 0)
-                luaL_error(L, "option '%s' must be a number of seconds >= 0", field);
-        return t;
+        char what[96];
+        snprintf(what, sizeof what, "option '%s'", field);
+        return check_seconds(L, t, what, false);
 }
 
 const char *opt_string(lua_State *L, int opts, const char *field)
@@ -264,7 +281,7 @@ void op_cancel(Pending *p)
 
 int op_send(lua_State *L, Op *op)
 {
-        uint64_t timeout_ms = (uint64_t) (op->timeout_s * 1000);
+        uint64_t timeout_ms = seconds_to_ms(op->timeout_s);
         int r = agent_request_send(op->agent, &op->req, timeout_ms);
         if (r < 0) {
                 lua_pushnil(L);

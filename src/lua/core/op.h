@@ -94,6 +94,13 @@ int op_push_true(lua_State *co, Op *op, const msgpack_object *reply);
 
 /* Options (opts is a stack index; a non-table means "none given"). */
 double opt_timeout(lua_State *L, int opts, const char *field);
+/* Timeouts: seconds from 0 (none) to OP_SECONDS_MAX. check_seconds raises "<what>: a timeout
+ * must be ..." for anything else (NaN, infinite, negative, huge: their casts to integers are
+ * undefined), or returns s; none_ok lets -1 (no timeout) through. seconds_to_ms rounds up, so
+ * that a positive timeout under 1 ms is 1 ms, not none. */
+#define OP_SECONDS_MAX 1e6
+double check_seconds(lua_State *L, double s, const char *what, bool none_ok);
+uint64_t seconds_to_ms(double s);
 const char *opt_string(lua_State *L, int opts, const char *field);
 bool has_field(lua_State *L, int opts, const char *field);
 /* Permission bits in opts[field] (default def); raises unless 0..07777. */

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "op.h"
 #include "artifacts.h"
 #include "claim.h"
 #include "events.h"
@@ -484,7 +485,7 @@ static int start_test_timer(Runtime *rt)
         }
         uv_update_time(rt->loop); /* the loop's clock stood still while Lua code blocked */
         return uv_timer_start(rt->test_timer, on_test_timeout,
-                              (uint64_t) (rt->cfg.test_timeout_s * 1000), 0);
+                              seconds_to_ms(rt->cfg.test_timeout_s), 0);
 }
 
 /* Runs fn (on top of L's stack) with nargs arguments below it in a fresh coroutine until it

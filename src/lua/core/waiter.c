@@ -3,8 +3,10 @@
 #include "waiter.h"
 
 #include <lauxlib.h>
+#include <stdio.h>
 #include <stdlib.h>
 
+#include "op.h"
 #include "runtime.h"
 
 struct Waiter {
@@ -61,6 +63,9 @@ static void on_abandoned(Pending *p)
 
 int waiter_park(lua_State *L, Waiter **slot, double timeout_s, const char *what)
 {
+        char tw[96];
+        snprintf(tw, sizeof tw, "%s: its timeout", what);
+        timeout_s = check_seconds(L, timeout_s, tw, true);
         if (!runtime_in_task(L))
                 return luaL_error(L, "%s: can only wait inside a test body", what);
         if (*slot)
@@ -81,7 +86,7 @@ int waiter_park(lua_State *L, Waiter **slot, double timeout_s, const char *what)
                 /* The loop's clock stands still while Lua code blocks (os.execute, a busy
                  * loop, the wait for the pool's grant): the timeout counts from now. */
                 uv_update_time(runtime_loop(rt));
-                (void) uv_timer_start(w->timer, on_timeout, (uint64_t) (timeout_s * 1000), 0);
+                (void) uv_timer_start(w->timer, on_timeout, seconds_to_ms(timeout_s), 0);
         }
         w->slot = slot;
         *slot = w;

@@ -11,7 +11,7 @@ local packets = {
     whole = "capture",
     nothing = "no packet arrived",
     bad_timeout = function(self, timeout)
-        return self:name() .. ": timeout must be a number of seconds >= 0, got " .. tostring(timeout)
+        return self:name() .. ": timeout must be a number of seconds from 0 to 1e6, got " .. tostring(timeout)
     end,
     end_error = function(_, err) return err end,
     take = function(self)

@@ -54,8 +54,8 @@ end
 
 -- clock:sleep(seconds): waits that long in guest time (the guest's CLOCK_MONOTONIC)
 function Clock:sleep(seconds)
-    if type(seconds) ~= "number" or seconds < 0 then
-        raise("bad argument #1 to 'sleep' (seconds >= 0 expected, got " .. show(seconds) .. ")")
+    if not P.is_seconds(seconds) then
+        raise("bad argument #1 to 'sleep' (seconds from 0 to 1e6 expected, got " .. show(seconds) .. ")")
     end
     clock_call(self, "sleep", "clock_nanosleep", 1, 0, timespec(seconds), 0)
 end

@@ -67,4 +67,7 @@ local function call(name, prim, self, ...)
     return table.unpack(res, 2, res.n)
 end
 
-P.show, P.tail, P.raise, P.fail, P.call = show, tail, raise, fail, call
+-- A timeout or a duration in seconds: 0 to 1e6 (NaN, infinities and negatives are not).
+local function is_seconds(v) return type(v) == "number" and v >= 0 and v <= 1e6 end
+
+P.show, P.tail, P.raise, P.fail, P.call, P.is_seconds = show, tail, raise, fail, call, is_seconds

@@ -17,8 +17,8 @@ function Process:running() return not self:_state().done end
 -- process:wait(timeout?) -> a Result (what stdout/stderr still hold unread, the exit status);
 -- raises if it does not exit in time (the process keeps running).
 function Process:wait(timeout)
-    if timeout ~= nil and (type(timeout) ~= "number" or timeout < 0) then
-        raise("bad argument #1 to 'wait' (seconds >= 0 expected, got " .. show(timeout) .. ")")
+    if timeout ~= nil and not P.is_seconds(timeout) then
+        raise("bad argument #1 to 'wait' (seconds from 0 to 1e6 expected, got " .. show(timeout) .. ")")
     end
     if not self:_wait_exit(timeout) then
         raise(string.format("%s: still running after %s s", tostring(self), tostring(timeout)))

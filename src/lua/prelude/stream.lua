@@ -7,7 +7,7 @@ local show, tail, raise = P.show, P.tail, P.raise
 
 local function deadline(self, kind, timeout)
     if timeout == nil then return nil end
-    if type(timeout) ~= "number" or timeout < 0 then raise(kind.bad_timeout(self, timeout)) end
+    if not P.is_seconds(timeout) then raise(kind.bad_timeout(self, timeout)) end
     return internal.now() + timeout
 end
 
@@ -75,7 +75,7 @@ local bytes = {
     whole = "stream",
     nothing = "nothing arrived",
     bad_timeout = function(_, timeout)
-        return "stream: timeout must be a number of seconds >= 0, got " .. show(timeout)
+        return "stream: timeout must be a number of seconds from 0 to 1e6, got " .. show(timeout)
     end,
     end_error = function(self, err) return self:name() .. ": " .. err end,
     take = function(self)

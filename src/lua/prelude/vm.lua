@@ -49,8 +49,8 @@ function VM:reset() call("reset", self._reset, self) end
 
 -- vm:wait_exit(timeout?): waits until QEMU has exited; raises if it is still running then.
 function VM:wait_exit(timeout)
-    if timeout ~= nil and (type(timeout) ~= "number" or timeout < 0) then
-        raise("bad argument #1 to 'wait_exit' (seconds >= 0 expected, got " .. show(timeout) .. ")")
+    if timeout ~= nil and not P.is_seconds(timeout) then
+        raise("bad argument #1 to 'wait_exit' (seconds from 0 to 1e6 expected, got " .. show(timeout) .. ")")
     end
     local ok, err = pcall(self._wait_exit, self, timeout)
     if not ok then raise((tostring(err):gsub(P.PRELUDE_WHERE, ""))) end
