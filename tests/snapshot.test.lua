@@ -74,6 +74,9 @@ test("restoring another VM's snapshot is a clear error", function(t)
     t:error(function() vm:restore(snap) end,
             "vm snap: restore: snapshot 'theirs' was taken of vm other, not of vm snap")
     t:error(function() vm:restore("theirs") end, "Snapshot from vm:snapshot%(%) expected")
+    local mine = vm:snapshot("mine")
+    mine.id = mine.id + (1 << 32) -- once cut to 32 bits: the same snapshot, restored silently
+    t:error(function() vm:restore(mine) end, "vm snap: restore: bad snapshot id")
     other:kill()
 end)
 

@@ -59,10 +59,17 @@ static int l_tostring(lua_State *L)
         return 1;
 }
 
+/* A handle's operation, with what its request asked for, to hold the reply to. */
+typedef struct FileOp {
+        Op op;
+        uint64_t asked; /* read: at most these bytes; write: these bytes */
+} FileOp;
+
 /* opts: stack index of the method's options table (timeout), or 0 for none */
 static Op *file_op(lua_State *L, FileBox *f, const char *name, int opts)
 {
-        Op *op = op_new(&f->tg, name, f->path, opt_timeout(L, opts ? opts : 1, "timeout"));
+        Op *op = op_new_sized(&f->tg, name, f->path, opt_timeout(L, opts ? opts : 1, "timeout"),
+                              sizeof(FileOp));
         if (!op)
                 luaL_error(L, "vm %s: %s %s: out of memory", f->tg.label, name, f->path);
         return op;
@@ -127,7 +134,10 @@ static int push_data(lua_State *co, Op *op, const msgpack_object *reply)
 {
         const char *p = "";
         size_t n = 0;
-        (void) proto_get_bytes(reply, "data", &p, &n);
+        if (proto_get_bytes(reply, "data", &p, &n) != 1)
+                return op_push_bad_reply(co, op, "no data");
+        if (n > ((FileOp *) op)->asked)
+                return op_push_bad_reply(co, op, "more bytes than asked for");
         lua_pushlstring(co, p, n);
         return 1;
 }
@@ -135,7 +145,10 @@ static int push_data(lua_State *co, Op *op, const msgpack_object *reply)
 static int push_n(lua_State *co, Op *op, const msgpack_object *reply)
 {
         uint64_t n = 0;
-        (void) proto_get_uint(reply, "n", &n);
+        if (proto_get_uint(reply, "n", &n) != 1)
+                return op_push_bad_reply(co, op, "no byte count");
+        if (n > ((FileOp *) op)->asked)
+                return op_push_bad_reply(co, op, "more bytes written than given");
         lua_pushinteger(co, (lua_Integer) n);
         return 1;
 }
@@ -143,7 +156,8 @@ static int push_n(lua_State *co, Op *op, const msgpack_object *reply)
 static int push_pos(lua_State *co, Op *op, const msgpack_object *reply)
 {
         uint64_t pos = 0;
-        (void) proto_get_uint(reply, "pos", &pos);
+        if (proto_get_uint(reply, "pos", &pos) != 1 || pos > INT64_MAX)
+                return op_push_bad_reply(co, op, "no position");
         lua_pushinteger(co, (lua_Integer) pos);
         return 1;
 }
@@ -159,6 +173,7 @@ static int l_read(lua_State *L)
                 return n;
         Op *op = file_op(L, f, "read", 3);
         op->push_ok = push_data;
+        ((FileOp *) op)->asked = (uint64_t) want;
         ProtoWriter *w = agent_request_begin(f->tg.agent, &op->req, "fread", 2);
         proto_kv_uint(w, "fd", f->fd);
         proto_kv_uint(w, "n", (uint64_t) want);
@@ -177,6 +192,7 @@ static int l_write(lua_State *L)
                 return n;
         Op *op = file_op(L, f, "write", 3);
         op->push_ok = push_n;
+        ((FileOp *) op)->asked = len;
         ProtoWriter *w = agent_request_begin(f->tg.agent, &op->req, "fwrite", 2);
         proto_kv_uint(w, "fd", f->fd);
         proto_kv_bin(w, "data", data, len);

@@ -169,6 +169,17 @@ static void syscall_event_name(const Target *tg, int nr, char *out, size_t size)
 
 /* ---- arguments and results ---- */
 
+/* Raises on an argument pack_arg cannot take: before the op is allocated, which a raise would
+ * leak. */
+static void check_arg(lua_State *L, int i)
+{
+        if (!lua_isinteger(L, i) && !luaL_testudata(L, i, BUFFER_MT) &&
+            lua_type(L, i) != LUA_TSTRING && !lua_isboolean(L, i) && !lua_isnil(L, i))
+                luaL_argerror(L, i, "integer, string or provium.buffer expected");
+        luaL_argcheck(L, lua_type(L, i) != LUA_TSTRING || lua_rawlen(L, i) < MAX_BUFFER, i,
+                      "at most 1 MiB");
+}
+
 /* Packs the value at i as a syscall argument: integer, Buffer (in and out), string (in). */
 static void pack_arg(lua_State *L, int i, ProtoWriter *w)
 {
@@ -181,8 +192,7 @@ static void pack_arg(lua_State *L, int i, ProtoWriter *w)
                 proto_kv_bool(w, "out", true);
         } else if (lua_type(L, i) == LUA_TSTRING) {
                 size_t n;
-                const char *s = lua_tolstring(L, i, &n);
-                luaL_argcheck(L, n < MAX_BUFFER, i, "at most 1 MiB");
+                const char *s = lua_tolstring(L, i, &n); /* its size: check_arg's */
                 msgpack_pack_map(&w->pk, 1);
                 /* strings go in NUL-terminated, as paths and names usually are */
                 proto_key(w, "buf");
@@ -208,8 +218,9 @@ static int push_sys_result(lua_State *co, Op *op, const msgpack_object *reply)
 {
         SysOp *so = (SysOp *) op;
         int64_t ret = 0, err = 0;
-        (void) proto_get_int(reply, "ret", &ret);
-        (void) proto_get_int(reply, "errno", &err);
+        if (proto_get_int(reply, "ret", &ret) != 1 || proto_get_int(reply, "errno", &err) != 1 ||
+            err < 0 || err > 4095)
+                return op_push_bad_reply(co, op, "no return value, or no errno");
         const msgpack_object *bufs = proto_get(reply, "bufs");
         lua_rawgeti(co, LUA_REGISTRYINDEX, so->args_ref);
         for (uint32_t k = 0; bufs && bufs->type == MSGPACK_OBJECT_ARRAY && k < bufs->via.array.size;
@@ -303,9 +314,7 @@ int bind_vm_syscall(lua_State *L)
         if (n)
                 return n;
         for (int i = 3; i < 3 + nargs; i++) /* raise on bad arguments before allocating */
-                if (!lua_isinteger(L, i) && !luaL_testudata(L, i, BUFFER_MT) &&
-                    lua_type(L, i) != LUA_TSTRING && !lua_isboolean(L, i))
-                        luaL_argerror(L, i, "integer, string or provium.buffer expected");
+                check_arg(L, i);
         SysOp *so = sys_op_new(L, &tg, "syscall", object, 3, 2 + nargs);
         so->op.event = &syscall_event;
         syscall_event_name(&tg, nr, so->syscall, sizeof so->syscall);
@@ -336,9 +345,7 @@ int bind_vm_ioctl(lua_State *L)
         if (lua_isnone(L, 4))
                 lua_pushinteger(L, 0);
         lua_settop(L, 4);
-        if (!lua_isinteger(L, 4) && !luaL_testudata(L, 4, BUFFER_MT) &&
-            lua_type(L, 4) != LUA_TSTRING)
-                luaL_argerror(L, 4, "integer, string or provium.buffer expected");
+        check_arg(L, 4);
         const char *object = is_file ? "(file)" : lua_tostring(L, 2);
         int n = check_running(L, &tg, "ioctl", object);
         if (n)

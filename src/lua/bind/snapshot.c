@@ -7,6 +7,7 @@
 #include "snapshot.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <jansson.h>
 #include <lauxlib.h>
 #include <stdlib.h>
@@ -101,9 +102,10 @@ static int l_restore(lua_State *L)
         const char *label = luaL_checkstring(L, 3);
         SaveCtx *ctx = new_ctx(L, vm, "restore");
         char err[1024];
-        if (id < 1 || vm_restore(vm, (unsigned) id, label, on_restored, ctx, err, sizeof err) < 0) {
+        bool bad_id = id < 1 || id > (lua_Integer) UINT_MAX; /* not cut to another one's */
+        if (bad_id || vm_restore(vm, (unsigned) id, label, on_restored, ctx, err, sizeof err) < 0) {
                 free(ctx);
-                if (id < 1)
+                if (bad_id)
                         snprintf(err, sizeof err, "vm %s: restore: bad snapshot id", vm_name(vm));
                 return push_error(L, err);
         }

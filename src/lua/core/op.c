@@ -198,6 +198,14 @@ void op_on_chunk(AgentRequest *req, const char *kind, const char *data, size_t l
                 buf_add(&op->out, data, len);
 }
 
+int op_push_bad_reply(lua_State *co, const Op *op, const char *what)
+{
+        lua_pushnil(co);
+        lua_pushfstring(co, "vm %s: %s %s: the agent's reply is not valid: %s", op->vm_name,
+                        op->name, op->object, what);
+        return 2;
+}
+
 double check_seconds(lua_State *L, double s, const char *what, bool none_ok)
 {
         if ((s >= 0 && s <= OP_SECONDS_MAX) || (none_ok && s == -1))

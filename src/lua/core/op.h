@@ -80,6 +80,10 @@ Op *op_new(const Target *tg, const char *name, const char *object, double timeou
 Op *op_new_sized(const Target *tg, const char *name, const char *object, double timeout_s,
                  size_t size);
 void op_free(Op *op);
+/* For a push_ok whose reply does not say what its request asked for (a field missing, more
+ * bytes than asked): pushes nil and "vm NAME: OP OBJECT: the agent's reply is not valid: what";
+ * returns 2. The guest is not trusted. */
+int op_push_bad_reply(lua_State *co, const Op *op, const char *what);
 void op_on_reply(AgentRequest *req, int status, const msgpack_object *reply);
 void op_on_chunk(AgentRequest *req, const char *kind, const char *data, size_t len,
                  const msgpack_object *msg);
