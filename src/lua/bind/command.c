@@ -2,8 +2,18 @@
 #include "command.h"
 
 #include <lauxlib.h>
+#include <string.h>
 
 #include "op.h"
+
+/* A string of the command that becomes a C string: a NUL byte in it raises, naming where. */
+static void check_no_nul(lua_State *L, int i, int arg, const char *what)
+{
+        size_t n;
+        const char *s = lua_tolstring(L, i, &n);
+        if (s && strlen(s) != n)
+                luaL_argerror(L, arg, lua_pushfstring(L, "a NUL byte in %s", what));
+}
 
 static void check_argv(lua_State *L, Command *c)
 {
@@ -14,6 +24,7 @@ static void check_argv(lua_State *L, Command *c)
         for (size_t i = 1; i <= c->argc; i++) {
                 if (lua_geti(L, c->cmd_idx, (lua_Integer) i) != LUA_TSTRING)
                         luaL_argerror(L, c->cmd_idx, "argv must hold only strings");
+                check_no_nul(L, -1, c->cmd_idx, "an argv string");
                 if (i > 1)
                         luaL_addchar(&b, ' ');
                 luaL_addvalue(&b);
@@ -33,8 +44,10 @@ void command_check(lua_State *L, int cmd_idx, int opts_idx, bool allow_stdin, Co
         c->is_argv = t == LUA_TTABLE;
         if (c->is_argv)
                 check_argv(L, c);
-        else
+        else {
+                check_no_nul(L, cmd_idx, cmd_idx, "the command");
                 c->text = lua_tostring(L, cmd_idx);
+        }
         c->cwd = opt_string(L, opts_idx, "cwd");
         if (has_field(L, opts_idx, "stdin")) {
                 if (!allow_stdin)
@@ -54,6 +67,12 @@ void command_check(lua_State *L, int cmd_idx, int opts_idx, bool allow_stdin, Co
                         if (lua_type(L, -2) != LUA_TSTRING ||
                             (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER))
                                 luaL_error(L, "option 'env' must map names to strings");
+                        size_t kn, vn = 0;
+                        const char *k = lua_tolstring(L, -2, &kn);
+                        const char *v =
+                            lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &vn) : "";
+                        if (strlen(k) != kn || strlen(v) != vn)
+                                luaL_error(L, "option 'env': a NUL byte in %s", k);
                         lua_pop(L, 1);
                 }
                 lua_pop(L, 1);

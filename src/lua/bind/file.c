@@ -110,7 +110,7 @@ static bool valid_flags(const char *m)
 int bind_vm_open(lua_State *L)
 {
         Target tg = check_target(L, 1);
-        const char *path = luaL_checkstring(L, 2);
+        const char *path = check_cstring(L, 2);
         const char *mode = luaL_optstring(L, 3, "r");
         luaL_argcheck(L, valid_flags(mode), 3, "mode must be r, r+, w, w+, a, a+, wx or w+x");
         lua_Integer perm = opt_mode(L, 4, "perm", 0644);
@@ -317,7 +317,7 @@ static int l_tail(lua_State *L)
 int bind_vm_tail(lua_State *L)
 {
         Target tg = check_target(L, 1);
-        return start_tail(L, &tg, luaL_checkstring(L, 2));
+        return start_tail(L, &tg, check_cstring(L, 2));
 }
 
 bool bind_file_handle(lua_State *L, int i, uint64_t *ret_fd, bool *ret_open)

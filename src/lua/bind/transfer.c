@@ -149,7 +149,7 @@ static int push_download(lua_State *co, Op *op, const msgpack_object *reply)
 int bind_vm_read_file(lua_State *L)
 {
         Target tg = check_target(L, 1);
-        const char *path = luaL_checkstring(L, 2);
+        const char *path = check_cstring(L, 2);
         const char *to = opt_string(L, 3, "to");
         int n = check_running(L, &tg, "read_file", path);
         if (n)
@@ -277,7 +277,7 @@ static int upload_source(lua_State *L, Transfer *t, const char *from)
 int bind_vm_write_file(lua_State *L)
 {
         Target tg = check_target(L, 1);
-        const char *path = luaL_checkstring(L, 2);
+        const char *path = check_cstring(L, 2);
         const char *from = opt_string(L, 4, "from");
         if (!from)
                 luaL_checkstring(L, 3);

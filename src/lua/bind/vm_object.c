@@ -319,7 +319,7 @@ static int push_stat_result(lua_State *co, Op *op, const msgpack_object *reply)
 static int l_vm_stat(lua_State *L)
 {
         Target tg = check_target(L, 1);
-        const char *path = luaL_checkstring(L, 2);
+        const char *path = check_cstring(L, 2);
         bool follow = true;
         if (lua_type(L, 3) == LUA_TTABLE) {
                 lua_getfield(L, 3, "follow");
@@ -342,7 +342,7 @@ static int l_vm_stat(lua_State *L)
 static int l_vm_mkdir(lua_State *L)
 {
         Target tg = check_target(L, 1);
-        const char *path = luaL_checkstring(L, 2);
+        const char *path = check_cstring(L, 2);
         bool parents = false;
         if (lua_type(L, 3) == LUA_TTABLE) {
                 lua_getfield(L, 3, "parents");

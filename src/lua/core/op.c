@@ -236,6 +236,14 @@ double opt_timeout(lua_State *L, int opts, const char *field)
         return check_seconds(L, t, what, false);
 }
 
+const char *check_cstring(lua_State *L, int i)
+{
+        size_t n;
+        const char *s = luaL_checklstring(L, i, &n);
+        luaL_argcheck(L, strlen(s) == n, i, "a NUL byte in the string");
+        return s;
+}
+
 const char *opt_string(lua_State *L, int opts, const char *field)
 {
         if (lua_type(L, opts) != LUA_TTABLE)
@@ -243,9 +251,12 @@ const char *opt_string(lua_State *L, int opts, const char *field)
         lua_getfield(L, opts, field);
         const char *s = NULL;
         if (!lua_isnil(L, -1)) {
+                size_t n = 0;
                 if (lua_type(L, -1) != LUA_TSTRING)
                         luaL_error(L, "option '%s' must be a string", field);
-                s = lua_tostring(L, -1);
+                s = lua_tolstring(L, -1, &n);
+                if (strlen(s) != n)
+                        luaL_error(L, "option '%s': a NUL byte in the string", field);
         }
         lua_pop(L, 1); /* still referenced by the options table */
         return s;

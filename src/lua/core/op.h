@@ -98,6 +98,9 @@ int op_push_true(lua_State *co, Op *op, const msgpack_object *reply);
 
 /* Options (opts is a stack index; a non-table means "none given"). */
 double opt_timeout(lua_State *L, int opts, const char *field);
+/* The string argument i, which becomes a C string (a path, an argument): one with a NUL byte
+ * in it raises instead of being cut there. */
+const char *check_cstring(lua_State *L, int i);
 /* Timeouts: seconds from 0 (none) to OP_SECONDS_MAX. check_seconds raises "<what>: a timeout
  * must be ..." for anything else (NaN, infinite, negative, huge: their casts to integers are
  * undefined), or returns s; none_ok lets -1 (no timeout) through. seconds_to_ms rounds up, so
