@@ -10,6 +10,7 @@
 
 #include "env.h"
 #include "events.h"
+#include "term_text.h"
 
 #define MAX_RUNNING 32
 
@@ -39,7 +40,7 @@ static Running *running_of(const char *file, bool make)
                 return NULL;
         Running *r = &pg.running[pg.nrunning++];
         *r = (Running){0};
-        snprintf(r->file, sizeof r->file, "%s", file);
+        term_text_copy(r->file, sizeof r->file, file, strlen(file));
         return r;
 }
 
@@ -60,7 +61,9 @@ static void on_test_start(const msgpack_object *m, void *data)
         (void) proto_copy_str(m, "file", file, sizeof file);
         Running *r = running_of(file, true);
         if (r) {
-                (void) proto_copy_str(m, "test", r->test, sizeof r->test);
+                char raw[sizeof r->test];
+                (void) proto_copy_str(m, "test", raw, sizeof raw);
+                term_text_copy(r->test, sizeof r->test, raw, strlen(raw));
                 r->since_ns = events_mono_ns();
         }
 }

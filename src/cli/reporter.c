@@ -9,6 +9,7 @@
 #include "cli.h"
 #include "events.h"
 #include "progress.h"
+#include "term_text.h"
 
 static struct {
         unsigned passed, failed, skipped;
@@ -60,8 +61,10 @@ static void print_indented(const char *msg)
         const char *line = msg;
         while (*line) {
                 const char *nl = strchr(line, '\n');
-                int len = nl ? (int) (nl - line) : (int) strlen(line);
-                printf("      %.*s\n", len, line);
+                size_t len = nl ? (size_t) (nl - line) : strlen(line);
+                fputs("      ", stdout);
+                term_text_write(stdout, line, len, 0);
+                putchar('\n');
                 if (!nl)
                         break;
                 line = nl + 1;
@@ -102,10 +105,15 @@ static void on_test_end(const msgpack_object *m, void *data)
                 color = "\033[31m";
         }
         progress_hide();
-        printf("%s%s%s  %s: %s (%.2fs)", rep.color ? color : "", label, rep.color ? "\033[0m" : "",
-               file, test, (double) dur / 1e9);
-        if (strcmp(status, "skip") == 0 && mlen)
-                printf(": %.*s", (int) mlen, msg);
+        printf("%s%s%s  ", rep.color ? color : "", label, rep.color ? "\033[0m" : "");
+        term_text_write(stdout, file, strlen(file), 0);
+        fputs(": ", stdout);
+        term_text_write(stdout, test, strlen(test), 0);
+        printf(" (%.2fs)", (double) dur / 1e9);
+        if (strcmp(status, "skip") == 0 && mlen) {
+                fputs(": ", stdout);
+                term_text_write(stdout, msg, mlen, 0);
+        }
         printf("\n");
         if (strcmp(status, "fail") == 0 && mlen) {
                 char *copy = strndup(msg, mlen);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "events.h"
+#include "term_text.h"
 
 #define SLOWEST     5
 #define MAX_FAILED  50
@@ -145,16 +146,25 @@ void run_summary_print(void)
         if (sum.tests == 0)
                 return;
         printf("\nslowest tests:\n");
-        for (int i = 0; i < SLOWEST && sum.slow[i].ns; i++)
-                printf("  %7.2fs  %s\n", (double) sum.slow[i].ns / 1e9, sum.slow[i].what);
+        for (int i = 0; i < SLOWEST && sum.slow[i].ns; i++) {
+                printf("  %7.2fs  ", (double) sum.slow[i].ns / 1e9);
+                term_text_write(stdout, sum.slow[i].what, strlen(sum.slow[i].what), 0);
+                putchar('\n');
+        }
         printf("VMs: %u booted, %u restored from fixtures and snapshots; %.0f VM-seconds\n",
                sum.booted, sum.restored, (double) sum.vm_ns / 1e9);
         printf("cache: images %u found, %u built; fixtures %u found, %u built\n", sum.image_hits,
                sum.image_builds, sum.fixture_hits, sum.fixture_builds);
         if (sum.nfailed) {
                 printf("failed:\n");
-                for (unsigned i = 0; i < sum.nfailed; i++)
-                        printf("  %s\n      %s\n", sum.failed[i].what, sum.failed[i].where);
+                for (unsigned i = 0; i < sum.nfailed; i++) {
+                        fputs("  ", stdout);
+                        term_text_write(stdout, sum.failed[i].what, strlen(sum.failed[i].what), 0);
+                        fputs("\n      ", stdout);
+                        term_text_write(stdout, sum.failed[i].where, strlen(sum.failed[i].where),
+                                        0);
+                        putchar('\n');
+                }
                 if (sum.more_failed)
                         printf("  and %u more\n", sum.more_failed);
         }
