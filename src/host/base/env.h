@@ -41,9 +41,11 @@ typedef struct ProviumEnv {
                         const char *premature_exit_file;    /* Bazel: there while running */
                         const char *events_queue;           /* PROVIUM_EVENTS_QUEUE: bytes a live
                                                              * events client may fall behind (tests) */
+                        const char *qmp_timeout;            /* PROVIUM_QMP_TIMEOUT: ms QEMU has to
+                                                             * answer a QMP command (tests) */
                         const char *term;                   /* TERM: "dumb" gets no status line */
                 };
-                const char *vars[23];
+                const char *vars[24];
         };
         bool no_color; /* NO_COLOR is set */
         /* From the dispatcher, on a runner's command line (NULL when not known): */

@@ -7,13 +7,18 @@
 #include <string.h>
 
 #include "connect.h"
+#include "env.h"
+#include "events.h"
 
-#define QMP_MAX_LINE (16u << 20)
+#define QMP_MAX_LINE  (16u << 20)
+#define QMP_ANSWER_MS 30000 /* to greet us, and to answer each command: else it is wedged */
+#define QMP_WATCH_MS  250   /* how often the oldest call's deadline is checked */
 
 typedef struct QmpCall {
         uint64_t id;
         QmpReplyFn cb;
         void *data;
+        uint64_t deadline_ns;
         struct QmpCall *next;
 } QmpCall;
 
@@ -30,9 +35,19 @@ struct Qmp {
         QmpReadyFn ready_cb;
         QmpEventFn event_cb;
         void *data;
-        int depth;   /* callbacks running: qmp_free then only marks it doomed */
-        bool doomed; /* freed by the owner inside a callback: free when they return */
+        int depth;            /* callbacks running: qmp_free then only marks it doomed */
+        bool doomed;          /* freed by the owner inside a callback: free when they return */
+        uv_timer_t *watch;    /* the greeting's and the calls' deadlines, while connected */
+        uint64_t greet_by_ns; /* the greeting and negotiation are due by then */
 };
+
+/* How long QEMU has to answer (PROVIUM_QMP_TIMEOUT overrides it, for tests), in ns. */
+static uint64_t answer_ns(void)
+{
+        const char *v = env_get()->qmp_timeout;
+        long ms = v ? strtol(v, NULL, 10) : 0;
+        return (uint64_t) (ms > 0 && ms <= 600000 ? ms : QMP_ANSWER_MS) * 1000000u;
+}
 
 static void qmp_destroy(Qmp *q)
 {
@@ -75,6 +90,10 @@ static void qmp_disconnect(Qmp *q, int status)
 {
         enter(q);
         q->connector = connector_cancel(q->connector);
+        if (q->watch) {
+                uv_close((uv_handle_t *) q->watch, on_pipe_closed); /* frees it, not q */
+                q->watch = NULL;
+        }
         if (q->pipe) {
                 uv_close((uv_handle_t *) q->pipe, on_pipe_closed);
                 q->pipe = NULL;
@@ -189,6 +208,32 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         (void) leave(q);
 }
 
+/* A QEMU that stops answering (stopped, wedged) fails what waits on it, as a closed socket
+ * would: later replies could no longer be matched to their calls anyway. */
+static void on_watch(uv_timer_t *t)
+{
+        Qmp *q = t->data;
+        uint64_t now = events_mono_ns();
+        bool late =
+            (!q->negotiated && now > q->greet_by_ns) || (q->calls && now > q->calls->deadline_ns);
+        if (late)
+                qmp_disconnect(q, -ETIMEDOUT);
+}
+
+static int start_watch(Qmp *q)
+{
+        q->watch = malloc(sizeof *q->watch);
+        if (!q->watch || uv_timer_init(q->loop, q->watch) < 0) {
+                free(q->watch);
+                q->watch = NULL;
+                return -ENOMEM;
+        }
+        q->watch->data = q;
+        uv_unref((uv_handle_t *) q->watch); /* it never keeps the loop alive on its own */
+        q->greet_by_ns = events_mono_ns() + answer_ns();
+        return uv_timer_start(q->watch, on_watch, QMP_WATCH_MS, QMP_WATCH_MS);
+}
+
 static void on_connected(void *data, int status, int fd)
 {
         Qmp *q = data;
@@ -210,8 +255,22 @@ static void on_connected(void *data, int status, int fd)
                                 r = uv_read_start((uv_stream_t *) q->pipe, alloc_cb, read_cb);
                 }
         }
+        if (r == 0)
+                r = start_watch(q);
         if (r < 0)
                 qmp_disconnect(q, r);
+}
+
+const char *qmp_error_text(int status, json_t *result)
+{
+        json_t *d = status == -EPROTO && result ? json_object_get(result, "desc") : NULL;
+        if (json_is_string(d))
+                return json_string_value(d);
+        if (status == -ETIMEDOUT)
+                return "QEMU did not answer QMP in time: it is stopped or wedged";
+        if (status == -ECONNRESET || status == -ENOTCONN)
+                return "QMP connection lost";
+        return status < 0 ? strerror(-status) : "failed";
 }
 
 Qmp *qmp_new(uv_loop_t *loop)
@@ -279,6 +338,7 @@ int qmp_execute(Qmp *q, const char *cmd, json_t *args, QmpReplyFn cb, void *data
         call->id = q->next_id++;
         call->cb = cb;
         call->data = data;
+        call->deadline_ns = events_mono_ns() + answer_ns();
         QmpCall **pp = &q->calls;
         while (*pp)
                 pp = &(*pp)->next;

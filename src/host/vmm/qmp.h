@@ -9,8 +9,13 @@
 typedef struct Qmp Qmp;
 
 /* status 0 and the "return" value, or -EPROTO with the "error" object (desc in it), or
- * -ECONNRESET / -ETIMEDOUT with NULL. Borrowed references: valid during the call only. */
+ * -ECONNRESET / -ETIMEDOUT with NULL. Borrowed references: valid during the call only.
+ * QEMU has 30 s to greet and to answer each command; one that does not is taken as wedged:
+ * the connection is closed and everything waiting on it fails with -ETIMEDOUT. */
 typedef void (*QmpReplyFn)(void *data, int status, json_t *result);
+/* What a failed call's status and result say, for messages: QEMU's own description, that it
+ * did not answer in time (stopped or wedged), or that the connection is gone. */
+const char *qmp_error_text(int status, json_t *result);
 /* An asynchronous event such as "SHUTDOWN", "STOP", "GUEST_PANICKED". */
 typedef void (*QmpEventFn)(void *data, const char *event, json_t *event_data);
 /* Negotiation finished (status 0) or failed. */

@@ -191,14 +191,13 @@ static void on_boot_timeout(uv_timer_t *t)
         free(tail);
 }
 
-static void incoming_failed(Vm *vm, const char *what, json_t *result)
+static void incoming_failed(Vm *vm, const char *what, int status, json_t *result)
 {
         if (vm->phase != PHASE_RESTORING && vm->phase != PHASE_LOADING)
                 return;
-        json_t *desc = result ? json_object_get(result, "desc") : NULL;
         char *msg = NULL;
         if (asprintf(&msg, "vm %s: restore: %s: %s", vm->name, what,
-                     json_is_string(desc) ? json_string_value(desc) : "QMP connection lost") < 0)
+                     qmp_error_text(status, result)) < 0)
                 msg = NULL;
         vm_boot_end(vm, -EIO, msg ? msg : "restore failed");
         free(msg);
@@ -207,17 +206,17 @@ static void incoming_failed(Vm *vm, const char *what, json_t *result)
 static void on_incoming_started(void *data, int status, json_t *result)
 {
         if (status < 0)
-                incoming_failed(data, "migrate-incoming", result);
+                incoming_failed(data, "migrate-incoming", status, result);
 }
 
 static void on_incoming_caps(void *data, int status, json_t *result)
 {
         Vm *vm = data;
         if (status < 0)
-                return incoming_failed(vm, "migrate-set-capabilities", result);
+                return incoming_failed(vm, "migrate-set-capabilities", status, result);
         json_t *args = json_pack("{s:s}", "uri", "fd:3");
         if (!args || qmp_execute(vm->qmp, "migrate-incoming", args, on_incoming_started, vm) < 0)
-                incoming_failed(vm, "migrate-incoming", NULL);
+                incoming_failed(vm, "migrate-incoming", -ENOTCONN, NULL);
 }
 
 /* Saved RAM is not in the stream: x-ignore-shared must be set on both sides. */
@@ -239,7 +238,7 @@ static void maybe_start_incoming(Vm *vm)
         json_t *args = vm_ignore_shared_args(vm->incoming_has_ram ? 0 : 1);
         if (!args ||
             qmp_execute(vm->qmp, "migrate-set-capabilities", args, on_incoming_caps, vm) < 0)
-                incoming_failed(vm, "migrate-set-capabilities", NULL);
+                incoming_failed(vm, "migrate-set-capabilities", -ENOTCONN, NULL);
 }
 
 static void on_qmp_ready(void *data, int status)

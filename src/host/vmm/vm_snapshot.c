@@ -174,17 +174,11 @@ static void save_finish(Save *s, int status, const char *fmt, ...)
                 save_free(s);
 }
 
-static const char *qmp_desc(json_t *result)
-{
-        json_t *d = result ? json_object_get(result, "desc") : NULL;
-        return json_is_string(d) ? json_string_value(d) : "QMP connection lost";
-}
-
 static void on_resumed(void *data, int status, json_t *result)
 {
         Save *s = data;
         if (status < 0)
-                return save_finish(s, -EIO, "cont: %s", qmp_desc(result));
+                return save_finish(s, -EIO, "cont: %s", qmp_error_text(status, result));
         save_finish(s, 0, NULL);
 }
 
@@ -263,7 +257,7 @@ static void on_query_migrate(void *data, int status, json_t *result)
         if (s->finished)
                 return;
         if (status < 0)
-                return save_finish(s, -EIO, "query-migrate: %s", qmp_desc(result));
+                return save_finish(s, -EIO, "query-migrate: %s", qmp_error_text(status, result));
         const char *st = json_string_value(json_object_get(result, "status"));
         if (st && strcmp(st, "completed") == 0) {
                 s->migrate_done = true;
@@ -296,7 +290,7 @@ static void on_migrate(void *data, int status, json_t *result)
         if (s->finished)
                 return;
         if (status < 0)
-                return save_finish(s, -EIO, "migrate: %s", qmp_desc(result));
+                return save_finish(s, -EIO, "migrate: %s", qmp_error_text(status, result));
         on_poll_timer(s->poll);
 }
 
@@ -306,7 +300,8 @@ static void on_caps(void *data, int status, json_t *result)
         if (s->finished)
                 return;
         if (status < 0)
-                return save_finish(s, -EIO, "migrate-set-capabilities: %s", qmp_desc(result));
+                return save_finish(s, -EIO, "migrate-set-capabilities: %s",
+                                   qmp_error_text(status, result));
         char uri[4200];
         snprintf(uri, sizeof uri, "unix:%s", s->sock_path);
         json_t *args = json_pack("{s:s}", "uri", uri);
@@ -323,7 +318,7 @@ static void on_stopped(void *data, int status, json_t *result)
         if (s->finished)
                 return;
         if (status < 0)
-                return save_finish(s, -EIO, "stop: %s", qmp_desc(result));
+                return save_finish(s, -EIO, "stop: %s", qmp_error_text(status, result));
         s->stopped = true;
         /* Only a shared RAM file stays out of the stream; a copy-on-write one goes in, and the
          * loading side must then have the capability off too. */

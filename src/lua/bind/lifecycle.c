@@ -49,12 +49,9 @@ static void on_qmp_reply(void *data, int status, json_t *result)
                 vm_set_paused(ctx->vm, ctx->paused);
         if (!ctx->abandoned) {
                 char err[1024];
-                const char *desc = status == -EPROTO
-                                       ? json_string_value(json_object_get(result, "desc"))
-                                       : strerror(-status);
                 if (status)
                         snprintf(err, sizeof err, "vm %s: %s: %s", vm_name(ctx->vm), ctx->what,
-                                 desc ? desc : "failed");
+                                 qmp_error_text(status, result));
                 runtime_resume_result(&ctx->pending, status ? err : NULL);
         }
         free(ctx);

@@ -1,0 +1,30 @@
+-- The fault matrix: what breaks under a run (a wedged QEMU, a hostile guest...) ends in a
+-- report naming the object, the operation and the cause, and leaves nothing behind. Each case
+-- runs a second provium on a file of its own, so that its faults stay its own.
+local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
+local st = dofile(here .. "/lib/selftest.lua")(here)
+
+-- Runs body as the one file of an inner run, with env before the command; its output, status.
+local function inner(name, body, env)
+    local dir = st.tmpdir("faults-" .. name)
+    st.write(dir .. "/" .. name .. ".test.lua", body)
+    return st.run(dir, "--progress never", env)
+end
+
+test("a QEMU stopped under a QMP command fails it, saying QEMU did not answer, and is cleaned up", function(t)
+    local out, code = inner("wedged", [[
+test("pause a stopped QEMU", function(t)
+    local vm = provium:vm("wedged"):boot()
+    os.execute("pkill -STOP -f 'provium-[w]edged'")
+    local t0 = os.time()
+    t:error(function() vm:pause() end,
+            "vm wedged: pause: QEMU did not answer QMP in time: it is stopped or wedged")
+    t:ok(os.time() - t0 < 10, "within the QMP timeout, not the test's")
+    t:error(function() vm:run("true", { timeout = 1 }) end, "vm wedged: exec true: timed out after")
+    os.execute("pkill -CONT -f 'provium-[w]edged'")
+end)
+]], "PROVIUM_QMP_TIMEOUT=1000")
+    t:eq(code, 0, out)
+    t:contains(out, "1 passed, 0 failed, 0 skipped")
+    t:eq(st.qemus("wedged"), "", "no QEMU left behind")
+end)
