@@ -28,3 +28,14 @@ end)
     t:contains(out, "1 passed, 0 failed, 0 skipped")
     t:eq(st.qemus("wedged"), "", "no QEMU left behind")
 end)
+
+test("a guest that floods output fills no memory: run fails past 64 MiB, an unread stream ends", function(t)
+    local vm = provium:vm("flood", { vmm = "local" }):boot() -- the same host code, sooner
+    t:error(function() vm:run("head -c 70000000 /dev/zero") end,
+            "vm flood: exec head %-c 70000000 /dev/zero: its stdout passed 64 MiB, more than a run keeps")
+    t:eq(vm:run("echo still here"):assert_ok().stdout, "still here\n")
+    local p = vm:run_async("head -c 70000000 /dev/zero; echo done >&2")
+    local r = p:wait(60)
+    t:ok(#r.stdout <= 64 * 1024 * 1024, "what was kept: " .. #r.stdout)
+    t:error(function() p:stdout():next() end, "more than 64 MiB came that nobody read: the rest was dropped")
+end)

@@ -25,6 +25,9 @@ typedef struct Chunk {
         char data[];
 } Chunk;
 
+/* What read_file keeps in memory at most (a Lua string); {to = path} has no limit. */
+#define READ_MEMORY_MAX (1ull << 30)
+
 typedef struct Transfer {
         Op op; /* first: op_free frees the whole transfer */
         lua_State *main;
@@ -84,6 +87,14 @@ static void send_cancel(Transfer *t)
 static int push_host_error(lua_State *co, Transfer *t)
 {
         lua_pushnil(co);
+        if (t->io_error == -EFBIG && t->fd < 0) {
+                lua_pushfstring(co,
+                                "vm %s: %s %s: more than %d MiB, more than read_file keeps in "
+                                "memory: read it into a host file with {to = path}",
+                                t->op.vm_name, t->op.name, t->op.object,
+                                (int) (READ_MEMORY_MAX >> 20));
+                return 2;
+        }
         lua_pushfstring(co, "vm %s: %s %s: host file %s: %s", t->op.vm_name, t->op.name,
                         t->op.object, t->host_path, strerror(-t->io_error));
         return 2;
@@ -104,9 +115,9 @@ static void on_download_chunk(AgentRequest *req, const char *kind, const char *d
                         send_cancel(t);
                 return;
         }
-        Chunk *c = malloc(sizeof *c + len);
+        Chunk *c = t->done <= READ_MEMORY_MAX ? malloc(sizeof *c + len) : NULL;
         if (!c) {
-                t->io_error = -ENOMEM;
+                t->io_error = t->done > READ_MEMORY_MAX ? -EFBIG : -ENOMEM;
                 send_cancel(t);
                 return;
         }

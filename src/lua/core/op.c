@@ -40,8 +40,12 @@ Target check_target(lua_State *L, int i)
 
 void buf_add(Buf *b, const char *p, size_t n)
 {
-        if (b->oom || n == 0)
+        if (b->oom || b->too_big || n == 0)
                 return;
+        if (n > OP_OUTPUT_MAX - b->len) {
+                b->too_big = true;
+                return;
+        }
         if (b->cap - b->len < n) {
                 size_t cap = b->cap ? b->cap : 4096;
                 while (cap - b->len < n)
@@ -167,13 +171,22 @@ void op_on_reply(AgentRequest *req, int status, const msgpack_object *reply)
                 int n;
                 if (!lua_checkstack(co, 8))
                         n = 0;
-                else if (status == 0 && ok && !op->out.oom && !op->err.oom)
+                else if (status == 0 && ok && !op->out.oom && !op->err.oom && !op->out.too_big &&
+                         !op->err.too_big)
                         n = op->push_ok(co, op, reply);
                 else {
                         lua_pushnil(co);
                         if (op->out.oom || op->err.oom)
                                 lua_pushfstring(co, "vm %s: %s %s: out of memory on the host",
                                                 op->vm_name, op->name, op->object);
+                        else if (op->out.too_big || op->err.too_big)
+                                lua_pushfstring(co,
+                                                "vm %s: %s %s: its %s passed %d MiB, more than a "
+                                                "run keeps (run_async streams it; or redirect it "
+                                                "to a file)",
+                                                op->vm_name, op->name, op->object,
+                                                op->out.too_big ? "stdout" : "stderr",
+                                                (int) (OP_OUTPUT_MAX >> 20));
                         else
                                 push_failure(co, op, status, reply);
                         n = 2;

@@ -36,10 +36,15 @@ Vm *check_vm(lua_State *L, int i);
 Target check_target(lua_State *L, int i);
 
 /* A growable byte buffer; oom is sticky. */
+/* What vm:run keeps of a command's stdout and of its stderr, each: a guest that writes more
+ * (a runaway loop) fails the call instead of filling the host's memory. */
+#define OP_OUTPUT_MAX (64u << 20)
+
 typedef struct Buf {
         char *p;
         size_t len, cap;
-        bool oom;
+        bool oom;     /* an allocation failed */
+        bool too_big; /* past OP_OUTPUT_MAX */
 } Buf;
 
 void buf_add(Buf *b, const char *p, size_t n);

@@ -54,6 +54,11 @@ void stream_push(Stream *s, const char *p, size_t n)
 {
         if (s->ended || s->closed || n == 0)
                 return;
+        if (n > STREAM_UNREAD_MAX - (s->len - s->off)) {
+                stream_end(s, "more than 64 MiB came that nobody read: the rest was dropped "
+                              "(read the stream as it comes, or send the output to a file)");
+                return;
+        }
         if (s->off > 0 && s->off == s->len)
                 s->off = s->len = 0;
         if (s->cap - s->len < n) {

@@ -11,6 +11,10 @@ typedef struct Stream Stream;
 
 /* A new stream with one reference, the producer's. NULL on -ENOMEM. name is for messages. */
 Stream *stream_new(const char *name);
+/* What a stream holds unread at most: a producer that outruns its reader by more ends the
+ * stream with an error saying so (the bytes past it are dropped, not silently). */
+#define STREAM_UNREAD_MAX (64u << 20)
+
 /* Appends bytes and wakes a reader. After stream_end, ignored. */
 void stream_push(Stream *s, const char *p, size_t n);
 /* No more data will come; error (may be NULL) says why, when it is not a normal end. */
