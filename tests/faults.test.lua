@@ -39,3 +39,12 @@ test("a guest that floods output fills no memory: run fails past 64 MiB, an unre
     t:ok(#r.stdout <= 64 * 1024 * 1024, "what was kept: " .. #r.stdout)
     t:error(function() p:stdout():next() end, "more than 64 MiB came that nobody read: the rest was dropped")
 end)
+
+test("QEMU runs under a seccomp filter (-sandbox): what escapes into it cannot exec or fork", function(t)
+    local vm = provium:vm("confined", { vmm = "qemu" }):boot()
+    local pid = tonumber(st.qemus("confined"):match("%d+"))
+    t:ok(pid, "its QEMU")
+    t:match(st.read("/proc/" .. pid .. "/status"), "\nSeccomp:%s+2\n", "filter mode")
+    t:match(st.read("/proc/" .. pid .. "/cmdline"), "%-sandbox%z[^%z]*spawn=deny")
+    t:eq(vm:run("echo fine"):assert_ok().stdout, "fine\n")
+end)

@@ -158,6 +158,10 @@ int vm_build_argv(Vm *vm, const VmConfig *cfg, const Image *img, Argv *a)
         argv_add(a, "-nodefaults");
         argv_add(a, "-no-user-config");
         argv_add(a, "-no-reboot");
+        /* seccomp: a guest that escapes into QEMU cannot exec, fork, change its IDs or its
+         * scheduling, nor use the syscalls QEMU no longer needs (docs/security.md) */
+        argv_add(a, "-sandbox");
+        argv_add(a, "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
         argv_add(a, "-display");
         argv_add(a, "none");
         argv_add(a, "-serial");
