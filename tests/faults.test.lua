@@ -48,3 +48,21 @@ test("QEMU runs under a seccomp filter (-sandbox): what escapes into it cannot e
     t:match(st.read("/proc/" .. pid .. "/cmdline"), "%-sandbox%z[^%z]*spawn=deny")
     t:eq(vm:run("echo fine"):assert_ok().stdout, "fine\n")
 end)
+
+test("a FIFO or a symlink in a fixture's cache entry is a miss and a rebuild, never a hang", function(t)
+    local dir = st.workdir("fixture_user:one")
+    st.at_file_end(function() st.sh("rm -rf " .. dir) end)
+    local env = "XDG_CACHE_HOME=" .. dir .. "/cache"
+    local out, code = st.run(dir, "--progress never", env)
+    t:eq(code, 0, out)
+    local meta = st.sh("ls -d " .. dir .. "/cache/provium/fixtures/*/meta.json"):gsub("%s+$", "")
+    t:match(meta, "/meta%.json$")
+    for _, make in ipairs({ "mkfifo " .. meta, "ln -s /etc/passwd " .. meta }) do
+        st.sh("rm -f " .. meta .. " && " .. make)
+        out, code = st.run(dir, "--progress never --events " .. dir .. "/ev.mp", env .. " timeout 120")
+        t:eq(code, 0, make .. ": " .. out)
+        t:eq(st.count_events(dir .. "/ev.mp", "fixture.build"), 1, make .. ": rebuilt")
+        meta = st.sh("ls -d " .. dir .. "/cache/provium/fixtures/*/meta.json"):gsub("%s+$", "")
+        t:eq(st.sh("test -f " .. meta .. " && test ! -L " .. meta .. " && echo regular"), "regular\n")
+    end
+end)

@@ -24,9 +24,8 @@ void keyhash_field(XXH3_state_t *st, const char *tag, const void *data, size_t l
 
 int keyhash_file(XXH3_state_t *st, const char *tag, const char *path)
 {
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO: refused, not waited on */
         struct stat sb;
-        void *m;
 
         if (fd < 0)
                 return -errno;
@@ -35,18 +34,26 @@ int keyhash_file(XXH3_state_t *st, const char *tag, const char *path)
                 (void) close(fd);
                 return r;
         }
-        if (sb.st_size == 0) {
-                (void) close(fd);
-                keyhash_field(st, tag, "", 0);
-                return 0;
+        /* read, not mapped: an I/O error or a file cut short meanwhile is an error, not SIGBUS */
+        uint64_t n = (uint64_t) sb.st_size;
+        (void) XXH3_128bits_update(st, tag, strlen(tag) + 1);
+        (void) XXH3_128bits_update(st, &n, sizeof n);
+        char buf[65536];
+        uint64_t left = n;
+        int r = 0;
+        while (left > 0 && r == 0) {
+                ssize_t k = read(fd, buf, left < sizeof buf ? (size_t) left : sizeof buf);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0)
+                        r = k < 0 ? -errno : -EIO; /* shorter than it was */
+                else {
+                        (void) XXH3_128bits_update(st, buf, (size_t) k);
+                        left -= (uint64_t) k;
+                }
         }
-        m = mmap(NULL, (size_t) sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
         (void) close(fd);
-        if (m == MAP_FAILED)
-                return -errno;
-        keyhash_field(st, tag, m, (size_t) sb.st_size);
-        (void) munmap(m, (size_t) sb.st_size);
-        return 0;
+        return r;
 }
 
 static bool has_suffix(const char *name, const char *suffix)

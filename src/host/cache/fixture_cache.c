@@ -370,7 +370,7 @@ static int build_write_meta(FixtureBuild *b, json_t *meta, char *err, size_t err
                 seterr(err, errlen, "fixture %s: %s", b->name, strerror(-r));
                 goto out;
         }
-        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
         if (fd < 0) {
                 r = -errno;
                 seterr(err, errlen, "fixture %s: open %s: %s", b->name, path, strerror(-r));

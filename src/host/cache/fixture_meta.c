@@ -42,7 +42,8 @@ bool fixture__hex_valid(const char *s, size_t n)
 /* Reads PATH (at most FIXTURE_META_MAX bytes) into a NUL-terminated buffer. */
 static int read_file_all(const char *path, char **ret)
 {
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        /* a symlink or a FIFO in the cache is refused (ELOOP), or found not regular, at once */
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
         struct stat sb;
         size_t len = 0;
         char *buf = NULL;
@@ -246,7 +247,7 @@ static int vm_file_check(const char *vm, const char *path, bool sparse, uint64_t
         const char *base = strrchr(path, '/') + 1;
         uint64_t got_size = 0;
         char got[17];
-        int fd = open(path, O_RDONLY | O_CLOEXEC), r;
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK), r;
         struct stat sb;
 
         if (fd < 0 || fstat(fd, &sb) < 0) {
