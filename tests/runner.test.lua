@@ -61,6 +61,27 @@ test("Ctrl-C stops a run and leaves no QEMU, socket or run directory behind", fu
     sh("rm -rf " .. dir)
 end)
 
+test("Ctrl-C at a terminal (the whole process group) interrupts the test, not its QEMU", function(t)
+    local dir = workdir("sleeper")
+    sh("mkdir " .. dir .. "/tmp")
+    -- setsid: provium leads a process group of its own, as a shell's foreground job does
+    local function run(signals)
+        return sh(string.format(
+            "PROVIUM_RUN_DIR=%s/tmp setsid %s --accel tcg --progress never --test-timeout 60 %s & pid=$!; " ..
+            "for i in $(seq 1 600); do pgrep -f provium-[s]leeper >/dev/null && break; sleep 0.1; done; " ..
+            "sleep 2; %s; wait $pid",
+            dir, provium.executable, dir, signals))
+    end
+    local out, code = run("kill -INT -$pid")
+    t:eq(code, 130, out)
+    -- the runner interrupts it (SIGTERM from the dispatcher); its QEMU did not die under it
+    t:match(out, "sleeper%.test%.lua: boots and waits %([%d.]+s%)\n%s+interrupted by Terminated\n")
+    t:eq(out:find("QEMU", 1, true), nil, "QEMU did not die under the test: " .. out)
+    t:eq(qemus("sleeper"), "", "QEMU stopped")
+    t:eq(sh("ls -A " .. dir .. "/tmp"), "", "run directory removed")
+    sh("rm -rf " .. dir)
+end)
+
 test("a test spinning in Lua is stopped at its timeout, with its location", function(t)
     local dir = workdir("busy")
     local out, code = provium_run(dir, "--test-timeout 2")

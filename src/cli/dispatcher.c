@@ -257,6 +257,10 @@ static int spawn_child(Dispatcher *d, const char *file, size_t index)
             .env = d->child_env,
             .stdio_count = 4,
             .stdio = stdio,
+            /* a session of its own: a terminal's Ctrl-C reaches the dispatcher alone, which
+             * interrupts the runner, whose QEMUs and builds then stop in order instead of
+             * dying under their tests ("VM died" for "interrupted") */
+            .flags = UV_PROCESS_DETACHED,
         };
         c->proc.data = c;
         int r = uv_spawn(d->loop, &c->proc, &po);
@@ -293,22 +297,26 @@ static void start_next(Dispatcher *d)
 static void walk_kill(uv_handle_t *h, void *arg)
 {
         if (h->type == UV_PROCESS && !uv_is_closing(h))
-                (void) uv_process_kill((uv_process_t *) h, SIGTERM);
+                (void) uv_process_kill((uv_process_t *) h, *(int *) arg);
 }
 
+/* The first signal interrupts the runners (SIGTERM: their tests end as skipped, their VMs are
+ * stopped); a second one kills them (their QEMUs die with them, PDEATHSIG; the dispatcher
+ * removes their run directories and what their local VMs left). */
 static void on_signal(uv_signal_t *s, int signum)
 {
         Dispatcher *d = s->data;
-        if (d->interrupted) {
+        int sig = d->interrupted ? SIGKILL : SIGTERM;
+        if (d->interrupted)
                 fprintf(stderr, "provium: second %s: stopping now\n", strsignal(signum));
-                uv_walk(d->loop, walk_kill, NULL);
-                return;
+        else {
+                d->interrupted = true;
+                pool_run_deny_all(d->pool, "the run was interrupted");
+                fprintf(stderr,
+                        "\nprovium: %s: finishing the running files (again to stop at once)\n",
+                        strsignal(signum));
         }
-        d->interrupted = true;
-        pool_run_deny_all(d->pool, "the run was interrupted");
-        fprintf(stderr, "\nprovium: %s: finishing the running files (again to stop at once)\n",
-                strsignal(signum));
-        uv_walk(d->loop, walk_kill, NULL);
+        uv_walk(d->loop, walk_kill, &sig);
 }
 
 /* ---- entry point ---- */
