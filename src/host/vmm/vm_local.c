@@ -133,10 +133,29 @@ void vm_local_exited(Vm *vm)
 
 static void freeze_end(Vm *vm, int status);
 
+/* The sandbox's mount points in the VM's run directory. A directory that is a mount point in
+ * any namespace cannot be removed: the VM's mount namespace goes with the last of its
+ * processes, a moment after its init (they are killed, not waited for), so wait for that. */
+static void remove_mount_points(const Vm *vm)
+{
+        static const char *const points[] = {"root", "rw"};
+        for (size_t i = 0; i < sizeof points / sizeof *points; i++) {
+                char path[4200];
+                snprintf(path, sizeof path, "%s/%s", vm->dir, points[i]);
+                for (int k = 0; k < CGROUP_RMDIR_TRY * 5 && rmdir(path) < 0 && errno == EBUSY;
+                     k++) {
+                        struct timespec ts = {0, 1000000};
+                        (void) nanosleep(&ts, NULL);
+                }
+        }
+}
+
 void vm_local_gone(Vm *vm)
 {
         if (vm->freeze)
                 freeze_end(vm, -ECONNRESET);
+        if (vm->local && vm->dir)
+                remove_mount_points(vm);
         if (!vm->cgroup)
                 return;
         (void) cgroup_remove(vm->cgroup);
