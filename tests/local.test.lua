@@ -17,6 +17,21 @@ local function host_pid(marker)
     return tonumber(out:match("%d+"))
 end
 
+-- The same once it has started (a run_async just made), or nil after 2.5 s.
+local function started_pid(marker)
+    for _ = 1, 50 do
+        local pid = host_pid(marker)
+        if pid then return pid end
+        sh("sleep 0.05")
+    end
+end
+
+-- Where cgroup v2 is mounted, and the cgroup (below it) that host process pid is in.
+local function cgroup_of(pid)
+    local mnt = sh("awk '$9 == \"cgroup2\" {print $5; exit}' /proc/self/mountinfo"):gsub("%s+$", "")
+    return mnt, (sh("awk -F: '$1 == 0 {print $3}' /proc/" .. pid .. "/cgroup"):gsub("%s+$", ""))
+end
+
 test("a local VM is the image's agent as PID 1 of its own namespaces", function(t)
     local vm = local_vm("ns")
     t:eq(vm:vmm(), "local")
@@ -37,12 +52,7 @@ test("what a test does inside leaves the host untouched", function(t)
     local vm = local_vm("wreck")
     -- its root is nobody outside: what the host's root owns stays out of its reach
     local ps = vm:run_async({ "/bin/busybox", "sleep", "4242" })
-    local pid
-    for _ = 1, 50 do
-        pid = host_pid("sleep 4242")
-        if pid then break end
-        sh("sleep 0.05")
-    end
+    local pid = started_pid("sleep 4242")
     t:ok(pid, "the sleep is a host process")
     t:eq(sh("stat -c %u /proc/" .. pid), ROOT_OUTSIDE .. "\n", "its owner on the host")
     ps:kill()
@@ -70,16 +80,10 @@ end)
 test("pause freezes every process of the VM in its cgroup; resume thaws them", function(t)
     local vm = local_vm("frozen")
     local p = vm:run_async({ "/bin/busybox", "sleep", "4343" })
-    local pid
-    for _ = 1, 50 do
-        pid = host_pid("sleep 4343")
-        if pid then break end
-        sh("sleep 0.05")
-    end
+    local pid = started_pid("sleep 4343")
     t:ok(pid, "the sleep is a host process")
-    local cg = sh("awk -F: '$1 == 0 {print $3}' /proc/" .. pid .. "/cgroup"):gsub("%s+$", "")
+    local mnt, cg = cgroup_of(pid)
     t:match(cg, "/provium%-vm%-%d+%-%d+$")
-    local mnt = sh("awk '$9 == \"cgroup2\" {print $5; exit}' /proc/self/mountinfo"):gsub("%s+$", "")
     local events = mnt .. cg .. "/cgroup.events"
     vm:pause()
     t:contains(sh("cat " .. events), "frozen 1")
@@ -194,8 +198,8 @@ end)
     t:ok(st.read(dir .. "/ready"), "the inner test got going: " .. (st.read(dir .. "/out") or ""))
     local runner = tonumber(sh("pgrep -f '[_]_run-file " .. dir .. "/victim' | head -1"):match("%d+"))
     t:ok(runner, "the runner is there")
-    local mnt = sh("awk '$9 == \"cgroup2\" {print $5; exit}' /proc/self/mountinfo"):gsub("%s+$", "")
-    local cg = sh("awk -F: '$1 == 0 {print $3}' /proc/" .. runner .. "/cgroup"):gsub("%s+$", ""):gsub("/$", "")
+    local mnt, cg = cgroup_of(runner)
+    cg = cg:gsub("/$", "")
     t:ne(sh("ls -d " .. mnt .. cg .. "/provium-vm-" .. runner .. "-* 2>/dev/null"), "", "its VMs' cgroups")
     -- its run directory (the VMs' sockets and mount points) and its network namespace (the veths)
     local run_dir = sh("tr '\\0' '\\n' < /proc/" .. runner .. "/cmdline | sed -n 4p"):gsub("%s+$", "")

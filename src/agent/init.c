@@ -529,6 +529,16 @@ static void init_loopback(void)
                 (void) close(fd);
 }
 
+/* What every PID 1 gives its children: a PATH, a HOME, / as the working directory. */
+static void init_environment(void)
+{
+        if (setenv("PATH", "/usr/sbin:/usr/bin:/sbin:/bin", 1) < 0 ||
+            setenv("HOME", "/root", 1) < 0)
+                agent_log("setenv: %s", strerror(errno));
+        if (chdir("/") < 0)
+                agent_log("chdir /: %s", strerror(errno));
+}
+
 /* provium.probe=1: the host is only asking whether this kernel reaches init (under KVM,
  * src/cli/accel_probe.c). Say so and power off, before any module or disk. */
 static void init_probe(void)
@@ -565,11 +575,7 @@ void init_pid1(void)
         agent_log("starting");
         init_probe();
         init_loopback();
-        if (setenv("PATH", "/usr/sbin:/usr/bin:/sbin:/bin", 1) < 0 ||
-            setenv("HOME", "/root", 1) < 0)
-                agent_log("setenv: %s", strerror(errno));
-        if (chdir("/") < 0)
-                agent_log("chdir /: %s", strerror(errno));
+        init_environment();
         init_modules();
         init_modules_ns = agent_now_ns();
         init_root();
@@ -590,11 +596,7 @@ void init_local(void)
         init_ensure_stdio();
         agent_log("starting (local)");
         init_loopback();
-        if (setenv("PATH", "/usr/sbin:/usr/bin:/sbin:/bin", 1) < 0 ||
-            setenv("HOME", "/root", 1) < 0)
-                agent_log("setenv: %s", strerror(errno));
-        if (chdir("/") < 0)
-                agent_log("chdir /: %s", strerror(errno));
+        init_environment();
         init_hostname();
 }
 
