@@ -161,7 +161,11 @@ test("throughput under a bandwidth cap is within 20 % of it", function(t)
     t:ok(free < capped, string.format("uncapped %.2f s, capped %.2f s", free, capped))
     t:ok(math.abs(mbit - 8) <= 1.6, string.format("%.2f Mbit/s under an 8 Mbit/s cap", mbit))
     cap:undo()
-    t:ok(send_mib(a, b, 2, 5003) < capped / 2, "undone")
+    -- under TCG an uncapped copy is bound by the guests' CPUs, and slower on a loaded host:
+    -- the cap is gone when the copy is clearly faster than 8 Mbit/s
+    local after = send_mib(a, b, 2, 5003)
+    t:ok(after < capped * 0.75, string.format("undone: %.2f s (uncapped %.2f s, capped %.2f s)",
+                                              after, free, capped))
     t:error(function() lan:bandwidth_limit(-5) end, "rate must be positive")
     t:error(function() lan:bandwidth_limit("fast") end, "rate must be positive")
 end)
