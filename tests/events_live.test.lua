@@ -113,6 +113,32 @@ test("a client that does not read is dropped, said by an event, and does not hol
     sh("pkill -f 'python3 -c.*" .. dir .. "/s.sock' || true")
 end)
 
+test("a burst of ops: each op event arrives, in its order, inside its test", function(t)
+    -- a runner holds op events a moment to write them together (src/cli/event_pipe.c)
+    local dir = st.tmpdir("evburst")
+    inner(dir, 2000)
+    sh("touch " .. dir .. "/go")
+    local out = sh(string.format("%s --accel tcg --events %s/ev.mp %s/live.test.lua 2>&1",
+                                 provium.executable, dir, dir))
+    t:contains(out, "2 passed, 0 failed, 0 skipped")
+    local lines = sh(provium.executable .. " events " .. dir .. "/ev.mp --type op --type 'test.*' --type 'file.*'")
+    local seq, syscalls, inside = {}, 0, true
+    local state = "before"
+    for line in lines:gmatch("[^\n]+") do
+        local ty = line:match("^%S+ (%S+)")
+        if ty == "test.start" and line:find("test=works", 1, true) then state = "in"
+        elseif ty == "test.end" and line:find("test=works", 1, true) then state = "after"
+        elseif ty == "op" and line:find("op=syscall", 1, true) then
+            syscalls = syscalls + 1
+            if state ~= "in" or not line:find("test=works", 1, true) then inside = false end
+        end
+        if ty ~= "op" and (#seq == 0 or seq[#seq] ~= ty) then seq[#seq + 1] = ty end
+    end
+    t:eq(syscalls, 2000, "every syscall's op event")
+    t:ok(inside, "each between its test's start and end, and named for it")
+    t:eq(seq[#seq], "file.end", "file.end is last: nothing held was written after it")
+end)
+
 test("after Ctrl-C the socket is gone too", function(t)
     local dir = st.tmpdir("evint")
     -- its VM renamed: runner.test.lua looks for its own "sleeper" QEMU beside this file

@@ -25,7 +25,7 @@
 
 #include "cli.h"
 #include "env.h"
-#include "fdio.h"
+#include "event_pipe.h"
 #include "events.h"
 #include "netns.h"
 #include "claim.h"
@@ -34,18 +34,6 @@
 #include "strfmt.h"
 
 #define EVENTS_FD 3
-
-static bool events_broken;
-
-/* Frames each event (u32 length + map) onto the dispatcher's pipe. */
-static void pipe_sink(void *data, const char *type, const uint8_t *mp, size_t len)
-{
-        if (events_broken)
-                return;
-        uint8_t hdr[4] = {len & 0xff, (len >> 8) & 0xff, (len >> 16) & 0xff, (len >> 24) & 0xff};
-        if (fd_write2_all(EVENTS_FD, hdr, 4, mp, len) < 0) /* one write: one wakeup over there */
-                events_broken = true;
-}
 
 /* Signals: the handler only notes the signal (for Lua code that never yields) and wakes the
  * loop, whose callback then interrupts the running test. */
@@ -158,7 +146,7 @@ static int runner_setup(const char *claim_arg, bool with_grant)
         if (prctl(PR_SET_PDEATHSIG, SIGTERM) < 0 || getppid() != parent)
                 return -1;
         signal(SIGPIPE, SIG_IGN);
-        (void) events_subscribe(pipe_sink, NULL);
+        event_pipe_open(EVENTS_FD);
         /* Before any thread exists: a namespace is per thread. Failing only disables networks,
          * whose calls then say why. */
         (void) netns_enter_private();
@@ -194,6 +182,8 @@ static int run_file(const RuntimeConfig *cfg)
                 lua_close(L);
                 return 1;
         }
+        if (event_pipe_attach(&loop) < 0)
+                fprintf(stderr, "provium: %s: events are written one at a time\n", cfg->file);
         Runtime *rt = runtime_new(&loop, L, cfg);
         if (rt && install_signals(&loop, rt) < 0)
                 fprintf(stderr, "provium: %s: cannot handle signals\n", cfg->file);
@@ -201,6 +191,7 @@ static int run_file(const RuntimeConfig *cfg)
         int failed = !rt ? 1 : cfg->listing ? runtime_list_file(rt) : runtime_run_file(rt);
         runtime_free(rt);
         lua_close(L);
+        event_pipe_detach();
         uv_walk(&loop, close_walk, NULL);
         uv_run(&loop, UV_RUN_DEFAULT);
         (void) uv_loop_close(&loop);

@@ -354,7 +354,18 @@ int agent_frame_send(AgentClient *c)
                 return c->retired ? -ESTALE : -ENOTCONN;
         size_t len;
         const uint8_t *p = proto_writer_data(&c->writer, &len);
-        /* One allocation holds the write request and a copy of the frame. */
+        /* Mostly the socket takes the frame at once: no request, no callback, no epoll change.
+         * uv_try_write refuses (EAGAIN) while earlier writes are queued, so order holds. */
+        uv_buf_t now = uv_buf_init((char *) p, (unsigned) len);
+        r = uv_try_write((uv_stream_t *) c->pipe, &now, 1);
+        if (r >= 0) {
+                p += r;
+                len -= (size_t) r;
+                if (len == 0)
+                        return 0;
+        } else if (r != UV_EAGAIN)
+                return r;
+        /* The rest waits: one allocation holds the write request and a copy of it. */
         uv_write_t *wr = malloc(sizeof *wr + len);
         if (!wr)
                 return -ENOMEM;
