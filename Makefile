@@ -5,7 +5,7 @@ JOBS       ?= 2
 PROVIUM    := $(BUILD)/provium
 RUN_FLAGS  ?=
 
-.PHONY: all bootstrap build image demo check unit acceptance acceptance-local check-asan check-fresh bench format clean
+.PHONY: all bootstrap build image demo check unit acceptance acceptance-local check-asan check-fresh fuzz fuzz-replay bench format clean
 
 all: build
 
@@ -45,7 +45,18 @@ acceptance-local: image
 	        $(LOCAL_TESTS)
 	@scripts/check-events --provium $(PROVIUM) $(BUILD)/check-events-local.mp
 
-check: unit acceptance-local acceptance
+check: unit fuzz-replay acceptance-local acceptance
+
+# libFuzzer targets (tests/fuzz/, docs/reliability.md): the replay of their committed corpora
+# is part of check; make fuzz runs each for FUZZ_SECONDS on a working copy in $(BUILD)/fuzz.
+FUZZ_SECONDS ?= 60
+fuzz-replay: build
+	scripts/bootstrap clang libclang-rt-dev
+	scripts/fuzz $(BUILD) replay
+
+fuzz: build
+	scripts/bootstrap clang libclang-rt-dev
+	scripts/fuzz $(BUILD) run $(FUZZ_SECONDS)
 
 # The same suite with provium built under AddressSanitizer and UBSan. A leak or error makes a
 # file runner exit with status 23, which the dispatcher reports as a failure of that file. The agent stays the

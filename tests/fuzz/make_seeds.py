@@ -1,0 +1,59 @@
+#!/usr/bin/env python3
+"""make_seeds.py: writes the frame decoder's seed corpus (corpus/frames/), frames as the host
+and the agent send them, built by hand (no msgpack module needed): a byte that says how reads
+are cut, then frames (u32 little-endian length + one msgpack map)."""
+import os
+import struct
+import sys
+
+
+def s(x):
+    b = x.encode()
+    return bytes([0xa0 | len(b)]) + b if len(b) < 32 else b"\xd9" + bytes([len(b)]) + b
+
+
+def bin_(b):
+    return b"\xc4" + bytes([len(b)]) + b
+
+
+def mp(d):
+    out = bytes([0x80 | len(d)])
+    for k, v in d.items():
+        out += s(k)
+        if isinstance(v, bool):
+            out += b"\xc3" if v else b"\xc2"
+        elif isinstance(v, int):
+            out += bytes([v]) if 0 <= v < 128 else b"\xd0" + struct.pack("b", v)
+        elif isinstance(v, bytes):
+            out += bin_(v)
+        elif isinstance(v, list):
+            out += bytes([0x90 | len(v)]) + b"".join(s(x) for x in v)
+        else:
+            out += s(v)
+    return out
+
+
+def frame(body):
+    return struct.pack("<I", len(body)) + body
+
+
+SEEDS = {
+    "request": b"\x00" + frame(mp({"id": 1, "op": "run", "argv": ["sh", "-c", "true"]})),
+    "reply-ok": b"\x07" + frame(mp({"id": 1, "ok": True, "code": 0})),
+    "reply-error": b"\x01" + frame(mp({"id": 2, "ok": False, "errno": 2, "error": "ENOENT",
+                                       "msg": "no such file"})),
+    "chunks": b"\x03" + frame(mp({"id": 3, "chunk": "stdout", "data": b"hello\n"}))
+    + frame(mp({"id": 3, "chunk": "data", "data": b"\x00" * 40}))
+    + frame(mp({"id": 3, "ok": True})),
+    "not-a-map": b"\x00" + frame(b"\x93\x01\x02\x03"),
+    "two-objects": b"\x00" + frame(mp({"id": 1}) + b"\xc0"),
+    "too-big": b"\x00" + struct.pack("<I", 5 << 20) + b"\x80",
+    "deep": b"\x00" + frame(b"\x81\xa1a" + b"\x91" * 40 + b"\xc0"),
+    "cut": b"\x02" + frame(mp({"id": 9, "ok": True}))[:-2],
+}
+
+out = os.path.join(os.path.dirname(os.path.abspath(sys.argv[0])), "corpus", "frames")
+os.makedirs(out, exist_ok=True)
+for name, data in SEEDS.items():
+    with open(os.path.join(out, name), "wb") as f:
+        f.write(data)
