@@ -130,6 +130,24 @@ test("a cache directory that cannot be written is a clear error", function(t)
     st.sh("rm -rf " .. dir)
 end)
 
+test("a cache directory another user owns, or others may write, is refused with the reason", function(t)
+    if st.sh("id -u") ~= "0\n" then t:skip("this test gives a directory to another user, as root") end
+    local dir = st.workdir("fixture_user:one")
+    st.sh("mkdir -p " .. dir .. "/theirs/provium " .. dir .. "/open/provium && chown 65534 " ..
+          dir .. "/theirs/provium && chmod 0777 " .. dir .. "/open/provium")
+    local quoted = dir:gsub("%p", "%%%0")
+    local out, code = st.run(dir, "", "XDG_CACHE_HOME=" .. dir .. "/theirs")
+    t:eq(code, 1, out)
+    t:match(out, "cache directory " .. quoted ..
+            "/theirs/provium: owned by uid 65534, not by this user %(uid 0%)")
+    out, code = st.sh("XDG_CACHE_HOME=" .. dir .. "/open " .. provium.executable .. " cache ls 2>&1")
+    t:eq(code, 1, out)
+    t:match(out, "cache directory " .. quoted .. "/open/provium: writable by others %(mode 777; chmod go%-w%)")
+    t:eq(st.sh("ls -A " .. dir .. "/theirs/provium " .. dir .. "/open/provium"),
+         dir .. "/open/provium:\n\n" .. dir .. "/theirs/provium:\n", "nothing was written into either")
+    st.sh("rm -rf " .. dir)
+end)
+
 test("a lab fixture saves and restores several VMs together", function(t)
     local lab = provium:lab_fixture("selftest-lab", function(lab)
         local a = lab:vm("a"):boot()

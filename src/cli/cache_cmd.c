@@ -251,7 +251,8 @@ int cache_remove_images(char **names, int nnames)
         int r, status = 0;
 
         if (!cache || !matched) {
-                fprintf(stderr, "provium: image rm: %s\n", strerror(cache ? ENOMEM : errno));
+                fprintf(stderr, "provium: image rm: %s\n",
+                        cache ? strerror(ENOMEM) : paths_cache_dir_error(errno));
                 free(matched);
                 return 1;
         }
@@ -290,7 +291,8 @@ int cache_cmd_main(int argc, char **argv)
         }
         cache = paths_cache_dir();
         if (!cache) {
-                fprintf(stderr, "provium: cache: cache directory: %s\n", strerror(errno));
+                fprintf(stderr, "provium: cache: cache directory %s: %s\n",
+                        paths_cache_dir_wanted(), paths_cache_dir_error(errno));
                 return 1;
         }
         if (strcmp(argv[1], "ls") == 0)

@@ -83,7 +83,11 @@ int doctor_cmd_main(int argc, char **argv)
                 return 2;
         }
         const char *cache = paths_cache_dir();
-        printf("cache         %s\n", cache ? cache : paths_cache_dir_wanted());
+        if (cache)
+                printf("cache         %s\n", cache);
+        else
+                printf("cache         %s: %s\n", paths_cache_dir_wanted(),
+                       paths_cache_dir_error(errno));
         char qemu[PATH_MAX];
         bool have_qemu = qemu_find(qemu, sizeof qemu) == 0;
         if (have_qemu)

@@ -43,6 +43,28 @@ int paths_mkdir_p(const char *path, mode_t mode)
 }
 
 static char wanted[PATH_MAX]; /* what paths_cache_dir() tried, for messages */
+static char problem[160];     /* why paths_cache_dir() refused it (EPERM) */
+
+/* What is in the cache becomes QEMU's options, a guest's disks and the root of a local VM:
+ * the directory (and a link to it) must be this user's and writable by no one else. */
+static int check_owner(const char *dir)
+{
+        struct stat link, st;
+        if (lstat(dir, &link) < 0 || stat(dir, &st) < 0)
+                return -errno;
+        uid_t me = geteuid();
+        if (link.st_uid != me || st.st_uid != me) {
+                snprintf(problem, sizeof problem, "owned by uid %u, not by this user (uid %u)",
+                         (unsigned) (link.st_uid != me ? link.st_uid : st.st_uid), (unsigned) me);
+                return -EPERM;
+        }
+        if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+                snprintf(problem, sizeof problem, "writable by others (mode %03o; chmod go-w)",
+                         (unsigned) (st.st_mode & 0777));
+                return -EPERM;
+        }
+        return 0;
+}
 
 const char *paths_cache_dir_wanted(void)
 {
@@ -79,12 +101,19 @@ const char *paths_cache_dir(void)
         }
         memcpy(wanted, dir, sizeof wanted);
         r = paths_mkdir_p(dir, 0755);
+        if (r == 0)
+                r = check_owner(dir);
         if (r < 0) {
                 dir[0] = '\0';
                 errno = -r;
                 return NULL;
         }
         return dir;
+}
+
+const char *paths_cache_dir_error(int err)
+{
+        return err == EPERM && problem[0] ? problem : strerror(err);
 }
 
 const char *paths_source_dir(void)

@@ -61,9 +61,12 @@ static int fixtures_root(const char *what, bool create, char **ret, char *err, s
 
         if (r == -ENOMEM)
                 seterr(err, errlen, "%s: %s", what, strerror(ENOMEM));
+        else if (r < 0 && !root)
+                seterr(err, errlen, "%s: cache directory %s: %s", what, paths_cache_dir_wanted(),
+                       paths_cache_dir_error(-r));
         else if (r < 0)
-                seterr(err, errlen, "%s: cache directory %s cannot be created: %s", what,
-                       root ? root : paths_cache_dir_wanted(), strerror(-r));
+                seterr(err, errlen, "%s: cache directory %s cannot be created: %s", what, root,
+                       strerror(-r));
         if (r < 0) {
                 free(root);
                 return r;

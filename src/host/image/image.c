@@ -24,7 +24,6 @@
 #include "recipe.h"
 #include "script.h"
 
-
 /* ---- small helpers ---- */
 
 static void progress(const ImageOptions *opts, const char *name, const char *fmt, ...)
@@ -200,8 +199,8 @@ static int image_get(const char *name, bool force, const ImageOptions *opts, Ima
                 if (r == -ENOMEM)
                         seterr(err, errlen, "image %s: %s", name, strerror(-r));
                 else if (!images)
-                        seterr(err, errlen, "image %s: cache directory %s cannot be created: %s",
-                               name, paths_cache_dir_wanted(), strerror(-r));
+                        seterr(err, errlen, "image %s: cache directory %s: %s", name,
+                               paths_cache_dir_wanted(), paths_cache_dir_error(-r));
                 else
                         seterr(err, errlen, "image %s: mkdir %s: %s", name, images, strerror(-r));
                 goto out;
