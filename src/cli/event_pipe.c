@@ -20,8 +20,8 @@
 static struct {
         int fd;
         bool broken;
-        uv_timer_t timer; /* set: attached to a loop */
-        bool attached;
+        uv_timer_t timer;
+        bool attached; /* timer is on a loop: op events may be held */
         size_t held;
         uint8_t buf[EVENT_PIPE_HELD_MAX];
 } pipe_out = {.fd = -1};

@@ -4,8 +4,9 @@
 #include <sys/types.h>
 
 /* $XDG_CACHE_HOME/provium, else ~/.cache/provium; created (mkdir -p, 0755) on the first call,
- * and refused (EPERM) unless this user owns it and no one else may write it. Returns a string owned by this module, or NULL with errno set when no home is known or the
- * directory cannot be created. */
+ * and refused (EPERM) unless this user owns it and no one else may write it. Returns a string
+ * owned by this module, or NULL with errno set when no home is known or the directory cannot
+ * be created or is refused. */
 const char *paths_cache_dir(void);
 /* Why paths_cache_dir() failed with err: for EPERM, what is wrong with the directory's owner
  * or mode (it must be this user's and writable by no one else); otherwise strerror(err). */
