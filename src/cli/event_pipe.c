@@ -13,6 +13,7 @@
 #include "event_pipe.h"
 #include "events.h"
 #include "fdio.h"
+#include "proto.h"
 
 #define EVENT_PIPE_HOLD_MS  20
 #define EVENT_PIPE_HELD_MAX (64 * 1024)
@@ -26,27 +27,36 @@ static struct {
         uint8_t buf[EVENT_PIPE_HELD_MAX];
 } pipe_out = {.fd = -1};
 
-static void frame_header(uint8_t hdr[4], size_t len)
-{
-        hdr[0] = len & 0xff;
-        hdr[1] = (len >> 8) & 0xff;
-        hdr[2] = (len >> 16) & 0xff;
-        hdr[3] = (len >> 24) & 0xff;
-}
-
 static void write_out(const uint8_t *a, size_t na, const uint8_t *b, size_t nb)
 {
         if (!pipe_out.broken && fd_write2_all(pipe_out.fd, a, na, b, nb) < 0)
                 pipe_out.broken = true;
 }
 
-static void event_pipe_flush(void)
+/* Writes what is held, then the frame of mp when there is one: as one write (one wakeup over
+ * there) when its length prefix fits behind them. */
+static void write_held_then(const uint8_t *mp, size_t len)
 {
-        if (pipe_out.held > 0)
-                write_out(pipe_out.buf, pipe_out.held, NULL, 0);
+        if (mp && pipe_out.held + 4 <= sizeof pipe_out.buf) {
+                proto_put_frame_len(pipe_out.buf + pipe_out.held, len);
+                write_out(pipe_out.buf, pipe_out.held + 4, mp, len);
+        } else {
+                if (pipe_out.held > 0)
+                        write_out(pipe_out.buf, pipe_out.held, NULL, 0);
+                if (mp) {
+                        uint8_t hdr[4];
+                        proto_put_frame_len(hdr, len);
+                        write_out(hdr, 4, mp, len);
+                }
+        }
         pipe_out.held = 0;
         if (pipe_out.attached)
                 (void) uv_timer_stop(&pipe_out.timer);
+}
+
+static void event_pipe_flush(void)
+{
+        write_held_then(NULL, 0);
 }
 
 static void on_hold_over(uv_timer_t *t)
@@ -60,7 +70,7 @@ static bool hold(const uint8_t *mp, size_t len)
         if (!pipe_out.attached || pipe_out.held + 4 + len > sizeof pipe_out.buf)
                 return false;
         bool first = pipe_out.held == 0;
-        frame_header(pipe_out.buf + pipe_out.held, len);
+        proto_put_frame_len(pipe_out.buf + pipe_out.held, len);
         memcpy(pipe_out.buf + pipe_out.held + 4, mp, len);
         pipe_out.held += 4 + len;
         if (first && uv_timer_start(&pipe_out.timer, on_hold_over, EVENT_PIPE_HOLD_MS, 0) < 0)
@@ -75,18 +85,7 @@ static void pipe_sink(void *data, const char *type, const uint8_t *mp, size_t le
                 return;
         if (strcmp(type, "op") == 0 && hold(mp, len))
                 return;
-        uint8_t hdr[4];
-        frame_header(hdr, len);
-        if (pipe_out.held + 4 <= sizeof pipe_out.buf && pipe_out.held > 0) {
-                /* what is held, then this event: one write, one wakeup over there */
-                memcpy(pipe_out.buf + pipe_out.held, hdr, 4);
-                write_out(pipe_out.buf, pipe_out.held + 4, mp, len);
-                pipe_out.held = 0;
-                (void) uv_timer_stop(&pipe_out.timer);
-                return;
-        }
-        event_pipe_flush();
-        write_out(hdr, 4, mp, len);
+        write_held_then(mp, len);
 }
 
 void event_pipe_open(int fd)

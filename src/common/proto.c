@@ -382,12 +382,16 @@ int proto_end(ProtoWriter *w)
                 w->sb.size = w->start;
                 return -EMSGSIZE;
         }
-        uint8_t *p = (uint8_t *) w->sb.data + w->start;
-        p[0] = n & 0xff;
-        p[1] = (n >> 8) & 0xff;
-        p[2] = (n >> 16) & 0xff;
-        p[3] = (n >> 24) & 0xff;
+        proto_put_frame_len((uint8_t *) w->sb.data + w->start, n);
         return 0;
+}
+
+void proto_put_frame_len(uint8_t hdr[4], size_t len)
+{
+        hdr[0] = len & 0xff;
+        hdr[1] = (len >> 8) & 0xff;
+        hdr[2] = (len >> 16) & 0xff;
+        hdr[3] = (len >> 24) & 0xff;
 }
 
 const uint8_t *proto_writer_data(const ProtoWriter *w, size_t *ret_len)

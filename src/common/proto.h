@@ -100,6 +100,8 @@ void proto_begin(ProtoWriter *w, uint32_t n);
  * frame is then dropped), or -ENOMEM. */
 int proto_end(ProtoWriter *w);
 const uint8_t *proto_writer_data(const ProtoWriter *w, size_t *ret_len);
+/* Writes a frame's length prefix for a body of len bytes into hdr. */
+void proto_put_frame_len(uint8_t hdr[4], size_t len);
 
 void proto_key(ProtoWriter *w, const char *key);
 void proto_kv_uint(ProtoWriter *w, const char *key, uint64_t v);
