@@ -82,6 +82,92 @@ test("Ctrl-C at a terminal (the whole process group) interrupts the test, not it
     sh("rm -rf " .. dir)
 end)
 
+-- Starts provium on dir in the background (its run directories under dir/tmp), runs signals
+-- (a shell command; $pid is provium's) once `ready` exists in dir, then waits for provium.
+local function run_and_signal(dir, signals)
+    sh("mkdir -p " .. dir .. "/tmp")
+    return sh(string.format(
+        "PROVIUM_RUN_DIR=%s/tmp %s --accel tcg --progress never %s > %s/out 2>&1 & pid=$!; " ..
+        "for i in $(seq 1 1200); do test -e %s/ready && break; sleep 0.1; done; %s; wait $pid; " ..
+        "echo status $?", dir, provium.executable, dir, dir, dir, signals))
+end
+
+test("Ctrl-C twice stops at once a file blocked in a host call, and what it started", function(t)
+    local dir = st.tmpdir("twice")
+    st.write(dir .. "/blocked.test.lua", string.format([[
+test("blocks in a host call", function()
+    provium:vm("blocker"):boot()
+    io.open("%s/ready", "w"):close()
+    os.execute("sleep 4611")
+end)
+]], dir))
+    local t0 = os.time()
+    -- the first Ctrl-C waits for the file (blocked for 4611 s); the second does not
+    local out = run_and_signal(dir, "kill -INT $pid; sleep 1; ls -A " .. dir .. "/tmp > " ..
+                                    dir .. "/during; kill -INT $pid")
+    local report = st.read(dir .. "/out")
+    t:contains(out, "status 130", report)
+    t:ok(os.time() - t0 < 120, "stopped at once, not after the host call")
+    t:match(st.read(dir .. "/during"), "^provium%-", "still running after the first")
+    t:contains(report, "provium: second Interrupt: stopping now")
+    t:contains(report, "blocked.test.lua: (file)")
+    t:contains(report, "stopped at once by the run's second interrupt")
+    t:eq(qemus("blocker"), "", "its QEMU")
+    t:eq(sh("pgrep -f '[s]leep 4611' || true"), "", "the host process the test started")
+    t:eq(sh("ls -A " .. dir .. "/tmp"), "", "its run directory")
+end)
+
+test("SIGTERM stops a run as Ctrl-C does: the test interrupted, its VM stopped, status 130", function(t)
+    local dir = st.tmpdir("term")
+    st.write(dir .. "/waits.test.lua", string.format([[
+test("boots and waits", function()
+    local vm = provium:vm("termed"):boot()
+    io.open("%s/ready", "w"):close()
+    vm:run("sleep 600", { timeout = 900 })
+end)
+]], dir))
+    local out = run_and_signal(dir, "kill -TERM $pid")
+    local report = st.read(dir .. "/out")
+    t:contains(out, "status 130", report)
+    t:contains(report, "provium: Terminated: finishing the running files")
+    t:match(report, "waits%.test%.lua: boots and waits %([%d.]+s%)\n%s+interrupted by Terminated\n")
+    t:eq(qemus("termed"), "", "its QEMU")
+    t:eq(sh("ls -A " .. dir .. "/tmp"), "", "its run directory")
+end)
+
+test("a dispatcher killed with SIGKILL: its runner and QEMU end, and the next run sweeps its directory", function(t)
+    local dir = st.tmpdir("orphan")
+    st.write(dir .. "/waits.test.lua", string.format([[
+test("boots and waits", function()
+    local vm = provium:vm("orphaned"):boot()
+    io.open("%s/ready", "w"):close()
+    vm:run("sleep 600", { timeout = 900 })
+end)
+]], dir))
+    local out = run_and_signal(dir, "kill -KILL $pid")
+    t:contains(out, "status 137")
+    -- the runner is told (SIGTERM, its parent-death signal) and stops its VM
+    for _ = 1, 300 do
+        if qemus("orphaned") == "" and sh("pgrep -f '[_]_run-file " .. dir .. "' || true") == "" then break end
+        sh("sleep 0.1")
+    end
+    t:eq(qemus("orphaned"), "", "its QEMU")
+    t:eq(sh("pgrep -f '[_]_run-file " .. dir .. "' || true"), "", "its runner")
+    local left = sh("ls -A " .. dir .. "/tmp")
+    t:match(left, "^provium%-%w+\n$", "its run directory, which only it removes")
+    -- beside it, a live run's (its lock held) and one being made (no lock yet): both stay
+    sh("mkdir " .. dir .. "/tmp/provium-live01 " .. dir .. "/tmp/provium-fresh1")
+    sh("touch " .. dir .. "/tmp/provium-live01/lock")
+    sh("(flock -s " .. dir .. "/tmp/provium-live01/lock sleep 30 > /dev/null 2>&1 &); sleep 0.2")
+    sh("mkdir " .. dir .. "/next")
+    st.write(dir .. "/next/ok.test.lua", 'test("ok", function(t) t:ok(true) end)')
+    local out2, code2 = sh(string.format("PROVIUM_RUN_DIR=%s/tmp %s --accel tcg --progress never %s/next",
+                                         dir, provium.executable, dir))
+    t:eq(code2, 0, out2)
+    t:eq(sh("ls -A " .. dir .. "/tmp"), "provium-fresh1\nprovium-live01\n", "the dead run's is gone")
+    sh("pkill -f '[f]lock -s " .. dir .. "' || true")
+end)
+
 test("a test spinning in Lua is stopped at its timeout, with its location", function(t)
     local dir = workdir("busy")
     local out, code = provium_run(dir, "--test-timeout 2")

@@ -22,6 +22,7 @@
 #include "junit.h"
 #include "pool_run.h"
 #include "run_outputs.h"
+#include "run_root.h"
 #include "run_verdict.h"
 #include "run_summary.h"
 #include "progress.h"
@@ -60,9 +61,10 @@ typedef struct Dispatcher {
         TestFiles files;
         size_t next;
         unsigned running;
-        char run_root[64]; /* short: Unix socket paths below it must fit in 108 bytes */
+        RunRoot run_root;
         uv_signal_t sigint, sigterm;
         bool interrupted;
+        bool killing; /* a second signal: the runners were sent SIGKILL */
         PoolRun *pool;
         struct RunOutputs *outputs;
         char self[4096];
@@ -178,7 +180,11 @@ static void on_child_exit(uv_process_t *p, int64_t status, int term_signal)
         vm_local_sweep(p->pid); /* the cgroups of its local VMs, when it was killed */
         if (!c->saw_file_end) {
                 char why[256];
-                if (term_signal)
+                if (term_signal == SIGKILL && c->d->killing)
+                        snprintf(why, sizeof why,
+                                 "stopped at once by the run's second interrupt: its file "
+                                 "runner and what it started were killed (SIGKILL)");
+                else if (term_signal)
                         snprintf(why, sizeof why, "file runner was killed by signal %d (%s)",
                                  term_signal, strsignal(term_signal));
                 else
@@ -208,7 +214,7 @@ static int spawn_child(Dispatcher *d, const char *file, size_t index)
                 return -ENOMEM;
         c->d = d;
         c->file = strdup(file);
-        if (asprintf(&c->run_dir, "%s/%zu", d->run_root, index) < 0)
+        if (asprintf(&c->run_dir, "%s/%zu", d->run_root.path, index) < 0)
                 c->run_dir = NULL;
         if (!c->file || !c->run_dir || proto_reader_init(&c->reader) < 0 ||
             mkdir(c->run_dir, 0700) < 0) {
@@ -294,10 +300,16 @@ static void start_next(Dispatcher *d)
 
 /* ---- signals ---- */
 
+/* SIGKILL goes to the runner's whole process group (it leads one, UV_PROCESS_DETACHED): what a
+ * test file started on the host (os.execute, io.popen) dies with it rather than being left. */
 static void walk_kill(uv_handle_t *h, void *arg)
 {
-        if (h->type == UV_PROCESS && !uv_is_closing(h))
-                (void) uv_process_kill((uv_process_t *) h, *(int *) arg);
+        int sig = *(int *) arg;
+        if (h->type != UV_PROCESS || uv_is_closing(h))
+                return;
+        uv_process_t *p = (uv_process_t *) h;
+        if (sig != SIGKILL || kill(-p->pid, SIGKILL) < 0)
+                (void) uv_process_kill(p, sig);
 }
 
 /* The first signal interrupts the runners (SIGTERM: their tests end as skipped, their VMs are
@@ -307,6 +319,7 @@ static void on_signal(uv_signal_t *s, int signum)
 {
         Dispatcher *d = s->data;
         int sig = d->interrupted ? SIGKILL : SIGTERM;
+        d->killing = d->interrupted;
         if (d->interrupted)
                 fprintf(stderr, "provium: second %s: stopping now\n", strsignal(signum));
         else {
@@ -385,23 +398,9 @@ static void child_env_free(Dispatcher *d)
         d->child_env = NULL;
 }
 
-/* Where the runners' directories go: sockets, and guest RAM files, which belong in memory
- * (tmpfs), not on a disk that would write the guest's pages back. $PROVIUM_RUN_DIR wins, then
- * /dev/shm, then $TMPDIR or /tmp. Unix socket paths are short, so long parents are skipped. */
-static const char *run_root_parent(void)
-{
-        const char *env = env_get()->run_dir;
-        if (env && strlen(env) <= 40)
-                return env;
-        if (access("/dev/shm", W_OK | X_OK) == 0)
-                return "/dev/shm";
-        const char *tmp = env_get()->tmpdir;
-        return tmp && strlen(tmp) <= 40 ? tmp : "/tmp";
-}
-
 int dispatcher_run(const CliOptions *o, char **paths, int npaths)
 {
-        Dispatcher d = {.o = o};
+        Dispatcher d = {.o = o, .run_root.lock_fd = -1};
         ssize_t n = readlink("/proc/self/exe", d.self, sizeof d.self - 1);
         if (n < 0) {
                 perror("provium: readlink /proc/self/exe");
@@ -461,11 +460,8 @@ int dispatcher_run(const CliOptions *o, char **paths, int npaths)
         }
 
         vm_local_sweep_stale(); /* what local VMs of killed runs left */
-        snprintf(d.run_root, sizeof d.run_root, "%s/provium-XXXXXX", run_root_parent());
-        if (status == 0 && !mkdtemp(d.run_root)) {
-                perror("provium: mkdtemp");
+        if (status == 0 && run_root_create(&d.run_root) < 0)
                 status = 2;
-        }
         if (status == 0 && d.files.n > 0 && !(d.pool = pool_run_new(o)))
                 status = 2;
         if (status == 0) {
@@ -487,7 +483,7 @@ int dispatcher_run(const CliOptions *o, char **paths, int npaths)
                 uv_walk(d.loop, close_walk, NULL);
                 uv_run(d.loop, UV_RUN_DEFAULT);
                 (void) uv_loop_close(d.loop);
-                rm_tree(d.run_root);
+                run_root_remove(&d.run_root);
                 bool no_match = !d.interrupted && say_no_match(o);
                 if (!o->tap)
                         run_summary_print();
