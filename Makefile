@@ -5,7 +5,7 @@ JOBS       ?= 2
 PROVIUM    := $(BUILD)/provium
 RUN_FLAGS  ?=
 
-.PHONY: all bootstrap build image demo check unit acceptance acceptance-local check-asan check-fresh fuzz fuzz-replay bench format clean
+.PHONY: all bootstrap build image demo check unit acceptance acceptance-local check-asan check-fresh fuzz fuzz-tools fuzz-replay bench format clean
 
 all: build
 
@@ -45,17 +45,24 @@ acceptance-local: image
 	        $(LOCAL_TESTS)
 	@scripts/check-events --provium $(PROVIUM) $(BUILD)/check-events-local.mp
 
-check: unit fuzz-replay acceptance-local acceptance
+# Around the acceptance suites, scripts/check-leaks: what of ours (QEMU, runners, links, run
+# and staging directories, mounts, cgroups) exists after them and did not before fails the run,
+# each named. Silent when nothing leaked, so the suite's line stays the last.
+check: unit fuzz-replay
+	@scripts/check-leaks snapshot $(BUILD)/leaks-before.json
+	@$(MAKE) --no-print-directory acceptance-local acceptance
+	@scripts/check-leaks compare $(BUILD)/leaks-before.json
 
 # libFuzzer targets (tests/fuzz/, docs/reliability.md): the replay of their committed corpora
 # is part of check; make fuzz runs each for FUZZ_SECONDS on a working copy in $(BUILD)/fuzz.
 FUZZ_SECONDS ?= 60
-fuzz-replay: build
+fuzz-tools:
 	scripts/bootstrap clang libclang-rt-dev
+
+fuzz-replay: build fuzz-tools
 	scripts/fuzz $(BUILD) replay
 
-fuzz: build
-	scripts/bootstrap clang libclang-rt-dev
+fuzz: build fuzz-tools
 	scripts/fuzz $(BUILD) run $(FUZZ_SECONDS)
 
 # The same suite with provium built under AddressSanitizer and UBSan. A leak or error makes a

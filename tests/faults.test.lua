@@ -66,3 +66,21 @@ test("a FIFO or a symlink in a fixture's cache entry is a miss and a rebuild, ne
         t:eq(st.sh("test -f " .. meta .. " && test ! -L " .. meta .. " && echo regular"), "regular\n")
     end
 end)
+
+test("make check's leak check names what a run left behind, and is silent when nothing is", function(t)
+    local dir = st.tmpdir("leaks")
+    local check = here .. "/../scripts/check-leaks"
+    local _, code = st.sh(check .. " snapshot " .. dir .. "/before.json")
+    t:eq(code, 0)
+    local shm = st.sh("mktemp -d /dev/shm/provium-XXXXXX"):gsub("%s+$", "")
+    st.sh("ip link add pvleak0 type bridge")
+    local out, code2 = st.sh(check .. " compare " .. dir .. "/before.json")
+    st.sh("rmdir " .. shm .. "; ip link del pvleak0")
+    t:eq(code2, 1, out)
+    t:contains(out, "the run left 2 thing(s) behind")
+    t:contains(out, "run or temporary directory " .. shm)
+    t:contains(out, "network link pvleak0 in the host's namespace")
+    local clean, code3 = st.sh(check .. " compare " .. dir .. "/before.json")
+    t:eq(code3, 0, clean)
+    t:eq(clean, "", "silent")
+end)
