@@ -282,6 +282,7 @@ static int l_vm_exec(lua_State *L)
         /* The agent enforces the command's timeout and reports it; the request's own timeout
          * is a little longer so a hung guest is still caught. */
         op->timeout_s = cmd.timeout_s > 0 ? cmd.timeout_s + 5 : 0;
+        op->agent_timeout_s = cmd.timeout_s;
         command_pack(L, &cmd,
                      agent_request_begin(tg.agent, &op->req, "exec", command_nfields(&cmd)));
         return op_send(L, op);

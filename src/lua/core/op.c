@@ -134,7 +134,13 @@ static void push_failure(lua_State *co, Op *op, int status, const msgpack_object
                                 lua_pushlstring(co, name, nlen), lua_pushlstring(co, msg, mlen));
                 lua_replace(co, -3);
                 lua_pop(co, 1);
-        } else if (status == -ETIMEDOUT)
+        } else if (status == -ETIMEDOUT && op->agent_timeout_s > 0)
+                lua_pushfstring(co,
+                                "vm %s: %s %s: no reply from the agent %f s after its own %f s "
+                                "timeout: the agent or the guest is hung",
+                                op->vm_name, op->name, op->object,
+                                op->timeout_s - op->agent_timeout_s, op->agent_timeout_s);
+        else if (status == -ETIMEDOUT)
                 lua_pushfstring(co, "vm %s: %s %s: timed out after %f s", op->vm_name, op->name,
                                 op->object, op->timeout_s);
         else if (status == -ESTALE)

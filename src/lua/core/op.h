@@ -70,6 +70,7 @@ typedef struct Op {
         char *object;     /* the path or command, for messages */
         uint64_t t0;
         double timeout_s;
+        double agent_timeout_s; /* a shorter timeout the agent enforces itself, or 0 */
         Buf out, err;
         int (*push_ok)(lua_State *co, struct Op *op, const msgpack_object *reply);
         void (*cleanup)(struct Op *op); /* extra teardown of a larger struct that embeds Op */
