@@ -131,3 +131,60 @@ end)
     t:contains(out, "1 passed, 0 failed, 0 skipped")
     t:eq(st.qemus("frozen"), "", "no QEMU left behind")
 end)
+
+-- A tmpfs of size MiB for an inner run's RAM files, unmounted at the end of the file.
+local function small_run_dir(name, size)
+    local dir = st.tmpdir(name)
+    st.sh(string.format("mount -t tmpfs -o size=%dm provium-%s %s", size, name, dir))
+    st.at_file_end(function() st.sh("umount -l " .. dir) end)
+    return dir
+end
+
+test("a run directory too small for a VM's RAM: its boot is refused, naming both sizes", function(t)
+    local dir = small_run_dir("ramfull", 128)
+    local out, code = inner("ramfull", [[
+test("boots a 256 MiB VM", function(t) provium:vm("roomless"):boot({ memory = 256 }) end)
+]], "PROVIUM_RUN_DIR=" .. dir)
+    t:eq(code, 1, out)
+    t:match(out, "vm roomless: boot: its RAM file needs 256 MiB, and the file system of " ..
+                 dir:gsub("%p", "%%%0") .. "/[^ ]+ has 12%d MiB free")
+    t:eq(st.qemus("roomless"), "", "no QEMU")
+    t:eq(st.sh("ls -A " .. dir), "", "nothing left in it")
+end)
+
+test("a RAM file whose file system fills up under the guest: QEMU's SIGBUS is reported as that", function(t)
+    local dir = small_run_dir("ramsigbus", 300)
+    local out, code = inner("ramsigbus", string.format([[
+test("fills the host's side", function(t)
+    local vm = provium:vm("squeezed"):boot({ memory = 256 })
+    os.execute("dd if=/dev/zero of=%s/filler bs=1M count=300 2>/dev/null")
+    vm:run("dd if=/dev/zero of=/tmp/big bs=1M count=200", { timeout = 120 })
+end)
+]], dir), "PROVIUM_RUN_DIR=" .. dir)
+    st.sh("rm -f " .. dir .. "/filler")
+    t:eq(code, 1, out)
+    t:contains(out, "vm squeezed: QEMU was killed by signal 7 (SIGBUS: most often its RAM file could not grow; the file system of ")
+    t:match(out, "has %d MiB free%)")
+    t:eq(st.qemus("squeezed"), "", "no QEMU")
+    t:eq(st.sh("ls -A " .. dir), "", "nothing left in it")
+end)
+
+test("a QEMU stopped during a fixture's save: the save fails saying so, and leaves no staging", function(t)
+    local dir = st.tmpdir("fxsave") -- not named like the VM: pkill -f below matches that name
+    local out, code = inner("wedgesave", [[
+test("saves a fixture", function(t)
+    local ok, err = pcall(provium.vm_fixture, provium, "wedgesave", function(vm)
+        vm:write_file("/root/x", "y")
+        os.execute("pkill -STOP -f 'provium-[w]edgesave'")
+    end)
+    os.execute("pkill -CONT -f 'provium-[w]edgesave'")
+    t:ok(not ok, "the save failed")
+    print("SAVE ERROR: " .. tostring(err))
+end)
+]], "XDG_CACHE_HOME=" .. dir .. "/cache PROVIUM_QMP_TIMEOUT=1000")
+    t:eq(code, 0, out)
+    t:match(out, "SAVE ERROR: [^\n]*wedgesave[^\n]*QEMU did not answer QMP in time")
+    t:eq(st.sh("ls -A " .. dir .. "/cache/provium/fixtures 2>/dev/null | grep tmp || true"), "",
+         "no staging directory")
+    t:eq(st.qemus("wedgesave"), "", "no QEMU")
+end)

@@ -10,7 +10,9 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "events.h"
@@ -210,6 +212,19 @@ void vm_emit_exit(Vm *vm)
         event_end(&ev);
 }
 
+/* QEMU's SIGBUS is most often its RAM file's file system full: said, with what is free. */
+static void ram_room_note(const Vm *vm, char *buf, size_t len)
+{
+        struct statvfs sv;
+        buf[0] = 0;
+        if (vm->term_signal == SIGBUS && vm->ram_path && !vm_is_local(vm) &&
+            statvfs(vm->dir, &sv) == 0)
+                snprintf(buf, len,
+                         " (SIGBUS: most often its RAM file could not grow; the file system "
+                         "of %s has %llu MiB free)",
+                         vm->dir, ((unsigned long long) sv.f_bavail * sv.f_frsize) >> 20);
+}
+
 static void set_death(Vm *vm)
 {
         char *tail = vm_console_tail(vm, 20);
@@ -218,11 +233,13 @@ static void set_death(Vm *vm)
         char *recent = vm_console_tail(vm, 200);
         bool panic = recent && strstr(recent, "Kernel panic");
         free(recent);
+        char room[512];
+        ram_room_note(vm, room, sizeof room);
         free(vm->death);
-        if (asprintf(&vm->death, "vm %s: %s %s %ld%s%s%s\n--- last console lines ---\n%s", vm->name,
-                     vm_is_local(vm) ? "the local VM" : "QEMU", what, code,
-                     panic ? " (guest kernel panic)" : "", vm->qemu_err_len ? "; QEMU said: " : "",
-                     vm->qemu_err, tail ? tail : "") < 0)
+        if (asprintf(&vm->death, "vm %s: %s %s %ld%s%s%s%s\n--- last console lines ---\n%s",
+                     vm->name, vm_is_local(vm) ? "the local VM" : "QEMU", what, code,
+                     panic ? " (guest kernel panic)" : "", room,
+                     vm->qemu_err_len ? "; QEMU said: " : "", vm->qemu_err, tail ? tail : "") < 0)
                 vm->death = NULL;
         free(tail);
 }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -491,6 +492,25 @@ static void emit_image(const char *image, const Image *img, int r, const char *e
         event_end(&ev);
 }
 
+/* A fresh guest's RAM is a file on the run directory's file system (tmpfs, grown as the guest
+ * touches its pages): were it to fill up, QEMU's next fault there would be a SIGBUS, so a boot
+ * whose RAM does not fit in what is free now is refused. */
+static int check_ram_room(Vm *vm, char *err, size_t errlen)
+{
+        struct statvfs sv;
+        if (vm_is_local(vm) || vm->cfg.ram_path || vm->cfg.incoming || statvfs(vm->dir, &sv) < 0)
+                return 0;
+        unsigned long long free_mb = ((unsigned long long) sv.f_bavail * sv.f_frsize) >> 20;
+        unsigned long long need_mb = vm_config_memory_mb(&vm->cfg);
+        if (free_mb >= need_mb)
+                return 0;
+        snprintf(err, errlen,
+                 "vm %s: boot: its RAM file needs %llu MiB, and the file system of %s has %llu MiB "
+                 "free ($PROVIUM_RUN_DIR chooses where runs keep RAM files)",
+                 vm->name, need_mb, vm->dir, free_mb);
+        return -ENOSPC;
+}
+
 /* The image is known: start QEMU (a spare's, for a fixture restore). */
 static int boot_launch(Vm *vm, char *err, size_t errlen)
 {
@@ -511,6 +531,8 @@ static int boot_launch(Vm *vm, char *err, size_t errlen)
                 snprintf(err, errlen, "vm %s: boot: out of memory", vm->name);
                 return -ENOMEM;
         }
+        if ((r = check_ram_room(vm, err, errlen)) < 0)
+                return r;
         vm->nworkers = cfg->workers < 0 ? 4 : cfg->workers;
         if (vm->nworkers > VM_MAX_WORKERS)
                 vm->nworkers = VM_MAX_WORKERS;
