@@ -242,10 +242,11 @@ static int image_get(const char *name, bool force, const ImageOptions *opts, Ima
         }
 
         progress(opts, name, "building (key %.12s); output in %s", plan.key, logpath);
-        logfd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        logfd = open(logpath, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
         if (logfd < 0) {
                 r = -errno;
-                seterr(err, errlen, "image %s: open %s: %s", name, logpath, strerror(-r));
+                seterr(err, errlen, "image %s: open %s: %s", name, logpath,
+                       r == -ELOOP ? "a symbolic link, not followed" : strerror(-r));
                 goto out;
         }
         t0 = now_s();
