@@ -188,3 +188,20 @@ end)
          "no staging directory")
     t:eq(st.qemus("wedgesave"), "", "no QEMU")
 end)
+
+test("a cache too full for a fixture's RAM: its build is refused, naming both sizes; no staging is left", function(t)
+    local cache = small_run_dir("fxfull", 200) -- building the default image takes about 130 MiB of it
+    local out, code = inner("fxfull", [[
+test("builds a fixture", function(t)
+    local ok, err = pcall(provium.vm_fixture, provium, "crowded", function(vm) vm:write_file("/root/x", "y") end,
+                          { memory = 256 })
+    t:ok(not ok, "the fixture could not be built")
+    print("FIXTURE ERROR: " .. tostring(err))
+end)
+]], "XDG_CACHE_HOME=" .. cache)
+    t:eq(code, 0, out)
+    t:match(out, "FIXTURE ERROR: [^\n]*vm crowded: boot: its RAM file needs 256 MiB, and the file system of " ..
+                 "[^ ]+ has %d+ MiB free %(a fixture being built keeps it in the cache%)")
+    t:eq(st.sh("ls -A " .. cache .. "/provium/fixtures 2>/dev/null | grep tmp || true"), "", "no staging directory")
+    t:eq(st.qemus("crowded"), "", "no QEMU")
+end)

@@ -212,17 +212,34 @@ void vm_emit_exit(Vm *vm)
         event_end(&ev);
 }
 
+int vm_ram_room(const Vm *vm, char *dir, size_t dirlen, unsigned long long *ret_free_mb)
+{
+        if (!vm->ram_path || vm_is_local(vm))
+                return -ENOENT;
+        const char *slash = strrchr(vm->ram_path, '/');
+        size_t n = slash ? (size_t) (slash - vm->ram_path) : 0;
+        if (n == 0 || n >= dirlen)
+                return -ENAMETOOLONG;
+        memcpy(dir, vm->ram_path, n);
+        dir[n] = 0;
+        struct statvfs sv;
+        if (statvfs(dir, &sv) < 0)
+                return -errno;
+        *ret_free_mb = ((unsigned long long) sv.f_bavail * sv.f_frsize) >> 20;
+        return 0;
+}
+
 /* QEMU's SIGBUS is most often its RAM file's file system full: said, with what is free. */
 static void ram_room_note(const Vm *vm, char *buf, size_t len)
 {
-        struct statvfs sv;
+        char dir[1024];
+        unsigned long long free_mb;
         buf[0] = 0;
-        if (vm->term_signal == SIGBUS && vm->ram_path && !vm_is_local(vm) &&
-            statvfs(vm->dir, &sv) == 0)
+        if (vm->term_signal == SIGBUS && vm_ram_room(vm, dir, sizeof dir, &free_mb) == 0)
                 snprintf(buf, len,
                          " (SIGBUS: most often its RAM file could not grow; the file system "
                          "of %s has %llu MiB free)",
-                         vm->dir, ((unsigned long long) sv.f_bavail * sv.f_frsize) >> 20);
+                         dir, free_mb);
 }
 
 static void set_death(Vm *vm)
@@ -233,7 +250,7 @@ static void set_death(Vm *vm)
         char *recent = vm_console_tail(vm, 200);
         bool panic = recent && strstr(recent, "Kernel panic");
         free(recent);
-        char room[512];
+        char room[1280];
         ram_room_note(vm, room, sizeof room);
         free(vm->death);
         if (asprintf(&vm->death, "vm %s: %s %s %ld%s%s%s%s\n--- last console lines ---\n%s",

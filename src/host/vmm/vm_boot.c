@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -497,17 +496,19 @@ static void emit_image(const char *image, const Image *img, int r, const char *e
  * whose RAM does not fit in what is free now is refused. */
 static int check_ram_room(Vm *vm, char *err, size_t errlen)
 {
-        struct statvfs sv;
-        if (vm_is_local(vm) || vm->cfg.ram_path || vm->cfg.incoming || statvfs(vm->dir, &sv) < 0)
+        char dir[1024];
+        unsigned long long free_mb;
+        if (vm->cfg.incoming || vm_ram_room(vm, dir, sizeof dir, &free_mb) < 0)
                 return 0;
-        unsigned long long free_mb = ((unsigned long long) sv.f_bavail * sv.f_frsize) >> 20;
         unsigned long long need_mb = vm_config_memory_mb(&vm->cfg);
         if (free_mb >= need_mb)
                 return 0;
         snprintf(err, errlen,
                  "vm %s: boot: its RAM file needs %llu MiB, and the file system of %s has %llu MiB "
-                 "free ($PROVIUM_RUN_DIR chooses where runs keep RAM files)",
-                 vm->name, need_mb, vm->dir, free_mb);
+                 "free (%s)",
+                 vm->name, need_mb, dir, free_mb,
+                 vm->cfg.ram_path ? "a fixture being built keeps it in the cache"
+                                  : "$PROVIUM_RUN_DIR chooses where runs keep RAM files");
         return -ENOSPC;
 }
 

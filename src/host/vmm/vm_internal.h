@@ -187,6 +187,9 @@ void vm_on_qemu_exit(uv_process_t *p, int64_t status, int term_signal);
 /* QEMU started: its RAM and vCPUs count in vm_live_totals until it exits. */
 void vm_count_live(Vm *vm);
 void vm_emit_exit(Vm *vm);
+/* The directory of vm's RAM file (QEMU VMs) into dir, and the MiB free on its file system;
+ * -errno when there is none or it cannot be told. */
+int vm_ram_room(const Vm *vm, char *dir, size_t dirlen, unsigned long long *ret_free_mb);
 /* QEMU is gone and its console drained: the exit is finished (or the restart goes on). */
 void vm_exit_progress(Vm *vm);
 /* Kills QEMU, if it runs, for a boot that failed: STOPPING, then EXITED by its exit. */
