@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""make_seeds.py: writes the frame decoder's seed corpus (corpus/frames/), frames as the host
-and the agent send them, built by hand (no msgpack module needed): a byte that says how reads
-are cut, then frames (u32 little-endian length + one msgpack map)."""
+"""make_seeds.py: writes the hand-made seeds of the frame decoder's corpus (corpus/frames/),
+frames as the host and the agent send them, built by hand (no msgpack module needed): a byte
+that says how reads are cut, then frames (u32 little-endian length + one msgpack map); and of
+the QMP client's (corpus/qmp/): a byte (bit 0: the peer greets and negotiates first, so that
+calls 2 to 4 are in flight; the rest: the write size less one), then what QEMU would write."""
 import os
 import struct
 import sys
@@ -52,8 +54,27 @@ SEEDS = {
     "cut": b"\x02" + frame(mp({"id": 9, "ok": True}))[:-2],
 }
 
-out = os.path.join(os.path.dirname(os.path.abspath(sys.argv[0])), "corpus", "frames")
-os.makedirs(out, exist_ok=True)
-for name, data in SEEDS.items():
-    with open(os.path.join(out, name), "wb") as f:
-        f.write(data)
+GREET = b"{\"QMP\": {\"version\": {\"qemu\": {\"major\": 7}}, \"capabilities\": []}}\r\n"
+QMP_SEEDS = {
+    "replies": b"\xff" + b'{"return": {"status": "running"}, "id": 2}\r\n'
+               b'{"error": {"class": "GenericError", "desc": "no"}, "id": 3}\r\n'
+               b'{"event": "STOP", "data": {}, "timestamp": {"seconds": 1}}\r\n{"return": 5, "id": 4}\r\n',
+    "greeting-in-data": b"\x10" + GREET + b'{"return": {}, "id": 1}\r\n{"event": "RESUME"}\r\n',
+    "no-greeting": b"\x00" + b'{"return": {}, "id": 1}\r\n',
+    "not-json": b"\x01" + b"{not json\r\n",
+    "array": b"\x01" + b"[1, 2, 3]\r\n",
+    "odd-ids": b"\x05" + b'{"return": {}, "id": 99}\n{"return": {}, "id": "2"}\n{"return": {}, "id": -1}\n'
+               b'{"return": {}, "id": 18446744073709551615}\n{"return": {}}\n{"id": 2}\n',
+    "twice": b"\x03" + b'{"return": {}, "id": 2}\n{"return": {}, "id": 2}\n',
+    "odd-events": b"\x07" + b'{"event": 5}\n{"event": null, "data": 1}\n{"event": "X", "data": [1]}\n',
+    "cut": b"\x09" + b'{"return": {}, "id": 2',
+    "deep": b"\x01" + b'{"return": ' + b"[" * 3000 + b"]" * 3000 + b', "id": 2}\n',
+}
+
+here = os.path.dirname(os.path.abspath(sys.argv[0]))
+for corpus, seeds in (("frames", SEEDS), ("qmp", QMP_SEEDS)):
+    out = os.path.join(here, "corpus", corpus)
+    os.makedirs(out, exist_ok=True)
+    for name, data in seeds.items():
+        with open(os.path.join(out, name), "wb") as f:
+            f.write(data)
