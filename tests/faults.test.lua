@@ -205,3 +205,40 @@ end)
     t:eq(st.sh("ls -A " .. cache .. "/provium/fixtures 2>/dev/null | grep tmp || true"), "", "no staging directory")
     t:eq(st.qemus("crowded"), "", "no QEMU")
 end)
+
+-- The agent's fd for its main connection (virtio port provium.0: /dev/vport0p1): a syscall
+-- the agent makes itself can write there what a hostile agent would.
+local function agent_port_fd(vm)
+    local out = vm:run("for f in /proc/1/fd/*; do echo ${f##*/} $(readlink $f); done"):assert_ok().stdout
+    return tonumber(out:match("(%d+) /dev/vport0p1\n"))
+end
+
+test("a frame over 4 MiB from the guest's agent closes that connection at once, and later calls say why", function(t)
+    local vm = provium:vm("bigframe", { vmm = "qemu" }):boot()
+    local fd = agent_port_fd(vm)
+    t:ok(fd, "the agent's port")
+    -- a length prefix of 16 MiB, then nothing
+    t:error(function() vm:syscall("write", fd, provium.buffer("\255\255\255\0"), 4) end,
+            "vm bigframe: syscall write: the agent sent a frame over 4 MiB: its connection was closed")
+    t:error(function() vm:run("echo still") end,
+            "vm bigframe: exec echo still: its agent connection is closed: the agent sent a frame over 4 MiB")
+end)
+
+test("a flood of tiny frames from the guest's agent is read in linear time, and the connection goes on", function(t)
+    local vm = provium:vm("tinyframes", { vmm = "qemu" }):boot()
+    local fd = agent_port_fd(vm)
+    -- chunks for a request id that is not in flight: read and dropped. 32-byte frames, in writes
+    -- of 32 KiB (what a virtio port takes at once), so that no reply is spliced into one
+    local body = "\x83\xa2id\x01\xa5chunk\xa6stdout\xa4data\xc4\x03abc"
+    local frame = string.pack("<I4", #body) .. body
+    t:eq(#frame, 32)
+    local block = provium.buffer(string.rep(frame, 32768 // #frame))
+    local cpu0 = os.clock()
+    for _ = 1, 64 do t:eq(vm:syscall("write", fd, block, #block), #block) end
+    t:eq(vm:run("echo after"):assert_ok().stdout, "after\n", "65536 frames later")
+    -- linear: a few hundredths of a second of this runner's CPU (the decoder that moved its
+    -- buffer after every frame took minutes for as many)
+    local cpu = os.clock() - cpu0
+    print(string.format("65536 tiny frames: %.3f s of the runner's CPU", cpu))
+    t:ok(cpu < 3, string.format("%.3f s of CPU", cpu))
+end)

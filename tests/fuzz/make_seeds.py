@@ -2,7 +2,8 @@
 """make_seeds.py: writes the hand-made seeds of the frame decoder's corpus (corpus/frames/),
 frames as the host and the agent send them, built by hand (no msgpack module needed): a byte
 that says how reads are cut, then frames (u32 little-endian length + one msgpack map); and of
-the QMP client's (corpus/qmp/): a byte (bit 0: the peer greets and negotiates first, so that
+the QMP client's (corpus/qmp/) and the host's reply dispatch (corpus/agent_client/, frames
+again): a byte (bit 0: the peer greets and negotiates first, so that
 calls 2 to 4 are in flight; the rest: the write size less one), then what QEMU would write."""
 import os
 import struct
@@ -71,8 +72,24 @@ QMP_SEEDS = {
     "deep": b"\x01" + b'{"return": ' + b"[" * 3000 + b"]" * 3000 + b', "id": 2}\n',
 }
 
+F = lambda d: frame(mp(d))  # noqa: E731
+AGENT_SEEDS = {  # ids under 16 are relative to the hello's: the requests in flight are 1 to 3
+    "replies": b"\xff" + F({"id": 1, "chunk": "stdout", "data": b"hi\n"}) + F({"id": 1, "ok": True, "code": 0})
+               + F({"id": 2, "chunk": "started", "pid": 5}) + F({"id": 2, "ok": False, "error": "ENOENT", "msg": "x"})
+               + F({"id": 3, "chunk": "data", "data": b"\x00" * 32}) + F({"id": 3, "ok": True}),
+    "twice": b"\x05" + F({"id": 1, "ok": True}) + F({"id": 1, "ok": True}) + F({"id": 1, "chunk": "stdout", "data": b"late"}),
+    "unknown-ids": b"\x07" + F({"id": 99, "ok": True}) + F({"id": 9, "ok": True}) + F({"id": 0, "ok": True}),
+    "no-id": b"\x01" + F({"ok": True}),
+    "no-ok": b"\x01" + F({"id": 1, "code": 1}),
+    "long-kind": b"\x01" + F({"id": 1, "chunk": "a-kind-longer-than-15", "data": b""}),
+    "chunk-no-data": b"\x01" + F({"id": 2, "chunk": "stderr"}),
+    "no-hello": b"\x00" + F({"id": 0, "ok": True, "version": 1}),
+    "cut": b"\x03" + F({"id": 1, "ok": True})[:-1],
+    "bad-then-good": b"\x01" + frame(b"\x93\x01\x02\x03") + F({"id": 1, "ok": True}),
+}
+
 here = os.path.dirname(os.path.abspath(sys.argv[0]))
-for corpus, seeds in (("frames", SEEDS), ("qmp", QMP_SEEDS)):
+for corpus, seeds in (("frames", SEEDS), ("qmp", QMP_SEEDS), ("agent_client", AGENT_SEEDS)):
     out = os.path.join(here, "corpus", corpus)
     os.makedirs(out, exist_ok=True)
     for name, data in seeds.items():

@@ -34,8 +34,9 @@ struct AgentClient {
         uint64_t hello_timeout_ms;
         void (*connected_fn)(AgentClient *c, void *data);
         bool retired;
-        int depth;   /* callbacks running: agent_client_free then only marks it doomed */
-        bool doomed; /* freed by its owner inside a callback: destroyed when they return */
+        int closed_status; /* the first shutdown's status: why the connection closed */
+        int depth;         /* callbacks running: agent_client_free then only marks it doomed */
+        bool doomed;       /* freed by its owner inside a callback: destroyed when they return */
 };
 
 static void destroy(AgentClient *c);
@@ -97,6 +98,8 @@ static void fail_all(AgentClient *c, int status)
 
 void agent_client_shutdown(AgentClient *c, int status)
 {
+        if (!c->closed_status)
+                c->closed_status = status;
         c->connector = connector_cancel(c->connector);
         close_pipe(c);
         c->ready = false;
@@ -516,4 +519,27 @@ AgentClient *agent_client_free(AgentClient *c)
         }
         leave(c);
         return NULL;
+}
+
+int agent_client_closed_status(const AgentClient *c)
+{
+        return c ? c->closed_status : 0;
+}
+
+const char *agent_client_close_text(int status)
+{
+        switch (status) {
+        case -EMSGSIZE:
+                return "the agent sent a frame over 4 MiB";
+        case -EBADMSG:
+                return "the agent sent a frame that is not a reply or a chunk";
+        case -ECONNRESET:
+                return "the agent's connection was lost";
+        case -EPROTO:
+                return "the agent refused the connection's hello";
+        case -EPROTONOSUPPORT:
+                return "the agent speaks another protocol version";
+        default:
+                return status < 0 ? strerror(-status) : "the connection is not open";
+        }
 }

@@ -17,8 +17,10 @@ typedef struct AgentRequest AgentRequest;
 typedef void (*AgentChunkFn)(AgentRequest *req, const char *kind, const char *data, size_t len,
                              const msgpack_object *msg);
 /* The end of req. status 0: reply is the agent's reply map (check its "ok"); status < 0: no
- * reply (-ETIMEDOUT, -ECONNRESET when the connection died, -EBADMSG for a bad frame from the
- * agent), reply NULL. After this call the client holds no reference to req. */
+ * reply (-ETIMEDOUT, -ECONNRESET when the connection died, -EBADMSG for a frame from the agent
+ * that is not one map or lacks its id or ok, -EMSGSIZE for one over PROTO_MAX_FRAME, -ENOMEM,
+ * -ECANCELED when the client is freed), reply NULL. After this call the client holds no
+ * reference to req. */
 typedef void (*AgentReplyFn)(AgentRequest *req, int status, const msgpack_object *reply);
 
 /* Caller-owned; must stay valid until on_reply runs or agent_request_cancel() returns. */
@@ -74,6 +76,10 @@ void agent_client_send_cancel(AgentClient *c, uint64_t target);
 /* Forgets req: its callbacks will not run; a late reply is ignored. Safe twice. */
 void agent_request_cancel(AgentRequest *req);
 
+/* Why c's connection closed: the status its requests failed with (0 while open, or before it
+ * ever was), and what such a status means, for messages ("the agent sent a frame over 4 MiB"). */
+int agent_client_closed_status(const AgentClient *c);
+const char *agent_client_close_text(int status);
 /* Fails every request in flight with status and closes the connection. */
 void agent_client_shutdown(AgentClient *c, int status);
 /* Frees the client (after failing requests with -ECANCELED). Accepts NULL, returns NULL. */

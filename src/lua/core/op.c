@@ -143,6 +143,9 @@ static void push_failure(lua_State *co, Op *op, int status, const msgpack_object
         else if (status == -ETIMEDOUT)
                 lua_pushfstring(co, "vm %s: %s %s: timed out after %f s", op->vm_name, op->name,
                                 op->object, op->timeout_s);
+        else if (status == -EBADMSG || status == -EMSGSIZE)
+                lua_pushfstring(co, "vm %s: %s %s: %s: its connection was closed", op->vm_name,
+                                op->name, op->object, agent_client_close_text(status));
         else if (status == -ESTALE)
                 lua_pushfstring(co, "vm %s: %s %s: %s", op->vm_name, op->name, op->object,
                                 STALE_MSG);
@@ -295,6 +298,12 @@ int check_running(lua_State *L, const Target *tg, const char *op, const char *ob
                 return 2;
         }
         const char *death = vm_death_reason(vm);
+        int closed = agent_client_closed_status(tg->agent);
+        if (!death && (st == VM_RUNNING || st == VM_PAUSED) && closed) {
+                lua_pushfstring(L, "vm %s: %s %s: its agent connection is closed: %s", tg->label,
+                                op, object, agent_client_close_text(closed));
+                return 2;
+        }
         if (death)
                 lua_pushfstring(L, "vm %s: %s %s: the VM is not running\n%s", vm_name(vm), op,
                                 object, death);
