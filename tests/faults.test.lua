@@ -40,13 +40,22 @@ test("a guest that floods output fills no memory: run fails past 64 MiB, an unre
     t:error(function() p:stdout():next() end, "more than 64 MiB came that nobody read: the rest was dropped")
 end)
 
-test("QEMU runs under a seccomp filter (-sandbox): what escapes into it cannot exec or fork", function(t)
-    local vm = provium:vm("confined", { vmm = "qemu" }):boot()
+test("QEMU runs under a seccomp filter (-sandbox) and with no capabilities: what escapes into it cannot exec, fork or use root's powers", function(t)
+    local lan = provium:bridge("confined")
+    local vm = provium:vm("confined", { vmm = "qemu" })
+    lan:attach(vm) -- its TAP: attached to without CAP_NET_ADMIN, as its owner
+    vm:boot()
     local pid = tonumber(st.qemus("confined"):match("%d+"))
     t:ok(pid, "its QEMU")
-    t:match(st.read("/proc/" .. pid .. "/status"), "\nSeccomp:%s+2\n", "filter mode")
+    local status = st.read("/proc/" .. pid .. "/status")
+    t:match(status, "\nSeccomp:%s+2\n", "filter mode")
     t:match(st.read("/proc/" .. pid .. "/cmdline"), "%-sandbox%z[^%z]*spawn=deny")
+    for _, set in ipairs({ "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb" }) do
+        t:match(status, "\n" .. set .. ":%s+0000000000000000\n", set)
+    end
+    t:match(status, "\nNoNewPrivs:%s+1\n")
     t:eq(vm:run("echo fine"):assert_ok().stdout, "fine\n")
+    t:match(vm:run("ip -o addr show"):assert_ok().stdout, "inet ", "its network card works")
 end)
 
 test("a FIFO or a symlink in a fixture's cache entry is a miss and a rebuild, never a hang", function(t)

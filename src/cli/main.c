@@ -304,7 +304,7 @@ int main(int argc, char **argv)
                 fprintf(stderr, "provium: %s\n", strerror(ENOMEM));
                 return 2;
         }
-        if (argc >= 2 && strcmp(argv[1], "__pdeathsig") == 0)
+        if (argc >= 2 && (strcmp(argv[1], "__pdeathsig") == 0 || strcmp(argv[1], "__qemu") == 0))
                 return vm_pdeathsig_exec(argc - 1, argv + 1);
         if (argc >= 2 && strcmp(argv[1], "__local-vm") == 0)
                 return vm_local_sandbox_main(argc - 1, argv + 1);

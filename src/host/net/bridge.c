@@ -96,7 +96,8 @@ static int add_address(struct nl_sock *sk, int ifindex, const char *cidr)
 
 /* ---- TAPs ---- */
 
-/* A persistent TAP that QEMU opens by name later (-netdev tap,ifname=...). */
+/* A persistent TAP that QEMU opens by name later (-netdev tap,ifname=...); owned by this user,
+ * so that QEMU, which runs without capabilities (vm_argv.c), may attach to it. */
 static int tap_create(const char *ifname)
 {
         int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
@@ -104,7 +105,10 @@ static int tap_create(const char *ifname)
                 return -errno;
         struct ifreq ifr = {.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR};
         snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", ifname);
-        int r = ioctl(fd, TUNSETIFF, &ifr) < 0 || ioctl(fd, TUNSETPERSIST, 1) < 0 ? -errno : 0;
+        int r = ioctl(fd, TUNSETIFF, &ifr) < 0 || ioctl(fd, TUNSETOWNER, geteuid()) < 0 ||
+                        ioctl(fd, TUNSETPERSIST, 1) < 0
+                    ? -errno
+                    : 0;
         (void) close(fd);
         return r;
 }

@@ -276,7 +276,7 @@ static void finish_exit(Vm *vm)
         for (int i = 1; i <= vm->nworkers; i++)
                 if (vm->workers[i])
                         agent_client_shutdown(vm->workers[i], -ECONNRESET);
-        /* __pdeathsig's status when it could not execute QEMU (vm_argv.c) */
+        /* __qemu's status when it could not execute QEMU (vm_argv.c) */
         if (booting && !vm->term_signal && vm->exit_status == 127 && vm->tail_total == 0)
                 events_infra_error("qemu", vm->death);
         if (booting)

@@ -188,5 +188,6 @@ void vm_local_sweep_stale(void);
 int vm_local_sandbox_main(int argc, char **argv);
 
 /* The wrapper: "provium __pdeathsig PPID PROGRAM ARGS...": arranges SIGKILL when the runner
- * dies, then execs. Never returns on success. */
+ * dies, then execs. "__qemu" does the same and drops every capability first (vm_argv.c).
+ * Never returns on success. */
 int vm_pdeathsig_exec(int argc, char **argv);

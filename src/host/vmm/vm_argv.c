@@ -14,7 +14,7 @@
 #include "qemu.h"
 #include "vm_internal.h"
 
-/* QEMU starts through our own "__pdeathsig" (vm_pdeathsig_exec). */
+/* QEMU starts through our own "__qemu" (vm_pdeathsig_exec). */
 static const char self_exe[] = "/proc/self/exe";
 
 static void argv_add(Argv *a, const char *fmt, ...)
@@ -134,7 +134,7 @@ int vm_build_argv(Vm *vm, const VmConfig *cfg, const Image *img, Argv *a)
 {
         uint64_t mb = vm_config_memory_mb(cfg);
         argv_add(a, "%s", self_exe);
-        argv_add(a, "__pdeathsig");
+        argv_add(a, "__qemu");
         argv_add(a, "%ld", (long) getpid());
         argv_add(a, "%s", qemu_program());
         argv_add(a, "-name");
@@ -222,11 +222,31 @@ int vm_build_argv(Vm *vm, const VmConfig *cfg, const Image *img, Argv *a)
 
 /* ---- the wrapper QEMU starts under ---- */
 
+/* QEMU gets no capabilities: its bounding set is emptied (so that exec, even as root, grants
+ * none) and no exec can add any back (no_new_privs, which -sandbox wants anyway). What QEMU
+ * opens is root's own: the run directory, the cache, /dev/kvm (root's), persistent TAPs owned
+ * by root (TUNSETOWNER, so that attaching needs no CAP_NET_ADMIN). A guest that escapes both
+ * this and the seccomp filter is a root without capabilities: it cannot mount, load modules,
+ * trace or signal others' processes, change the network, or pass file permissions. */
+static int drop_capabilities(void)
+{
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+                return -errno;
+        if (geteuid() != 0)
+                return 0; /* nothing to drop, and no right to change the bounding set */
+        for (int cap = 0; prctl(PR_CAPBSET_READ, cap, 0, 0, 0) >= 0; cap++)
+                if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
+                        return -errno;
+        if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
+                return -errno;
+        return 0;
+}
+
 int vm_pdeathsig_exec(int argc, char **argv)
 {
-        /* argv: __pdeathsig PPID PROGRAM ARGS... */
+        /* argv: __pdeathsig|__qemu PPID PROGRAM ARGS... */
         if (argc < 3) {
-                fprintf(stderr, "provium: __pdeathsig: usage: __pdeathsig PPID PROGRAM [ARGS]\n");
+                fprintf(stderr, "provium: %s: usage: %s PPID PROGRAM [ARGS]\n", argv[0], argv[0]);
                 return 2;
         }
         pid_t parent = (pid_t) atol(argv[1]);
@@ -237,6 +257,11 @@ int vm_pdeathsig_exec(int argc, char **argv)
         /* The parent may have died before prctl took effect. */
         if (getppid() != parent)
                 return 1;
+        int r = strcmp(argv[0], "__qemu") == 0 ? drop_capabilities() : 0;
+        if (r < 0) {
+                fprintf(stderr, "provium: %s: dropping capabilities: %s\n", argv[0], strerror(-r));
+                return 1;
+        }
         execvp(argv[2], argv + 2);
         fprintf(stderr, "provium: exec %s: %s\n", argv[2], strerror(errno));
         return 127;

@@ -281,7 +281,7 @@ void vm_emit_spawn(Vm *vm, const VmConfig *cfg, int pid, char *const *argv)
         proto_kv_str(&ev.w, "accel", cfg->accel ? cfg->accel : "tcg");
         proto_kv_str(&ev.w, "image", vm->image_name ? vm->image_name : "");
         if (argv) {
-                argv += 3; /* the program's own, after `provium __pdeathsig PID` (vm_argv.c) */
+                argv += 3; /* the program's own, after `provium __qemu PID` (vm_argv.c) */
                 uint32_t n = 0;
                 while (argv[n])
                         n++;
