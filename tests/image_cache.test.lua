@@ -224,6 +224,14 @@ test("a Lua error in the recipe is reported with its line", function(t)
     bad(t, 'local x = nil\nx.y = 1', "images/bad%.lua:3: attempt to index a nil value")
 end)
 
+test("a recipe that raises no message, holds a string that is not UTF-8 or allocates 1 GiB: each named", function(t)
+    bad(t, 'error()', "image bad: recipe images/bad%.lua: raised an error that is a nil, not a message")
+    bad(t, 'error({})', "image bad: recipe images/bad%.lua: raised an error that is a table, not a message")
+    bad(t, 'error("plain", 0)', "image bad: recipe images/bad%.lua: plain")
+    bad(t, 'write("/etc/x", "\255\254")', "image bad: recipe images/bad%.lua: a string in it is not UTF%-8")
+    bad(t, 'local s = string.rep("x", 1 << 30)', "image bad: recipe images/bad%.lua: not enough memory %(its Lua may use 64 MiB%)")
+end)
+
 test("a copy from a path that does not exist names the recipe line and the path", function(t)
     bad(t, 'copy("/etc/x", "no-such-file.txt")',
         "images/bad%.lua:2: copy /etc/x: source .*no%-such%-file%.txt: No such file or directory")

@@ -27,6 +27,7 @@
 #define RECIPE_MAX_STEPS    1000 /* hook calls of RECIPE_HOOK_COUNT instructions each */
 #define RECIPE_HOOK_COUNT   100000
 #define RECIPE_DEFAULT_DIRS "images:tests/images"
+#define RECIPE_MAX_MEMORY   (64u << 20) /* what a recipe's Lua state may allocate, bytes */
 
 /* ---- finding ---- */
 
@@ -184,14 +185,17 @@ static bool call_pred(lua_State *L, const char *fn, int idx)
 
 /* Converts the value at idx: strings, integers, booleans, NULL, ARRAY lists and string-keyed
  * tables (the only shapes recipe.lua makes). */
-static json_t *to_json(lua_State *L, int idx)
+static json_t *to_json(lua_State *L, int idx, bool *not_utf8)
 {
         idx = lua_absindex(L, idx);
         switch (lua_type(L, idx)) {
         case LUA_TSTRING: {
                 size_t len;
                 const char *s = lua_tolstring(L, idx, &len);
-                return json_stringn(s, len);
+                json_t *j = json_stringn(s, len);
+                if (!j)
+                        *not_utf8 = true; /* jansson holds UTF-8 only; else it is out of memory */
+                return j;
         }
         case LUA_TNUMBER:
                 if (lua_isinteger(L, idx))
@@ -208,10 +212,11 @@ static json_t *to_json(lua_State *L, int idx)
                 return json_null();
         if (call_pred(L, "is_array", idx)) {
                 json_t *a = json_array();
-                lua_Integer n = luaL_len(L, idx);
+                /* raw: a metamethod of the recipe's would run here, outside the step limit */
+                lua_Integer n = (lua_Integer) lua_rawlen(L, idx);
                 for (lua_Integer i = 1; a && i <= n; i++) {
-                        lua_geti(L, idx, i);
-                        json_t *v = to_json(L, -1);
+                        lua_rawgeti(L, idx, i);
+                        json_t *v = to_json(L, -1, not_utf8);
                         lua_pop(L, 1);
                         if (!v || json_array_append_new(a, v) < 0) {
                                 json_decref(a);
@@ -223,7 +228,7 @@ static json_t *to_json(lua_State *L, int idx)
         json_t *o = json_object();
         lua_pushnil(L);
         while (o && lua_next(L, idx)) {
-                json_t *v = lua_type(L, -2) == LUA_TSTRING ? to_json(L, -1) : NULL;
+                json_t *v = lua_type(L, -2) == LUA_TSTRING ? to_json(L, -1, not_utf8) : NULL;
                 if (!v || json_object_set_new(o, lua_tostring(L, -2), v) < 0) {
                         json_decref(o);
                         o = NULL;
@@ -346,12 +351,52 @@ static int resolve_copies(json_t *spec, const char *path, const char *display, c
 
 /* ---- recipe_load ---- */
 
+/* Lua's allocator, held to RECIPE_MAX_MEMORY: past it an allocation fails, which the recipe
+ * sees as "not enough memory" rather than the host running out. */
+typedef struct {
+        size_t used;
+} RecipeHeap;
+
+static void *recipe_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+        RecipeHeap *h = ud;
+        size_t old = ptr ? osize : 0;
+        if (nsize == 0) {
+                free(ptr);
+                h->used -= old;
+                return NULL;
+        }
+        if (nsize > old && nsize - old > RECIPE_MAX_MEMORY - h->used)
+                return NULL;
+        void *p = realloc(ptr, nsize);
+        if (p)
+                h->used = h->used - old + nsize;
+        return p;
+}
+
+/* The message of a recipe that failed: Lua's, which names the file and line, or one that
+ * names the recipe when the error was not a string or had no location (error(x, 0)). */
+static void recipe_error(lua_State *L, const char *name, const char *display, char *err,
+                         size_t errlen)
+{
+        const char *msg = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL;
+        if (msg && strstr(msg, display))
+                seterr(err, errlen, "%s", msg);
+        else if (msg)
+                seterr(err, errlen, "image %s: recipe %s: %s", name, display, msg);
+        else
+                seterr(err, errlen,
+                       "image %s: recipe %s: raised an error that is a %s, not a message", name,
+                       display, luaL_typename(L, -1));
+}
+
 int recipe_load(const char *name, const char *path, json_t **ret, char *err, size_t errlen)
 {
         char *display = recipe_display_path(path), *text = NULL;
         size_t len = 0;
         lua_State *L = NULL;
         json_t *spec = NULL;
+        RecipeHeap heap = {0};
         int r;
 
         if (!display)
@@ -361,19 +406,33 @@ int recipe_load(const char *name, const char *path, json_t **ret, char *err, siz
                 seterr(err, errlen, "image %s: recipe %s: %s", name, display, strerror(-r));
                 goto out;
         }
-        L = luaL_newstate();
+        L = lua_newstate(recipe_alloc, &heap); /* luaL_newstate's, with a ceiling */
         if (!L) {
                 r = -ENOMEM;
                 seterr(err, errlen, "image %s: %s", name, strerror(ENOMEM));
                 goto out;
         }
-        if (run_recipe(L, display, text, len) != LUA_OK) {
-                const char *msg = lua_tostring(L, -1);
-                seterr(err, errlen, "%s", msg ? msg : "the recipe failed");
+        int status = run_recipe(L, display, text, len);
+        if (status == LUA_ERRMEM) {
+                seterr(err, errlen,
+                       "image %s: recipe %s: not enough memory (its Lua may use %u MiB)", name,
+                       display, RECIPE_MAX_MEMORY >> 20);
                 r = -EINVAL;
                 goto out;
         }
-        spec = to_json(L, -1);
+        if (status != LUA_OK) {
+                recipe_error(L, name, display, err, errlen);
+                r = -EINVAL;
+                goto out;
+        }
+        bool not_utf8 = false;
+        spec = to_json(L, -1, &not_utf8);
+        if (!spec && not_utf8) {
+                r = -EINVAL;
+                seterr(err, errlen, "image %s: recipe %s: a string in it is not UTF-8", name,
+                       display);
+                goto out;
+        }
         if (!spec || json_object_set_new(spec, "format", json_integer(1)) < 0 ||
             json_object_set_new(spec, "name", json_string(name)) < 0 ||
             json_object_set_new(spec, "recipe", json_string(display)) < 0) {
