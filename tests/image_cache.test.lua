@@ -251,3 +251,47 @@ test("image ls lists the recipe's entries and image rm removes them", function(t
     t:eq(entries(), 0)
     t:ok(not st.sh(provium.executable .. " image ls"):find(name, 1, true))
 end)
+
+-- A recipe of its own (a new key every run), so that its build really runs.
+local function slow_recipe(which)
+    local n = name .. "-" .. which
+    write(dir .. "/images/" .. n .. ".lua", string.format('packages { "hello" }\nwrite("/etc/run-id", %q)\n', run_id))
+    st.at_file_end(function() st.sh(provium.executable .. " image rm " .. n) end)
+    return n
+end
+
+test("an image build past $PROVIUM_BUILD_TIMEOUT is stopped with all it started, and says so", function(t)
+    local n = slow_recipe("timeout")
+    local out, code = st.sh(string.format("cd %s && PROVIUM_BUILD_TIMEOUT=1 %s image build %s", dir,
+                                          provium.executable, n))
+    t:eq(code, 1, out)
+    t:contains(out, "stopped at its timeout, 1 s ($PROVIUM_BUILD_TIMEOUT)")
+    t:eq(entries(n), 0, "nothing cached")
+    t:eq(st.sh("pgrep -af '[b]uild-recipe-image' | grep -F " .. n .. " || true"), "", "no build script left")
+end)
+
+test("an image build whose provium is killed with SIGKILL leaves no process of it behind", function(t)
+    local n = slow_recipe("killed")
+    local pidfile = dir .. "/" .. n .. ".pid"
+    st.sh(string.format("(cd %s && %s image build %s > /dev/null 2>&1 & echo $! > %s) > /dev/null 2>&1",
+                        dir, provium.executable, n, pidfile))
+    local script
+    for _ = 1, 600 do
+        -- the script itself, not the wrapper it runs under (provium __build ... build-recipe-image)
+        script = st.sh("pgrep -af '[b]uild-recipe-image' | grep -v __build | grep -F " .. n ..
+                       " | head -1"):match("^%d+")
+        if script then break end
+        st.sh("sleep 0.05")
+    end
+    t:ok(script, "its build script started")
+    local ns = st.sh("readlink /proc/" .. script .. "/ns/pid"):gsub("%s+$", "")
+    t:ne(ns, st.sh("readlink /proc/self/ns/pid"):gsub("%s+$", ""), "a PID namespace of its own")
+    st.sh("kill -9 " .. st.read(pidfile):match("%d+"))
+    local left
+    for _ = 1, 100 do
+        left = st.sh("for p in /proc/[0-9]*; do readlink $p/ns/pid; done 2>/dev/null | grep -c '" .. ns .. "' || true")
+        if left == "0\n" then break end
+        st.sh("sleep 0.05")
+    end
+    t:eq(left, "0\n", "no process in its namespace")
+end)

@@ -16,6 +16,7 @@
 #include "events_cmd.h"
 #include "image.h"
 #include "image_cmd.h"
+#include "script.h"
 #include "vm.h"
 
 static void usage(FILE *f)
@@ -306,6 +307,9 @@ int main(int argc, char **argv)
         }
         if (argc >= 2 && (strcmp(argv[1], "__pdeathsig") == 0 || strcmp(argv[1], "__qemu") == 0))
                 return vm_pdeathsig_exec(argc - 1, argv + 1);
+        if (argc >= 2 && strcmp(argv[1], "__build") == 0)
+                return script_wrapper_main(argc - 1, argv + 1);
+        script_set_wrapper("/proc/self/exe");
         if (argc >= 2 && strcmp(argv[1], "__local-vm") == 0)
                 return vm_local_sandbox_main(argc - 1, argv + 1);
         if (argc >= 2 && strcmp(argv[1], "__run-file") == 0)

@@ -44,10 +44,11 @@ static const char *const names[] = {"XDG_CACHE_HOME",
                                     "TEST_PREMATURE_EXIT_FILE",
                                     "PROVIUM_EVENTS_QUEUE",
                                     "PROVIUM_QMP_TIMEOUT",
-                                    "TERM"};
+                                    "TERM",
+                                    "PROVIUM_BUILD_TIMEOUT"};
 _Static_assert(sizeof names / sizeof names[0] == sizeof env.vars / sizeof env.vars[0],
                "a name for each variable");
-_Static_assert(offsetof(ProviumEnv, term) == offsetof(ProviumEnv, vars[23]),
+_Static_assert(offsetof(ProviumEnv, build_timeout) == offsetof(ProviumEnv, vars[24]),
                "the fields and vars line up");
 
 int env_init(void)

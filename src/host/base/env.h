@@ -44,8 +44,10 @@ typedef struct ProviumEnv {
                         const char *qmp_timeout;            /* PROVIUM_QMP_TIMEOUT: ms QEMU has to
                                                              * answer a QMP command (tests) */
                         const char *term;                   /* TERM: "dumb" gets no status line */
+                        const char *build_timeout;          /* PROVIUM_BUILD_TIMEOUT: seconds an
+                                                             * image build script may take */
                 };
-                const char *vars[24];
+                const char *vars[25];
         };
         bool no_color; /* NO_COLOR is set */
         /* From the dispatcher, on a runner's command line (NULL when not known): */

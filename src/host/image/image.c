@@ -5,6 +5,7 @@
 #include "image.h"
 #include "strfmt.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -165,6 +166,23 @@ out:
 
 /* Takes the lock of entry <name>-<key> in images, waiting for another builder (and saying
  * so). Returns 0 or -errno. */
+/* Removes what a build script killed before its end left (it builds in NAME-KEY.tmp.XXXXXX
+ * beside the entry, and only its own cleanup removes that): under the entry's lock no other
+ * build of the key runs, so any there is stale. */
+static void remove_build_leftovers(const char *images, const char *name, const char *key)
+{
+        char prefix[NAME_MAX + 1];
+        int n = snprintf(prefix, sizeof prefix, "%s-%s.tmp.", name, key);
+        DIR *d = n > 0 && (size_t) n < sizeof prefix ? opendir(images) : NULL;
+        if (!d)
+                return;
+        struct dirent *de;
+        while ((de = readdir(d)))
+                if (strncmp(de->d_name, prefix, (size_t) n) == 0)
+                        (void) cachedir_rm_rf_at(dirfd(d), de->d_name);
+        (void) closedir(d);
+}
+
 static int lock_entry(CacheLock *lock, const char *images, const char *name, const char *key,
                       const ImageOptions *opts, const char *logpath)
 {
@@ -251,7 +269,10 @@ static int image_get(const char *name, bool force, const ImageOptions *opts, Ima
         }
         t0 = now_s();
         built = true;
+        remove_build_leftovers(images, name, plan.key);
         status = image__plan_build(&plan, name, dir, cache, logfd, err, errlen);
+        if (status != 0)
+                remove_build_leftovers(images, name, plan.key);
         if (status < 0) {
                 r = status;
                 goto out;

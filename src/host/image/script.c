@@ -6,15 +6,37 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "env.h"
+
 extern char **environ;
+
+#define BUILD_TIMEOUT_S 1800 /* an image build script's, unless PROVIUM_BUILD_TIMEOUT says */
+
+static const char *wrapper; /* our executable, for `__build`; NULL: scripts run bare */
+
+void script_set_wrapper(const char *exe)
+{
+        wrapper = exe;
+}
+
+static long build_timeout_s(void)
+{
+        const char *v = env_get()->build_timeout;
+        long s = v ? strtol(v, NULL, 10) : 0;
+        return s > 0 && s <= 86400 ? s : BUILD_TIMEOUT_S;
+}
 
 /* Reads all of fd from offset 0 into a NUL-terminated buffer. Returns 0 or -errno. */
 int script_read_fd(int fd, char **ret, size_t *ret_len)
@@ -85,13 +107,22 @@ void script_seterr_tail(char *err, size_t errlen, const char *prefix, const char
 int script_run(const char *interp, const char *script, const char *const *args, const char *cache,
                int out_fd, int err_fd)
 {
-        const char *argv[8];
+        const char *argv[12];
+        char ppid[24], timeout[24];
         size_t argc = 0, nenv = 0;
         posix_spawn_file_actions_t fa;
         char **envp = NULL, *cache_env = NULL;
         pid_t pid;
         int r, status;
 
+        if (wrapper) {
+                snprintf(ppid, sizeof ppid, "%ld", (long) getpid());
+                snprintf(timeout, sizeof timeout, "%ld", build_timeout_s());
+                argv[argc++] = wrapper;
+                argv[argc++] = "__build";
+                argv[argc++] = ppid;
+                argv[argc++] = timeout;
+        }
         argv[argc++] = interp;
         argv[argc++] = script;
         for (size_t i = 0; args[i]; i++) {
@@ -130,7 +161,7 @@ int script_run(const char *interp, const char *script, const char *const *args, 
         if (r == 0) {
                 /* in the host's network namespace: builds download packages */
                 int saved = netns_enter_host();
-                r = posix_spawnp(&pid, interp, &fa, NULL, (char *const *) argv, envp);
+                r = posix_spawnp(&pid, argv[0], &fa, NULL, (char *const *) argv, envp);
                 netns_return(saved);
         }
         (void) posix_spawn_file_actions_destroy(&fa);
@@ -149,7 +180,10 @@ int script_run(const char *interp, const char *script, const char *const *args, 
 
 void script_describe_status(int status, char *buf, size_t len)
 {
-        if (status >= 256)
+        if (status == 256 + SIGALRM && wrapper)
+                (void) snprintf(buf, len, "stopped at its timeout, %ld s ($PROVIUM_BUILD_TIMEOUT)",
+                                build_timeout_s());
+        else if (status >= 256)
                 (void) snprintf(buf, len, "killed by signal %d", status - 256);
         else
                 (void) snprintf(buf, len, "exit status %d", status);
@@ -181,4 +215,60 @@ out:
         if (efd >= 0)
                 (void) close(efd);
         return status;
+}
+
+/* ---- the wrapper ---- */
+
+/* In the build's first process: dies with the wrapper (alive: the read end of its pipe), then
+ * becomes the program. */
+static void exec_build(int alive, char **argv)
+{
+        struct pollfd p = {.fd = alive, .events = POLLIN};
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || poll(&p, 1, 0) != 0)
+                _exit(1);
+        (void) close(alive);
+        execvp(argv[0], argv);
+        fprintf(stderr, "provium: __build: exec %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+}
+
+int script_wrapper_main(int argc, char **argv)
+{
+        if (argc < 4) {
+                fprintf(stderr, "provium: __build: usage: __build PPID TIMEOUT PROGRAM [ARGS]\n");
+                return 2;
+        }
+        pid_t parent = (pid_t) atol(argv[1]);
+        unsigned timeout = (unsigned) atol(argv[2]);
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+                return 1;
+        /* The first process of a PID namespace takes every other one with it when it dies. */
+        if (unshare(CLONE_NEWPID) < 0)
+                (void) setpgid(0, 0); /* not root: a process group at least */
+        int alive[2];
+        if (pipe2(alive, O_CLOEXEC) < 0) {
+                perror("provium: __build: pipe");
+                return 1;
+        }
+        pid_t pid = fork();
+        if (pid < 0) {
+                perror("provium: __build: fork");
+                return 1;
+        }
+        if (pid == 0) {
+                (void) close(alive[1]);
+                exec_build(alive[0], argv + 3);
+        }
+        (void) close(alive[0]);
+        if (timeout > 0)
+                (void) alarm(timeout); /* SIGALRM ends us, and the build with us */
+        int status;
+        while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR)
+                        return 1;
+        if (WIFEXITED(status))
+                return WEXITSTATUS(status);
+        (void) signal(WTERMSIG(status), SIG_DFL);
+        (void) raise(WTERMSIG(status));
+        return 128 + WTERMSIG(status);
 }
