@@ -295,3 +295,18 @@ test("an image build whose provium is killed with SIGKILL leaves no process of i
     end
     t:eq(left, "0\n", "no process in its namespace")
 end)
+
+test("a cut file in an image's cache entry is found before it boots, and the entry is rebuilt", function(t)
+    local b = built()
+    t:eq(b.code, 0, b.out)
+    local entry = st.sh("ls -d " .. images .. "/" .. name .. "-" .. b.key):gsub("%s+$", "")
+    local manifest = st.read(entry .. "/manifest")
+    local want = manifest:match("\ninitrd_bytes=(%d+)\n")
+    t:ok(want, "the manifest records the initrd's size")
+    st.sh("truncate -s 4096 " .. entry .. "/initrd")
+    local out, code = build()
+    t:eq(code, 0, out)
+    t:contains(out, "is damaged (a file cut or replaced): rebuilding")
+    t:eq(key_of(out), b.key, "the same key")
+    t:eq(st.sh("stat -c %s " .. entry .. "/initrd"), want .. "\n", "whole again")
+end)

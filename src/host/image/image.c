@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,8 +100,25 @@ static char *trim_newlines(char *s)
         return s;
 }
 
-/* Loads the built image in DIR. Returns 0, -ENOENT when DIR holds no complete image, or
- * another -errno. */
+/* One file of an entry: readable, a regular file, and as long as the manifest's `field` says
+ * (entries built before it was recorded have none): a cut or replaced file is -EBADMSG. */
+static int check_file(const char *path, const char *manifest, const char *field)
+{
+        struct stat sb;
+        if (access(path, R_OK) < 0 || stat(path, &sb) < 0)
+                return -errno;
+        if (!S_ISREG(sb.st_mode))
+                return -EBADMSG;
+        char *want = image__kv_get(manifest, field);
+        char *end = NULL;
+        long long n = want ? strtoll(want, &end, 10) : -1;
+        bool bad = want && (!*want || *end || n != (long long) sb.st_size);
+        free(want);
+        return bad ? -EBADMSG : 0;
+}
+
+/* Loads the built image in DIR. Returns 0, -ENOENT when DIR holds no complete image, -EBADMSG when
+ * one of its files is damaged, or another -errno. */
 static int image_load(const char *name, const char *dir, const char *key, Image **ret)
 {
         char *path = NULL, *manifest = NULL, *kernel = NULL, *initrd = NULL, *rootfs = NULL;
@@ -144,11 +162,10 @@ static int image_load(const char *name, const char *dir, const char *key, Image 
         if (r < 0)
                 goto out;
         trim_newlines(img->cmdline);
-        if (access(img->kernel, R_OK) < 0 || access(img->initrd, R_OK) < 0 ||
-            (img->rootfs && access(img->rootfs, R_OK) < 0)) {
-                r = -errno;
+        if ((r = check_file(img->kernel, manifest, "kernel_bytes")) < 0 ||
+            (r = check_file(img->initrd, manifest, "initrd_bytes")) < 0 ||
+            (img->rootfs && (r = check_file(img->rootfs, manifest, "rootfs_bytes")) < 0))
                 goto out;
-        }
         *ret = img;
         img = NULL;
         r = 0;
@@ -240,7 +257,7 @@ static int image_get(const char *name, bool force, const ImageOptions *opts, Ima
                 r = image_load(name, dir, plan.key, &img);
                 if (r >= 0)
                         goto done;
-                if (r != -ENOENT) {
+                if (r != -ENOENT && r != -EBADMSG) {
                         seterr(err, errlen, "image %s: cache entry %s: %s", name, dir,
                                strerror(-r));
                         goto out;
@@ -257,6 +274,11 @@ static int image_get(const char *name, bool force, const ImageOptions *opts, Ima
                 r = image_load(name, dir, plan.key, &img);
                 if (r >= 0)
                         goto done;
+                if (r == -EBADMSG)
+                        progress(opts, name,
+                                 "cache entry %s is damaged (a file cut or replaced): "
+                                 "rebuilding",
+                                 dir);
         }
 
         progress(opts, name, "building (key %.12s); output in %s", plan.key, logpath);
