@@ -92,6 +92,20 @@ local function run_and_signal(dir, signals)
         "echo status $?", dir, provium.executable, dir, dir, dir, signals))
 end
 
+-- A fresh directory holding waits.test.lua: one test that boots VM vm_name, says it is ready
+-- (dir/ready), and waits in the guest for ten minutes.
+local function waiting_file(what, vm_name)
+    local dir = st.tmpdir(what)
+    st.write(dir .. "/waits.test.lua", string.format([[
+test("boots and waits", function()
+    local vm = provium:vm("%s"):boot()
+    io.open("%s/ready", "w"):close()
+    vm:run("sleep 600", { timeout = 900 })
+end)
+]], vm_name, dir))
+    return dir
+end
+
 test("Ctrl-C twice stops at once a file blocked in a host call, and what it started", function(t)
     local dir = st.tmpdir("twice")
     st.write(dir .. "/blocked.test.lua", string.format([[
@@ -118,14 +132,7 @@ end)
 end)
 
 test("SIGTERM stops a run as Ctrl-C does: the test interrupted, its VM stopped, status 130", function(t)
-    local dir = st.tmpdir("term")
-    st.write(dir .. "/waits.test.lua", string.format([[
-test("boots and waits", function()
-    local vm = provium:vm("termed"):boot()
-    io.open("%s/ready", "w"):close()
-    vm:run("sleep 600", { timeout = 900 })
-end)
-]], dir))
+    local dir = waiting_file("term", "termed")
     local out = run_and_signal(dir, "kill -TERM $pid")
     local report = st.read(dir .. "/out")
     t:contains(out, "status 130", report)
@@ -136,14 +143,7 @@ end)
 end)
 
 test("a dispatcher killed with SIGKILL: its runner and QEMU end, and the next run sweeps its directory", function(t)
-    local dir = st.tmpdir("orphan")
-    st.write(dir .. "/waits.test.lua", string.format([[
-test("boots and waits", function()
-    local vm = provium:vm("orphaned"):boot()
-    io.open("%s/ready", "w"):close()
-    vm:run("sleep 600", { timeout = 900 })
-end)
-]], dir))
+    local dir = waiting_file("orphan", "orphaned")
     local out = run_and_signal(dir, "kill -KILL $pid")
     t:contains(out, "status 137")
     -- the runner is told (SIGTERM, its parent-death signal) and stops its VM

@@ -13,25 +13,18 @@
  * and has no chunk after its end; ready runs at most once; the client lets go of every
  * handle. */
 #include <errno.h>
-#include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
-#include <uv.h>
 
 #include "agent_client.h"
+#include "fuzz_peer.h"
 
 #define NREQS 3
-
-static char dir[] = "/tmp/provium-fuzz-agent-XXXXXX";
-static struct sockaddr_un addr = {.sun_family = AF_UNIX};
-static int listener = -1;
-static uv_loop_t *loop;
 
 typedef struct {
         AgentRequest req;
@@ -43,24 +36,10 @@ typedef struct {
         Req reqs[NREQS];
 } Seen;
 
-static void remove_dir(void)
-{
-        (void) unlink(addr.sun_path);
-        (void) rmdir(dir);
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
         (void) argc, (void) argv;
-        if (!mkdtemp(dir))
-                abort();
-        snprintf(addr.sun_path, sizeof addr.sun_path, "%s/agent.sock", dir);
-        atexit(remove_dir);
-        listener = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (listener < 0 || bind(listener, (struct sockaddr *) &addr, sizeof addr) < 0 ||
-            listen(listener, 4) < 0)
-                abort();
-        loop = uv_default_loop();
+        fuzz_peer_init("agent");
         return 0;
 }
 
@@ -97,12 +76,6 @@ static void on_reply(AgentRequest *req, int status, const msgpack_object *reply)
         r->ended++;
 }
 
-static void spin(int rounds)
-{
-        for (int i = 0; i < rounds; i++)
-                (void) uv_run(loop, UV_RUN_NOWAIT);
-}
-
 /* What the client wrote to the peer, dropped; the hello's id when it is among it (else 0). */
 static uint64_t drain(int fd, ProtoReader *rd)
 {
@@ -124,33 +97,9 @@ static uint64_t drain(int fd, ProtoReader *rd)
         }
 }
 
-static void feed(int fd, const uint8_t *data, size_t len, size_t chunk, ProtoReader *rd)
+static void drain_after(int fd, void *rd)
 {
-        while (len > 0) {
-                size_t n = len < chunk ? len : chunk;
-                ssize_t w = send(fd, data, n, MSG_NOSIGNAL | MSG_DONTWAIT);
-                if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
-                        return; /* the client hung up */
-                if (w > 0) {
-                        data += w;
-                        len -= (size_t) w;
-                }
-                spin(2);
-                (void) drain(fd, rd);
-        }
-}
-
-static int accept_peer(void)
-{
-        for (int i = 0; i < 1000; i++) {
-                spin(1);
-                int fd = accept4(listener, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-                if (fd >= 0)
-                        return fd;
-                struct pollfd p = {.fd = listener, .events = POLLIN};
-                (void) poll(&p, 1, 1);
-        }
-        abort();
+        (void) drain(fd, rd);
 }
 
 /* One map again, its "id" moved by base when under 16. */
@@ -214,7 +163,7 @@ static void answer_hello(int fd, uint64_t id, ProtoReader *rd)
                 abort();
         size_t len;
         const uint8_t *p = proto_writer_data(&w, &len);
-        feed(fd, p, len, len, rd);
+        fuzz_feed(fd, p, len, len, drain_after, rd);
         proto_writer_done(&w);
 }
 
@@ -230,19 +179,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         ProtoReader rd;
         if (proto_reader_init(&rd) < 0)
                 abort();
-        AgentClient *c = agent_client_new(loop, "fuzz");
-        if (!c || agent_client_connect(c, addr.sun_path, 1000, on_ready, on_lost, &seen) < 0)
+        AgentClient *c = agent_client_new(fuzz_peer_loop(), "fuzz");
+        if (!c || agent_client_connect(c, fuzz_peer_path(), 1000, on_ready, on_lost, &seen) < 0)
                 abort();
-        int peer = accept_peer();
+        int peer = fuzz_peer_accept();
         uint64_t hello = 0;
         for (int i = 0; i < 100 && !hello; i++) {
-                spin(1);
+                fuzz_spin(1);
                 hello = drain(peer, &rd);
         }
         bool sent = false;
         if (greet && hello) {
                 answer_hello(peer, hello, &rd);
-                spin(8);
+                fuzz_spin(8);
                 if (seen.ready_calls == 1 && seen.ready_status == 0) {
                         for (int i = 0; i < NREQS; i++) {
                                 Req *r = &seen.reqs[i];
@@ -257,16 +206,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         msgpack_sbuffer frames;
         msgpack_sbuffer_init(&frames);
         remap_ids(data, size, hello, &frames);
-        feed(peer, (const uint8_t *) frames.data, frames.size, chunk, &rd);
+        fuzz_feed(peer, (const uint8_t *) frames.data, frames.size, chunk, drain_after, &rd);
         msgpack_sbuffer_destroy(&frames);
-        spin(8);
+        fuzz_spin(8);
         (void) close(peer);
-        spin(8);
+        fuzz_spin(8);
         c = agent_client_free(c);
-        for (int i = 0; i < 100 && uv_loop_alive(loop); i++)
-                spin(1);
+        int idle = fuzz_loop_idle();
         proto_reader_done(&rd);
-        if (uv_loop_alive(loop) || seen.ready_calls > 1)
+        if (!idle || seen.ready_calls > 1)
                 abort();
         for (int i = 0; i < NREQS; i++)
                 if (seen.reqs[i].ended != (sent ? 1 : 0))

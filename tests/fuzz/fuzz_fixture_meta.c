@@ -47,7 +47,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (r == 0) {
                 for (size_t i = 0; i < e->nvms; i++)
                         if (!fixture__name_valid(e->vms[i].name) ||
-                            !fixture__hex_valid(h[i].state, 16) || !fixture__hex_valid(h[i].ram, 16))
+                            !fixture__hex_valid(h[i].state, 16) ||
+                            !fixture__hex_valid(h[i].ram, 16))
                                 abort(); /* what is accepted is what the loader relies on */
         } else if (r != -EBADMSG && r != -ENOMEM)
                 abort();
