@@ -294,6 +294,10 @@ test("an image build whose provium is killed with SIGKILL leaves no process of i
         st.sh("sleep 0.05")
     end
     t:eq(left, "0\n", "no process in its namespace")
+    -- what the killed script left beside the entry goes with the next build of the key
+    local out, code = st.sh(string.format("cd %s && %s image build %s", dir, provium.executable, n))
+    t:eq(code, 0, out)
+    t:eq(st.sh("ls -d " .. images .. "/" .. n .. "-*.tmp.* 2>/dev/null || true"), "", "no staging left")
 end)
 
 test("a cut file in an image's cache entry is found before it boots, and the entry is rebuilt", function(t)
