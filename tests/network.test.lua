@@ -27,8 +27,11 @@ end)
 
 test("guest can ping its bridge peer", function(t)
     ab()
-    local r = a:run("ping -c 1 -W 1 b.lan")
+    -- up to three echoes, any one answered: the first can be lost while a slow host (ASan, a
+    -- loaded TCG run) still brings the new ports up; busybox ping fails only when none came back
+    local r = a:run("ping -c 3 -W 2 b.lan")
     r:assert_ok()
+    t:match(r.stdout, "[123] packets received")
 end)
 
 test("a VM attached before boot comes up on the bridge, with names for every peer", function(t)
