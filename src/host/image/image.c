@@ -181,8 +181,6 @@ out:
 
 /* ---- build under lock ---- */
 
-/* Takes the lock of entry <name>-<key> in images, waiting for another builder (and saying
- * so). Returns 0 or -errno. */
 /* Removes what a build script killed before its end left (it builds in NAME-KEY.tmp.XXXXXX
  * beside the entry, and only its own cleanup removes that): under the entry's lock no other
  * build of the key runs, so any there is stale. */
@@ -200,6 +198,8 @@ static void remove_build_leftovers(const char *images, const char *name, const c
         (void) closedir(d);
 }
 
+/* Takes the lock of entry <name>-<key> in images, waiting for another builder (and saying
+ * so). Returns 0 or -errno. */
 static int lock_entry(CacheLock *lock, const char *images, const char *name, const char *key,
                       const ImageOptions *opts, const char *logpath)
 {
