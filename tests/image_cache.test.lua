@@ -280,21 +280,24 @@ test("an image build whose provium is killed with SIGKILL leaves no process of i
     local pidfile = dir .. "/" .. n .. ".pid"
     st.sh(string.format("(cd %s && %s image build %s > /dev/null 2>&1 & echo $! > %s) > /dev/null 2>&1",
                         dir, provium.executable, n, pidfile))
-    local script
+    -- the namespace is read from the script itself, not the wrapper it runs under (provium
+    -- __build ... build-recipe-image); a process that ends between pgrep and readlink is skipped
+    local own, ns = st.sh("readlink /proc/self/ns/pid"):gsub("%s+$", ""), nil
     for _ = 1, 600 do
-        -- the script itself, not the wrapper it runs under (provium __build ... build-recipe-image)
-        script = st.sh("pgrep -af '[b]uild-recipe-image' | grep -v __build | grep -F " .. n ..
-                       " | head -1"):match("^%d+")
-        if script then break end
+        for pid in st.sh("pgrep -af '[b]uild-recipe-image' | grep -v __build | grep -F " .. n ..
+                         " | cut -d' ' -f1"):gmatch("%d+") do
+            local this = st.sh("readlink /proc/" .. pid .. "/ns/pid 2>/dev/null || true"):gsub("%s+$", "")
+            if this:match("^pid:%[%d+%]$") then ns = this break end
+        end
+        if ns then break end
         st.sh("sleep 0.05")
     end
-    t:ok(script, "its build script started")
-    local ns = st.sh("readlink /proc/" .. script .. "/ns/pid"):gsub("%s+$", "")
-    t:ne(ns, st.sh("readlink /proc/self/ns/pid"):gsub("%s+$", ""), "a PID namespace of its own")
+    t:ok(ns, "its build script started")
+    t:ne(ns, own, "a PID namespace of its own")
     st.sh("kill -9 " .. st.read(pidfile):match("%d+"))
     local left
     for _ = 1, 100 do
-        left = st.sh("for p in /proc/[0-9]*; do readlink $p/ns/pid; done 2>/dev/null | grep -c '" .. ns .. "' || true")
+        left = st.sh("for p in /proc/[0-9]*; do readlink $p/ns/pid; done 2>/dev/null | grep -cxF '" .. ns .. "' || true")
         if left == "0\n" then break end
         st.sh("sleep 0.05")
     end
