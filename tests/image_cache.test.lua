@@ -208,7 +208,7 @@ local function bad(t, body, want)
     t:match(out, want)
     t:eq(entries(), before)
     t:eq(entries("bad"), 0, "nothing cached for the bad recipe")
-    t:eq(st.sh("ls -a " .. images .. " | grep -c '^%.resolve' || true"), "0\n", "no resolver leftovers")
+    t:eq(st.sh("ls -a " .. images .. " | grep -c '^\\.resolve-' || true"), "0\n", "no resolver leftovers")
 end
 
 test("an unknown package is named with its line", function(t)
@@ -280,11 +280,12 @@ test("an image build whose provium is killed with SIGKILL leaves no process of i
     local pidfile = dir .. "/" .. n .. ".pid"
     st.sh(string.format("(cd %s && %s image build %s > /dev/null 2>&1 & echo $! > %s) > /dev/null 2>&1",
                         dir, provium.executable, n, pidfile))
-    -- the namespace is read from the script itself, not the wrapper it runs under (provium
-    -- __build ... build-recipe-image); a process that ends between pgrep and readlink is skipped
+    -- the namespace is read from the build script itself, not the wrapper it runs under (provium
+    -- __build ... build-recipe-image) nor the resolve before it; a process that ends between
+    -- pgrep and readlink is skipped
     local own, ns = st.sh("readlink /proc/self/ns/pid"):gsub("%s+$", ""), nil
     for _ = 1, 600 do
-        for pid in st.sh("pgrep -af '[b]uild-recipe-image' | grep -v __build | grep -F " .. n ..
+        for pid in st.sh("pgrep -af '[b]uild-recipe-image' | grep -v -e __build -e --resolve | grep -F " .. n ..
                          " | cut -d' ' -f1"):gmatch("%d+") do
             local this = st.sh("readlink /proc/" .. pid .. "/ns/pid 2>/dev/null || true"):gsub("%s+$", "")
             if this:match("^pid:%[%d+%]$") then ns = this break end
@@ -306,6 +307,29 @@ test("an image build whose provium is killed with SIGKILL leaves no process of i
     local out, code = st.sh(string.format("cd %s && %s image build %s", dir, provium.executable, n))
     t:eq(code, 0, out)
     t:eq(st.sh("ls -d " .. images .. "/" .. n .. "-*.tmp.* 2>/dev/null || true"), "", "no staging left")
+end)
+
+test("a resolve's spec file left by a killed provium goes with the next resolve; one in use stays", function(t)
+    t:eq(built().code, 0, built().out)
+    -- as a provium killed mid-resolve leaves it, one whose provium is still resolving (it holds
+    -- the file's flock), and one just made (not yet locked)
+    local stem = images .. "/.resolve-" .. name .. "-"
+    st.sh("echo '{}' > " .. stem .. "dead && touch -d '-2 min' " .. stem .. "dead")
+    st.sh("echo '{}' > " .. stem .. "held && touch -d '-2 min' " .. stem .. "held")
+    st.sh("echo '{}' > " .. stem .. "new")
+    st.sh("(flock " .. stem .. "held sleep 4713 &) > /dev/null 2>&1")
+    st.at_file_end(function()
+        st.sh("pkill -f '[s]leep 4713'; rm -f " .. stem .. "held " .. stem .. "new " .. stem .. "dead")
+    end)
+    for _ = 1, 100 do
+        if st.sh("pgrep -f '[s]leep 4713' || true") ~= "" then break end
+        st.sh("sleep 0.05")
+    end
+    local out, code = build()
+    t:eq(code, 0, out)
+    t:eq(st.sh("cd " .. images .. " && ls -a | grep '^\\.resolve-" .. pname:gsub("%%", "") ..
+               "-' | sort | tr '\\n' ' '"), ".resolve-" .. name .. "-held .resolve-" .. name .. "-new ",
+         "the dead one removed; the held and the new one kept")
 end)
 
 test("a cut file in an image's cache entry is found before it boots, and the entry is rebuilt", function(t)

@@ -205,6 +205,8 @@ end)
     local run_dir = sh("tr '\\0' '\\n' < /proc/" .. runner .. "/cmdline | sed -n 4p"):gsub("%s+$", "")
     t:match(run_dir, "^/.*/provium%-%w+/%d+$")
     local netns = sh("readlink /proc/" .. runner .. "/ns/net"):gsub("%s+$", "")
+    t:match(netns, "^net:%[%d+%]$")
+    t:ne(netns, sh("readlink /proc/self/ns/net"):gsub("%s+$", ""), "a network namespace of its own")
     t:ne(sh("grep -l " .. run_dir .. " /proc/[0-9]*/mountinfo 2>/dev/null || true"), "", "its VMs' mounts")
     sh("kill -9 " .. runner)
     for _ = 1, 200 do
@@ -218,7 +220,7 @@ end)
     t:eq(sh("pgrep -f '[_]_local-vm' -a | grep " .. dir .. " || true"), "", "no sandbox")
     t:eq(sh("ls -d " .. mnt .. cg .. "/provium-vm-" .. runner .. "-* 2>/dev/null || true"), "", "no cgroup")
     t:eq(sh("grep -l " .. run_dir .. " /proc/[0-9]*/mountinfo 2>/dev/null || true"), "", "no mount")
-    t:eq(sh("for p in /proc/[0-9]*; do readlink $p/ns/net; done 2>/dev/null | grep -c '" .. netns ..
+    t:eq(sh("for p in /proc/[0-9]*; do readlink $p/ns/net; done 2>/dev/null | grep -cxF '" .. netns ..
             "' || true"), "0\n", "no process in its network namespace: it is gone, with its veths")
     t:eq(sh("test -e " .. run_dir .. " || echo gone"), "gone\n", "its run directory")
 end)

@@ -3,12 +3,17 @@
  *
  * Sections: the built-in images / the default image's key / a recipe's resolution / a recipe's
  * key / building. */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "image.h"
@@ -197,21 +202,62 @@ static void resolve_errors(json_t *errors, const json_t *spec, const char *name,
         }
 }
 
+/* A resolve's spec file is flocked by its provium from mkstemp to unlink; one older than this
+ * that can be locked lost its provium (SIGKILL, a crash) and is removed by the next resolve. The
+ * age covers the moment between mkstemp and flock. */
+#define RESOLVE_LEFTOVER_AGE 60
+#define RESOLVE_PREFIX       ".resolve-"
+
+static bool is_resolve_leftover(int dfd, const char *file)
+{
+        struct stat st;
+        bool stale = false;
+        int fd = openat(dfd, file, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+
+        if (fd < 0)
+                return false;
+        if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
+            time(NULL) - st.st_mtime > RESOLVE_LEFTOVER_AGE)
+                stale = flock(fd, LOCK_EX | LOCK_NB) == 0;
+        (void) close(fd);
+        return stale;
+}
+
+static void remove_resolve_leftovers(const char *images)
+{
+        DIR *d = opendir(images);
+        struct dirent *de;
+
+        if (!d)
+                return;
+        while ((de = readdir(d)))
+                if (strncmp(de->d_name, RESOLVE_PREFIX, strlen(RESOLVE_PREFIX)) == 0 &&
+                    is_resolve_leftover(dirfd(d), de->d_name))
+                        (void) unlinkat(dirfd(d), de->d_name, 0);
+        (void) closedir(d);
+}
+
 /* Runs the builder's --resolve for p's spec (see recipe_resolve). */
 static int recipe_resolve_run(const char *name, Plan *p, const char *images, const char *cache,
                               char *err, size_t errlen)
 {
-        char *tmp = xasprintf("%s/.resolve-%s-XXXXXX", images, name);
+        char *tmp = xasprintf("%s/" RESOLVE_PREFIX "%s-XXXXXX", images, name);
         char *out = NULL, *errtext = NULL;
         json_t *answer = NULL;
         int fd = -1, r, status;
 
         if (!tmp)
                 return -ENOMEM;
-        fd = mkstemp(tmp);
+        remove_resolve_leftovers(images);
+        fd = mkostemp(tmp, O_CLOEXEC);
         if (fd < 0) {
                 r = -errno;
-                seterr(err, errlen, "image %s: mkstemp %s: %s", name, tmp, strerror(-r));
+                seterr(err, errlen, "image %s: mkostemp %s: %s", name, tmp, strerror(-r));
+                goto out;
+        }
+        if (flock(fd, LOCK_EX) < 0) {
+                r = -errno;
+                seterr(err, errlen, "image %s: flock %s: %s", name, tmp, strerror(-r));
                 goto out;
         }
         r = spec_write(p->spec, tmp);
