@@ -2,6 +2,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define CLI_MAX_EVENTS 8
@@ -40,6 +41,10 @@ int doctor_cmd_main(int argc, char **argv);
 
 /* file_runner.c: the child side: runs one file; events go to fd 3. Returns the exit status. */
 int file_runner_main(int argc, char **argv);
+/* file_runner.c: what a test file's Lua may allocate, in bytes: $PROVIUM_LUA_MEMORY (MiB, or a
+ * size like "8G"), else FILE_LUA_MEMORY_MB. Returns 0, or -EINVAL having said why on stderr. */
+#define FILE_LUA_MEMORY_MB 4096
+int file_runner_lua_memory(size_t *ret_bytes);
 /* file_runner.c: provium list's child: runs one file's chunk with VM operations refused and
  * reports list.file and list.test events on fd 3. */
 int file_lister_main(int argc, char **argv);

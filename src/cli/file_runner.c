@@ -27,6 +27,7 @@
 #include "env.h"
 #include "event_pipe.h"
 #include "events.h"
+#include "lua_heap.h"
 #include "netns.h"
 #include "claim.h"
 #include "provium.h"
@@ -165,11 +166,29 @@ static int runner_setup(const char *claim_arg, bool with_grant)
         return 0;
 }
 
+int file_runner_lua_memory(size_t *ret_bytes)
+{
+        const char *v = env_get()->lua_memory;
+        uint64_t mb = FILE_LUA_MEMORY_MB;
+        if (v && (parse_size_mib(v, &mb) < 0 || mb < 16 || mb > (SIZE_MAX >> 21))) {
+                fprintf(stderr,
+                        "provium: PROVIUM_LUA_MEMORY: expected MiB or a size like \"8G\" (at "
+                        "least 16M), got '%s'\n",
+                        v);
+                return -EINVAL;
+        }
+        *ret_bytes = (size_t) mb << 20;
+        return 0;
+}
+
 /* Loads cfg->file into a new Lua state and runs (or lists) it on a loop of its own. */
 static int run_file(const RuntimeConfig *cfg)
 {
         events_set_scope(cfg->file, NULL);
-        lua_State *L = luaL_newstate();
+        LuaHeap heap = {0};
+        if (file_runner_lua_memory(&heap.max) < 0)
+                return 1;
+        lua_State *L = lua_heap_newstate(&heap);
         if (!L)
                 return 1;
         if (bind_provium_open(L) < 0 || luaL_loadfilex(L, cfg->file, "t") != LUA_OK) {

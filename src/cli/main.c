@@ -293,6 +293,9 @@ static int cmd_run(int argc, char **argv, bool listing)
                 usage(stderr);
                 return 2;
         }
+        size_t lua_memory;
+        if (file_runner_lua_memory(&lua_memory) < 0)
+                return 2;
         if (listing)
                 return list_cmd_run(&o, json, argv + optind, argc - optind);
         return dispatcher_run(&o, argv + optind, argc - optind);

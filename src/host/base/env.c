@@ -45,10 +45,11 @@ static const char *const names[] = {"XDG_CACHE_HOME",
                                     "PROVIUM_EVENTS_QUEUE",
                                     "PROVIUM_QMP_TIMEOUT",
                                     "TERM",
-                                    "PROVIUM_BUILD_TIMEOUT"};
+                                    "PROVIUM_BUILD_TIMEOUT",
+                                    "PROVIUM_LUA_MEMORY"};
 _Static_assert(sizeof names / sizeof names[0] == sizeof env.vars / sizeof env.vars[0],
                "a name for each variable");
-_Static_assert(offsetof(ProviumEnv, build_timeout) == offsetof(ProviumEnv, vars[24]),
+_Static_assert(offsetof(ProviumEnv, lua_memory) == offsetof(ProviumEnv, vars[25]),
                "the fields and vars line up");
 
 int env_init(void)

@@ -46,8 +46,10 @@ typedef struct ProviumEnv {
                         const char *term;                   /* TERM: "dumb" gets no status line */
                         const char *build_timeout;          /* PROVIUM_BUILD_TIMEOUT: seconds an
                                                              * image build script may take */
+                        const char *lua_memory;             /* PROVIUM_LUA_MEMORY: MiB a test
+                                                             * file's Lua may allocate */
                 };
-                const char *vars[25];
+                const char *vars[26];
         };
         bool no_color; /* NO_COLOR is set */
         /* From the dispatcher, on a runner's command line (NULL when not known): */

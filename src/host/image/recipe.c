@@ -4,6 +4,7 @@
  * and their hashes / recipe_load. */
 #include "recipe.h"
 #include "env.h"
+#include "lua_heap.h"
 #include "strfmt.h"
 
 #include <dirent.h>
@@ -351,29 +352,6 @@ static int resolve_copies(json_t *spec, const char *path, const char *display, c
 
 /* ---- recipe_load ---- */
 
-/* Lua's allocator, held to RECIPE_MAX_MEMORY: past it an allocation fails, which the recipe
- * sees as "not enough memory" rather than the host running out. */
-typedef struct {
-        size_t used;
-} RecipeHeap;
-
-static void *recipe_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
-{
-        RecipeHeap *h = ud;
-        size_t old = ptr ? osize : 0;
-        if (nsize == 0) {
-                free(ptr);
-                h->used -= old;
-                return NULL;
-        }
-        if (nsize > old && nsize - old > RECIPE_MAX_MEMORY - h->used)
-                return NULL;
-        void *p = realloc(ptr, nsize);
-        if (p)
-                h->used = h->used - old + nsize;
-        return p;
-}
-
 /* The message of a recipe that failed: Lua's, which names the file and line, or one that
  * names the recipe when the error was not a string or had no location (error(x, 0)). */
 static void recipe_error(lua_State *L, const char *name, const char *display, char *err,
@@ -396,7 +374,7 @@ int recipe_load(const char *name, const char *path, json_t **ret, char *err, siz
         size_t len = 0;
         lua_State *L = NULL;
         json_t *spec = NULL;
-        RecipeHeap heap = {0};
+        LuaHeap heap = {.max = RECIPE_MAX_MEMORY};
         int r;
 
         if (!display)
@@ -406,7 +384,7 @@ int recipe_load(const char *name, const char *path, json_t **ret, char *err, siz
                 seterr(err, errlen, "image %s: recipe %s: %s", name, display, strerror(-r));
                 goto out;
         }
-        L = lua_newstate(recipe_alloc, &heap); /* luaL_newstate's, with a ceiling */
+        L = lua_heap_newstate(&heap);
         if (!L) {
                 r = -ENOMEM;
                 seterr(err, errlen, "image %s: %s", name, strerror(ENOMEM));

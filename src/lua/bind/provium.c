@@ -9,6 +9,7 @@
 
 #include "config.h"
 #include "events.h"
+#include "lua_heap.h"
 #include "vm_object.h"
 #include "file.h"
 #include "fixture.h"
@@ -66,6 +67,9 @@ int bind_provium_open(lua_State *L)
         lua_setfield(L, -2, "claim");
         lua_pushcfunction(L, l_now);
         lua_setfield(L, -2, "now");
+        const LuaHeap *heap = lua_heap_of(L);
+        lua_pushinteger(L, heap ? (lua_Integer) (heap->max >> 20) : 0);
+        lua_setfield(L, -2, "lua_memory_mb"); /* the file's ceiling; 0: none */
         bind_fixture_register(L);
         bind_capture_register(L);
         bind_net_register(L);

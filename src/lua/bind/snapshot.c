@@ -26,23 +26,19 @@ typedef struct SaveCtx {
         unsigned id;
 } SaveCtx;
 
+static int push_id(lua_State *L, void *ud)
+{
+        lua_pushinteger(L, *(unsigned *) ud);
+        return 1;
+}
+
 /* Resumes the parked caller with `value` (id, or true) or `nil, msg`, then frees ctx. */
 static void resume_with(SaveCtx *ctx, int status, const char *msg)
 {
-        if (runtime_pending_alive(&ctx->pending)) {
-                lua_State *co = ctx->pending.co;
-                if (status == 0) {
-                        if (ctx->id)
-                                lua_pushinteger(co, ctx->id);
-                        else
-                                lua_pushboolean(co, 1);
-                        runtime_resume(&ctx->pending, 1);
-                } else {
-                        lua_pushnil(co);
-                        lua_pushstring(co, msg ? msg : "failed");
-                        runtime_resume(&ctx->pending, 2);
-                }
-        }
+        if (status == 0 && ctx->id)
+                runtime_resume_push(&ctx->pending, push_id, &ctx->id, "snapshot");
+        else
+                runtime_resume_result(&ctx->pending, status == 0 ? NULL : msg ? msg : "failed");
         free(ctx);
 }
 

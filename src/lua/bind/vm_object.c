@@ -371,28 +371,35 @@ typedef struct WorkerCtx {
         int box_ref; /* the Worker userdata, pushed back on success */
 } WorkerCtx;
 
+typedef struct WorkerReady {
+        WorkerCtx *ctx;
+        int status;
+} WorkerReady;
+
+/* The Worker, or nil and why it did not answer. */
+static int push_worker(lua_State *L, void *ud)
+{
+        WorkerReady *r = ud;
+        lua_rawgeti(L, LUA_REGISTRYINDEX, r->ctx->box_ref);
+        if (r->status == 0)
+                return 1;
+        WorkerBox *w = lua_touserdata(L, -1);
+        lua_pop(L, 1);
+        lua_pushnil(L);
+        lua_pushfstring(L, "vm %s: spawn_worker: worker %d did not answer: %s",
+                        *w->slot ? vm_name(*w->slot) : "?", w->index, strerror(-r->status));
+        return 2;
+}
+
 static void on_worker_ready(AgentClient *c, int status, void *data)
 {
         WorkerCtx *ctx = data;
-        if (runtime_pending_alive(&ctx->pending)) {
-                lua_State *co = ctx->pending.co;
-                lua_rawgeti(co, LUA_REGISTRYINDEX, ctx->box_ref);
-                luaL_unref(co, LUA_REGISTRYINDEX, ctx->box_ref);
-                if (status == 0)
-                        runtime_resume(&ctx->pending, 1);
-                else {
-                        WorkerBox *w = lua_touserdata(co, -1);
-                        lua_pop(co, 1);
-                        lua_pushnil(co);
-                        lua_pushfstring(co, "vm %s: spawn_worker: worker %d did not answer: %s",
-                                        *w->slot ? vm_name(*w->slot) : "?", w->index,
-                                        strerror(-status));
-                        runtime_resume(&ctx->pending, 2);
-                }
-        } else if (ctx->pending.rt) {
-                /* The task was abandoned (a sibling branch failed): nobody takes the Worker */
+        WorkerReady r = {.ctx = ctx, .status = status};
+        /* from here the caller's stack anchors the Worker, or nobody takes it (the task was
+         * abandoned: a sibling branch failed) */
+        runtime_resume_push(&ctx->pending, push_worker, &r, "spawn_worker");
+        if (ctx->pending.rt)
                 luaL_unref(runtime_lua(ctx->pending.rt), LUA_REGISTRYINDEX, ctx->box_ref);
-        }
         free(ctx);
 }
 
@@ -531,10 +538,7 @@ static void on_released(Vm *vm, void *data)
                 ctx->done = true;
                 return;
         }
-        if (runtime_pending_alive(&ctx->pending)) {
-                lua_pushboolean(ctx->pending.co, 1);
-                runtime_resume(&ctx->pending, 1);
-        }
+        runtime_resume_result(&ctx->pending, NULL);
         free(ctx);
 }
 

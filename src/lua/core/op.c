@@ -160,6 +160,36 @@ static void push_failure(lua_State *co, Op *op, int status, const msgpack_object
         }
 }
 
+typedef struct OpReply {
+        Op *op;
+        int status;
+        bool ok;
+        const msgpack_object *reply;
+} OpReply;
+
+/* What the parked caller gets: push_ok's values, or nil and why the operation failed. */
+static int push_reply(lua_State *L, void *ud)
+{
+        OpReply *r = ud;
+        Op *op = r->op;
+        if (r->status == 0 && r->ok && !op->out.oom && !op->err.oom && !op->out.too_big &&
+            !op->err.too_big)
+                return op->push_ok(L, op, r->reply);
+        lua_pushnil(L);
+        if (op->out.oom || op->err.oom)
+                lua_pushfstring(L, "vm %s: %s %s: out of memory on the host", op->vm_name, op->name,
+                                op->object);
+        else if (op->out.too_big || op->err.too_big)
+                lua_pushfstring(L,
+                                "vm %s: %s %s: its %s passed %d MiB, more than a run keeps "
+                                "(run_async streams it; or redirect it to a file)",
+                                op->vm_name, op->name, op->object,
+                                op->out.too_big ? "stdout" : "stderr", (int) (OP_OUTPUT_MAX >> 20));
+        else
+                push_failure(L, op, r->status, r->reply);
+        return 2;
+}
+
 void op_on_reply(AgentRequest *req, int status, const msgpack_object *reply)
 {
         Op *op = req->data;
@@ -176,34 +206,11 @@ void op_on_reply(AgentRequest *req, int status, const msgpack_object *reply)
                 status == 0 ? reply : NULL);
 
         if (runtime_pending_alive(&op->pending)) {
-                lua_State *co = op->pending.co;
-                int n;
-                if (!lua_checkstack(co, 8))
-                        n = 0;
-                else if (status == 0 && ok && !op->out.oom && !op->err.oom && !op->out.too_big &&
-                         !op->err.too_big)
-                        n = op->push_ok(co, op, reply);
-                else {
-                        lua_pushnil(co);
-                        if (op->out.oom || op->err.oom)
-                                lua_pushfstring(co, "vm %s: %s %s: out of memory on the host",
-                                                op->vm_name, op->name, op->object);
-                        else if (op->out.too_big || op->err.too_big)
-                                lua_pushfstring(co,
-                                                "vm %s: %s %s: its %s passed %d MiB, more than a "
-                                                "run keeps (run_async streams it; or redirect it "
-                                                "to a file)",
-                                                op->vm_name, op->name, op->object,
-                                                op->out.too_big ? "stdout" : "stderr",
-                                                (int) (OP_OUTPUT_MAX >> 20));
-                        else
-                                push_failure(co, op, status, reply);
-                        n = 2;
-                }
+                OpReply r = {.op = op, .status = status, .ok = ok, .reply = reply};
+                char what[256];
+                snprintf(what, sizeof what, "vm %s: %s %s", op->vm_name, op->name, op->object);
                 /* Resume through op->pending itself: the runtime matches it by address. */
-                runtime_resume(&op->pending, n);
-                op_free(op);
-                return;
+                runtime_resume_push(&op->pending, push_reply, &r, what);
         }
         op_free(op);
 }

@@ -55,8 +55,13 @@ int runtime_wait(lua_State *L, Pending *p);
 bool runtime_in_task(lua_State *L);
 /* True when the coroutine behind p may still be resumed (the test was not aborted). */
 bool runtime_pending_alive(const Pending *p);
-/* Resumes p's coroutine with nargs values already pushed on p->co. */
-void runtime_resume(Pending *p, int nargs);
+/* What a completion pushes for its parked caller: its values, on L; returns how many. */
+typedef int (*RuntimePush)(lua_State *L, void *ud);
+/* Resumes p's coroutine, when it may still be, with what push(L, ud) pushes. push runs in
+ * protected mode on the runtime's own thread, so that running out of memory while building a
+ * result (a guest's output is large) resumes the caller with nil and "what: not enough
+ * memory ..." instead of reaching Lua's panic from a loop callback. */
+void runtime_resume_push(Pending *p, RuntimePush push, void *ud, const char *what);
 /* Resumes p's coroutine, when it may still be, with true (err NULL) or with nil and err: what a
  * primitive that parks returns. */
 void runtime_resume_result(Pending *p, const char *err);

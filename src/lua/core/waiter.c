@@ -35,17 +35,7 @@ static void detach(Waiter *w)
 static void finish(Waiter *w, const char *fail_msg)
 {
         detach(w);
-        if (runtime_pending_alive(&w->pending)) {
-                lua_State *co = w->pending.co;
-                if (fail_msg) {
-                        lua_pushnil(co);
-                        lua_pushstring(co, fail_msg);
-                        runtime_resume(&w->pending, 2);
-                } else {
-                        lua_pushboolean(co, 1);
-                        runtime_resume(&w->pending, 1);
-                }
-        }
+        runtime_resume_result(&w->pending, fail_msg);
         free(w);
 }
 

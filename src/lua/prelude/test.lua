@@ -134,6 +134,11 @@ P.after_test = {}
 -- VMMs, and its skips say what needs a VM.
 local function failed(err)
     if err:find(internal.local_unavailable, 1, true) then return "skip", err end
+    if err == "not enough memory" and internal.lua_memory_mb > 0 then
+        -- Lua's own message, with no place: the test ran out in its own code
+        err = string.format("not enough memory (a test file's Lua may use %d MiB: $PROVIUM_LUA_MEMORY)",
+                            internal.lua_memory_mb)
+    end
     return "fail", err
 end
 
