@@ -40,6 +40,35 @@ test("a guest that floods output fills no memory: run fails past 64 MiB, an unre
     t:error(function() p:stdout():next() end, "more than 64 MiB came that nobody read: the rest was dropped")
 end)
 
+test("a result past the file's Lua ceiling ($PROVIUM_LUA_MEMORY) fails its test at its line, saying so; the next test runs", function(t)
+    local out, code = inner("luaheap", [[
+test("a result too large for the file's Lua", function(t)
+    local vm = provium:vm("heap", { vmm = "local" }):boot()
+    vm:run("head -c 40000000 /dev/zero")
+end)
+test("its own code past the ceiling", function(t)
+    local s = string.rep("x", 40000000)
+end)
+test("the next test runs", function(t)
+    t:eq(provium:vm("after", { vmm = "local" }):boot():run("echo up"):assert_ok().stdout, "up\n")
+end)
+]], "PROVIUM_LUA_MEMORY=16")
+    t:eq(code, 1, out)
+    t:contains(out, "luaheap.test.lua:3: vm heap: exec head -c 40000000 /dev/zero: not enough memory " ..
+               "(a test file's Lua may use 16 MiB: $PROVIUM_LUA_MEMORY)")
+    t:match(out, "FAIL  [^\n]*its own code past the ceiling[^\n]*\n[^\n]*not enough memory %(a test file's Lua may use 16 MiB")
+    t:match(out, "PASS  [^\n]*the next test runs")
+    t:contains(out, "1 passed, 2 failed, 0 skipped")
+    t:eq(st.sh("pgrep -af '[_]_local-vm' | grep -F faults-luaheap || true"), "", "no local VM left")
+end)
+
+test("a PROVIUM_LUA_MEMORY that is not a size is refused before anything runs", function(t)
+    local out, code = inner("luabad", 'test("never", function() error("ran") end)', "PROVIUM_LUA_MEMORY=lots")
+    t:eq(code, 2, out)
+    t:contains(out, "provium: PROVIUM_LUA_MEMORY: expected MiB or a size like \"8G\" (at least 16M), got 'lots'")
+    t:eq(out:find("ran", 1, true), nil, "no test ran")
+end)
+
 test("QEMU runs under a seccomp filter (-sandbox) and with no capabilities: what escapes into it cannot exec, fork or use root's powers", function(t)
     local lan = provium:bridge("confined")
     local vm = provium:vm("confined", { vmm = "qemu" })
@@ -215,6 +244,27 @@ end)
                  "[^ ]+ has %d+ MiB free %(a fixture being built keeps it in the cache%)")
     t:eq(st.sh("ls -A " .. cache .. "/provium/fixtures 2>/dev/null | grep tmp || true"), "", "no staging directory")
     t:eq(st.qemus("crowded"), "", "no QEMU")
+end)
+
+test("a cache that fills while a fixture's state is written: the save fails with ENOSPC, and leaves no staging", function(t)
+    local cache = small_run_dir("fxstate", 600) -- the default image (about 130 MiB), then the RAM
+    local out, code = inner("fxstate", string.format([[
+test("builds a fixture", function(t)
+    local ok, err = pcall(provium.vm_fixture, provium, "stateless", function(vm)
+        vm:write_file("/root/x", "y")
+        -- all but 64 KiB (a few pages the idle guest may still touch): the state does not fit
+        os.execute("n=$(df --output=avail -B 64K %s | tail -1); dd if=/dev/zero of=%s/filler bs=64K count=$((n - 1)) 2>/dev/null")
+    end, { memory = 256 })
+    os.remove("%s/filler")
+    t:ok(not ok, "the fixture could not be saved")
+    print("FIXTURE ERROR: " .. tostring(err))
+end)
+]], cache, cache, cache), "XDG_CACHE_HOME=" .. cache)
+    t:eq(code, 0, out)
+    t:match(out:match("FIXTURE ERROR: ([^\n]*)") or out, "fixture stateless: saving its VMs failed: vm stateless: " ..
+            "snapshot: writing [^\n]*/stateless%.state: No space left on device")
+    t:eq(st.sh("ls -A " .. cache .. "/provium/fixtures 2>/dev/null || true"), "", "no staging directory, no entry")
+    t:eq(st.qemus("stateless"), "", "no QEMU")
 end)
 
 -- The agent's fd for its main connection (virtio port provium.0: /dev/vport0p1): a syscall

@@ -277,7 +277,7 @@ static void test_commit_then_open(void **state)
         /* meta.json embeds config as an object; no lock file or staging dir is left. */
         json_t *meta = json_load_file(fmt("%s/meta.json", dir), 0, NULL);
         assert_non_null(meta);
-        assert_int_equal(json_integer_value(json_object_get(meta, "format")), 2);
+        assert_int_equal(json_integer_value(json_object_get(meta, "format")), 3);
         json_t *vm0 = json_array_get(json_object_get(meta, "vms"), 0);
         assert_true(json_is_object(json_object_get(vm0, "config")));
         assert_int_equal(strlen(json_string_value(json_object_get(vm0, "state_xxh3"))), 16);
@@ -485,22 +485,36 @@ static void test_corrupt_meta(void **state)
         expect_corrupt("meta.json is missing");
 
         const char *bad[] = {
+            "{\"format\": 4, \"name\": \"base\", \"key\": \"" KEY1 "\", \"created\": 1, "
+            "\"vms\": []}",
+            "{\"format\": 3, \"name\": \"base\", \"key\": \"" KEY2 "\", \"created\": 1, "
+            "\"vms\": []}",
             "{\"format\": 3, \"name\": \"base\", \"key\": \"" KEY1 "\", \"created\": 1, "
             "\"vms\": []}",
-            "{\"format\": 2, \"name\": \"base\", \"key\": \"" KEY2 "\", \"created\": 1, "
-            "\"vms\": []}",
-            "{\"format\": 2, \"name\": \"base\", \"key\": \"" KEY1 "\", \"created\": 1, "
-            "\"vms\": []}",
-            "{\"format\": 2, \"name\": \"base\", \"key\": \"" KEY1 "\", \"created\": 1, "
+            "{\"format\": 3, \"name\": \"base\", \"key\": \"" KEY1 "\", \"created\": 1, "
             "\"vms\": [{\"name\": \"a\"}]}",
             "[]",
         };
-        const char *want[] = {"format 2", "key " KEY2, "no VMs", "vm 0", "meta.json: "};
+        const char *want[] = {"format 3", "key " KEY2, "no VMs", "vm 0", "meta.json: "};
         for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
                 fixture_entry_free(make_fixture("base", KEY1, VMS_AB));
                 write_file(meta, bad[i], strlen(bad[i]));
                 expect_corrupt(want[i]);
         }
+}
+
+/* fixture-4.5b: a VM's config changed in meta.json (it is not in the files' hashes) is found. */
+static void test_changed_config(void **state)
+{
+        const char *meta = fmt("%s/base-%s/meta.json", root(), KEY1);
+        fixture_entry_free(make_fixture("base", KEY1, VMS_AB));
+        json_t *m = json_load_file(meta, 0, NULL);
+        assert_non_null(m);
+        json_t *cfg = json_object_get(json_array_get(json_object_get(m, "vms"), 0), "config");
+        assert_int_equal(json_object_set_new(cfg, "mem", json_integer(4096)), 0);
+        assert_int_equal(json_dump_file(m, meta, JSON_INDENT(2)), 0);
+        json_decref(m);
+        expect_corrupt("vm a: config XXH3 is ");
 }
 
 /* fixture-4.6: after a corrupt entry was removed, a rebuild commits and hits again. */
@@ -804,6 +818,7 @@ int main(int argc, char **argv)
             cmocka_unit_test_setup_teardown(test_ram_data_zeroed, setup, teardown),
             cmocka_unit_test_setup_teardown(test_corrupt_ram_size_missing, setup, teardown),
             cmocka_unit_test_setup_teardown(test_corrupt_meta, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_changed_config, setup, teardown),
             cmocka_unit_test_setup_teardown(test_rebuild_after_corrupt, setup, teardown),
             cmocka_unit_test_setup_teardown(test_build_errors, setup, teardown),
             cmocka_unit_test_setup_teardown(test_root_not_a_directory, setup, teardown),

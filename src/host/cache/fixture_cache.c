@@ -328,7 +328,7 @@ static int build_vm_meta(FixtureBuild *b, const BuildVm *vm, json_t **ret, char 
 {
         char *state = xasprintf("%s/%s.state", b->dir, vm->name);
         char *ram = xasprintf("%s/%s.ram", b->dir, vm->name);
-        char sh[17], rh[17];
+        char sh[17], rh[17], ch[17];
         uint64_t ssize = 0, rsize = 0;
         const char *file = state;
         int r;
@@ -342,11 +342,15 @@ static int build_vm_meta(FixtureBuild *b, const BuildVm *vm, json_t **ret, char 
                 file = ram;
                 r = fixture__hash_file(ram, true, &rsize, rh);
         }
+        if (r >= 0) {
+                file = NULL;
+                r = fixture__hash_json(vm->config, ch);
+        }
         if (r < 0)
                 goto fail;
-        *ret = json_pack("{s:s, s:I, s:s, s:I, s:s, s:O}", "name", vm->name, "state_size",
+        *ret = json_pack("{s:s, s:I, s:s, s:I, s:s, s:O, s:s}", "name", vm->name, "state_size",
                          (json_int_t) ssize, "state_xxh3", sh, "ram_size", (json_int_t) rsize,
-                         "ram_xxh3", rh, "config", vm->config);
+                         "ram_xxh3", rh, "config", vm->config, "config_xxh3", ch);
         r = *ret ? 0 : -ENOMEM;
         if (r < 0)
                 goto fail;

@@ -3,7 +3,9 @@
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <jansson.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -144,6 +146,17 @@ int fixture__hash_file(const char *path, bool sparse, uint64_t *ret_size, char o
 out:
         (void) close(fd);
         return r;
+}
+
+int fixture__hash_json(const json_t *value, char out[17])
+{
+        char *text = json_dumps(value, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+
+        if (!text)
+                return -ENOMEM;
+        hex64(XXH3_64bits(text, strlen(text)), out);
+        free(text);
+        return 0;
 }
 
 void fixture_cache_key(const void *material, size_t len, char out[33])

@@ -8,13 +8,17 @@
 
 #include "fixture_cache.h"
 
-#define FIXTURE_FORMAT   2 /* 2: sparse hashes of non-zero pages, not of extents */
+#define FIXTURE_FORMAT                                                                             \
+        3 /* 2: sparse hashes of non-zero pages, not of extents; 3: each VM's                      \
+           * config hashed too */
 #define FIXTURE_NAME_MAX 64
 
 /* The recorded hashes of a loaded entry's VMs, parallel to FixtureEntry.vms. */
 typedef struct VmHashes {
         char state[17], ram[17];
 } VmHashes;
+
+typedef struct json_t json_t;
 
 /* Fixture and VM names: [A-Za-z0-9_-]{1,64} (they become file names). */
 bool fixture__name_valid(const char *s);
@@ -24,6 +28,9 @@ bool fixture__hex_valid(const char *s, size_t n);
 /* XXH3-64 of fd's SIZE bytes, or with sparse of its pages that are not all zeros, as 16 hex
  * digits. Returns 0 or -errno. */
 int fixture__hash_fd(int fd, uint64_t size, bool sparse, char out[17]);
+/* XXH3-64 of a JSON value's compact text with sorted keys (one text for one value, whatever
+ * order its keys were read in), as 16 hex digits. Returns 0 or -ENOMEM. */
+int fixture__hash_json(const json_t *value, char out[17]);
 /* Opens a VM file: its size and hash. A missing or non-regular file is -ENOENT/-EINVAL. */
 int fixture__hash_file(const char *path, bool sparse, uint64_t *ret_size, char out[17]);
 

@@ -125,21 +125,30 @@ FixtureEntry *fixture__entry_new(const char *name, const char *key, const char *
 static int vm_parse(const FixtureEntry *e, size_t i, json_t *o, FixtureVm *vm, VmHashes *h,
                     char *reason, size_t reasonlen)
 {
-        const char *name, *ss, *rs;
+        const char *name, *ss, *rs, *cs;
         json_int_t state_size, ram_size;
         json_t *config;
         json_error_t je;
+        char got[17];
 
-        if (json_unpack_ex(o, &je, 0, "{s:s, s:I, s:s, s:I, s:s, s:o}", "name", &name, "state_size",
-                           &state_size, "state_xxh3", &ss, "ram_size", &ram_size, "ram_xxh3", &rs,
-                           "config", &config) < 0) {
+        if (json_unpack_ex(o, &je, 0, "{s:s, s:I, s:s, s:I, s:s, s:o, s:s}", "name", &name,
+                           "state_size", &state_size, "state_xxh3", &ss, "ram_size", &ram_size,
+                           "ram_xxh3", &rs, "config", &config, "config_xxh3", &cs) < 0) {
                 seterr(reason, reasonlen, "meta.json: vm %zu: %s", i, je.text);
                 return -EBADMSG;
         }
         if (!fixture__name_valid(name) || state_size < 0 || ram_size < 0 ||
-            !fixture__hex_valid(ss, 16) || !fixture__hex_valid(rs, 16) || !json_is_object(config)) {
+            !fixture__hex_valid(ss, 16) || !fixture__hex_valid(rs, 16) ||
+            !fixture__hex_valid(cs, 16) || !json_is_object(config)) {
                 seterr(reason, reasonlen, "meta.json: vm %zu: invalid name, size, hash or config",
                        i);
+                return -EBADMSG;
+        }
+        if (fixture__hash_json(config, got) < 0)
+                return -ENOMEM;
+        if (strcmp(got, cs) != 0) {
+                seterr(reason, reasonlen, "vm %s: config XXH3 is %s, meta.json says %s", name, got,
+                       cs);
                 return -EBADMSG;
         }
         vm->name = strdup(name);

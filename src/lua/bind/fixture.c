@@ -12,6 +12,7 @@
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h>
 
 #include "json.h"
 #include "events.h"
@@ -67,21 +68,21 @@ typedef struct KeyWait {
         ImageJob *job;
 } KeyWait;
 
+static int push_key(lua_State *L, void *ud)
+{
+        const Image *img = ud;
+        lua_pushstring(L, img->key ? img->key : "");
+        return 1;
+}
+
 static void on_key(void *data, Image *img, int r, const char *err, uint64_t duration_ns)
 {
         KeyWait *k = data;
         (void) duration_ns;
-        if (runtime_pending_alive(&k->pending)) {
-                lua_State *co = k->pending.co;
-                if (r >= 0) {
-                        lua_pushstring(co, img->key ? img->key : "");
-                        runtime_resume(&k->pending, 1);
-                } else {
-                        lua_pushnil(co);
-                        lua_pushstring(co, err);
-                        runtime_resume(&k->pending, 2);
-                }
-        }
+        if (r >= 0)
+                runtime_resume_push(&k->pending, push_key, img, "an image's key");
+        else
+                runtime_resume_result(&k->pending, err);
         image_free(img);
         free(k);
 }
@@ -175,44 +176,150 @@ static void push_entry(lua_State *L, const FixtureEntry *e)
         lua_setfield(L, -2, "vms");
 }
 
-/* internal.fixture_open(name, key) -> "hit", entry | "build", Build | "busy" | nil, message */
+/* ---- off the loop ---- */
+
+/* A lookup and a commit run in the loop's thread pool: both hash the entry's files (its RAM
+ * is hundreds of MiB), which on the loop's thread would hold back replies already buffered. */
+typedef struct CacheJob {
+        uv_work_t work;
+        Pending pending;
+        bool commit;      /* a build's commit, else a lookup */
+        bool orphaned;    /* its task was abandoned: nobody takes what it found */
+        char *name, *key; /* owned */
+        FixtureBuild *b;  /* a commit's build (freed by it), or the build a lookup took */
+        FixtureEntry *e;  /* the entry found or committed */
+        uint64_t started_ns;
+        int r;
+        char corrupt[512], err[2048];
+} CacheJob;
+
+static void cache_job_run(uv_work_t *w)
+{
+        CacheJob *j = w->data;
+        if (j->commit) {
+                FixtureBuild *b = j->b;
+                j->b = NULL; /* commit frees it, whatever the outcome */
+                j->r = fixture_build_commit(b, &j->e, j->err, sizeof j->err);
+        } else
+                j->r = fixture_cache_open(j->name, j->key, &j->e, &j->b, j->corrupt,
+                                          sizeof j->corrupt, j->err, sizeof j->err);
+}
+
+/* "hit", entry | "build", Build, why the entry was not used | "busy" | nil, message */
+static int push_opened(lua_State *L, void *ud)
+{
+        CacheJob *j = ud;
+        if (j->r == -EWOULDBLOCK) {
+                lua_pushliteral(L, "busy");
+                return 1;
+        }
+        if (j->r < 0) {
+                lua_pushnil(L);
+                lua_pushstring(L, j->err);
+                return 2;
+        }
+        if (j->r == 1) {
+                lua_pushliteral(L, "hit");
+                push_entry(L, j->e);
+                return 2;
+        }
+        BuildBox *box = lua_newuserdatauv(L, sizeof *box, 0);
+        *box = (BuildBox){.b = j->b, .name = j->name, .key = j->key, .started_ns = j->started_ns};
+        j->b = NULL; /* the userdata holds the lock from here: its __gc aborts the build */
+        j->name = j->key = NULL;
+        luaL_setmetatable(L, BUILD_MT);
+        lua_pushliteral(L, "build");
+        lua_insert(L, -2);
+        lua_pushstring(L, j->corrupt);
+        return 3;
+}
+
+/* entry | nil, message */
+static int push_committed(lua_State *L, void *ud)
+{
+        CacheJob *j = ud;
+        if (j->r < 0) {
+                lua_pushnil(L);
+                lua_pushstring(L, j->err);
+                return 2;
+        }
+        push_entry(L, j->e);
+        return 1;
+}
+
+static void cache_job_done(uv_work_t *w, int status)
+{
+        CacheJob *j = w->data;
+        char what[128];
+        (void) status; /* never cancelled: a task abandoned meanwhile orphans the job */
+        snprintf(what, sizeof what, "fixture %s: %s", j->name, j->commit ? "commit" : "lookup");
+        if (j->commit)
+                emit("fixture.build", j->name, j->key, "error", j->r < 0 ? j->err : "",
+                     events_mono_ns() - j->started_ns);
+        else if (j->r == 1)
+                emit("fixture.hit", j->name, j->key, "dir", j->e->dir, 0);
+        else if (j->r == 0)
+                emit("fixture.miss", j->name, j->key, "reason", *j->corrupt ? j->corrupt : "absent",
+                     0);
+        if (!j->orphaned)
+                runtime_resume_push(&j->pending, j->commit ? push_committed : push_opened, j, what);
+        fixture_build_abort(j->b); /* a lookup's build that nobody took */
+        fixture_entry_free(j->e);
+        free(j->name);
+        free(j->key);
+        free(j);
+}
+
+static void cache_job_orphan(Pending *p)
+{
+        CacheJob *j = (CacheJob *) ((char *) p - offsetof(CacheJob, pending));
+        j->orphaned = true;
+}
+
+/* Queues j and parks the caller until it is done; j's strings are set. */
+static int cache_job_wait(lua_State *L, CacheJob *j)
+{
+        j->work.data = j;
+        j->pending.cancel = cache_job_orphan;
+        int r =
+            uv_queue_work(runtime_loop(runtime_get(L)), &j->work, cache_job_run, cache_job_done);
+        if (r < 0) {
+                const char *name = j->name ? j->name : "?";
+                lua_pushnil(L);
+                lua_pushfstring(L, "fixture %s: cannot queue its cache work: %s", name,
+                                uv_strerror(r));
+                fixture_build_abort(j->b);
+                free(j->name);
+                free(j->key);
+                free(j);
+                return 2;
+        }
+        return runtime_wait(L, &j->pending);
+}
+
+/* internal.fixture_open(name, key) -> "hit", entry | "build", Build, corrupt | "busy" |
+ * nil, message */
 static int l_fixture_open(lua_State *L)
 {
         runtime_refuse_if_listing(L, "a fixture");
         const char *name = luaL_checkstring(L, 1);
         const char *key = luaL_checkstring(L, 2);
-        FixtureEntry *e = NULL;
-        FixtureBuild *b = NULL;
-        char corrupt[512] = "", err[2048] = "";
-        BuildBox *box = lua_newuserdatauv(L, sizeof *box, 0); /* ready before anything is held */
-        *box = (BuildBox){0};
-        luaL_setmetatable(L, BUILD_MT);
-        int r = fixture_cache_open(name, key, &e, &b, corrupt, sizeof corrupt, err, sizeof err);
-        if (r == -EWOULDBLOCK) {
-                lua_pushliteral(L, "busy");
-                return 1;
+        if (!runtime_in_task(L))
+                return luaL_error(
+                    L, "fixture %s: only inside a test body or a provium:parallel branch", name);
+        CacheJob *j = calloc(1, sizeof *j);
+        if (j)
+                *j = (CacheJob){
+                    .name = strdup(name), .key = strdup(key), .started_ns = events_mono_ns()};
+        if (!j || !j->name || !j->key) {
+                if (j) {
+                        free(j->name);
+                        free(j->key);
+                }
+                free(j);
+                return luaL_error(L, "fixture %s: out of memory", name);
         }
-        if (r < 0) {
-                lua_pushnil(L);
-                lua_pushstring(L, err);
-                return 2;
-        }
-        if (r == 1) {
-                emit("fixture.hit", name, key, "dir", e->dir, 0);
-                lua_pushliteral(L, "hit");
-                push_entry(L, e);
-                fixture_entry_free(e);
-                return 2;
-        }
-        box->b = b;
-        box->name = strdup(name);
-        box->key = strdup(key);
-        box->started_ns = events_mono_ns();
-        emit("fixture.miss", name, key, "reason", *corrupt ? corrupt : "absent", 0);
-        lua_pushliteral(L, "build");
-        lua_pushvalue(L, -2);
-        lua_pushstring(L, corrupt);
-        return 3;
+        return cache_job_wait(L, j);
 }
 
 /* ---- builds ---- */
@@ -267,24 +374,25 @@ static int l_build_add_vm(lua_State *L)
         return 0;
 }
 
-/* build:commit() -> entry | nil, message */
+/* build:commit() -> entry | nil, message: hashes the VMs' files off the loop */
 static int l_build_commit(lua_State *L)
 {
         BuildBox *box = check_build(L);
-        FixtureEntry *e = NULL;
-        char err[2048];
-        int r = fixture_build_commit(box->b, &e, err, sizeof err);
-        uint64_t ns = events_mono_ns() - box->started_ns;
-        emit("fixture.build", box->name, box->key, "error", r < 0 ? err : "", ns);
+        if (!runtime_in_task(L))
+                return luaL_error(
+                    L, "fixture %s: commit only inside a test body or a provium:parallel branch",
+                    box->name);
+        CacheJob *j = calloc(1, sizeof *j);
+        if (!j)
+                return luaL_error(L, "fixture %s: out of memory", box->name);
+        *j = (CacheJob){.commit = true,
+                        .b = box->b,
+                        .name = box->name,
+                        .key = box->key,
+                        .started_ns = box->started_ns};
+        box->name = box->key = NULL; /* the job's now, with the build */
         box_release(box);
-        if (r < 0) {
-                lua_pushnil(L);
-                lua_pushstring(L, err);
-                return 2;
-        }
-        push_entry(L, e);
-        fixture_entry_free(e);
-        return 1;
+        return cache_job_wait(L, j);
 }
 
 /* build:abort(why): nothing is cached; the lock is released. */

@@ -93,7 +93,7 @@ local function save_lab(lab)
         record.net = internal.net_save_info(vm, lab.bridges)
         record.disks = P.disks_save_info(vm)
         local saved, err = vm:_save(lab.build:state_path(name))
-        if not saved then error(err, 0) end
+        if not saved then error({ save_failed = err }, 0) end
         lab.build:add_vm(name, record)
     end
 end
@@ -107,9 +107,11 @@ local function build_fixture(name, build, setup)
     for _, vmname in ipairs(lab.order) do internal.vm_release(lab.vms[vmname]) end
     for _, b in ipairs(lab.bridges) do internal.net_forget_bridge(b) end
     if not ok then
+        local what = "setup failed"
+        if type(err) == "table" and err.save_failed then what, err = "saving its VMs failed", err.save_failed end
         err = type(err) == "string" and err or show(err)
         build:abort(err)
-        raise(string.format("fixture %s: setup failed: %s", name, err))
+        raise(string.format("fixture %s: %s: %s", name, what, err))
     end
     local entry, cerr = build:commit()
     if not entry then raise(cerr) end
