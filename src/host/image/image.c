@@ -101,25 +101,34 @@ static char *trim_newlines(char *s)
 }
 
 /* One file of an entry: readable, a regular file, and as long as the manifest's `field` says
- * (entries built before it was recorded have none): a cut or replaced file is -EBADMSG. */
-static int check_file(const char *path, const char *manifest, const char *field)
+ * (entries built before it was recorded have none): a cut or replaced file is -EBADMSG, said
+ * in why. */
+static int check_file(const char *path, const char *manifest, const char *field, char *why,
+                      size_t whylen)
 {
+        const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
         struct stat sb;
         if (access(path, R_OK) < 0 || stat(path, &sb) < 0)
                 return -errno;
-        if (!S_ISREG(sb.st_mode))
+        if (!S_ISREG(sb.st_mode)) {
+                seterr(why, whylen, "%s is not a regular file", base);
                 return -EBADMSG;
+        }
         char *want = image__kv_get(manifest, field);
         char *end = NULL;
         long long n = want ? strtoll(want, &end, 10) : -1;
         bool bad = want && (!*want || *end || n != (long long) sb.st_size);
+        if (bad)
+                seterr(why, whylen, "%s is %lld bytes, its manifest says %s", base,
+                       (long long) sb.st_size, want);
         free(want);
         return bad ? -EBADMSG : 0;
 }
 
 /* Loads the built image in DIR. Returns 0, -ENOENT when DIR holds no complete image, -EBADMSG when
- * one of its files is damaged, or another -errno. */
-static int image_load(const char *name, const char *dir, const char *key, Image **ret)
+ * one of its files is damaged (said in why, when given), or another -errno. */
+static int image_load_why(const char *name, const char *dir, const char *key, Image **ret,
+                          char *why, size_t whylen)
 {
         char *path = NULL, *manifest = NULL, *kernel = NULL, *initrd = NULL, *rootfs = NULL;
         Image *img = NULL;
@@ -162,9 +171,18 @@ static int image_load(const char *name, const char *dir, const char *key, Image 
         if (r < 0)
                 goto out;
         trim_newlines(img->cmdline);
-        if ((r = check_file(img->kernel, manifest, "kernel_bytes")) < 0 ||
-            (r = check_file(img->initrd, manifest, "initrd_bytes")) < 0 ||
-            (img->rootfs && (r = check_file(img->rootfs, manifest, "rootfs_bytes")) < 0))
+        if ((r = check_file(img->kernel, manifest, "kernel_bytes", why, whylen)) < 0 ||
+            (r = check_file(img->initrd, manifest, "initrd_bytes", why, whylen)) < 0 ||
+            (img->rootfs &&
+             (r = check_file(img->rootfs, manifest, "rootfs_bytes", why, whylen)) < 0))
+                goto out;
+        const char *files[] = {img->kernel, img->initrd, img->rootfs};
+        char bad[64] = "";
+        r = image__sums_check(dir, files, img->rootfs ? 3 : 2, bad, sizeof bad);
+        if (r == -EBADMSG)
+                seterr(why, whylen,
+                       "%s changed since it was built: its XXH3 is not the recorded one", bad);
+        if (r < 0)
                 goto out;
         *ret = img;
         img = NULL;
@@ -177,6 +195,11 @@ out:
         free(initrd);
         free(rootfs);
         return r;
+}
+
+static int image_load(const char *name, const char *dir, const char *key, Image **ret)
+{
+        return image_load_why(name, dir, key, ret, NULL, 0);
 }
 
 /* ---- build under lock ---- */
@@ -252,6 +275,9 @@ static int image_get(const char *name, bool force, const ImageOptions *opts, Ima
                 goto out;
         }
 
+        /* Used from here until this process ends: a removal keeps it (advisory: a cache that
+         * cannot take the use file is still read). */
+        (void) cachedir_use(images, name, plan.key);
         /* Fast path: a complete entry needs no lock (it only ever appears by rename). */
         if (!force) {
                 r = image_load(name, dir, plan.key, &img);
@@ -271,14 +297,13 @@ static int image_get(const char *name, bool force, const ImageOptions *opts, Ima
         }
         /* Another process may have built it while this one waited. */
         if (!force) {
-                r = image_load(name, dir, plan.key, &img);
+                char why[256] = "a file cut, replaced or changed";
+                r = image_load_why(name, dir, plan.key, &img, why, sizeof why);
                 if (r >= 0)
                         goto done;
                 if (r == -EBADMSG)
-                        progress(opts, name,
-                                 "cache entry %s is damaged (a file cut or replaced): "
-                                 "rebuilding",
-                                 dir);
+                        progress(opts, name, "cache entry %s is damaged (%s): rebuilding", dir,
+                                 why);
         }
 
         progress(opts, name, "building (key %.12s); output in %s", plan.key, logpath);
@@ -451,9 +476,14 @@ int image_resolve(const char *name, const ImageOptions *opts, Image **ret, char 
         const char *dir = strcmp(name, "default") == 0 ? env_get()->default_image_dir : NULL;
         const char *base = dir ? strrchr(dir, '/') : NULL;
         size_t nlen = strlen(name);
-        if (base && strncmp(base + 1, name, nlen) == 0 && base[1 + nlen] == '-' &&
-            image_load(name, dir, base + 2 + nlen, ret) == 0)
-                return 0;
+        if (base && strncmp(base + 1, name, nlen) == 0 && base[1 + nlen] == '-') {
+                char *images = strndup(dir, (size_t) (base - dir));
+                if (images)
+                        (void) cachedir_use(images, name, base + 2 + nlen); /* advisory */
+                free(images);
+                if (image_load(name, dir, base + 2 + nlen, ret) == 0)
+                        return 0;
+        }
         return image_get(name, false, opts, ret, err, errlen);
 }
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <jansson.h>
+#include <stddef.h>
 
 #define IMAGE_LOG_LINES 20 /* lines of a failed script's output quoted in a message */
 
@@ -35,3 +36,14 @@ int image__plan_build(const Plan *p, const char *name, const char *dir, const ch
                       int logfd, char *err, size_t errlen);
 /* Looks up "key=value" in a manifest-like text; returns a malloc'ed value or NULL. */
 char *image__kv_get(const char *text, const char *key);
+
+/* image_sums.c: an entry's files' sums in <entry>/provium.sums (see there). */
+#define IMAGE_SUMS_FILES 4 /* kernel, initrd, rootfs */
+/* Records the sums of files (paths in the entry dir) with their identities. Returns 0 or
+ * -errno. */
+int image__sums_record(const char *dir, const char *const files[], size_t n);
+/* Checks files against dir's record: 0 when each is as recorded (a file whose identity changed
+ * is hashed; the record is refreshed or, when missing or malformed, made); -EBADMSG with the
+ * file's name in bad when one's bytes changed; other -errno. */
+int image__sums_check(const char *dir, const char *const files[], size_t n, char *bad,
+                      size_t badlen);
