@@ -1,7 +1,7 @@
-/* cache_cmd.c: `provium cache ls` and `provium cache clear`: what the cache holds (built
- * images and saved VM fixtures) and removing it.
+/* cache_cmd.c: `provium cache ls`, `clear` and `trim`: what the cache holds (built images and
+ * saved VM fixtures), removing it, and holding it to its size.
  *
- * Sections: helpers / ls / clear / the command. */
+ * Sections: helpers / ls / clear / trim / the command. */
 #include "cache_cmd.h"
 
 #include <errno.h>
@@ -14,10 +14,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cache_trim.h"
 #include "cachedir.h"
+#include "events.h"
 #include "fixture_cache.h"
 #include "image.h"
 #include "paths.h"
+#include "strfmt.h"
 
 #define MIB (1024.0 * 1024.0)
 
@@ -83,6 +86,18 @@ static int print_fixture(const FixtureEntry *e)
         return 0;
 }
 
+/* "total 1.2G of 20.0G ($PROVIUM_CACHE_MAX) in DIR": what trimming would count. */
+static void print_total(const char *cache)
+{
+        uint64_t max = 0, total = 0;
+        char err[256];
+
+        if (cache_max_bytes(&max, err, sizeof err) < 0 ||
+            cache_trim(UINT64_MAX, NULL, NULL, &total) < 0)
+                return;
+        printf("total %.1fM of %.1fM ($PROVIUM_CACHE_MAX) in %s\n", total / MIB, max / MIB, cache);
+}
+
 static int cache_ls(const char *cache)
 {
         Image **images = NULL;
@@ -122,6 +137,7 @@ static int cache_ls(const char *cache)
                         break;
                 }
         }
+        print_total(cache);
 out:
         image_list_free(images, nimages);
         fixture_cache_list_free(fixtures, nfixtures);
@@ -129,6 +145,11 @@ out:
 }
 
 /* ---- clear ---- */
+
+static const char *skipped_why(int result)
+{
+        return result == -EBUSY ? "in use by a running provium" : "being built by another process";
+}
 
 typedef struct ClearStats {
         unsigned fixtures, images, busy;
@@ -146,7 +167,7 @@ static void on_fixture_cleared(void *data, const char *name, const char *key, ui
                 printf("removed fixture %s-%.16s (%.1fM)\n", name, key, bytes / MIB);
         } else {
                 s->busy++;
-                printf("skipped fixture %s-%.16s: being built by another process\n", name, key);
+                printf("skipped fixture %s-%.16s: %s\n", name, key, skipped_why(result));
         }
 }
 
@@ -192,16 +213,15 @@ static int clear_images(const char *cache, char **names, int nnames, ClearStats 
                                 matched[k] = true;
                 uint64_t bytes;
                 r = image_remove(img, &bytes);
-                if (r < 0 && r != -EWOULDBLOCK) {
+                if (r < 0 && r != -EWOULDBLOCK && r != -EBUSY) {
                         fprintf(stderr, "provium: cache clear: image %s: removing %s: %s\n",
                                 img->name, img->dir, strerror(-r));
                         break;
                 }
-                if (r == -EWOULDBLOCK) {
+                if (r == -EWOULDBLOCK || r == -EBUSY) {
+                        printf("skipped image %s-%.16s: %s\n", img->name, img->key, skipped_why(r));
                         r = 0;
                         s->busy++;
-                        printf("skipped image %s-%.16s: being built by another process\n",
-                               img->name, img->key);
                         continue;
                 }
                 s->images++;
@@ -237,7 +257,7 @@ static int cache_clear(const char *cache, int argc, char **argv)
         printf("removed %u fixture%s and %u image%s (%.1fM)", s.fixtures,
                s.fixtures == 1 ? "" : "s", s.images, s.images == 1 ? "" : "s", s.bytes / MIB);
         if (s.busy)
-                printf("; skipped %u being built", s.busy);
+                printf("; skipped %u being built or in use", s.busy);
         printf(" in %s\n", cache);
         free(matched);
         return r < 0 ? 1 : 0;
@@ -267,6 +287,89 @@ int cache_remove_images(char **names, int nnames)
         return r < 0 || s.busy ? 1 : status;
 }
 
+/* ---- trim ---- */
+
+typedef struct TrimReport {
+        bool quiet_kept; /* a run says only what it removed */
+        uint64_t max;
+        const char *prefix;
+} TrimReport;
+
+static void on_trimmed(void *data, const CacheTrimItem *it)
+{
+        const TrimReport *t = data;
+        const char *kind = strcmp(it->area, "images") == 0 ? "image" : "fixture";
+        char age[32];
+
+        format_age(it->last_use, age, sizeof age);
+        if (it->result == 1) {
+                fprintf(t->prefix ? stderr : stdout,
+                        "%sremoved %s %s-%.16s (%.1fM, last used %s ago): the cache holds more "
+                        "than $PROVIUM_CACHE_MAX (%.1fM)\n",
+                        t->prefix ? t->prefix : "", kind, it->name, it->key, it->bytes / MIB, age,
+                        t->max / MIB);
+                EventBuilder ev;
+                event_begin(&ev, "cache.evict", 6);
+                proto_kv_str(&ev.w, "area", it->area);
+                proto_kv_str(&ev.w, "name", it->name);
+                proto_kv_str(&ev.w, "key", it->key);
+                proto_kv_uint(&ev.w, "bytes", it->bytes);
+                proto_kv_int(&ev.w, "last_use", it->last_use);
+                proto_kv_uint(&ev.w, "max", t->max);
+                event_end(&ev);
+        } else if (!t->quiet_kept)
+                printf("kept %s %s-%.16s (%.1fM): %s\n", kind, it->name, it->key, it->bytes / MIB,
+                       it->result == -EBUSY         ? "in use by a running provium"
+                       : it->result == -EWOULDBLOCK ? "being built by another process"
+                                                    : strerror(-it->result));
+}
+
+int cache_trim_for_run(void)
+{
+        TrimReport t = {.quiet_kept = true, .prefix = "provium: cache: "};
+        char err[256];
+
+        if (cache_max_bytes(&t.max, err, sizeof err) < 0) {
+                fprintf(stderr, "provium: %s\n", err);
+                return -EINVAL;
+        }
+        (void) cache_trim(t.max, on_trimmed, &t, NULL); /* an unreadable area: the run says so */
+        return 0;
+}
+
+/* provium cache trim [SIZE]: to SIZE, else $PROVIUM_CACHE_MAX. */
+static int cache_trim_cmd(const char *cache, int argc, char **argv)
+{
+        TrimReport t = {0};
+        char err[256];
+        uint64_t mb, total = 0;
+
+        if (argc > 1) {
+                fprintf(stderr, "provium: cache trim: unexpected argument '%s'\n", argv[1]);
+                return 2;
+        }
+        if (argc == 1 && parse_size_mib(argv[0], &mb) < 0) {
+                fprintf(stderr,
+                        "provium: cache trim: expected MiB or a size like \"20G\", got '%s'\n",
+                        argv[0]);
+                return 2;
+        }
+        if (argc == 1)
+                t.max = mb << 20;
+        else if (cache_max_bytes(&t.max, err, sizeof err) < 0) {
+                fprintf(stderr, "provium: cache trim: %s\n", err);
+                return 2;
+        }
+        int r = cache_trim(t.max, on_trimmed, &t, &total);
+        if (r < 0) {
+                fprintf(stderr, "provium: cache trim: %s: %s\n", cache, strerror(-r));
+                return 1;
+        }
+        printf("removed %d entr%s; the cache holds %.1fM of %.1fM in %s\n", r, r == 1 ? "y" : "ies",
+               total / MIB, t.max / MIB, cache);
+        return 0;
+}
+
 /* ---- the command ---- */
 
 int cache_cmd_main(int argc, char **argv)
@@ -274,14 +377,15 @@ int cache_cmd_main(int argc, char **argv)
         const char *cache;
 
         if (argc < 2) {
-                fprintf(stderr, "provium: cache: expected a subcommand: ls, or clear "
-                                "[images|fixtures] [NAME...]\n");
+                fprintf(stderr, "provium: cache: expected a subcommand: ls, clear "
+                                "[images|fixtures] [NAME...], or trim [SIZE]\n");
                 return 2;
         }
-        if (strcmp(argv[1], "ls") != 0 && strcmp(argv[1], "clear") != 0) {
+        if (strcmp(argv[1], "ls") != 0 && strcmp(argv[1], "clear") != 0 &&
+            strcmp(argv[1], "trim") != 0) {
                 fprintf(stderr,
                         "provium: cache: unknown subcommand '%s' (valid: ls, clear "
-                        "[images|fixtures] [NAME...])\n",
+                        "[images|fixtures] [NAME...], trim [SIZE])\n",
                         argv[1]);
                 return 2;
         }
@@ -297,5 +401,7 @@ int cache_cmd_main(int argc, char **argv)
         }
         if (strcmp(argv[1], "ls") == 0)
                 return cache_ls(cache);
+        if (strcmp(argv[1], "trim") == 0)
+                return cache_trim_cmd(cache, argc - 2, argv + 2);
         return cache_clear(cache, argc - 2, argv + 2);
 }

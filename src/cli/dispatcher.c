@@ -15,6 +15,7 @@
 #include <uv.h>
 
 #include "accel.h"
+#include "cache_cmd.h"
 #include "cachedir.h"
 #include "cli.h"
 #include "env.h"
@@ -460,6 +461,8 @@ int dispatcher_run(const CliOptions *o, char **paths, int npaths)
         }
 
         vm_local_sweep_stale(); /* what local VMs of killed runs left */
+        if (status == 0 && d.files.n > 0 && cache_trim_for_run() < 0)
+                status = 2;
         if (status == 0 && run_root_create(&d.run_root) < 0)
                 status = 2;
         if (status == 0 && d.files.n > 0 && !(d.pool = pool_run_new(o)))

@@ -160,6 +160,65 @@ static void test_lock(void **state)
         assert_false(exists(path));
 }
 
+/* A child that uses entry base-KEY (cachedir_use), says so on fd, then waits for SIGKILL. */
+static pid_t child_using(void)
+{
+        int p[2];
+        char c;
+        pid_t pid;
+
+        assert_int_equal(pipe(p), 0);
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                (void) close(p[0]);
+                if (cachedir_use(root, "base", KEY) < 0)
+                        _exit(1);
+                (void) write(p[1], "x", 1);
+                pause();
+                _exit(0);
+        }
+        (void) close(p[1]);
+        assert_int_equal(read(p[0], &c, 1), 1);
+        (void) close(p[0]);
+        return pid;
+}
+
+/* cachedir-2b: an entry another process uses is kept by a removal (-EBUSY) until that
+ * process is gone; this process's own use does not keep it; the use file's mtime is the
+ * entry's last use, and it goes with the entry. */
+static void test_use(void **state)
+{
+        char entry[256], use[256], kernel[300];
+        int status;
+
+        snprintf(entry, sizeof entry, "%s/base-" KEY, root);
+        snprintf(use, sizeof use, "%s/base-" KEY ".use", root);
+        snprintf(kernel, sizeof kernel, "%s/kernel", entry);
+
+        assert_int_equal(mkdir(entry, 0755), 0);
+        write_file(kernel, 8192);
+        assert_int_equal(
+            utimensat(AT_FDCWD, entry, (struct timespec[]){{.tv_sec = 1000}, {.tv_sec = 1000}}, 0),
+            0);
+        assert_int_equal(cachedir_last_use(root, "base", KEY), 1000); /* never used: the entry's */
+        pid_t pid = child_using();
+        assert_true(exists(use));
+        assert_true(cachedir_last_use(root, "base", KEY) > 1000);
+        assert_int_equal(cachedir_clear_entry(root, "base", KEY, NULL), -EBUSY);
+        assert_true(exists(entry));
+        assert_int_equal(kill(pid, SIGKILL), 0);
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_int_equal(cachedir_use(root, "base", KEY), 0); /* this process's own */
+        assert_int_equal(cachedir_use(root, "base", KEY), 0); /* once per entry */
+        uint64_t bytes = 0;
+        assert_int_equal(cachedir_clear_entry(root, "base", KEY, &bytes), 1);
+        assert_true(bytes >= 8192);
+        assert_false(exists(entry));
+        assert_false(exists(use));
+        assert_int_equal(cachedir_last_use(root, "base", KEY), 0);
+}
+
 /* cachedir-3: removing an entry never follows a link: a symlinked entry, or a link inside
  * one, is removed itself, and what it points to outside the cache stays. */
 static void test_remove_no_follow(void **state)
@@ -239,6 +298,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_parse),
             cmocka_unit_test_setup_teardown(test_lock, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_use, setup, teardown),
             cmocka_unit_test_setup_teardown(test_remove_no_follow, setup, teardown),
             cmocka_unit_test_setup_teardown(test_staging, setup, teardown),
         };

@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -127,18 +128,20 @@ int cachedir_lock_init(CacheLock *l, const char *root, const char *stem)
 }
 
 /* flock(fd), retried on EINTR. */
-static int lock_fd(int fd, bool wait)
+static int lock_fd(int fd, bool wait, bool shared)
 {
         int r;
 
-        while ((r = flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB))) < 0 && errno == EINTR)
+        while ((r = flock(fd, (shared ? LOCK_SH : LOCK_EX) | (wait ? 0 : LOCK_NB))) < 0 &&
+               errno == EINTR)
                 ;
         if (r < 0)
                 return errno == EWOULDBLOCK ? -EWOULDBLOCK : -errno;
         return 0;
 }
 
-int cachedir_lock_take(CacheLock *l, bool wait)
+/* Takes l's flock, shared or not, on the file that is at l's path once it is held. */
+static int lock_take(CacheLock *l, bool wait, bool shared)
 {
         if (!l || !l->path || l->fd >= 0)
                 return -EINVAL;
@@ -148,7 +151,7 @@ int cachedir_lock_take(CacheLock *l, bool wait)
 
                 if (fd < 0)
                         return -errno;
-                r = lock_fd(fd, wait);
+                r = lock_fd(fd, wait, shared);
                 if (r == 0 && fstat(fd, &a) < 0)
                         r = -errno;
                 if (r < 0) {
@@ -168,6 +171,11 @@ int cachedir_lock_take(CacheLock *l, bool wait)
         return -EWOULDBLOCK;
 }
 
+int cachedir_lock_take(CacheLock *l, bool wait)
+{
+        return lock_take(l, wait, false);
+}
+
 void cachedir_lock_release(CacheLock *l)
 {
         if (!l)
@@ -179,6 +187,82 @@ void cachedir_lock_release(CacheLock *l)
         }
         free(l->path);
         l->path = NULL;
+}
+
+/* ---- use ---- */
+
+/* The uses this process holds, until it exits: one per entry. */
+static struct {
+        pthread_mutex_t mu;
+        CacheLock *held;
+        size_t n;
+} uses = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static bool use_held(const char *path)
+{
+        for (size_t i = 0; i < uses.n; i++)
+                if (strcmp(uses.held[i].path, path) == 0)
+                        return true;
+        return false;
+}
+
+/* This process's own use of path, dropped: its own removal is not kept back by it. */
+static void use_drop(const char *path)
+{
+        pthread_mutex_lock(&uses.mu);
+        for (size_t i = 0; i < uses.n; i++)
+                if (strcmp(uses.held[i].path, path) == 0) {
+                        (void) close(uses.held[i].fd); /* not unlinked: others may hold it */
+                        free(uses.held[i].path);
+                        uses.held[i] = uses.held[--uses.n];
+                        break;
+                }
+        pthread_mutex_unlock(&uses.mu);
+}
+
+int cachedir_use(const char *root, const char *name, const char *key)
+{
+        CacheLock l = {.fd = -1, .path = cachedir_entry_path(root, name, key, ".use")};
+        int r = 0;
+
+        if (!l.path)
+                return -ENOMEM;
+        pthread_mutex_lock(&uses.mu);
+        if (use_held(l.path))
+                goto out;
+        CacheLock *held = realloc(uses.held, (uses.n + 1) * sizeof *held);
+        if (!held) {
+                r = -ENOMEM;
+                goto out;
+        }
+        uses.held = held;
+        /* waits only for a removal, which holds it exclusively while it removes */
+        r = lock_take(&l, true, true);
+        if (r < 0)
+                goto out;
+        (void) futimens(l.fd, NULL); /* its mtime: the entry's last use, which eviction reads */
+        uses.held[uses.n++] = l;
+        l.path = NULL;
+out:
+        pthread_mutex_unlock(&uses.mu);
+        free(l.path);
+        return r;
+}
+
+int64_t cachedir_last_use(const char *root, const char *name, const char *key)
+{
+        char *use = cachedir_entry_path(root, name, key, ".use");
+        char *dir = cachedir_entry_path(root, name, key, "");
+        struct stat sb;
+        int64_t t = 0;
+
+        if (use && stat(use, &sb) == 0)
+                t = (int64_t) sb.st_mtime;
+        else if (dir && lstat(dir, &sb) == 0)
+                t = (int64_t) sb.st_mtime;
+        free(use);
+        free(dir);
+        return t;
 }
 
 /* ---- removal and disk usage ---- */
@@ -379,7 +463,7 @@ static int remove_side_files(const char *root, const char *name, const char *key
 int cachedir_clear_entry(const char *root, const char *name, const char *key, uint64_t *ret_bytes)
 {
         char *stem = xasprintf("%s-%s", name, key), *dir = cachedir_entry_path(root, name, key, "");
-        CacheLock lock = {.fd = -1};
+        CacheLock lock = {.fd = -1}, use = {.fd = -1};
         uint64_t bytes = 0;
         struct stat sb;
         int r;
@@ -389,6 +473,15 @@ int cachedir_clear_entry(const char *root, const char *name, const char *key, ui
                 goto out;
         }
         r = cachedir_lock_take(&lock, false);
+        if (r < 0)
+                goto out;
+        /* in use: a runner restores from it or boots it; held shared until that process ends */
+        use.path = cachedir_entry_path(root, name, key, ".use");
+        if (use.path)
+                use_drop(use.path);
+        r = use.path ? lock_take(&use, false, false) : -ENOMEM;
+        if (r == -EWOULDBLOCK)
+                r = -EBUSY;
         if (r < 0)
                 goto out;
         if (lstat(dir, &sb) == 0) {
@@ -403,6 +496,7 @@ int cachedir_clear_entry(const char *root, const char *name, const char *key, ui
         }
         cachedir_remove_stale_staging(root, name, key);
 out:
+        cachedir_lock_release(&use); /* unlinked while held: a waiting user retries */
         cachedir_lock_release(&lock);
         if (ret_bytes)
                 *ret_bytes = r == 1 ? bytes : 0;

@@ -4,6 +4,7 @@
  * Names under an area's root:
  *   <name>-<key>              an entry: a directory, which only ever appears by rename
  *   <name>-<key>.lock         the entry's lock file (see below)
+ *   <name>-<key>.use          its use file: held shared by the processes that use the entry
  *   <name>-<key>.<suffix>     files beside the entry that belong to it (an image's build log
  *                             and spec, a build script's half-built OUTDIR.tmp.XXXXXX)
  *   .<name>-<key>.tmp-<pid>   a staging directory of process pid, renamed to the entry
@@ -17,7 +18,12 @@
  * was unlinked meanwhile) retries on the file now there, so two takers never hold two
  * different files. A holder that crashes loses the flock with its last descriptor (the
  * kernel drops it), so it never blocks anyone; it leaves the lock file, unlocked, which the
- * next taker locks, and removes when it releases. */
+ * next taker locks, and removes when it releases.
+ *
+ * Use: a process that uses an entry (a runner restoring a fixture, a process booting or
+ * serving an image) holds a shared flock on <stem>.use until it exits, and sets its mtime when
+ * it takes it: the entry's last use. A removal takes it exclusively, without waiting, after the
+ * lock: an entry in use is kept. */
 #pragma once
 
 #include <stdbool.h>
@@ -89,10 +95,17 @@ uint64_t cachedir_disk_bytes(const char *dir);
  * name-key once. A missing root has none. Returns 0 with *ret (free it) or -errno. */
 int cachedir_list(const char *root, const char *name, bool all, CacheDirItem **ret, size_t *ret_n);
 
+/* Marks entry name-key of root as used by this process until it exits (its use file, above);
+ * once per entry per process. Waits only for a removal under way. Returns 0 or -errno. */
+int cachedir_use(const char *root, const char *name, const char *key);
+/* The entry's last use: its use file's mtime, else the entry's own; 0 when it has neither. */
+int64_t cachedir_last_use(const char *root, const char *name, const char *key);
+
 /* Removes entry name-key of root under its lock, taken without waiting: the entry, its side
  * files, the staging directories of processes that are gone, and the lock file. *ret_bytes
  * (may be NULL) gets the entry's disk usage. Returns 1 when an entry was removed, 0 when there
- * was none, -EWOULDBLOCK when its lock is held (a build runs), or -errno. */
+ * was none, -EWOULDBLOCK when its lock is held (a build runs), -EBUSY when a process uses it
+ * (its use file is held by another process: this one's own use does not count), or -errno. */
 int cachedir_clear_entry(const char *root, const char *name, const char *key, uint64_t *ret_bytes);
 
 /* Removes the staging directories of name-key in root whose process is gone or is this one

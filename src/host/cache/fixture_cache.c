@@ -192,6 +192,9 @@ int fixture_cache_open(const char *name, const char *key, FixtureEntry **ret_ent
                 r = -ENOMEM;
                 goto out;
         }
+        /* This process restores from it, or builds it, until it ends: a removal keeps it
+         * (advisory: a use file that cannot be taken does not stop a run). */
+        (void) cachedir_use(root, name, key);
         /* Fast path: entries only appear by rename, so a valid one needs no lock. */
         r = fixture__entry_load(dir, name, key, true, &e, reason, sizeof reason);
         if (r == 0)
@@ -590,7 +593,7 @@ int fixture_cache_clear_each(const char *name, FixtureClearFn fn, void *data, si
         for (size_t i = 0; i < n; i++) {
                 uint64_t bytes;
                 r = cachedir_clear_entry(root, items[i].name, items[i].key, &bytes);
-                if (r == -EWOULDBLOCK) {
+                if (r == -EWOULDBLOCK || r == -EBUSY) {
                         busy++;
                         if (fn)
                                 fn(data, items[i].name, items[i].key, 0, r);

@@ -75,12 +75,13 @@ int fixture_cache_list(FixtureEntry ***ret, size_t *ret_n);
 void fixture_cache_list_free(FixtureEntry **v, size_t n);
 
 /* Called by fixture_cache_clear_each for each entry removed (result 1) and each entry or
- * build skipped because its build lock is held (result -EWOULDBLOCK). */
+ * build skipped because its build lock is held (result -EWOULDBLOCK) or a process uses it
+ * (result -EBUSY). */
 typedef void (*FixtureClearFn)(void *data, const char *name, const char *key, uint64_t disk_bytes,
                                int result);
 /* Removes the entries whose name is `name` (NULL: all), with their stale staging directories
  * and lock files. Each entry's build lock is taken without waiting first; entries being built
- * are skipped and counted in *ret_busy (may be NULL). Returns the number removed or -errno
+ * or in use are skipped and counted in *ret_busy (may be NULL). Returns the number removed or -errno
  * with err. */
 int fixture_cache_clear_each(const char *name, FixtureClearFn fn, void *data, size_t *ret_busy,
                              char *err, size_t errlen);
