@@ -172,6 +172,30 @@ end)
     t:eq(st.qemus("frozen"), "", "no QEMU left behind")
 end)
 
+test("a hung agent fails an operation without an agent-side timeout within two heartbeats; a long command is not hung", function(t)
+    local out, code = inner("heartbeat", [[
+test("a command quiet for five heartbeats", function(t)
+    local vm = provium:vm("beating"):boot()
+    t:eq(vm:run("sleep 5; echo done"):assert_ok().stdout, "done\n", "answered, not declared hung")
+end)
+test("write_file to a frozen agent", function(t)
+    local vm = provium:vm("frozenfile"):boot()
+    vm:run("mount -t cgroup2 none /sys/fs/cgroup && mkdir /sys/fs/cgroup/ice && " ..
+           "echo 1 > /sys/fs/cgroup/ice/cgroup.procs"):assert_ok()
+    vm:run("(sleep 0.5; echo 1 > /sys/fs/cgroup/ice/cgroup.freeze) > /dev/null 2>&1 &"):assert_ok()
+    os.execute("sleep 1.5")
+    local t0 = os.time()
+    t:error(function() vm:write_file("/root/x", "y", { timeout = 120 }) end,
+            "vm frozenfile: write_file /root/x: no frame from the agent for 2.0 s, not even an answer to " ..
+            "its heartbeat: the agent or the guest is hung")
+    t:ok(os.time() - t0 < 30, "within its heartbeats, not its 120 s timeout")
+end)
+]], "PROVIUM_AGENT_HEARTBEAT=1000")
+    t:eq(code, 0, out)
+    t:contains(out, "2 passed, 0 failed, 0 skipped")
+    t:eq(st.qemus("frozenfile"), "", "no QEMU left behind")
+end)
+
 -- A tmpfs of size MiB for an inner run's RAM files, unmounted at the end of the file.
 local function small_run_dir(name, size)
     local dir = st.tmpdir(name)

@@ -46,10 +46,12 @@ static const char *const names[] = {"XDG_CACHE_HOME",
                                     "PROVIUM_QMP_TIMEOUT",
                                     "TERM",
                                     "PROVIUM_BUILD_TIMEOUT",
-                                    "PROVIUM_LUA_MEMORY"};
+                                    "PROVIUM_LUA_MEMORY",
+                                    "PROVIUM_CACHE_MAX",
+                                    "PROVIUM_AGENT_HEARTBEAT"};
 _Static_assert(sizeof names / sizeof names[0] == sizeof env.vars / sizeof env.vars[0],
                "a name for each variable");
-_Static_assert(offsetof(ProviumEnv, lua_memory) == offsetof(ProviumEnv, vars[25]),
+_Static_assert(offsetof(ProviumEnv, agent_heartbeat) == offsetof(ProviumEnv, vars[27]),
                "the fields and vars line up");
 
 int env_init(void)

@@ -48,8 +48,12 @@ typedef struct ProviumEnv {
                                                              * image build script may take */
                         const char *lua_memory;             /* PROVIUM_LUA_MEMORY: MiB a test
                                                              * file's Lua may allocate */
+                        const char *cache_max;              /* PROVIUM_CACHE_MAX: what the
+                                                             * cache may hold (cache_trim.h) */
+                        const char *agent_heartbeat;        /* PROVIUM_AGENT_HEARTBEAT: ms of an
+                                                             * agent's silence probed (tests) */
                 };
-                const char *vars[26];
+                const char *vars[28];
         };
         bool no_color; /* NO_COLOR is set */
         /* From the dispatcher, on a runner's command line (NULL when not known): */

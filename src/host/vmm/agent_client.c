@@ -10,9 +10,13 @@
 #include <time.h>
 
 #include "connect.h"
+#include "env.h"
 #include "events.h"
 
 #define SWEEP_MS 50
+#define HEARTBEAT_MS                                                                               \
+        10000 /* quiet this long with requests in flight: probed; as long again                    \
+               * with no frame: hung (PROVIUM_AGENT_HEARTBEAT overrides it) */
 
 struct AgentClient {
         uv_loop_t *loop;
@@ -34,9 +38,12 @@ struct AgentClient {
         uint64_t hello_timeout_ms;
         void (*connected_fn)(AgentClient *c, void *data);
         bool retired;
-        int closed_status; /* the first shutdown's status: why the connection closed */
-        int depth;         /* callbacks running: agent_client_free then only marks it doomed */
-        bool doomed;       /* freed by its owner inside a callback: destroyed when they return */
+        bool heartbeat_held;  /* the VM's vCPUs are stopped (paused, saving): no probe */
+        uint64_t quiet_since; /* the last frame from the agent, or the first request after none */
+        uint64_t probe_ns;    /* when the heartbeat probe went, 0 when none is out */
+        int closed_status;    /* the first shutdown's status: why the connection closed */
+        int depth;            /* callbacks running: agent_client_free then only marks it doomed */
+        bool doomed;          /* freed by its owner inside a callback: destroyed when they return */
 };
 
 static void destroy(AgentClient *c);
@@ -166,6 +173,7 @@ static void read_frames(AgentClient *c, ssize_t n)
                 return;
         }
         proto_reader_commit(&c->reader, (size_t) n);
+        c->quiet_since = events_mono_ns();
         for (;;) {
                 msgpack_object msg;
                 int r = proto_reader_next(&c->reader, &msg);
@@ -411,6 +419,8 @@ int agent_request_send(AgentClient *c, AgentRequest *req, uint64_t timeout_ms)
                 return r;
         req->client = c;
         req->started_ns = events_mono_ns();
+        if (!c->pending)
+                c->quiet_since = req->started_ns;
         req->deadline_ns = timeout_ms ? req->started_ns + timeout_ms * 1000000u : 0;
         req->prev = NULL;
         req->next = c->pending;
@@ -446,6 +456,72 @@ void agent_client_send_cancel(AgentClient *c, uint64_t target)
         (void) agent_frame_send(c);
 }
 
+static uint64_t heartbeat_ns(void)
+{
+        const char *v = env_get()->agent_heartbeat;
+        long ms = v ? strtol(v, NULL, 10) : 0;
+        return (uint64_t) (ms > 0 && ms <= 600000 ? ms : HEARTBEAT_MS) * 1000000u;
+}
+
+void agent_client_hold_heartbeat(AgentClient *c, bool held)
+{
+        c->heartbeat_held = held;
+        c->probe_ns = 0;
+        c->quiet_since = events_mono_ns(); /* a resumed guest gets a whole period */
+}
+
+/* Requests of the caller's in flight (the hello is the connection's own, with its timeout). */
+static bool requests_waiting(const AgentClient *c)
+{
+        for (const AgentRequest *r = c->pending; r; r = r->next)
+                if (r != &c->hello)
+                        return true;
+        return false;
+}
+
+/* A connection quiet for a period with requests in flight gets a probe (a cancel of id 0,
+ * which the agent answers at once, from its poll loop, however busy its requests are); one
+ * that then stays quiet for another period has a hung agent or guest: its requests fail with
+ * -EHOSTDOWN, and the connection stays (a guest that wakes up is served again). An operation
+ * without a timeout of its own, or with a long one, thus learns within two periods. */
+static void heartbeat(AgentClient *c, uint64_t now)
+{
+        uint64_t period = heartbeat_ns();
+        if (!c->ready || c->retired || c->heartbeat_held || !requests_waiting(c)) {
+                c->probe_ns = 0;
+                return;
+        }
+        if (c->probe_ns && c->quiet_since >= c->probe_ns)
+                c->probe_ns = 0; /* answered */
+        if (!c->probe_ns) {
+                if (now - c->quiet_since >= period) {
+                        agent_client_send_cancel(c, 0);
+                        c->probe_ns = now;
+                }
+                return;
+        }
+        if (now - c->probe_ns < period)
+                return;
+        c->probe_ns = 0;
+        c->quiet_since = now;
+        for (AgentRequest *req = c->pending; req && !c->doomed;) {
+                AgentRequest *next = req->next;
+                if (req != &c->hello) {
+                        agent_client_send_cancel(c, req->id);
+                        agent_request_cancel(req);
+                        if (req->on_reply)
+                                req->on_reply(req, -EHOSTDOWN, NULL);
+                        next = c->pending; /* the callback may have changed the list */
+                }
+                req = next;
+        }
+}
+
+uint64_t agent_client_heartbeat_ms(void)
+{
+        return heartbeat_ns() / 1000000u;
+}
+
 static void on_sweep(uv_timer_t *t)
 {
         AgentClient *c = t->data;
@@ -467,6 +543,8 @@ static void on_sweep(uv_timer_t *t)
                 }
                 req = next;
         }
+        if (!c->doomed)
+                heartbeat(c, now);
         leave(c);
 }
 
@@ -539,6 +617,9 @@ const char *agent_client_close_text(int status)
                 return "the agent refused the connection's hello";
         case -EPROTONOSUPPORT:
                 return "the agent speaks another protocol version";
+        case -EHOSTDOWN:
+                return "no frame from the agent, not even an answer to its heartbeat: the agent "
+                       "or the guest is hung";
         default:
                 return status < 0 ? strerror(-status) : "the connection is not open";
         }

@@ -19,7 +19,8 @@ typedef void (*AgentChunkFn)(AgentRequest *req, const char *kind, const char *da
 /* The end of req. status 0: reply is the agent's reply map (check its "ok"); status < 0: no
  * reply (-ETIMEDOUT, -ECONNRESET when the connection died, -EBADMSG for a frame from the agent
  * that is not one map or lacks its id or ok, -EMSGSIZE for one over PROTO_MAX_FRAME, -ENOMEM,
- * -ECANCELED when the client is freed), reply NULL. After this call the client holds no
+ * -ECANCELED when the client is freed, -EHOSTDOWN when the agent answered no heartbeat),
+ * reply NULL. After this call the client holds no
  * reference to req. */
 typedef void (*AgentReplyFn)(AgentRequest *req, int status, const msgpack_object *reply);
 
@@ -80,6 +81,12 @@ void agent_request_cancel(AgentRequest *req);
  * ever was), and what such a status means, for messages ("the agent sent a frame over 4 MiB"). */
 int agent_client_closed_status(const AgentClient *c);
 const char *agent_client_close_text(int status);
+/* The heartbeat (agent_client.c): requests in flight on a connection with no frame from the
+ * agent for a period (10 s, $PROVIUM_AGENT_HEARTBEAT ms) send a probe; no frame for another
+ * period fails them with -EHOSTDOWN. Held while the VM's vCPUs are stopped. */
+void agent_client_hold_heartbeat(AgentClient *c, bool held);
+uint64_t agent_client_heartbeat_ms(void);
+
 /* Fails every request in flight with status and closes the connection. */
 void agent_client_shutdown(AgentClient *c, int status);
 /* Frees the client (after failing requests with -ECANCELED). Accepts NULL, returns NULL. */

@@ -79,6 +79,13 @@ void vm_enter(Vm *vm, VmPhase next)
                 abort();
         }
         vm->phase = next;
+        /* a guest whose vCPUs are stopped answers no heartbeat, and is not hung */
+        bool stopped = next == PHASE_PAUSED || next == PHASE_SAVING;
+        for (int i = 0; i <= vm->nworkers && i <= VM_MAX_WORKERS; i++) {
+                AgentClient *c = i == 0 ? vm->agent : vm->workers[i];
+                if (c)
+                        agent_client_hold_heartbeat(c, stopped);
+        }
 }
 
 VmState vm_state(const Vm *vm)

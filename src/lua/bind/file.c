@@ -257,9 +257,11 @@ static void on_tail_reply(AgentRequest *req, int status, const msgpack_object *r
         if (status == 0 && proto_get_bool(reply, "ok", &ok) == 1 && !ok)
                 (void) proto_get_bytes(reply, "error", &name, &nlen);
         bool cancelled = nlen == 9 && memcmp(name, "ECANCELED", 9) == 0;
-        char msg[64];
-        snprintf(msg, sizeof msg, "the tail ended: %.*s", (int) nlen,
-                 status < 0 ? "connection lost" : name);
+        char msg[160];
+        if (status < 0)
+                snprintf(msg, sizeof msg, "the tail ended: %s", agent_client_close_text(status));
+        else
+                snprintf(msg, sizeof msg, "the tail ended: %.*s", (int) nlen, name);
         stream_end(t->stream, ok || cancelled ? NULL : msg);
         stream_release(t->stream);
         free(t);

@@ -90,8 +90,8 @@ static char *reply_error(const Process *p, int status, const msgpack_object *rep
         } else {
                 const char *death = vm_death_reason(p->tg.vm);
                 if (asprintf(&s, "vm %s: run_async %s: %s%s%s", p->tg.label, p->cmd,
-                             death ? "the VM died" : strerror(-status), death ? "\n" : "",
-                             death ? death : "") < 0)
+                             death ? "the VM died" : agent_client_close_text(status),
+                             death ? "\n" : "", death ? death : "") < 0)
                         s = NULL;
         }
         return s;

@@ -143,6 +143,12 @@ static void push_failure(lua_State *co, Op *op, int status, const msgpack_object
         else if (status == -ETIMEDOUT)
                 lua_pushfstring(co, "vm %s: %s %s: timed out after %f s", op->vm_name, op->name,
                                 op->object, op->timeout_s);
+        else if (status == -EHOSTDOWN)
+                lua_pushfstring(co,
+                                "vm %s: %s %s: no frame from the agent for %f s, not even an "
+                                "answer to its heartbeat: the agent or the guest is hung",
+                                op->vm_name, op->name, op->object,
+                                2.0 * (double) agent_client_heartbeat_ms() / 1000.0);
         else if (status == -EBADMSG || status == -EMSGSIZE)
                 lua_pushfstring(co, "vm %s: %s %s: %s: its connection was closed", op->vm_name,
                                 op->name, op->object, agent_client_close_text(status));
