@@ -30,6 +30,7 @@
 
 #include "env.h"
 #include "fixture_cache.h"
+#include "fixture_internal.h"
 #include "qemu.h"
 #include "paths.h"
 
@@ -503,6 +504,23 @@ static void test_corrupt_meta(void **state)
         }
 }
 
+/* fixture-4.5c: a file shorter than the size hashed (cut meanwhile) is an error, not SIGBUS:
+ * the files are read, not mapped. */
+static void test_hash_cut_file(void **state)
+{
+        const char *path = fmt("%s/cut", root());
+        char data[8192], sum[17];
+        memset(data, 'x', sizeof data);
+        assert_int_equal(mkdir(root(), 0755) == 0 || errno == EEXIST, 1);
+        write_file(path, data, sizeof data);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        assert_true(fd >= 0);
+        assert_int_equal(fixture__hash_fd(fd, sizeof data, false, sum), 0);
+        assert_int_equal(fixture__hash_fd(fd, 8 * sizeof data, false, sum), -EIO);
+        assert_int_equal(fixture__hash_fd(fd, 8 * sizeof data, true, sum), 0); /* its extents */
+        assert_int_equal(close(fd), 0);
+}
+
 /* fixture-4.5b: a VM's config changed in meta.json (it is not in the files' hashes) is found. */
 static void test_changed_config(void **state)
 {
@@ -819,6 +837,7 @@ int main(int argc, char **argv)
             cmocka_unit_test_setup_teardown(test_corrupt_ram_size_missing, setup, teardown),
             cmocka_unit_test_setup_teardown(test_corrupt_meta, setup, teardown),
             cmocka_unit_test_setup_teardown(test_changed_config, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_hash_cut_file, setup, teardown),
             cmocka_unit_test_setup_teardown(test_rebuild_after_corrupt, setup, teardown),
             cmocka_unit_test_setup_teardown(test_build_errors, setup, teardown),
             cmocka_unit_test_setup_teardown(test_root_not_a_directory, setup, teardown),

@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -17,7 +16,8 @@
 #include "fixture_cache.h"
 #include "fixture_internal.h"
 
-#define FIXTURE_HASH_CHUNK (64u << 20) /* bytes mapped at once while hashing */
+#define FIXTURE_HASH_CHUNK                                                                         \
+        (1u << 20) /* bytes read at once while hashing: a multiple of HASH_PAGE */
 
 static void hex64(uint64_t h, char out[17])
 {
@@ -39,35 +39,49 @@ static bool page_is_zero(const unsigned char *p, size_t n)
         return acc == 0;
 }
 
-/* Feeds [off, off+len) of fd to st through read-only shared mappings (no copy). With sparse,
- * only its pages that are not all zeros, each after its offset (a little-endian u64). */
-static int hash_range(XXH3_state_t *st, int fd, uint64_t off, uint64_t len, bool sparse)
+/* Reads up to want bytes at off, all of them unless the file ends first (so that chunks stay
+ * on the page grid). Returns how many, or -errno. */
+static ssize_t pread_full(int fd, unsigned char *buf, size_t want, uint64_t off)
 {
-        uint64_t page = (uint64_t) sysconf(_SC_PAGESIZE);
-
-        while (len > 0) {
-                uint64_t start = off & ~(page - 1);
-                uint64_t chunk = len < FIXTURE_HASH_CHUNK ? len : FIXTURE_HASH_CHUNK;
-                size_t maplen = (size_t) (off - start + chunk);
-                void *m = mmap(NULL, maplen, PROT_READ, MAP_SHARED, fd, (off_t) start);
-
-                if (m == MAP_FAILED)
+        size_t got = 0;
+        while (got < want) {
+                ssize_t n = pread(fd, buf + got, want - got, (off_t) (off + got));
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
                         return -errno;
-                (void) madvise(m, maplen, MADV_SEQUENTIAL);
-                const unsigned char *p = (const unsigned char *) m + (off - start);
+                if (n == 0)
+                        break;
+                got += (size_t) n;
+        }
+        return (ssize_t) got;
+}
+
+/* Feeds [off, off+len) of fd to st, read with pread (not mapped: an I/O error or a file cut
+ * short meanwhile is an error, not SIGBUS). With sparse, only its pages that are not all
+ * zeros, each after its offset (a little-endian u64). */
+static int hash_range(XXH3_state_t *st, unsigned char *buf, int fd, uint64_t off, uint64_t len,
+                      bool sparse)
+{
+        while (len > 0) {
+                size_t want = len < FIXTURE_HASH_CHUNK ? (size_t) len : FIXTURE_HASH_CHUNK;
+                ssize_t n = pread_full(fd, buf, want, off);
+                if (n < 0)
+                        return (int) n;
+                if ((size_t) n < want)
+                        return -EIO; /* shorter than its size said */
                 if (!sparse)
-                        (void) XXH3_64bits_update(st, p, (size_t) chunk);
-                for (uint64_t i = 0; sparse && i < chunk; i += HASH_PAGE) {
-                        size_t n = chunk - i < HASH_PAGE ? (size_t) (chunk - i) : HASH_PAGE;
-                        if (page_is_zero(p + i, n))
+                        (void) XXH3_64bits_update(st, buf, (size_t) n);
+                for (size_t i = 0; sparse && i < (size_t) n; i += HASH_PAGE) {
+                        size_t k = (size_t) n - i < HASH_PAGE ? (size_t) n - i : HASH_PAGE;
+                        if (page_is_zero(buf + i, k))
                                 continue;
                         uint64_t at = htole64(off + i);
                         (void) XXH3_64bits_update(st, &at, sizeof at);
-                        (void) XXH3_64bits_update(st, p + i, n);
+                        (void) XXH3_64bits_update(st, buf + i, k);
                 }
-                (void) munmap(m, maplen);
-                off += chunk;
-                len -= chunk;
+                off += (uint64_t) n;
+                len -= (uint64_t) n;
         }
         return 0;
 }
@@ -79,14 +93,16 @@ static int hash_range(XXH3_state_t *st, int fd, uint64_t off, uint64_t len, bool
 int fixture__hash_fd(int fd, uint64_t size, bool sparse, char out[17])
 {
         XXH3_state_t *st = XXH3_createState();
+        unsigned char *buf = malloc(FIXTURE_HASH_CHUNK);
         int r = 0;
 
-        if (!st || XXH3_64bits_reset(st) != XXH_OK) {
+        if (!st || !buf || XXH3_64bits_reset(st) != XXH_OK) {
                 XXH3_freeState(st);
+                free(buf);
                 return -ENOMEM;
         }
         if (!sparse) {
-                r = hash_range(st, fd, 0, size, false);
+                r = hash_range(st, buf, fd, 0, size, false);
                 goto out;
         }
         uint64_t hashed_to = 0; /* pages below this are done */
@@ -112,7 +128,7 @@ int fixture__hash_fd(int fd, uint64_t size, bool sparse, char out[17])
                 uint64_t b = ((uint64_t) hole + HASH_PAGE - 1) & ~(uint64_t) (HASH_PAGE - 1);
                 a = a < hashed_to ? hashed_to : a;
                 b = b > size ? size : b;
-                if (b > a && (r = hash_range(st, fd, a, b - a, true)) < 0)
+                if (b > a && (r = hash_range(st, buf, fd, a, b - a, true)) < 0)
                         break;
                 hashed_to = b > hashed_to ? b : hashed_to;
                 off = hole;
@@ -121,6 +137,7 @@ out:
         if (r >= 0)
                 hex64(XXH3_64bits_digest(st), out);
         XXH3_freeState(st);
+        free(buf);
         return r;
 }
 
