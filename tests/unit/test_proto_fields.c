@@ -1,5 +1,6 @@
 /* test_proto_fields.c: the agent protocol codec (src/common/proto.c): reading fields of every type
  * and encoding. Cases are numbered like sqlite's (proto-1.1, ...). */
+#include "proto_exit.h"
 #include "proto_harness.h"
 
 /* ---- 1 fields ---- */
@@ -512,6 +513,58 @@ static void field_every_encoding(void **state)
         free(buf);
 }
 
+/* One exit reply {exit_code?, signal?, timed_out?, duration_ns?}: k < 0 leaves a field out,
+ * k == INT64_MIN writes nil. */
+static const char *read_exit(int64_t code, int64_t sig, int mistype, ProtoExit *e)
+{
+        ProtoWriter w;
+        ProtoReader r;
+        msgpack_object msg;
+        proto_writer_init(&w);
+        proto_begin(&w, (code != -1) + (sig != -1) + 2);
+        if (code == INT64_MIN)
+                proto_kv_nil(&w, "exit_code");
+        else if (code != -1)
+                proto_kv_int(&w, "exit_code", code);
+        if (sig == INT64_MIN)
+                proto_kv_nil(&w, "signal");
+        else if (sig != -1)
+                proto_kv_int(&w, "signal", sig);
+        if (mistype)
+                proto_kv_str(&w, "timed_out", "yes");
+        else
+                proto_kv_bool(&w, "timed_out", true);
+        proto_kv_uint(&w, "duration_ns", 1500);
+        assert_int_equal(proto_end(&w), 0);
+        decode(&w, &r, &msg);
+        const char *bad = proto_read_exit(&msg, e);
+        proto_reader_done(&r);
+        proto_writer_done(&w);
+        return bad;
+}
+
+/* proto-1.11: a command's end from the guest: exactly one of an exit code and a signal, each
+ * in range; anything else is refused, saying why, and leaves nothing set. */
+static void field_exit(void **state)
+{
+        ProtoExit e;
+        assert_null(read_exit(3, INT64_MIN, 0, &e));
+        assert_true(e.has_code && e.code == 3 && e.timed_out && e.duration_ns == 1500);
+        assert_null(read_exit(INT64_MIN, 9, 0, &e));
+        assert_true(!e.has_code && e.sig == 9);
+        assert_null(read_exit(0, 0, 0, &e)); /* signal 0 beside a code: exited */
+        assert_true(e.has_code && e.code == 0);
+        const int64_t bad[][2] = {{3, 9},    {-1, -1},        {INT64_MIN, INT64_MIN},
+                                  {256, -1}, {-4, INT64_MIN}, {INT64_MIN, 65},
+                                  {-1, -7}};
+        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+                assert_string_equal(read_exit(bad[i][0], bad[i][1], 0, &e),
+                                    "not one exit code (0-255) or signal (1-64)");
+                assert_false(e.has_code || e.code || e.sig);
+        }
+        assert_string_equal(read_exit(0, -1, 1, &e), "a mistyped timed_out or duration_ns");
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -520,6 +573,7 @@ int main(void)
             CASE("proto-1.5", field_nil_absent), CASE("proto-1.6", field_str_bin),
             CASE("proto-1.7", field_dup_str),    CASE("proto-1.8", field_wrong_types),
             CASE("proto-1.9", field_lookup),     CASE("proto-1.10", field_every_encoding),
+            CASE("proto-1.11", field_exit),
         };
         return cmocka_run_group_tests_name("proto_fields", tests, NULL, NULL);
 }

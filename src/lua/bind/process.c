@@ -16,6 +16,7 @@
 #include "command.h"
 #include "events.h"
 #include "op.h"
+#include "proto_exit.h"
 #include "stream.h"
 #include "waiter.h"
 #include "types.h"
@@ -28,11 +29,8 @@ typedef struct Process {
         Target tg;
         char *cmd;
         bool started, done;
-        int64_t pid;
-        bool has_code;
-        int64_t code, sig;
-        bool timed_out;
-        uint64_t duration_ns;
+        int64_t pid; /* 0 until started, or when the agent's was not one */
+        ProtoExit exit;
         char *error; /* why it never ran, or why its end is unknown */
         Stream *out, *err;
         Waiter *start_waiter, *exit_waiter;
@@ -63,8 +61,9 @@ static void on_spawn_chunk(AgentRequest *req, const char *kind, const char *data
         Process *p = req->data;
         if (strcmp(kind, "started") == 0) {
                 uint64_t pid = 0;
-                (void) proto_get_uint(msg, "pid", &pid);
-                p->pid = (int64_t) pid;
+                /* from the guest: a pid is 1 to 2^22 (the kernel's PID_MAX_LIMIT) */
+                if (proto_get_uint(msg, "pid", &pid) == 1 && pid >= 1 && pid <= (1u << 22))
+                        p->pid = (int64_t) pid;
                 p->started = true;
                 waiter_wake(&p->start_waiter);
         } else if (data && strcmp(kind, "stdout") == 0)
@@ -101,11 +100,13 @@ static void on_spawn_reply(AgentRequest *req, int status, const msgpack_object *
 {
         Process *p = req->data;
         bool ok = false;
+        const char *bad = NULL;
         if (status == 0 && proto_get_bool(reply, "ok", &ok) == 1 && ok) {
-                p->has_code = proto_get_int(reply, "exit_code", &p->code) == 1;
-                (void) proto_get_int(reply, "signal", &p->sig);
-                (void) proto_get_bool(reply, "timed_out", &p->timed_out);
-                (void) proto_get_uint(reply, "duration_ns", &p->duration_ns);
+                bad = proto_read_exit(reply, &p->exit);
+                if (bad &&
+                    asprintf(&p->error, "vm %s: run_async %s: the agent's reply is not valid: %s",
+                             p->tg.label, p->cmd, bad) < 0)
+                        p->error = NULL;
         } else
                 p->error = reply_error(p, status, reply);
         p->done = true;
@@ -198,21 +199,21 @@ static int l_state(lua_State *L)
         lua_setfield(L, -2, "started");
         lua_pushboolean(L, p->done);
         lua_setfield(L, -2, "done");
-        if (p->started) {
+        if (p->started && p->pid) {
                 lua_pushinteger(L, p->pid);
                 lua_setfield(L, -2, "pid");
         }
-        if (p->done && p->has_code) {
-                lua_pushinteger(L, p->code);
+        if (p->done && !p->error && p->exit.has_code) {
+                lua_pushinteger(L, p->exit.code);
                 lua_setfield(L, -2, "code");
         }
-        if (p->done && p->sig) {
-                lua_pushinteger(L, p->sig);
+        if (p->done && !p->error && !p->exit.has_code) {
+                lua_pushinteger(L, p->exit.sig);
                 lua_setfield(L, -2, "signal");
         }
-        lua_pushboolean(L, p->timed_out);
+        lua_pushboolean(L, p->exit.timed_out);
         lua_setfield(L, -2, "timed_out");
-        lua_pushnumber(L, (double) p->duration_ns / 1e9);
+        lua_pushnumber(L, (double) p->exit.duration_ns / 1e9);
         lua_setfield(L, -2, "duration");
         if (p->error) {
                 lua_pushstring(L, p->error);

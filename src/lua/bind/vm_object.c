@@ -22,6 +22,7 @@
 #include "vm.h"
 #include "command.h"
 #include "op.h"
+#include "proto_exit.h"
 #include "file.h"
 #include "layer0.h"
 #include "lifecycle.h"
@@ -238,27 +239,25 @@ static int l_vm_boot(lua_State *L)
 
 static int push_exec_result(lua_State *co, Op *op, const msgpack_object *reply)
 {
-        int64_t code = 0, sig = 0;
-        uint64_t dur = 0;
-        bool timed_out = false;
+        ProtoExit e;
+        const char *bad = proto_read_exit(reply, &e);
+        if (bad)
+                return op_push_bad_reply(co, op, bad);
         lua_createtable(co, 0, 8);
         lua_pushlstring(co, op->out.p ? op->out.p : "", op->out.len);
         lua_setfield(co, -2, "stdout");
         lua_pushlstring(co, op->err.p ? op->err.p : "", op->err.len);
         lua_setfield(co, -2, "stderr");
-        if (proto_get_int(reply, "exit_code", &code) == 1) {
-                lua_pushinteger(co, code);
+        if (e.has_code) {
+                lua_pushinteger(co, e.code);
                 lua_setfield(co, -2, "code");
-        }
-        if (proto_get_int(reply, "signal", &sig) == 1 && sig) {
-                lua_pushinteger(co, sig);
+        } else {
+                lua_pushinteger(co, e.sig);
                 lua_setfield(co, -2, "signal");
         }
-        (void) proto_get_bool(reply, "timed_out", &timed_out);
-        lua_pushboolean(co, timed_out);
+        lua_pushboolean(co, e.timed_out);
         lua_setfield(co, -2, "timed_out");
-        (void) proto_get_uint(reply, "duration_ns", &dur);
-        lua_pushnumber(co, (double) dur / 1e9);
+        lua_pushnumber(co, (double) e.duration_ns / 1e9);
         lua_setfield(co, -2, "duration");
         lua_pushstring(co, op->object);
         lua_setfield(co, -2, "cmd");
@@ -294,19 +293,32 @@ static int push_stat_result(lua_State *co, Op *op, const msgpack_object *reply)
 {
         static const char *const ufields[] = {"size", "mode",     "uid",      "gid",     "nlink",
                                               "ino",  "mtime_ns", "atime_ns", "ctime_ns"};
-        lua_createtable(co, 0, 12);
+        static const char *const types[] = {"file", "dir", "link", "chr", "blk", "fifo", "sock"};
+        uint64_t v[sizeof ufields / sizeof ufields[0]];
         const char *type;
-        size_t tlen;
-        if (proto_get_bytes(reply, "type", &type, &tlen) == 1) {
-                lua_pushlstring(co, type, tlen);
-                lua_setfield(co, -2, "type");
-        }
-        for (size_t i = 0; i < sizeof ufields / sizeof ufields[0]; i++) {
-                uint64_t v;
-                if (proto_get_uint(reply, ufields[i], &v) == 1) {
-                        lua_pushinteger(co, (lua_Integer) v);
-                        lua_setfield(co, -2, ufields[i]);
+        size_t tlen, t = 0;
+        /* from the guest: a type this side knows, and every number, within a Lua integer */
+        if (proto_get_bytes(reply, "type", &type, &tlen) != 1)
+                return op_push_bad_reply(co, op, "no type");
+        while (t < sizeof types / sizeof types[0] &&
+               (strlen(types[t]) != tlen || memcmp(types[t], type, tlen) != 0))
+                t++;
+        if (t == sizeof types / sizeof types[0])
+                return op_push_bad_reply(co, op, "an unknown type");
+        for (size_t i = 0; i < sizeof ufields / sizeof ufields[0]; i++)
+                if (proto_get_uint(reply, ufields[i], &v[i]) != 1 || v[i] > INT64_MAX) {
+                        char what[32];
+                        snprintf(what, sizeof what, "no valid %s", ufields[i]);
+                        return op_push_bad_reply(co, op, what);
                 }
+        if (v[1] > 07777)
+                return op_push_bad_reply(co, op, "a mode past 07777");
+        lua_createtable(co, 0, 12);
+        lua_pushstring(co, types[t]);
+        lua_setfield(co, -2, "type");
+        for (size_t i = 0; i < sizeof ufields / sizeof ufields[0]; i++) {
+                lua_pushinteger(co, (lua_Integer) v[i]);
+                lua_setfield(co, -2, ufields[i]);
         }
         uint64_t mt;
         if (proto_get_uint(reply, "mtime_ns", &mt) == 1) {
