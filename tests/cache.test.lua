@@ -98,6 +98,12 @@ test("a run's start trims the cache to $PROVIUM_CACHE_MAX, least recently used f
     t:eq(entries(dir, "fixtures"), "new ", "only the least recently used went")
     t:eq(entries(dir, "images"), "default ", "the image the run boots stays")
     t:eq(st.count_events(dir .. "/none.mp", "cache.evict"), 1)
+    -- a bound under what the run itself uses: the rest goes, not the image it resolved
+    out, code = st.run(dir .. "/none.test.lua", "--progress never", "XDG_CACHE_HOME=" .. dir .. "/cache PROVIUM_CACHE_MAX=1")
+    t:eq(code, 0, out)
+    t:match(out, "provium: cache: removed fixture new%-%x+ ")
+    t:eq(entries(dir, "fixtures"), "", "the rest went")
+    t:eq(entries(dir, "images"), "default ", "not the image this run resolved and boots")
     -- and a bound that is not a size stops the run before it starts
     out, code = st.run(dir .. "/none.test.lua", "--progress never", "XDG_CACHE_HOME=" .. dir .. "/cache PROVIUM_CACHE_MAX=lots")
     t:eq(code, 2, out)

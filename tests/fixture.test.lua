@@ -94,7 +94,7 @@ test("a corrupt, truncated or edited entry is detected, rebuilt and never restor
     t:eq(code, 0, out)
     t:eq(st.count_events(dir .. "/ev3.mp", "fixture.hit"), 0, "the truncated entry was not used")
     t:eq(st.count_events(dir .. "/ev3.mp", "fixture.build"), 1)
-    t:match(io.open(dir .. "/ev3.mp", "rb"):read("a"), "shared%.state is %d+ bytes, meta%.json says %d+")
+    t:match(st.read(dir .. "/ev3.mp"), "shared%.state is %d+ bytes, meta%.json says %d+")
     -- a VM's configuration edited in meta.json, which the files' hashes do not cover
     st.sh("sed -i 's/\"memory_mb\": [0-9]*/\"memory_mb\": 4096/' " .. entry .. "/meta.json")
     t:contains(st.read(entry .. "/meta.json"), '"memory_mb": 4096')
@@ -102,7 +102,7 @@ test("a corrupt, truncated or edited entry is detected, rebuilt and never restor
     t:eq(code, 0, out)
     t:eq(st.count_events(dir .. "/ev4.mp", "fixture.hit"), 0, "the edited entry was not used")
     t:eq(st.count_events(dir .. "/ev4.mp", "fixture.build"), 1)
-    t:contains(io.open(dir .. "/ev4.mp", "rb"):read("a"), "vm shared: config XXH3 is ")
+    t:contains(st.read(dir .. "/ev4.mp"), "vm shared: config XXH3 is ")
     st.sh("rm -rf " .. dir)
 end)
 

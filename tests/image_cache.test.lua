@@ -361,10 +361,15 @@ test("a file of an image's cache entry changed in place at its own length is fou
     t:eq(code, 0, out)
     t:contains(out, "is damaged (initrd changed since it was built: its XXH3 is not the recorded one): rebuilding")
     t:eq(st.sh("cksum < " .. entry .. "/initrd"), before, "its bytes as built")
-    -- a file only touched (chmod changes its ctime) but whole: hashed again, taken, not rebuilt
-    st.sh("chmod 0644 " .. entry .. "/initrd")
+    -- a file only touched (chmod changes its ctime) but whole: hashed again, taken, not rebuilt,
+    -- and its record refreshed with its new identity
+    local record = st.read(entry .. "/provium.sums"):match("initrd [^\n]*")
+    st.sh("sleep 0.01; chmod 0644 " .. entry .. "/initrd")
     out, code = build()
     t:eq(code, 0, out)
     t:eq(out:find("damaged", 1, true), nil, out)
     t:eq(out:find("building", 1, true), nil, "not rebuilt: " .. out)
+    local refreshed = st.read(entry .. "/provium.sums"):match("initrd [^\n]*")
+    t:ne(refreshed, record, "the record has the file's new ctime")
+    t:eq(refreshed:match("%x+$"), record:match("%x+$"), "and the same sum")
 end)

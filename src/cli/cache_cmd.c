@@ -348,7 +348,7 @@ static int cache_trim_cmd(const char *cache, int argc, char **argv)
                 fprintf(stderr, "provium: cache trim: unexpected argument '%s'\n", argv[1]);
                 return 2;
         }
-        if (argc == 1 && parse_size_mib(argv[0], &mb) < 0) {
+        if (argc == 1 && (parse_size_mib(argv[0], &mb) < 0 || mb > (UINT64_MAX >> 20))) {
                 fprintf(stderr,
                         "provium: cache trim: expected MiB or a size like \"20G\", got '%s'\n",
                         argv[0]);

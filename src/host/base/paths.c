@@ -3,6 +3,7 @@
 #include "paths.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <limits.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -71,9 +72,14 @@ const char *paths_cache_dir_wanted(void)
         return wanted[0] ? wanted : "~/.cache/provium";
 }
 
-const char *paths_cache_dir(void)
+static char cache_dir[PATH_MAX];
+static pthread_mutex_t cache_dir_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* paths_cache_dir's work, under cache_dir_mu: its first call may come from any thread of a
+ * runner's pool (an image resolve, a fixture lookup). */
+static const char *cache_dir_locked(void)
 {
-        static char dir[PATH_MAX];
+        char *dir = cache_dir; /* PATH_MAX bytes */
         const char *base, *home;
         int n, r;
 
@@ -81,7 +87,7 @@ const char *paths_cache_dir(void)
                 return dir;
         base = env_get()->xdg_cache_home;
         if (base && base[0] == '/') {
-                n = snprintf(dir, sizeof dir, "%s/provium", base);
+                n = snprintf(dir, sizeof cache_dir, "%s/provium", base);
         } else {
                 home = env_get()->home;
                 if (!home) {
@@ -92,9 +98,9 @@ const char *paths_cache_dir(void)
                         errno = ENOENT;
                         return NULL;
                 }
-                n = snprintf(dir, sizeof dir, "%s/.cache/provium", home);
+                n = snprintf(dir, sizeof cache_dir, "%s/.cache/provium", home);
         }
-        if (n < 0 || (size_t) n >= sizeof dir) {
+        if (n < 0 || (size_t) n >= sizeof cache_dir) {
                 dir[0] = '\0';
                 errno = ENAMETOOLONG;
                 return NULL;
@@ -108,6 +114,16 @@ const char *paths_cache_dir(void)
                 errno = -r;
                 return NULL;
         }
+        return dir;
+}
+
+const char *paths_cache_dir(void)
+{
+        pthread_mutex_lock(&cache_dir_mu);
+        const char *dir = cache_dir_locked();
+        int e = errno;
+        pthread_mutex_unlock(&cache_dir_mu);
+        errno = e;
         return dir;
 }
 

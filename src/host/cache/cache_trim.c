@@ -85,7 +85,10 @@ int cache_trim(uint64_t max, CacheTrimFn fn, void *data, uint64_t *ret_total)
                 qsort(t.v, t.n, sizeof *t.v, by_last_use);
         for (size_t i = 0; r >= 0 && i < t.n && t.total > max; i++) {
                 const TrimEntry *e = &t.v[i];
-                int q = cachedir_clear_entry(e->root, e->it.name, e->it.key, NULL);
+                /* this process's own uses too: a run trims after resolving what it boots */
+                int q = cachedir_used_here(e->root, e->it.name, e->it.key)
+                            ? -EBUSY
+                            : cachedir_clear_entry(e->root, e->it.name, e->it.key, NULL);
                 if (q == 1) {
                         removed++;
                         t.total -= e->bytes < t.total ? e->bytes : t.total;

@@ -87,6 +87,8 @@ CacheDirKind cachedir_parse(const char *file, CacheDirItem *it, long *ret_pid)
         }
         if (*suffix == '\0')
                 return CACHEDIR_ENTRY;
+        if (strcmp(suffix, ".use") == 0)
+                return CACHEDIR_USE; /* unlinked only by a removal's release, while held */
         return strcmp(suffix, ".lock") == 0 ? CACHEDIR_LOCK : CACHEDIR_SIDE;
 }
 
@@ -198,6 +200,20 @@ static struct {
         size_t n;
 } uses = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
+bool cachedir_used_here(const char *root, const char *name, const char *key)
+{
+        char *path = cachedir_entry_path(root, name, key, ".use");
+        bool held = false;
+        if (!path)
+                return false;
+        pthread_mutex_lock(&uses.mu);
+        for (size_t i = 0; i < uses.n && !held; i++)
+                held = strcmp(uses.held[i].path, path) == 0;
+        pthread_mutex_unlock(&uses.mu);
+        free(path);
+        return held;
+}
+
 static bool use_held(const char *path)
 {
         for (size_t i = 0; i < uses.n; i++)
@@ -247,6 +263,21 @@ out:
         pthread_mutex_unlock(&uses.mu);
         free(l.path);
         return r;
+}
+
+void cachedir_unuse_if_absent(const char *root, const char *name, const char *key)
+{
+        char *dir = cachedir_entry_path(root, name, key, "");
+        CacheLock l = {.fd = -1, .path = cachedir_entry_path(root, name, key, ".use")};
+        struct stat sb;
+
+        if (dir && l.path && lstat(dir, &sb) < 0 && errno == ENOENT) {
+                use_drop(l.path);
+                if (lock_take(&l, false, false) == 0) /* nobody else waits to use it */
+                        cachedir_lock_release(&l);    /* unlinked while held */
+        }
+        free(l.path);
+        free(dir);
 }
 
 int64_t cachedir_last_use(const char *root, const char *name, const char *key)

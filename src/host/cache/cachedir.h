@@ -37,6 +37,7 @@ typedef enum {
         CACHEDIR_OTHER,
         CACHEDIR_ENTRY,   /* <name>-<key> */
         CACHEDIR_LOCK,    /* <name>-<key>.lock */
+        CACHEDIR_USE,     /* <name>-<key>.use */
         CACHEDIR_SIDE,    /* <name>-<key>.<anything else> */
         CACHEDIR_STAGING, /* .<name>-<key>.tmp-<pid> */
 } CacheDirKind;
@@ -98,6 +99,11 @@ int cachedir_list(const char *root, const char *name, bool all, CacheDirItem **r
 /* Marks entry name-key of root as used by this process until it exits (its use file, above);
  * once per entry per process. Waits only for a removal under way. Returns 0 or -errno. */
 int cachedir_use(const char *root, const char *name, const char *key);
+/* When entry name-key does not exist (its build failed), this process's use of it goes, and
+ * its use file with it unless another process holds it. */
+void cachedir_unuse_if_absent(const char *root, const char *name, const char *key);
+/* This process holds entry name-key's use. */
+bool cachedir_used_here(const char *root, const char *name, const char *key);
 /* The entry's last use: its use file's mtime, else the entry's own; 0 when it has neither. */
 int64_t cachedir_last_use(const char *root, const char *name, const char *key);
 

@@ -81,6 +81,8 @@ static int fixtures_root(const char *what, bool create, char **ret, char *err, s
 static void build_release(FixtureBuild *b)
 {
         cachedir_lock_release(&b->lock);
+        if (b->root && b->name && b->key)
+                cachedir_unuse_if_absent(b->root, b->name, b->key); /* nothing was built */
         for (size_t i = 0; i < b->nvms; i++) {
                 free(b->vms[i].name);
                 json_decref(b->vms[i].config);

@@ -81,8 +81,8 @@ typedef void (*FixtureClearFn)(void *data, const char *name, const char *key, ui
                                int result);
 /* Removes the entries whose name is `name` (NULL: all), with their stale staging directories
  * and lock files. Each entry's build lock is taken without waiting first; entries being built
- * or in use are skipped and counted in *ret_busy (may be NULL). Returns the number removed or -errno
- * with err. */
+ * or in use are skipped and counted in *ret_busy (may be NULL). Returns the number removed or
+ * -errno with err. */
 int fixture_cache_clear_each(const char *name, FixtureClearFn fn, void *data, size_t *ret_busy,
                              char *err, size_t errlen);
 int fixture_cache_clear(const char *name, size_t *ret_busy, char *err, size_t errlen);

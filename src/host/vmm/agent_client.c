@@ -41,6 +41,7 @@ struct AgentClient {
         bool heartbeat_held;  /* the VM's vCPUs are stopped (paused, saving): no probe */
         uint64_t quiet_since; /* the last frame from the agent, or the first request after none */
         uint64_t probe_ns;    /* when the heartbeat probe went, 0 when none is out */
+        uint64_t swept_ns;    /* the last sweep: one long after it follows a loop that stalled */
         int closed_status;    /* the first shutdown's status: why the connection closed */
         int depth;            /* callbacks running: agent_client_free then only marks it doomed */
         bool doomed;          /* freed by its owner inside a callback: destroyed when they return */
@@ -487,6 +488,10 @@ static bool requests_waiting(const AgentClient *c)
 static void heartbeat(AgentClient *c, uint64_t now)
 {
         uint64_t period = heartbeat_ns();
+        /* after a stall of the loop (a test's blocking call) the answer may be unread yet:
+         * nothing is declared hung before the loop has polled again */
+        bool stalled = c->swept_ns && now - c->swept_ns > 20u * SWEEP_MS * 1000000u;
+        c->swept_ns = now;
         if (!c->ready || c->retired || c->heartbeat_held || !requests_waiting(c)) {
                 c->probe_ns = 0;
                 return;
@@ -500,13 +505,14 @@ static void heartbeat(AgentClient *c, uint64_t now)
                 }
                 return;
         }
-        if (now - c->probe_ns < period)
+        if (now - c->probe_ns < period || stalled)
                 return;
         c->probe_ns = 0;
         c->quiet_since = now;
+        /* only what was in flight: a callback may send a new request, which gets its period */
         for (AgentRequest *req = c->pending; req && !c->doomed;) {
                 AgentRequest *next = req->next;
-                if (req != &c->hello) {
+                if (req != &c->hello && req->started_ns <= now) {
                         agent_client_send_cancel(c, req->id);
                         agent_request_cancel(req);
                         if (req->on_reply)

@@ -224,10 +224,11 @@ static int push_opened(lua_State *L, void *ud)
                 return 2;
         }
         BuildBox *box = lua_newuserdatauv(L, sizeof *box, 0);
+        *box = (BuildBox){0};
+        luaL_setmetatable(L, BUILD_MT);
         *box = (BuildBox){.b = j->b, .name = j->name, .key = j->key, .started_ns = j->started_ns};
         j->b = NULL; /* the userdata holds the lock from here: its __gc aborts the build */
         j->name = j->key = NULL;
-        luaL_setmetatable(L, BUILD_MT);
         lua_pushliteral(L, "build");
         lua_insert(L, -2);
         lua_pushstring(L, j->corrupt);

@@ -31,7 +31,8 @@ typedef struct Process {
         bool started, done;
         int64_t pid; /* 0 until started, or when the agent's was not one */
         ProtoExit exit;
-        char *error; /* why it never ran, or why its end is unknown */
+        bool exit_known; /* exit is the agent's, checked */
+        char *error;     /* why it never ran, or why its end is unknown */
         Stream *out, *err;
         Waiter *start_waiter, *exit_waiter;
 } Process;
@@ -103,6 +104,7 @@ static void on_spawn_reply(AgentRequest *req, int status, const msgpack_object *
         const char *bad = NULL;
         if (status == 0 && proto_get_bool(reply, "ok", &ok) == 1 && ok) {
                 bad = proto_read_exit(reply, &p->exit);
+                p->exit_known = !bad;
                 if (bad &&
                     asprintf(&p->error, "vm %s: run_async %s: the agent's reply is not valid: %s",
                              p->tg.label, p->cmd, bad) < 0)
@@ -203,11 +205,11 @@ static int l_state(lua_State *L)
                 lua_pushinteger(L, p->pid);
                 lua_setfield(L, -2, "pid");
         }
-        if (p->done && !p->error && p->exit.has_code) {
+        if (p->done && p->exit_known && p->exit.has_code) {
                 lua_pushinteger(L, p->exit.code);
                 lua_setfield(L, -2, "code");
         }
-        if (p->done && !p->error && !p->exit.has_code) {
+        if (p->done && p->exit_known && !p->exit.has_code) {
                 lua_pushinteger(L, p->exit.sig);
                 lua_setfield(L, -2, "signal");
         }

@@ -406,6 +406,11 @@ static int call_protected(lua_State *L, lua_CFunction fn, PushCall *c, int nargs
 static void fail_without_memory(Pending *p, const char *what)
 {
         char msg[512];
+        Task *t = task_find(p->rt, p->task);
+        /* p's completion is running, and frees what p belongs to: the test's end must not
+         * cancel it too */
+        t->parked = false;
+        t->pending = NULL;
         snprintf(msg, sizeof msg, "%s: not enough memory", what);
         finish_test(p->rt, TEST_FAIL, msg);
 }
