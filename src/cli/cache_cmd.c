@@ -295,6 +295,19 @@ typedef struct TrimReport {
         const char *prefix;
 } TrimReport;
 
+static void emit_evict(const CacheTrimItem *it, uint64_t max)
+{
+        EventBuilder ev;
+        event_begin(&ev, "cache.evict", 6);
+        proto_kv_str(&ev.w, "area", it->area);
+        proto_kv_str(&ev.w, "name", it->name);
+        proto_kv_str(&ev.w, "key", it->key);
+        proto_kv_uint(&ev.w, "bytes", it->bytes);
+        proto_kv_int(&ev.w, "last_use", it->last_use);
+        proto_kv_uint(&ev.w, "max", max);
+        event_end(&ev);
+}
+
 static void on_trimmed(void *data, const CacheTrimItem *it)
 {
         const TrimReport *t = data;
@@ -308,15 +321,7 @@ static void on_trimmed(void *data, const CacheTrimItem *it)
                         "than $PROVIUM_CACHE_MAX (%.1fM)\n",
                         t->prefix ? t->prefix : "", kind, it->name, it->key, it->bytes / MIB, age,
                         t->max / MIB);
-                EventBuilder ev;
-                event_begin(&ev, "cache.evict", 6);
-                proto_kv_str(&ev.w, "area", it->area);
-                proto_kv_str(&ev.w, "name", it->name);
-                proto_kv_str(&ev.w, "key", it->key);
-                proto_kv_uint(&ev.w, "bytes", it->bytes);
-                proto_kv_int(&ev.w, "last_use", it->last_use);
-                proto_kv_uint(&ev.w, "max", t->max);
-                event_end(&ev);
+                emit_evict(it, t->max);
         } else if (!t->quiet_kept)
                 printf("kept %s %s-%.16s (%.1fM): %s\n", kind, it->name, it->key, it->bytes / MIB,
                        it->result == -EBUSY         ? "in use by a running provium"

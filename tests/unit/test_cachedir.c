@@ -100,9 +100,11 @@ static void test_parse(void **state)
         assert_false(cachedir_key_valid("0123456789ABCDEF0123456789ABCDEF"));
 }
 
-/* A child that takes stem's lock, says so on fd, then waits for SIGKILL or exits without
- * releasing it (a crash: no unlink). */
-static pid_t child_holding(const char *stem, bool crash)
+/* What a child does before it says so on a pipe: takes stem's lock and waits for SIGKILL, takes
+ * it and exits without releasing it (a crash: no unlink), or uses entry base-KEY and waits. */
+typedef enum { HOLD, CRASH, USE } ChildDoes;
+
+static pid_t child(const char *stem, ChildDoes does)
 {
         int p[2];
         char c;
@@ -114,10 +116,12 @@ static pid_t child_holding(const char *stem, bool crash)
         if (pid == 0) {
                 CacheLock l;
                 (void) close(p[0]);
-                if (cachedir_lock_init(&l, root, stem) < 0 || cachedir_lock_take(&l, false) < 0)
+                if (does == USE ? cachedir_use(root, "base", KEY) < 0
+                                : cachedir_lock_init(&l, root, stem) < 0 ||
+                                      cachedir_lock_take(&l, false) < 0)
                         _exit(1);
                 (void) write(p[1], "x", 1);
-                if (crash)
+                if (does == CRASH)
                         _exit(0);
                 pause();
                 _exit(0);
@@ -139,7 +143,7 @@ static void test_lock(void **state)
         pid_t pid;
 
         snprintf(path, sizeof path, "%s/%s.lock", root, stem);
-        pid = child_holding(stem, false);
+        pid = child(stem, HOLD);
         assert_int_equal(cachedir_lock_init(&l, root, stem), 0);
         assert_int_equal(cachedir_lock_take(&l, false), -EWOULDBLOCK);
         assert_int_equal(cachedir_clear_entry(root, "base", KEY, NULL), -EWOULDBLOCK);
@@ -150,7 +154,7 @@ static void test_lock(void **state)
         assert_false(exists(path));
         cachedir_lock_release(&l); /* twice is fine */
 
-        pid = child_holding(stem, true);
+        pid = child(stem, CRASH);
         assert_int_equal(waitpid(pid, &status, 0), pid);
         assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
         assert_true(exists(path)); /* left behind, unlocked */
@@ -158,30 +162,6 @@ static void test_lock(void **state)
         assert_int_equal(cachedir_lock_take(&l, true), 0);
         cachedir_lock_release(&l);
         assert_false(exists(path));
-}
-
-/* A child that uses entry base-KEY (cachedir_use), says so on fd, then waits for SIGKILL. */
-static pid_t child_using(void)
-{
-        int p[2];
-        char c;
-        pid_t pid;
-
-        assert_int_equal(pipe(p), 0);
-        pid = fork();
-        assert_true(pid >= 0);
-        if (pid == 0) {
-                (void) close(p[0]);
-                if (cachedir_use(root, "base", KEY) < 0)
-                        _exit(1);
-                (void) write(p[1], "x", 1);
-                pause();
-                _exit(0);
-        }
-        (void) close(p[1]);
-        assert_int_equal(read(p[0], &c, 1), 1);
-        (void) close(p[0]);
-        return pid;
 }
 
 /* cachedir-2b: an entry another process uses is kept by a removal (-EBUSY) until that
@@ -202,7 +182,7 @@ static void test_use(void **state)
             utimensat(AT_FDCWD, entry, (struct timespec[]){{.tv_sec = 1000}, {.tv_sec = 1000}}, 0),
             0);
         assert_int_equal(cachedir_last_use(root, "base", KEY), 1000); /* never used: the entry's */
-        pid_t pid = child_using();
+        pid_t pid = child(NULL, USE);
         assert_true(exists(use));
         assert_true(cachedir_last_use(root, "base", KEY) > 1000);
         assert_int_equal(cachedir_clear_entry(root, "base", KEY, NULL), -EBUSY);

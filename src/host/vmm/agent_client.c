@@ -480,6 +480,35 @@ static bool requests_waiting(const AgentClient *c)
         return false;
 }
 
+static bool past_deadline(const AgentRequest *req, uint64_t now)
+{
+        return req->deadline_ns && now >= req->deadline_ns;
+}
+
+/* Sent before now: a request a failed one's callback sends gets its own time. */
+static bool in_flight_before(const AgentRequest *req, uint64_t now)
+{
+        return req->started_ns <= now;
+}
+
+/* Fails each request in flight that due picks with status, the agent asked to stop it; the
+ * connection stays up, and a late reply is dropped by id. */
+static void fail_due(AgentClient *c, uint64_t now, bool (*due)(const AgentRequest *, uint64_t),
+                     int status)
+{
+        for (AgentRequest *req = c->pending; req && !c->doomed;) {
+                AgentRequest *next = req->next;
+                if (due(req, now)) {
+                        agent_client_send_cancel(c, req->id);
+                        agent_request_cancel(req);
+                        if (req->on_reply)
+                                req->on_reply(req, status, NULL);
+                        next = c->pending; /* the callback may have changed the list */
+                }
+                req = next;
+        }
+}
+
 /* A connection quiet for a period with requests in flight gets a probe (a cancel of id 0,
  * which the agent answers at once, from its poll loop, however busy its requests are); one
  * that then stays quiet for another period has a hung agent or guest: its requests fail with
@@ -509,18 +538,7 @@ static void heartbeat(AgentClient *c, uint64_t now)
                 return;
         c->probe_ns = 0;
         c->quiet_since = now;
-        /* only what was in flight: a callback may send a new request, which gets its period */
-        for (AgentRequest *req = c->pending; req && !c->doomed;) {
-                AgentRequest *next = req->next;
-                if (req != &c->hello && req->started_ns <= now) {
-                        agent_client_send_cancel(c, req->id);
-                        agent_request_cancel(req);
-                        if (req->on_reply)
-                                req->on_reply(req, -EHOSTDOWN, NULL);
-                        next = c->pending; /* the callback may have changed the list */
-                }
-                req = next;
-        }
+        fail_due(c, now, in_flight_before, -EHOSTDOWN);
 }
 
 uint64_t agent_client_heartbeat_ms(void)
@@ -534,21 +552,8 @@ static void on_sweep(uv_timer_t *t)
         if (!c)
                 return;
         uint64_t now = events_mono_ns();
-        AgentRequest *req = c->pending;
         enter(c);
-        while (req && !c->doomed) {
-                AgentRequest *next = req->next;
-                if (req->deadline_ns && now >= req->deadline_ns) {
-                        /* The connection stays up: the agent is asked to stop, and its late
-                         * reply is dropped by id. */
-                        agent_client_send_cancel(c, req->id);
-                        agent_request_cancel(req);
-                        if (req->on_reply)
-                                req->on_reply(req, -ETIMEDOUT, NULL);
-                        next = c->pending; /* the callback may have changed the list */
-                }
-                req = next;
-        }
+        fail_due(c, now, past_deadline, -ETIMEDOUT);
         if (!c->doomed)
                 heartbeat(c, now);
         leave(c);
