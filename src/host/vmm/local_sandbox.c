@@ -23,7 +23,7 @@
  * in namespaces of its own, and there is no second step: what root inside can do is what the
  * user can. The image's tree is then the user's own (image.h).
  *
- * Nothing outlives the VM: the keeper dies with the runner (PDEATHSIG, from __pdeathsig), the
+ * Nothing outlives the VM: the keeper dies with the runner (PDEATHSIG, set first thing), the
  * init with the keeper (PDEATHSIG), every process inside with the init (the PID namespace),
  * and the mounts and tmpfs with the last of them. The run directory is the runner's.
  */
@@ -458,9 +458,10 @@ static _Noreturn void init_main(Sandbox *s)
 
 static int parse(int argc, char **argv, Sandbox *s)
 {
-        /* argv: __local-vm DIR TREE HOSTNAME CGROUP MEMORY_MB NSOCKETS */
-        if (argc != 7)
+        /* argv: __local-vm PPID DIR TREE HOSTNAME CGROUP MEMORY_MB NSOCKETS */
+        if (argc != 8)
                 return -1;
+        argv++; /* PPID: main's, before parse */
         char *end;
         *s = (Sandbox){.dir = argv[1], .tree = argv[2], .hostname = argv[3], .cgroup = argv[4]};
         s->root = geteuid() == 0;
@@ -480,10 +481,12 @@ int vm_local_sandbox_main(int argc, char **argv)
 {
         Sandbox s;
         if (parse(argc, argv, &s) < 0) {
-                say("usage: __local-vm DIR TREE HOSTNAME CGROUP MEMORY_MB NSOCKETS (internal to "
-                    "--vmm local)");
+                say("usage: __local-vm PPID DIR TREE HOSTNAME CGROUP MEMORY_MB NSOCKETS (internal "
+                    "to --vmm local)");
                 return 2;
         }
+        if (vm_die_with_parent(argv[1]) < 0)
+                return 1;
         if (join_cgroup(&s) < 0 || bind_sockets(&s) < 0)
                 return 1;
         if (pipe2(s.to_init, O_CLOEXEC) < 0 || pipe2(s.to_keeper, O_CLOEXEC) < 0)

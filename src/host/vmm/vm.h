@@ -191,3 +191,6 @@ int vm_local_sandbox_main(int argc, char **argv);
  * dies, then execs. "__qemu" does the same and drops every capability first (vm_argv.c).
  * Never returns on success. */
 int vm_pdeathsig_exec(int argc, char **argv);
+/* SIGKILL for this process when its parent dies; -1 when the parent (whose pid is ppid, a
+ * decimal string) is already gone. The wrappers above and __local-vm start with it. */
+int vm_die_with_parent(const char *ppid);

@@ -242,6 +242,17 @@ static int drop_capabilities(void)
         return 0;
 }
 
+int vm_die_with_parent(const char *ppid)
+{
+        pid_t parent = (pid_t) atol(ppid);
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) {
+                perror("provium: prctl(PR_SET_PDEATHSIG)");
+                return -1;
+        }
+        /* The parent may have died before prctl took effect. */
+        return getppid() == parent ? 0 : -1;
+}
+
 int vm_pdeathsig_exec(int argc, char **argv)
 {
         /* argv: __pdeathsig|__qemu PPID PROGRAM ARGS... */
@@ -249,13 +260,7 @@ int vm_pdeathsig_exec(int argc, char **argv)
                 fprintf(stderr, "provium: %s: usage: %s PPID PROGRAM [ARGS]\n", argv[0], argv[0]);
                 return 2;
         }
-        pid_t parent = (pid_t) atol(argv[1]);
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) {
-                perror("provium: prctl(PR_SET_PDEATHSIG)");
-                return 1;
-        }
-        /* The parent may have died before prctl took effect. */
-        if (getppid() != parent)
+        if (vm_die_with_parent(argv[1]) < 0)
                 return 1;
         int r = strcmp(argv[0], "__qemu") == 0 ? drop_capabilities() : 0;
         if (r < 0) {

@@ -307,11 +307,10 @@ int vm_local_launch(Vm *vm, char *err, size_t errlen)
         snprintf(ppid, sizeof ppid, "%ld", (long) getpid());
         snprintf(mb, sizeof mb, "%llu", (unsigned long long) vm_config_memory_mb(&vm->cfg));
         snprintf(nsock, sizeof nsock, "%d", nworkers + 1);
+        /* __local-vm sets its own parent-death signal: one exec of provium, not two */
         char *argv[] = {"/proc/self/exe",
-                        "__pdeathsig",
-                        ppid,
-                        "/proc/self/exe",
                         "__local-vm",
+                        ppid,
                         vm->dir,
                         tree,
                         vm->name,
