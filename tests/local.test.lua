@@ -48,6 +48,30 @@ test("a local VM is the image's agent as PID 1 of its own namespaces", function(
     end
 end)
 
+test("a local VM's keeper is provium-local-vm, which links only the C library; without it beside provium, provium __local-vm is", function(t)
+    local vm = local_vm("keeper")
+    local keeper = sh("pgrep -f '[_]_local-vm .*/keeper ' | head -1"):match("%d+")
+    t:ok(keeper, "the keeper is there")
+    local exe = sh("readlink /proc/" .. keeper .. "/exe"):gsub("%s+$", "")
+    t:eq(exe, provium.executable:gsub("/provium$", "/provium-local-vm"))
+    t:eq(sh("ldd " .. exe .. " | grep -c -v -e 'libc\\.so' -e vdso -e ld-linux || true"):gsub("%s+$", ""), "0",
+         "nothing but the C library")
+    vm:kill()
+    -- a provium alone in its directory starts its local VMs as `provium __local-vm`
+    local dir = st.tmpdir("local-alone")
+    sh("cp " .. provium.executable .. " " .. dir .. "/provium")
+    st.write(dir .. "/alone.test.lua", [[
+test("alone", function(t)
+    local vm = provium:vm("alone", { vmm = "local" }):boot()
+    t:eq(vm:run("echo up"):assert_ok().stdout, "up\n")
+end)
+]])
+    local out, code = sh(dir .. "/provium --accel tcg --progress never --events " .. dir .. "/ev.mp " .. dir .. "/alone.test.lua")
+    t:eq(code, 0, out)
+    local spawn = sh(dir .. "/provium events " .. dir .. "/ev.mp --json --type vm.spawn")
+    t:contains(spawn, '"argv":["/proc/self/exe","__local-vm",', "spawned as that provium itself")
+end)
+
 test("what a test does inside leaves the host untouched", function(t)
     local vm = local_vm("wreck")
     -- its root is nobody outside: what the host's root owns stays out of its reach

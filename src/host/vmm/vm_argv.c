@@ -242,17 +242,6 @@ static int drop_capabilities(void)
         return 0;
 }
 
-int vm_die_with_parent(const char *ppid)
-{
-        pid_t parent = (pid_t) atol(ppid);
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) {
-                perror("provium: prctl(PR_SET_PDEATHSIG)");
-                return -1;
-        }
-        /* The parent may have died before prctl took effect. */
-        return getppid() == parent ? 0 : -1;
-}
-
 int vm_pdeathsig_exec(int argc, char **argv)
 {
         /* argv: __pdeathsig|__qemu PPID PROGRAM ARGS... */
