@@ -194,3 +194,6 @@ int vm_pdeathsig_exec(int argc, char **argv);
 /* SIGKILL for this process when its parent dies; -1 when the parent (whose pid is ppid, a
  * decimal string) is already gone. The wrappers above and __local-vm start with it. */
 int vm_die_with_parent(const char *ppid);
+/* The program a VM's process starts as: provium-vm beside this provium (meson builds and
+ * installs it there), else this provium itself (/proc/self/exe), which does the same. */
+const char *vm_program(void);

@@ -6,16 +6,11 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <signal.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "qemu.h"
 #include "vm_internal.h"
-
-/* QEMU starts through our own "__qemu" (vm_pdeathsig_exec). */
-static const char self_exe[] = "/proc/self/exe";
 
 static void argv_add(Argv *a, const char *fmt, ...)
 {
@@ -133,7 +128,7 @@ static void argv_add_disks(Vm *vm, Argv *a)
 int vm_build_argv(Vm *vm, const VmConfig *cfg, const Image *img, Argv *a)
 {
         uint64_t mb = vm_config_memory_mb(cfg);
-        argv_add(a, "%s", self_exe);
+        argv_add(a, "%s", vm_program()); /* provium-vm __qemu: vm_wrap.c */
         argv_add(a, "__qemu");
         argv_add(a, "%ld", (long) getpid());
         argv_add(a, "%s", qemu_program());
@@ -218,45 +213,4 @@ int vm_build_argv(Vm *vm, const VmConfig *cfg, const Image *img, Argv *a)
                 argv_add(a, "virtserialport,bus=vser0.0,chardev=agent%d,name=provium.%d", i, i);
         }
         return a->error;
-}
-
-/* ---- the wrapper QEMU starts under ---- */
-
-/* QEMU gets no capabilities: its bounding set is emptied (so that exec, even as root, grants
- * none) and no exec can add any back (no_new_privs, which -sandbox wants anyway). What QEMU
- * opens is root's own: the run directory, the cache, /dev/kvm (root's), persistent TAPs owned
- * by root (TUNSETOWNER, so that attaching needs no CAP_NET_ADMIN). A guest that escapes both
- * this and the seccomp filter is a root without capabilities: it cannot mount, load modules,
- * trace or signal others' processes, change the network, or pass file permissions. */
-static int drop_capabilities(void)
-{
-        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-                return -errno;
-        if (geteuid() != 0)
-                return 0; /* nothing to drop, and no right to change the bounding set */
-        for (int cap = 0; prctl(PR_CAPBSET_READ, cap, 0, 0, 0) >= 0; cap++)
-                if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
-                        return -errno;
-        if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0 && errno != EINVAL)
-                return -errno;
-        return 0;
-}
-
-int vm_pdeathsig_exec(int argc, char **argv)
-{
-        /* argv: __pdeathsig|__qemu PPID PROGRAM ARGS... */
-        if (argc < 3) {
-                fprintf(stderr, "provium: %s: usage: %s PPID PROGRAM [ARGS]\n", argv[0], argv[0]);
-                return 2;
-        }
-        if (vm_die_with_parent(argv[1]) < 0)
-                return 1;
-        int r = strcmp(argv[0], "__qemu") == 0 ? drop_capabilities() : 0;
-        if (r < 0) {
-                fprintf(stderr, "provium: %s: dropping capabilities: %s\n", argv[0], strerror(-r));
-                return 1;
-        }
-        execvp(argv[2], argv + 2);
-        fprintf(stderr, "provium: exec %s: %s\n", argv[2], strerror(errno));
-        return 127;
 }

@@ -282,7 +282,7 @@ void vm_emit_spawn(Vm *vm, const VmConfig *cfg, int pid, char *const *argv)
         proto_kv_str(&ev.w, "image", vm->image_name ? vm->image_name : "");
         if (argv) {
                 /* QEMU's own, after `provium __qemu PID` (vm_argv.c); a local VM's whole, from
-                 * provium-local-vm (or provium) __local-vm PPID on */
+                 * provium-vm (or provium) __local-vm PPID on */
                 if (!vm_is_local(vm))
                         argv += 3;
                 uint32_t n = 0;

@@ -14,7 +14,6 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <limits.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -286,24 +285,6 @@ int vm_local_init_pid(const Vm *vm)
         return *end == '\n' && pid > 1 && pid < (1L << 22) ? (int) pid : -EINVAL;
 }
 
-/* provium-local-vm beside this provium (meson builds and installs it there), else this provium
- * itself: `provium __local-vm` is the same program, loading all of provium's libraries. */
-static const char *local_vm_program(void)
-{
-        static char path[PATH_MAX];
-        if (path[0])
-                return path;
-        ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
-        char *slash = n > 0 ? memrchr(path, '/', (size_t) n) : NULL;
-        if (slash && (size_t) (slash - path) + sizeof "/provium-local-vm" <= sizeof path) {
-                memcpy(slash, "/provium-local-vm", sizeof "/provium-local-vm");
-                if (access(path, X_OK) == 0)
-                        return path;
-        }
-        snprintf(path, sizeof path, "/proc/self/exe");
-        return path;
-}
-
 /* ---- the launch ---- */
 
 int vm_local_launch(Vm *vm, char *err, size_t errlen)
@@ -326,9 +307,9 @@ int vm_local_launch(Vm *vm, char *err, size_t errlen)
         snprintf(ppid, sizeof ppid, "%ld", (long) getpid());
         snprintf(mb, sizeof mb, "%llu", (unsigned long long) vm_config_memory_mb(&vm->cfg));
         snprintf(nsock, sizeof nsock, "%d", nworkers + 1);
-        /* __local-vm sets its own parent-death signal: one exec, of a program with nothing but
-         * the C library when it is beside provium */
-        char *argv[] = {(char *) local_vm_program(),  "__local-vm", ppid,  vm->dir, tree, vm->name,
+        /* __local-vm sets its own parent-death signal: one exec, of provium-vm when it is beside
+         * provium (vm_wrap.c) */
+        char *argv[] = {(char *) vm_program(),        "__local-vm", ppid,  vm->dir, tree, vm->name,
                         vm->cgroup ? vm->cgroup : "", mb,           nsock, NULL};
         uint64_t timeout_ms = vm->cfg.timeout_ms ? vm->cfg.timeout_ms : DEFAULT_BOOT_MS;
         r = vm_spawn_qemu(vm, argv);
