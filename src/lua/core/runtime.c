@@ -15,7 +15,7 @@
 #include "artifacts.h"
 #include "claim.h"
 #include "events.h"
-#include "lua_heap.h"
+#include "push.h"
 #include "vm.h"
 
 #define RUNTIME_KEY  "provium.runtime"
@@ -298,18 +298,6 @@ static void branch_done(Runtime *rt, Task *t, const char *err)
         runtime_resume_result(&g->pending, g->error);
 }
 
-/* "not enough memory", with the ceiling when the file's Lua has one. */
-static const char *out_of_memory_text(lua_State *L, char *buf, size_t len)
-{
-        const LuaHeap *heap = lua_heap_of(L);
-        if (!heap || !heap->max)
-                return "not enough memory";
-        snprintf(buf, len,
-                 "not enough memory (a test file's Lua may use %zu MiB: $PROVIUM_LUA_MEMORY)",
-                 heap->max >> 20);
-        return buf;
-}
-
 /* Interprets what a resume of a task returned. */
 static void after_resume(Runtime *rt, Task *t, int status, int nres)
 {
@@ -323,7 +311,7 @@ static void after_resume(Runtime *rt, Task *t, int status, int nres)
                 err = "a test body yielded outside a provium operation (coroutine.yield at the "
                       "top level of a test or branch)";
         } else if (status == LUA_ERRMEM) {
-                err = out_of_memory_text(rt->L, oom, sizeof oom);
+                err = push_out_of_memory_text(rt->L, oom, sizeof oom);
         } else if (status != LUA_OK) {
                 /* not lua_tostring: a number would be converted, which allocates unprotected */
                 err = lua_type(co, -1) == LUA_TSTRING ? lua_tostring(co, -1)
@@ -363,45 +351,6 @@ static void resume_pending(Pending *p, int nargs)
         resume(p->rt, task_find(p->rt, p->task), nargs);
 }
 
-typedef struct PushCall {
-        RuntimePush push;
-        void *ud;
-        const char *what;
-        int status; /* the push's, when it failed: LUA_ERRMEM or another */
-} PushCall;
-
-static int push_call(lua_State *L)
-{
-        PushCall *c = lua_touserdata(L, 1);
-        lua_pop(L, 1);
-        return c->push(L, c->ud);
-}
-
-/* nil and "what: why", in place of a push that failed with the error object below. */
-static int push_failed_push(lua_State *L)
-{
-        PushCall *c = lua_touserdata(L, 1);
-        char oom[160];
-        const char *why = c->status == LUA_ERRMEM         ? out_of_memory_text(L, oom, sizeof oom)
-                          : lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2)
-                                                          : "an error that is not a message";
-        lua_pushnil(L);
-        lua_pushfstring(L, "%s: %s", c->what, why);
-        return 2;
-}
-
-/* Calls fn(c, the nargs values on top of L) protected; its results stay on L. Returns Lua's
- * status. */
-static int call_protected(lua_State *L, lua_CFunction fn, PushCall *c, int nargs)
-{
-        if (!lua_checkstack(L, 2))
-                return LUA_ERRMEM;
-        lua_pushcfunction(L, fn);
-        lua_pushlightuserdata(L, c);
-        lua_rotate(L, -(nargs + 2), 2); /* fn and c below the arguments */
-        return lua_pcall(L, nargs + 1, LUA_MULTRET, 0);
-}
-
 /* The last resort, when not even the message fits: the test fails with a C string. */
 static void fail_without_memory(Pending *p, const char *what)
 {
@@ -421,38 +370,13 @@ void runtime_resume_push(Pending *p, RuntimePush push, void *ud, const char *wha
                 return;
         lua_State *L = p->rt->L;
         int top = lua_gettop(L);
-        PushCall c = {.push = push, .ud = ud, .what = what};
-        c.status = call_protected(L, push_call, &c, 0);
-        if (c.status != LUA_OK) {
-                if (lua_gettop(L) == top && !lua_checkstack(L, 1))
-                        return fail_without_memory(p, what);
-                if (lua_gettop(L) == top) /* call_protected could not start */
-                        lua_pushnil(L);
-                lua_settop(L, top + 1); /* the error object */
-                if (call_protected(L, push_failed_push, &c, 1) != LUA_OK) {
-                        lua_settop(L, top);
-                        return fail_without_memory(p, what);
-                }
-        }
-        int n = lua_gettop(L) - top;
-        if (!lua_checkstack(p->co, n)) {
+        int n = push_protected(L, push, ud, what);
+        if (n < 0 || !lua_checkstack(p->co, n)) {
                 lua_settop(L, top);
                 return fail_without_memory(p, what);
         }
         lua_xmove(L, p->co, n);
         resume_pending(p, n);
-}
-
-static int push_result(lua_State *L, void *ud)
-{
-        const char *err = ud;
-        if (!err) {
-                lua_pushboolean(L, 1);
-                return 1;
-        }
-        lua_pushnil(L);
-        lua_pushstring(L, err);
-        return 2;
 }
 
 void runtime_resume_result(Pending *p, const char *err)
