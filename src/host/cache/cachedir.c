@@ -200,6 +200,14 @@ static struct {
         size_t n;
 } uses = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
+static bool use_held(const char *path)
+{
+        for (size_t i = 0; i < uses.n; i++)
+                if (strcmp(uses.held[i].path, path) == 0)
+                        return true;
+        return false;
+}
+
 bool cachedir_used_here(const char *root, const char *name, const char *key)
 {
         char *path = cachedir_entry_path(root, name, key, ".use");
@@ -207,19 +215,10 @@ bool cachedir_used_here(const char *root, const char *name, const char *key)
         if (!path)
                 return false;
         pthread_mutex_lock(&uses.mu);
-        for (size_t i = 0; i < uses.n && !held; i++)
-                held = strcmp(uses.held[i].path, path) == 0;
+        held = use_held(path);
         pthread_mutex_unlock(&uses.mu);
         free(path);
         return held;
-}
-
-static bool use_held(const char *path)
-{
-        for (size_t i = 0; i < uses.n; i++)
-                if (strcmp(uses.held[i].path, path) == 0)
-                        return true;
-        return false;
 }
 
 /* This process's own use of path, dropped: its own removal is not kept back by it. */
