@@ -120,22 +120,21 @@ int fs_read_file(Server *s, uint64_t id, const msgpack_object *req)
                 return server_reply_errno(s, id, errno, "stat %s", path);
         if (S_ISREG(st.st_mode) && st.st_size > PROTO_CHUNK)
                 (void) posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-        Reader *rd = calloc(1, sizeof *rd);
-        if (!rd)
-                return server_reply_errno(s, id, ENOMEM, "read_file %s", path);
-        *rd = (Reader){.id = id,
-                       .fd = TAKE_FD(fd),
-                       .path = TAKE_PTR(path),
-                       .pidx = -1,
-                       .regular = S_ISREG(st.st_mode)};
+        /* Most reads end in their first step: they need no Reader of their own on the heap. */
+        Reader first = {
+            .id = id, .fd = fd, .path = path, .pidx = -1, .regular = S_ISREG(st.st_mode)};
         /* A FIFO without a writer reads as EOF at once; a blocking open would have waited for
          * one, so wait until poll reports data or a writer that came and went. */
         if (S_ISFIFO(st.st_mode))
-                rd->wait = true;
-        else if ((r = reader_step(s, rd)) != 0) {
-                reader_free(rd);
+                first.wait = true;
+        else if ((r = reader_step(s, &first)) != 0)
                 return r < 0 ? r : 0;
-        }
+        Reader *rd = malloc(sizeof *rd);
+        if (!rd)
+                return server_reply_errno(s, id, ENOMEM, "read_file %s", path);
+        *rd = first;
+        fd = -1; /* rd owns them now */
+        path = NULL;
         rd->next = s->readers;
         s->readers = rd;
         return 0;

@@ -206,8 +206,9 @@ void op_on_reply(AgentRequest *req, int status, const msgpack_object *reply)
         size_t errlen = 0;
         if (status == 0 && !ok)
                 (void) proto_get_bytes(reply, "error", &errname, &errlen);
-        char ebuf[32];
-        snprintf(ebuf, sizeof ebuf, "%.*s", (int) errlen, errname ? errname : "");
+        char ebuf[32] = "";
+        if (errname)
+                snprintf(ebuf, sizeof ebuf, "%.*s", (int) errlen, errname);
         emit_op(op, status == 0 && ok, status < 0 ? strerror(-status) : ebuf,
                 status == 0 ? reply : NULL);
 

@@ -53,18 +53,22 @@ local function fail(msg, extra)
 end
 
 -- Calls a C primitive of VM; an argument error is re-raised under the public method's name
--- (arguments counted as in a method call), a failed operation at the test's line.
-local function call(name, prim, self, ...)
-    local res = table.pack(pcall(prim, self, ...))
-    if not res[1] then
-        local msg = tostring(res[2]):gsub(PRELUDE_WHERE, "")
+-- (arguments counted as in a method call), a failed operation at the test's line. The results
+-- pass through varargs, not a table: every guest operation goes through here.
+local function called(name, ok, first, ...)
+    if not ok then
+        local msg = tostring(first):gsub(PRELUDE_WHERE, "")
         msg = msg:gsub("bad argument #(%d+) to '[^']*'", function(n)
             return "bad argument #" .. (tonumber(n) - 1) .. " to '" .. name .. "'"
         end)
         raise(msg)
     end
-    if res[2] == nil then raise(res[3]) end
-    return table.unpack(res, 2, res.n)
+    if first == nil then raise((...)) end
+    return first, ...
+end
+
+local function call(name, prim, self, ...)
+    return called(name, pcall(prim, self, ...))
 end
 
 -- A timeout or a duration in seconds: 0 to 1e6 (NaN, infinities and negatives are not).
