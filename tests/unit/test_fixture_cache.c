@@ -459,6 +459,23 @@ static void test_ram_data_zeroed(void **state)
         expect_corrupt("vm a: a.ram data XXH3 is ");
 }
 
+/* fixture-4.3c: a file this process already checked is not hashed again while it is unchanged
+ * (fixture_verified.c), but a change in place is seen even when it keeps the file's size and
+ * mtime: its ctime moved. */
+static void test_verified_then_edited(void **state)
+{
+        fixture_entry_free(make_fixture("base", KEY1, VMS_AB));
+        fixture_entry_free(open_hit("base", KEY1));
+        fixture_entry_free(open_hit("base", KEY1));
+        const char *ram = fmt("%s/base-%s/a.ram", root(), KEY1);
+        struct stat sb;
+        assert_int_equal(stat(ram, &sb), 0);
+        pwrite_file(ram, "\x05", 1, (40 << 20) + 99);
+        struct timespec times[2] = {sb.st_atim, sb.st_mtim};
+        assert_int_equal(utimensat(AT_FDCWD, ram, times, 0), 0);
+        expect_corrupt("vm a: a.ram data XXH3 is ");
+}
+
 /* fixture-4.4: a ram file of another size, and a missing one. */
 static void test_corrupt_ram_size_missing(void **state)
 {
@@ -834,6 +851,7 @@ int main(int argc, char **argv)
             cmocka_unit_test_setup_teardown(test_corrupt_ram_extent, setup, teardown),
             cmocka_unit_test_setup_teardown(test_ram_hole_filled_with_zeros, setup, teardown),
             cmocka_unit_test_setup_teardown(test_ram_data_zeroed, setup, teardown),
+            cmocka_unit_test_setup_teardown(test_verified_then_edited, setup, teardown),
             cmocka_unit_test_setup_teardown(test_corrupt_ram_size_missing, setup, teardown),
             cmocka_unit_test_setup_teardown(test_corrupt_meta, setup, teardown),
             cmocka_unit_test_setup_teardown(test_changed_config, setup, teardown),

@@ -34,6 +34,12 @@ int fixture__hash_json(const json_t *value, char out[17]);
 /* Opens a VM file: its size and hash. A missing or non-regular file is -ENOENT/-EINVAL. */
 int fixture__hash_file(const char *path, bool sparse, uint64_t *ret_size, char out[17]);
 
+struct stat;
+/* fixture_verified.c: whether this process hashed the file sb describes, with this identity,
+ * and found hash; the record of one that it did. */
+bool fixture__verified(const struct stat *sb, bool sparse, const char *hash);
+void fixture__verified_add(const struct stat *sb, bool sparse, const char *hash);
+
 /* A new entry with copies of its strings and no VMs, or NULL without memory. */
 FixtureEntry *fixture__entry_new(const char *name, const char *key, const char *dir);
 /* Parses e->dir/meta.json into e (vms, created); *ret_hashes gets the recorded hashes when
