@@ -48,6 +48,27 @@ static void test_a_life_of_legal_phases(void **state)
         assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* A spare for a fixture's next clone (vm_spare.c): loaded, answered, then stopped, WARM, until a
+ * clone adopts its QEMU or the file ends. It never runs as itself. */
+static void test_a_spare_waits_warm(void **state)
+{
+        uv_loop_t loop;
+        assert_int_equal(uv_loop_init(&loop), 0);
+        Vm *vm = new_vm(&loop);
+        static const VmPhase life[] = {PHASE_RESTORING, PHASE_LOADING, PHASE_WARM,
+                                       PHASE_STOPPING,  PHASE_EXITING, PHASE_EXITED};
+        for (size_t i = 0; i < sizeof life / sizeof *life; i++) {
+                vm_enter(vm, life[i]);
+                assert_int_equal(vm_state(vm), i < 3    ? VM_BOOTING
+                                               : i == 3 ? VM_STOPPING
+                                                        : VM_EXITED);
+        }
+        assert_string_equal(vm_phase_name(PHASE_WARM), "warm");
+        assert_string_equal(vm_phase_name(PHASE_EXITED), "exited");
+        vm_free(vm);
+        assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 /* Runs from -> to in a child; returns its wait status. */
 static int try_transition(VmPhase from, VmPhase to)
 {
@@ -76,6 +97,10 @@ static void test_an_illegal_phase_change_aborts(void **state)
         assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
         st = try_transition(PHASE_SAVING, PHASE_PAUSED);
         assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
+        st = try_transition(PHASE_WARM, PHASE_RUNNING); /* a clone runs, not its spare */
+        assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
+        st = try_transition(PHASE_BOOTING, PHASE_WARM);
+        assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGABRT);
         st = try_transition(PHASE_BOOTING, PHASE_RUNNING); /* and a legal one does not */
         assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
@@ -84,6 +109,7 @@ int main(void)
 {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_a_life_of_legal_phases),
+            cmocka_unit_test(test_a_spare_waits_warm),
             cmocka_unit_test(test_an_illegal_phase_change_aborts),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -319,6 +319,17 @@ int agent_client_connect(AgentClient *c, const char *path, uint64_t timeout_ms,
         return c->connector ? 0 : -ENOMEM;
 }
 
+int agent_client_set_owner(AgentClient *c, const char *name, void *data)
+{
+        c->cb_data = data;
+        char *copy = strdup(name);
+        if (!copy)
+                return -ENOMEM;
+        free(c->name);
+        c->name = copy;
+        return 0;
+}
+
 bool agent_client_ready(const AgentClient *c)
 {
         return c && c->ready;

@@ -49,6 +49,10 @@ AgentClient *agent_client_new(uv_loop_t *loop, const char *name);
  * calls ready_cb. Returns 0 or -errno (then ready_cb is never called). */
 int agent_client_connect(AgentClient *c, const char *path, uint64_t timeout_ms,
                          AgentReadyFn ready_cb, AgentLostFn lost_cb, void *data);
+/* The client changes hands (a spare VM's connection adopted by a VM): its name in messages and
+ * the data its callbacks get from now on. Returns 0, or -ENOMEM when the name could not be
+ * copied (it stays as it was; the data changes in any case). */
+int agent_client_set_owner(AgentClient *c, const char *name, void *data);
 bool agent_client_ready(const AgentClient *c);
 /* The socket is connected (hello may not have been answered yet). */
 bool agent_client_connected(const AgentClient *c);

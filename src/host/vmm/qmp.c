@@ -349,6 +349,9 @@ int qmp_execute(Qmp *q, const char *cmd, json_t *args, QmpReplyFn cb, void *data
 
 void qmp_set_data(Qmp *q, void *data)
 {
+        for (QmpCall *call = q->calls; call; call = call->next)
+                if (call->data == q->data)
+                        call->data = data;
         q->data = data;
 }
 

@@ -30,7 +30,8 @@ int qmp_connect(Qmp *q, const char *path, uint64_t timeout_ms, QmpReadyFn ready_
                 QmpEventFn event_cb, void *data);
 /* Sends {"execute": cmd, "arguments": args}; steals args (may be NULL). cb may be NULL. */
 int qmp_execute(Qmp *q, const char *cmd, json_t *args, QmpReplyFn cb, void *data);
-/* The data passed to the callbacks from now on (a QEMU handed from one owner to another). */
+/* The data passed to the callbacks from now on (a QEMU handed from one owner to another),
+ * also to those of the commands in flight that were sent with the old data. */
 void qmp_set_data(Qmp *q, void *data);
 /* Closes the connection; pending commands fail with -ECONNRESET. Accepts NULL; returns NULL. */
 Qmp *qmp_free(Qmp *q);

@@ -46,10 +46,11 @@ void vm_close_handle(Vm *vm, uv_handle_t *h)
 /* The legal transitions, as drawn at VmPhase (vm_internal.h). */
 static const unsigned next_phases[] = {
     [PHASE_DEFINED] = TO(RESOLVING) | TO(RESTORING), /* RESTORING: a spare */
-    [PHASE_RESOLVING] = TO(BOOTING) | TO(RESTORING) | TO(DEFINED),
+    [PHASE_RESOLVING] = TO(BOOTING) | TO(RESTORING) | TO(LOADING) | TO(DEFINED),
     [PHASE_BOOTING] = TO(RUNNING) | ENDS,
     [PHASE_RESTORING] = TO(LOADING) | ENDS,
-    [PHASE_LOADING] = TO(RUNNING) | ENDS,
+    [PHASE_LOADING] = TO(RUNNING) | TO(WARM) | ENDS,
+    [PHASE_WARM] = ENDS,
     [PHASE_RUNNING] = TO(PAUSED) | TO(SAVING) | TO(RESTARTING) | ENDS,
     [PHASE_PAUSED] = TO(RUNNING) | TO(RESTARTING) | ENDS,
     [PHASE_SAVING] = TO(RUNNING) | ENDS,
@@ -62,7 +63,7 @@ static const unsigned next_phases[] = {
 const char *vm_phase_name(VmPhase p)
 {
         static const char *const names[] = {
-            "defined", "resolving", "booting",    "restoring", "loading", "running",
+            "defined", "resolving", "booting",    "restoring", "loading", "warm",   "running",
             "paused",  "saving",    "restarting", "stopping",  "exiting", "exited",
         };
         return p <= PHASE_EXITED ? names[p] : "?";
@@ -80,7 +81,7 @@ void vm_enter(Vm *vm, VmPhase next)
         }
         vm->phase = next;
         /* a guest whose vCPUs are stopped answers no heartbeat, and is not hung */
-        bool stopped = next == PHASE_PAUSED || next == PHASE_SAVING;
+        bool stopped = next == PHASE_PAUSED || next == PHASE_SAVING || next == PHASE_WARM;
         for (int i = 0; i <= vm->nworkers && i <= VM_MAX_WORKERS; i++) {
                 AgentClient *c = i == 0 ? vm->agent : vm->workers[i];
                 if (c)
@@ -91,12 +92,13 @@ void vm_enter(Vm *vm, VmPhase next)
 VmState vm_state(const Vm *vm)
 {
         static const VmState public_state[] = {
-            [PHASE_DEFINED] = VM_DEFINED,    [PHASE_RESOLVING] = VM_DEFINED,
-            [PHASE_BOOTING] = VM_BOOTING,    [PHASE_RESTORING] = VM_BOOTING,
-            [PHASE_LOADING] = VM_BOOTING,    [PHASE_RUNNING] = VM_RUNNING,
-            [PHASE_PAUSED] = VM_PAUSED,      [PHASE_SAVING] = VM_RUNNING,
-            [PHASE_RESTARTING] = VM_BOOTING, [PHASE_STOPPING] = VM_STOPPING,
-            [PHASE_EXITING] = VM_EXITED,     [PHASE_EXITED] = VM_EXITED,
+            [PHASE_DEFINED] = VM_DEFINED,   [PHASE_RESOLVING] = VM_DEFINED,
+            [PHASE_BOOTING] = VM_BOOTING,   [PHASE_RESTORING] = VM_BOOTING,
+            [PHASE_LOADING] = VM_BOOTING,   [PHASE_WARM] = VM_BOOTING,
+            [PHASE_RUNNING] = VM_RUNNING,   [PHASE_PAUSED] = VM_PAUSED,
+            [PHASE_SAVING] = VM_RUNNING,    [PHASE_RESTARTING] = VM_BOOTING,
+            [PHASE_STOPPING] = VM_STOPPING, [PHASE_EXITING] = VM_EXITED,
+            [PHASE_EXITED] = VM_EXITED,
         };
         return public_state[vm->phase];
 }
@@ -197,7 +199,7 @@ void vm_live_peak(uint64_t *memory_mb, unsigned *vcpus)
         *vcpus = peak_vcpus;
 }
 
-static void uncount_live(Vm *vm)
+void vm_uncount_live(Vm *vm)
 {
         live_mb -= vm->live_mb;
         live_vcpus -= vm->live_vcpus;
@@ -321,7 +323,7 @@ void vm_on_qemu_exit(uv_process_t *p, int64_t status, int term_signal)
         vm->term_signal = term_signal;
         vm_close_handle(vm, (uv_handle_t *) vm->proc);
         vm->proc = NULL;
-        uncount_live(vm);
+        vm_uncount_live(vm);
         vm_local_exited(vm);
         if (!restart)
                 vm_enter(vm, PHASE_EXITING);

@@ -54,6 +54,11 @@ void vm_live_peak(uint64_t *memory_mb, unsigned *vcpus);
  * limit): a file's claim. */
 void vm_set_memory_limit(uint64_t memory_mb);
 uint64_t vm_memory_limit(void);
+/* Room for a boot of cfg needing need_mb within the limit: a spare it will adopt brings its
+ * own RAM (returned, to count as free), and spares it will not adopt are stopped while the
+ * boot would not fit (their RAM free at once). A spare is a cache, never the reason a boot
+ * fails. */
+uint64_t vm_spares_room(const VmConfig *cfg, uint64_t need_mb);
 
 /* ---- lifecycle ---- */
 

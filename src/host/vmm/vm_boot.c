@@ -52,9 +52,10 @@ static void emit_restore(Vm *vm, int status, const char *msg)
 {
         uint64_t t0 = vm->restore_started_ns;
         EventBuilder ev;
-        event_begin(&ev, "vm.restore", 9);
+        event_begin(&ev, "vm.restore", 10);
         proto_kv_str(&ev.w, "vm", vm->name);
         proto_kv_str(&ev.w, "name", vm->restore_label ? vm->restore_label : "");
+        proto_kv_str(&ev.w, "spare", vm->spare_phase ? vm->spare_phase : "");
         proto_kv_bool(&ev.w, "ok", status == 0);
         proto_kv_uint(&ev.w, "duration_ns", since(t0, events_mono_ns()));
         proto_kv_uint(&ev.w, "spawned_ns", since(t0, vm->spawned_ns));
@@ -75,6 +76,11 @@ void vm_boot_end(Vm *vm, int status, const char *msg)
                 vm_close_handle(vm, (uv_handle_t *) vm->boot_timer);
                 vm->boot_timer = NULL;
         }
+        if (vm->spare) { /* a spare that failed only means no spare: no event, no waiter */
+                if (status < 0)
+                        vm_halt(vm);
+                return;
+        }
         if (status == 0)
                 vm_enter(vm, PHASE_RUNNING);
         if (restore)
@@ -85,6 +91,7 @@ void vm_boot_end(Vm *vm, int status, const char *msg)
                 vm_prelaunch(vm); /* the next clone of this fixture finds its QEMU started */
         free(vm->restore_label);
         vm->restore_label = NULL;
+        vm->spare_phase = NULL;
         if (status < 0)
                 vm_halt(vm);
         if (cb)
@@ -124,16 +131,29 @@ static int sync_clock(Vm *vm)
         return agent_request_send(vm->agent, &vm->clock_req, 10000);
 }
 
+void vm_restore_answered(Vm *vm)
+{
+        /* A clone of a fixture gets the host's time, unless its configuration fixed one. */
+        bool clock = vm->cfg.incoming && !vm->cfg.initial_time;
+        int r = clock ? sync_clock(vm) : 0;
+        if (r < 0) {
+                char msg[256];
+                snprintf(msg, sizeof msg, "vm %s: restore: setting the guest clock: %s", vm->name,
+                         strerror(-r));
+                vm_boot_end(vm, r, msg);
+        } else if (!clock) {
+                vm_boot_end(vm, 0, NULL);
+        }
+}
+
 static void on_agent_ready(AgentClient *c, int status, void *data)
 {
         Vm *vm = data;
         if (vm->phase != PHASE_BOOTING && vm->phase != PHASE_LOADING)
                 return; /* the boot ended meanwhile (a timeout, a stop) */
         vm->answered_ns = events_mono_ns();
-        /* A clone of a fixture gets the host's time, unless its configuration fixed one. */
-        bool clock = vm->cfg.incoming && !vm->cfg.initial_time;
-        if (status == 0 && vm->phase == PHASE_LOADING && clock && (status = sync_clock(vm)) == 0)
-                return;
+        if (status == 0 && vm->phase == PHASE_LOADING)
+                return vm->spare ? vm_spare_park(vm) : vm_restore_answered(vm);
         if (status == 0)
                 return vm_boot_end(vm, 0, NULL);
         if (status == -ECONNRESET && vm->proc)
@@ -232,7 +252,7 @@ static void maybe_start_incoming(Vm *vm)
 {
         if (vm->phase != PHASE_RESTORING || !qmp_ready(vm->qmp) ||
             !agent_client_connected(vm->agent))
-                return; /* a spare, without an agent connection, waits here to be adopted */
+                return;
         vm_enter(vm, PHASE_LOADING);
         /* The capability must match the saving side's: off when the stream carries RAM. */
         json_t *args = vm_ignore_shared_args(vm->incoming_has_ram ? 0 : 1);

@@ -12,7 +12,9 @@
 #define VMCFG_SAVED 1u /* kept in a fixture's saved configuration (vm_config_to_json) */
 #define VMCFG_SPARE 2u /* a spare QEMU must match it to stand in (vm_config_equal) */
 
-#define VM_MAX_WORKERS 16
+#define VM_MAX_WORKERS    16
+#define VM_MAX_SPARES     8 /* spares for fixture clones, all fixtures together */
+#define VM_DEFAULT_SPARES 1
 
 /* X(kind, name, flags, Lua option, Lua reader, unset, min, max), one line per field.
  * kind: STR (const char *; NULL when unset; max: the longest length), U64, UINT, INT (the
@@ -43,7 +45,9 @@
         /* file behind guest RAM; NULL: <run dir>/<vm>/ram (a fixture build gives its own) */      \
         X(STR, ram_path, VMCFG_SPARE, "_ram", STRING, 0, 0, 4095)                                  \
         /* with ram_path: load this saved state, RAM mapped copy-on-write, instead of booting */   \
-        X(STR, incoming, VMCFG_SPARE, "incoming", NONE, 0, 0, 4095)
+        X(STR, incoming, VMCFG_SPARE, "incoming", NONE, 0, 0, 4095)                                \
+        /* with incoming: spares kept loaded for the next clones (vm_spare.c); -1: the default */  \
+        X(INT, spares, 0, "pool", NONE, -1, 0, VM_MAX_SPARES)
 
 #define VMCFG_MEMBER_STR(name)  const char *name;
 #define VMCFG_MEMBER_U64(name)  uint64_t name;

@@ -43,10 +43,12 @@ typedef struct VmSnap {
  * asserts that it is one of these (from: to...):
  *
  *   DEFINED:    RESOLVING RESTORING            (RESTORING: a spare, vm_spare.c)
- *   RESOLVING:  BOOTING RESTORING DEFINED        (DEFINED: the image failed, or a stop)
+ *   RESOLVING:  BOOTING RESTORING LOADING DEFINED  (LOADING: adopting a loaded spare;
+ *                                                   DEFINED: the image failed, or a stop)
  *   BOOTING:    RUNNING STOPPING EXITING EXITED
  *   RESTORING:  LOADING STOPPING EXITING EXITED
- *   LOADING:    RUNNING STOPPING EXITING EXITED
+ *   LOADING:    RUNNING WARM STOPPING EXITING EXITED   (WARM: a spare)
+ *   WARM:       STOPPING EXITING EXITED        (a clone adopts it: vm_adopt_spare)
  *   RUNNING:    PAUSED SAVING RESTARTING STOPPING EXITING EXITED
  *   PAUSED:     RUNNING RESTARTING STOPPING EXITING EXITED
  *   SAVING:     RUNNING STOPPING EXITING EXITED
@@ -64,6 +66,7 @@ typedef enum VmPhase {
         PHASE_BOOTING,    /* QEMU boots the kernel; waiting for the agent's hello */
         PHASE_RESTORING,  /* QEMU waits to load a saved state: QMP and the agent socket first */
         PHASE_LOADING,    /* the state is loading (migrate-incoming); waiting for the agent */
+        PHASE_WARM,       /* a spare: state loaded, the agent answered, vCPUs stopped */
         PHASE_RUNNING,    /* the agent answered */
         PHASE_PAUSED,     /* vCPUs stopped (vm:pause) */
         PHASE_SAVING,     /* vm_save: the guest is stopped while its state is written */
@@ -126,6 +129,8 @@ struct Vm {
         char *restore_label;
         char *disks_from;        /* the saved state whose disks a restore's new QEMU gets */
         bool local;              /* --vmm local (vm_local.c): no QEMU, no kernel of its own */
+        bool spare;              /* started ahead for a fixture's next clone (vm_spare.c) */
+        const char *spare_phase; /* the phase of the spare this restore adopted, for vm.restore */
         char *cgroup;            /* a local VM's cgroup v2 directory (vm_local.c), or NULL */
         struct VmFreeze *freeze; /* a local VM's pause or resume under way */
 
@@ -186,6 +191,8 @@ void vm_close_handle(Vm *vm, uv_handle_t *h);
 void vm_on_qemu_exit(uv_process_t *p, int64_t status, int term_signal);
 /* QEMU started: its RAM and vCPUs count in vm_live_totals until it exits. */
 void vm_count_live(Vm *vm);
+/* ... and no more: it is being stopped (a spare given up for room), its RAM counts as free. */
+void vm_uncount_live(Vm *vm);
 void vm_emit_exit(Vm *vm);
 /* The directory of vm's RAM file (QEMU VMs) into dir, and the MiB free on its file system;
  * -errno when there is none or it cannot be told. */
@@ -201,6 +208,9 @@ bool vm_spare_can_serve(const Vm *vm);
 
 #define DEFAULT_BOOT_MS 120000 /* a boot's timeout when the configuration gives none */
 
+/* A fixture clone's guest answers (its agent's hello, or a warm spare resumed): its clock is
+ * set, then the restore ends. */
+void vm_restore_answered(Vm *vm);
 /* Ends the boot or restore waiting: RUNNING (status 0), else QEMU is halted; then its
  * callback. */
 void vm_boot_end(Vm *vm, int status, const char *msg);
@@ -252,9 +262,11 @@ void vm_stop_pressing(Vm *vm);
 
 /* ---- vm_spare.c ---- */
 
-/* A started spare QEMU with cfg's configuration (removed from the pool), or NULL. */
+/* A live spare with cfg's configuration (removed from the pool), a warm one first, or NULL. */
 Vm *vm_take_spare(const VmConfig *cfg);
 /* vm takes over spare s's QEMU, connections and state file; s is freed. */
 int vm_adopt_spare(Vm *vm, Vm *s, char *err, size_t errlen);
-/* Starts a spare like `like` (a fixture clone just restored), unless one is there. */
+/* Starts spares like `like` (a fixture clone just restored) until its pool is full. */
 void vm_prelaunch(Vm *like);
+/* A spare's agent answered: its vCPUs are stopped, and it waits WARM for a clone. */
+void vm_spare_park(Vm *s);

@@ -163,8 +163,9 @@ static void anchor_strings(lua_State *L, VmConfig *cfg)
         VM_CONFIG_FIELDS(ANCHOR)
 }
 
-/* vm:_boot_saved(state_path, ram_path, config, timeout_s) -> true | nil, message: config is
- * vm:_config()'s table, as a fixture stored it; every field is checked before use. */
+/* vm:_boot_saved(state_path, ram_path, config, timeout_s, pool) -> true | nil, message: config
+ * is vm:_config()'s table, as a fixture stored it; every field is checked before use. pool:
+ * the spares to keep loaded for the next clones (nil: the default). */
 static int l_boot_saved(lua_State *L)
 {
         runtime_refuse_if_listing(L, "a VM boot");
@@ -191,6 +192,9 @@ static int l_boot_saved(lua_State *L)
         cfg.timeout_ms = seconds_to_ms(timeout);
         cfg.ram_path = ram;
         cfg.incoming = state;
+        lua_Integer pool = luaL_optinteger(L, 6, -1);
+        luaL_argcheck(L, pool >= -1 && pool <= VM_MAX_SPARES, 6, "pool out of range");
+        cfg.spares = (int) pool;
         return bind_vm_boot_wait(L, vm, &cfg);
 }
 

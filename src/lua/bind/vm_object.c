@@ -187,7 +187,9 @@ int bind_vm_boot_wait(lua_State *L, Vm *vm, const VmConfig *cfg)
         char why[1024];
         int cr = claim_acquire(why, sizeof why);
         if (cr < 0 ||
-            (!vm_is_local(vm) && !claim_fits_vm(vm_config_memory_mb(cfg), why, sizeof why))) {
+            (!vm_is_local(vm) && !claim_fits_vm(vm_config_memory_mb(cfg) -
+                                                    vm_spares_room(cfg, vm_config_memory_mb(cfg)),
+                                                why, sizeof why))) {
                 lua_pushnil(L);
                 lua_pushfstring(L, "vm %s: boot: %s", vm_name(vm), why);
                 return 2;

@@ -174,7 +174,7 @@ end
 
 -- New VMs loading the entry's saved states (RAM mapped copy-on-write from the cache). Guest
 -- clocks are set to the host's time (vm.c), unless the fixture was booted with initial_time.
-local function restore_fixture(name, entry, timeout)
+local function restore_fixture(name, entry, timeout, pool)
     local vms, bridges_made = {}, {}
     for _, saved in ipairs(entry.vms) do
         local vm, vmname = free_vm_name(saved.name)
@@ -187,7 +187,7 @@ local function restore_fixture(name, entry, timeout)
         end
         local dok, derr = pcall(P.disks_restore, vm, saved.config.disks, saved.state)
         if not dok then raise(string.format("fixture %s: vm %s: %s", name, vmname, derr)) end
-        local ok, err = vm:_boot_saved(saved.state, saved.ram, saved.config, timeout)
+        local ok, err = vm:_boot_saved(saved.state, saved.ram, saved.config, timeout, pool)
         if not ok then raise(string.format("fixture %s: restoring vm %s: %s", name, vmname, err)) end
         vms[saved.name] = vm
     end
@@ -261,9 +261,14 @@ end
 -- built first (boot with opts, then setup(vm)) when the cache has no entry for its key.
 function provium:vm_fixture(name, setup, opts)
     check_fixture_args(self, "vm_fixture", name, setup, opts)
-    local boot_opts, image = {}, "default"
+    local boot_opts, image, pool = {}, "default", nil
     for k, v in pairs(opts or {}) do
-        if k == "image" then image = v else boot_opts[k] = v end
+        if k == "image" then image = v elseif k == "pool" then pool = v else boot_opts[k] = v end
+    end
+    -- spares loaded ahead for the next clones (vm_spare.c, at most VM_MAX_SPARES): not in the key
+    if pool ~= nil and (math.type(pool) ~= "integer" or pool < 0 or pool > 8) then
+        error("bad option 'pool' to 'vm_fixture' (spares kept for the next clones: an integer " ..
+              "0-8 expected, got " .. show(pool) .. ")", 2)
     end
     if provium:vmm() == "local" then
         return local_fixture(name, function(lab) setup(lab:vm(name, image):boot(boot_opts)) end)[name]
@@ -275,7 +280,7 @@ function provium:vm_fixture(name, setup, opts)
     local entry = fixture_entry(name, key, function(lab)
         setup(lab:vm(name, image):boot(boot_opts))
     end)
-    return restore_fixture(name, entry, boot_opts.timeout)[name]
+    return restore_fixture(name, entry, boot_opts.timeout, pool)[name]
 end
 
 -- provium:lab_fixture(name, setup) -> {vm name = VM}: setup(lab) makes and prepares several
