@@ -136,6 +136,61 @@ test("the next clone of a fixture adopts a QEMU started ahead, and none is left 
     st.sh("rm -rf " .. dir)
 end)
 
+-- Runs fixture_warm with env; returns its output and its vm.restore events' spare fields
+-- (in order), and the spare QEMUs started between the first restore and the second test.
+local function warm_run(t, dir, env)
+    local ev = dir .. "/ev.mp"
+    os.remove(ev)
+    local out, code = st.run(dir, "--events " .. ev, cache_env(dir) .. " PROVIUM_RUN_DIR=" ..
+                             dir .. "/run " .. env)
+    t:eq(code, 0, out)
+    t:match(out, "\n3 passed, 0 failed, 0 skipped\n$")
+    local json = st.sh(provium.executable .. " events " .. ev .. " --json")
+    local spares, after_first, first_done = {}, 0, false
+    for line in json:gmatch("[^\n]+") do
+        local ty = line:match('"type":"([^"]+)"')
+        if ty == "vm.restore" then
+            spares[#spares + 1] = line:match('"spare":"([^"]*)"') or "?"
+            first_done = true
+        elseif ty == "vm.spawn" and first_done and #spares == 1 and line:find('"vm":"spare%-') then
+            after_first = after_first + 1
+        end
+    end
+    t:eq(st.sh("pgrep -f '" .. dir .. "/[r]un' || true"), "", "no QEMU left after the run")
+    t:eq(st.sh("ls -A " .. dir .. "/run"), "", "no run directory left")
+    return spares, after_first
+end
+
+test("the next clone resumes a spare kept loaded and stopped; its state and clock are its own", function(t)
+    local dir = st.workdir("fixture_warm")
+    st.sh("mkdir " .. dir .. "/run")
+    local spares, started = warm_run(t, dir, "")
+    t:eq(table.concat(spares, ","), ",warm,warm", "the first clone restores cold, the next two warm")
+    t:eq(started, 1, "one spare by default")
+    st.sh("rm -rf " .. dir)
+end)
+
+test("a fixture's pool option sets how many spares wait; pool = 0 keeps none", function(t)
+    local dir = st.workdir("fixture_warm")
+    st.sh("mkdir " .. dir .. "/run")
+    local spares, started = warm_run(t, dir, "WARM_POOL=2")
+    t:eq(started, 2, "two spares after the first restore")
+    t:eq(table.concat(spares, ","), ",warm,warm")
+    spares, started = warm_run(t, dir, "WARM_POOL=0")
+    t:eq(started, 0, "no spare")
+    t:eq(table.concat(spares, ","), ",,", "every clone restores cold")
+    st.sh("rm -rf " .. dir)
+end)
+
+test("a spare that dies is only a missing spare: the next clone restores without it", function(t)
+    local dir = st.workdir("fixture_warm")
+    st.sh("mkdir " .. dir .. "/run")
+    local spares = warm_run(t, dir, "WARM_KILL=" .. dir)
+    t:eq(spares[2], "", "the second clone found no live spare")
+    t:eq(spares[3], "warm", "the third found the one started after the second")
+    st.sh("rm -rf " .. dir)
+end)
+
 test("a cache directory that cannot be written is a clear error", function(t)
     local dir = st.workdir("fixture_user:one")
     st.sh("touch " .. dir .. "/file")
@@ -209,6 +264,11 @@ test("bad arguments get clear errors", function(t)
             "bad argument #1 to 'vm_fixture' %(fixture name")
     t:error(function() provium:vm_fixture("x", "not a function") end,
             "bad argument #2 to 'vm_fixture' %(setup function expected, got string%)")
+    t:error(function() provium:vm_fixture("x", function() end, { pool = 9 }) end,
+            "bad option 'pool' to 'vm_fixture' %(spares kept for the next clones: an integer " ..
+            "0%-8 expected, got 9%)")
+    t:error(function() provium:vm_fixture("x", function() end, { pool = "two" }) end,
+            "bad option 'pool' to 'vm_fixture' %(.*got \"two\"%)")
     t:error(function() provium:lab_fixture("y", function() end) end,
             "fixture y: setup failed: the setup function made no VM")
 end)
