@@ -197,7 +197,7 @@ def fixture_provium(provium, out):
     mem = os.path.join(out, "fixture.mem")
     env = {"BENCH_FX_NAME": name, "BENCH_FX_OUT": mem, "BENCH_FX_BOOTS": str(FX_BOOTS),
            "BENCH_FX_RESTORES": str(FX_RESTORES), "BENCH_FX_COPIES": str(FX_COPIES),
-           "BENCH_FX_CLONES": str(FX_CLONES), "BENCH_FX_COLD": str(FX_COLD)}
+           "BENCH_FX_CLONES": str(FX_CLONES), "BENCH_FX_COLD": str(FX_COLD), "BENCH_FX_POOL": str(FX_POOL)}
     if os.path.exists(mem):
         os.remove(mem)
     try:
@@ -213,6 +213,9 @@ def fixture_provium(provium, out):
     def test_ms(test):
         return [ms(e) for e in of(test, "test.end", ok=False)][:1]
 
+    def first_exec(test):
+        return [ms(e) for e in of(test, "op", ok=False) if e.get("op") == "exec"][:1]
+
     def phases(e):
         p = {k[:-3] + "_ms": e[k] / 1e6 for k in ("duration_ns", "spawned_ns", "qmp_ns", "running_ns",
                                                   "answered_ns") if k in e}
@@ -221,7 +224,8 @@ def fixture_provium(provium, out):
 
     res = {"name": name, "cold_boot_ms": [], "cold_snapshot_ms": [], "cold_snapshot_ram_bytes": [],
            "cold_snapshot_state_bytes": [], "restore": [], "restore_call_ms": [], "back": [],
-           "back_call_ms": [], "pooled": [], "pooled_call_ms": [], "copying": [],
+           "back_call_ms": [], "pooled": [], "pooled_call_ms": [], "clone_first_exec_ms": [],
+           "cold_first_exec_ms": [], "copying": [],
            "copying_errors": []}
     for i in range(1, max(FX_BOOTS, FX_RESTORES) + 1):
         if i <= FX_BOOTS:
@@ -237,6 +241,9 @@ def fixture_provium(provium, out):
             res["back_call_ms"] += test_ms("back-to-back restore %d" % i)
             res["pooled"] += [phases(e) for e in of("pooled restore %d" % i, "vm.restore")]
             res["pooled_call_ms"] += test_ms("pooled restore %d" % i)
+            res["clone_first_exec_ms"] += first_exec("fixture use %d" % i)
+        if i <= FX_BOOTS:
+            res["cold_first_exec_ms"] += first_exec("cold use %d" % i)
     b = {t: of("build", t) for t in ("vm.snapshot", "vm.boot", "vm.restore")}
     b["fixture.build"] = [e for e in of("build", "fixture.build", ok=False) if not e.get("error")]
     res["build_ms"] = [ms(e) for e in b["fixture.build"]]
@@ -296,6 +303,9 @@ def fixture_report(x, head, row, info):
     sm.update({"back_to_back_restore_ms": bb, "back_to_back_call_ms": bb_call,
                "back_to_back_phases_ms": bph, "back_to_back_vs_boot": boot / bb})
     pl_call = med(x["pooled_call_ms"]) if x["pooled_call_ms"] else float("nan")
+    fe_clone = med(x["clone_first_exec_ms"]) if x["clone_first_exec_ms"] else float("nan")
+    fe_cold = med(x["cold_first_exec_ms"]) if x["cold_first_exec_ms"] else float("nan")
+    sm.update({"clone_first_exec_ms": fe_clone, "cold_first_exec_ms": fe_cold})
     spares = lambda key: ", ".join("%d %s" % (n, k) for k, n in sorted(
         collections.Counter(d.get("spare") or "none" for d in x[key]).items()))
     sm.update({"pooled_call_ms": pl_call, "restore_spares": spares("restore"),
@@ -316,6 +326,8 @@ def fixture_report(x, head, row, info):
         info("  the same, back to back", "%.0f ms" % bb_call, "spares adopted: %s" % spares("back")),
         info("  back to back, pool = %d" % FX_POOL, "%.0f ms" % pl_call,
              "spares adopted: %s (the call: key, cache lookup and check, restore)" % spares("pooled")),
+        info("a clone's first vm:run(\"true\")", "%.0f ms" % fe_clone,
+             "a cold-booted VM's first: %.0f ms" % fe_cold, "%.1fx" % (fe_clone / fe_cold)),
         row("vm:snapshot(), cold-booted VM (n=%d)" % len(x["cold_snapshot_ms"]), "%.0f ms" % snap,
             "RAM copied %.0f MiB, state %.2f MiB" % (med(x["cold_snapshot_ram_bytes"]) / 2**20,
                                                    med(x["cold_snapshot_state_bytes"]) / 2**20),

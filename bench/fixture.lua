@@ -8,7 +8,8 @@
 --     file and is stopped), the worst case for anything prepared between restores, and again
 --     with the fixture's `pool` option ("pooled restore N", BENCH_FX_POOL spares). Each
 --     test.end also gives the whole Lua call (provium:vm_fixture includes the key, the cache
---     lookup and the check of the entry's files).
+--     lookup and the check of the entry's files). The first command of each clone and of each
+--     cold-booted VM (`vm:run("true")`, the op events of "fixture use N" and "cold use N").
 -- 9.  vm:snapshot() of each cold-booted VM (vm.snapshot events of the "cold use N" tests)
 --     beside the fixture build's save (the vm.snapshot event of the "build" test).
 -- 10. the copying restore: vm:restore of a snapshot taken of a fixture clone (its RAM is a
@@ -132,6 +133,7 @@ for i = 1, math.max(boots, restores) do
             restored[i] = provium:vm_fixture(name, setup)
         end)
         test("fixture use " .. i, function(t)
+            restored[i]:run("true"):assert_ok() -- a clone's first command, beside a cold VM's
             t:eq(restored[i]:read_file("/root/fixture"), "bench\n")
             restored[i]:run("sleep 1"):assert_ok()
             stop(restored[i])

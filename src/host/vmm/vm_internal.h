@@ -127,9 +127,11 @@ struct Vm {
         uint64_t restore_started_ns;
         uint64_t spawned_ns, qmp_ns, running_ns, answered_ns; /* a restore's phases */
         char *restore_label;
-        char *disks_from;        /* the saved state whose disks a restore's new QEMU gets */
-        bool local;              /* --vmm local (vm_local.c): no QEMU, no kernel of its own */
-        bool spare;              /* started ahead for a fixture's next clone (vm_spare.c) */
+        char *disks_from; /* the saved state whose disks a restore's new QEMU gets */
+        bool local;       /* --vmm local (vm_local.c): no QEMU, no kernel of its own */
+        bool spare;       /* started ahead for a fixture's next clone (vm_spare.c) */
+        bool warming_up;  /* a spare's warm-up command is in flight (warm_req) */
+        AgentRequest warm_req;
         const char *spare_phase; /* the phase of the spare this restore adopted, for vm.restore */
         char *cgroup;            /* a local VM's cgroup v2 directory (vm_local.c), or NULL */
         struct VmFreeze *freeze; /* a local VM's pause or resume under way */
@@ -268,5 +270,6 @@ Vm *vm_take_spare(const VmConfig *cfg);
 int vm_adopt_spare(Vm *vm, Vm *s, char *err, size_t errlen);
 /* Starts spares like `like` (a fixture clone just restored) until its pool is full. */
 void vm_prelaunch(Vm *like);
-/* A spare's agent answered: its vCPUs are stopped, and it waits WARM for a clone. */
+/* A spare's agent answered: it runs one command, its vCPUs are stopped, and it waits WARM for
+ * a clone. */
 void vm_spare_park(Vm *s);

@@ -4,13 +4,14 @@
  * the agent answers some 40 ms more under TCG. So once a fixture has been restored, spares are
  * started for its next clones (one by default, the fixture's `pool` option): same
  * configuration, same saved state as fd 3. A spare loads the state like any restore, waits for
- * its agent's hello, then stops its vCPUs (QMP `stop`) and waits WARM. The next restore of that
+ * its agent's hello, runs one command (vm_spare_park), then stops its vCPUs (QMP `stop`) and
+ * waits WARM. The next restore of that
  * fixture adopts it and only resumes it (`cont`) and sets its clock. A spare not warm yet is
  * adopted as it is, and its restore goes on as the clone's own. A spare that fails is only the
  * lack of a spare: it emits no vm.restore and fails no test. Spares are stopped with the file
  * (vm_spares_stop).
  *
- *   spare:  DEFINED -> RESTORING -> LOADING -> (hello) -> stop -> WARM
+ *   spare:  DEFINED -> RESTORING -> LOADING -> (hello, one command) -> stop -> WARM
  *   clone:  RESOLVING -> the spare's RESTORING or LOADING; a WARM one: LOADING, cont, clock */
 #include <errno.h>
 #include <stdbool.h>
@@ -22,6 +23,8 @@
 
 #include "events.h"
 #include "vm_internal.h"
+
+#define SPARE_WARM_UP_MS 10000
 
 static Vm *spares[VM_MAX_SPARES];
 static unsigned spare_seq;
@@ -91,10 +94,33 @@ static void on_parked(void *data, int status, json_t *result)
         vm_boot_end(vm, -EIO, msg);
 }
 
-void vm_spare_park(Vm *s)
+static void park(Vm *s)
 {
         if (qmp_execute(s->qmp, "stop", NULL, on_parked, s) < 0)
                 vm_boot_end(s, -ENOTCONN, NULL);
+}
+
+static void on_warmed_up(AgentRequest *req, int status, const msgpack_object *reply)
+{
+        Vm *s = req->data;
+        s->warming_up = false;
+        if (s->phase == PHASE_LOADING)
+                park(s); /* whatever the command's outcome: it was only a warm-up */
+}
+
+/* Before it stops, the spare's guest runs `/bin/sh -c true` once, as vm:run("true") would:
+ * under TCG a restored guest's first command costs 150-200 ms more than its later ones (every
+ * path it takes through the kernel and the shell is translated anew), and a clone whose
+ * spare ran one pays 10-30 ms (docs/performance.md). */
+void vm_spare_park(Vm *s)
+{
+        s->warm_req = (AgentRequest){.on_reply = on_warmed_up, .data = s};
+        ProtoWriter *w = agent_request_begin(s->agent, &s->warm_req, "exec", 1);
+        proto_kv_str(w, "cmd", "true");
+        if (agent_request_send(s->agent, &s->warm_req, SPARE_WARM_UP_MS) == 0)
+                s->warming_up = true;
+        else
+                park(s);
 }
 
 /* ---- adoption ---- */
@@ -154,6 +180,11 @@ int vm_adopt_spare(Vm *vm, Vm *s, char *err, size_t errlen)
 {
         VmPhase phase = s->phase;
         bool running = s->running_ns != 0;
+        bool answered = s->warming_up; /* its agent answered; the warm-up is dropped */
+        if (s->warming_up) {
+                agent_request_cancel(&s->warm_req);
+                s->warming_up = false;
+        }
         move_qemu(vm, s);
         if (vm->boot_timer) { /* the spare's timeout: the clone's own starts below */
                 vm_close_handle(vm, (uv_handle_t *) vm->boot_timer);
@@ -174,6 +205,8 @@ int vm_adopt_spare(Vm *vm, Vm *s, char *err, size_t errlen)
         int r = vm_start_boot_timer(vm, timeout_ms);
         if (r == 0 && phase == PHASE_WARM)
                 r = resume(vm);
+        if (r == 0 && answered)
+                vm_restore_answered(vm);
         if (r < 0) {
                 snprintf(err, errlen, "vm %s: restore: %s", vm->name, strerror(-r));
                 vm_halt(vm);
