@@ -107,6 +107,9 @@ void modules_wait_loaded(void);
 int modules_load_ondemand(const char *name);
 /* True when the kernel command line (PID 1) or PROVIUM_AGENT_DEBUG asks for op logging. */
 bool init_debug_requested(bool pid1);
+/* The agent's ports the host gave this VM (provium.ports=N on the kernel command line, the main
+ * one and the workers), or 0 when it does not say. */
+int init_ports_expected(void);
 /* Leaves the agent: exit(code) normally, power off as PID 1 (init must never exit). */
 _Noreturn void init_exit(bool pid1, int code);
 /* Opens fds 0-2 on /dev/null (or /dev/console) where they are closed. */

@@ -120,6 +120,16 @@ bool init_debug_requested(bool pid1)
         return pid1 && cmdline_get("provium.debug", v, sizeof v) && strcmp(v, "1") == 0;
 }
 
+int init_ports_expected(void)
+{
+        char v[8];
+        if (modules_host || !cmdline_get("provium.ports", v, sizeof v))
+                return 0;
+        char *end;
+        long n = strtol(v, &end, 10);
+        return end != v && !*end && n > 0 && n <= 64 ? (int) n : 0;
+}
+
 /* Reads the first line of a small file into buf, without the newline and trailing blanks.
  * Returns 0 or -errno. */
 static int read_line(const char *path, char *buf, size_t n)
@@ -539,6 +549,19 @@ static void init_environment(void)
                 agent_log("chdir /: %s", strerror(errno));
 }
 
+/* An idle guest should cost its host nothing: kcompactd compacts memory proactively every
+ * 500 ms by default, the most frequent wakeup left in an idle guest (with RCU's). A test guest
+ * whose RAM comes and goes with the test has no use for huge pages kept ready; a test can set
+ * vm.compaction_proactiveness back. */
+static void init_quiet(void)
+{
+        int fd = open("/proc/sys/vm/compaction_proactiveness", O_WRONLY | O_CLOEXEC);
+        if (fd < 0 || write(fd, "0\n", 2) != 2)
+                agent_log("vm.compaction_proactiveness=0: %s", strerror(errno));
+        if (fd >= 0)
+                (void) close(fd);
+}
+
 /* provium.probe=1: the host is only asking whether this kernel reaches init (under KVM,
  * src/cli/accel_probe.c). Say so and power off, before any module or disk. */
 static void init_probe(void)
@@ -581,6 +604,7 @@ void init_pid1(void)
         init_root();
         init_hostname();
         init_hwrng();
+        init_quiet();
 }
 
 /* ---- local ---- */

@@ -21,8 +21,10 @@
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "agent.h"
 
@@ -32,6 +34,7 @@
 #define PORT_FAST_FOR 2000 /* for this long after the agent starts, */
 #define PORT_SLOW_MS  50   /* and this often afterwards */
 #define RECONNECT_MS  100
+#define HOST_WAIT_MS  5000 /* a port thread looks again at least this often (wait_for_host) */
 #define PORT_PREFIX   "provium."
 #define MAX_CONNS     64  /* connection threads */
 #define SCAN_MS       500 /* period of the worker port scan */
@@ -275,6 +278,33 @@ static int serve_stream(Server *s, int fd)
         return 0;
 }
 
+/* A port whose host side is not connected reads as at its end, and polls as hung up, at once:
+ * nothing blocks until the host connects. But virtio_console signals the port's owner
+ * (O_ASYNC) when the host opens or closes it, so a thread waits for SIGIO (blocked in every
+ * thread, agent_run) instead of polling the port every RECONNECT_MS: an idle VM's four worker
+ * ports woke it 40 times a second. Returns whether the port now signals this thread. */
+static bool watch_host(int fd)
+{
+        struct f_owner_ex owner = {.type = F_OWNER_TID, .pid = (pid_t) syscall(SYS_gettid)};
+        int flags = fcntl(fd, F_GETFL);
+        return flags >= 0 && fcntl(fd, F_SETOWN_EX, &owner) == 0 &&
+               fcntl(fd, F_SETSIG, SIGIO) == 0 && fcntl(fd, F_SETFL, flags | O_ASYNC) == 0;
+}
+
+/* Waits until the host connects to a watched port, or HOST_WAIT_MS at most (a signal that came
+ * while the port was served only means one more look). */
+static void wait_for_host(bool watched)
+{
+        if (!watched)
+                return sleep_ms(RECONNECT_MS);
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGIO);
+        struct timespec ts = {.tv_sec = HOST_WAIT_MS / 1000,
+                              .tv_nsec = (long) (HOST_WAIT_MS % 1000) * 1000000L};
+        (void) sigtimedwait(&set, NULL, &ts);
+}
+
 /* Serves a virtio port until told to quit: the host may disconnect and reconnect. Returns the
  * exit code when told to quit or when the port cannot be opened. */
 static int serve_port(Server *s, const char *name)
@@ -284,6 +314,7 @@ static int serve_port(Server *s, const char *name)
                 agent_log("virtio port %s: %s", name, strerror(-fd));
                 return 1;
         }
+        bool watched = watch_host(fd);
         if (agent_debug)
                 agent_log("ready on %s at %lld ms (agent started at %lld ms, console modules "
                           "loaded at %lld ms)",
@@ -307,9 +338,10 @@ static int serve_port(Server *s, const char *name)
                                 agent_log("virtio port %s: %s", name, strerror(-fd));
                                 return 1;
                         }
+                        watched = watch_host(fd);
                         continue;
                 }
-                sleep_ms(RECONNECT_MS);
+                wait_for_host(watched);
         }
 }
 
@@ -391,12 +423,13 @@ static bool port_served(const char *name)
         return false;
 }
 
-/* Starts a thread for every port named provium.* not served yet. */
-static void ports_scan(void)
+/* Starts a thread for every port named provium.* not served yet. Returns whether the scan is
+ * over: every port the host said it gave (init_ports_expected) is served. */
+static bool ports_scan(void)
 {
         DIR *d = opendir(PORTS_DIR);
         if (!d)
-                return;
+                return false;
         struct dirent *e;
         while ((e = readdir(d))) {
                 if (e->d_name[0] == '.')
@@ -411,6 +444,11 @@ static void ports_scan(void)
                         agent_log("thread for %s: %s", buf, strerror(-r));
         }
         (void) closedir(d);
+        int expected = init_ports_expected();
+        size_t served = 0;
+        for (size_t i = 0; i < n_conns; i++)
+                served += conns[i].kind == CONN_PORT;
+        return expected > 0 && served >= (size_t) expected;
 }
 
 /* ---- main loop ---- */
@@ -499,8 +537,8 @@ static int agent_loop(int sigfd, bool ports)
                 uint64_t v;
                 (void) !read(wake_fd, &v, sizeof v);
                 again = child_reap_orphans();
-                if (ports && agent_now_ns() < scan_until)
-                        ports_scan();
+                if (ports && agent_now_ns() < scan_until && ports_scan())
+                        scan_until = 0; /* an idle guest is not woken every SCAN_MS for 30 s */
         }
         int code = 0;
         for (size_t i = 0; i < n_conns; i++) {
@@ -514,10 +552,12 @@ static int agent_loop(int sigfd, bool ports)
 /* Returns the exit code. */
 static int agent_run(const Options *o)
 {
-        sigset_t mask;
+        sigset_t mask, blocked;
         sigemptyset(&mask);
         sigaddset(&mask, SIGCHLD);
-        if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0) {
+        blocked = mask;
+        sigaddset(&blocked, SIGIO); /* taken by the port threads (wait_for_host) */
+        if (sigprocmask(SIG_BLOCK, &blocked, NULL) < 0) {
                 agent_log("sigprocmask: %s", strerror(errno));
                 return 1;
         }
