@@ -1,11 +1,12 @@
 /* vm_snapshot.c: saving a running VM: its device state through QEMU migration into a file, and
- * its RAM, which lives in a file of its own (see argv_add_ram in vm.c), copied sparsely.
+ * its RAM, which lives in a file of its own (see argv_add_ram in vm.c), copied sparsely
+ * (vm_ram_copy.c).
  *
  * With the x-ignore-shared capability QEMU leaves a share=on RAM block out of the stream, so a
  * save writes a few hundred KB however large the guest is. A VM running on a copy-on-write
  * mapping of a saved file (after a restore) has share=off RAM, which the stream carries.
  *
- * Sections: RAM copy, the save, snapshots.
+ * Sections: the save, snapshots.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -22,67 +23,6 @@
 
 #define SAVE_POLL_MS    2
 #define SAVE_TIMEOUT_MS 120000
-#define COPY_BLOCK      (1u << 20)
-
-/* ---- RAM copy ---- */
-
-static int copy_range(int in, int out, off_t off, off_t len)
-{
-        static char buf[COPY_BLOCK];
-        while (len > 0) {
-                loff_t a = off, b = off;
-                ssize_t n = copy_file_range(in, &a, out, &b, (size_t) len, 0);
-                if (n < 0 &&
-                    (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP)) {
-                        size_t want = len < (off_t) sizeof buf ? (size_t) len : sizeof buf;
-                        n = pread(in, buf, want, off);
-                        if (n > 0 && pwrite(out, buf, (size_t) n, off) != n)
-                                return errno ? -errno : -EIO;
-                }
-                if (n < 0)
-                        return -errno;
-                if (n == 0)
-                        return -EIO; /* the source shrank under us */
-                off += n;
-                len -= n;
-        }
-        return 0;
-}
-
-/* Copies src to a new file dst, data extents only: the holes of a sparse RAM file (pages the
- * guest never touched) stay holes. *ret_bytes: the data copied. */
-int vm_copy_sparse(const char *src, const char *dst, uint64_t *ret_bytes)
-{
-        int in = open(src, O_RDONLY | O_CLOEXEC);
-        if (in < 0)
-                return -errno;
-        int out = open(dst, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        struct stat st;
-        int r = out < 0 || fstat(in, &st) < 0 || ftruncate(out, st.st_size) < 0 ? -errno : 0;
-        uint64_t bytes = 0;
-        for (off_t off = 0; r == 0 && off < st.st_size;) {
-                off_t data = lseek(in, off, SEEK_DATA);
-                if (data < 0) {
-                        r = errno == ENXIO ? 0 : -errno; /* ENXIO: no data after off */
-                        break;
-                }
-                off_t hole = lseek(in, data, SEEK_HOLE);
-                if (hole < 0) {
-                        r = -errno;
-                        break;
-                }
-                r = copy_range(in, out, data, hole - data);
-                bytes += (uint64_t) (hole - data);
-                off = hole;
-        }
-        if (out >= 0 && close(out) < 0 && r == 0)
-                r = -errno;
-        (void) close(in);
-        if (r < 0)
-                (void) unlink(dst);
-        *ret_bytes = bytes;
-        return r;
-}
 
 /* ---- the save ---- */
 
