@@ -13,7 +13,6 @@ mean the same on hosts with and without a /dev/kvm.
 
 usage: bench/accel.py PROVIUM IMAGE_DIR OUTDIR
 """
-import json
 import os
 import shutil
 import statistics
@@ -21,6 +20,9 @@ import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from floor import write_report  # noqa: E402
 
 ROUNDS = int(os.environ.get("BENCH_ACCEL_ROUNDS", "9"))
 
@@ -77,13 +79,7 @@ def main():
         ]
         lines = ["Choosing the accelerator (medians of %d interleaved rounds)" % ROUNDS]
         lines += ["  %-58s %9.1f ms  %s" % r for r in rows]
-        text = "\n".join(lines) + "\n"
-        print(text, end="")
-        os.makedirs(outdir, exist_ok=True)
-        with open(os.path.join(outdir, "table-accel.txt"), "w") as f:
-            f.write(text)
-        with open(os.path.join(outdir, "raw-accel.json"), "w") as f:
-            json.dump(fig, f, indent=1)
+        write_report(outdir, "accel", "\n".join(lines) + "\n", fig)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

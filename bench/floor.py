@@ -30,6 +30,17 @@ def events(provium, path):
     return [json.loads(l) for l in r.stdout.splitlines()]
 
 
+def write_report(out, key, text, raw):
+    """Prints a bench's table and keeps it as OUT/table-KEY.txt, its raw numbers as
+    OUT/raw-KEY.json."""
+    sys.stdout.write(text)
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "table-%s.txt" % key), "w") as f:
+        f.write(text)
+    with open(os.path.join(out, "raw-%s.json" % key), "w") as f:
+        json.dump(raw, f, indent=1)
+
+
 def run_dir(prefix):
     """A temporary directory where Provium keeps a VM's RAM file: /dev/shm when it can be
     written (as src/host/base/paths.c), else the default temporary directory."""

@@ -16,7 +16,6 @@ BENCH_IDLE_S (10) seconds, BENCH_IDLE_AFTER_S (3) seconds after it is ready, for
 
 usage: bench/idle.py PROVIUM OUTDIR
 """
-import json
 import os
 import shutil
 import stat
@@ -28,7 +27,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from floor import Guest, events, floor_argv, option, overlay_initrd, provium_argv, run_dir  # noqa: E402
+from floor import (Guest, events, floor_argv, option, overlay_initrd, provium_argv,  # noqa: E402
+                   run_dir, write_report)
 
 ROUNDS = int(os.environ.get("BENCH_IDLE_ROUNDS", "3"))
 SPAN_S = float(os.environ.get("BENCH_IDLE_S", "10"))
@@ -193,12 +193,7 @@ def main():
         lines.append("  (the clones are restored back to back, each reading one file; spares adopted: %s)" %
                      ", ".join("%d %s" % (n, k) for k, n in sorted(spares.items())))
         raw["restore_spares"] = spares
-        text = "\n".join(lines) + "\n"
-        sys.stdout.write(text)
-        with open(os.path.join(out, "table-idle.txt"), "w") as fh:
-            fh.write(text)
-        with open(os.path.join(out, "raw-idle.json"), "w") as fh:
-            json.dump(raw, fh, indent=1)
+        write_report(out, "idle", "\n".join(lines) + "\n", raw)
         return 0 if v <= 1.5 * max(f, 1) and ok else 1
     finally:
         shutil.rmtree(work, ignore_errors=True)

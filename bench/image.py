@@ -24,7 +24,7 @@ import json, os, shutil, statistics, subprocess, sys, tempfile, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from floor import events  # noqa: E402  (provium events FILE --json)
+from floor import events, write_report  # noqa: E402  (provium events FILE --json)
 
 BOOTS = int(os.environ.get("BENCH_IMG_BOOTS", "5"))
 BUILDS = int(os.environ.get("BENCH_IMG_BUILDS", "3"))
@@ -181,12 +181,7 @@ def main():
         raw["crossover_bytes"] = x
         lines.append("  they cost the same at a tree of %.0f MiB (IMAGE_PACK_THRESHOLD in image.c: %s)" % (
             x / 2**20, threshold()))
-    table = "\n".join(lines) + "\n"
-    sys.stdout.write(table)
-    with open(os.path.join(out, "table-image.txt"), "w") as f:
-        f.write(table)
-    with open(os.path.join(out, "raw-image.json"), "w") as f:
-        json.dump(raw, f, indent=1)
+    write_report(out, "image", "\n".join(lines) + "\n", raw)
 
 
 if __name__ == "__main__":

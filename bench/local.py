@@ -22,14 +22,13 @@ the same way. The as-scheduled figures are printed too.
 Targets (the issue's): a local start in at most 20 ms; vm:run("true") and read_file 4 KiB
 within 1.5x of their floors (the spawn and the socket round trip).
 """
-import json
 import os
 import statistics
 import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from floor import events  # noqa: E402  (provium events FILE --json)
+from floor import events, write_report  # noqa: E402  (provium events FILE --json)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 KNOBS = {"STARTS": 20, "QEMU_STARTS": 3, "READS": 200, "RUNS": 100, "FLOOR": 500}
@@ -112,12 +111,7 @@ def main():
     row("", l["read"], q["read"], "read_file's skeleton", fl["skeleton"], "", None)
     head = "%-26s %10s %10s %-26s %10s %8s  %s" % ("figure (medians, ms)", "local", "qemu",
                                                    "floor (this host)", "floor", "local/fl", "target")
-    table = "\n".join([head] + rows) + "\n"
-    sys.stdout.write(table)
-    with open(os.path.join(out, "table-local.txt"), "w") as f:
-        f.write(table)
-    with open(os.path.join(out, "raw-local.json"), "w") as f:
-        json.dump(dict(fig, knobs=KNOB), f)
+    write_report(out, "local", "\n".join([head] + rows) + "\n", dict(fig, knobs=KNOB))
     return 1 if missed else 0
 
 
