@@ -86,8 +86,9 @@ test("boots", function(t)
     t:eq(vm:read_file("/etc/greeting"), "hello from the host\n")
     t:match(vm:run("hello"):assert_ok().stdout, "Hello, world!")
     vm:wait_for_file("/sys/module/dummy", 20) -- recipe modules load at boot, after the base's
-    -- the default command line, then the recipe's addition
-    t:match(vm:read_file("/proc/cmdline"), "^console=ttyS0 .*cryptomgr%%.notests.* provium%%.cachetest=1\n$")
+    -- the default command line, then the recipe's addition, then what the host adds itself
+    t:match(vm:read_file("/proc/cmdline"),
+            "^console=ttyS0 .*cryptomgr%%.notests.* provium%%.cachetest=1 provium%%.ports=5\n$")
 end)
 ]], name))
     local out, code = st.sh(string.format("cd / && %s --accel tcg --events %s/ev.mp %s/boot.test.lua",
