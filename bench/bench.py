@@ -310,7 +310,7 @@ def fixture_report(x, head, row, info):
         collections.Counter(d.get("spare") or "none" for d in x[key]).items()))
     sm.update({"pooled_call_ms": pl_call, "restore_spares": spares("restore"),
                "back_to_back_spares": spares("back"), "pooled_spares": spares("pooled")})
-    misses = [rs > 150, boot / rs < 15, bb > 150, boot / bb < 15, call > 20, snap > 100, save > 100]
+    misses = [rs > 150, boot / rs < 15, bb > 150, boot / bb < 15, call > 20, snap > 20, save > 100]
     n_r, n_b = len(x["restore"]), len(x["cold_boot_ms"])
     lines = [
         "",
@@ -331,7 +331,7 @@ def fixture_report(x, head, row, info):
         row("vm:snapshot(), cold-booted VM (n=%d)" % len(x["cold_snapshot_ms"]), "%.0f ms" % snap,
             "RAM copied %.0f MiB, state %.2f MiB" % (med(x["cold_snapshot_ram_bytes"]) / 2**20,
                                                    med(x["cold_snapshot_state_bytes"]) / 2**20),
-            "", "<= 100 ms", snap <= 100),
+            "", "<= 20 ms", snap <= 20),
         row("fixture build's save (n=1)", "%.0f ms" % save,
             "state %.2f MiB, RAM in place" % (x["build_save_state_bytes"][0] / 2**20),
             "", "<= 100 ms", save <= 100),
@@ -721,14 +721,15 @@ def main():
         "",
         "%-34s %12s %-30s %7s %-18s %s" % ("figure", "median", "floor (same run)", "ratio", "target", ""),
         row("boot to agent-ready (n=%d)" % BOOTS, "%.0f ms" % boot_p,
-            "raw QEMU to /init: %.0f ms" % boot_f, "%.2fx" % (boot_p / boot_f), "<= 1.2x floor",
-            boot_p / boot_f <= 1.2),
+            "raw QEMU to /init: %.0f ms" % boot_f, "%.2fx" % (boot_p / boot_f), "<= 1.05x floor",
+            boot_p / boot_f <= 1.05),
         row("read_file 4 KiB (n=%d)" % (READS * n_rt), "%.3f ms" % rd,
             "virtio-serial echo: %.3f ms" % echo, "%.1fx" % (rd / echo), "<= 1 ms", rd <= 1.0),
         row("", "", "C responder read 4K: %.3f ms" % c_read, "%.1fx" % (rd / c_read), "", True)[:-4],
         row('vm:run("true") (n=%d)' % (RUNS * n_rt), "%.2f ms" % ex,
-            "fork+exec /bin/true: %.2f ms" % fe, "%.1fx" % (ex / fe), "<= 12 ms", ex <= 12.0),
-        row("", "", "fork+exec sh -c true: %.2f ms" % fe_sh, "%.1fx" % (ex / fe_sh), "", True)[:-4],
+            "fork+exec /bin/true: %.2f ms" % fe, "%.1fx" % (ex / fe), "", True)[:-4],
+        row("", "", "fork+exec sh -c true: %.2f ms" % fe_sh, "%.1fx" % (ex / fe_sh), "<= 1.3x sh -c true",
+            ex <= 1.3 * fe_sh),
         "",
         "boot, by the guest's clock (CLOCK_MONOTONIC): init starts at %.0f ms (floor); the agent "
         "is ready at %.0f ms (+%.0f ms: mounts, modules, port, hello; medians of different "
@@ -742,7 +743,8 @@ def main():
         "mean %.2f ms/call, of which the guest measured %.2f ms (agent fork to exit)" % (
             c_echo, rd_batch, ex_batch, ex_guest),
     ]
-    misses = [boot_p / boot_f > 1.2, rd > 1.0, ex > 12.0]
+    # the goals of issue 18 (docs/performance.md), where it set one
+    misses = [boot_p / boot_f > 1.05, rd > 1.0, ex > 1.3 * fe_sh]
     head = "%-34s %12s %-30s %7s %-18s %s"
     info = lambda fig, v, floor, ratio="", target="": (head % (fig, v, floor, ratio, target, "")).rstrip()
     mbs = lambda nbytes, ms: nbytes / 1e3 / ms  # MB/s (10^6 bytes)
@@ -760,14 +762,14 @@ def main():
                         "read_256m_to_host_mbs": one("read_256m_to_host_ms"),
                         "write_256m_string_mbs": one("write_256m_string_ms"),
                         "read_256m_string_mbs": one("read_256m_string_ms"), "vmhwm_mib": hw})
-        misses += [w64 < h2g / 2, r64 < g2h / 2]
+        misses += [w64 < 0.8 * h2g, r64 < 0.9 * g2h]
         lines += [
             "",
             head % ("throughput (MB/s = 10^6 B/s)", "median", "raw port, same run (n=%d)" % n_fx, "ratio", "target", ""),
             row("write_file 64 MiB (n=%d)" % XFER_REPS, "%.0f MB/s" % w64, "host->guest: %.0f MB/s" % h2g,
-                "%.2fx" % (w64 / h2g), ">= 0.5x raw port", w64 >= h2g / 2),
+                "%.2fx" % (w64 / h2g), ">= 0.8x raw port", w64 >= 0.8 * h2g),
             row("read_file 64 MiB (n=%d)" % XFER_REPS, "%.0f MB/s" % r64, "guest->host: %.0f MB/s" % g2h,
-                "%.2fx" % (r64 / g2h), ">= 0.5x raw port", r64 >= g2h / 2),
+                "%.2fx" % (r64 / g2h), ">= 0.9x raw port", r64 >= 0.9 * g2h),
             info("256 MiB write {from=host} (n=1)", "%.0f MB/s" % summary["write_256m_from_host_mbs"],
                  "host->guest: %.0f MB/s" % h2g, "%.2fx" % (summary["write_256m_from_host_mbs"] / h2g)),
             info("256 MiB read {to=host} (n=1)", "%.0f MB/s" % summary["read_256m_to_host_mbs"],
@@ -808,6 +810,10 @@ def main():
             lines.append(info("stat, %s (n=%d)" % (label, BUSY_OPS), "%.3f ms" % sb[k]["stat_ms"],
                               "idle: %.3f ms" % sb["idle"]["stat_ms"],
                               "%.1fx" % (sb[k]["stat_ms"] / sb["idle"]["stat_ms"])))
+        busy4 = sb["4 busy"]["read_file_ms"] / sb["idle"]["read_file_ms"]
+        misses.append(busy4 > 2)
+        lines.append(row("  read 4K, 4 busy workers vs idle", "", "", "%.1fx" % busy4, "<= 2x idle",
+                         busy4 <= 2))
         lines.append("  (each busy worker loops read_file 4 KiB + run(\"true\") in its own "
                      "provium:parallel branch while the main connection does %d x (stat + read_file); "
                      "worker loops: how many the workers completed together meanwhile)" % BUSY_OPS)
@@ -821,7 +827,7 @@ def main():
         rows = [("read 4 KiB vs multiplexed ssh", rd, "ssh_read_4k_ms", "ssh -S, cat: %.2f ms", 10),
                 ("read 4 KiB vs qemu-guest-agent", rd, "qga_read_4k_ms", "qga open+read+close: %.2f ms", 5),
                 ("run true vs multiplexed ssh", ex, "ssh_true_ms", "ssh -S, true: %.2f ms", 2),
-                ("run true vs qemu-guest-agent", ex, "qga_true_ms", "qga exec+status: %.2f ms", 2)]
+                ("run true vs qemu-guest-agent", ex, "qga_true_ms", "qga exec+status: %.2f ms", 2.5)]
         summary["peers"] = {}
         for fig, mine, key, fmt, goal in rows:
             if pr.get(key):
@@ -829,7 +835,7 @@ def main():
                 summary["peers"][key] = pv
                 misses.append(pv / mine < goal)
                 lines.append(row(fig, "%.3f ms" % mine if mine < 1 else "%.2f ms" % mine, fmt % pv,
-                                 ("%.1fx" if pv / mine < 10 else "%.0fx") % (pv / mine), ">= %dx faster" % goal, pv / mine >= goal))
+                                 ("%.1fx" if pv / mine < 10 else "%.0fx") % (pv / mine), ">= %gx faster" % goal, pv / mine >= goal))
             else:
                 why = pr.get("error") or pr.get("qga_error") or "not measured"
                 lines.append(info(fig, "", "NOT MEASURED: %s" % why))
