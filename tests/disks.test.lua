@@ -77,6 +77,29 @@ test("hot-plug and detach on a running VM; several disks per VM", function(t)
     t:eq(other:run("cat /sys/block/*/serial").stdout, "hot_b")
 end)
 
+test("hotplug = false: a disk and a card given before boot work; after boot none is plugged or unplugged", function(t)
+    local d, late = provium:disk("fixed", { size = "4M" }), provium:disk("late", { size = "4M" })
+    local lan = provium:bridge("fixed")
+    local vm, peer = new_vm("fixed", "disks"), provium:vm("fixedpeer")
+    live[2] = peer
+    vm:attach_disk(d)
+    lan:attach({ vm, peer })
+    vm:boot({ hotplug = false })
+    peer:boot()
+    t:contains(vm:read_file("/proc/cmdline"), " acpi=noirq")
+    t:eq(vm:run("cat /sys/block/*/serial").stdout, "fixed", "the disk given before boot")
+    vm:run("ping -c 1 -W 10 fixedpeer.fixed"):assert_ok() -- and its card
+    local why = "the VM was booted with hotplug = false %(no PCI hot%-plug, acpi=noirq%): " ..
+                "attach it before vm:boot%(%)"
+    t:error(function() vm:attach_disk(late) end, "vm fixed: attach_disk late: " .. why)
+    t:error(function() vm:detach_disk(d) end, "vm fixed: detach_disk fixed: " .. why)
+    t:eq(vm:run("cat /sys/block/*/serial").stdout, "fixed", "still attached")
+    local other = provium:bridge("fixed2")
+    t:error(function() other:attach(vm) end, "vm fixed: attach: " .. why)
+    t:error(function() provium:vm("fixedbad"):boot({ hotplug = "no" }) end,
+            "option 'hotplug' must be a boolean, got string")
+end)
+
 test("ext4: a read fault on one file's blocks fails that file with EIO, another reads fine", function(t)
     local vm, d, dev = vm_with_disk("64M")
     vm:run(string.format("mkfs.ext4 -q -F %s && mkdir -p /mnt/x && mount %s /mnt/x && " ..

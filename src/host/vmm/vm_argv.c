@@ -175,9 +175,10 @@ int vm_build_argv(Vm *vm, const VmConfig *cfg, const Image *img, Argv *a)
                 snprintf(seed, sizeof seed, " provium.rng_seed=%llu",
                          (unsigned long long) cfg->rng_seed);
         /* provium.ports: the agent stops looking for ports once it serves them all */
-        argv_add(a, "%s%s%s provium.ports=%d%s%s", img->cmdline ? img->cmdline : "",
+        argv_add(a, "%s%s%s provium.ports=%d%s%s%s", img->cmdline ? img->cmdline : "",
                  img->rootfs ? " provium.root=ext4" : "", seed, vm->nworkers + 1,
-                 cfg->append ? " " : "", cfg->append ? cfg->append : "");
+                 cfg->hotplug == 0 ? " acpi=noirq" : "", cfg->append ? " " : "",
+                 cfg->append ? cfg->append : "");
         if (img->rootfs)
                 argv_add_rootfs(img, a);
         if (cfg->initial_time) {

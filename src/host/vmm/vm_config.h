@@ -42,6 +42,9 @@
         X(STR, initial_time, VMCFG_SAVED | VMCFG_SPARE, "initial_time", DATE, 0, 0, 31)            \
         /* QEMU -seed and the agent's /dev/hwrng: guest randomness becomes reproducible */         \
         X(SEED, rng_seed, VMCFG_SAVED | VMCFG_SPARE, "rng_seed", SEED, 0, 0, INT64_MAX)            \
+        /* PCI hot-plug after boot (cards, disks); 0: none, and the kernel skips ACPI's IRQ        \
+         * routing (acpi=noirq), some 160 ms of a boot under TCG; -1: the default, 1 */            \
+        X(INT, hotplug, VMCFG_SAVED | VMCFG_SPARE, "hotplug", BOOL, -1, 0, 1)                      \
         /* file behind guest RAM; NULL: <run dir>/<vm>/ram (a fixture build gives its own) */      \
         X(STR, ram_path, VMCFG_SPARE, "_ram", STRING, 0, 0, 4095)                                  \
         /* with ram_path: load this saved state, RAM mapped copy-on-write, instead of booting */   \

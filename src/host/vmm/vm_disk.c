@@ -115,6 +115,11 @@ int vm_attach_disk(Vm *vm, const char *serial, const VmDiskSource *src, QmpReply
                          why == vm_state_name(st) ? "the VM is " : "", why);
                 return -EBUSY;
         }
+        char what[64];
+        snprintf(what, sizeof what, "attach_disk %s", serial);
+        int hr = st == VM_DEFINED ? 0 : vm_check_hotplug(vm, what, err, errlen);
+        if (hr < 0)
+                return hr;
         VmDisk *d = &vm->disks[k];
         *d = (VmDisk){.used = true};
         snprintf(d->serial, sizeof d->serial, "%s", serial);
@@ -219,6 +224,11 @@ int vm_detach_disk(Vm *vm, const char *serial, QmpReplyFn cb, void *data, char *
                 slot_clear(d);
                 return 1;
         }
+        char what[64];
+        snprintf(what, sizeof what, "detach_disk %s", serial);
+        int hr = vm_check_hotplug(vm, what, err, errlen);
+        if (hr < 0)
+                return hr;
         DiskPlug *p = calloc(1, sizeof *p);
         uv_timer_t *t = calloc(1, sizeof *t);
         char id[16];

@@ -173,6 +173,10 @@ json_t *vm_ignore_shared_args(int on);
 /* Copies src to a new file dst, data extents only (holes stay holes). */
 int vm_copy_sparse(const char *src, const char *dst, uint64_t *ret_bytes);
 
+/* A QEMU VM booted with hotplug = false takes no PCI device after boot: err says so for what
+ * (attach, attach_disk NAME...) and -EPERM is returned; 0 when it can. */
+int vm_check_hotplug(const Vm *vm, const char *what, char *err, size_t errlen);
+
 /* ---- vm_argv.c ---- */
 
 /* A growing argv; error is set (-ENOMEM) on the first failure and later additions are no-ops. */

@@ -40,6 +40,17 @@ static void on_nic_netdev(void *data, int status, json_t *result)
         on_nic_device(p, status < 0 ? status : -EIO, result);
 }
 
+int vm_check_hotplug(const Vm *vm, const char *what, char *err, size_t errlen)
+{
+        if (vm->local || vm->cfg.hotplug != 0)
+                return 0;
+        snprintf(err, errlen,
+                 "vm %s: %s: the VM was booted with hotplug = false (no PCI hot-plug, acpi=noirq): "
+                 "attach it before vm:boot()",
+                 vm->name, what);
+        return -EPERM;
+}
+
 int vm_add_nic(Vm *vm, const char *tap, const char *mac, QmpReplyFn cb, void *data, char *err,
                size_t errlen)
 {
@@ -53,6 +64,9 @@ int vm_add_nic(Vm *vm, const char *tap, const char *mac, QmpReplyFn cb, void *da
                 snprintf(err, errlen, "vm %s: attach: the VM is %s", vm->name, vm_state_name(st));
                 return -EBUSY;
         }
+        int r = st == VM_DEFINED ? 0 : vm_check_hotplug(vm, "attach", err, errlen);
+        if (r < 0)
+                return r;
         int k = vm->nnics;
         snprintf(vm->nics[k].tap, sizeof vm->nics[k].tap, "%s", tap);
         snprintf(vm->nics[k].mac, sizeof vm->nics[k].mac, "%s", mac);
@@ -74,7 +88,7 @@ int vm_add_nic(Vm *vm, const char *tap, const char *mac, QmpReplyFn cb, void *da
         }
         *p = (NicPlug){.vm = vm, .k = k, .cb = cb, .data = data};
         vm->nnics++; /* a restore's command line has it from now on */
-        int r = qmp_execute(vm->qmp, "netdev_add", args, on_nic_netdev, p);
+        r = qmp_execute(vm->qmp, "netdev_add", args, on_nic_netdev, p);
         if (r < 0) {
                 free(p);
                 snprintf(err, errlen, "vm %s: attach: %s", vm->name, strerror(-r));

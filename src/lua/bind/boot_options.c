@@ -96,6 +96,19 @@ static const char *opt_initial_time(lua_State *L, int opts, const char *opt, cha
         return r;
 }
 
+/* A boolean option: 1 or 0, or unset when not given. */
+static int opt_bool(lua_State *L, int opts, const char *opt, int unset)
+{
+        lua_getfield(L, opts, opt);
+        int t = lua_type(L, -1), v = unset;
+        if (t == LUA_TBOOLEAN)
+                v = lua_toboolean(L, -1);
+        else if (t != LUA_TNIL)
+                luaL_error(L, "option '%s' must be a boolean, got %s", opt, luaL_typename(L, -1));
+        lua_pop(L, 1);
+        return v;
+}
+
 /* A string of at most max bytes. */
 static const char *opt_bounded_string(lua_State *L, int opts, const char *opt, size_t max)
 {
@@ -114,6 +127,7 @@ static const char *opt_bounded_string(lua_State *L, int opts, const char *opt, s
 #define READ_DATE(f, opt, unset, min, max)                                                         \
         cfg->f = opt_initial_time(L, opts, opt, time_buf, time_len);
 #define READ_SEED(f, opt, unset, min, max) cfg->f = opt_seed(L, opts, opt, &cfg->has_##f);
+#define READ_BOOL(f, opt, unset, min, max) cfg->f = opt_bool(L, opts, opt, unset);
 #define READ_SECONDS(f, opt, unset, min, max)                                                      \
         if (has_field(L, opts, opt))                                                               \
                 cfg->f = seconds_to_ms(opt_timeout(L, opts, opt));
