@@ -33,6 +33,20 @@ test("argv runs without a shell", function(t)
     t:eq(r.stdout, "a  b $HOME\n")
 end)
 
+test("commands run at nice 0; the agent's threads run ahead of them", function(t)
+    local vm = booted()
+    -- field 19 of /proc/PID/stat is the nice value
+    local function nice(stat) return stat:gsub("^.-%) ", ""):match("^" .. ("%S+ "):rep(16) .. "(%S+)") end
+    t:eq(nice(vm:run("cat /proc/self/stat"):assert_ok().stdout), "0", "through the shell")
+    t:eq(nice(vm:run({ "cat", "/proc/self/stat" }):assert_ok().stdout), "0", "as argv")
+    t:needs_kernel(vm, "the agent's threads are a guest's PID 1")
+    local tids, seen = vm:run("ls /proc/1/task"):assert_ok().stdout, 0
+    for tid in tids:gmatch("%d+") do
+        if nice(vm:read_file("/proc/1/task/" .. tid .. "/stat")) == "-5" then seen = seen + 1 end
+    end
+    t:ok(seen >= 1, "a connection thread of the agent at nice -5 (threads: " .. tids:gsub("\n", " ") .. ")")
+end)
+
 test("command not found: 127 through the shell, ENOENT as argv", function(t)
     local vm = booted()
     local r = vm:run("no-such-command-xyz")

@@ -372,6 +372,8 @@ static void *conn_main(void *arg)
 {
         Conn *c = arg;
         Server s;
+        if (agent_pid1 && !init_is_local())
+                child_raise_priority();
         int r = server_init(&s, c->name, agent_pid1, agent_debug);
         if (r < 0) {
                 agent_log("%s: init: %s", c->name, strerror(-r));
