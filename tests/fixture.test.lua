@@ -182,6 +182,25 @@ test("a fixture's pool option sets how many spares wait; pool = 0 keeps none", f
     st.sh("rm -rf " .. dir)
 end)
 
+test("a clone asked for during its spare's warm-up command adopts the spare without waiting for it", function(t)
+    local dir = st.workdir("fixture_slow_warmup")
+    st.sh("mkdir " .. dir .. "/run")
+    local ev = dir .. "/ev.mp"
+    local out, code = st.run(dir, "--events " .. ev, cache_env(dir) .. " PROVIUM_RUN_DIR=" .. dir .. "/run")
+    t:eq(code, 0, out)
+    t:match(out, "\n2 passed, 0 failed, 0 skipped\n$")
+    local restores = {}
+    for line in st.sh(provium.executable .. " events " .. ev .. " --json"):gmatch("[^\n]+") do
+        if line:find('"type":"vm.restore"', 1, true) then restores[#restores + 1] = line end
+    end
+    t:eq(#restores, 2)
+    t:contains(restores[2], '"spare":"loading"', "adopted while its warm-up ran")
+    local ns = tonumber(restores[2]:match('"duration_ns":(%d+)'))
+    t:ok(ns < 3e9, "the restore did not wait for the 5 s warm-up: " .. ns / 1e6 .. " ms")
+    t:eq(st.sh("pgrep -f '" .. dir .. "/[r]un' || true"), "", "no QEMU left after the run")
+    st.sh("rm -rf " .. dir)
+end)
+
 test("a spare that dies is only a missing spare: the next clone restores without it", function(t)
     local dir = st.workdir("fixture_warm")
     st.sh("mkdir " .. dir .. "/run")
