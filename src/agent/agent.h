@@ -191,7 +191,7 @@ typedef struct ChildFail {
 
 /* Raises RLIMIT_NOFILE for the agent and remembers the old limit for children; call once. */
 void child_init_limits(void);
-/* The calling thread runs ahead of the commands it starts (nice -10; they get 0 back). For the
+/* The calling thread runs ahead of the commands it starts (nice -5; they get 0 back). For the
  * agent's threads as PID 1 of a guest only, not on a host (--local). */
 void child_raise_priority(void);
 /* Forks a child that runs sp with in/out/err as fds 0-2, in its own session, and records it in

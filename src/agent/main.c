@@ -426,8 +426,8 @@ static bool port_served(const char *name)
 }
 
 /* Starts a thread for every port named provium.* not served yet. Returns whether the scan is
- * over: every port the host said it gave (init_ports_expected) is served. */
-static bool ports_scan(void)
+ * over: the `expected` ports the host said it gave (init_ports_expected; 0: unknown) are served. */
+static bool ports_scan(int expected)
 {
         DIR *d = opendir(PORTS_DIR);
         if (!d)
@@ -446,7 +446,6 @@ static bool ports_scan(void)
                         agent_log("thread for %s: %s", buf, strerror(-r));
         }
         (void) closedir(d);
-        int expected = init_ports_expected();
         size_t served = 0;
         for (size_t i = 0; i < n_conns; i++)
                 served += conns[i].kind == CONN_PORT;
@@ -516,6 +515,7 @@ static int agent_start(const Options *o)
 static int agent_loop(int sigfd, bool ports)
 {
         int64_t scan_until = ports ? agent_now_ns() + (int64_t) PORT_WAIT_MS * 1000000LL : 0;
+        int expected = ports ? init_ports_expected() : 0;
         bool again = false;
         for (;;) {
                 if (atomic_load(&agent_quit))
@@ -539,7 +539,7 @@ static int agent_loop(int sigfd, bool ports)
                 uint64_t v;
                 (void) !read(wake_fd, &v, sizeof v);
                 again = child_reap_orphans();
-                if (ports && agent_now_ns() < scan_until && ports_scan())
+                if (ports && agent_now_ns() < scan_until && ports_scan(expected))
                         scan_until = 0; /* an idle guest is not woken every SCAN_MS for 30 s */
         }
         int code = 0;

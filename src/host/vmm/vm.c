@@ -112,6 +112,17 @@ const char *vm_state_name(VmState s)
 
 /* ---- accessors ---- */
 
+int vm_check_hotplug(const Vm *vm, const char *what, char *err, size_t errlen)
+{
+        if (vm->local || vm_state(vm) == VM_DEFINED || vm->cfg.hotplug != 0)
+                return 0; /* before boot a device goes on QEMU's command line */
+        snprintf(err, errlen,
+                 "vm %s: %s: the VM was booted with hotplug = false (no PCI hot-plug, acpi=noirq): "
+                 "attach it before vm:boot()",
+                 vm->name, what);
+        return -EPERM;
+}
+
 const char *vm_name(const Vm *vm)
 {
         return vm->name;

@@ -117,7 +117,7 @@ int vm_attach_disk(Vm *vm, const char *serial, const VmDiskSource *src, QmpReply
         }
         char what[64];
         snprintf(what, sizeof what, "attach_disk %s", serial);
-        int hr = st == VM_DEFINED ? 0 : vm_check_hotplug(vm, what, err, errlen);
+        int hr = vm_check_hotplug(vm, what, err, errlen);
         if (hr < 0)
                 return hr;
         VmDisk *d = &vm->disks[k];

@@ -173,8 +173,8 @@ json_t *vm_ignore_shared_args(int on);
 /* Copies src to a new file dst, data extents only (holes stay holes). */
 int vm_copy_sparse(const char *src, const char *dst, uint64_t *ret_bytes);
 
-/* A QEMU VM booted with hotplug = false takes no PCI device after boot: err says so for what
- * (attach, attach_disk NAME...) and -EPERM is returned; 0 when it can. */
+/* vm.c: a QEMU VM booted with hotplug = false takes no PCI device after boot: err says so for
+ * what (attach, attach_disk NAME...) and -EPERM is returned; 0 when it can (also before boot). */
 int vm_check_hotplug(const Vm *vm, const char *what, char *err, size_t errlen);
 
 /* ---- vm_argv.c ---- */

@@ -40,17 +40,6 @@ static void on_nic_netdev(void *data, int status, json_t *result)
         on_nic_device(p, status < 0 ? status : -EIO, result);
 }
 
-int vm_check_hotplug(const Vm *vm, const char *what, char *err, size_t errlen)
-{
-        if (vm->local || vm->cfg.hotplug != 0)
-                return 0;
-        snprintf(err, errlen,
-                 "vm %s: %s: the VM was booted with hotplug = false (no PCI hot-plug, acpi=noirq): "
-                 "attach it before vm:boot()",
-                 vm->name, what);
-        return -EPERM;
-}
-
 int vm_add_nic(Vm *vm, const char *tap, const char *mac, QmpReplyFn cb, void *data, char *err,
                size_t errlen)
 {
@@ -64,7 +53,7 @@ int vm_add_nic(Vm *vm, const char *tap, const char *mac, QmpReplyFn cb, void *da
                 snprintf(err, errlen, "vm %s: attach: the VM is %s", vm->name, vm_state_name(st));
                 return -EBUSY;
         }
-        int r = st == VM_DEFINED ? 0 : vm_check_hotplug(vm, "attach", err, errlen);
+        int r = vm_check_hotplug(vm, "attach", err, errlen);
         if (r < 0)
                 return r;
         int k = vm->nnics;
