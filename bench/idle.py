@@ -182,7 +182,7 @@ def main():
         early, late = med(rs[1:8]), med(rs[-8:])
         ok = late <= 1.2 * early
         lines.append("%-40s %10s %-34s %7s %-10s %s" % (
-            "restores with 24-31 clones alive (ms)", "%.0f" % late,
+            "restores with %d-%d clones alive (ms)" % (max(CLONES - 8, 0), CLONES - 1), "%.0f" % late,
             "with 1-7 alive: %.0f (the 1st: %.0f)" % (early, rs[0] if rs else float("nan")),
             "%.2fx" % (late / early), "<= 1.2x", "PASS" if ok else "MISS"))
         spares = {}
