@@ -111,11 +111,13 @@ def boot_floor(spawn, initrd, tmp):
         g.stop()
 
 
-def rt_provium(provium, out, r):
+def rt_provium(provium, out, r, guest_floor):
     gd = os.path.join(out, "roundtrip-%d.guest-durations" % r)
+    fl = os.path.join(out, "roundtrip-%d.invm-floor" % r)
     ev = provium_run(provium, os.path.join(HERE, "roundtrip.lua"),
                      os.path.join(out, "roundtrip-%d.events" % r),
-                     {"BENCH_READS": str(READS), "BENCH_RUNS": str(RUNS), "BENCH_GUEST_DURATIONS": gd})
+                     {"BENCH_READS": str(READS), "BENCH_RUNS": str(RUNS), "BENCH_GUEST_DURATIONS": gd,
+                      "BENCH_GUEST_FLOOR": guest_floor, "BENCH_INVM_FLOOR": fl})
     ops = lambda name: [e["duration_ns"] / 1e6 for e in ev
                         if e.get("type") == "op" and e.get("op") == name and e.get("ok")]
     tests = {e["test"]: e["duration_ns"] / 1e6 for e in ev if e.get("type") == "test.end"}
@@ -125,7 +127,9 @@ def rt_provium(provium, out, r):
                  % (len(reads), len(execs), READS, RUNS))
     with open(gd) as f:
         guest = [float(x) * 1000 for x in f.read().split()]
-    return {"read_file_ms": reads, "exec_ms": execs, "exec_guest_ms": guest,
+    with open(fl) as f:
+        invm = [int(x) / 1e6 for x in f.read().split()]
+    return {"read_file_ms": reads, "exec_ms": execs, "exec_guest_ms": guest, "invm_forkexec_sh_ms": invm,
             "read_file_batch_mean_ms": tests["read_file 4 KiB"] / READS,
             "exec_batch_mean_ms": tests["run true"] / RUNS}
 
@@ -651,7 +655,7 @@ def main():
             order = ("provium", "floor") if r % 2 == 0 else ("floor", "provium")
             for who in order:
                 if who == "provium":
-                    raw["roundtrip"].append(rt_provium(provium, out, r))
+                    raw["roundtrip"].append(rt_provium(provium, out, r, gf))
                 else:
                     raw["floor"].append(rt_floor(spawn, rt_initrd, tmp))
             p, f = raw["roundtrip"][-1], raw["floor"][-1]
@@ -694,6 +698,7 @@ def main():
     c_echo, c_read = med(cat("echo_c_ms", "floor")), med(cat("c_read_4k_ms", "floor"))
     ex, fe = med(cat("exec_ms", "roundtrip")), med(cat("forkexec_true_ms", "floor"))
     fe_sh, ex_guest = med(cat("forkexec_sh_c_true_ms", "floor")), med(cat("exec_guest_ms", "roundtrip"))
+    fe_invm = med(cat("invm_forkexec_sh_ms", "roundtrip"))
     insmod = med([d["insmod_ms"] for d in raw["floor"]])
     ports = med([d["ports_after_insmod_ms"] for d in raw["floor"]])
     per_mod = {m: med([d["insmod_per_module_ms"][m] for d in raw["floor"]])
@@ -707,6 +712,7 @@ def main():
         "read_file_4k_ms": rd, "echo_cat_floor_ms": echo, "echo_c_floor_ms": c_echo,
         "c_read_4k_floor_ms": c_read, "read_file_batch_mean_ms": rd_batch,
         "run_true_ms": ex, "forkexec_true_floor_ms": fe, "forkexec_sh_c_true_floor_ms": fe_sh,
+        "forkexec_sh_c_true_same_vm_ms": fe_invm,
         "run_true_guest_duration_ms": ex_guest, "run_true_batch_mean_ms": ex_batch,
         "floor_insmod_ms": insmod, "floor_insmod_per_module_ms": per_mod, "floor_ports_after_insmod_ms": ports,
         "wall_s": time.monotonic() - t_start,
@@ -730,6 +736,7 @@ def main():
             "fork+exec /bin/true: %.2f ms" % fe, "%.1fx" % (ex / fe), "", True)[:-4],
         row("", "", "fork+exec sh -c true: %.2f ms" % fe_sh, "%.1fx" % (ex / fe_sh), "<= 1.3x sh -c true",
             ex <= 1.3 * fe_sh),
+        row("", "", "same, in Provium's VM: %.2f ms" % fe_invm, "%.1fx" % (ex / fe_invm), "", True)[:-4],
         "",
         "boot, by the guest's clock (CLOCK_MONOTONIC): init starts at %.0f ms (floor); the agent "
         "is ready at %.0f ms (+%.0f ms: mounts, modules, port, hello; medians of different "

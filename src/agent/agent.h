@@ -168,8 +168,6 @@ int server_send_buf_and_flush(Server *s, uint64_t id, const char *kind, size_t n
 bool server_id_busy(const Server *s, uint64_t id);
 /* Milliseconds from now until the monotonic time at_ns (>= 0), or -1 when at_ns is 0. */
 int server_ms_until(int64_t at_ns);
-/* Sets O_NONBLOCK on fd. Returns 0 or -errno. */
-int agent_set_nonblock(int fd);
 
 /* ---- child.c ---- */
 
@@ -183,9 +181,10 @@ typedef struct ChildSpec {
         uint64_t timeout_ms;
 } ChildSpec;
 
-/* Why a child failed before exec, sent through its status pipe. */
+/* Why a child failed before exec. */
+enum { CHILD_STEP_NONE = -1, CHILD_STEP_SETUP, CHILD_STEP_CHDIR, CHILD_STEP_EXEC };
 typedef struct ChildFail {
-        int step; /* 0 setup, 1 chdir, 2 exec */
+        int step; /* CHILD_STEP_SETUP, _CHDIR or _EXEC */
         int err;
 } ChildFail;
 
@@ -195,14 +194,14 @@ void child_init_limits(void);
  * agent's threads as PID 1 of a guest only, not on a host (--local). */
 void child_raise_priority(void);
 /* Forks a child that runs sp with in/out/err as fds 0-2, in its own session, and records it in
- * the child table (owned by the caller's connection). A failure before exec is written to the
- * status pipe st (close-on-exec). Returns the pid or -errno. Thread-safe. */
-pid_t child_fork(const ChildSpec *sp, int in, int out, int err, int st);
+ * the child table (owned by the caller's connection). Returns the pid; 0 when the child failed
+ * before its exec (it is reaped, and *ret_fail says why); or -errno. Thread-safe. */
+pid_t child_fork(const ChildSpec *sp, int in, int out, int err, ChildFail *ret_fail);
+/* /dev/null opened read-only (close-on-exec) at child_init_limits(), or -EBADF. */
+int child_devnull(void);
 /* Reaps pid if it has exited (never blocks). Returns 1 with *ret_status, 0 while it runs.
  * A pid reaped elsewhere is reported as killed by SIGKILL. Thread-safe. */
 int child_try_reap(pid_t pid, int *ret_status);
-/* Reaps a child known to be exiting (it failed before exec). Thread-safe. */
-void child_wait(pid_t pid);
 /* Gives pid up to the orphan reaper. Thread-safe. */
 void child_disown(pid_t pid);
 /* Reaps zombies that no connection owns (PID 1's orphans). Returns true when a zombie owned by

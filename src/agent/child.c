@@ -10,6 +10,7 @@
  * Sections: limits, the forked child, child table, reaping.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <pthread.h>
@@ -26,9 +27,13 @@
 
 static struct rlimit child_nofile; /* RLIMIT_NOFILE the agent started with */
 static bool child_nofile_set;
+static int child_null = -1; /* /dev/null, read-only: the stdin of commands given none */
 
 void child_init_limits(void)
 {
+        child_null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (child_null < 0)
+                agent_log("open /dev/null: %s", strerror(errno));
         struct rlimit rl;
         if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
                 return;
@@ -53,18 +58,26 @@ void child_raise_priority(void)
                 child_nice_reset = true;
 }
 
+int child_devnull(void)
+{
+        return child_null >= 0 ? child_null : -EBADF;
+}
+
 /* ---- the forked child ---- */
 
-static _Noreturn void child_fail(int st, int step)
+/* The record lives in the parent's frame: a vfork()ed child shares its memory, and the parent
+ * runs again only once the child has exec'd or exited (as glibc's posix_spawn does it). */
+static _Noreturn void child_fail(volatile ChildFail *f, int step)
 {
-        ChildFail f = {.step = step, .err = errno};
-        (void) !write(st, &f, sizeof f);
+        f->err = errno;
+        f->step = step;
         _exit(127);
 }
 
 /* Runs in the vfork()ed child, on the parent's memory: only system calls and the exec, no
  * allocation or global state (envp was built by the parent). Never returns. */
-static _Noreturn void child_exec(const ChildSpec *sp, char **envp, int in, int out, int err, int st)
+static _Noreturn void child_exec(const ChildSpec *sp, char **envp, int in, int out, int err,
+                                 volatile ChildFail *f)
 {
         sigset_t none;
         sigemptyset(&none);
@@ -75,11 +88,11 @@ static _Noreturn void child_exec(const ChildSpec *sp, char **envp, int in, int o
         /* an ignored SIGPIPE would survive exec: commands expect the default */
         if (sigprocmask(SIG_SETMASK, &none, NULL) < 0 || signal(SIGPIPE, SIG_DFL) == SIG_ERR ||
             setsid() < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
-                child_fail(st, 0);
+                child_fail(f, CHILD_STEP_SETUP);
         if (sp->cwd && chdir(sp->cwd) < 0)
-                child_fail(st, 1);
+                child_fail(f, CHILD_STEP_CHDIR);
         execvpe(sp->argv[0], sp->argv, envp);
-        child_fail(st, 2);
+        child_fail(f, CHILD_STEP_EXEC);
 }
 
 /* The agent's environment with the request's pairs set (replacing same-named entries). The
@@ -171,15 +184,15 @@ void child_disown(pid_t pid)
 
 /* Its own function, so that nothing the parent uses afterwards lives across vfork(). */
 static __attribute__((noinline)) pid_t spawn_child(const ChildSpec *sp, char **envp, int in,
-                                                   int out, int err, int st)
+                                                   int out, int err, volatile ChildFail *f)
 {
         pid_t pid = vfork();
         if (pid == 0)
-                child_exec(sp, envp, in, out, err, st);
+                child_exec(sp, envp, in, out, err, f);
         return pid < 0 ? -errno : pid;
 }
 
-pid_t child_fork(const ChildSpec *sp, int in, int out, int err, int st)
+pid_t child_fork(const ChildSpec *sp, int in, int out, int err, ChildFail *ret_fail)
 {
         char *block = NULL;
         char **envp = child_envp(sp, &block);
@@ -195,8 +208,16 @@ pid_t child_fork(const ChildSpec *sp, int in, int out, int err, int st)
         }
         /* vfork: no copy of the agent's page tables, which under TCG costs milliseconds per
          * command; the parent thread waits until the child has exec'd or failed. */
-        pid_t pid = spawn_child(sp, envp, in, out, err, st);
-        if (pid < 0) {
+        volatile ChildFail f = {.step = CHILD_STEP_NONE};
+        pid_t pid = spawn_child(sp, envp, in, out, err, &f);
+        if (pid > 0 && f.step != CHILD_STEP_NONE) {
+                /* it has exited already: reaped here, under the lock, never an orphan */
+                while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+                        ;
+                *ret_fail = (ChildFail){.step = f.step, .err = f.err};
+                pid = 0;
+        }
+        if (pid <= 0) {
                 r = pid;
                 child_n--;
         } else
@@ -224,15 +245,6 @@ int child_try_reap(pid_t pid, int *ret_status)
                 return 0;
         *ret_status = r < 0 ? SIGKILL : status; /* reaped elsewhere: cannot happen while owned */
         return 1;
-}
-
-void child_wait(pid_t pid)
-{
-        pthread_mutex_lock(&child_lock);
-        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-                ;
-        child_remove_locked(pid);
-        pthread_mutex_unlock(&child_lock);
 }
 
 bool child_reap_orphans(void)

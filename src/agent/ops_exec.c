@@ -199,16 +199,14 @@ static Exec *exec_free(Exec *ex)
         return NULL;
 }
 
+/* Makes the child's pipes; in[0] is the shared /dev/null (not ours to close) without stdin. */
 static int exec_pipes(int in[2], int out[2], int err[2], bool with_stdin)
 {
         if (with_stdin) {
                 if (pipe2(in, O_CLOEXEC) < 0)
                         return -errno;
-        } else {
-                in[0] = open("/dev/null", O_RDONLY | O_CLOEXEC);
-                if (in[0] < 0)
-                        return -errno;
-        }
+        } else if ((in[0] = child_devnull()) < 0)
+                return in[0];
         if (pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0)
                 return -errno;
         (void) fcntl(out[1], F_SETPIPE_SZ, (int) PROTO_CHUNK);
@@ -216,18 +214,11 @@ static int exec_pipes(int in[2], int out[2], int err[2], bool with_stdin)
         return 0;
 }
 
-/* Waits for the status pipe. Returns 0 once the child exec'd (the pipe closed empty), 1 when
- * it failed (its failure in *ret), or -errno (-EIO for a short record). */
-static int exec_wait_status(int st, ChildFail *ret)
+/* Our end of a new pipe: its only status flag is the one set here (no F_GETFL needed). */
+static void pipe_end_nonblock(uint64_t id, int fd)
 {
-        for (;;) {
-                ssize_t n = read(st, ret, sizeof *ret);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0)
-                        return -errno;
-                return n == 0 ? 0 : n == (ssize_t) sizeof *ret ? 1 : -EIO;
-        }
+        if (fd >= 0 && fcntl(fd, F_SETFL, O_NONBLOCK) < 0)
+                agent_log("exec %" PRIu64 ": fcntl: %s", id, strerror(errno));
 }
 
 static void close_pair(int p[2])
@@ -240,48 +231,42 @@ static void close_pair(int p[2])
  * (then *ret_replied is set), or -errno from the system. */
 static int exec_spawn(Server *s, Exec *ex, const ChildSpec *sp, bool *ret_replied)
 {
-        int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1}, st[2] = {-1, -1};
-        int r = exec_pipes(in, out, err, sp->in != NULL || ex->spawn);
-        if (r >= 0 && pipe2(st, O_CLOEXEC) < 0)
-                r = -errno;
+        const bool with_stdin = sp->in != NULL || ex->spawn;
+        int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1};
+        int r = exec_pipes(in, out, err, with_stdin);
         if (r < 0)
                 goto done;
         ex->start_ns = agent_now_ns();
-        pid_t pid = child_fork(sp, in[0], out[1], err[1], st[1]);
+        ChildFail f;
+        pid_t pid = child_fork(sp, in[0], out[1], err[1], &f);
         if (pid < 0) {
                 r = pid;
                 goto done;
         }
-        closep(&st[1]);
-        ChildFail f;
-        r = exec_wait_status(st[0], &f);
-        if (r != 0) {
-                child_wait(pid);
-                *ret_replied = r > 0;
-                if (r > 0)
-                        r = server_reply_errno(s, ex->id, f.err, "%s %s",
-                                               f.step == 2   ? "exec"
-                                               : f.step == 1 ? "chdir"
-                                                             : "spawn",
-                                               f.step == 1 ? sp->cwd : sp->argv[0]);
+        if (pid == 0) {
+                *ret_replied = true;
+                r = server_reply_errno(s, ex->id, f.err, "%s %s",
+                                       f.step == CHILD_STEP_EXEC    ? "exec"
+                                       : f.step == CHILD_STEP_CHDIR ? "chdir"
+                                                                    : "spawn",
+                                       f.step == CHILD_STEP_CHDIR ? sp->cwd : sp->argv[0]);
                 goto done;
         }
         ex->pid = pid;
         ex->owned = true;
-        ex->pidfd = (int) syscall(SYS_pidfd_open, pid, 0);
-        if (ex->pidfd >= 0)
-                (void) fcntl(ex->pidfd, F_SETFD, FD_CLOEXEC);
+        ex->pidfd = (int) syscall(SYS_pidfd_open, pid, 0); /* always close-on-exec */
         ex->fd_in = TAKE_FD(in[1]);
         ex->fd_out = TAKE_FD(out[0]);
         ex->fd_err = TAKE_FD(err[0]);
-        if ((ex->fd_in >= 0 && agent_set_nonblock(ex->fd_in) < 0) ||
-            agent_set_nonblock(ex->fd_out) < 0 || agent_set_nonblock(ex->fd_err) < 0)
-                agent_log("exec %" PRIu64 ": fcntl: %s", ex->id, strerror(errno));
+        pipe_end_nonblock(ex->id, ex->fd_in);
+        pipe_end_nonblock(ex->id, ex->fd_out);
+        pipe_end_nonblock(ex->id, ex->fd_err);
 done:
+        if (!with_stdin)
+                in[0] = -1; /* the shared /dev/null */
         close_pair(in);
         close_pair(out);
         close_pair(err);
-        close_pair(st);
         return r;
 }
 

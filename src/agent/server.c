@@ -35,14 +35,6 @@ int server_ms_until(int64_t at_ns)
         return ms < 0 ? 0 : ms > INT32_MAX ? INT32_MAX : (int) ms;
 }
 
-int agent_set_nonblock(int fd)
-{
-        int fl = fcntl(fd, F_GETFL);
-        if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
-                return -errno;
-        return 0;
-}
-
 /* ---- sending ---- */
 
 /* Writes out everything buffered in s->wr. Returns 0 or -errno (the connection is then dead). */
