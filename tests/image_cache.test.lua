@@ -243,6 +243,13 @@ test("an unknown kernel module is named with its line", function(t)
     bad(t, 'modules { "no_such_module" }', "images/bad%.lua:2: module 'no_such_module' is not in kernel")
 end)
 
+test("a kernel the recipes do not know, and a module asked of the lean kernel, are named with their line", function(t)
+    bad(t, 'kernel "tiny"', 'images/bad%.lua:2: kernel: expected "cloud" or "lean", got "tiny"')
+    bad(t, 'kernel "lean"\nkernel "cloud"', "images/bad%.lua:3: kernel: given twice")
+    bad(t, 'kernel "lean"\nmodules { "dummy" }',
+        "images/bad%.lua:3: module 'dummy': the lean kernel %(kernel \"lean\" on line 2%) has no modules")
+end)
+
 test("image ls lists the recipe's entries and image rm removes them", function(t)
     built()
     local out = st.sh(provium.executable .. " image ls")

@@ -294,6 +294,10 @@ static int recipe_resolve_run(const char *name, Plan *p, const char *images, con
                                                                                           : 0;
         if (r < 0)
                 seterr(err, errlen, "image %s: %s --resolve gave no packages", name, p->script);
+        /* kernel "lean": the source package's version, so that a new one is a new key */
+        json_t *ks = json_object_get(answer, "kernel_source");
+        if (r == 0 && ks && json_object_set(p->spec, "kernel_source", ks) < 0)
+                r = -ENOMEM;
 out:
         if (fd >= 0) {
                 (void) close(fd);
@@ -306,17 +310,18 @@ out:
         return r;
 }
 
-/* What the resolver answered in this process, by its question (packages, modules, base): a
- * file with several VMs of a recipe asks once. The builder keeps its own memo on disk, checked
- * against apt's lists, for later processes. */
+/* What the resolver answered in this process, by its question (packages, modules, base,
+ * kernel): a file with several VMs of a recipe asks once. The builder keeps its own memo on disk,
+ * checked against apt's lists, for later processes. */
 static json_t *resolved_memo;
 static pthread_mutex_t resolved_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static char *resolve_question(const json_t *spec)
 {
         json_t *q =
-            json_pack("{s:O, s:O, s:O}", "packages", json_object_get(spec, "packages"), "modules",
-                      json_object_get(spec, "modules"), "base", json_object_get(spec, "base"));
+            json_pack("{s:O, s:O, s:O, s:O}", "packages", json_object_get(spec, "packages"),
+                      "modules", json_object_get(spec, "modules"), "base",
+                      json_object_get(spec, "base"), "kernel", json_object_get(spec, "kernel"));
         char *text = q ? json_dumps(q, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 
         json_decref(q);
@@ -338,13 +343,21 @@ static int recipe_resolve(const char *name, Plan *p, const char *images, const c
         (void) pthread_mutex_unlock(&resolved_lock);
         if (known) {
                 free(question);
-                return json_object_set_new(p->spec, "resolved", known) < 0 ? -ENOMEM : 0;
+                r = json_object_update(p->spec, known) < 0 ? -ENOMEM : 0;
+                json_decref(known);
+                return r;
         }
         r = recipe_resolve_run(name, p, images, cache, err, errlen);
         (void) pthread_mutex_lock(&resolved_lock);
-        if (r == 0 && question && (resolved_memo || (resolved_memo = json_object())))
-                (void) json_object_set_new(resolved_memo, question,
-                                           json_deep_copy(json_object_get(p->spec, "resolved")));
+        if (r == 0 && question && (resolved_memo || (resolved_memo = json_object()))) {
+                json_t *answer =
+                    json_pack("{s:O}", "resolved", json_object_get(p->spec, "resolved"));
+                json_t *ks = json_object_get(p->spec, "kernel_source");
+                if (answer && ks)
+                        (void) json_object_set(answer, "kernel_source", ks);
+                if (answer)
+                        (void) json_object_set_new(resolved_memo, question, answer);
+        }
         (void) pthread_mutex_unlock(&resolved_lock);
         free(question);
         return r;

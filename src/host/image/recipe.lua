@@ -13,7 +13,7 @@
 local ARRAY = { __name = "array" }
 local NULL = setmetatable({}, { __name = "null" })
 
-local WORDS = "base, packages, copy, write, dir, user, group, modules, cmdline, hostname, pack"
+local WORDS = "base, kernel, packages, copy, write, dir, user, group, modules, cmdline, hostname, pack"
 
 local function array(t)
   return setmetatable(t or {}, ARRAY)
@@ -103,6 +103,8 @@ end
 local function new_spec()
   return {
     base = "default",
+    kernel = "cloud",
+    kernel_line = NULL,
     packages = array(),
     copies = array(),
     writes = array(),
@@ -151,6 +153,18 @@ local function make_words(spec)
         type(name) == "string" and string.format("%q", name) or type(name)), 2)
     end
     spec.base = name
+  end
+
+  -- "cloud": Debian's cloud kernel, the base image's; "lean": built from Debian's source with
+  -- everything a test guest uses built in (scripts/imagelib/lean.py)
+  function w.kernel(name)
+    only_once("kernel")
+    if name ~= "cloud" and name ~= "lean" then
+      error(string.format('kernel: expected "cloud" or "lean", got %s',
+        type(name) == "string" and string.format("%q", name) or type(name)), 2)
+    end
+    spec.kernel = name
+    spec.kernel_line = caller_line()
   end
 
   function w.packages(list)
