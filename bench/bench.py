@@ -46,6 +46,9 @@ from floor import (Guest, events, floor_argv, option, overlay_initrd, provium_ar
 import disk  # noqa: E402
 ENV = os.environ
 BOOTS = int(ENV.get("BENCH_BOOTS", "9"))
+# the boots of each variant (hotplug = false; kernel "lean"), each beside its own floor
+VARIANTS = [v for v in ENV.get("BENCH_BOOT_VARIANTS", "nohotplug,lean").split(",") if v]
+VARIANT_BOOTS = int(ENV.get("BENCH_VARIANT_BOOTS", "5"))
 ROUNDS = int(ENV.get("BENCH_ROUNDS", "3"))
 READS = int(ENV.get("BENCH_READS", "200"))
 RUNS = int(ENV.get("BENCH_RUNS", "100"))
@@ -85,11 +88,11 @@ def provium_run(provium, luafile, evfile, env=None):
     return events(provium, evfile)
 
 
-def boot_provium(provium, out, i):
+def boot_provium(provium, out, i, env=None, tag=""):
     """(ms from vm:boot() to agent-ready, the guest's clock in ms just after it)"""
-    clock = os.path.join(out, "boot-%d.guest-clock" % i)
-    ev = provium_run(provium, os.path.join(HERE, "boot.lua"), os.path.join(out, "boot-%d.events" % i),
-                     {"BENCH_BOOT_CLOCK": clock})
+    clock = os.path.join(out, "boot%s-%d.guest-clock" % (tag, i))
+    ev = provium_run(provium, os.path.join(HERE, "boot.lua"), os.path.join(out, "boot%s-%d.events" % (tag, i)),
+                     dict(env or {}, BENCH_BOOT_CLOCK=clock))
     b = [e for e in ev if e.get("type") == "vm.boot" and e.get("ok")]
     if len(b) != 1:
         sys.exit("bench: boot.lua: expected one ok vm.boot event, got %r" % b)
@@ -101,14 +104,60 @@ def boot_provium(provium, out, i):
     return b[0]["duration_ns"] / 1e6, int(g) / 1e6 if g else None, prespawn
 
 
-def boot_floor(spawn, initrd, tmp):
+def boot_floor(spawn, initrd, tmp, kernel=None, append=None):
     """(ms from QEMU's start to the init marker, the guest's clock in ms at init start)"""
-    g = Guest(floor_argv(spawn, initrd, tmp, ["provium.0"]))
+    g = Guest(floor_argv(spawn, initrd, tmp, ["provium.0"], kernel=kernel, append=append))
     try:
         guest = g.wait_for(b"PROVIUM-INIT-MARK")
         return (g.t_mark - g.t0) * 1000, int(guest) / 1e6
     finally:
         g.stop()
+
+
+VARIANT_NAMES = {"nohotplug": "hotplug = false", "lean": 'kernel "lean"'}
+VARIANT_FLOORS = {"nohotplug": "the same, acpi=noirq: %.0f ms", "lean": "the same, lean kernel: %.0f ms"}
+
+
+def lean_image(provium):
+    """(initrd, vmlinux) of tests/images/lean.lua, built first when needed (5 min the first time)."""
+    env = dict(ENV, PROVIUM_IMAGE_PATH=os.path.join(HERE, "..", "tests", "images"))
+    r = subprocess.run([provium, "image", "build", "lean"], env=env, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True)
+    last = r.stdout.strip().splitlines()[-1:] or [""]
+    parts = last[0].split()
+    if r.returncode != 0 or len(parts) != 3:
+        sys.exit("bench: provium image build lean failed: %s" % (r.stderr.strip()[-400:]))
+    return os.path.join(parts[2], "initrd"), os.path.join(parts[2], "vmlinux"), env
+
+
+def boot_variants(provium, out, spawn, boot_initrd, gfb, exe, tmp):
+    """{variant: {"provium_ms": [...], "floor_ms": [...]}}: boots with hotplug = false beside
+    the floor with the same acpi=noirq, and of the lean image beside the floor of the lean
+    kernel, interleaved."""
+    res = {}
+    append = option(spawn, "-append")
+    for v in VARIANTS:
+        if v == "nohotplug":
+            env, floor = {"BENCH_BOOT_HOTPLUG": "0"}, {"initrd": boot_initrd, "append": append + " acpi=noirq"}
+        elif v == "lean":
+            log("boot variants: the lean image (the first build takes about five minutes)")
+            initrd, vmlinux, lenv = lean_image(provium)
+            lean_boot = os.path.join(tmp, "initrd-lean-boot")
+            overlay_initrd(initrd, [("init", exe, gfb)], lean_boot)
+            env = {"BENCH_IMAGE": "lean", "PROVIUM_IMAGE_PATH": lenv["PROVIUM_IMAGE_PATH"]}
+            floor = {"initrd": lean_boot, "kernel": vmlinux}
+        else:
+            sys.exit("bench: BENCH_BOOT_VARIANTS: unknown variant %r (nohotplug, lean)" % v)
+        d = res[v] = {"provium_ms": [], "floor_ms": []}
+        for i in range(VARIANT_BOOTS):
+            for who in (("provium", "floor") if i % 2 == 0 else ("floor", "provium")):
+                if who == "provium":
+                    d["provium_ms"].append(boot_provium(provium, out, i, env, "-" + v)[0])
+                else:
+                    d["floor_ms"].append(boot_floor(spawn, floor["initrd"], tmp, floor.get("kernel"),
+                                                    floor.get("append"))[0])
+        log("boot %s: provium %.0f ms, floor %.0f ms" % (v, med(d["provium_ms"]), med(d["floor_ms"])))
+    return res
 
 
 def rt_provium(provium, out, r, guest_floor):
@@ -651,6 +700,7 @@ def main():
                     raw["boot_floor_guest_clock_ms"].append(guest)
             log("boot %d/%d: provium %.0f ms, floor %.0f ms" % (
                 i + 1, BOOTS, raw["boot_provium_ms"][-1], raw["boot_floor_ms"][-1]))
+        raw["boot_variants"] = boot_variants(provium, out, spawn, boot_initrd, gfb, exe, tmp)
         for r in range(ROUNDS):
             order = ("provium", "floor") if r % 2 == 0 else ("floor", "provium")
             for who in order:
@@ -729,6 +779,10 @@ def main():
         row("boot to agent-ready (n=%d)" % BOOTS, "%.0f ms" % boot_p,
             "raw QEMU to /init: %.0f ms" % boot_f, "%.2fx" % (boot_p / boot_f), "<= 1.05x floor",
             boot_p / boot_f <= 1.05),
+    ] + [row("boot, %s (n=%d)" % (VARIANT_NAMES[v], len(d["provium_ms"])), "%.0f ms" % med(d["provium_ms"]),
+             VARIANT_FLOORS[v] % med(d["floor_ms"]), "%.2fx" % (med(d["provium_ms"]) / med(d["floor_ms"])),
+             "<= 1.05x floor", med(d["provium_ms"]) <= 1.05 * med(d["floor_ms"]))
+         for v, d in raw["boot_variants"].items()] + [
         row("read_file 4 KiB (n=%d)" % (READS * n_rt), "%.3f ms" % rd,
             "virtio-serial echo: %.3f ms" % echo, "%.1fx" % (rd / echo), "<= 1 ms", rd <= 1.0),
         row("", "", "C responder read 4K: %.3f ms" % c_read, "%.1fx" % (rd / c_read), "", True)[:-4],
