@@ -207,13 +207,16 @@ def xfer_provium(provium, out):
            "read_256m_to_host_ms": by.get(("256 MiB through host files", "xfer", "read_file"), [])[:1],
            "write_256m_string_ms": by.get(("256 MiB through Lua strings", "xfer", "write_file"), []),
            "read_256m_string_ms": by.get(("256 MiB through Lua strings", "xfer", "read_file"), [])[:1],
+           "write_64m_devnull_ms": by.get(("write_file 64 MiB into /dev/null", "xfer", "write_file"), []),
            "write_64m_batch_mean_ms": tests["write_file 64 MiB"] / XFER_REPS,
            "read_64m_batch_mean_ms": tests["read_file 64 MiB"] / XFER_REPS}
     if len(res["write_64m_ms"]) != XFER_REPS or len(res["read_64m_ms"]) != XFER_REPS:
         sys.exit("bench: transfer.lua: %d / %d 64 MiB ops, expected %d" % (
             len(res["write_64m_ms"]), len(res["read_64m_ms"]), XFER_REPS))
     with open(hwm) as f:
-        res["hwm_kb"] = {k: int(v) for k, v in (l.strip().split("=") for l in f if "=" in l)}
+        kv = dict(l.strip().split("=", 1) for l in f if "=" in l)
+    res["dd_tmpfs_64m_ms"] = [float(v) for v in kv.pop("dd_tmpfs_64m_ms", "").split(",") if v]
+    res["hwm_kb"] = {k: int(v) for k, v in kv.items()}
     return res
 
 
@@ -824,11 +827,22 @@ def main():
                         "write_256m_string_mbs": one("write_256m_string_ms"),
                         "read_256m_string_mbs": one("read_256m_string_ms"), "vmhwm_mib": hw})
         misses += [w64 < 0.8 * h2g, r64 < 0.9 * g2h]
+        # the guest copies each byte from the port, then into its tmpfs, on its one vCPU: at
+        # best one after the other, 1 / (1/port + 1/dd)
+        wnull = mbs(XFER_BYTES, med(x["write_64m_devnull_ms"]))
+        dd = mbs(XFER_BYTES, med(x["dd_tmpfs_64m_ms"]))
+        bound = 1 / (1 / h2g + 1 / dd)
+        summary.update({"write_file_64m_devnull_mbs": wnull, "guest_dd_tmpfs_mbs": dd,
+                        "write_one_vcpu_bound_mbs": bound})
         lines += [
             "",
             head % ("throughput (MB/s = 10^6 B/s)", "median", "raw port, same run (n=%d)" % n_fx, "ratio", "target", ""),
             row("write_file 64 MiB (n=%d)" % XFER_REPS, "%.0f MB/s" % w64, "host->guest: %.0f MB/s" % h2g,
                 "%.2fx" % (w64 / h2g), ">= 0.8x raw port", w64 >= 0.8 * h2g),
+            info("  the same into /dev/null", "%.0f MB/s" % wnull, "host->guest: %.0f MB/s" % h2g,
+                 "%.2fx" % (wnull / h2g)),
+            info("  the guest's dd into tmpfs", "%.0f MB/s" % dd, "port, then dd, in turn: %.0f MB/s" % bound,
+                 "%.2fx" % (w64 / bound)),
             row("read_file 64 MiB (n=%d)" % XFER_REPS, "%.0f MB/s" % r64, "guest->host: %.0f MB/s" % g2h,
                 "%.2fx" % (r64 / g2h), ">= 0.9x raw port", r64 >= 0.9 * g2h),
             info("256 MiB write {from=host} (n=1)", "%.0f MB/s" % summary["write_256m_from_host_mbs"],
