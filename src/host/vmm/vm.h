@@ -27,6 +27,8 @@ typedef void (*VmDeathFn)(Vm *vm, const char *msg, void *data);
 
 /* run_dir: private 0700 directory of the file runner; the VM makes its own below it. */
 Vm *vm_new(uv_loop_t *loop, const char *name, const char *run_dir);
+/* The machine and its device slots, as text: saved state loads only into the same layout. */
+const char *vm_machine_layout(void);
 const char *vm_name(const Vm *vm);
 VmState vm_state(const Vm *vm);
 const char *vm_state_name(VmState s);

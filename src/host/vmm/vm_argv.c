@@ -1,6 +1,7 @@
-/* vm_argv.c: the QEMU command line of a VM (see vm_build_argv in vm_internal.h): machine,
- * guest RAM in a file, kernel and command line, a read-only root disk, network cards at fixed
- * PCI slots, the agent's virtio-serial ports. Launches, restores and spares all build theirs
+/* vm_argv.c: the QEMU command line of a VM (see vm_build_argv in vm_internal.h): machine (q35,
+ * with a PCI bridge for cards and disks: VM_MACHINE in vm_internal.h says why), guest RAM in a
+ * file, kernel and command line, a read-only root disk, network cards and disks at fixed slots
+ * of the bridge, the agent's virtio-serial ports. Launches, restores and spares all build theirs
  * here, so a restored VM's devices match the saved one's. And the wrapper QEMU runs under. */
 #include <errno.h>
 #include <stdarg.h>
@@ -91,7 +92,7 @@ static void argv_add_rootfs(const Image *img, Argv *a)
 }
 
 /* Disk k: its NBD export (or its raw file) as block node blk<k>, a virtio-blk device disk<k> at
- * slot 0x18 + k. */
+ * VM_DISK_SLOT(k) of the bridge. */
 static void argv_add_disks(Vm *vm, Argv *a)
 {
         for (int k = 0; k < VM_MAX_DISKS; k++) {
@@ -117,12 +118,17 @@ static void argv_add_disks(Vm *vm, Argv *a)
                                  k, path, name);
                 argv_add(a, "-device");
                 argv_add(a,
-                         "virtio-blk-pci,drive=blk%d,id=disk%d,serial=%s,addr=0x%x,"
-                         "werror=report,rerror=report",
-                         k, k, d->serial, 0x18 + k);
+                         "virtio-blk-pci,drive=blk%d,id=disk%d,serial=%s,bus=" VM_HOTPLUG_BUS
+                         ",addr=0x%x,werror=report,rerror=report",
+                         k, k, d->serial, VM_DISK_SLOT(k));
                 free(path);
                 free(name);
         }
+}
+
+const char *vm_machine_layout(void)
+{
+        return VM_MACHINE_LAYOUT;
 }
 
 int vm_build_argv(Vm *vm, const VmConfig *cfg, const Image *img, Argv *a)
@@ -135,7 +141,7 @@ int vm_build_argv(Vm *vm, const VmConfig *cfg, const Image *img, Argv *a)
         argv_add(a, "-name");
         argv_add(a, "provium-%s", vm->name);
         argv_add(a, "-machine");
-        argv_add(a, "pc,accel=%s,memory-backend=pc.ram",
+        argv_add(a, VM_MACHINE ",accel=%s,memory-backend=pc.ram",
                  cfg->accel && *cfg->accel ? cfg->accel : "tcg");
         argv_add(a, "-m");
         argv_add(a, "%llu", (unsigned long long) mb);
@@ -153,6 +159,8 @@ int vm_build_argv(Vm *vm, const VmConfig *cfg, const Image *img, Argv *a)
         argv_add(a, "-nodefaults");
         argv_add(a, "-no-user-config");
         argv_add(a, "-no-reboot");
+        argv_add(a, "-device");
+        argv_add(a, VM_HOTPLUG_BRIDGE); /* where cards and disks go, hot-plugged or not */
         /* seccomp: a guest that escapes into QEMU cannot exec, fork, change its IDs or its
          * scheduling, nor use the syscalls QEMU no longer needs (docs/security.md) */
         argv_add(a, "-sandbox");
@@ -197,8 +205,10 @@ int vm_build_argv(Vm *vm, const VmConfig *cfg, const Image *img, Argv *a)
                 argv_add(a, "-netdev");
                 argv_add(a, "tap,id=net%d,ifname=%s,script=no,downscript=no", k, vm->nics[k].tap);
                 argv_add(a, "-device");
-                argv_add(a, "virtio-net-pci,netdev=net%d,mac=%s,id=nic%d,addr=0x%x", k,
-                         vm->nics[k].mac, k, 0x10 + k);
+                argv_add(a,
+                         "virtio-net-pci,netdev=net%d,mac=%s,id=nic%d,bus=" VM_HOTPLUG_BUS
+                         ",addr=0x%x",
+                         k, vm->nics[k].mac, k, VM_NIC_SLOT(k));
         }
         argv_add_disks(vm, a);
         argv_add(a, "-device");

@@ -66,10 +66,11 @@ static void on_blockdev_added(void *data, int status, json_t *result)
         char node[16], id[16], addr[16];
         snprintf(node, sizeof node, "blk%d", p->k);
         snprintf(id, sizeof id, "disk%d", p->k);
-        snprintf(addr, sizeof addr, "0x%x", 0x18 + p->k);
-        json_t *args = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "driver", "virtio-blk-pci",
-                                 "drive", node, "id", id, "serial", d->serial, "addr", addr,
-                                 "werror", "report", "rerror", "report");
+        snprintf(addr, sizeof addr, "0x%x", VM_DISK_SLOT(p->k));
+        json_t *args =
+            json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "driver", "virtio-blk-pci", "drive",
+                      node, "id", id, "serial", d->serial, "bus", VM_HOTPLUG_BUS, "addr", addr,
+                      "werror", "report", "rerror", "report");
         if (!args || qmp_execute(vm->qmp, "device_add", args, on_device_added, p) < 0) {
                 slot_clear(d);
                 plug_done(p, -ENOMEM, NULL);

@@ -8,6 +8,20 @@
 #define CONSOLE_TAIL 8192
 #define QEMU_ERR_MAX 4096
 
+/* The machine: q35, whose ACPI _PRT is a constant package. On pc (i440fx) QEMU's _PRT is an
+ * AML loop of 128 rounds that the guest runs for every virtio device it probes: virtio_pci took
+ * 127 ms with one device, 473 ms with four, against 23 and 42 ms on q35 (bench/machine-floor.py,
+ * docs/performance.md). q35's root bus cannot hot-plug, so cards and disks go on a PCI bridge,
+ * VM_HOTPLUG_BUS, whose slots take ACPI hot-plug as pc's did. A change here must change
+ * VM_MACHINE_LAYOUT: it is part of every fixture's key, so that no state saved with other
+ * devices is loaded. */
+#define VM_MACHINE        "q35"
+#define VM_HOTPLUG_BUS    "pb0"
+#define VM_HOTPLUG_BRIDGE "pcie-pci-bridge,id=" VM_HOTPLUG_BUS ",bus=pcie.0,addr=0x0e"
+#define VM_MACHINE_LAYOUT VM_MACHINE "; " VM_HOTPLUG_BRIDGE "; nic k at 0x10+k, disk k at 0x18+k"
+#define VM_NIC_SLOT(k)    (0x10 + (k))
+#define VM_DISK_SLOT(k)   (0x18 + (k))
+
 #define VM_MAX_NICS 8
 
 typedef struct VmNic {
@@ -17,7 +31,7 @@ typedef struct VmNic {
 
 #define VM_MAX_DISKS 8
 
-/* A disk in slot k: block node blk<k>, device disk<k> at PCI slot 0x18 + k, its bytes from an
+/* A disk in slot k: block node blk<k>, device disk<k> at VM_DISK_SLOT(k), its bytes from an
  * NBD export on a Unix socket (src/host/disk), or a raw file. */
 typedef struct VmDisk {
         bool used;
@@ -117,7 +131,7 @@ struct Vm {
         int incoming_fd; /* a saved state the next QEMU loads (its fd 3); else -1 */
         bool incoming_has_ram;   /* that state carries RAM (saved from a COW VM) */
         AgentRequest clock_req;  /* a fixture restore sets the guest's clock before it is ready */
-        VmNic nics[VM_MAX_NICS]; /* in attach order; NIC k is PCI slot 0x10 + k */
+        VmNic nics[VM_MAX_NICS]; /* in attach order; NIC k is at VM_NIC_SLOT(k) */
         int nnics;
         VmDisk disks[VM_MAX_DISKS];
         VmSnap *snaps; /* vm_snapshot's saves, id = index + 1 */

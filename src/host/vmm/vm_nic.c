@@ -30,9 +30,10 @@ static void on_nic_netdev(void *data, int status, json_t *result)
                 char netdev[16], id[16], addr[16];
                 snprintf(netdev, sizeof netdev, "net%d", p->k);
                 snprintf(id, sizeof id, "nic%d", p->k);
-                snprintf(addr, sizeof addr, "0x%x", 0x10 + p->k);
-                args = json_pack("{s:s,s:s,s:s,s:s,s:s}", "driver", "virtio-net-pci", "netdev",
-                                 netdev, "mac", vm->nics[p->k].mac, "id", id, "addr", addr);
+                snprintf(addr, sizeof addr, "0x%x", VM_NIC_SLOT(p->k));
+                args = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "driver", "virtio-net-pci", "netdev",
+                                 netdev, "mac", vm->nics[p->k].mac, "id", id, "bus", VM_HOTPLUG_BUS,
+                                 "addr", addr);
         }
         if (status == 0 && args && vm->qmp &&
             qmp_execute(vm->qmp, "device_add", args, on_nic_device, p) == 0)

@@ -16,6 +16,7 @@
 
 #include "json.h"
 #include "events.h"
+#include "vm.h"
 #include "fixture_cache.h"
 #include "qemu.h"
 #include "image.h"
@@ -122,6 +123,13 @@ static int l_qemu_version(lua_State *L)
         if (!v)
                 return luaL_error(L, "%s", err);
         lua_pushstring(L, v);
+        return 1;
+}
+
+/* internal.machine_layout() -> the machine and its device slots (vm_internal.h) */
+static int l_machine_layout(lua_State *L)
+{
+        lua_pushstring(L, vm_machine_layout());
         return 1;
 }
 
@@ -443,6 +451,7 @@ static const luaL_Reg internal_fns[] = {
     {"qemu_version", l_qemu_version},
     {"sleep", l_sleep},
     {"accel", l_accel},
+    {"machine_layout", l_machine_layout},
     {"run_dir", l_run_dir},
     {NULL, NULL},
 };

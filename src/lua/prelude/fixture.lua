@@ -202,7 +202,9 @@ local function fixture_key(name, parts)
     if not ok then
         raise(string.format("fixture %s: %s", name, (tostring(res):gsub(P.PRELUDE_WHERE, ""))))
     end
-    return internal.fixture_key(RECORD_SHAPE .. "\0" .. table.concat(res, "\0"))
+    -- the machine and its slots: a state saved with other devices must never be loaded
+    return internal.fixture_key(RECORD_SHAPE .. "\0" .. internal.machine_layout() .. "\0" ..
+                                table.concat(res, "\0"))
 end
 
 local function check_fixture_args(self, what, name, setup, opts)
