@@ -11,6 +11,8 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/pts && mount -t devpts devpts /dev/pts
 while read -r m; do insmod "/$m"; done </lib/modules/provium.order
+# and every device's driver ("virtio:ID name: path..."): the peer has a card
+for m in $(sed 's/^[^ ]* [^:]*://' /lib/modules/provium.bydevice); do insmod "/$m"; done
 fail() { echo "PEER-ERROR $*"; while :; do sleep 3600; done; }
 i=0
 while [ ! -e /sys/class/net/eth0 ]; do

@@ -77,6 +77,26 @@ test("hot-plug and detach on a running VM; several disks per VM", function(t)
     t:eq(other:run("cat /sys/block/*/serial").stdout, "hot_b")
 end)
 
+-- provium.bydevice: a driver loads only for a device of its own, at boot or hot-plugged
+test("a VM without a disk or card loads neither driver; a hot-plugged disk loads virtio_blk", function(t)
+    local vm = new_vm("bare", "disks"):boot()
+    t:needs_kernel(vm, "the guest's modules")
+    local function loaded(name)
+        return ("\n" .. vm:read_file("/proc/modules")):find("\n" .. name .. " ", 1, true) ~= nil
+    end
+    vm:run("sleep 3") -- the background loads are done by then (MODULES_DEFER_MS is 2 s)
+    t:ok(loaded("virtio_console"), "virtio_console loaded")
+    t:ok(loaded("button"), "button loaded")
+    t:ok(not loaded("virtio_blk"), "no disk: no virtio_blk")
+    t:ok(not loaded("virtio_net"), "no card: no virtio_net")
+    local d = provium:disk("late_blk", { size = "4M" })
+    vm:attach_disk(d)
+    t:match(d:guest_path(), "^/dev/vd")
+    t:ok(loaded("virtio_blk"), "virtio_blk loaded once the disk came")
+    t:eq(vm:run("cat /sys/block/*/serial").stdout, "late_blk")
+    t:ok(not loaded("virtio_net"), "still no virtio_net")
+end)
+
 test("hotplug = false: a disk and a card given before boot work; after boot none is plugged or unplugged", function(t)
     local d, late = provium:disk("fixed", { size = "4M" }), provium:disk("late", { size = "4M" })
     local lan = provium:bridge("fixed")

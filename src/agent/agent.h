@@ -91,8 +91,17 @@ void init_pid1(void);
 void init_local(void);
 /* Whether init_local() ran: power off is then the end of PID 1, not a reboot(2). */
 bool init_is_local(void);
+/* ---- modules.c ---- */
+
+/* Loads the modules the console needs (provium.order up to virtio_console); init_pid1's. */
+void modules_load_boot(void);
+/* Loads a module of provium.order or provium.bydevice now, ahead of its turn (the background
+ * thread's later attempt counts EEXIST as loaded). Returns 0, -ENOENT when neither lists it,
+ * or -errno. */
+int modules_load_listed(const char *name);
 /* Starts the thread that loads the remaining modules once modules_release() is called (or
- * after a while). Call with SIGCHLD blocked, after init_pid1(); a no-op when nothing is left. */
+ * after a while), and the drivers of the virtio devices there and hot-plugged later. Call with
+ * SIGCHLD blocked, after init_pid1(); a no-op when nothing is left. */
 void modules_start(void);
 /* Lets the module thread begin (the agent has answered its first hello). Thread-safe, cheap. */
 void modules_release(void);

@@ -1,11 +1,5 @@
-/* init.c: PID-1 duties of provium-agent: mounts, environment, kernel modules, exit.
- *
- * Modules: /lib/modules/provium.order lists them in load order. Only those up to virtio_console
- * (what the agent's ports need) load before the agent serves; the rest (disks, NICs) load in a
- * background thread once the first hello has been answered (or after MODULES_DEFER_MS), so they
- * never delay boot-to-ready. modules_wait() is for ops that need them.
- * /lib/modules/provium.ondemand lists modules shipped but never loaded at boot (sch_netem):
- * modules_load_ondemand() loads one when an op first needs it.
+/* init.c: PID-1 duties of provium-agent: mounts, environment, the console's kernel modules
+ * (modules.c has the rest), exit.
  *
  * Root disk: with provium.root=ext4 on the command line (the host adds it when the image has a
  * root disk), init_pid1() mounts the virtio disk with serial "provium-root" read-only under a
@@ -18,16 +12,14 @@
  * init_local() loads no module (one would go into the host's kernel), mounts nothing and
  * switches to no root disk.
  *
- * Sections: logging, command line, mounts, modules, root disk, local, exit (shutting down is
+ * Sections: logging, command line, mounts, root disk, local, exit (shutting down is
  * power.c's).
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,19 +28,9 @@
 #include <sys/ioctl.h>
 #include <net/if.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <time.h>
 
 #include "agent.h"
-
-#ifndef MODULE_INIT_COMPRESSED_FILE
-#define MODULE_INIT_COMPRESSED_FILE 4
-#endif
-
-#define MODULES_ORDER    "/lib/modules/provium.order"
-#define MODULES_ONDEMAND "/lib/modules/provium.ondemand"
-#define MODULES_CONSOLE  "virtio_console" /* the last module the ports need */
-#define MODULES_DEFER_MS 2000             /* load the rest by then even without a hello */
 
 static bool modules_host; /* a local VM: the kernel and its modules are the host's */
 
@@ -172,216 +154,7 @@ static void init_mounts(void)
         init_mount("tmpfs", "/run", "tmpfs", nosuid, "mode=0755");
 }
 
-/* ---- modules ---- */
-
-static bool ends_with(const char *s, const char *suffix)
-{
-        size_t n = strlen(s), m = strlen(suffix);
-        return n >= m && strcmp(s + n - m, suffix) == 0;
-}
-
-/* Loads one module given its path relative to /. Returns 0 or -errno. */
-static int init_load_module(const char *rel)
-{
-        char path[4200];
-        if ((size_t) snprintf(path, sizeof path, "/%s", rel) >= sizeof path)
-                return -ENAMETOOLONG;
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return -errno;
-        int flags = ends_with(path, ".ko") ? 0 : MODULE_INIT_COMPRESSED_FILE;
-        long r = syscall(SYS_finit_module, fd, "", flags);
-        int err = errno;
-        (void) close(fd);
-        if (r < 0 && err != EEXIST)
-                return -err;
-        return 0;
-}
-
-/* True when the module file rel (a path, .ko or compressed) is the module called name; '-'
- * and '_' are the same in module names. */
-static bool module_is(const char *rel, const char *name)
-{
-        const char *base = strrchr(rel, '/');
-        base = base ? base + 1 : rel;
-        size_t i = 0;
-        for (; name[i] && base[i]; i++) {
-                char a = base[i] == '-' ? '_' : base[i], b = name[i] == '-' ? '_' : name[i];
-                if (a != b)
-                        return false;
-        }
-        return name[i] == 0 && (base[i] == 0 || base[i] == '.');
-}
-
 int64_t init_modules_ns;
-
-static pthread_mutex_t modules_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t modules_cond = PTHREAD_COND_INITIALIZER;
-static long modules_rest_off; /* where the deferred modules start in MODULES_ORDER */
-static bool modules_pending;  /* deferred modules are not loaded yet; under modules_lock */
-static bool modules_go;       /* released: the thread may load them; under modules_lock */
-static atomic_bool modules_released;
-
-/* Loads the modules listed in f from its position on, stopping after MODULES_CONSOLE when
- * stop_at_console. Returns true when it stopped there. */
-static bool modules_load_from(FILE *f, bool stop_at_console)
-{
-        char line[4096];
-        while (fgets(line, sizeof line, f)) {
-                line[strcspn(line, "\r\n")] = 0;
-                if (line[0] == 0 || line[0] == '#')
-                        continue;
-                int r = init_load_module(line[0] == '/' ? line + 1 : line);
-                if (r < 0)
-                        agent_log("load module %s: %s", line, strerror(-r));
-                if (stop_at_console && module_is(line, MODULES_CONSOLE))
-                        return true;
-        }
-        return false;
-}
-
-/* Loads the modules up to MODULES_CONSOLE (all of them when it is not listed) and notes where
- * the rest starts. */
-static void init_modules(void)
-{
-        FILE *f = fopen(MODULES_ORDER, "re");
-        if (!f) {
-                if (errno != ENOENT)
-                        agent_log("open %s: %s", MODULES_ORDER, strerror(errno));
-                return;
-        }
-        struct stat st;
-        if (modules_load_from(f, true) && fstat(fileno(f), &st) == 0 &&
-            (modules_rest_off = ftell(f)) >= 0 && modules_rest_off < st.st_size)
-                modules_pending = true;
-        (void) fclose(f);
-}
-
-static void *modules_thread(void *arg)
-{
-        struct timespec until;
-        (void) clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += MODULES_DEFER_MS / 1000;
-        until.tv_nsec += (long) (MODULES_DEFER_MS % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000L;
-        }
-        pthread_mutex_lock(&modules_lock);
-        while (!modules_go)
-                if (pthread_cond_timedwait(&modules_cond, &modules_lock, &until) == ETIMEDOUT)
-                        break;
-        pthread_mutex_unlock(&modules_lock);
-        FILE *f = fopen(MODULES_ORDER, "re");
-        if (!f)
-                agent_log("open %s: %s", MODULES_ORDER, strerror(errno));
-        else {
-                if (fseek(f, modules_rest_off, SEEK_SET) < 0)
-                        agent_log("seek %s: %s", MODULES_ORDER, strerror(errno));
-                else
-                        (void) modules_load_from(f, false);
-                (void) fclose(f);
-        }
-        pthread_mutex_lock(&modules_lock);
-        modules_pending = false;
-        pthread_cond_broadcast(&modules_cond);
-        pthread_mutex_unlock(&modules_lock);
-        return NULL;
-}
-
-void modules_start(void)
-{
-        if (!modules_pending)
-                return;
-        /* no signal for this thread: SIGCHLD must stay pending for the main thread's signalfd */
-        sigset_t all, old;
-        sigfillset(&all);
-        pthread_t t;
-        pthread_attr_t attr;
-        int r = pthread_sigmask(SIG_SETMASK, &all, &old);
-        if (r == 0) {
-                r = pthread_attr_init(&attr);
-                if (r == 0) {
-                        r = pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-                        if (r == 0)
-                                r = pthread_create(&t, &attr, modules_thread, NULL);
-                        (void) pthread_attr_destroy(&attr);
-                }
-                (void) pthread_sigmask(SIG_SETMASK, &old, NULL);
-        }
-        if (r != 0) {
-                agent_log("module thread: %s; loading the modules now", strerror(r));
-                modules_release();
-                (void) modules_thread(NULL);
-        }
-}
-
-void modules_release(void)
-{
-        if (atomic_load(&modules_released))
-                return;
-        pthread_mutex_lock(&modules_lock);
-        modules_go = true;
-        atomic_store(&modules_released, true);
-        pthread_cond_broadcast(&modules_cond);
-        pthread_mutex_unlock(&modules_lock);
-}
-
-void modules_wait(void)
-{
-        modules_release();
-        modules_wait_loaded();
-}
-
-void modules_wait_loaded(void)
-{
-        pthread_mutex_lock(&modules_lock);
-        while (modules_pending)
-                pthread_cond_wait(&modules_cond, &modules_lock);
-        pthread_mutex_unlock(&modules_lock);
-}
-
-/* Loads module `name` as list (a file of MODULES_ORDER's or MODULES_ONDEMAND's form) says.
- * MODULES_ORDER: a module path a line. MODULES_ONDEMAND: "name: path..." (paths relative to /,
- * the module's own dependencies first, the module last). Returns 0, -ENOENT when the list does
- * not name it, or -errno. */
-static int modules_load_named(const char *list, const char *name)
-{
-        if (modules_host)
-                return 0; /* the host's kernel has it, or autoloads it */
-        FILE *f = fopen(list, "re");
-        if (!f)
-                return -errno;
-        char line[4096];
-        int r = -ENOENT;
-        while (r == -ENOENT && fgets(line, sizeof line, f)) {
-                line[strcspn(line, "\r\n")] = 0;
-                char *colon = strchr(line, ':'), *paths = colon ? colon + 1 : line;
-                if (colon)
-                        *colon = 0;
-                if (!module_is(line, name))
-                        continue;
-                r = 0;
-                char *save = NULL;
-                for (char *t = strtok_r(paths, " ", &save); t && r == 0;
-                     t = strtok_r(NULL, " ", &save))
-                        r = init_load_module(t[0] == '/' ? t + 1 : t);
-        }
-        (void) fclose(f);
-        return r;
-}
-
-int modules_load_ondemand(const char *name)
-{
-        return modules_load_named(MODULES_ONDEMAND, name);
-}
-
-/* Loads a module of MODULES_ORDER now, ahead of its turn (the background thread's later
- * attempt gets EEXIST, which counts as loaded). */
-static int modules_load_listed(const char *name)
-{
-        return modules_load_named(MODULES_ORDER, name);
-}
 
 /* ---- root disk ---- */
 
@@ -500,10 +273,10 @@ static void init_root(void)
         /* -ENOENT: not shipped, as with a kernel that has everything built in (kernel "lean") */
         int r = modules_load_listed("virtio_blk");
         if (r < 0 && r != -ENOENT)
-                root_fail(-r, "load virtio_blk from %s", MODULES_ORDER);
+                root_fail(-r, "load virtio_blk");
         t[1] = agent_now_ns();
         if ((r = modules_load_ondemand("overlay")) < 0 && r != -ENOENT)
-                root_fail(-r, "load overlay from %s", MODULES_ONDEMAND);
+                root_fail(-r, "load overlay");
         t[2] = agent_now_ns();
         root_find(dev, sizeof dev);
         t[3] = agent_now_ns();
@@ -600,7 +373,7 @@ void init_pid1(void)
         init_probe();
         init_loopback();
         init_environment();
-        init_modules();
+        modules_load_boot();
         init_modules_ns = agent_now_ns();
         init_root();
         init_hostname();
