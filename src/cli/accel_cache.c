@@ -20,7 +20,7 @@
 #include "keyhash.h"
 #include "paths.h"
 
-#define VERDICT_FORMAT "1"
+#define VERDICT_FORMAT "2"  /* 2: the probe boots q35 (vm_machine()), not pc */
 #define VERDICT_MAX    4096 /* bytes: a verdict is a few short lines */
 
 const char *accel_cache_dir(void)

@@ -20,6 +20,7 @@
 #include "accel.h"
 #include "events.h"
 #include "proto.h"
+#include "vm.h"
 
 extern char **environ;
 
@@ -54,12 +55,14 @@ static char *probe_cmdline(const char *cmdline)
 static pid_t probe_spawn(const char *self, const AccelProbeTarget *t, const char *append, int out,
                          int err)
 {
-        char ppid[24];
+        char ppid[24], machine[32];
         snprintf(ppid, sizeof ppid, "%ld", (long) getpid());
-        /* The machine type and CPU model of src/host/vmm/vm_argv.c (pc, QEMU's default CPU): the
-         * verdict is about those. Its file-backed RAM and devices do not change what KVM runs. */
+        /* The machine type and CPU model of src/host/vmm/vm_argv.c (vm_machine(), QEMU's default
+         * CPU): the verdict is about those. Its file-backed RAM and devices do not change what
+         * KVM runs. */
+        snprintf(machine, sizeof machine, "%s,accel=kvm", vm_machine());
         const char *argv[32] = {
-            self,         "__pdeathsig", ppid,   t->qemu,   "-machine",    "pc,accel=kvm",
+            self,         "__pdeathsig", ppid,   t->qemu,   "-machine",    machine,
             "-m",         "256",         "-smp", "1",       "-nodefaults", "-no-user-config",
             "-no-reboot", "-display",    "none", "-serial", "stdio",       "-kernel",
             t->kernel,    "-append",     append};
