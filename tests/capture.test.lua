@@ -11,6 +11,7 @@ end
 local dir = sh("mktemp -d /tmp/provium-capture-XXXXXX"):gsub("%s+$", "")
 -- dir goes when lua_close finalises this at file end, whichever tests ran (a global, so that
 -- no collection before then finalises it).
+-- luacheck: globals CAPTURE_DIR LEFT_OPEN
 CAPTURE_DIR = setmetatable({}, { __gc = function() sh("rm -rf " .. dir) end })
 local port = math.random(20000, 60000)
 

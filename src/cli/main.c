@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cache_cmd.h"
+#include "check_cmd.h"
 #include "cli.h"
 #include "config.h"
 #include "env.h"
@@ -34,6 +35,9 @@ static void usage(FILE *f)
             "                                         print an --events file or a run's live\n"
             "                                         socket: a line (or a JSON object) per event\n"
             "       provium coverage FILE... [--json] [--html DIR] [--universe syscalls]\n"
+            "       provium check PATH...             test files' mistakes (syntax, unknown\n"
+            "                                         methods and vm:boot options, globals),\n"
+            "                                         found without running them\n"
             "       provium list [--json] [-k P] [--shard K/N] PATH...   the files a run\n"
             "                                         takes, their tests and claims (nothing\n"
             "                                         boots: VM operations are refused)\n"
@@ -337,6 +341,8 @@ int main(int argc, char **argv)
                 return events_cmd_main(argc - 1, argv + 1);
         if (argc >= 2 && strcmp(argv[1], "coverage") == 0)
                 return coverage_cmd_main(argc - 1, argv + 1);
+        if (argc >= 2 && strcmp(argv[1], "check") == 0)
+                return check_cmd_main(argc - 1, argv + 1);
         if (argc >= 2 && strcmp(argv[1], "list") == 0)
                 return cmd_run(argc - 1, argv + 1, true);
         if (argc >= 2 && strcmp(argv[1], "run") == 0)

@@ -148,6 +148,28 @@ void bind_vm_boot_config(lua_State *L, const char *image, int opts, VmConfig *cf
         }
 }
 
+/* internal.boot_options() -> {name = true} of the options vm:boot reads (VM_CONFIG_FIELDS'
+ * entries with a reader), for the prelude to refuse the others. */
+#define NAME_NONE(opt)
+#define NAME_STRING(opt)  NAME_ANY(opt)
+#define NAME_MEMORY(opt)  NAME_ANY(opt)
+#define NAME_COUNT(opt)   NAME_ANY(opt)
+#define NAME_DATE(opt)    NAME_ANY(opt)
+#define NAME_SEED(opt)    NAME_ANY(opt)
+#define NAME_BOOL(opt)    NAME_ANY(opt)
+#define NAME_SECONDS(opt) NAME_ANY(opt)
+#define NAME_ANY(opt)                                                                              \
+        lua_pushboolean(L, 1);                                                                     \
+        lua_setfield(L, -2, opt);
+#define NAME(kind, f, flags, opt, reader, unset, min, max) NAME_##reader(opt)
+
+int bind_boot_options(lua_State *L)
+{
+        lua_newtable(L);
+        VM_CONFIG_FIELDS(NAME)
+        return 1;
+}
+
 /* internal.claim(opts): provium:claim{memory =, cpus =}: sizes as vm:boot's memory option (MiB
  * or "512M" / "2G"), cpus 1..1024. Raises with the rule broken. */
 int bind_claim(lua_State *L)

@@ -13,3 +13,5 @@ void bind_vm_boot_config(lua_State *L, const char *image, int opts, VmConfig *cf
 
 /* internal.claim(opts): provium:claim's options, checked and recorded (core/claim.c). */
 int bind_claim(lua_State *L);
+/* internal.boot_options() -> {name = true}: the options vm:boot reads. */
+int bind_boot_options(lua_State *L);

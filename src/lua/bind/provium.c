@@ -65,6 +65,8 @@ int bind_provium_open(lua_State *L)
         lua_setfield(L, -2, "parallel");
         lua_pushcfunction(L, bind_claim);
         lua_setfield(L, -2, "claim");
+        lua_pushcfunction(L, bind_boot_options);
+        lua_setfield(L, -2, "boot_options");
         lua_pushcfunction(L, l_now);
         lua_setfield(L, -2, "now");
         const LuaHeap *heap = lua_heap_of(L);

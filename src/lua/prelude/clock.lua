@@ -4,6 +4,7 @@ local P = ...
 local provium, internal, VM, show, raise = P.provium, P.internal, P.VM, P.show, P.raise
 
 local Clock = {}
+P.api.Clock = Clock
 Clock.__index = Clock
 Clock.__tostring = function(c) return "Clock(" .. c.vm:name() .. ")" end
 

@@ -117,6 +117,7 @@ end
 -- faults
 
 local Fault = {}
+P.api.Fault = Fault
 Fault.__index = Fault
 function Fault:undo() self.disk:_undo(self.id) end
 function Fault:hits() return self.disk:_hits(self.id) end

@@ -1,6 +1,9 @@
 -- errors.lua: values shown in messages, and errors raised at the caller's line (the test's).
 -- The prelude's first file: every other one uses these, from the table P they all get.
 local P = ...
+-- The public classes, by name (api.lua lists their methods for "did you mean" and provium check):
+-- each file adds its own.
+P.api = {}
 
 -- Where an error raised inside the prelude says it was ("prelude/vm.lua:12: "), to take off a
 -- message that is re-raised at the caller's line.

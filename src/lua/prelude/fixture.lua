@@ -56,6 +56,7 @@ end
 
 -- The builder's view of a lab: lab:vm(name, image) makes a VM whose RAM lives in the cache.
 local Lab = {}
+P.api.Lab = Lab
 Lab.__index = Lab
 
 -- lab:bridge(name): a bridge saved with the lab; its VMs come back attached to it.

@@ -6,6 +6,7 @@ local Bridge = internal.Bridge
 
 -- Impairments: each returns a handle whose :undo() removes it; bridge:heal() removes them all.
 local Impairment = {}
+P.api.Impairment = Impairment
 Impairment.__index = Impairment
 Impairment.__tostring = function(i) return "Impairment(" .. net[i.bridge].name .. ", " .. i.kind .. ")" end
 

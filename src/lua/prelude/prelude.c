@@ -24,6 +24,7 @@
 #include "fixture.lua.h"
 #include "disk.lua.h"
 #include "listing.lua.h"
+#include "api.lua.h"
 
 typedef struct PreludeFile {
         const char *chunkname; /* "=prelude/<file>": what error positions and raise() see */
@@ -57,6 +58,7 @@ static const PreludeFile files[] = {
     PRELUDE_FILE("fixture.lua", prelude_fixture),
     PRELUDE_FILE("disk.lua", prelude_disk),
     PRELUDE_FILE("listing.lua", prelude_listing),
+    PRELUDE_FILE("api.lua", prelude_api),
 };
 
 int prelude_run(lua_State *L, int context)

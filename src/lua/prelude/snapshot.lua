@@ -5,6 +5,7 @@ local VM, show, raise, call = P.VM, P.show, P.raise, P.call
 -- vm:snapshot(name?) saves the VM (device state, and RAM as a sparse copy); vm:restore(snap)
 -- puts the VM back to it: a new QEMU loads the state with the RAM mapped copy-on-write.
 local Snapshot = {}
+P.api.Snapshot = Snapshot
 Snapshot.__index = Snapshot
 Snapshot.__tostring = function(s) return "Snapshot(" .. s.vm_name .. ", " .. s.name .. ")" end
 

@@ -33,6 +33,7 @@ local function deep_eq(a, b)
 end
 
 local T = {}
+P.api.T = T
 T.__index = T
 local Skip = {}
 Skip.__tostring = function(s) return "skipped: " .. s.reason end
@@ -153,5 +154,5 @@ function internal.run_test(entry)
     if ok then return "pass" end
     if getmetatable(err) == Skip then return "skip", err.reason end
     if type(err) ~= "string" then err = show(err) end
-    return failed(err)
+    return failed(P.explain_missing_method(err))
 end

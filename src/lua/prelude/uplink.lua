@@ -11,6 +11,7 @@ local Bridge = internal.Bridge
 -- is routed beyond host_ip. Calling it again returns the same uplink; it goes with
 -- uplink:remove(), bridge:remove(), or the file.
 local Uplink = {}
+P.api.Uplink = Uplink
 Uplink.__index = Uplink
 Uplink.__tostring = function(u) return "Uplink(" .. net[u.bridge].name .. ", " .. u.host_ip .. ")" end
 

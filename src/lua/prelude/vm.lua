@@ -5,6 +5,7 @@ local internal, VM, Stream = P.internal, P.VM, P.Stream
 local show, raise, call, vm_state, Result = P.show, P.raise, P.call, P.vm_state, P.Result
 
 function VM:boot(opts)
+    P.check_boot_options("vm " .. self:name() .. ": boot", opts)
     local ram = vm_state(self).ram
     if ram then -- a fixture's builder: its RAM goes straight into the cache entry
         local o = {}
