@@ -1,7 +1,7 @@
 /* accel_cache.c: KVM probe verdicts in $CACHE/accel/<key>.verdict, one "name=value" a line.
- * The key folds in the host's boot id, the QEMU program and the kernel, so a verdict is
- * reused until one of them changes. A file that is not a valid verdict is ignored, never
- * trusted: it comes from disk.
+ * The key folds in the host's boot id, the QEMU program, its machine type and the kernel, so
+ * a verdict is reused until one of them changes. A file that is not a valid verdict is
+ * ignored, never trusted: it comes from disk.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -18,9 +18,10 @@
 #include "accel.h"
 #include "cachedir.h"
 #include "keyhash.h"
+#include "machine.h"
 #include "paths.h"
 
-#define VERDICT_FORMAT "2"  /* 2: the probe boots q35 (vm_machine()), not pc */
+#define VERDICT_FORMAT "1"
 #define VERDICT_MAX    4096 /* bytes: a verdict is a few short lines */
 
 const char *accel_cache_dir(void)
@@ -95,6 +96,7 @@ int accel_key(const char *qemu, const char *kernel, const char *image_dir, char 
         keyhash_field(st, "format", VERDICT_FORMAT, strlen(VERDICT_FORMAT));
         keyhash_field(st, "boot_id", boot_id, strlen(boot_id));
         keyhash_field(st, "qemu", qemu, strlen(qemu));
+        keyhash_field(st, "machine", PROVIUM_MACHINE, strlen(PROVIUM_MACHINE)); /* what it boots */
         int64_t id[5] = {(int64_t) q.st_dev, (int64_t) q.st_ino, (int64_t) q.st_size,
                          (int64_t) q.st_mtim.tv_sec, (int64_t) q.st_mtim.tv_nsec};
         keyhash_field(st, "qemu.stat", id, sizeof id);

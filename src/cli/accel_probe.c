@@ -19,8 +19,8 @@
 
 #include "accel.h"
 #include "events.h"
+#include "machine.h"
 #include "proto.h"
-#include "vm.h"
 
 extern char **environ;
 
@@ -57,10 +57,10 @@ static pid_t probe_spawn(const char *self, const AccelProbeTarget *t, const char
 {
         char ppid[24], machine[32];
         snprintf(ppid, sizeof ppid, "%ld", (long) getpid());
-        /* The machine type and CPU model of src/host/vmm/vm_argv.c (vm_machine(), QEMU's default
-         * CPU): the verdict is about those. Its file-backed RAM and devices do not change what
-         * KVM runs. */
-        snprintf(machine, sizeof machine, "%s,accel=kvm", vm_machine());
+        /* The machine type and CPU model of src/host/vmm/vm_argv.c (PROVIUM_MACHINE, QEMU's
+         * default CPU): the verdict is about those. Its file-backed RAM and devices do not change
+         * what KVM runs. */
+        snprintf(machine, sizeof machine, "%s,accel=kvm", PROVIUM_MACHINE);
         const char *argv[32] = {
             self,         "__pdeathsig", ppid,   t->qemu,   "-machine",    machine,
             "-m",         "256",         "-smp", "1",       "-nodefaults", "-no-user-config",

@@ -29,8 +29,6 @@ typedef void (*VmDeathFn)(Vm *vm, const char *msg, void *data);
 Vm *vm_new(uv_loop_t *loop, const char *name, const char *run_dir);
 /* The machine and its device slots, as text: saved state loads only into the same layout. */
 const char *vm_machine_layout(void);
-/* QEMU's machine type of every VM ("q35"), for the accelerator probe to boot the same. */
-const char *vm_machine(void);
 const char *vm_name(const Vm *vm);
 VmState vm_state(const Vm *vm);
 const char *vm_state_name(VmState s);

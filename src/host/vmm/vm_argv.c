@@ -131,11 +131,6 @@ const char *vm_machine_layout(void)
         return VM_MACHINE_LAYOUT;
 }
 
-const char *vm_machine(void)
-{
-        return VM_MACHINE;
-}
-
 int vm_build_argv(Vm *vm, const VmConfig *cfg, const Image *img, Argv *a)
 {
         uint64_t mb = vm_config_memory_mb(cfg);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "image.h"
+#include "machine.h"
 #include "vm.h"
 
 #define CONSOLE_MAX  (8u << 20) /* console bytes kept; later output only updates the tail */
@@ -15,7 +16,7 @@
  * VM_HOTPLUG_BUS, whose slots take ACPI hot-plug as pc's did. A change here must change
  * VM_MACHINE_LAYOUT: it is part of every fixture's key, so that no state saved with other
  * devices is loaded. */
-#define VM_MACHINE        "q35"
+#define VM_MACHINE        PROVIUM_MACHINE /* common/machine.h: the KVM probe boots the same */
 #define VM_HOTPLUG_BUS    "pb0"
 #define VM_HOTPLUG_BRIDGE "pcie-pci-bridge,id=" VM_HOTPLUG_BUS ",bus=pcie.0,addr=0x0e"
 #define VM_MACHINE_LAYOUT VM_MACHINE "; " VM_HOTPLUG_BRIDGE "; nic k at 0x10+k, disk k at 0x18+k"
