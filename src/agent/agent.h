@@ -188,6 +188,8 @@ typedef struct ChildSpec {
         const char *in; /* stdin bytes in the request, or NULL */
         size_t in_len;
         uint64_t timeout_ms;
+        bool pty;            /* spawn on a new pseudo-terminal (stdin, stdout, stderr) */
+        uint16_t rows, cols; /* its window size */
 } ChildSpec;
 
 /* Why a child failed before exec. */
@@ -228,6 +230,7 @@ int exec_poll_handle(Server *s, const struct pollfd *pfd);
 int exec_proc_write(Server *s, uint64_t id, const msgpack_object *req);
 int exec_proc_close_stdin(Server *s, uint64_t id, const msgpack_object *req);
 int exec_proc_signal(Server *s, uint64_t id, const msgpack_object *req);
+int exec_proc_resize(Server *s, uint64_t id, const msgpack_object *req);
 int exec_spawn_op(Server *s, uint64_t id, const msgpack_object *req);
 /* cancel/reset: kills the process of request target (or every process when all). */
 void exec_cancel(Server *s, uint64_t target, bool all);

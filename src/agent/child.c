@@ -16,6 +16,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -88,6 +89,10 @@ static _Noreturn void child_exec(const ChildSpec *sp, char **envp, int in, int o
         /* an ignored SIGPIPE would survive exec: commands expect the default */
         if (sigprocmask(SIG_SETMASK, &none, NULL) < 0 || signal(SIGPIPE, SIG_DFL) == SIG_ERR ||
             setsid() < 0 || dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0)
+                child_fail(f, CHILD_STEP_SETUP);
+        /* a shell on a pseudo-terminal: it becomes the session's controlling terminal, so
+         * Ctrl-C typed there reaches the foreground job as SIGINT */
+        if (sp->pty && ioctl(0, TIOCSCTTY, 0) < 0)
                 child_fail(f, CHILD_STEP_SETUP);
         if (sp->cwd && chdir(sp->cwd) < 0)
                 child_fail(f, CHILD_STEP_CHDIR);

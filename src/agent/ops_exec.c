@@ -10,7 +10,9 @@
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 
@@ -47,6 +49,7 @@ struct Exec {
         int status;          /* waitpid status once exit_ns != 0 */
         bool timed_out;
         bool detached; /* the connection is gone: reap silently */
+        bool pty;      /* fd_out is a pseudo-terminal's master (fd_in a duplicate of it) */
         int pidx[4];   /* poll indices of fd_in, fd_out, fd_err, pidfd; -1 when not polled */
 };
 
@@ -133,6 +136,24 @@ static int spec_env(ChildSpec *sp, const msgpack_object *req)
         return 0;
 }
 
+/* pty (spawn only), with the window's rows and cols (default 24 x 80). */
+static int spec_pty(ChildSpec *sp, const msgpack_object *req, const char **ret_field)
+{
+        uint64_t rows = 24, cols = 80;
+        *ret_field = "pty";
+        if (proto_get_bool(req, "pty", &sp->pty) < 0)
+                return -EINVAL;
+        *ret_field = "rows";
+        if (proto_get_uint(req, "rows", &rows) < 0 || rows == 0 || rows > UINT16_MAX)
+                return -EINVAL;
+        *ret_field = "cols";
+        if (proto_get_uint(req, "cols", &cols) < 0 || cols == 0 || cols > UINT16_MAX)
+                return -EINVAL;
+        sp->rows = (uint16_t) rows;
+        sp->cols = (uint16_t) cols;
+        return 0;
+}
+
 /* Parses an exec request. Returns 0, or -EINVAL with the bad field in *ret_field, or -ENOMEM. */
 static int spec_parse(ChildSpec *sp, const msgpack_object *req, const char **ret_field)
 {
@@ -153,7 +174,7 @@ static int spec_parse(ChildSpec *sp, const msgpack_object *req, const char **ret
         if (proto_get_uint(req, "timeout_ms", &sp->timeout_ms) < 0 ||
             sp->timeout_ms > (uint64_t) INT32_MAX * 1000)
                 return -EINVAL;
-        return 0;
+        return spec_pty(sp, req, ret_field);
 }
 
 /* Reaps ex's child if it has exited (never blocks). Returns true once reaped. */
@@ -214,6 +235,38 @@ static int exec_pipes(int in[2], int out[2], int err[2], bool with_stdin)
         return 0;
 }
 
+/* A new pseudo-terminal of rows x cols: the master in *ret_master, the slave (the child's
+ * stdin, stdout and stderr) in *ret_slave; both close-on-exec. */
+static int exec_open_pty(const ChildSpec *sp, int *ret_master, int *ret_slave)
+{
+        char name[64];
+        _cleanup_close_ int m = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (m < 0 || grantpt(m) < 0 || unlockpt(m) < 0 || ptsname_r(m, name, sizeof name) != 0)
+                return -errno;
+        struct winsize ws = {.ws_row = sp->rows, .ws_col = sp->cols};
+        if (ioctl(m, TIOCSWINSZ, &ws) < 0)
+                return -errno;
+        int s = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (s < 0)
+                return -errno;
+        *ret_master = TAKE_FD(m);
+        *ret_slave = s;
+        return 0;
+}
+
+/* The child's ends and ours as exec_pipes() lays them out, all on one pseudo-terminal: the
+ * child's 0-2 are the slave, our stdin and stdout ends the master, and no stderr of ours. */
+static int exec_pty_ends(const ChildSpec *sp, int in[2], int out[2], int err[2])
+{
+        int r = exec_open_pty(sp, &out[0], &in[0]);
+        if (r < 0)
+                return r;
+        in[1] = fcntl(out[0], F_DUPFD_CLOEXEC, 3);
+        out[1] = fcntl(in[0], F_DUPFD_CLOEXEC, 3);
+        err[1] = fcntl(in[0], F_DUPFD_CLOEXEC, 3);
+        return in[1] < 0 || out[1] < 0 || err[1] < 0 ? -errno : 0;
+}
+
 /* Our end of a new pipe: its only status flag is the one set here (no F_GETFL needed). */
 static void pipe_end_nonblock(uint64_t id, int fd)
 {
@@ -233,7 +286,7 @@ static int exec_spawn(Server *s, Exec *ex, const ChildSpec *sp, bool *ret_replie
 {
         const bool with_stdin = sp->in != NULL || ex->spawn;
         int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1};
-        int r = exec_pipes(in, out, err, with_stdin);
+        int r = sp->pty ? exec_pty_ends(sp, in, out, err) : exec_pipes(in, out, err, with_stdin);
         if (r < 0)
                 goto done;
         ex->start_ns = agent_now_ns();
@@ -254,6 +307,7 @@ static int exec_spawn(Server *s, Exec *ex, const ChildSpec *sp, bool *ret_replie
         }
         ex->pid = pid;
         ex->owned = true;
+        ex->pty = sp->pty;
         ex->pidfd = (int) syscall(SYS_pidfd_open, pid, 0); /* always close-on-exec */
         ex->fd_in = TAKE_FD(in[1]);
         ex->fd_out = TAKE_FD(out[0]);
@@ -262,7 +316,7 @@ static int exec_spawn(Server *s, Exec *ex, const ChildSpec *sp, bool *ret_replie
         pipe_end_nonblock(ex->id, ex->fd_out);
         pipe_end_nonblock(ex->id, ex->fd_err);
 done:
-        if (!with_stdin)
+        if (!with_stdin && !sp->pty)
                 in[0] = -1; /* the shared /dev/null */
         close_pair(in);
         close_pair(out);
@@ -320,6 +374,10 @@ static int exec_start_common(Server *s, uint64_t id, const msgpack_object *req, 
                 return r == -EINVAL
                            ? server_reply_field(s, id, op, field, proto_get(req, field) ? r : 0)
                            : server_reply_errno(s, id, -r, "%s", op);
+        }
+        if (sp.pty && !spawn) {
+                spec_done(&sp);
+                return server_reply_errno(s, id, EINVAL, "exec: pty is for spawn");
         }
         if (exec_count(s) >= EXEC_MAX_PER_CONN) {
                 spec_done(&sp);
@@ -435,6 +493,27 @@ int exec_proc_signal(Server *s, uint64_t id, const msgpack_object *req)
         if (kill(group ? -ex->pid : ex->pid, (int) sig) < 0)
                 return server_reply_errno(s, id, errno, "kill %s%d", group ? "-" : "",
                                           (int) ex->pid);
+        server_begin_ok(s, id, 0);
+        return server_flush(s);
+}
+
+int exec_proc_resize(Server *s, uint64_t id, const msgpack_object *req)
+{
+        int r;
+        Exec *ex = exec_lookup(s, id, req, "proc_resize", &r);
+        if (!ex)
+                return r;
+        uint64_t rows, cols;
+        if ((r = proto_get_uint(req, "rows", &rows)) <= 0 || rows == 0 || rows > UINT16_MAX)
+                return server_reply_field(s, id, "proc_resize", "rows", r <= 0 ? r : -EINVAL);
+        if ((r = proto_get_uint(req, "cols", &cols)) <= 0 || cols == 0 || cols > UINT16_MAX)
+                return server_reply_field(s, id, "proc_resize", "cols", r <= 0 ? r : -EINVAL);
+        if (!ex->pty || ex->fd_out < 0)
+                return server_reply_errno(s, id, ENOTTY, "proc_resize %" PRIu64 ": no terminal",
+                                          ex->id);
+        struct winsize ws = {.ws_row = (unsigned short) rows, .ws_col = (unsigned short) cols};
+        if (ioctl(ex->fd_out, TIOCSWINSZ, &ws) < 0) /* the kernel sends the group SIGWINCH */
+                return server_reply_errno(s, id, errno, "proc_resize %" PRIu64, ex->id);
         server_begin_ok(s, id, 0);
         return server_flush(s);
 }

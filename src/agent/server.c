@@ -184,7 +184,7 @@ static const char *const server_caps[] = {
     "hello",       "exec",    "read_file", "write_file", "stat",       "mkdir",
     "poweroff",    "cancel",  "reset",     "spawn",      "proc_write", "proc_close_stdin",
     "proc_signal", "open",    "fread",     "fwrite",     "seek",       "close",
-    "tail",        "syscall", "ioctl",     "set_time",   "netem"};
+    "tail",        "syscall", "ioctl",     "set_time",   "netem",      "proc_resize"};
 
 static int op_hello(Server *s, uint64_t id, const msgpack_object *req)
 {
@@ -322,6 +322,7 @@ static const struct {
     {"proc_write", exec_proc_write},
     {"proc_close_stdin", exec_proc_close_stdin},
     {"proc_signal", exec_proc_signal},
+    {"proc_resize", exec_proc_resize},
     {"open", hnd_open},
     {"fread", hnd_fread},
     {"fwrite", hnd_fwrite},

@@ -29,6 +29,8 @@ typedef struct CliOptions {
         unsigned cpus;         /* --cpus: its CPUs; 0: what the host can give */
         uint64_t claim_mb;     /* --default-claim: a file's claim when it makes none */
         unsigned claim_cpus;
+        bool keep_on_failure; /* --keep-on-failure: a failed file's VMs stay up (keep/) */
+        bool keep_always;     /* --keep-always: every file's VMs stay up (provium shell --image) */
 } CliOptions;
 
 #define CLI_MAX_FILTERS 64

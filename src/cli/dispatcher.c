@@ -44,6 +44,7 @@ typedef struct Child {
         char *file;
         char *run_dir;
         bool saw_file_end;
+        bool kept; /* it keeps its VMs (file.kept): we go on without it */
         bool exited;
         int closing; /* handles still to close */
         struct Dispatcher *d;
@@ -68,6 +69,7 @@ typedef struct Dispatcher {
         bool killing; /* a second signal: the runners were sent SIGKILL */
         PoolRun *pool;
         struct RunOutputs *outputs;
+        char *kept_note; /* how to reach the kept runs, said before the last line */
         char self[4096];
 } Dispatcher;
 
@@ -102,6 +104,27 @@ static void on_child_handle_closed(uv_handle_t *h)
                 run_outputs_drain(d->outputs); /* the last file is done */
 }
 
+/* A runner that keeps its VMs after a failure: what to tell the person at the end. */
+static void child_kept(Child *c, const msgpack_object *msg)
+{
+        char id[64], test[256], vms[1024], *note = NULL;
+        proto_copy_str(msg, "id", id, sizeof id);
+        proto_copy_str(msg, "failed_test", test, sizeof test);
+        proto_copy_str(msg, "vms", vms, sizeof vms);
+        const char *first_end = strchr(vms, ' ');
+        int first_len = first_end ? (int) (first_end - vms) : (int) strlen(vms);
+        if (asprintf(&note,
+                     "%sprovium: kept %s's VMs (%s) after '%s' failed, as run %s:\n"
+                     "  provium shell %s %.*s   a shell in a VM\n"
+                     "  provium stop %s         stop them (provium ls lists kept runs)\n",
+                     c->d->kept_note ? c->d->kept_note : "", c->file, vms, test, id, id, first_len,
+                     vms, id) >= 0) {
+                free(c->d->kept_note);
+                c->d->kept_note = note;
+        }
+        c->kept = true;
+}
+
 static void child_events(Child *c)
 {
         for (;;) {
@@ -118,6 +141,8 @@ static void child_events(Child *c)
                 t[tlen] = 0;
                 if (strcmp(t, "file.end") == 0)
                         c->saw_file_end = true;
+                if (strcmp(t, "file.kept") == 0)
+                        child_kept(c, &msg);
                 if (strcmp(t, "pool.request") == 0)
                         pool_run_request(c->d->pool, c->index, c->file, &msg,
                                          (uv_stream_t *) &c->grant);
@@ -163,6 +188,12 @@ static void events_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         }
         proto_reader_commit(&c->reader, (size_t) n);
         child_events(c);
+        if (c->kept && !c->closing) { /* it lives on: its handles go, not the process */
+                c->closing = 3;
+                uv_close((uv_handle_t *) &c->proc, on_child_handle_closed);
+                uv_close((uv_handle_t *) &c->events, on_child_handle_closed);
+                uv_close((uv_handle_t *) &c->grant, on_child_handle_closed);
+        }
 }
 
 /* A file that ended without reporting: one failure, on the terminal and in the JUnit report. */
@@ -230,7 +261,7 @@ static int spawn_child(Dispatcher *d, const char *file, size_t index)
         char claim[48];
         snprintf(claim, sizeof claim, "%llu,%u", (unsigned long long) d->o->claim_mb,
                  d->o->claim_cpus);
-        char *args[14 + CLI_MAX_FILTERS + 1] = {d->self,
+        char *args[15 + CLI_MAX_FILTERS + 1] = {d->self,
                                                 "__run-file",
                                                 c->file,
                                                 c->run_dir,
@@ -243,9 +274,12 @@ static int spawn_child(Dispatcher *d, const char *file, size_t index)
                                                 (char *) d->image_dir,
                                                 claim,
                                                 (char *) (d->artifacts ? d->artifacts : ""),
-                                                (char *) d->o->vmm};
+                                                (char *) d->o->vmm,
+                                                d->o->keep_always       ? "always"
+                                                : d->o->keep_on_failure ? "failure"
+                                                                        : ""};
         for (int i = 0; i < d->o->nfilters; i++)
-                args[14 + i] = (char *) d->o->filters[i];
+                args[15 + i] = (char *) d->o->filters[i];
         c->index = index;
         uv_pipe_init(d->loop, &c->events, 0);
         c->events.data = c;
@@ -490,6 +524,10 @@ int dispatcher_run(const CliOptions *o, char **paths, int npaths)
                 bool no_match = !d.interrupted && say_no_match(o);
                 if (!o->tap)
                         run_summary_print();
+                if (d.kept_note) {
+                        fflush(stdout); /* the summary above it is on stdout */
+                        fputs(d.kept_note, stderr);
+                }
                 unsigned failed = reporter_finish();
                 status = run_verdict_finish(failed, no_match, d.interrupted);
                 for (int i = 0; i < 2; i++) {
@@ -509,5 +547,6 @@ int dispatcher_run(const CliOptions *o, char **paths, int npaths)
         pool_run_free(d.pool);
         free(image_dir);
         child_env_free(&d);
+        free(d.kept_note);
         return status;
 }

@@ -12,6 +12,8 @@
 
 #include "event_pipe.h"
 #include "events.h"
+#include <unistd.h>
+
 #include "fdio.h"
 #include "proto.h"
 
@@ -108,4 +110,13 @@ void event_pipe_detach(void)
 {
         event_pipe_flush();
         pipe_out.attached = false;
+}
+
+void event_pipe_close(void)
+{
+        event_pipe_flush();
+        pipe_out.broken = true;
+        if (pipe_out.fd >= 0)
+                (void) close(pipe_out.fd);
+        pipe_out.fd = -1;
 }

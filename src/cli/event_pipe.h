@@ -10,3 +10,6 @@ void event_pipe_open(int fd);
 int event_pipe_attach(uv_loop_t *loop);
 /* Writes what is held and holds nothing more: before the loop's handles close. */
 void event_pipe_detach(void);
+/* Writes what is held and closes the pipe: events from here on go nowhere (a kept runner's,
+ * once the dispatcher has gone on without it). */
+void event_pipe_close(void);

@@ -2,9 +2,10 @@
  * events written as frames to fd 3 for the dispatcher.
  *
  * argv: __run-file FILE RUN_DIR ACCEL TEST_TIMEOUT OP_TIMEOUT BOOT_TIMEOUT QEMU_VERSION
- *       KVM_UNUSABLE DEFAULT_IMAGE_DIR CLAIM ARTIFACTS [PATTERN...] (the three "" when the
- *       dispatcher has none; CLAIM: the default claim, "MiB,CPUs"; ARTIFACTS: where failed
- *       tests' consoles and captures go, or ""; the -k patterns). The pool's grant comes on
+ *       KVM_UNUSABLE DEFAULT_IMAGE_DIR CLAIM ARTIFACTS VMM KEEP [PATTERN...] (the three "" when
+ *       the dispatcher has none; CLAIM: the default claim, "MiB,CPUs"; ARTIFACTS: where failed
+ *       tests' consoles and captures go, or ""; KEEP: "failure" for --keep-on-failure, else "";
+ *       the -k patterns). The pool's grant comes on
  *       stdin (core/claim.c).
  * Or, for provium list: __list-file FILE CLAIM TEST_TIMEOUT [PATTERN...]: the chunk runs with
  *       VM operations refused, and list.file / list.test events come out instead of tests.
@@ -27,6 +28,7 @@
 #include "env.h"
 #include "event_pipe.h"
 #include "events.h"
+#include "keeper.h"
 #include "lua_heap.h"
 #include "netns.h"
 #include "claim.h"
@@ -208,7 +210,12 @@ static int run_file(const RuntimeConfig *cfg)
                 fprintf(stderr, "provium: %s: cannot handle signals\n", cfg->file);
 
         int failed = !rt ? 1 : cfg->listing ? runtime_list_file(rt) : runtime_run_file(rt);
+        Keeper *keeper = NULL;
+        bool keep = cfg->keep_always || (failed && cfg->keep_on_failure);
+        if (rt && !cfg->listing && keep && (keeper = keeper_start(rt, &loop, cfg)))
+                keeper_serve(keeper); /* until provium stop */
         runtime_free(rt);
+        keeper_free(keeper); /* its directory, once the VMs in it have stopped */
         lua_close(L);
         event_pipe_detach();
         uv_walk(&loop, close_walk, NULL);
@@ -219,7 +226,7 @@ static int run_file(const RuntimeConfig *cfg)
 
 int file_runner_main(int argc, char **argv)
 {
-        if (argc < 13) {
+        if (argc < 14) {
                 fprintf(stderr, "provium: __run-file is internal to the dispatcher\n");
                 return 2;
         }
@@ -241,8 +248,10 @@ int file_runner_main(int argc, char **argv)
             .boot_timeout_s = atof(argv[6]),
             .artifacts = argv[11][0] ? argv[11] : NULL,
             .vmm = argv[12],
-            .filters = (const char **) argv + 13,
-            .nfilters = argc - 13,
+            .keep_on_failure = strcmp(argv[13], "failure") == 0,
+            .keep_always = strcmp(argv[13], "always") == 0,
+            .filters = (const char **) argv + 14,
+            .nfilters = argc - 14,
         };
         return run_file(&cfg);
 }

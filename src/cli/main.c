@@ -17,6 +17,7 @@
 #include "events_cmd.h"
 #include "image.h"
 #include "image_cmd.h"
+#include "kept_cmd.h"
 #include "script.h"
 #include "vm.h"
 
@@ -38,6 +39,11 @@ static void usage(FILE *f)
             "       provium check PATH...             test files' mistakes (syntax, unknown\n"
             "                                         methods and vm:boot options, globals),\n"
             "                                         found without running them\n"
+            "       provium shell [RUN] VM            a shell in a VM a run kept (see\n"
+            "                                         --keep-on-failure)\n"
+            "       provium shell --image NAME        a fresh VM of an image, for poking around\n"
+            "       provium ls [--json]               the kept runs\n"
+            "       provium stop RUN...|--all         end kept runs: their VMs stop\n"
             "       provium list [--json] [-k P] [--shard K/N] PATH...   the files a run\n"
             "                                         takes, their tests and claims (nothing\n"
             "                                         boots: VM operations are refused)\n"
@@ -69,6 +75,10 @@ static void usage(FILE *f)
             "                         ($JOB_COMPLETION_INDEX is this one's)\n"
             "  --progress MODE        the live status line: auto (on a terminal, the default),\n"
             "                         always, never\n"
+            "  --keep-on-failure      a file's first failure ends it and its VMs (and bridges)\n"
+            "                         stay up: provium shell RUN VM, provium ls, provium stop\n"
+            "  --keep-always          every file's VMs stay up, failed or not (what provium\n"
+            "                         shell --image runs)\n"
             "  -v, --verbose          more output\n"
             "  --version              print the version\n"
             "\n"
@@ -167,6 +177,8 @@ static int cmd_run(int argc, char **argv, bool listing)
             {"json", no_argument, NULL, 'L'},
             {"progress", required_argument, NULL, 'R'},
             {"verbose", no_argument, NULL, 'v'},
+            {"keep-on-failure", no_argument, NULL, 'K'},
+            {"keep-always", no_argument, NULL, 'W'},
             {"help", no_argument, NULL, 'h'},
             {NULL, 0, NULL, 0},
         };
@@ -284,6 +296,12 @@ static int cmd_run(int argc, char **argv, bool listing)
                 case 'v':
                         o.verbose = true;
                         break;
+                case 'K':
+                        o.keep_on_failure = true;
+                        break;
+                case 'W':
+                        o.keep_always = true;
+                        break;
                 case 'h':
                         usage(stdout);
                         return 0;
@@ -343,6 +361,12 @@ int main(int argc, char **argv)
                 return coverage_cmd_main(argc - 1, argv + 1);
         if (argc >= 2 && strcmp(argv[1], "check") == 0)
                 return check_cmd_main(argc - 1, argv + 1);
+        if (argc >= 2 && strcmp(argv[1], "shell") == 0)
+                return shell_cmd_main(argc - 1, argv + 1);
+        if (argc >= 2 && strcmp(argv[1], "ls") == 0)
+                return ls_cmd_main(argc - 1, argv + 1);
+        if (argc >= 2 && strcmp(argv[1], "stop") == 0)
+                return stop_cmd_main(argc - 1, argv + 1);
         if (argc >= 2 && strcmp(argv[1], "list") == 0)
                 return cmd_run(argc - 1, argv + 1, true);
         if (argc >= 2 && strcmp(argv[1], "run") == 0)

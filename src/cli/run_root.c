@@ -31,7 +31,7 @@
 /* Where the runners' directories go: sockets, and guest RAM files, which belong in memory
  * (tmpfs), not on a disk that would write the guest's pages back. $PROVIUM_RUN_DIR wins, then
  * /dev/shm, then $TMPDIR or /tmp. Unix socket paths are short, so long parents are skipped. */
-static const char *run_root_parent(void)
+const char *run_root_parent(void)
 {
         const char *env = env_get()->run_dir;
         if (env && strlen(env) <= 40)

@@ -10,5 +10,8 @@ typedef struct RunRoot {
  * creates this run's and locks it. Returns 0, or -errno with the reason printed. */
 int run_root_create(RunRoot *rr);
 
+/* Where runs' directories go: $PROVIUM_RUN_DIR, /dev/shm, $TMPDIR or /tmp (kept runs too). */
+const char *run_root_parent(void);
+
 /* Removes the run's directory, then lets go of its lock. */
 void run_root_remove(RunRoot *rr);

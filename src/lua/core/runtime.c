@@ -67,6 +67,7 @@ struct Runtime {
         uint64_t deadline_ns; /* the running test's timeout, for the count hook; 0: none */
         bool in_chunk;        /* the file's own chunk is running (provium:claim may be called) */
         const char *test;     /* the running test's name (run_one_test owns it), NULL outside */
+        char *first_failure;  /* the name of the file's first failed test, NULL before one */
 };
 
 /* A failure message goes out in one event frame (4 MiB at most): longer ones are cut. */
@@ -153,6 +154,21 @@ int runtime_track_vm(Runtime *rt, Vm **slot)
         rt->vms = v;
         rt->vms[rt->nvms++] = slot;
         return 0;
+}
+
+const char *runtime_first_failure(const Runtime *rt)
+{
+        return rt->first_failure ? rt->first_failure : rt->failed ? "(file)" : NULL;
+}
+
+size_t runtime_vm_count(const Runtime *rt)
+{
+        return rt->nvms;
+}
+
+Vm *runtime_vm(const Runtime *rt, size_t i)
+{
+        return i < rt->nvms ? *rt->vms[i] : NULL;
 }
 
 /* ---- tasks ---- */
@@ -612,6 +628,8 @@ static void run_one_test(Runtime *rt, int index)
         } else
                 run_in_coroutine(rt, 1);
         save_artifacts(rt, index, name ? name : "?");
+        if (rt->status == TEST_FAIL && !rt->first_failure)
+                rt->first_failure = strdup(rt->test);
         emit_test("test.end", rt, 1, events_mono_ns() - t0);
         rt->test = NULL;
         events_set_scope(rt->cfg.file, NULL);
@@ -705,6 +723,11 @@ int runtime_run_file(Runtime *rt)
                                 continue;
                         if (!granted && !(granted = acquire_claim(rt)))
                                 break;
+                        if (rt->failed && rt->cfg.keep_on_failure && !rt->interrupted) {
+                                rt->interrupted = true; /* the rest is skipped, saying why */
+                                rt->interrupt_why = strdup("not run: --keep-on-failure keeps "
+                                                           "the VMs as the failure left them");
+                        }
                         run_one_test(rt, i);
                 }
         }
@@ -790,6 +813,7 @@ Runtime *runtime_free(Runtime *rt)
         free(rt->vms);
         free(rt->message);
         free(rt->interrupt_why);
+        free(rt->first_failure);
         lua_pushnil(rt->L);
         lua_setfield(rt->L, LUA_REGISTRYINDEX, RUNTIME_KEY);
         lua_sethook(rt->L, NULL, 0, 0);

@@ -22,6 +22,8 @@ typedef struct RuntimeConfig {
         int nfilters;          /* 0: run every test */
         bool listing;          /* provium list: the chunk runs, no test, nothing booted */
         const char *artifacts; /* where a failed test's consoles and captures go, or NULL */
+        bool keep_on_failure;  /* the first failure ends the file and its VMs stay up */
+        bool keep_always;      /* the VMs stay up after the file, failed or not */
 } RuntimeConfig;
 
 typedef struct Runtime Runtime;
@@ -70,6 +72,11 @@ void runtime_resume_result(Pending *p, const char *err);
  * frees it then and clears *slot (the Lua userdata's pointer), so slot must outlive the
  * runtime: VM userdata stay anchored until lua_close. */
 int runtime_track_vm(Runtime *rt, Vm **slot);
+/* The file's VMs in creation order (runtime_vm: NULL for one already freed): a kept run's. */
+size_t runtime_vm_count(const Runtime *rt);
+/* The first failed test's name ("(file)" for the file's own chunk), NULL while none failed. */
+const char *runtime_first_failure(const Runtime *rt);
+Vm *runtime_vm(const Runtime *rt, size_t i);
 /* Fails the running test at once with msg (used when a VM dies unexpectedly). */
 void runtime_abort_test(Runtime *rt, const char *msg);
 
