@@ -595,6 +595,10 @@ provium = {}
 ---@return Bridge
 function provium:bridge(name, opts) end
 
+--- provium:breakpoint() (or provium.breakpoint()): under provium debug (or --pdb), stops the
+--- test here at a Lua prompt that sees its locals, upvalues and VMs; elsewhere it does nothing.
+function provium:breakpoint() end
+
 ---@param ... any
 function provium:buffer(...) end
 

@@ -31,6 +31,7 @@ typedef struct CliOptions {
         unsigned claim_cpus;
         bool keep_on_failure; /* --keep-on-failure: a failed file's VMs stay up (keep/) */
         bool keep_always;     /* --keep-always: every file's VMs stay up (provium shell --image) */
+        bool debug;           /* --pdb, provium debug: a prompt at each failure, one file at once */
 } CliOptions;
 
 #define CLI_MAX_FILTERS 64

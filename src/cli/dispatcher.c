@@ -71,6 +71,7 @@ typedef struct Dispatcher {
         struct RunOutputs *outputs;
         char *kept_note; /* how to reach the kept runs, said before the last line */
         char self[4096];
+        char modes[64]; /* the runners' MODES argument (file_runner.c) */
 } Dispatcher;
 
 /* rm -rf a runner's directory (cachedir's: it never follows a link out of it). */
@@ -275,9 +276,7 @@ static int spawn_child(Dispatcher *d, const char *file, size_t index)
                                                 claim,
                                                 (char *) (d->artifacts ? d->artifacts : ""),
                                                 (char *) d->o->vmm,
-                                                d->o->keep_always       ? "always"
-                                                : d->o->keep_on_failure ? "failure"
-                                                                        : ""};
+                                                d->modes};
         for (int i = 0; i < d->o->nfilters; i++)
                 args[15 + i] = (char *) d->o->filters[i];
         c->index = index;
@@ -285,18 +284,19 @@ static int spawn_child(Dispatcher *d, const char *file, size_t index)
         c->events.data = c;
         uv_pipe_init(d->loop, &c->grant, 0);
         c->grant.data = c;
-        uv_stdio_container_t stdio[4] = {
+        uv_stdio_container_t stdio[5] = {
             {.flags = UV_CREATE_PIPE | UV_READABLE_PIPE, .data.stream = (uv_stream_t *) &c->grant},
             {.flags = UV_INHERIT_FD, .data.fd = 1},
             {.flags = UV_INHERIT_FD, .data.fd = 2},
             {.flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE, .data.stream = (uv_stream_t *) &c->events},
+            {.flags = UV_INHERIT_FD, .data.fd = 0}, /* provium debug: the terminal, fd 4 */
         };
         uv_process_options_t po = {
             .exit_cb = on_child_exit,
             .file = d->self,
             .args = args,
             .env = d->child_env,
-            .stdio_count = 4,
+            .stdio_count = d->o->debug ? 5 : 4,
             .stdio = stdio,
             /* a session of its own: a terminal's Ctrl-C reaches the dispatcher alone, which
              * interrupts the runner, whose QEMUs and builds then stop in order instead of
@@ -442,6 +442,8 @@ int dispatcher_run(const CliOptions *o, char **paths, int npaths)
                 return 2;
         }
         d.self[n] = 0;
+        snprintf(d.modes, sizeof d.modes, "%s%s%s", o->keep_on_failure ? "keep-on-failure," : "",
+                 o->keep_always ? "keep-always," : "", o->debug ? "debug," : "");
         if (test_files_find(&d.files, o, paths, npaths) < 0) {
                 test_files_free(&d.files);
                 return 2;

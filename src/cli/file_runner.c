@@ -2,10 +2,11 @@
  * events written as frames to fd 3 for the dispatcher.
  *
  * argv: __run-file FILE RUN_DIR ACCEL TEST_TIMEOUT OP_TIMEOUT BOOT_TIMEOUT QEMU_VERSION
- *       KVM_UNUSABLE DEFAULT_IMAGE_DIR CLAIM ARTIFACTS VMM KEEP [PATTERN...] (the three "" when
- *       the dispatcher has none; CLAIM: the default claim, "MiB,CPUs"; ARTIFACTS: where failed
- *       tests' consoles and captures go, or ""; KEEP: "failure" for --keep-on-failure, else "";
- *       the -k patterns). The pool's grant comes on
+ *       KVM_UNUSABLE DEFAULT_IMAGE_DIR CLAIM ARTIFACTS VMM MODES [PATTERN...] (the three ""
+ *       when the dispatcher has none; CLAIM: the default claim, "MiB,CPUs"; ARTIFACTS: where
+ *       failed tests' consoles and captures go, or ""; MODES: words separated by commas,
+ *       "keep-on-failure", "keep-always", "debug" (the person's terminal is then fd 4); the -k
+ *       patterns). The pool's grant comes on
  *       stdin (core/claim.c).
  * Or, for provium list: __list-file FILE CLAIM TEST_TIMEOUT [PATTERN...]: the chunk runs with
  *       VM operations refused, and list.file / list.test events come out instead of tests.
@@ -37,6 +38,17 @@
 #include "strfmt.h"
 
 #define EVENTS_FD 3
+#define DEBUG_FD  4 /* provium debug: the person's terminal */
+
+/* Whether the comma-separated list has word. */
+static bool has_mode(const char *list, const char *word)
+{
+        size_t n = strlen(word);
+        for (const char *p = list; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
+                if (strncmp(p, word, n) == 0 && (p[n] == ',' || p[n] == 0))
+                        return true;
+        return false;
+}
 
 /* Signals: the handler only notes the signal (for Lua code that never yields) and wakes the
  * loop, whose callback then interrupts the running test. */
@@ -248,11 +260,17 @@ int file_runner_main(int argc, char **argv)
             .boot_timeout_s = atof(argv[6]),
             .artifacts = argv[11][0] ? argv[11] : NULL,
             .vmm = argv[12],
-            .keep_on_failure = strcmp(argv[13], "failure") == 0,
-            .keep_always = strcmp(argv[13], "always") == 0,
+            .keep_on_failure = has_mode(argv[13], "keep-on-failure"),
+            .keep_always = has_mode(argv[13], "keep-always"),
+            .debug_fd = has_mode(argv[13], "debug") ? DEBUG_FD : -1,
             .filters = (const char **) argv + 14,
             .nfilters = argc - 14,
         };
+        if (cfg.debug_fd >= 0) {
+                cfg.test_timeout_s = 0; /* a person at the prompt takes the time they need */
+                if (fcntl(cfg.debug_fd, F_SETFD, FD_CLOEXEC) < 0)
+                        return 1;
+        }
         return run_file(&cfg);
 }
 
@@ -274,6 +292,7 @@ int file_lister_main(int argc, char **argv)
             .filters = (const char **) argv + 4,
             .nfilters = argc - 4,
             .listing = true,
+            .debug_fd = -1,
         };
         return run_file(&cfg);
 }

@@ -39,6 +39,7 @@ static void usage(FILE *f)
             "       provium check PATH...             test files' mistakes (syntax, unknown\n"
             "                                         methods and vm:boot options, globals),\n"
             "                                         found without running them\n"
+            "       provium debug [options] FILE...   run, with a Lua prompt at each failure\n"
             "       provium shell [RUN] VM            a shell in a VM a run kept (see\n"
             "                                         --keep-on-failure)\n"
             "       provium shell --image NAME        a fresh VM of an image, for poking around\n"
@@ -79,6 +80,9 @@ static void usage(FILE *f)
             "                         stay up: provium shell RUN VM, provium ls, provium stop\n"
             "  --keep-always          every file's VMs stay up, failed or not (what provium\n"
             "                         shell --image runs)\n"
+            "  --pdb                  at a failed test (or provium.breakpoint()), a Lua prompt\n"
+            "                         in its scope, its VMs up; one file at a time, no test\n"
+            "                         timeout (provium debug FILE is provium run --pdb FILE)\n"
             "  -v, --verbose          more output\n"
             "  --version              print the version\n"
             "\n"
@@ -144,6 +148,8 @@ static bool list_takes(int c)
         return strchr("kSNDTLh", c) != NULL;
 }
 
+static bool debug_command; /* provium debug: provium run --pdb */
+
 static int cmd_run(int argc, char **argv, bool listing)
 {
         bool json = false;
@@ -179,6 +185,7 @@ static int cmd_run(int argc, char **argv, bool listing)
             {"verbose", no_argument, NULL, 'v'},
             {"keep-on-failure", no_argument, NULL, 'K'},
             {"keep-always", no_argument, NULL, 'W'},
+            {"pdb", no_argument, NULL, 'G'},
             {"help", no_argument, NULL, 'h'},
             {NULL, 0, NULL, 0},
         };
@@ -302,6 +309,9 @@ static int cmd_run(int argc, char **argv, bool listing)
                 case 'W':
                         o.keep_always = true;
                         break;
+                case 'G':
+                        o.debug = true;
+                        break;
                 case 'h':
                         usage(stdout);
                         return 0;
@@ -309,6 +319,12 @@ static int cmd_run(int argc, char **argv, bool listing)
                         usage(stderr);
                         return 2;
                 }
+        }
+        if (debug_command)
+                o.debug = true;
+        if (o.debug) { /* one file at a time at the person's terminal, no status line under it */
+                o.jobs = 1;
+                o.progress = "never";
         }
         if (optind >= argc) {
                 fprintf(stderr, "provium: no test paths given\n");
@@ -361,6 +377,10 @@ int main(int argc, char **argv)
                 return coverage_cmd_main(argc - 1, argv + 1);
         if (argc >= 2 && strcmp(argv[1], "check") == 0)
                 return check_cmd_main(argc - 1, argv + 1);
+        if (argc >= 2 && strcmp(argv[1], "debug") == 0) {
+                debug_command = true;
+                return cmd_run(argc - 1, argv + 1, false);
+        }
         if (argc >= 2 && strcmp(argv[1], "shell") == 0)
                 return shell_cmd_main(argc - 1, argv + 1);
         if (argc >= 2 && strcmp(argv[1], "ls") == 0)

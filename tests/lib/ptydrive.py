@@ -33,10 +33,11 @@ def main(argv):
     seen = b""
 
     def pump(timeout):
+        """Reads what has come within timeout: None when nothing, False at end of file."""
         nonlocal seen
         r, _, _ = select.select([fd], [], [], timeout)
         if not r:
-            return True
+            return None
         try:
             data = os.read(fd, 65536)
         except OSError:
@@ -53,7 +54,7 @@ def main(argv):
             want = codecs.decode(arg, "unicode_escape").encode()
             end = time.time() + 60
             while want not in seen:
-                if time.time() > end or not pump(0.2):
+                if time.time() > end or pump(0.2) is False:
                     if want in seen:
                         break
                     print("\nptydrive: timeout waiting for %r" % arg)
@@ -65,7 +66,7 @@ def main(argv):
             os.write(fd, codecs.decode(arg, "unicode_escape").encode())
         elif kind == "sleep":
             end = time.time() + float(arg)
-            while time.time() < end and pump(0.05):
+            while time.time() < end and pump(0.05) is not False:
                 pass
         elif kind == "resize":
             rows, cols = (int(x) for x in arg.split(","))
@@ -81,9 +82,9 @@ def main(argv):
             os.kill(pid, signal.SIGKILL)
             _, status = os.waitpid(pid, 0)
             break
-        if not pump(0.2):
+        if pump(0.2) is False:
             time.sleep(0.05)
-    while pump(0):
+    while pump(0):  # what is left, until nothing comes (another process may hold the terminal)
         pass
     print("\nptydrive: exit %d" % os.waitstatus_to_exitcode(status))
     return 0

@@ -23,6 +23,7 @@
 #include "runtime.h"
 #include "prelude.h"
 #include "boot_options.h"
+#include "debug_prompt.h"
 
 #define INTERNAL_KEY "provium.internal"
 
@@ -77,6 +78,7 @@ int bind_provium_open(lua_State *L)
         bind_net_register(L);
         bind_uplink_register(L);
         bind_disk_register(L);
+        bind_debug_prompt_register(L);
         lua_pushvalue(L, -1);
         lua_setfield(L, LUA_REGISTRYINDEX, INTERNAL_KEY);
         lua_setfield(L, context, "internal");

@@ -24,6 +24,7 @@ typedef struct RuntimeConfig {
         const char *artifacts; /* where a failed test's consoles and captures go, or NULL */
         bool keep_on_failure;  /* the first failure ends the file and its VMs stay up */
         bool keep_always;      /* the VMs stay up after the file, failed or not */
+        int debug_fd;          /* provium debug's terminal (stops at failures), or -1 */
 } RuntimeConfig;
 
 typedef struct Runtime Runtime;

@@ -149,7 +149,16 @@ function internal.run_test(entry)
         local ok, err = pcall(reset_vms)
         if not ok then return failed("reset_between_tests: " .. tostring(err)) end
     end
-    local ok, err = pcall(entry.fn, t)
+    local ok, err, stop
+    if internal.debugging() then -- provium debug: a prompt at the failure, its VMs still up
+        ok, err = xpcall(entry.fn, function(e)
+            stop = P.capture_failure(e, getmetatable(e) == Skip)
+            return e
+        end, t)
+        if stop then P.repl(stop.scope, stop.banner, stop.where) end
+    else
+        ok, err = pcall(entry.fn, t)
+    end
     for _, hook in ipairs(P.after_test) do pcall(hook) end
     if ok then return "pass" end
     if getmetatable(err) == Skip then return "skip", err.reason end
