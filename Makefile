@@ -4,8 +4,10 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= 2
 PROVIUM    := $(BUILD)/provium
 RUN_FLAGS  ?=
+PREFIX     ?= /usr/local
+DESTDIR    ?=
 
-.PHONY: all bootstrap build image image-lean demo check unit acceptance acceptance-local check-asan check-fresh fuzz fuzz-tools fuzz-replay bench format clean
+.PHONY: all bootstrap build image image-lean demo check unit acceptance acceptance-local check-asan check-fresh fuzz fuzz-tools fuzz-replay bench format clean install uninstall deb
 
 all: build
 
@@ -17,6 +19,21 @@ $(BUILD)/build.ninja:
 
 build: bootstrap $(BUILD)/build.ninja
 	ninja -C $(BUILD)
+
+# PREFIX/bin/provium and provium-coverage, PREFIX/libexec/provium (the agent, the VM helper),
+# PREFIX/share/provium (the image builders, types/provium.lua, the documents and templates),
+# PREFIX/share/man. An installed provium finds them from its own path, so DESTDIR works as is.
+install: build
+	meson configure $(BUILD) --prefix=$(abspath $(PREFIX)) >/dev/null
+	meson install -C $(BUILD) --quiet $(if $(DESTDIR),--destdir $(abspath $(DESTDIR)))
+
+# What the last make install put there (meson's install log).
+uninstall:
+	ninja -C $(BUILD) uninstall >/dev/null
+
+# The Debian package, ../provium_VERSION_amd64.deb (debian/: dh with meson).
+deb: bootstrap
+	DEB_BUILD_OPTIONS="nocheck parallel=$(JOBS)" dpkg-buildpackage -us -uc -b
 
 image: build
 	$(PROVIUM) image build default

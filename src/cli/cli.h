@@ -2,6 +2,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -39,6 +40,12 @@ typedef struct CliOptions {
 /* dispatcher.c: runs every *.test.lua under paths, one child process per file. Returns the
  * process exit status (0 when nothing failed). */
 int dispatcher_run(const CliOptions *o, char **paths, int npaths);
+/* help_cmd.c: provium help TOPIC: a document of docs/ (paged on a terminal). */
+int help_cmd_main(const char *topic);
+/* The topics provium help knows, on f. */
+void help_list_topics(FILE *f);
+/* init_cmd.c: provium init [DIR]: a starter tests/, a CI snippet and .luarc.json. */
+int init_cmd_main(int argc, char **argv);
 /* doctor_cmd.c: provium doctor: what this host offers (KVM's verdict, QEMU, the cache). */
 int doctor_cmd_main(int argc, char **argv);
 

@@ -88,6 +88,9 @@ int doctor_cmd_main(int argc, char **argv)
         else
                 printf("cache         %s: %s\n", paths_cache_dir_wanted(),
                        paths_cache_dir_error(errno));
+        printf("data          %s (image builders, types, documents)\n", paths_source_dir());
+        printf("agent         %s%s\n", paths_agent(),
+               access(paths_agent(), R_OK) == 0 ? "" : ": missing");
         char qemu[PATH_MAX];
         bool have_qemu = qemu_find(qemu, sizeof qemu) == 0;
         if (have_qemu)

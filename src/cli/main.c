@@ -45,6 +45,8 @@ static void usage(FILE *f)
             "       provium shell --image NAME        a fresh VM of an image, for poking around\n"
             "       provium ls [--json]               the kept runs\n"
             "       provium stop RUN...|--all         end kept runs: their VMs stop\n"
+            "       provium init [DIR]                a starter tests/, a CI snippet, .luarc.json\n"
+            "       provium help [TOPIC]              this, or a document (api, debugging, ...)\n"
             "       provium list [--json] [-k P] [--shard K/N] PATH...   the files a run\n"
             "                                         takes, their tests and claims (nothing\n"
             "                                         boots: VM operations are refused)\n"
@@ -361,10 +363,15 @@ int main(int argc, char **argv)
                 printf("provium %s\n", PROVIUM_VERSION);
                 return 0;
         }
+        if (argc >= 3 && strcmp(argv[1], "help") == 0)
+                return help_cmd_main(argv[2]);
         if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0)) {
                 usage(stdout);
+                help_list_topics(stdout);
                 return 0;
         }
+        if (argc >= 2 && strcmp(argv[1], "init") == 0)
+                return init_cmd_main(argc - 1, argv + 1);
         if (argc >= 2 && strcmp(argv[1], "image") == 0)
                 return image_cmd_main(argc - 1, argv + 1);
         if (argc >= 2 && strcmp(argv[1], "doctor") == 0)

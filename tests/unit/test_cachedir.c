@@ -120,7 +120,8 @@ static pid_t child(const char *stem, ChildDoes does)
                                 : cachedir_lock_init(&l, root, stem) < 0 ||
                                       cachedir_lock_take(&l, false) < 0)
                         _exit(1);
-                (void) write(p[1], "x", 1);
+                if (write(p[1], "x", 1) != 1)
+                        _exit(1);
                 if (does == CRASH)
                         _exit(0);
                 pause();

@@ -132,16 +132,53 @@ const char *paths_cache_dir_error(int err)
         return err == EPERM && problem[0] ? problem : strerror(err);
 }
 
+/* An installed provium (make install, the .deb) is PREFIX/bin/provium, with its data in
+ * PREFIX/share/provium and its agent in PREFIX/libexec/provium: found from the executable's own
+ * path, so an install anywhere (DESTDIR, a scratch root) works as it is. In a build tree there
+ * is no such directory, and the build-time paths hold. */
+static struct {
+        pthread_once_t once;
+        char data[PATH_MAX];  /* "" when not installed */
+        char agent[PATH_MAX]; /* "" when not installed */
+} installed = {.once = PTHREAD_ONCE_INIT};
+
+static void find_installed(void)
+{
+        char exe[PATH_MAX], probe[PATH_MAX + 64];
+        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        char *slash = n > 0 ? memrchr(exe, '/', (size_t) n) : NULL;
+        if (!slash)
+                return;
+        *slash = 0;
+        slash = strrchr(exe, '/'); /* PREFIX/bin -> PREFIX */
+        if (!slash || strcmp(slash, "/bin") != 0)
+                return;
+        *slash = 0;
+        snprintf(probe, sizeof probe, "%s/share/provium/scripts/build-default-image", exe);
+        if (access(probe, R_OK) == 0)
+                snprintf(installed.data, sizeof installed.data, "%.*s/share/provium",
+                         (int) (sizeof installed.data - 16), exe);
+        snprintf(probe, sizeof probe, "%s/libexec/provium/provium-agent", exe);
+        if (access(probe, R_OK) == 0 && strlen(probe) < sizeof installed.agent)
+                memcpy(installed.agent, probe, strlen(probe) + 1);
+}
+
 const char *paths_source_dir(void)
 {
         const char *v = env_get()->source_dir;
 
-        return v ? v : PROVIUM_SOURCE_DIR;
+        if (v)
+                return v;
+        pthread_once(&installed.once, find_installed);
+        return installed.data[0] ? installed.data : PROVIUM_SOURCE_DIR;
 }
 
 const char *paths_agent(void)
 {
         const char *v = env_get()->agent;
 
-        return v ? v : PROVIUM_AGENT_PATH;
+        if (v)
+                return v;
+        pthread_once(&installed.once, find_installed);
+        return installed.agent[0] ? installed.agent : PROVIUM_AGENT_PATH;
 }

@@ -14,12 +14,14 @@ const char *paths_cache_dir_error(int err);
 /* The directory paths_cache_dir() tried (also when it failed), for error messages. */
 const char *paths_cache_dir_wanted(void);
 
-/* $PROVIUM_SOURCE_DIR when set and non-empty, else the source tree Provium was built from.
- * Never NULL. */
+/* $PROVIUM_SOURCE_DIR when set and non-empty, else PREFIX/share/provium of an installed
+ * provium (PREFIX/bin/provium), else the source tree Provium was built from: where scripts/,
+ * types/ and docs/ are. Never NULL. */
 const char *paths_source_dir(void);
 
-/* $PROVIUM_AGENT when set and non-empty, else the provium-agent this build produced. Never NULL;
- * the file may not exist. */
+/* $PROVIUM_AGENT when set and non-empty, else PREFIX/libexec/provium/provium-agent of an
+ * installed provium, else the provium-agent this build produced. Never NULL; the file may not
+ * exist. */
 const char *paths_agent(void);
 
 /* mkdir -p PATH with MODE for the directories it creates. Returns 0 or -errno. */

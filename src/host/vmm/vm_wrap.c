@@ -65,16 +65,19 @@ int vm_pdeathsig_exec(int argc, char **argv)
         return 127;
 }
 
+/* provium-vm beside provium (a build tree), or in ../libexec/provium (installed). */
 const char *vm_program(void)
 {
         static char path[PATH_MAX];
+        static const char *const where[] = {"/provium-vm", "/../libexec/provium/provium-vm"};
         if (path[0])
                 return path;
-        ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
-        char *slash = n > 0 ? memrchr(path, '/', (size_t) n) : NULL;
-        if (slash && (size_t) (slash - path) + sizeof "/provium-vm" <= sizeof path) {
-                memcpy(slash, "/provium-vm", sizeof "/provium-vm");
-                if (access(path, X_OK) == 0)
+        char exe[PATH_MAX];
+        ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+        char *slash = n > 0 ? memrchr(exe, '/', (size_t) n) : NULL;
+        for (size_t i = 0; slash && i < sizeof where / sizeof *where; i++) {
+                int len = snprintf(path, sizeof path, "%.*s%s", (int) (slash - exe), exe, where[i]);
+                if (len > 0 && (size_t) len < sizeof path && access(path, X_OK) == 0)
                         return path;
         }
         snprintf(path, sizeof path, "/proc/self/exe");

@@ -32,7 +32,7 @@ static struct {
         bool saved_ok;
         uv_poll_t poll; /* the terminal, readable: libedit takes a character */
         bool poll_open;
-        LineWait *waiting; /* the read in progress, NULL between reads */
+        LineWait *waiting;      /* the read in progress, NULL between reads */
         char history[PATH_MAX]; /* "" when there is no home for it */
 } prompt;
 
