@@ -47,7 +47,8 @@ test("every run ends with the slowest tests, VMs and VM-seconds, the cache, and 
     t:match(tail, "\nVMs: 1 booted, 0 restored from fixtures and snapshots; %d+ VM%-seconds\n")
     t:match(tail, "\ncache: images 1 found, 0 built; fixtures 0 found, 0 built\n")
     t:match(tail, "\nfailed:\n  [^\n]*/w%.test%.lua: fails\n      [^\n]*/w%.test%.lua:5: expected 2, got 1\n" ..
-                  "2 passed, 1 failed, 0 skipped\n$", "the failures just above the final line")
+                  "to look inside its VMs: provium %-%-keep%-on%-failure %-k 'fails' [^\n]*/w%.test%.lua, then provium shell[^\n]*\n" ..
+                  "2 passed, 1 failed, 0 skipped\n$", "the failures just above the final line, and how to look inside")
     local vm_seconds = tonumber(tail:match("; (%d+) VM%-seconds"))
     t:ok(vm_seconds >= 1 and vm_seconds < 60, "VM-seconds of a VM that lived over a second: " .. vm_seconds)
     -- TAP's stdout is TAP only

@@ -525,7 +525,7 @@ int dispatcher_run(const CliOptions *o, char **paths, int npaths)
                 run_root_remove(&d.run_root);
                 bool no_match = !d.interrupted && say_no_match(o);
                 if (!o->tap)
-                        run_summary_print();
+                        run_summary_print(!o->keep_on_failure && !o->keep_always && !o->debug);
                 if (d.kept_note) {
                         fflush(stdout); /* the summary above it is on stdout */
                         fputs(d.kept_note, stderr);

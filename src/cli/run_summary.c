@@ -23,7 +23,11 @@ typedef struct Slow {
 typedef struct Failed {
         char what[256];
         char where[256]; /* the message's first line: "file:line: ..." */
+        char file[128], test[128];
+        bool vms; /* its file had booted a VM by then: --keep-on-failure would keep them */
 } Failed;
+
+#define MAX_VM_FILES 64 /* files remembered as having booted VMs (for the hint) */
 
 static struct {
         Slow slow[SLOWEST];
@@ -36,7 +40,17 @@ static struct {
         } spawned[MAX_SPAWNED]; /* QEMUs alive: pid and start */
         unsigned nspawned;
         uint64_t vm_ns;
+        char vm_files[MAX_VM_FILES][128];
+        unsigned nvm_files;
 } sum;
+
+static bool file_booted(const char *file)
+{
+        for (unsigned i = 0; i < sum.nvm_files; i++)
+                if (strcmp(sum.vm_files[i], file) == 0)
+                        return true;
+        return false;
+}
 
 static void add_failed(const char *what, const char *msg);
 
@@ -62,14 +76,40 @@ static void on_test_end(const msgpack_object *m, void *data)
                 char what[256];
                 snprintf(what, sizeof what, "%.120s: %.120s", file, test);
                 add_failed(what, msg);
+                if (sum.failed && sum.nfailed && !sum.more_failed) {
+                        Failed *f = &sum.failed[sum.nfailed - 1];
+                        snprintf(f->file, sizeof f->file, "%s", file);
+                        snprintf(f->test, sizeof f->test, "%s", test);
+                        f->vms = file_booted(file);
+                }
         }
 }
 
 static void on_ready(const msgpack_object *m, void *data)
 {
         bool ok = false;
-        if (proto_get_bool(m, "ok", &ok) == 1 && ok)
-                (*(unsigned *) data)++;
+        char file[128];
+        if (proto_get_bool(m, "ok", &ok) != 1 || !ok)
+                return;
+        (*(unsigned *) data)++;
+        (void) proto_copy_str(m, "file", file, sizeof file);
+        if (file[0] && !file_booted(file) && sum.nvm_files < MAX_VM_FILES)
+                snprintf(sum.vm_files[sum.nvm_files++], sizeof sum.vm_files[0], "%s", file);
+}
+
+/* The first failure in a file with VMs: how to get into them (a test name goes into -k
+ * between single quotes). */
+static void print_keep_hint(void)
+{
+        for (unsigned i = 0; i < sum.nfailed; i++) {
+                const Failed *f = &sum.failed[i];
+                if (!f->vms || strchr(f->test, '\'') || !f->test[0])
+                        continue;
+                printf("to look inside its VMs: provium --keep-on-failure -k '%s' %s, then "
+                       "provium shell (or provium debug for a Lua prompt at the failure)\n",
+                       f->test, f->file);
+                return;
+        }
 }
 
 static void on_image(const msgpack_object *m, void *data)
@@ -141,7 +181,7 @@ void run_summary_start(void)
         (void) events_subscribe(summary_sink, NULL);
 }
 
-void run_summary_print(void)
+void run_summary_print(bool keep_hint)
 {
         if (sum.tests == 0)
                 return;
@@ -167,6 +207,8 @@ void run_summary_print(void)
                 }
                 if (sum.more_failed)
                         printf("  and %u more\n", sum.more_failed);
+                if (keep_hint)
+                        print_keep_hint();
         }
 }
 

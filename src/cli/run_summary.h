@@ -4,10 +4,13 @@
  * screen. A sink on the event bus. */
 #pragma once
 
+#include <stdbool.h>
+
 /* Subscribes (once per run). */
 void run_summary_start(void);
-/* Prints the summary on stdout (nothing for a run without tests). */
-void run_summary_print(void);
+/* Prints the summary on stdout (nothing for a run without tests); with keep_hint, after the
+ * failures, how to look inside the VMs of the first one that had any. */
+void run_summary_print(bool keep_hint);
 /* A file that ended without reporting, among the failures. */
 void run_summary_file_crashed(const char *file, const char *why);
 void run_summary_free(void);

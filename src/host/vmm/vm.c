@@ -264,7 +264,7 @@ static void ram_room_note(const Vm *vm, char *buf, size_t len)
 
 static void set_death(Vm *vm)
 {
-        char *tail = vm_console_tail(vm, 20);
+        char *tail = vm_console_excerpt(vm, 12);
         const char *what = vm->term_signal ? "was killed by signal" : "exited with status";
         long code = vm->term_signal ? vm->term_signal : (long) vm->exit_status;
         char *recent = vm_console_tail(vm, 200);

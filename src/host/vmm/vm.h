@@ -160,6 +160,10 @@ int vm_console_write(Vm *vm, const char *p, size_t n);
 
 /* Last n lines of the serial console as a new string (caller frees); NULL on -ENOMEM. */
 char *vm_console_tail(const Vm *vm, unsigned nlines);
+/* What a person needs of it after a failure: the last nlines lines, preceded by the first line
+ * that names what went wrong (a kernel panic, BUG, Oops, a lockup) when it is further up;
+ * without carriage returns. Caller frees; NULL when out of memory. */
+char *vm_console_excerpt(const Vm *vm, unsigned nlines);
 /* The whole console log so far (borrowed; valid until the next loop iteration). */
 const char *vm_console_log(const Vm *vm, size_t *ret_len);
 /* Why the VM is gone, for error messages ("QEMU exited with status 1: ..."); NULL if alive. */

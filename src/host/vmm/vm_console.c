@@ -1,6 +1,7 @@
 /* vm_console.c: a VM's serial console (QEMU's stdout): kept whole up to CONSOLE_MAX, its tail
  * in a ring, handed to a watcher live, and input written to it; and QEMU's own stderr. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -55,6 +56,59 @@ char *vm_console_tail(const Vm *vm, unsigned nlines)
                         break;
         memmove(s, s + pos, end - pos + 1);
         return s;
+}
+
+/* Lines that say what went wrong in a guest kernel, for vm_console_excerpt. */
+static const char *const console_causes[] = {
+    "Kernel panic",  "BUG:",        "Oops",      "general protection fault",
+    "Out of memory", "soft lockup", "hung_task", "blocked for more than",
+};
+
+static const char *console_cause(const char *line, size_t len)
+{
+        for (size_t i = 0; i < sizeof console_causes / sizeof *console_causes; i++) {
+                size_t k = strlen(console_causes[i]);
+                for (size_t j = 0; j + k <= len; j++)
+                        if (memcmp(line + j, console_causes[i], k) == 0)
+                                return console_causes[i];
+        }
+        return NULL;
+}
+
+char *vm_console_excerpt(const Vm *vm, unsigned nlines)
+{
+        char *s = vm_console_tail(vm, 200);
+        if (!s)
+                return NULL;
+        size_t w = 0; /* carriage returns out */
+        for (size_t r = 0; s[r]; r++)
+                if (s[r] != '\r')
+                        s[w++] = s[r];
+        s[w] = 0;
+        size_t nl = 0;
+        for (size_t i = 0; i < w; i++)
+                nl += s[i] == '\n';
+        const char *cause = NULL;
+        size_t cause_len = 0, line_no = 0;
+        for (const char *p = s; *p && !cause; line_no++) { /* the first such line */
+                size_t len = strcspn(p, "\n");
+                if (console_cause(p, len))
+                        cause = p, cause_len = len;
+                else
+                        p += len + (p[len] == '\n');
+        }
+        size_t skip = nl + 1 > nlines ? nl + 1 - nlines : 0; /* lines before the tail */
+        const char *tail = s;
+        for (size_t i = 0; i < skip; i++)
+                tail = strchr(tail, '\n') + 1;
+        char *out = NULL;
+        if (cause && line_no - 1 < skip) {
+                if (asprintf(&out, "%.*s\n[...]\n%s", (int) cause_len, cause, tail) < 0)
+                        out = NULL;
+        } else
+                out = strdup(tail);
+        free(s);
+        return out;
 }
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)

@@ -122,6 +122,18 @@ static void emit_op(Op *op, bool ok, const char *error, const msgpack_object *re
         event_end(&ev);
 }
 
+/* For an operation the guest never answered: the console's last lines, which say why as often
+ * as not (a lockup, the OOM killer), after the message on top of co. */
+static void append_console(lua_State *co, Op *op)
+{
+        char *tail = op->vm ? vm_console_excerpt(op->vm, 6) : NULL;
+        if (tail && *tail) {
+                lua_pushfstring(co, "\n--- last console lines ---\n%s", tail);
+                lua_concat(co, 2);
+        }
+        free(tail);
+}
+
 /* The message for a failed operation: names the VM, the operation, the object, the reason. */
 static void push_failure(lua_State *co, Op *op, int status, const msgpack_object *reply)
 {
@@ -134,22 +146,25 @@ static void push_failure(lua_State *co, Op *op, int status, const msgpack_object
                                 lua_pushlstring(co, name, nlen), lua_pushlstring(co, msg, mlen));
                 lua_replace(co, -3);
                 lua_pop(co, 1);
-        } else if (status == -ETIMEDOUT && op->agent_timeout_s > 0)
+        } else if (status == -ETIMEDOUT && op->agent_timeout_s > 0) {
                 lua_pushfstring(co,
                                 "vm %s: %s %s: no reply from the agent %f s after its own %f s "
                                 "timeout: the agent or the guest is hung",
                                 op->vm_name, op->name, op->object,
                                 op->timeout_s - op->agent_timeout_s, op->agent_timeout_s);
-        else if (status == -ETIMEDOUT)
+                append_console(co, op);
+        } else if (status == -ETIMEDOUT) {
                 lua_pushfstring(co, "vm %s: %s %s: timed out after %f s", op->vm_name, op->name,
                                 op->object, op->timeout_s);
-        else if (status == -EHOSTDOWN)
+                append_console(co, op);
+        } else if (status == -EHOSTDOWN) {
                 lua_pushfstring(co,
                                 "vm %s: %s %s: no frame from the agent for %f s, not even an "
                                 "answer to its heartbeat: the agent or the guest is hung",
                                 op->vm_name, op->name, op->object,
                                 2.0 * (double) agent_client_heartbeat_ms() / 1000.0);
-        else if (status == -EBADMSG || status == -EMSGSIZE)
+                append_console(co, op);
+        } else if (status == -EBADMSG || status == -EMSGSIZE)
                 lua_pushfstring(co, "vm %s: %s %s: %s: its connection was closed", op->vm_name,
                                 op->name, op->object, agent_client_close_text(status));
         else if (status == -ESTALE)

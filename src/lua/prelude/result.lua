@@ -8,12 +8,13 @@ Result.__tostring = function(r)
     return string.format("Result(%s: code=%s)", r.cmd, tostring(r.code or ("signal " .. tostring(r.signal))))
 end
 
-local function describe(r)
+-- The failure's first line says what happened and what was expected; the output's tails follow.
+local function describe(r, expected)
     local how
     if r.timed_out then how = "timed out"
     elseif r.signal then how = "was killed by signal " .. r.signal
     else how = "exited with code " .. tostring(r.code) end
-    local s = string.format("vm %s: command %q %s", r.vm, r.cmd, how)
+    local s = string.format("vm %s: command %q %s (%s)", r.vm, r.cmd, how, expected)
     if r.stdout ~= "" then s = s .. "\n--- stdout (last lines) ---\n" .. tail(r.stdout, 10) end
     if r.stderr ~= "" then s = s .. "\n--- stderr (last lines) ---\n" .. tail(r.stderr, 10) end
     return s
@@ -22,12 +23,12 @@ end
 function Result:ok() return self.code == 0 and not self.timed_out end
 
 function Result:assert_ok(msg)
-    if not self:ok() then fail(describe(self) .. " (expected exit code 0)", msg) end
+    if not self:ok() then fail(describe(self, "expected exit code 0"), msg) end
     return self
 end
 
 function Result:assert_fail(msg)
-    if self:ok() then fail(describe(self) .. " (expected a failure)", msg) end
+    if self:ok() then fail(describe(self, "expected a failure"), msg) end
     return self
 end
 
