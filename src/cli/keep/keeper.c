@@ -395,7 +395,7 @@ static void on_conn_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
         }
         proto_reader_commit(&s->rd, (size_t) n);
         msgpack_object m;
-        int r;
+        int r = 0;
         while (!s->conn_closed && (r = proto_reader_next(&s->rd, &m)) > 0)
                 session_handle(s, &m);
         if (!s->conn_closed && r < 0)

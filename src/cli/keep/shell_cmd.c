@@ -177,7 +177,7 @@ static int relay(int fd, const char *vm)
                 }
                 proto_reader_commit(&rd, (size_t) n);
                 msgpack_object m;
-                int got;
+                int got = 0;
                 while (status < 0 && (got = proto_reader_next(&rd, &m)) > 0)
                         status = on_frame(&m, vm);
         }
