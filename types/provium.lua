@@ -602,6 +602,18 @@ function provium:breakpoint() end
 ---@param ... any
 function provium:buffer(...) end
 
+--- provium.random(), provium.random(m), provium.random(m, n): as math.random, from the running
+--- test's own stream of the run's seed (--seed): the same draws in every run with that seed.
+---@param m integer?
+---@param n integer?
+---@return number
+function provium:random(m, n) end
+
+--- provium.seed(): the running test's seed (the file's at its top level), derived from the
+--- run's seed (--seed) and the file's and test's names.
+---@return integer
+function provium:seed() end
+
 --- provium:capture(ifname, filter?, opts?): the same on any interface of the file's network
 --- namespace: lo, a veth pair the test made, a bridge's TAP.
 ---@param ifname any

@@ -33,6 +33,8 @@ typedef struct CliOptions {
         bool keep_on_failure; /* --keep-on-failure: a failed file's VMs stay up (keep/) */
         bool keep_always;     /* --keep-always: every file's VMs stay up (provium shell --image) */
         bool debug;           /* --pdb, provium debug: a prompt at each failure, one file at once */
+        uint64_t seed;        /* --seed: every random choice derives from it (below 2^63) */
+        bool seed_given;      /* else the dispatcher draws one */
 } CliOptions;
 
 #define CLI_MAX_FILTERS 64

@@ -24,6 +24,7 @@
 #include "pool_run.h"
 #include "run_outputs.h"
 #include "run_root.h"
+#include "run_seed.h"
 #include "run_verdict.h"
 #include "run_summary.h"
 #include "progress.h"
@@ -71,7 +72,7 @@ typedef struct Dispatcher {
         struct RunOutputs *outputs;
         char *kept_note; /* how to reach the kept runs, said before the last line */
         char self[4096];
-        char modes[64]; /* the runners' MODES argument (file_runner.c) */
+        char modes[96]; /* the runners' MODES argument (file_runner.c) */
 } Dispatcher;
 
 /* rm -rf a runner's directory (cachedir's: it never follows a link out of it). */
@@ -442,8 +443,10 @@ int dispatcher_run(const CliOptions *o, char **paths, int npaths)
                 return 2;
         }
         d.self[n] = 0;
-        snprintf(d.modes, sizeof d.modes, "%s%s%s", o->keep_on_failure ? "keep-on-failure," : "",
-                 o->keep_always ? "keep-always," : "", o->debug ? "debug," : "");
+        uint64_t seed = o->seed_given ? o->seed : run_seed_draw();
+        snprintf(d.modes, sizeof d.modes, "%s%s%sseed=%llu",
+                 o->keep_on_failure ? "keep-on-failure," : "", o->keep_always ? "keep-always," : "",
+                 o->debug ? "debug," : "", (unsigned long long) seed);
         if (test_files_find(&d.files, o, paths, npaths) < 0) {
                 test_files_free(&d.files);
                 return 2;
@@ -503,6 +506,9 @@ int dispatcher_run(const CliOptions *o, char **paths, int npaths)
                 status = 2;
         if (status == 0 && d.files.n > 0 && !(d.pool = pool_run_new(o)))
                 status = 2;
+        if (status == 0 && d.files.n > 0)
+                run_seed_announce(seed);
+        run_summary_set_seed(seed);
         if (status == 0) {
                 d.loop = uv_default_loop();
                 uv_signal_init(d.loop, &d.sigint);

@@ -5,8 +5,8 @@
  *       KVM_UNUSABLE DEFAULT_IMAGE_DIR CLAIM ARTIFACTS VMM MODES [PATTERN...] (the three ""
  *       when the dispatcher has none; CLAIM: the default claim, "MiB,CPUs"; ARTIFACTS: where
  *       failed tests' consoles and captures go, or ""; MODES: words separated by commas,
- *       "keep-on-failure", "keep-always", "debug" (the person's terminal is then fd 4); the -k
- *       patterns). The pool's grant comes on
+ *       "keep-on-failure", "keep-always", "debug" (the person's terminal is then fd 4), and
+ *       "seed=N" (the run's seed); the -k patterns). The pool's grant comes on
  *       stdin (core/claim.c).
  * Or, for provium list: __list-file FILE CLAIM TEST_TIMEOUT [PATTERN...]: the chunk runs with
  *       VM operations refused, and list.file / list.test events come out instead of tests.
@@ -39,6 +39,16 @@
 
 #define EVENTS_FD 3
 #define DEBUG_FD  4 /* provium debug: the person's terminal */
+
+/* The number of "key=N" in the comma-separated list, 0 without one. */
+static uint64_t mode_value(const char *list, const char *key)
+{
+        size_t n = strlen(key);
+        for (const char *p = list; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
+                if (strncmp(p, key, n) == 0 && p[n] == '=')
+                        return strtoull(p + n + 1, NULL, 10);
+        return 0;
+}
 
 /* Whether the comma-separated list has word. */
 static bool has_mode(const char *list, const char *word)
@@ -263,6 +273,7 @@ int file_runner_main(int argc, char **argv)
             .keep_on_failure = has_mode(argv[13], "keep-on-failure"),
             .keep_always = has_mode(argv[13], "keep-always"),
             .debug_fd = has_mode(argv[13], "debug") ? DEBUG_FD : -1,
+            .seed = mode_value(argv[13], "seed"),
             .filters = (const char **) argv + 14,
             .nfilters = argc - 14,
         };

@@ -82,6 +82,9 @@ static void usage(FILE *f)
             "                         stay up: provium shell RUN VM, provium ls, provium stop\n"
             "  --keep-always          every file's VMs stay up, failed or not (what provium\n"
             "                         shell --image runs)\n"
+            "  --seed N               the run's seed: every random choice (drop patterns, faults,\n"
+            "                         provium.random()) derives from it (default: drawn, and\n"
+            "                         printed at the start and the end)\n"
             "  --pdb                  at a failed test (or provium.breakpoint()), a Lua prompt\n"
             "                         in its scope, its VMs up; one file at a time, no test\n"
             "                         timeout (provium debug FILE is provium run --pdb FILE)\n"
@@ -142,6 +145,21 @@ static int parse_claim(const char *s, uint64_t *mb, unsigned *cpus)
         return comma ? parse_count("--default-claim", comma + 1, 1024, cpus) : 0;
 }
 
+/* --seed N: decimal or 0x hex, 0 to 2^63-1 (a Lua integer that is never negative). */
+static int parse_seed(const char *s, uint64_t *ret)
+{
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(s, &end, 0);
+        if (end == s || *end || errno || s[0] == '-' || v > 0x7fffffffffffffffull) {
+                fprintf(stderr, "provium: --seed: expected an integer from 0 to 2^63-1, got '%s'\n",
+                        s);
+                return -1;
+        }
+        *ret = v;
+        return 0;
+}
+
 static const char *filters[CLI_MAX_FILTERS]; /* -k patterns: pointers into argv */
 
 /* Options of provium run that provium list takes too (the rest would change nothing). */
@@ -188,6 +206,7 @@ static int cmd_run(int argc, char **argv, bool listing)
             {"keep-on-failure", no_argument, NULL, 'K'},
             {"keep-always", no_argument, NULL, 'W'},
             {"pdb", no_argument, NULL, 'G'},
+            {"seed", required_argument, NULL, 'Z'},
             {"help", no_argument, NULL, 'h'},
             {NULL, 0, NULL, 0},
         };
@@ -313,6 +332,11 @@ static int cmd_run(int argc, char **argv, bool listing)
                         break;
                 case 'G':
                         o.debug = true;
+                        break;
+                case 'Z':
+                        if (parse_seed(optarg, &o.seed) < 0)
+                                return 2;
+                        o.seed_given = true;
                         break;
                 case 'h':
                         usage(stdout);

@@ -42,6 +42,7 @@ static struct {
         uint64_t vm_ns;
         char vm_files[MAX_VM_FILES][128];
         unsigned nvm_files;
+        uint64_t seed;
 } sum;
 
 static bool file_booted(const char *file)
@@ -176,6 +177,11 @@ static void summary_sink(void *data, const char *type, const uint8_t *mp, size_t
         }
 }
 
+void run_summary_set_seed(uint64_t seed)
+{
+        sum.seed = seed;
+}
+
 void run_summary_start(void)
 {
         (void) events_subscribe(summary_sink, NULL);
@@ -195,6 +201,8 @@ void run_summary_print(bool keep_hint)
                sum.booted, sum.restored, (double) sum.vm_ns / 1e9);
         printf("cache: images %u found, %u built; fixtures %u found, %u built\n", sum.image_hits,
                sum.image_builds, sum.fixture_hits, sum.fixture_builds);
+        printf("seed: %llu (provium --seed %llu makes the same choices)\n",
+               (unsigned long long) sum.seed, (unsigned long long) sum.seed);
         if (sum.nfailed) {
                 printf("failed:\n");
                 for (unsigned i = 0; i < sum.nfailed; i++) {

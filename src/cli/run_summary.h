@@ -5,7 +5,10 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stdint.h>
 
+/* The run's seed, said in the summary. */
+void run_summary_set_seed(uint64_t seed);
 /* Subscribes (once per run). */
 void run_summary_start(void);
 /* Prints the summary on stdout (nothing for a run without tests); with keep_hint, after the

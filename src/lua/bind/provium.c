@@ -24,6 +24,7 @@
 #include "prelude.h"
 #include "boot_options.h"
 #include "debug_prompt.h"
+#include "seed.h"
 
 #define INTERNAL_KEY "provium.internal"
 
@@ -79,6 +80,7 @@ int bind_provium_open(lua_State *L)
         bind_uplink_register(L);
         bind_disk_register(L);
         bind_debug_prompt_register(L);
+        bind_seed_register(L);
         lua_pushvalue(L, -1);
         lua_setfield(L, LUA_REGISTRYINDEX, INTERNAL_KEY);
         lua_setfield(L, context, "internal");

@@ -25,6 +25,7 @@ typedef struct RuntimeConfig {
         bool keep_on_failure;  /* the first failure ends the file and its VMs stay up */
         bool keep_always;      /* the VMs stay up after the file, failed or not */
         int debug_fd;          /* provium debug's terminal (stops at failures), or -1 */
+        uint64_t seed;         /* the run's seed (--seed, or drawn by the dispatcher) */
 } RuntimeConfig;
 
 typedef struct Runtime Runtime;

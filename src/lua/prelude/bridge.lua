@@ -45,9 +45,8 @@ function provium:bridge(name, opts)
     if not b then raise(err) end
     bridges[name] = b
     index_used[index] = name
-    if not seed then -- the same choices every run unless asked otherwise
-        seed = 0
-        for i = 1, #name do seed = seed * 31 + name:byte(i) end
+    if not seed then -- the same choices in every run with the run's seed (seed.lua)
+        seed = P.derived_seed("bridge", name)
     end
     net[b] = { name = name, index = index, links = {}, order = {}, next_host = 10, seed = seed }
     return b

@@ -86,9 +86,8 @@ function provium:disk(name, opts)
     if seed ~= nil and math.type(seed) ~= "integer" then
         raise(who .. ": rng_seed must be an integer, got " .. show(seed))
     end
-    if not seed then -- the same choices every run unless asked otherwise
-        seed = 0
-        for i = 1, #name do seed = seed * 31 + name:byte(i) end
+    if not seed then -- the same choices in every run with the run's seed (seed.lua)
+        seed = P.derived_seed("disk", name)
     end
     local d, err = internal.disk_new(name, size, from_path, from_disk, seed)
     if not d then raise(err) end

@@ -175,7 +175,10 @@ local function drop_rate(self, p)
         rules[#rules + 1] = "    # drop_rate 0"
     end
     local h = impair(b, "drop_rate", rules)
+    local print = 0xcbf29ce484222325 -- FNV-1a over the picks: the choices, in the event log
+    for _, i in ipairs(picks) do print = (print ~ i) * 0x100000001b3 end
     internal.event("bridge.drop_rate", { bridge = st.name, p = p, dropped_per_1000 = #picks,
+                                         pattern = string.format("%016x", print),
                                          vm = getmetatable(self) == Link and self.vm:name() or "" })
     return h
 end

@@ -8,6 +8,7 @@
 #include "provium.lua.h"
 #include "test.lua.h"
 #include "debug.lua.h"
+#include "seed.lua.h"
 #include "result.lua.h"
 #include "vm.lua.h"
 #include "snapshot.lua.h"
@@ -43,6 +44,7 @@ static const PreludeFile files[] = {
     PRELUDE_FILE("provium.lua", prelude_provium),
     PRELUDE_FILE("test.lua", prelude_test),
     PRELUDE_FILE("debug.lua", prelude_debug),
+    PRELUDE_FILE("seed.lua", prelude_seed),
     PRELUDE_FILE("result.lua", prelude_result),
     PRELUDE_FILE("vm.lua", prelude_vm),
     PRELUDE_FILE("snapshot.lua", prelude_snapshot),

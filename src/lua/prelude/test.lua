@@ -145,6 +145,7 @@ end
 
 function internal.run_test(entry)
     local t = setmetatable({ name = entry.name }, T)
+    P.current_test = entry.name -- provium.seed() and provium.random() are the test's own
     if provium.reset_between_tests then
         local ok, err = pcall(reset_vms)
         if not ok then return failed("reset_between_tests: " .. tostring(err)) end
@@ -160,6 +161,7 @@ function internal.run_test(entry)
         ok, err = pcall(entry.fn, t)
     end
     for _, hook in ipairs(P.after_test) do pcall(hook) end
+    P.current_test = nil
     if ok then return "pass" end
     if getmetatable(err) == Skip then return "skip", err.reason end
     if type(err) ~= "string" then err = show(err) end

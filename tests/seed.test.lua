@@ -1,0 +1,59 @@
+-- One root seed: --seed N (drawn when not given), said at the start and the end and as a
+-- run.seed event; provium.seed() and provium.random() and bridges' drop patterns derive from
+-- it by stable names. No VM boots here (bridges live in the runner's namespace).
+local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
+local st = dofile(here .. "/lib/selftest.lua")(here)
+local P = provium.executable
+
+-- Runs the fixture (in dir, made once per test: seeds derive from the file's path as the run
+-- names it) with extra options; returns what it wrote, its drop pattern, the output, the
+-- status and the events as JSON.
+local function run(dir, extra)
+    os.remove(dir .. "/out.txt")
+    local out, code = st.run(dir, "--progress never --events " .. dir .. "/run.mp " .. extra,
+                             "OUT=" .. dir .. "/out.txt")
+    local events = st.sh(P .. " events " .. dir .. "/run.mp --json")
+    return st.read(dir .. "/out.txt") or "", events:match('"pattern":"(%x+)"'), out, code, events
+end
+
+test("the same seed makes the same choices; another seed, other ones", function(t)
+    local dir = st.workdir("seeded")
+    local a, pa, out = run(dir, "--seed 42")
+    local b, pb = run(dir, "--seed 42")
+    local c, pc = run(dir, "--seed 43")
+    t:ok(pa, "a drop pattern in the events:\n" .. out)
+    t:eq(b, a, "provium.seed() and provium.random(), seed 42 twice")
+    t:eq(pb, pa, "bridge lan's drop pattern, seed 42 twice")
+    t:ne(c, a, "seed 43")
+    t:ne(pc, pa, "seed 43's drop pattern")
+    t:match(a, "^file %d+\ndraws %d+ %d+ 0%.%d+ [1-6]\ndrops %d+\n$")
+end)
+
+test("a test's draws are its own: -k and other tests change nothing", function(t)
+    local dir = st.workdir("seeded")
+    local whole = run(dir, "--seed 7")
+    local alone = run(dir, "--seed 7 -k \"a bridge's drops\"")
+    t:eq(alone:match("drops %d+"), whole:match("drops %d+"))
+    t:ne(whole:match("draws (%d+)"), whole:match("file (%d+)"), "a test's seed is not the file's")
+end)
+
+test("the seed is said at the start, at the end and as a run.seed event; one is drawn when none is given", function(t)
+    local dir = st.workdir("seeded")
+    local _, _, out, code, events = run(dir, "--seed 123456789")
+    t:eq(code, 0, out)
+    t:match(out, "provium: seed 123456789 %(%-%-seed 123456789 makes the same choices again%)\n")
+    t:match(out, "\nseed: 123456789 [^\n]*\n2 passed, 0 failed, 0 skipped\n$")
+    t:match(events, '"type":"run.seed"[^}]*"seed":123456789')
+    local _, _, one = run(dir, "")
+    local _, _, two = run(dir, "")
+    local s1, s2 = one:match("provium: seed (%d+)"), two:match("provium: seed (%d+)")
+    t:ok(s1 and s2 and s1 ~= s2, "two runs without --seed draw two seeds: " .. tostring(s1) .. ", " .. tostring(s2))
+end)
+
+test("bad seeds are refused, naming the option", function(t)
+    for _, bad in ipairs({ "-1", "x", "9223372036854775808", "" }) do
+        local out, code = st.sh(P .. " --seed '" .. bad .. "' " .. here .. "/fixtures")
+        t:eq(code, 2, out)
+        t:match(out, "%-%-seed: expected an integer from 0 to 2%^63%-1, got '" .. bad:gsub("%p", "%%%0") .. "'")
+    end
+end)
