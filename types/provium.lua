@@ -204,6 +204,77 @@ function File:tell() end
 ---@param opts table?
 function File:write(data, opts) end
 
+---@class History
+---@field name string
+local History = {}
+
+--- h:assert_linearizable{model = "register" | "cas-register" | "kv", initial = v}: fails the
+--- test with check's message unless some order of the operations explains every result.
+---@param opts table?
+---@return table
+function History:assert_linearizable(opts) end
+
+--- h:call(process, f, value, fn): invoke, then fn(value) returns "ok" (and the value), "fail" or
+--- "info"; an error fn raises makes the operation info. Returns the completion's type and value.
+---@param process integer|string
+---@param f string
+---@param value any
+---@param fn function
+---@return string, any
+function History:call(process, f, value, fn) end
+
+--- h:check{model, initial} -> {ok, model, operations, message, window}: Wing and Gong's search
+--- with Lowe's cache; "kv" values are {key, value}, each key a register of its own.
+---@param opts table?
+---@return table
+function History:check(opts) end
+
+--- h:edn(): the records as Jepsen's history.edn (one map a line: what Knossos and Elle read).
+---@return string
+function History:edn() end
+
+--- h:events(): the records, in order (read-only).
+---@return table[]
+function History:events() end
+
+--- h:invoke(process, f, value?) -> op: an operation starts; complete it with op:ok, op:fail or
+--- op:info.
+---@param process integer|string
+---@param f string
+---@param value any
+---@return HistoryOp
+function History:invoke(process, f, value) end
+
+--- h:json(): the records as a JSON array of objects.
+---@return string
+function History:json() end
+
+---@param path string
+---@return History
+function History:write_edn(path) end
+
+---@param path string
+---@return History
+function History:write_json(path) end
+
+---@class HistoryOp
+local HistoryOp = {}
+
+--- op:fail(value?): the operation did not happen.
+---@param value any
+---@return HistoryOp
+function HistoryOp:fail(value) end
+
+--- op:info(value?): it may have happened (a timeout, a lost connection).
+---@param value any
+---@return HistoryOp
+function HistoryOp:info(value) end
+
+--- op:ok(value?): it happened; a read's value is what it read.
+---@param value any
+---@return HistoryOp
+function HistoryOp:ok(value) end
+
 ---@class Impairment
 local Impairment = {}
 
@@ -601,6 +672,11 @@ function provium:breakpoint() end
 
 ---@param ... any
 function provium:buffer(...) end
+
+--- provium.history(name?): a new history of a workload's operations (docs/determinism.md).
+---@param name string?
+---@return History
+function provium:history(name) end
 
 --- provium.random(), provium.random(m), provium.random(m, n): as math.random, from the running
 --- test's own stream of the run's seed (--seed): the same draws in every run with that seed.

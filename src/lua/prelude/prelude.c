@@ -9,6 +9,8 @@
 #include "test.lua.h"
 #include "debug.lua.h"
 #include "seed.lua.h"
+#include "history.lua.h"
+#include "linearizable.lua.h"
 #include "result.lua.h"
 #include "vm.lua.h"
 #include "snapshot.lua.h"
@@ -45,6 +47,8 @@ static const PreludeFile files[] = {
     PRELUDE_FILE("test.lua", prelude_test),
     PRELUDE_FILE("debug.lua", prelude_debug),
     PRELUDE_FILE("seed.lua", prelude_seed),
+    PRELUDE_FILE("history.lua", prelude_history),
+    PRELUDE_FILE("linearizable.lua", prelude_linearizable),
     PRELUDE_FILE("result.lua", prelude_result),
     PRELUDE_FILE("vm.lua", prelude_vm),
     PRELUDE_FILE("snapshot.lua", prelude_snapshot),
