@@ -37,13 +37,19 @@ function register.step(state, op)
     return false, state
 end
 
+-- What a register's operations are; the rest of a history (a nemesis's partitions and heals)
+-- is not the model's to judge.
+local register_fs = { read = true, write = true, cas = true }
+
 -- The history's operations: an invoke and its completion paired by process. A failed one did
 -- not happen (left out); an indeterminate one (info, or never completed) may have happened at
 -- any point after its invoke, so it returns "at infinity"; an indeterminate read says nothing.
 local function operations(h)
     local ops, open = {}, {}
     for _, e in ipairs(h.records) do
-        if e.type == "invoke" then
+        if not register_fs[e.f] then
+            -- not the model's
+        elseif e.type == "invoke" then
             open[e.process] = { process = e.process, f = e.f, value = e.value, call = e.index, invoke = e }
         else
             local op = open[e.process]
