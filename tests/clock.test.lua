@@ -93,3 +93,37 @@ test("a snapshot carries the stream's position", function(t)
     t:eq(vm:run(read).stdout, next1, "after the restore, the same next bytes")
     t:eq(next1, expected(7, 128):sub(129))
 end)
+
+-- Host seconds, with fractions.
+local function host_now()
+    local p = io.popen("date +%s.%N")
+    local v = tonumber(p:read("a"))
+    p:close()
+    return v
+end
+
+test("clock:skew makes CLOCK_MONOTONIC and CLOCK_REALTIME run fast or slow against the host", function(t)
+    local vm = provium:vm("skewed"):boot()
+    local function mono()
+        local ts = provium.buffer(16)
+        vm:syscall("clock_gettime", 1, ts)
+        return ts:uint(0, 8) + ts:uint(8, 8) / 1e9
+    end
+    -- how fast the guest's clocks ran over 3 s of the host's
+    local function rates(ppm)
+        vm:clock():skew(ppm)
+        local g0, w0, h0 = mono(), vm:clock():now(), host_now()
+        os.execute("sleep 3")
+        local g1, w1, h1 = mono(), vm:clock():now(), host_now()
+        return (g1 - g0) / (h1 - h0), (w1 - w0) / (h1 - h0)
+    end
+    for _, ppm in ipairs({ 50000, -50000, 0 }) do
+        local m, w = rates(ppm)
+        local want = 1 + ppm / 1e6
+        -- the reads themselves take a few ms of the 3 s: a tolerance of 1.5%
+        t:ok(math.abs(m - want) < 0.015, string.format("skew %d ppm: CLOCK_MONOTONIC ran at %.4f", ppm, m))
+        t:ok(math.abs(w - want) < 0.015, string.format("skew %d ppm: CLOCK_REALTIME ran at %.4f", ppm, w))
+    end
+    t:error(function() vm:clock():skew(200000) end, "parts per million from %-100000 to 100000")
+    t:error(function() vm:clock():skew("fast") end, "parts per million")
+end)

@@ -126,6 +126,12 @@ function Clock:set(time) end
 ---@param seconds number
 function Clock:sleep(seconds) end
 
+--- clock:skew(ppm): the clock runs fast (ppm > 0) or slow by ppm parts per million, through
+--- the guest kernel's tick and frequency (adjtimex); 0 puts it back. At most 10% either way.
+---@param ppm number
+---@return Clock
+function Clock:skew(ppm) end
+
 ---@class Disk
 local Disk = {}
 

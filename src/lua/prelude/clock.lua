@@ -53,6 +53,36 @@ function Clock:advance(seconds)
     self:set(self:now() + seconds)
 end
 
+-- clock:skew(ppm): the guest's clock runs fast (ppm > 0) or slow by ppm parts per million, as
+-- on a host whose oscillator is off: the kernel's own tick length and frequency correction
+-- (adjtimex: ADJ_TICK in steps of 100 ppm, ADJ_FREQUENCY for the rest), so CLOCK_REALTIME and
+-- CLOCK_MONOTONIC both drift; 0 puts it back. At most 10% either way (the kernel's tick range).
+local ADJ_FREQUENCY, ADJ_TICK, USER_TICK_US = 0x0002, 0x4000, 10000
+
+-- struct timex (x86_64, 208 bytes) with modes, freq (offset 16) and tick (offset 88) set.
+local function timex(modes, freq, tick)
+    return string.pack("<I4", modes) .. ("\0"):rep(12) .. string.pack("<i8", freq) .. ("\0"):rep(64) ..
+           string.pack("<i8", tick) .. ("\0"):rep(112)
+end
+
+function Clock:skew(ppm)
+    refuse_local(self, "skew")
+    if type(ppm) ~= "number" or ppm ~= ppm or math.abs(ppm) > 100000 then
+        raise("bad argument #1 to 'skew' (parts per million from -100000 to 100000 expected, got " .. show(ppm) .. ")")
+    end
+    local tick_steps = ppm >= 0 and math.floor(ppm / 100 + 0.5) or -math.floor(-ppm / 100 + 0.5)
+    local rest = ppm - tick_steps * 100
+    -- freq is in scaled ppm (ppm << 16)
+    local tx = provium.buffer(timex(ADJ_FREQUENCY | ADJ_TICK, math.floor(rest * 65536 + 0.5),
+                                    USER_TICK_US + tick_steps))
+    local ret, err = self.vm:syscall("adjtimex", tx)
+    if ret == nil or ret < 0 then
+        raise(string.format("vm %s: clock:skew: %s", self.vm:name(), tostring(err)))
+    end
+    internal.event("vm.clock_skew", { vm = self.vm:name(), ppm = ppm })
+    return self
+end
+
 -- clock:sleep(seconds): waits that long in guest time (the guest's CLOCK_MONOTONIC)
 function Clock:sleep(seconds)
     if not P.is_seconds(seconds) then
