@@ -53,6 +53,15 @@ function Bridge:name(...) end
 ---@param opts table?
 function Bridge:partition(a, b, opts) end
 
+--- bridge:grudge(grudge | preset, opts?): frames to each VM from the VMs it holds a grudge
+--- against are dropped. grudge: {[vm] = {vm, ...}}; preset: "random-halves", "random-node",
+--- "minority-third", "majorities-ring" or "bridge" over opts.vms (default: every VM on the
+--- bridge), drawn from the run's seed. The impairment it returns has .grudge and .text.
+---@param spec table|string
+---@param opts table?
+---@return Impairment
+function Bridge:grudge(spec, opts) end
+
 --- bridge:remove(): deletes the bridge now (its ports and uplink too); it is also gone when the
 --- file ends.
 function Bridge:remove() end

@@ -216,3 +216,6 @@ end
 Bridge.add_latency, Link.add_latency = add_latency, add_latency
 Bridge.drop_rate, Link.drop_rate = drop_rate, drop_rate
 Bridge.bandwidth_limit, Link.bandwidth_limit = bandwidth_limit, bandwidth_limit
+
+-- For grudge.lua: an nftables impairment of b, and a VM's port.
+P.impair, P.tap_of = impair, tap_of

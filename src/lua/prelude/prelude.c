@@ -22,6 +22,7 @@
 #include "worker.lua.h"
 #include "bridge.lua.h"
 #include "impairment.lua.h"
+#include "grudge.lua.h"
 #include "uplink.lua.h"
 #include "capture.lua.h"
 #include "ready.lua.h"
@@ -60,6 +61,7 @@ static const PreludeFile files[] = {
     PRELUDE_FILE("worker.lua", prelude_worker),
     PRELUDE_FILE("bridge.lua", prelude_bridge),
     PRELUDE_FILE("impairment.lua", prelude_impairment),
+    PRELUDE_FILE("grudge.lua", prelude_grudge),
     PRELUDE_FILE("uplink.lua", prelude_uplink),
     PRELUDE_FILE("capture.lua", prelude_capture),
     PRELUDE_FILE("ready.lua", prelude_ready),
