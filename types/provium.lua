@@ -322,6 +322,24 @@ function Link:drop_rate(...) end
 
 function Link:isolate() end
 
+---@class Nemesis
+---@field name string
+local Nemesis = {}
+
+--- nemesis:quiet(seconds): heals every fault now and starts none for that long (returns at
+--- once): the workload can show it recovers.
+---@param seconds number
+---@return Nemesis
+function Nemesis:quiet(seconds) end
+
+--- nemesis:schedule(): what it did so far: {at, action ("apply" | "heal"), fault, targets}.
+---@return table[]
+function Nemesis:schedule() end
+
+--- nemesis:stop(): no more faults; returns once every fault is healed.
+---@return Nemesis
+function Nemesis:stop() end
+
 ---@class Process
 local Process = {}
 
@@ -729,6 +747,14 @@ function provium:disk(name, opts) end
 ---@param setup function
 ---@return table<string, VM>
 function provium:lab_fixture(name, setup) end
+
+--- provium:nemesis{vms, bridge, faults = {"partition", "pause", "clock", "drop", "latency",
+--- "kill", "disk"}, interval = 5, duration = interval / 2, history?, partitions?, process?,
+--- disks?, skew_ppm?, drop?, latency_ms?}: a seeded schedule of faults in a task of its own
+--- beside the test's workload; every fault applied and healed is a nemesis.fault event.
+---@param opts table
+---@return Nemesis
+function provium:nemesis(opts) end
 
 --- provium:parallel(fn, ...) runs the functions at once, each in its own coroutine, and returns
 --- when all have. The first error fails the call with that branch's own message and location;

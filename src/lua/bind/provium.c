@@ -65,6 +65,8 @@ int bind_provium_open(lua_State *L)
         bind_vm_push_local(L);
         lua_pushcfunction(L, runtime_parallel);
         lua_setfield(L, -2, "parallel");
+        lua_pushcfunction(L, runtime_spawn);
+        lua_setfield(L, -2, "spawn");
         lua_pushcfunction(L, bind_claim);
         lua_setfield(L, -2, "claim");
         lua_pushcfunction(L, bind_boot_options);

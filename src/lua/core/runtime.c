@@ -35,6 +35,7 @@ struct Task {
         Pending *pending; /* what it is parked on */
         Group *group;     /* the parallel call it is a branch of; NULL for a test body */
         Group *waiting;   /* the parallel call it is parked in */
+        bool background;  /* internal.spawn's: never waited for, ends with the test */
         Task *next;
 };
 
@@ -337,6 +338,14 @@ static void after_resume(Runtime *rt, Task *t, int status, int nres)
                 branch_done(rt, t, err);
                 return;
         }
+        if (t->background) { /* its error fails the test; its end is nobody's business */
+                char *copy = err ? strdup(err) : NULL;
+                task_remove(rt, t);
+                if (err)
+                        finish_test(rt, TEST_FAIL, copy ? copy : "a background task failed");
+                free(copy);
+                return;
+        }
         if (err) {
                 finish_test(rt, TEST_FAIL, err);
                 return;
@@ -404,6 +413,30 @@ void runtime_abort_test(Runtime *rt, const char *msg)
 {
         if (rt->main && !rt->test_done)
                 finish_test(rt, TEST_FAIL, msg);
+}
+
+/* ---- background tasks ---- */
+
+int runtime_spawn(lua_State *L)
+{
+        Runtime *rt = runtime_get(L);
+        if (!rt || rt->test_done || !task_of(rt, L))
+                return luaL_error(L, "a background task can only start inside a test body");
+        luaL_checktype(L, 1, LUA_TFUNCTION);
+        lua_State *co = lua_newthread(L);
+        lua_pushvalue(L, 1);
+        lua_xmove(L, co, 1);
+        int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        Task *t = task_new(rt, co, ref, NULL);
+        if (!t) {
+                luaL_unref(L, LUA_REGISTRYINDEX, ref);
+                return luaL_error(L, "a background task: out of memory");
+        }
+        t->background = true;
+        resume(rt, t, 0);
+        if (rt->test_done)
+                return lua_yield(L, 0); /* it failed the test at once: never resumed */
+        return 0;
 }
 
 /* ---- provium:parallel ---- */

@@ -85,6 +85,9 @@ void runtime_abort_test(Runtime *rt, const char *msg);
 /* provium:parallel(fn, ...): runs each function in its own task and parks the caller until
  * all have returned; returns true, or nil and the first error (the others are abandoned). */
 int runtime_parallel(lua_State *L);
+/* internal.spawn(fn): runs fn in a task of its own beside the caller's, never waited for (a
+ * nemesis): it is abandoned when the test ends, and an error it raises fails the test. */
+int runtime_spawn(lua_State *L);
 
 /* Runs the loaded chunk on top of L's stack, then every registered test that cfg's filters
  * select. Returns the number of failed tests (a file-level error counts as one). */

@@ -23,6 +23,7 @@
 #include "bridge.lua.h"
 #include "impairment.lua.h"
 #include "grudge.lua.h"
+#include "nemesis.lua.h"
 #include "uplink.lua.h"
 #include "capture.lua.h"
 #include "ready.lua.h"
@@ -62,6 +63,7 @@ static const PreludeFile files[] = {
     PRELUDE_FILE("bridge.lua", prelude_bridge),
     PRELUDE_FILE("impairment.lua", prelude_impairment),
     PRELUDE_FILE("grudge.lua", prelude_grudge),
+    PRELUDE_FILE("nemesis.lua", prelude_nemesis),
     PRELUDE_FILE("uplink.lua", prelude_uplink),
     PRELUDE_FILE("capture.lua", prelude_capture),
     PRELUDE_FILE("ready.lua", prelude_ready),
