@@ -46,6 +46,8 @@ int dispatcher_run(const CliOptions *o, char **paths, int npaths);
 int help_cmd_main(const char *topic);
 /* The topics provium help knows, on f. */
 void help_list_topics(FILE *f);
+/* replay_cmd.c: provium replay EVENTS_FILE [run options...]: a run's failed tests again. */
+int replay_cmd_main(int argc, char **argv);
 /* init_cmd.c: provium init [DIR]: a starter tests/, a CI snippet and .luarc.json. */
 int init_cmd_main(int argc, char **argv);
 /* doctor_cmd.c: provium doctor: what this host offers (KVM's verdict, QEMU, the cache). */

@@ -45,6 +45,8 @@ static void usage(FILE *f)
             "       provium shell --image NAME        a fresh VM of an image, for poking around\n"
             "       provium ls [--json]               the kept runs\n"
             "       provium stop RUN...|--all         end kept runs: their VMs stop\n"
+            "       provium replay EVENTS_FILE [options]   a recorded run's failed tests again,\n"
+            "                                         with its seed (docs/determinism.md)\n"
             "       provium init [DIR]                a starter tests/, a CI snippet, .luarc.json\n"
             "       provium help [TOPIC]              this, or a document (api, debugging, ...)\n"
             "       provium list [--json] [-k P] [--shard K/N] PATH...   the files a run\n"
@@ -394,6 +396,8 @@ int main(int argc, char **argv)
                 help_list_topics(stdout);
                 return 0;
         }
+        if (argc >= 2 && strcmp(argv[1], "replay") == 0)
+                return replay_cmd_main(argc - 1, argv + 1);
         if (argc >= 2 && strcmp(argv[1], "init") == 0)
                 return init_cmd_main(argc - 1, argv + 1);
         if (argc >= 2 && strcmp(argv[1], "image") == 0)

@@ -41,10 +41,12 @@ return function(here)
         return dir
     end
 
-    -- Copies files of tests/fixtures into a fresh directory as *.test.lua and returns it.
+    -- Copies files of tests/fixtures into a fresh directory as *.test.lua and returns it; the
+    -- directory is removed at the end of the file.
     -- "name" copies name.lua as name.test.lua; "name:as" copies it as as.test.lua.
     function st.workdir(...)
         local dir = st.sh("mktemp -d /tmp/provium-selftest-XXXXXX"):gsub("%s+$", "")
+        st.at_file_end(function() st.sh("rm -rf " .. dir) end)
         for _, spec in ipairs({ ... }) do
             local name, as = spec:match("^([^:]+):?(.*)$")
             st.sh(string.format("cp %s/fixtures/%s.lua %s/%s.test.lua", here, name, dir,
