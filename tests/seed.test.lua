@@ -57,3 +57,22 @@ test("bad seeds are refused, naming the option", function(t)
         t:match(out, "%-%-seed: expected an integer from 0 to 2%^63%-1, got '" .. bad:gsub("%p", "%%%0") .. "'")
     end
 end)
+
+test("--check-determinism: one seed, the same choices twice; a choice of the host's is caught", function(t)
+    local dir = st.workdir("seeded")
+    local out, code = st.run(dir, "--check-determinism --seed 5 --progress never", "OUT=" .. dir .. "/out.txt")
+    t:eq(code, 0, out)
+    t:match(out, "%-%-check%-determinism: the run twice with seed 5\n")
+    t:match(out, "%-%-check%-determinism: the two runs made the same (%d+) choices")
+    local n = tonumber(out:match("the same (%d+) choices"))
+    t:ok(n >= 2, "provium.random's draws and the drop pattern: " .. tostring(n))
+    local bad = st.workdir("unseeded")
+    local same = 0
+    for _ = 1, 3 do -- two /dev/urandom bytes agree mod 50 once in 50
+        out, code = st.run(bad, "--check-determinism --progress never")
+        if code == 0 then same = same + 1 else break end
+    end
+    t:eq(code, 1, out)
+    t:match(out, "%-%-check%-determinism: choice 1 differs:\n  first run: +[^\n]*unseeded%.test%.lua: draws as often[^\n]*provium%.random %d+ draws")
+    t:ok(same < 3)
+end)

@@ -46,6 +46,9 @@ int dispatcher_run(const CliOptions *o, char **paths, int npaths);
 int help_cmd_main(const char *topic);
 /* The topics provium help knows, on f. */
 void help_list_topics(FILE *f);
+/* determinism_cmd.c: --check-determinism: the run (argv without that option) twice with one
+ * seed, then their seeded choices compared; a difference is status 1, and says where. */
+int determinism_check_main(int argc, char **argv, uint64_t seed, bool have_seed);
 /* replay_cmd.c: provium replay EVENTS_FILE [run options...]: a run's failed tests again. */
 int replay_cmd_main(int argc, char **argv);
 /* init_cmd.c: provium init [DIR]: a starter tests/, a CI snippet and .luarc.json. */

@@ -87,6 +87,8 @@ static void usage(FILE *f)
             "  --seed N               the run's seed: every random choice (drop patterns, faults,\n"
             "                         provium.random()) derives from it (default: drawn, and\n"
             "                         printed at the start and the end)\n"
+            "  --check-determinism    the run twice with one seed; their seeded choices (draws,\n"
+            "                         drop patterns, grudges, nemesis faults) must be the same\n"
             "  --pdb                  at a failed test (or provium.breakpoint()), a Lua prompt\n"
             "                         in its scope, its VMs up; one file at a time, no test\n"
             "                         timeout (provium debug FILE is provium run --pdb FILE)\n"
@@ -174,6 +176,7 @@ static bool debug_command; /* provium debug: provium run --pdb */
 
 static int cmd_run(int argc, char **argv, bool listing)
 {
+        bool check_determinism = false;
         bool json = false;
         CliOptions o = {.accel = "auto",
                         .vmm = "qemu",
@@ -209,6 +212,7 @@ static int cmd_run(int argc, char **argv, bool listing)
             {"keep-always", no_argument, NULL, 'W'},
             {"pdb", no_argument, NULL, 'G'},
             {"seed", required_argument, NULL, 'Z'},
+            {"check-determinism", no_argument, NULL, 'X'},
             {"help", no_argument, NULL, 'h'},
             {NULL, 0, NULL, 0},
         };
@@ -340,6 +344,9 @@ static int cmd_run(int argc, char **argv, bool listing)
                                 return 2;
                         o.seed_given = true;
                         break;
+                case 'X':
+                        check_determinism = true;
+                        break;
                 case 'h':
                         usage(stdout);
                         return 0;
@@ -364,6 +371,8 @@ static int cmd_run(int argc, char **argv, bool listing)
                 return 2;
         if (listing)
                 return list_cmd_run(&o, json, argv + optind, argc - optind);
+        if (check_determinism)
+                return determinism_check_main(argc, argv, o.seed, o.seed_given);
         return dispatcher_run(&o, argv + optind, argc - optind);
 }
 

@@ -59,7 +59,9 @@ function provium.random(m, n)
     if not P.test_stream or P.test_stream_key ~= key then
         P.test_stream, P.test_stream_key = new_stream(provium.seed()), key
     end
-    local u = (next64(P.test_stream) >> 11) * 0x1p-53
+    local x = next64(P.test_stream)
+    P.draws, P.draw_digest = (P.draws or 0) + 1, ((P.draw_digest or 0xcbf29ce484222325) ~ x) * 0x100000001b3
+    local u = (x >> 11) * 0x1p-53
     if m == nil then return u end
     if n == nil then m, n = 1, m end
     if math.type(m) ~= "integer" or math.type(n) ~= "integer" or n < m or n - m >= 1 << 53 then
@@ -67,4 +69,13 @@ function provium.random(m, n)
               tostring(m) .. ", " .. tostring(n))
     end
     return m + math.floor(u * (n - m + 1))
+end
+
+-- After each test that drew: how many draws and their digest, a seed.draws event, so that two
+-- runs with one seed can be compared (--check-determinism).
+P.after_test[#P.after_test + 1] = function()
+    if (P.draws or 0) > 0 then
+        internal.event("seed.draws", { draws = P.draws, digest = string.format("%016x", P.draw_digest) })
+    end
+    P.draws, P.draw_digest = 0, nil
 end

@@ -1,0 +1,208 @@
+/* determinism_cmd.c: provium --check-determinism [options] PATH...: the run twice with one seed
+ * (as madsim checks its simulations), then every seeded choice of the two compared, test by
+ * test: provium.random's draws (seed.draws), drop patterns (bridge.drop_rate), grudges and
+ * other impairments (bridge.impair), and the nemeses' faults (nemesis.fault; of those, as many
+ * as both runs reached: how many fit is timing). A difference fails the run and shows the first.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "events_read.h"
+#include "proto.h"
+#include "run_seed.h"
+
+/* One run's choices: "FILE: test\tKIND what\n" lines in event order. */
+typedef struct Choices {
+        char *text;
+        size_t len;
+} Choices;
+
+static void choices_add(Choices *c, const msgpack_object *m, const char *kind, const char *what)
+{
+        char file[512], test[256], *line = NULL;
+        proto_copy_str(m, "file", file, sizeof file);
+        proto_copy_str(m, "test", test, sizeof test);
+        int n = asprintf(&line, "%s: %s\t%s %s\n", file, test, kind, what);
+        char *grown = n > 0 ? realloc(c->text, c->len + (size_t) n + 1) : NULL;
+        if (grown) {
+                memcpy(grown + c->len, line, (size_t) n + 1);
+                c->text = grown;
+                c->len += (size_t) n;
+        }
+        free(line);
+}
+
+static void on_event(Choices *c, const msgpack_object *m)
+{
+        char type[32], a[1024], b[256], what[1400];
+        proto_copy_str(m, "type", type, sizeof type);
+        if (strcmp(type, "seed.draws") == 0) {
+                uint64_t n = 0;
+                (void) proto_get_uint(m, "draws", &n);
+                proto_copy_str(m, "digest", a, sizeof a);
+                snprintf(what, sizeof what, "%llu draws, digest %s", (unsigned long long) n, a);
+                choices_add(c, m, "provium.random", what);
+        } else if (strcmp(type, "bridge.drop_rate") == 0) {
+                proto_copy_str(m, "vm", b, sizeof b);
+                proto_copy_str(m, "pattern", a, sizeof a);
+                snprintf(what, sizeof what, "%s pattern %s", b, a);
+                choices_add(c, m, "drop_rate", what);
+        } else if (strcmp(type, "bridge.impair") == 0) {
+                proto_copy_str(m, "what", a, sizeof a);
+                choices_add(c, m, "impair", a);
+        } else if (strcmp(type, "nemesis.fault") == 0) {
+                proto_copy_str(m, "action", b, sizeof b);
+                proto_copy_str(m, "targets", a, sizeof a);
+                char fault[64];
+                proto_copy_str(m, "fault", fault, sizeof fault);
+                if (strcmp(b, "apply") == 0) {
+                        snprintf(what, sizeof what, "%s %s", fault, a);
+                        choices_add(c, m, "nemesis", what);
+                }
+        }
+}
+
+static int read_choices(const char *path, Choices *c)
+{
+        EventsReader r;
+        if (events_reader_open(&r, path) < 0) {
+                fprintf(stderr, "provium: --check-determinism: %s\n", r.err);
+                events_reader_close(&r);
+                return -1;
+        }
+        const msgpack_object *m;
+        uint64_t off;
+        int got;
+        while ((got = events_reader_next(&r, &m, &off)) > 0)
+                on_event(c, m);
+        events_reader_close(&r);
+        return got < 0 ? -1 : 0;
+}
+
+static int run_once(int argc, char **argv, const char *seed, const char *events)
+{
+        char **args = calloc((size_t) argc + 8, sizeof *args);
+        if (!args)
+                return -ENOMEM;
+        size_t n = 0;
+        args[n++] = "provium";
+        args[n++] = "run";
+        args[n++] = "--seed";
+        args[n++] = (char *) seed;
+        args[n++] = "--events";
+        args[n++] = (char *) events;
+        for (int i = 1; i < argc; i++)
+                if (strcmp(argv[i], "--check-determinism") != 0)
+                        args[n++] = argv[i];
+        fflush(stdout);
+        pid_t pid = fork();
+        if (pid == 0) {
+                execv("/proc/self/exe", args);
+                _exit(127);
+        }
+        int st, status = -1;
+        if (pid > 0 && waitpid(pid, &st, 0) == pid)
+                status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        free(args);
+        return status;
+}
+
+/* The line of text starting at p, without its newline. */
+static int line_len(const char *p)
+{
+        return (int) strcspn(p, "\n");
+}
+
+/* The first difference between two runs' choices, or 0 when there is none. Nemesis lines are
+ * compared only while both runs have them. */
+static int compare(const Choices *a, const Choices *b)
+{
+        const char *p = a->text ? a->text : "", *q = b->text ? b->text : "";
+        unsigned k = 1;
+        while (*p || *q) {
+                bool pn =
+                    *p && strstr(p, "\tnemesis ") && strstr(p, "\tnemesis ") < p + line_len(p);
+                bool qn =
+                    *q && strstr(q, "\tnemesis ") && strstr(q, "\tnemesis ") < q + line_len(q);
+                if (*p && *q &&
+                    (line_len(p) != line_len(q) || strncmp(p, q, (size_t) line_len(p)) != 0)) {
+                        if (pn && !qn) { /* this run's nemesis got further: skip its extra faults */
+                                p += line_len(p) + 1;
+                                continue;
+                        }
+                        if (qn && !pn) {
+                                q += line_len(q) + 1;
+                                continue;
+                        }
+                        printf(
+                            "provium: --check-determinism: choice %u differs:\n  first run:  %.*s\n"
+                            "  second run: %.*s\n",
+                            k, line_len(p), p, line_len(q), q);
+                        return 1;
+                }
+                if (!*p || !*q) {
+                        const char *rest = *p ? p : q;
+                        bool nem = strstr(rest, "\tnemesis ") &&
+                                   strstr(rest, "\tnemesis ") < rest + line_len(rest);
+                        if (nem) { /* more faults in one run: timing */
+                                rest += line_len(rest) + 1;
+                                if (*p)
+                                        p = rest;
+                                else
+                                        q = rest;
+                                continue;
+                        }
+                        printf(
+                            "provium: --check-determinism: choice %u is only in the %s run: %.*s\n",
+                            k, *p ? "first" : "second", line_len(rest), rest);
+                        return 1;
+                }
+                p += line_len(p) + (p[line_len(p)] == '\n');
+                q += line_len(q) + (q[line_len(q)] == '\n');
+                k++;
+        }
+        printf("provium: --check-determinism: the two runs made the same %u choice%s\n", k - 1,
+               k == 2 ? "" : "s");
+        return 0;
+}
+
+int determinism_check_main(int argc, char **argv, uint64_t seed_given, bool have_seed)
+{
+        char seed[32], ev1[] = "/tmp/provium-determinism-XXXXXX",
+                       ev2[] = "/tmp/provium-determinism-XXXXXX";
+        snprintf(seed, sizeof seed, "%llu",
+                 (unsigned long long) (have_seed ? seed_given : run_seed_draw()));
+        int f1 = mkstemp(ev1), f2 = f1 < 0 ? -1 : mkstemp(ev2);
+        if (f1 < 0 || f2 < 0) {
+                fprintf(stderr, "provium: --check-determinism: mkstemp: %s\n", strerror(errno));
+                if (f1 >= 0) {
+                        close(f1);
+                        unlink(ev1);
+                }
+                return 2;
+        }
+        close(f1);
+        close(f2);
+        printf("provium: --check-determinism: the run twice with seed %s\n", seed);
+        int s1 = run_once(argc, argv, seed, ev1);
+        int s2 = s1 == 0 || s1 == 1 ? run_once(argc, argv, seed, ev2) : s1;
+        Choices a = {0}, b = {0};
+        int diff = 0;
+        if ((s1 == 0 || s1 == 1) && (s2 == 0 || s2 == 1) && read_choices(ev1, &a) == 0 &&
+            read_choices(ev2, &b) == 0)
+                diff = compare(&a, &b);
+        free(a.text);
+        free(b.text);
+        unlink(ev1);
+        unlink(ev2);
+        if (s1 != 0 && s1 != 1)
+                return s1;
+        if (diff)
+                return 1;
+        return s1 > s2 ? s1 : s2;
+}
