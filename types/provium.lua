@@ -62,6 +62,13 @@ function Bridge:partition(a, b, opts) end
 ---@return Impairment
 function Bridge:grudge(spec, opts) end
 
+--- bridge:netem{delay_ms, jitter_ms, loss, duplicate, corrupt, reorder, and each's
+--- _correlation}: what every VM sends on the bridge is delayed, lost, duplicated, corrupted or
+--- reordered (netem in the guest, its egress); fractions 0..1; reorder needs delay_ms.
+---@param opts table
+---@return Impairment
+function Bridge:netem(opts) end
+
 --- bridge:remove(): deletes the bridge now (its ports and uplink too); it is also gone when the
 --- file ends.
 function Bridge:remove() end
@@ -321,6 +328,12 @@ function Link:bandwidth_limit(...) end
 function Link:drop_rate(...) end
 
 function Link:isolate() end
+
+--- link:netem{...}: as bridge:netem, on what this VM sends (one direction: what it receives is
+--- left alone).
+---@param opts table
+---@return Impairment
+function Link:netem(opts) end
 
 ---@class Nemesis
 ---@field name string

@@ -64,8 +64,37 @@ static int64_t us_to_ticks(uint64_t us, double ticks_per_us)
 typedef struct NlReq {
         struct nlmsghdr nh;
         struct tcmsg tc;
-        char attrs[128];
+        char attrs[256];
 } NlReq;
+
+/* netem's TCA_OPTIONS: its struct, then nested attributes of their own (iproute2's layout). */
+static void nl_add_netem_options(NlReq *m, const struct tc_netem_qopt *q,
+                                 const struct tc_netem_corr *corr,
+                                 const struct tc_netem_reorder *reorder,
+                                 const struct tc_netem_corrupt *corrupt)
+{
+        struct rtattr *opt = (struct rtattr *) ((char *) m + NLMSG_ALIGN(m->nh.nlmsg_len));
+        opt->rta_type = TCA_OPTIONS;
+        char *p = (char *) RTA_DATA(opt);
+        memcpy(p, q, sizeof *q);
+        size_t len = RTA_ALIGN(sizeof *q);
+        const struct {
+                unsigned short type;
+                const void *data;
+                size_t n;
+        } nested[] = {{TCA_NETEM_CORR, corr, sizeof *corr},
+                      {TCA_NETEM_REORDER, reorder, sizeof *reorder},
+                      {TCA_NETEM_CORRUPT, corrupt, sizeof *corrupt}};
+        for (size_t i = 0; i < sizeof nested / sizeof *nested; i++) {
+                struct rtattr *a = (struct rtattr *) (p + len);
+                a->rta_type = nested[i].type;
+                a->rta_len = (unsigned short) RTA_LENGTH(nested[i].n);
+                memcpy(RTA_DATA(a), nested[i].data, nested[i].n);
+                len += RTA_ALIGN(a->rta_len);
+        }
+        opt->rta_len = (unsigned short) RTA_LENGTH(len);
+        m->nh.nlmsg_len = NLMSG_ALIGN(m->nh.nlmsg_len) + RTA_ALIGN(opt->rta_len);
+}
 
 static void nl_add_attr(NlReq *m, unsigned short type, const void *p, size_t n)
 {
@@ -175,19 +204,34 @@ int net_netem(Server *s, uint64_t id, const msgpack_object *req)
         r = proto_get_bool(req, "clear", &clear);
         if (r < 0)
                 return server_reply_field(s, id, "netem", "clear", r);
-        uint64_t delay_us = 0, jitter_us = 0, loss_ppm = 0;
+        uint64_t delay_us = 0, jitter_us = 0;
         r = get_us(req, "delay_us", &delay_us);
         if (r < 0 || (r == 0 && !clear))
                 return server_reply_field(s, id, "netem", "delay_us", r);
         r = get_us(req, "jitter_us", &jitter_us);
         if (r < 0)
                 return server_reply_field(s, id, "netem", "jitter_us", r);
-        r = proto_get_uint(req, "loss_ppm", &loss_ppm);
-        if (r < 0)
-                return server_reply_field(s, id, "netem", "loss_ppm", r);
+        /* probabilities and correlations in parts per million, 0..1000000 */
+        static const char *const ppm_fields[] = {
+            "loss_ppm",    "loss_corr_ppm",    "duplicate_ppm", "duplicate_corr_ppm",
+            "corrupt_ppm", "corrupt_corr_ppm", "reorder_ppm",   "reorder_corr_ppm"};
+        uint32_t prob[8] = {0};
+        for (size_t i = 0; i < 8; i++) {
+                uint64_t v = 0;
+                r = proto_get_uint(req, ppm_fields[i], &v);
+                if (r < 0 || v > 1000000)
+                        return server_reply_field(s, id, "netem", ppm_fields[i],
+                                                  r < 0 ? r : -ERANGE);
+                prob[i] = (uint32_t) ((double) v / 1e6 * (double) UINT32_MAX); /* tc's scale */
+        }
         const msgpack_object *seed = proto_get(req, "seed");
-        if (loss_ppm != 0 || (seed && seed->type != MSGPACK_OBJECT_NIL))
-                return server_reply_errno(s, id, EOPNOTSUPP, "netem %s: loss and seed", ifname);
+        if (seed && seed->type != MSGPACK_OBJECT_NIL)
+                return server_reply_errno(
+                    s, id, EOPNOTSUPP, "netem %s: seed (the kernel's netem draws its own)", ifname);
+        if (prob[6] && delay_us == 0)
+                return server_reply_errno(
+                    s, id, EINVAL,
+                    "netem %s: reorder needs a delay (the frames not reordered wait it)", ifname);
 
         unsigned idx = if_nametoindex(ifname);
         if (idx == 0)
@@ -231,12 +275,19 @@ int net_netem(Server *s, uint64_t id, const msgpack_object *req)
                         atomic_store(&loaded, true);
         }
 
-        struct tc_netem_qopt q = {
-            .latency = (uint32_t) lat, .limit = NETEM_LIMIT, .jitter = (uint32_t) jit};
+        struct tc_netem_qopt q = {.latency = (uint32_t) lat,
+                                  .limit = NETEM_LIMIT,
+                                  .jitter = (uint32_t) jit,
+                                  .loss = prob[0],
+                                  .duplicate = prob[2],
+                                  .gap = prob[6] ? 1 : 0}; /* tc's: reordering without a gap */
+        struct tc_netem_corr corr = {.loss_corr = prob[1], .dup_corr = prob[3]};
+        struct tc_netem_reorder reorder = {.probability = prob[6], .correlation = prob[7]};
+        struct tc_netem_corrupt corrupt = {.probability = prob[4], .correlation = prob[5]};
         m.nh.nlmsg_type = RTM_NEWQDISC;
         m.nh.nlmsg_flags |= NLM_F_CREATE | NLM_F_REPLACE;
         nl_add_attr(&m, TCA_KIND, "netem", sizeof "netem");
-        nl_add_attr(&m, TCA_OPTIONS, &q, sizeof q);
+        nl_add_netem_options(&m, &q, &corr, &reorder, &corrupt);
         r = nl_talk(&m, kmsg, sizeof kmsg);
         if (r < 0)
                 return netem_reply_err(s, id, -r, "replace the root qdisc with netem", ifname,

@@ -37,7 +37,38 @@ static lua_Integer check_ms(lua_State *L, int i, const char *what, bool optional
         return (lua_Integer) (ms * 1000.0 + 0.5);
 }
 
-/* vm:_netem(ifname, delay_ms, jitter_ms [, opts]) */
+/* Loss, duplication, corruption and reordering, and their correlations: opts' fractions 0..1,
+ * sent in parts per million. */
+static const struct {
+        const char *opt, *field;
+} netem_probs[] = {
+    {"loss", "loss_ppm"},           {"loss_correlation", "loss_corr_ppm"},
+    {"duplicate", "duplicate_ppm"}, {"duplicate_correlation", "duplicate_corr_ppm"},
+    {"corrupt", "corrupt_ppm"},     {"corrupt_correlation", "corrupt_corr_ppm"},
+    {"reorder", "reorder_ppm"},     {"reorder_correlation", "reorder_corr_ppm"},
+};
+#define NETEM_NPROBS (sizeof netem_probs / sizeof *netem_probs)
+
+static void check_probs(lua_State *L, int opts, lua_Integer ppm[NETEM_NPROBS])
+{
+        for (size_t i = 0; i < NETEM_NPROBS; i++) {
+                ppm[i] = 0;
+                if (lua_isnoneornil(L, opts))
+                        continue;
+                lua_getfield(L, opts, netem_probs[i].opt);
+                if (!lua_isnil(L, -1)) {
+                        lua_Number p = lua_tonumber(L, -1);
+                        if (!lua_isnumber(L, -1) || !(p >= 0 && p <= 1))
+                                luaL_error(L, "netem: %s must be a fraction from 0 to 1",
+                                           netem_probs[i].opt);
+                        ppm[i] = (lua_Integer) (p * 1e6 + 0.5);
+                }
+                lua_pop(L, 1);
+        }
+}
+
+/* vm:_netem(ifname, delay_ms, jitter_ms [, opts]): opts.loss, .duplicate, .corrupt, .reorder
+ * and their _correlation, fractions 0..1 */
 static int l_netem(lua_State *L)
 {
         Target tg = check_target(L, 1);
@@ -46,6 +77,8 @@ static int l_netem(lua_State *L)
         lua_Integer jitter_us = check_ms(L, 4, "jitter", true);
         if (!lua_isnoneornil(L, 5))
                 luaL_checktype(L, 5, LUA_TTABLE);
+        lua_Integer ppm[NETEM_NPROBS];
+        check_probs(L, 5, ppm);
         if (!netlink_has_netem())
                 bind_refuse_local_because(L, tg.vm, "add_latency",
                                           "the host's kernel has no sch_netem");
@@ -55,10 +88,12 @@ static int l_netem(lua_State *L)
         Op *op;
         NEW_OP_OR_FAIL(op, L, tg, "netem", ifname, opt_timeout(L, 5, "timeout"));
         op->push_ok = op_push_true;
-        ProtoWriter *w = agent_request_begin(tg.agent, &op->req, "netem", 3);
+        ProtoWriter *w = agent_request_begin(tg.agent, &op->req, "netem", 3 + NETEM_NPROBS);
         proto_kv_str(w, "ifname", ifname);
         proto_kv_uint(w, "delay_us", (uint64_t) delay_us);
         proto_kv_uint(w, "jitter_us", (uint64_t) jitter_us);
+        for (size_t i = 0; i < NETEM_NPROBS; i++)
+                proto_kv_uint(w, netem_probs[i].field, (uint64_t) ppm[i]);
         return op_send(L, op);
 }
 

@@ -135,6 +135,50 @@ local function add_latency(self, ms, jitter)
     end)
 end
 
+local NETEM_OPTIONS = { "delay_ms", "jitter_ms", "loss", "loss_correlation", "duplicate", "duplicate_correlation",
+                        "corrupt", "corrupt_correlation", "reorder", "reorder_correlation" }
+
+-- netem{delay_ms, jitter_ms, loss, duplicate, corrupt, reorder and each's _correlation}: what a
+-- VM sends on the link (its egress, netem in the guest) is delayed, lost, duplicated, corrupted
+-- or reordered; on the whole bridge, what every VM sends. Fractions are 0..1; reorder needs a
+-- delay (the frames it does not send at once wait it). It replaces the link's add_latency, and
+-- undo clears both. The kernel's netem draws its own randomness: the run's seed does not reach it.
+local function netem(self, opts)
+    local b, links = targets(self)
+    check_bridge_alive(b, "netem")
+    local who = "bridge " .. net[b].name .. ": netem"
+    if type(opts) ~= "table" then raise(who .. ": options table expected, got " .. show(opts)) end
+    for k in pairs(opts) do
+        local known = false
+        for _, o in ipairs(NETEM_OPTIONS) do known = known or o == k end
+        if not known then raise(who .. ": unknown option " .. show(k) .. P.suggest(tostring(k), NETEM_OPTIONS)) end
+    end
+    local ms, jitter = opts.delay_ms or 0, opts.jitter_ms or 0
+    if (opts.reorder or 0) > 0 and ms == 0 then
+        raise(who .. ": reorder needs delay_ms (the frames not sent at once wait it)")
+    end
+    local done, text = {}, {}
+    for _, o in ipairs(NETEM_OPTIONS) do if opts[o] then text[#text + 1] = o .. "=" .. tostring(opts[o]) end end
+    for _, link in ipairs(links) do
+        if not link.dev or link.vm:state() ~= "running" then
+            raise(string.format("%s: vm %s is not up on the bridge (%s)", who, link.vm:name(), link.vm:state()))
+        end
+        local called, ok, err = pcall(link.vm._netem, link.vm, link.dev, ms, jitter, opts)
+        if not called then raise(who .. ": " .. (tostring(ok):gsub(P.PRELUDE_WHERE, ""):gsub("^netem: ", ""))) end
+        if not ok then raise(who .. ": " .. err) end
+        done[#done + 1] = link
+        internal.event("bridge.netem", { bridge = net[b].name, vm = link.vm:name(), what = table.concat(text, " ") })
+    end
+    return handle(b, "netem", function()
+        for _, link in ipairs(done) do
+            if link.vm:state() == "running" then
+                local ok, err = link.vm:_netem_clear(link.dev)
+                if not ok then raise(err) end
+            end
+        end
+    end)
+end
+
 -- A seeded pattern: which of every 1000 IPv4 frames are dropped (each with probability p).
 local function drop_pattern(seed, p)
     local x = seed ~ 0x2545F4914F6CDD1D
@@ -214,6 +258,7 @@ local function bandwidth_limit(self, rate)
 end
 
 Bridge.add_latency, Link.add_latency = add_latency, add_latency
+Bridge.netem, Link.netem = netem, netem
 Bridge.drop_rate, Link.drop_rate = drop_rate, drop_rate
 Bridge.bandwidth_limit, Link.bandwidth_limit = bandwidth_limit, bandwidth_limit
 
