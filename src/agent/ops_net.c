@@ -68,10 +68,16 @@ typedef struct NlReq {
 } NlReq;
 
 /* netem's TCA_OPTIONS: its struct, then nested attributes of their own (iproute2's layout). */
+/* Bursty loss as the Gilbert model: TCA_NETEM_LOSS holding NETEM_LOSS_GE. */
+typedef struct NetemGe {
+        struct rtattr hdr;
+        struct tc_netem_gemodel ge;
+} NetemGe;
+
 static void nl_add_netem_options(NlReq *m, const struct tc_netem_qopt *q,
                                  const struct tc_netem_corr *corr,
                                  const struct tc_netem_reorder *reorder,
-                                 const struct tc_netem_corrupt *corrupt)
+                                 const struct tc_netem_corrupt *corrupt, const NetemGe *ge)
 {
         struct rtattr *opt = (struct rtattr *) ((char *) m + NLMSG_ALIGN(m->nh.nlmsg_len));
         opt->rta_type = TCA_OPTIONS;
@@ -84,8 +90,11 @@ static void nl_add_netem_options(NlReq *m, const struct tc_netem_qopt *q,
                 size_t n;
         } nested[] = {{TCA_NETEM_CORR, corr, sizeof *corr},
                       {TCA_NETEM_REORDER, reorder, sizeof *reorder},
-                      {TCA_NETEM_CORRUPT, corrupt, sizeof *corrupt}};
+                      {TCA_NETEM_CORRUPT, corrupt, sizeof *corrupt},
+                      {TCA_NETEM_LOSS, ge, sizeof *ge}};
         for (size_t i = 0; i < sizeof nested / sizeof *nested; i++) {
+                if (!nested[i].data)
+                        continue;
                 struct rtattr *a = (struct rtattr *) (p + len);
                 a->rta_type = nested[i].type;
                 a->rta_len = (unsigned short) RTA_LENGTH(nested[i].n);
@@ -281,13 +290,27 @@ int net_netem(Server *s, uint64_t id, const msgpack_object *req)
                                   .loss = prob[0],
                                   .duplicate = prob[2],
                                   .gap = prob[6] ? 1 : 0}; /* tc's: reordering without a gap */
-        struct tc_netem_corr corr = {.loss_corr = prob[1], .dup_corr = prob[3]};
+        struct tc_netem_corr corr = {.dup_corr = prob[3]};
+        /* Loss with a correlation is the Gilbert model, not netem's own loss correlation, which
+         * neither keeps the loss rate nor makes bursts (docs/determinism.md): a good state that
+         * loses nothing, a bad one that loses all, mean burst 1 / (1 - c) and loss L on the
+         * whole: r = 1 - c, p = L r / (1 - L). */
+        NetemGe ge = {.hdr = {.rta_len = (unsigned short) RTA_LENGTH(sizeof ge.ge),
+                              .rta_type = NETEM_LOSS_GE}};
+        bool gilbert = prob[1] > 0 && prob[0] > 0 && prob[0] < UINT32_MAX;
+        if (gilbert) {
+                double l = (double) prob[0] / UINT32_MAX, c = (double) prob[1] / UINT32_MAX;
+                double r = 1.0 - c, p = l * r / (1.0 - l);
+                ge.ge.p = (uint32_t) ((p > 1.0 ? 1.0 : p) * UINT32_MAX);
+                ge.ge.r = (uint32_t) (r * UINT32_MAX);
+                q.loss = 0;
+        }
         struct tc_netem_reorder reorder = {.probability = prob[6], .correlation = prob[7]};
         struct tc_netem_corrupt corrupt = {.probability = prob[4], .correlation = prob[5]};
         m.nh.nlmsg_type = RTM_NEWQDISC;
         m.nh.nlmsg_flags |= NLM_F_CREATE | NLM_F_REPLACE;
         nl_add_attr(&m, TCA_KIND, "netem", sizeof "netem");
-        nl_add_netem_options(&m, &q, &corr, &reorder, &corrupt);
+        nl_add_netem_options(&m, &q, &corr, &reorder, &corrupt, gilbert ? &ge : NULL);
         r = nl_talk(&m, kmsg, sizeof kmsg);
         if (r < 0)
                 return netem_reply_err(s, id, -r, "replace the root qdisc with netem", ifname,

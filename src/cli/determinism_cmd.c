@@ -67,21 +67,14 @@ static void on_event(Choices *c, const msgpack_object *m)
         }
 }
 
+static void on_event_cb(const msgpack_object *m, void *data)
+{
+        on_event(data, m);
+}
+
 static int read_choices(const char *path, Choices *c)
 {
-        EventsReader r;
-        if (events_reader_open(&r, path) < 0) {
-                fprintf(stderr, "provium: --check-determinism: %s\n", r.err);
-                events_reader_close(&r);
-                return -1;
-        }
-        const msgpack_object *m;
-        uint64_t off;
-        int got;
-        while ((got = events_reader_next(&r, &m, &off)) > 0)
-                on_event(c, m);
-        events_reader_close(&r);
-        return got < 0 ? -1 : 0;
+        return events_each(path, "provium: --check-determinism", on_event_cb, c);
 }
 
 static int run_once(int argc, char **argv, const char *seed, const char *events)

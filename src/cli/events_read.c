@@ -286,3 +286,25 @@ void events_reader_close(EventsReader *r)
         msgpack_unpacked_destroy(&r->unpacked);
         msgpack_unpacked_init(&r->unpacked);
 }
+
+int events_each(const char *path, const char *who, void (*fn)(const msgpack_object *ev, void *data),
+                void *data)
+{
+        EventsReader r;
+        if (events_reader_open(&r, path) < 0) {
+                fprintf(stderr, "%s: %s\n", who, r.err);
+                events_reader_close(&r);
+                return -1;
+        }
+        const msgpack_object *m;
+        uint64_t off;
+        int got;
+        while ((got = events_reader_next(&r, &m, &off)) > 0)
+                fn(m, data);
+        if (got == 0)
+                got = events_reader_end(&r);
+        if (got < 0)
+                fprintf(stderr, "%s: %s\n", who, r.err);
+        events_reader_close(&r);
+        return got < 0 ? -1 : 0;
+}

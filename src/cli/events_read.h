@@ -44,3 +44,8 @@ int events_reader_end(EventsReader *r);
 
 /* Closes the file and frees the buffer. Safe on a reader that failed to open, and twice. */
 void events_reader_close(EventsReader *r);
+
+/* Calls fn for each event of the file at path, to its end. Returns 0, or -1 having said why on
+ * stderr after who ("provium replay"). */
+int events_each(const char *path, const char *who, void (*fn)(const msgpack_object *ev, void *data),
+                void *data);

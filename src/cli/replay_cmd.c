@@ -94,26 +94,15 @@ static void on_event(Recording *rec, const msgpack_object *m)
         }
 }
 
+static void on_event_cb(const msgpack_object *m, void *data)
+{
+        on_event(data, m);
+}
+
 /* Reads path into rec. Returns 0, or -1 having said why. */
 static int read_recording(const char *path, Recording *rec)
 {
-        EventsReader r;
-        if (events_reader_open(&r, path) < 0) {
-                fprintf(stderr, "provium replay: %s\n", r.err);
-                events_reader_close(&r);
-                return -1;
-        }
-        const msgpack_object *m;
-        uint64_t off;
-        int got;
-        while ((got = events_reader_next(&r, &m, &off)) > 0)
-                on_event(rec, m);
-        if (got == 0)
-                got = events_reader_end(&r);
-        if (got < 0)
-                fprintf(stderr, "provium replay: %s\n", r.err);
-        events_reader_close(&r);
-        return got < 0 ? -1 : 0;
+        return events_each(path, "provium replay", on_event_cb, rec);
 }
 
 static void recording_free(Recording *rec)

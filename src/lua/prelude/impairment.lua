@@ -103,35 +103,45 @@ local function handle(b, kind, undo)
 end
 
 
--- add_latency(ms, jitter?): frames a VM sends are delayed by ms (+/- jitter) on its side of
--- the link (netem in the guest: the host kernel here has no sch_netem). On a link, the round
--- trip to that VM rises by ms; on the whole bridge, by 2 ms between any two VMs.
-local function add_latency(self, ms, jitter)
+-- Sets netem (in the guest) on the links of self (a bridge or a link) and says so with
+-- event(b, link); returns the handle that clears it.
+local function netem_on(self, what, ms, jitter, opts, event)
     local b, links = targets(self)
-    check_bridge_alive(b, "add_latency")
-    local who = "bridge " .. net[b].name .. ": add_latency"
-    if type(ms) ~= "number" or ms < 0 then raise(who .. ": milliseconds must be a number >= 0, got " .. show(ms)) end
-    jitter = jitter or 0
-    if type(jitter) ~= "number" or jitter < 0 then raise(who .. ": jitter must be a number >= 0, got " .. show(jitter)) end
+    check_bridge_alive(b, what)
+    local who = "bridge " .. net[b].name .. ": " .. what
     local done = {}
     for _, link in ipairs(links) do
         if not link.dev or link.vm:state() ~= "running" then
             raise(string.format("%s: vm %s is not up on the bridge (%s)", who, link.vm:name(), link.vm:state()))
         end
-        local called, ok, err = pcall(link.vm._netem, link.vm, link.dev, ms, jitter)
+        local called, ok, err = pcall(link.vm._netem, link.vm, link.dev, ms, jitter, opts)
         if not called then raise((tostring(ok):gsub(P.PRELUDE_WHERE, ""))) end
         if not ok then raise(who .. ": " .. err) end
         done[#done + 1] = link
-        internal.event("bridge.latency", { bridge = net[b].name, vm = link.vm:name(), ms = ms,
-                                           jitter_ms = jitter, where = "guest" })
+        event(b, link)
     end
-    return handle(b, "latency", function()
+    return handle(b, what == "add_latency" and "latency" or what, function()
         for _, link in ipairs(done) do
             if link.vm:state() == "running" then
                 local ok, err = link.vm:_netem_clear(link.dev)
                 if not ok then raise(err) end
             end
         end
+    end)
+end
+
+-- add_latency(ms, jitter?): frames a VM sends are delayed by ms (+/- jitter) on its side of
+-- the link (netem in the guest: the host kernel here has no sch_netem). On a link, the round
+-- trip to that VM rises by ms; on the whole bridge, by 2 ms between any two VMs.
+local function add_latency(self, ms, jitter)
+    local b = targets(self)
+    local who = "bridge " .. net[b].name .. ": add_latency"
+    if type(ms) ~= "number" or ms < 0 then raise(who .. ": milliseconds must be a number >= 0, got " .. show(ms)) end
+    jitter = jitter or 0
+    if type(jitter) ~= "number" or jitter < 0 then raise(who .. ": jitter must be a number >= 0, got " .. show(jitter)) end
+    return netem_on(self, "add_latency", ms, jitter, nil, function(br, link)
+        internal.event("bridge.latency", { bridge = net[br].name, vm = link.vm:name(), ms = ms,
+                                           jitter_ms = jitter, where = "guest" })
     end)
 end
 
@@ -144,8 +154,7 @@ local NETEM_OPTIONS = { "delay_ms", "jitter_ms", "loss", "loss_correlation", "du
 -- delay (the frames it does not send at once wait it). It replaces the link's add_latency, and
 -- undo clears both. The kernel's netem draws its own randomness: the run's seed does not reach it.
 local function netem(self, opts)
-    local b, links = targets(self)
-    check_bridge_alive(b, "netem")
+    local b = targets(self)
     local who = "bridge " .. net[b].name .. ": netem"
     if type(opts) ~= "table" then raise(who .. ": options table expected, got " .. show(opts)) end
     for k in pairs(opts) do
@@ -153,29 +162,14 @@ local function netem(self, opts)
         for _, o in ipairs(NETEM_OPTIONS) do known = known or o == k end
         if not known then raise(who .. ": unknown option " .. show(k) .. P.suggest(tostring(k), NETEM_OPTIONS)) end
     end
-    local ms, jitter = opts.delay_ms or 0, opts.jitter_ms or 0
+    local ms = opts.delay_ms or 0
     if (opts.reorder or 0) > 0 and ms == 0 then
         raise(who .. ": reorder needs delay_ms (the frames not sent at once wait it)")
     end
-    local done, text = {}, {}
+    local text = {}
     for _, o in ipairs(NETEM_OPTIONS) do if opts[o] then text[#text + 1] = o .. "=" .. tostring(opts[o]) end end
-    for _, link in ipairs(links) do
-        if not link.dev or link.vm:state() ~= "running" then
-            raise(string.format("%s: vm %s is not up on the bridge (%s)", who, link.vm:name(), link.vm:state()))
-        end
-        local called, ok, err = pcall(link.vm._netem, link.vm, link.dev, ms, jitter, opts)
-        if not called then raise(who .. ": " .. (tostring(ok):gsub(P.PRELUDE_WHERE, ""):gsub("^netem: ", ""))) end
-        if not ok then raise(who .. ": " .. err) end
-        done[#done + 1] = link
-        internal.event("bridge.netem", { bridge = net[b].name, vm = link.vm:name(), what = table.concat(text, " ") })
-    end
-    return handle(b, "netem", function()
-        for _, link in ipairs(done) do
-            if link.vm:state() == "running" then
-                local ok, err = link.vm:_netem_clear(link.dev)
-                if not ok then raise(err) end
-            end
-        end
+    return netem_on(self, "netem", ms, opts.jitter_ms or 0, opts, function(br, link)
+        internal.event("bridge.netem", { bridge = net[br].name, vm = link.vm:name(), what = table.concat(text, " ") })
     end)
 end
 
