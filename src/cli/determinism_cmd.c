@@ -1,8 +1,9 @@
 /* determinism_cmd.c: provium --check-determinism [options] PATH...: the run twice with one seed
  * (as madsim checks its simulations), then every seeded choice of the two compared, test by
  * test: provium.random's draws (seed.draws), drop patterns (bridge.drop_rate), grudges and
- * other impairments (bridge.impair), and the nemeses' faults (nemesis.fault; of those, as many
- * as both runs reached: how many fit is timing). A difference fails the run and shows the first.
+ * other impairments (bridge.impair, bridge.grudge), and the nemeses' faults (nemesis.fault; of
+ * those, as many as both runs reached: how many fit is timing). A difference fails the run and
+ * shows the first.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -55,6 +56,11 @@ static void on_event(Choices *c, const msgpack_object *m)
         } else if (strcmp(type, "bridge.impair") == 0) {
                 proto_copy_str(m, "what", a, sizeof a);
                 choices_add(c, m, "impair", a);
+        } else if (strcmp(type, "bridge.grudge") == 0) {
+                proto_copy_str(m, "preset", b, sizeof b);
+                proto_copy_str(m, "grudge", a, sizeof a);
+                snprintf(what, sizeof what, "%s: %s", b, a);
+                choices_add(c, m, "grudge", what);
         } else if (strcmp(type, "nemesis.fault") == 0) {
                 proto_copy_str(m, "action", b, sizeof b);
                 proto_copy_str(m, "targets", a, sizeof a);

@@ -90,7 +90,8 @@ end
 
 -- bridge:grudge(grudge | preset, opts?): frames to each VM from the VMs it holds a grudge
 -- against are dropped. grudge: {[vm] = {vm, ...}}; preset: one of presets over opts.vms (default
--- every VM on the bridge). Returns the impairment, with .grudge (vm -> list) and .text.
+-- every VM on the bridge). Returns the impairment, with .grudge (vm -> list) and .text; a
+-- bridge.grudge event says who ignores whom.
 function Bridge:grudge(spec, opts)
     local who = "bridge " .. net[self].name .. ": grudge"
     opts = opts or {}
@@ -127,7 +128,8 @@ function Bridge:grudge(spec, opts)
     end
     if #rules == 0 then rules[1] = "    # nobody holds a grudge" end
     local text = describe(g, vms)
-    local h = impair(self, label .. ": " .. (text ~= "" and text or "none"), rules)
+    local h = impair(self, "grudge", rules)
+    internal.event("bridge.grudge", { bridge = net[self].name, preset = label, grudge = text })
     h.grudge, h.text, h.preset = g, text, type(spec) == "string" and spec or nil
     return h
 end
