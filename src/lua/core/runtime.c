@@ -1,6 +1,7 @@
 /* runtime.c: per-file test execution on a libuv loop with parked coroutines (runtime.h).
  *
- * Sections: registry access, parking and resuming, tests, teardown.
+ * Sections: registry access, parking and resuming, tests, teardown. Listing a file (provium
+ * list) and what a kept run asks of the runtime are in runtime_list.c.
  */
 #include "runtime.h"
 
@@ -16,60 +17,10 @@
 #include "claim.h"
 #include "events.h"
 #include "push.h"
+#include "runtime_internal.h"
 #include "vm.h"
 
-#define RUNTIME_KEY  "provium.runtime"
-#define INTERNAL_KEY "provium.internal" /* the prelude's table: tests, run_test */
-
-typedef enum TestStatus { TEST_PASS, TEST_FAIL, TEST_SKIP } TestStatus;
-
-/* A coroutine the runtime drives: a test body, or a branch of provium:parallel. */
-typedef struct Task Task;
-typedef struct Group Group;
-
-struct Task {
-        uint64_t id;
-        lua_State *co;
-        int ref;
-        bool parked;      /* yielded through runtime_wait */
-        Pending *pending; /* what it is parked on */
-        Group *group;     /* the parallel call it is a branch of; NULL for a test body */
-        Group *waiting;   /* the parallel call it is parked in */
-        bool background;  /* internal.spawn's: never waited for, ends with the test */
-        Task *next;
-};
-
-/* One provium:parallel call: lives in a userdata on the caller's stack. */
-struct Group {
-        Pending pending; /* the caller, parked */
-        bool caller_parked;
-        unsigned remaining;
-        bool settled;
-        char *error;
-};
-
-struct Runtime {
-        uv_loop_t *loop;
-        lua_State *L;
-        RuntimeConfig cfg;
-        uint64_t next_task_id;
-        Task *tasks; /* live tasks */
-        Task *main;  /* the running test's body, NULL between tests */
-        bool test_done;
-        TestStatus status;
-        char *message;
-        bool interrupted;
-        char *interrupt_why;
-        uv_timer_t *test_timer;
-        Vm ***vms; /* slots of the VM userdata, in creation order */
-        size_t nvms;
-        unsigned stopping; /* VMs whose QEMU has not been reaped yet */
-        unsigned passed, failed, skipped;
-        uint64_t deadline_ns; /* the running test's timeout, for the count hook; 0: none */
-        bool in_chunk;        /* the file's own chunk is running (provium:claim may be called) */
-        const char *test;     /* the running test's name (run_one_test owns it), NULL outside */
-        char *first_failure;  /* the name of the file's first failed test, NULL before one */
-};
+#define RUNTIME_KEY "provium.runtime"
 
 /* A failure message goes out in one event frame (4 MiB at most): longer ones are cut. */
 #define MESSAGE_MAX (64 * 1024)
@@ -155,21 +106,6 @@ int runtime_track_vm(Runtime *rt, Vm **slot)
         rt->vms = v;
         rt->vms[rt->nvms++] = slot;
         return 0;
-}
-
-const char *runtime_first_failure(const Runtime *rt)
-{
-        return rt->first_failure ? rt->first_failure : rt->failed ? "(file)" : NULL;
-}
-
-size_t runtime_vm_count(const Runtime *rt)
-{
-        return rt->nvms;
-}
-
-Vm *runtime_vm(const Runtime *rt, size_t i)
-{
-        return i < rt->nvms ? *rt->vms[i] : NULL;
 }
 
 /* ---- tasks ---- */
@@ -607,7 +543,7 @@ static void save_artifacts(Runtime *rt, int index, const char *name)
 }
 
 /* The file's own chunk runs first, as a pseudo-test: it registers the tests. */
-static bool run_chunk(Runtime *rt)
+bool runtime_run_chunk(Runtime *rt)
 {
         rt->status = TEST_PASS;
         rt->in_chunk = true;
@@ -670,35 +606,6 @@ static void run_one_test(Runtime *rt, int index)
         free(name);
 }
 
-/* -k: a test runs when its "FILE: name", as its report line shows it, contains one of the
- * patterns (plain text, not a Lua pattern). */
-static bool test_selected(Runtime *rt, int index)
-{
-        if (rt->cfg.nfilters == 0)
-                return true;
-        lua_State *L = rt->L;
-        lua_getfield(L, LUA_REGISTRYINDEX, INTERNAL_KEY);
-        lua_getfield(L, -1, "tests");
-        lua_rawgeti(L, -1, index);
-        lua_getfield(L, -1, "name");
-        const char *name = lua_tostring(L, -1);
-        const char *full = lua_pushfstring(L, "%s: %s", rt->cfg.file, name ? name : "?");
-        bool hit = false;
-        for (int i = 0; i < rt->cfg.nfilters && !hit; i++)
-                hit = strstr(full, rt->cfg.filters[i]) != NULL;
-        lua_pop(L, 5);
-        return hit;
-}
-
-static int test_count(Runtime *rt)
-{
-        lua_getfield(rt->L, LUA_REGISTRYINDEX, INTERNAL_KEY);
-        lua_getfield(rt->L, -1, "tests");
-        int n = (int) luaL_len(rt->L, -1);
-        lua_pop(rt->L, 2);
-        return n;
-}
-
 static void emit_file(const char *type, const Runtime *rt, int with_counts)
 {
         EventBuilder ev;
@@ -730,16 +637,6 @@ static bool acquire_claim(Runtime *rt)
         return false;
 }
 
-void runtime_refuse_if_listing(lua_State *L, const char *what)
-{
-        Runtime *rt = runtime_get(L);
-        if (rt && rt->cfg.listing)
-                luaL_error(L,
-                           "provium list: %s is refused while listing: a file's top level "
-                           "declares tests and its claim; boot in a test",
-                           what);
-}
-
 bool runtime_in_chunk(const Runtime *rt)
 {
         return rt->in_chunk;
@@ -748,11 +645,11 @@ bool runtime_in_chunk(const Runtime *rt)
 int runtime_run_file(Runtime *rt)
 {
         emit_file("file.start", rt, 0);
-        if (run_chunk(rt)) {
-                int n = test_count(rt);
+        if (runtime_run_chunk(rt)) {
+                int n = runtime_test_count(rt);
                 bool granted = false; /* the pool's grant, asked before the first selected test */
                 for (int i = 1; i <= n; i++) {
-                        if (!test_selected(rt, i))
+                        if (!runtime_test_selected(rt, i))
                                 continue;
                         if (!granted && !(granted = acquire_claim(rt)))
                                 break;
@@ -766,48 +663,6 @@ int runtime_run_file(Runtime *rt)
         }
         emit_file("file.end", rt, 1);
         return (int) rt->failed;
-}
-
-static void emit_listed_test(const Runtime *rt, int index)
-{
-        lua_State *L = rt->L;
-        lua_getfield(L, LUA_REGISTRYINDEX, INTERNAL_KEY);
-        lua_getfield(L, -1, "tests");
-        lua_rawgeti(L, -1, index);
-        lua_getfield(L, -1, "name");
-        lua_getfield(L, -2, "line");
-        EventBuilder ev;
-        events_set_scope(rt->cfg.file, lua_tostring(L, -2) ? lua_tostring(L, -2) : "?");
-        event_begin(&ev, "list.test", 1);
-        proto_kv_uint(&ev.w, "line", (uint64_t) lua_tointeger(L, -1));
-        event_end(&ev);
-        events_set_scope(rt->cfg.file, NULL);
-        lua_pop(L, 5);
-}
-
-int runtime_list_file(Runtime *rt)
-{
-        lua_State *L = rt->L;
-        lua_getfield(L, LUA_REGISTRYINDEX, INTERNAL_KEY);
-        lua_getfield(L, -1, "enter_listing");
-        lua_call(L, 0, 0);
-        lua_pop(L, 1);
-        bool ok = run_chunk(rt);
-        uint64_t mb;
-        unsigned cpus;
-        bool declared = claim_get(&mb, &cpus);
-        EventBuilder ev;
-        event_begin(&ev, "list.file", 4);
-        proto_kv_uint(&ev.w, "memory_mb", mb);
-        proto_kv_uint(&ev.w, "cpus", cpus);
-        proto_kv_bool(&ev.w, "declared", declared);
-        proto_kv_str(&ev.w, "error", ok ? "" : rt->message ? rt->message : "failed");
-        event_end(&ev);
-        int n = ok ? test_count(rt) : 0;
-        for (int i = 1; i <= n; i++)
-                if (test_selected(rt, i))
-                        emit_listed_test(rt, i);
-        return ok ? 0 : 1;
 }
 
 /* ---- teardown ---- */
