@@ -9,23 +9,15 @@
 #include <unistd.h>
 
 #include "cachedir.h"
+#include "events_json.h"
 #include "kept_cmd.h"
 
 #define KEPT_STOP_WAIT_MS 60000
 
+/* A string of a kept run's info as JSON (events_json.c's escaping: UTF-8 checked). */
 static void json_str(const char *s)
 {
-        putchar('"');
-        for (; *s; s++) {
-                unsigned char c = (unsigned char) *s;
-                if (c == '"' || c == '\\')
-                        printf("\\%c", c);
-                else if (c < 0x20)
-                        printf("\\u%04x", c);
-                else
-                        putchar(c);
-        }
-        putchar('"');
+        (void) events_json_string(stdout, s, strlen(s));
 }
 
 int ls_cmd_main(int argc, char **argv)
