@@ -28,32 +28,10 @@ test("initial_time sets the guest's clock at power-on", function(t)
     t:error(function() provium:vm("bad"):boot({ initial_time = "soon" }) end, "initial_time")
 end)
 
--- rng_seed: /dev/hwrng is the seed's stream, xoshiro256** seeded through SplitMix64
--- (docs/api.md), the same in every boot whenever it is read, beside a busy VM.
-local function splitmix64(x)
-    x = x + 0x9e3779b97f4a7c15
-    local z = x
-    z = (z ~ (z >> 30)) * 0xbf58476d1ce4e5b9
-    z = (z ~ (z >> 27)) * 0x94d049bb133111eb
-    return x, z ~ (z >> 31)
-end
-
-local function rotl(x, k) return (x << k) | (x >> (64 - k)) end
-
--- The first n bytes of seed's stream, as od -tx1 prints them without spaces.
-local function expected(seed, n)
-    local s, x = {}, seed
-    for i = 1, 4 do x, s[i] = splitmix64(x) end
-    local out = {}
-    while #out < n do
-        local r = rotl(s[2] * 5, 7) * 9
-        local t = s[2] << 17
-        s[3] = s[3] ~ s[1]; s[4] = s[4] ~ s[2]; s[2] = s[2] ~ s[3]; s[1] = s[1] ~ s[4]
-        s[3] = s[3] ~ t; s[4] = rotl(s[4], 45)
-        for b = 0, 7 do out[#out + 1] = string.format("%02x", (r >> (8 * b)) & 0xff) end
-    end
-    return table.concat(out, "", 1, n)
-end
+local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
+-- rng_seed: /dev/hwrng is the seed's stream (docs/api.md), the same in every boot whenever it
+-- is read, beside a busy VM.
+local expected = dofile(here .. "/lib/hwrng.lua")
 
 test("rng_seed makes /dev/hwrng the seed's own stream, whenever and wherever it is read", function(t)
     local busy = provium:vm("busy"):boot()

@@ -1,8 +1,10 @@
 -- One root seed: --seed N (drawn when not given), said at the start and the end and as a
 -- run.seed event; provium.seed() and provium.random() and bridges' drop patterns derive from
--- it by stable names. No VM boots here (bridges live in the runner's namespace).
+-- it by stable names. No VM boots here (bridges live in the runner's namespace), but in the
+-- runs of the guests' /dev/hwrng test.
 local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
 local st = dofile(here .. "/lib/selftest.lua")(here)
+local expected = dofile(here .. "/lib/hwrng.lua")
 local P = provium.executable
 
 -- Runs the fixture (in dir, made once per test: seeds derive from the file's path as the run
@@ -27,6 +29,45 @@ test("the same seed makes the same choices; another seed, other ones", function(
     t:ne(c, a, "seed 43")
     t:ne(pc, pa, "seed 43's drop pattern")
     t:match(a, "^file %d+\ndraws %d+ %d+ 0%.%d+ [1-6]\ndrops %d+\n$")
+end)
+
+test("a VM without rng_seed reads a stream of the run's seed: booted or a fixture's clone", function(t)
+    local dir = st.workdir("hwrng_derived")
+    local function hwrng(seed)
+        local a, _, out, code, events = run(dir, "--seed " .. seed)
+        t:eq(code, 0, out)
+        local seeds = {} -- by VM name, the last vm.hwrng event's (a fixture's builder comes before its clone)
+        for line in events:gmatch("[^\n]+") do
+            if line:find('"type":"vm.hwrng"', 1, true) then
+                t:match(line, '"derived":true', "no rng_seed given: a derived seed")
+                seeds[line:match('"vm":"([^"]+)"')] = math.tointeger(tonumber(line:match('"seed":(%d+)')))
+            end
+        end
+        return a, seeds, out
+    end
+    local a, seeds, out = hwrng(42)
+    t:match(a, "^booted (%x+)\nclone (%x+)\n$", out)
+    t:ok(seeds.booted and seeds.hwrng_derived, "vm.hwrng events for the booted VM and the clone\n" .. out)
+    local booted, clone = a:match("^booted (%x+)\nclone (%x+)\n$")
+    t:eq(booted, expected(seeds.booted, 64), "the booted VM reads its derived seed's stream")
+    t:eq(clone, expected(seeds.hwrng_derived, 64), "the clone reads its own derived seed's stream")
+    t:ne(clone, booted, "two VMs, two streams")
+    local b, seeds_b = hwrng(42)
+    t:eq(b, a, "seed 42 twice: the same bytes")
+    t:eq(seeds_b.booted, seeds.booted)
+    local c = hwrng(43)
+    t:ne(c:match("booted (%x+)"), booted, "seed 43: other bytes")
+    t:ne(c:match("clone (%x+)"), clone, "seed 43: the clone's too")
+end)
+
+test("--check-determinism compares a disk's fault draws; a disk seeded by the host is caught", function(t)
+    local dir = st.workdir("disk_draws")
+    local out, code = st.run(dir, "--check-determinism --seed 9 --progress never")
+    t:eq(code, 0, out)
+    t:match(out, "%-%-check%-determinism: the two runs made the same %d+ choices")
+    out, code = st.run(dir, "--check-determinism --seed 9 --progress never", "UNSEEDED=1")
+    t:eq(code, 1, out)
+    t:match(out, "choice %d+ differs:\n  first run: +[^\n]*disk_draws%.test%.lua: [^\n]*\tdisk flaky first %x+\n")
 end)
 
 test("a test's draws are its own: -k and other tests change nothing", function(t)

@@ -130,6 +130,9 @@ void init_ensure_stdio(void);
  * provium.rng_seed on the command line). Returns 0, or -errno after logging the failed step
  * (and then leaves no FIFO behind). */
 int hwrng_start(uint64_t seed);
+/* Gives /dev/hwrng the stream of seed from its start: a new FIFO when there is none yet,
+ * else the same one emptied (the hwrng op). Returns 0 or -errno, logged. */
+int hwrng_reseed(uint64_t seed);
 
 /* ---- power.c ---- */
 

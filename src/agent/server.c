@@ -184,7 +184,8 @@ static const char *const server_caps[] = {
     "hello",       "exec",    "read_file", "write_file", "stat",       "mkdir",
     "poweroff",    "cancel",  "reset",     "spawn",      "proc_write", "proc_close_stdin",
     "proc_signal", "open",    "fread",     "fwrite",     "seek",       "close",
-    "tail",        "syscall", "ioctl",     "set_time",   "netem",      "proc_resize"};
+    "tail",        "syscall", "ioctl",     "set_time",   "netem",      "proc_resize",
+    "hwrng"};
 
 static int op_hello(Server *s, uint64_t id, const msgpack_object *req)
 {
@@ -249,6 +250,23 @@ static int op_set_time(Server *s, uint64_t id, const msgpack_object *req)
         struct timespec ts = {.tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000};
         if (clock_settime(CLOCK_REALTIME, &ts) < 0)
                 return server_reply_errno(s, id, errno, "clock_settime");
+        server_begin_ok(s, id, 0);
+        return server_flush(s);
+}
+
+/* /dev/hwrng becomes the stream of seed (hwrng.c): the default a VM booted without rng_seed
+ * gets from the run's seed. Only as PID 1: a local VM's /dev is the host's. */
+static int op_hwrng(Server *s, uint64_t id, const msgpack_object *req)
+{
+        uint64_t seed;
+        int r = proto_get_uint(req, "seed", &seed);
+        if (r <= 0)
+                return server_reply_field(s, id, "hwrng", "seed", r);
+        if (!s->pid1)
+                return server_reply_errno(s, id, ENOTSUP, "hwrng: not the guest's init");
+        r = hwrng_reseed(seed);
+        if (r < 0)
+                return server_reply_errno(s, id, -r, "hwrng");
         server_begin_ok(s, id, 0);
         return server_flush(s);
 }
@@ -332,6 +350,7 @@ static const struct {
     {"syscall", sys_syscall},
     {"ioctl", sys_ioctl},
     {"netem", net_netem},
+    {"hwrng", op_hwrng},
 };
 
 /* Handles one request. Returns 0, or -errno when the connection is unusable. */

@@ -1,9 +1,10 @@
 /* determinism_cmd.c: provium --check-determinism [options] PATH...: the run twice with one seed
  * (as madsim checks its simulations), then every seeded choice of the two compared, test by
  * test: provium.random's draws (seed.draws), drop patterns (bridge.drop_rate), grudges and
- * other impairments (bridge.impair, bridge.grudge), and the nemeses' faults (nemesis.fault; of
- * those, as many as both runs reached: how many fit is timing). A difference fails the run and
- * shows the first.
+ * other impairments (bridge.impair, bridge.grudge), guests' /dev/hwrng seeds (vm.hwrng),
+ * disks' draws (disk.draws: the first ones both runs reached) and the nemeses' faults
+ * (nemesis.fault; of those, as many as both runs reached: how many fit is timing). A
+ * difference fails the run and shows the first.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -61,6 +62,17 @@ static void on_event(Choices *c, const msgpack_object *m)
                 proto_copy_str(m, "grudge", a, sizeof a);
                 snprintf(what, sizeof what, "%s: %s", b, a);
                 choices_add(c, m, "grudge", what);
+        } else if (strcmp(type, "vm.hwrng") == 0) {
+                uint64_t seed = 0;
+                (void) proto_get_uint(m, "seed", &seed);
+                proto_copy_str(m, "vm", b, sizeof b);
+                snprintf(what, sizeof what, "%s seed %llu", b, (unsigned long long) seed);
+                choices_add(c, m, "hwrng", what);
+        } else if (strcmp(type, "disk.draws") == 0) {
+                proto_copy_str(m, "disk", b, sizeof b);
+                proto_copy_str(m, "first", a, sizeof a);
+                snprintf(what, sizeof what, "%s first %s", b, a);
+                choices_add(c, m, "disk", what);
         } else if (strcmp(type, "nemesis.fault") == 0) {
                 proto_copy_str(m, "action", b, sizeof b);
                 proto_copy_str(m, "targets", a, sizeof a);
@@ -117,6 +129,20 @@ static int line_len(const char *p)
         return (int) strcspn(p, "\n");
 }
 
+/* Two disk.draws lines agree when they name one disk and one's draws begin the other's: how
+ * many requests met a fault by the end of a test is the guest's timing. */
+static bool same_disk_draws(const char *p, const char *q)
+{
+        const char *dp = strstr(p, "\tdisk "), *dq = strstr(q, "\tdisk ");
+        if (!dp || !dq || dp >= p + line_len(p) || dq >= q + line_len(q))
+                return false;
+        const char *fp = strstr(dp, " first "), *fq = strstr(dq, " first ");
+        if (!fp || !fq || fp - p != fq - q || strncmp(p, q, (size_t) (fp - p)) != 0)
+                return false;
+        int np = line_len(fp), nq = line_len(fq);
+        return strncmp(fp, fq, (size_t) (np < nq ? np : nq)) == 0;
+}
+
 /* The first difference between two runs' choices, or 0 when there is none. Nemesis lines are
  * compared only while both runs have them. */
 static int compare(const Choices *a, const Choices *b)
@@ -129,7 +155,8 @@ static int compare(const Choices *a, const Choices *b)
                 bool qn =
                     *q && strstr(q, "\tnemesis ") && strstr(q, "\tnemesis ") < q + line_len(q);
                 if (*p && *q &&
-                    (line_len(p) != line_len(q) || strncmp(p, q, (size_t) line_len(p)) != 0)) {
+                    (line_len(p) != line_len(q) || strncmp(p, q, (size_t) line_len(p)) != 0) &&
+                    !same_disk_draws(p, q)) {
                         if (pn && !qn) { /* this run's nemesis got further: skip its extra faults */
                                 p += line_len(p) + 1;
                                 continue;

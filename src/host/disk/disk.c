@@ -291,6 +291,25 @@ int disk_undo_fault(Disk *d, unsigned id)
         return 0;
 }
 
+/* disk.draws: how many random draws the disk made so far, and the top bytes of its first ones
+ * (a pure function of its rng_seed: two runs with one seed agree on those both reached). */
+static void emit_draws(Disk *d)
+{
+        DiskRng *r = &d->rng;
+        char first[2 * DISK_RNG_FIRST + 1];
+        size_t n = r->draws < DISK_RNG_FIRST ? (size_t) r->draws : DISK_RNG_FIRST;
+        for (size_t i = 0; i < n; i++)
+                snprintf(first + 2 * i, 3, "%02x", r->first[i]);
+        first[2 * n] = '\0';
+        EventBuilder ev;
+        event_begin(&ev, "disk.draws", 3);
+        proto_kv_str(&ev.w, "disk", d->name);
+        proto_kv_uint(&ev.w, "draws", r->draws);
+        proto_kv_str(&ev.w, "first", first);
+        event_end(&ev);
+        r->reported = r->draws;
+}
+
 void disk_report_hits(Disk *d)
 {
         for (DiskFault *f = d->faults.head; f; f = f->next)
@@ -298,6 +317,8 @@ void disk_report_hits(Disk *d)
                         emit_hits(d, f);
                         f->reported = !f->active; /* a spent one is done; one in effect goes on */
                 }
+        if (d->rng.draws > d->rng.reported)
+                emit_draws(d);
 }
 
 int64_t disk_fault_hits(Disk *d, unsigned id)

@@ -70,7 +70,8 @@ int disk_write_sectors(Disk *d, uint64_t lba, const uint8_t *data, size_t len, c
 int disk_add_fault(Disk *d, const DiskFault *f, char *err, size_t errlen);
 /* Ends fault id (0: every fault: disk:heal()). Emits disk.fault_hit per fault and disk.heal. */
 int disk_undo_fault(Disk *d, unsigned id);
-/* disk.fault_hit for each fault in effect that was hit, with its hits so far (after a test). */
+/* disk.fault_hit for each fault in effect that was hit, with its hits so far, and disk.draws
+ * when it drew since the last (after a test). */
 void disk_report_hits(Disk *d);
 /* The fault's hits so far, or -1 when there is no such fault. */
 int64_t disk_fault_hits(Disk *d, unsigned id);

@@ -12,6 +12,9 @@ double disk_rng_next(void *rng)
         z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
         z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
         z ^= z >> 31;
+        if (r->draws < DISK_RNG_FIRST)
+                r->first[r->draws] = (uint8_t) (z >> 56);
+        r->draws++;
         return (double) (z >> 11) / (double) (UINT64_C(1) << 53);
 }
 

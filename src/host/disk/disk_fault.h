@@ -31,9 +31,14 @@ typedef struct DiskFault {
         struct DiskFault *next;
 } DiskFault;
 
-/* splitmix64: small, and the same sequence for the same seed everywhere */
+#define DISK_RNG_FIRST 32 /* draws whose top bytes are kept, for --check-determinism */
+
+/* splitmix64: small, and the same sequence for the same seed everywhere. It counts its draws
+ * and keeps the top byte of the first few (disk.draws). */
 typedef struct DiskRng {
         uint64_t state;
+        uint64_t draws, reported; /* draws made; as many as the last disk.draws said */
+        uint8_t first[DISK_RNG_FIRST];
 } DiskRng;
 
 double disk_rng_next(void *rng); /* [0, 1) */

@@ -29,6 +29,7 @@
 #include "snapshot.h"
 #include "net.h"
 #include "disk_object.h"
+#include "hwrng.h"
 #include "netem.h"
 #include "process.h"
 #include "transfer.h"
@@ -534,6 +535,7 @@ void bind_vm_register(lua_State *L)
         bind_net_add_vm_methods(L);
         bind_disk_add_vm_methods(L);
         bind_netem_add_methods(L);
+        bind_hwrng_add_methods(L);
         lua_pushvalue(L, -1);
         lua_setfield(L, -3, "__index");
         /* leaves the methods table on the stack for the prelude, below the metatable */

@@ -190,6 +190,7 @@ local function restore_fixture(name, entry, timeout, pool)
         if not dok then raise(string.format("fixture %s: vm %s: %s", name, vmname, derr)) end
         local ok, err = vm:_boot_saved(saved.state, saved.ram, saved.config, timeout, pool)
         if not ok then raise(string.format("fixture %s: restoring vm %s: %s", name, vmname, err)) end
+        P.seed_hwrng(vm, saved.config.rng_seed)
         vms[saved.name] = vm
     end
     for bname, b in pairs(bridges_made) do vms[bname] = b end

@@ -11,6 +11,20 @@ function P.derived_seed(kind, name)
     return internal.derive_seed(internal.file_name(), kind, name)
 end
 
+-- A QEMU VM's /dev/hwrng reads the stream of its rng_seed (src/agent/hwrng.c): the one it
+-- was booted or saved with, else one derived from (file, "vm", its name), given once it is up.
+-- A vm.hwrng event says which. A local VM's /dev is the host's: it has none.
+function P.seed_hwrng(vm, given)
+    if vm:vmm() == "local" then return end
+    local seed = given
+    if seed == nil then
+        seed = P.derived_seed("vm", vm:name())
+        local ok, err = vm:_hwrng(seed)
+        if not ok then raise(string.format("vm %s: /dev/hwrng: %s", vm:name(), tostring(err))) end
+    end
+    internal.event("vm.hwrng", { vm = vm:name(), seed = seed, derived = given == nil })
+end
+
 -- provium.seed(): the running test's seed (the file's at its top level).
 function provium.seed()
     return internal.derive_seed(internal.file_name(), "test", P.current_test or "")

@@ -14,6 +14,7 @@ function VM:boot(opts)
         opts = o
     end
     call("boot", self._boot, self, vm_state(self).image, opts)
+    P.seed_hwrng(self, opts and opts.rng_seed)
     if internal.configure_links then internal.configure_links(self) end
     return self
 end
