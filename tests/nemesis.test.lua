@@ -89,6 +89,8 @@ test("bad options are refused, naming them", function(t)
     t:error(function() provium:nemesis({ vms = vms, faults = { "pause" }, intervall = 1 }) end,
             "unknown option \"intervall\".*did you mean 'interval'")
     t:error(function() provium:nemesis({ faults = { "pause" } }) end, "vms must be a non%-empty list")
+    t:error(function() provium:nemesis({ vms = vms, bridge = lan, faults = { "partition" }, partitions = { "primaries" } }) end,
+            "partitions preset primaries needs primaries =")
 end)
 
 test("--check-determinism compares the two runs' nemesis schedules", function(t)

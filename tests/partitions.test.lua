@@ -71,6 +71,30 @@ for _, preset in ipairs({ "random-halves", "random-node", "minority-third", "maj
     end)
 end
 
+test("preset primaries: a seeded non-empty subset of the primaries, each alone; the rest together", function(t)
+    cluster()
+    local prims = { nodes[1], nodes[2], nodes[3] }
+    for round = 1, 2 do
+        -- a function: asked when the grudge is made, as a nemesis asks for the current leader
+        local h = lan:grudge("primaries", { primaries = round == 1 and prims or function() return prims end })
+        local got, want = reach(), expected(h.grudge)
+        h:undo()
+        t:eq(got, want, "primaries: " .. h.text)
+        local alone, together = 0, {}
+        for _, n in ipairs(nodes) do
+            local peers = count(want[n:name()])
+            if peers == 0 then alone = alone + 1 else together[#together + 1] = peers end
+        end
+        t:ok(alone >= 1 and alone <= 3, "one to three primaries alone: " .. alone .. " (" .. h.text .. ")")
+        for _, peers in ipairs(together) do t:eq(peers, #together - 1, "the others hear each other: " .. h.text) end
+        for _, n in ipairs({ nodes[4], nodes[5] }) do t:ok(count(want[n:name()]) > 0, n:name() .. " is not a primary: never alone") end
+    end
+    t:error(function() lan:grudge("primaries") end, "primaries needs opts.primaries")
+    t:error(function() lan:grudge("primaries", { primaries = { nodes[1] }, vms = { nodes[2], nodes[3] } }) end,
+            "primaries: .* is not one of the VMs partitioned")
+    t:error(function() lan:grudge("random-node", { vm = nodes }) end, "unknown option \"vm\".*did you mean 'vms'")
+end)
+
 test("a grudge of one's own is one-way, and heal ends every grudge", function(t)
     cluster()
     local n1, n2 = nodes[1], nodes[2]

@@ -55,8 +55,10 @@ function Bridge:partition(a, b, opts) end
 
 --- bridge:grudge(grudge | preset, opts?): frames to each VM from the VMs it holds a grudge
 --- against are dropped. grudge: {[vm] = {vm, ...}}; preset: "random-halves", "random-node",
---- "minority-third", "majorities-ring" or "bridge" over opts.vms (default: every VM on the
---- bridge), drawn from the run's seed. The impairment it returns has .grudge and .text.
+--- "minority-third", "majorities-ring", "bridge" or "primaries" (opts.primaries: a list of
+--- VMs or a function returning one; a seeded non-empty subset of them, each alone) over
+--- opts.vms (default: every VM on the bridge), drawn from the run's seed. The impairment it
+--- returns has .grudge and .text.
 ---@param spec table|string
 ---@param opts table?
 ---@return Impairment

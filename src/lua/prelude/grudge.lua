@@ -1,12 +1,13 @@
 -- grudge.lua: partitions as grudges (who cannot hear whom), and Jepsen's partition presets
--- over a bridge's VMs: random-halves, random-node, minority-third, majorities-ring, bridge.
+-- over a bridge's VMs: random-halves, random-node, minority-third, majorities-ring, bridge,
+-- primaries (given by the test: the database knows who they are).
 -- The random ones draw from the run's seed (seed.lua): the same seed, the same grudges.
 local P = ...
 local internal, show, raise = P.internal, P.show, P.raise
 local net, impair, tap_of = P.net, P.impair, P.tap_of
 local Bridge = internal.Bridge
 
-local presets = { "random-halves", "random-node", "minority-third", "majorities-ring", "bridge" }
+local presets = { "random-halves", "random-node", "minority-third", "majorities-ring", "bridge", "primaries" }
 
 -- A shuffled copy of list, from draw (a function giving floats in [0, 1)).
 local function shuffled(list, draw)
@@ -37,11 +38,40 @@ local function split(v, at)
     return a, b
 end
 
+-- The primaries a test gives (a list of VMs, or a function returning one when the grudge is
+-- made, so a nemesis finds the current leader), each one of vms.
+local function primaries_of(given, vms, who)
+    local list = given
+    if type(given) == "function" then list = given() end
+    if type(list) ~= "table" or #list == 0 then
+        raise(who .. ": primaries needs opts.primaries, a non-empty list of VMs (or a function " ..
+              "returning one), got " .. show(list))
+    end
+    local member = {}
+    for _, vm in ipairs(vms) do member[vm] = true end
+    for _, vm in ipairs(list) do
+        if not member[vm] then raise(who .. ": primaries: " .. show(vm) .. " is not one of the VMs partitioned") end
+    end
+    return list
+end
+
 -- The grudge of a preset over vms (at least 2; majorities-ring and bridge at least 3).
-local function preset_grudge(name, vms, draw, who)
+local function preset_grudge(name, vms, draw, who, opts)
     local n, g = #vms, {}
     local v = shuffled(vms, draw)
-    if name == "random-halves" then
+    if name == "primaries" then
+        -- as Jepsen's: a non-empty subset of the primaries, each alone; the others together
+        local prims = shuffled(primaries_of(opts.primaries, vms, who), draw)
+        local k = math.floor(draw() * #prims) + 1
+        local parts, alone = {}, {}
+        for i = 1, k do parts[#parts + 1] = { prims[i] }; alone[prims[i]] = true end
+        local rest = {}
+        for _, x in ipairs(v) do if not alone[x] then rest[#rest + 1] = x end end
+        if #rest > 0 then parts[#parts + 1] = rest end
+        for i = 1, #parts do
+            for j = i + 1, #parts do cut(g, parts[i], parts[j]) end
+        end
+    elseif name == "random-halves" then
         local a, b = split(v, n // 2)
         cut(g, a, b)
     elseif name == "random-node" then
@@ -96,6 +126,11 @@ function Bridge:grudge(spec, opts)
     local who = "bridge " .. net[self].name .. ": grudge"
     opts = opts or {}
     if type(opts) ~= "table" then raise(who .. ": options table expected, got " .. show(opts)) end
+    for k in pairs(opts) do
+        if k ~= "vms" and k ~= "primaries" then
+            raise(who .. ": unknown option " .. show(k) .. P.suggest(tostring(k), { "vms", "primaries" }))
+        end
+    end
     local vms = opts.vms
     if vms == nil then
         vms = {}
@@ -113,7 +148,7 @@ function Bridge:grudge(spec, opts)
         if #vms < 2 then raise(who .. ": " .. spec .. " needs 2 VMs or more, got " .. #vms) end
         net[self].grudges = (net[self].grudges or 0) + 1
         local draw = P.stream("grudge", net[self].name .. "#" .. net[self].grudges)
-        g, label = preset_grudge(spec, vms, draw, who), spec
+        g, label = preset_grudge(spec, vms, draw, who, opts), spec
     elseif type(spec) == "table" then
         g, label = spec, "grudge"
     else

@@ -15,7 +15,7 @@ P.api.Nemesis = Nemesis
 
 local KINDS = { "partition", "pause", "clock", "drop", "latency", "kill", "disk" }
 local OPTIONS = { "vms", "bridge", "faults", "interval", "duration", "name", "history", "partitions",
-                  "process", "disks", "skew_ppm", "drop", "latency_ms" }
+                  "process", "disks", "skew_ppm", "drop", "latency_ms", "primaries" }
 local SLICE = 0.1 -- seconds a nemesis sleeps at a time, so that stop and quiet act at once
 
 local running = {} -- this test's nemeses, stopped after it
@@ -57,6 +57,11 @@ local function validate(opts)
         raise(who .. ": fault kill needs process = { kill = function(vm) ... end, start = function(vm) ... end }")
     end
     if need.disk then list_of(who, "disks", opts.disks, function() end) end
+    for _, p in ipairs(opts.partitions or {}) do
+        if p == "primaries" and type(opts.primaries) ~= "table" and type(opts.primaries) ~= "function" then
+            raise(who .. ": partitions preset primaries needs primaries = {vm, ...} or a function returning them")
+        end
+    end
     for _, k in ipairs({ "interval", "duration" }) do
         if opts[k] ~= nil and not (P.is_seconds(opts[k]) and opts[k] > 0) then
             raise(who .. ": " .. k .. " must be seconds above 0, got " .. show(opts[k]))
@@ -86,7 +91,7 @@ local function apply(nem, kind)
     local fault = { kind = kind }
     if kind == "partition" then
         local preset = nem.partitions[math.floor(d2 * #nem.partitions) + 1]
-        local h = nem.bridge:grudge(preset, { vms = nem.vms })
+        local h = nem.bridge:grudge(preset, { vms = nem.vms, primaries = nem.primaries })
         fault.targets, fault.heal = preset .. ": " .. h.text, function() h:undo() end
     elseif kind == "pause" then
         vm:pause()
@@ -170,7 +175,7 @@ function provium:nemesis(opts)
         name = name, vms = opts.vms, bridge = opts.bridge, faults = opts.faults, interval = interval,
         duration = opts.duration or interval / 2, history = opts.history,
         partitions = opts.partitions or { "random-halves", "random-node", "majorities-ring", "bridge", "minority-third" },
-        process = opts.process, disks = opts.disks, skew_ppm = opts.skew_ppm or 50000, drop = opts.drop or 0.3,
+        primaries = opts.primaries, process = opts.process, disks = opts.disks, skew_ppm = opts.skew_ppm or 50000, drop = opts.drop or 0.3,
         latency_ms = opts.latency_ms or 100, draw = P.stream("nemesis", name), t0 = internal.now(),
         quiet_until = 0, active = {}, log = {}, stopping = false, done = false,
     }, Nemesis)
