@@ -148,6 +148,31 @@ test("JSON and EDN as Jepsen's tools read them", function(t)
     t:match(edn, "\n{:index 5, :type :ok, :f :read, :value \"x\\\"y\", :process 1, :time %d+}\n$")
 end)
 
+test("Clojure's EDN reader reads the history back, as Knossos and Elle would", function(t)
+    local k = provium.keyword
+    local h = provium.history("clj")
+    h:invoke(0, "write", 3):ok()
+    h:invoke("nemesis", "partition", { "n1", "n2" }):info()
+    h:invoke(1, "read"):ok("quote \" backslash \\ newline \n tab \t é")
+    h:invoke(2, "txn", { { k"append", 5, 3 }, { k"r", 5 } }):ok({ { k"append", 5, 3 }, { k"r", 5, { 1, 3 } } })
+    h:invoke(3, "cas", { -1, 2.5 }):fail()
+    h:invoke(4, "write", true):info()
+    local dir = st.tmpdir("history")
+    h:write_edn(dir .. "/h.edn")
+    local out, code = st.sh("clojure " .. here .. "/lib/read_history.clj " .. dir .. "/h.edn 2>&1")
+    t:eq(code, 0, "clojure (Debian's clojure; scripts/bootstrap installs it): " .. out)
+    t:eq(out, table.concat({
+        '[0 :invoke :write 3 0]', '[1 :ok :write 3 0]',
+        '[2 :invoke :partition ["n1" "n2"] :nemesis]', '[3 :info :partition ["n1" "n2"] :nemesis]',
+        '[4 :invoke :read nil 1]', '[5 :ok :read "quote \\" backslash \\\\ newline \\n tab \\t é" 1]',
+        '[6 :invoke :txn [[:append 5 3] [:r 5]] 2]', '[7 :ok :txn [[:append 5 3] [:r 5 [1 3]]] 2]',
+        '[8 :invoke :cas [-1 2.5] 3]', '[9 :fail :cas [-1 2.5] 3]',
+        '[10 :invoke :write true 4]', '[11 :info :write true 4]', "" }, "\n"))
+    t:match(h:json(), '"value":%[%["append",5,3%],%["r",5%]%]', "JSON writes a keyword's name")
+    t:eq(k"append", provium.keyword("append"), "one keyword per name")
+    t:error(function() provium.keyword("no spaces") end, "provium.keyword%(name%): a name of letters")
+end)
+
 test("bad input is refused, naming what was wrong", function(t)
     local h = provium.history("h")
     t:error(function() h:invoke({}, "read") end, "h: invoke: process must be an integer or a string")

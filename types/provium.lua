@@ -726,6 +726,12 @@ function provium:buffer(...) end
 ---@return History
 function provium:history(name) end
 
+--- provium.keyword(name): an EDN keyword (:append, :r) for history values, such as Elle's
+--- transactions; one per name, so == compares them; JSON writes the name.
+---@param name string
+---@return table
+function provium:keyword(name) end
+
 --- provium.random(), provium.random(m), provium.random(m, n): as math.random, from the running
 --- test's own stream of the run's seed (--seed): the same draws in every run with that seed.
 ---@param m integer?

@@ -24,15 +24,31 @@ function provium.history(name)
     return setmetatable({ name = name or "history", t0 = internal.now(), records = {}, open = {} }, History)
 end
 
+-- provium.keyword(name): an EDN keyword (:append, :r), for values such as Elle's transactions
+-- ({{k"append", 5, 3}, {k"r", 5}}); one table per name, so == compares them. JSON writes the name.
+local Keyword = { __name = "provium.keyword" }
+Keyword.__index = Keyword
+Keyword.__tostring = function(k) return ":" .. k.name end
+local keywords = {}
+function provium.keyword(name)
+    if name == provium then name = nil end
+    if type(name) ~= "string" or not name:match("^[%a_][%w%-_.?!*+]*$") then
+        raise("provium.keyword(name): a name of letters, digits and - _ . ? ! * + expected, got " .. show(name))
+    end
+    keywords[name] = keywords[name] or setmetatable({ name = name }, Keyword)
+    return keywords[name]
+end
+
 local function check_value(who, v, depth)
     local ty = type(v)
     if ty == "nil" or ty == "boolean" or ty == "number" or ty == "string" then return end
+    if getmetatable(v) == Keyword then return end
     if ty == "table" and (depth or 0) < 4 then
         for i, x in ipairs(v) do check_value(who, x, (depth or 0) + 1) end
         if #v == 0 and next(v) ~= nil then raise(who .. ": a table value must be a list, got " .. show(v)) end
         return
     end
-    raise(who .. ": a value must be nil, a boolean, a number, a string or a list of them, got " .. show(v))
+    raise(who .. ": a value must be nil, a boolean, a number, a string, a keyword or a list of them, got " .. show(v))
 end
 
 -- h:invoke(process, f, value?) -> op: the operation starts now. process: an integer or a name.
@@ -112,6 +128,7 @@ local function json_value(v)
         if v ~= v or v == math.huge or v == -math.huge then return "null" end
         return string.format("%.17g", v)
     end
+    if getmetatable(v) == Keyword then v, ty = v.name, "string" end
     if ty == "string" then
         return '"' .. v:gsub('[%c"\\]', function(c)
             local named = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\t"] = "\\t", ["\r"] = "\\r" }
@@ -132,6 +149,7 @@ local function edn_value(v)
         end
         return ty == "number" and math.type(v) == "float" and string.format("%.17g", v) or tostring(v)
     end
+    if getmetatable(v) == Keyword then return ":" .. v.name end
     if ty == "string" then return '"' .. v:gsub('[\\"]', "\\%0"):gsub("\n", "\\n") .. '"' end
     local parts = {}
     for i, x in ipairs(v) do parts[i] = edn_value(x) end
