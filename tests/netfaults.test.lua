@@ -1,6 +1,8 @@
 -- link:netem{...}: loss (with correlation), duplication, corruption and reordering of what a VM
 -- sends on a bridge (netem in the guest), each measured in the guest by ping; and that it is
--- one direction: what the VM receives is left alone.
+-- one direction: what the VM receives is left alone. direction = "in" (what the VM receives,
+-- through an IFB device in the guest) and "both", told apart by loss and InEchos; a delay to
+-- show the parameters reach the IFB; and what undo leaves.
 provium:claim({ memory = "1G" })
 
 local lan, a, b
@@ -25,6 +27,37 @@ end
 
 local function within(t, v, lo, hi, what)
     t:ok(v >= lo and v <= hi, string.format("%s: %s, expected %s..%s", what, tostring(v), lo, hi))
+end
+
+-- The echo requests vm has received (InEchos of /proc/net/snmp's Icmp lines).
+local function echos_in(vm)
+    local snmp = vm:read_file("/proc/net/snmp")
+    local names, values = snmp:match("Icmp: (%S[^\n]*)\nIcmp: ([^\n]*)")
+    local idx, i = nil, 0
+    for name in names:gmatch("%S+") do i = i + 1 if name == "InEchos" then idx = i end end
+    i = 0
+    for v in values:gmatch("%S+") do i = i + 1 if i == idx then return tonumber(v) end end
+end
+
+-- Each VM pings the other once, so both know the other's MAC: with one side's frames all
+-- lost, ARP could not resolve it, and no echo request would leave at all.
+local function warm()
+    a:run("ping -c 1 -W 5 b.lan"):assert_ok()
+    b:run("ping -c 1 -W 5 a.lan"):assert_ok()
+end
+
+-- n echo requests from vm to host: what vm received, the min and median RTT (ms; the median,
+-- not the mean: one round trip a loaded host stalls does not move it), InEchos' rise on the
+-- peer, and the output.
+local function ping_from(vm, host, peer, n, interval)
+    local before = echos_in(peer)
+    local r = vm:run(string.format("ping -c %d -i %s -W 2 %s", n, interval or "0.1", host), { timeout = 120 })
+    local received = tonumber(r.stdout:match("(%d+) packets received")) or 0
+    local times = {}
+    for ms in r.stdout:gmatch("time=([%d.]+) ms") do times[#times + 1] = tonumber(ms) end
+    table.sort(times)
+    local median = #times > 0 and (times[(#times + 1) // 2] + times[#times // 2 + 1]) / 2 or nil
+    return received, times[1], median, echos_in(peer) - before, r.stdout
 end
 
 test("loss: about that share of what the VM sends is lost", function(t)
@@ -102,14 +135,7 @@ end)
 
 test("it is one direction: what the VM sends, not what it receives", function(t)
     pair()
-    local function echos_in(vm)
-        local snmp = vm:read_file("/proc/net/snmp")
-        local names, values = snmp:match("Icmp: (%S[^\n]*)\nIcmp: ([^\n]*)")
-        local idx, i = nil, 0
-        for name in names:gmatch("%S+") do i = i + 1 if name == "InEchos" then idx = i end end
-        i = 0
-        for v in values:gmatch("%S+") do i = i + 1 if i == idx then return tonumber(v) end end
-    end
+    warm()
     local h = lan:link(a):netem({ loss = 1 })
     local before = echos_in(a)
     local r = b:run("ping -c 5 -i 0.1 -W 1 a.lan")
@@ -119,4 +145,113 @@ test("it is one direction: what the VM sends, not what it receives", function(t)
     t:eq(arrived, 5, "but b's requests reach a")
     t:error(function() lan:link(a):netem({ los = 0.1 }) end, "unknown option \"los\".*did you mean 'loss'")
     t:error(function() lan:link(a):netem({ loss = 2 }) end, "loss must be a fraction from 0 to 1")
+end)
+
+-- direction = "in": netem on what the VM receives (an IFB device in the guest), not what it sends.
+test('direction "in": what the VM receives is lost, what it sends still leaves', function(t)
+    pair()
+    warm()
+    local h = lan:link(a):netem({ loss = 1, direction = "in" })
+    local a_got, _, _, b_echos = ping_from(a, "b.lan", b, 5)
+    local b_got, _, _, a_echos = ping_from(b, "a.lan", a, 5)
+    h:undo()
+    t:eq(b_echos, 5, "a's requests leave a and reach b")
+    t:eq(a_got, 0, "but b's replies never reach a")
+    t:eq(a_echos, 0, "b's requests never reach a")
+    t:eq(b_got, 0, "so b gets no reply")
+    local after = ping_from(a, "b.lan", b, 20)
+    t:eq(after, 20, "undo ends it")
+end)
+
+test('direction "in" carries the netem parameters: a delay on a\'s receive side', function(t)
+    pair()
+    warm()
+    -- the round trips without it, measured the same way just before
+    local _, _, base_ab = ping_from(a, "b.lan", b, 11, "0.2")
+    local _, _, base_ba = ping_from(b, "a.lan", a, 11, "0.2")
+    local h = lan:link(a):netem({ delay_ms = 200, direction = "in" })
+    local got_ab, min_ab, med_ab = ping_from(a, "b.lan", b, 11, "0.2")
+    local got_ba, min_ba, med_ba = ping_from(b, "a.lan", a, 11, "0.2")
+    h:undo()
+    -- a to b: the reply waits on its way into a; b to a: the request does. Once per round trip.
+    t:eq(got_ab + got_ba, 22, "none lost")
+    t:ok(min_ab >= 199 and min_ba >= 199, string.format("netem never sends early: min RTT %s, %s ms", min_ab, min_ba))
+    within(t, med_ab - base_ab, 160, 250, "a to b: median RTT rise (ms)")
+    within(t, med_ba - base_ba, 160, 250, "b to a: median RTT rise (ms)")
+end)
+
+test('direction "both": nothing reaches a and nothing leaves it', function(t)
+    pair()
+    warm()
+    local h = lan:link(a):netem({ loss = 1, direction = "both" })
+    local a_got, _, _, b_echos = ping_from(a, "b.lan", b, 5)
+    local b_got, _, _, a_echos = ping_from(b, "a.lan", a, 5)
+    h:undo()
+    t:eq(b_echos, 0, "a's requests are lost on their way out of a")
+    t:eq(a_echos, 0, "b's requests are lost on their way into a")
+    t:eq(a_got + b_got, 0, "no replies either way")
+end)
+
+-- What the guest shows of the ingress side of dev (eth0: each VM has one card): its IFB device,
+-- and its ingress qdisc.
+local function ingress_state(vm, dev)
+    local links = vm:run("ls /sys/class/net"):assert_ok().stdout
+    local qdiscs = vm:run("tc qdisc show dev " .. dev):assert_ok().stdout
+    return links:find("ifb-" .. dev, 1, true) ~= nil, qdiscs:find("ingress", 1, true) ~= nil, qdiscs
+end
+
+test("setting again replaces both directions; undo leaves no IFB and no ingress qdisc", function(t)
+    pair()
+    warm()
+    local dev = "eth0" -- each VM's one card
+    local h1 = lan:link(a):netem({ loss = 1, direction = "both" })
+    local ifb, ingress, qdiscs = ingress_state(a, dev)
+    t:ok(ifb and ingress, "set: ifb-" .. dev .. " and an ingress qdisc on " .. dev .. ":\n" .. qdiscs)
+    -- the second replaces the first in both directions: no loss left, a delay on the way in
+    local h2 = lan:link(a):netem({ delay_ms = 50, direction = "in" })
+    t:ok(not a:run("tc qdisc show dev " .. dev).stdout:find("netem", 1, true), "no netem left on " .. dev .. "'s egress")
+    t:contains(a:run("tc qdisc show dev ifb-" .. dev).stdout, "netem", "the IFB's root is netem")
+    local got, mn = ping_from(a, "b.lan", b, 10)
+    t:eq(got, 10, "the loss is gone both ways")
+    t:ok(mn and mn >= 49, "the new delay is there: min RTT " .. tostring(mn) .. " ms")
+    h2:undo()
+    ifb, ingress, qdiscs = ingress_state(a, dev)
+    t:ok(not ifb, "no ifb-" .. dev .. " after undo")
+    t:ok(not ingress, "no ingress qdisc on " .. dev .. " after undo:\n" .. qdiscs)
+    h1:undo()
+    t:eq(a:_netem_clear(dev), true, "clearing again is fine")
+    local after = ping_from(a, "b.lan", b, 20)
+    local back = ping_from(b, "a.lan", a, 20)
+    t:eq(after + back, 40, "full connectivity back both ways")
+end)
+
+test('bridge:netem{direction = "in"}: every VM\'s receive side', function(t)
+    pair()
+    warm()
+    local _, _, base = ping_from(a, "b.lan", b, 11, "0.2")
+    local h = lan:netem({ delay_ms = 100, direction = "in" })
+    local on_a, on_b = ingress_state(a, "eth0"), ingress_state(b, "eth0")
+    local got, mn, median = ping_from(a, "b.lan", b, 11, "0.2")
+    h:undo()
+    t:ok(on_a and on_b, "an IFB device in both guests")
+    -- the request waits on its way into b, the reply on its way into a
+    t:eq(got, 11, "none lost")
+    t:ok(mn >= 199, "min RTT " .. mn .. " ms >= 2 x 100 ms")
+    within(t, median - base, 160, 250, "median RTT rise (ms)")
+    t:ok(not ingress_state(a, "eth0"), "undo takes a's IFB down")
+    t:ok(not ingress_state(b, "eth0"), "and b's")
+end)
+
+test("a bad direction is an error naming it and the value, at the caller's line", function(t)
+    pair()
+    local line = debug.getinfo(1, "l").currentline + 1
+    local err = t:error(function() lan:link(a):netem({ loss = 0.1, direction = "sideways" }) end,
+                        'netem: direction must be "out", "in" or "both", got "sideways"')
+    t:match(err, "^[^:]*netfaults%.test%.lua:" .. line .. ":", "the error points at the test's line")
+    t:error(function() lan:netem({ direction = 1 }) end, 'direction must be "out", "in" or "both", got 1')
+    t:error(function() a:_netem("eth0", 0, 0, { direction = "up" }) end,
+            'netem: direction must be "out", "in" or "both", got "up"')
+    t:error(function() a:_netem("eth0", 0, 0, { direction = true }) end,
+            'direction must be "out", "in" or "both", got boolean')
+    t:ok(not ingress_state(a, "eth0"), "nothing was set")
 end)

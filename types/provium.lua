@@ -65,9 +65,11 @@ function Bridge:partition(a, b, opts) end
 function Bridge:grudge(spec, opts) end
 
 --- bridge:netem{delay_ms, jitter_ms, loss, duplicate, corrupt, reorder, and each's
---- _correlation}: what every VM sends on the bridge is delayed, lost, duplicated, corrupted or
---- reordered (netem in the guest, its egress); fractions 0..1; reorder needs delay_ms.
----@param opts table
+--- _correlation, direction}: what every VM sends on the bridge is delayed, lost, duplicated,
+--- corrupted or reordered (netem in the guest, its egress); direction = "in": what each
+--- receives instead (an IFB device in the guest), "both": both; fractions 0..1; reorder needs
+--- delay_ms.
+---@param opts NetemOptions
 ---@return Impairment
 function Bridge:netem(opts) end
 
@@ -331,9 +333,9 @@ function Link:drop_rate(...) end
 
 function Link:isolate() end
 
---- link:netem{...}: as bridge:netem, on what this VM sends (one direction: what it receives is
---- left alone).
----@param opts table
+--- link:netem{...}: as bridge:netem, on what this VM sends (direction = "out", the default:
+--- what it receives is left alone), receives ("in") or both ("both").
+---@param opts NetemOptions
 ---@return Impairment
 function Link:netem(opts) end
 
@@ -517,6 +519,19 @@ function Uplink:runner_ip(...) end
 ---@field cwd string?
 ---@field stdin string?
 ---@field timeout number? seconds
+
+---@class NetemOptions
+---@field delay_ms number? milliseconds each frame waits
+---@field jitter_ms number? +/- that much, uniform
+---@field loss number? fraction 0..1
+---@field loss_correlation number? 0..1: losses in bursts (the Gilbert model)
+---@field duplicate number? fraction 0..1
+---@field duplicate_correlation number?
+---@field corrupt number? fraction 0..1 (the receiver drops it)
+---@field corrupt_correlation number?
+---@field reorder number? fraction 0..1 sent at once, the rest waits delay_ms (needs it)
+---@field reorder_correlation number?
+---@field direction "out"|"in"|"both"? what the VM sends (default), receives, or both
 
 ---@class VM
 local VM = {}

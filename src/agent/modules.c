@@ -12,7 +12,7 @@
  * guest, in a blocking recv: no wakeup when nothing comes). A VM with no card and no disk never
  * loads virtio_net or virtio_blk.
  *
- * /lib/modules/provium.ondemand lists modules shipped but never loaded at boot (sch_netem):
+ * /lib/modules/provium.ondemand lists modules shipped but never loaded at boot (sch_netem, ifb):
  * modules_load_ondemand() loads one when an op first needs it.
  *
  * A local VM (--local) loads none: its kernel is the host's.
@@ -57,6 +57,15 @@ static bool ends_with(const char *s, const char *suffix)
         return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
+static bool module_is(const char *rel, const char *name);
+
+/* The parameters module rel is loaded with: ifb makes no ifb0 and ifb1 of its own (the netem
+ * op creates one per interface it impairs on ingress, ops_ingress.c). */
+static const char *module_params(const char *rel)
+{
+        return module_is(rel, "ifb") ? "numifbs=0" : "";
+}
+
 /* Loads one module given its path relative to /. Returns 0 or -errno. */
 static int load_module(const char *rel)
 {
@@ -67,7 +76,7 @@ static int load_module(const char *rel)
         if (fd < 0)
                 return -errno;
         int flags = ends_with(path, ".ko") ? 0 : MODULE_INIT_COMPRESSED_FILE;
-        long r = syscall(SYS_finit_module, fd, "", flags);
+        long r = syscall(SYS_finit_module, fd, module_params(rel), flags);
         int err = errno;
         (void) close(fd);
         if (r < 0 && err != EEXIST)

@@ -3,9 +3,12 @@
  *   vm:_netem(ifname, delay_ms, jitter_ms [, opts]) -> true | nil, message
  *   vm:_netem_clear(ifname [, opts])                -> true | nil, message
  *
- * The guest's netem qdisc delays what leaves ifname (its egress only). Times are milliseconds
- * (fractions allowed, sent in whole microseconds); opts.timeout as for other operations. Bad
- * arguments raise; what the guest refuses (an unknown interface...) returns nil, message.
+ * The guest's netem qdisc delays what leaves ifname (its egress), or with opts.direction "in"
+ * what it receives (netem on an IFB device the agent redirects ifname's ingress to), or "both";
+ * a call replaces the one before in both directions, and clear removes both. Times are
+ * milliseconds (fractions allowed, sent in whole microseconds); opts.timeout as for other
+ * operations. Bad arguments raise; what the guest refuses (an unknown interface...) returns nil,
+ * message.
  */
 #include "netem.h"
 
@@ -67,8 +70,31 @@ static void check_probs(lua_State *L, int opts, lua_Integer ppm[NETEM_NPROBS])
         }
 }
 
+/* opts.direction: "out" (the default: what the interface sends), "in" (what it receives) or
+ * "both", as the agent's egress and ingress. */
+static void check_direction(lua_State *L, int opts, bool *egress, bool *ingress)
+{
+        *egress = true;
+        *ingress = false;
+        if (lua_isnoneornil(L, opts))
+                return;
+        lua_getfield(L, opts, "direction");
+        if (!lua_isnil(L, -1)) {
+                bool str = lua_type(L, -1) == LUA_TSTRING;
+                const char *d = str ? lua_tostring(L, -1) : "";
+                bool out = strcmp(d, "out") == 0, in = strcmp(d, "in") == 0;
+                if (!out && !in && strcmp(d, "both") != 0)
+                        luaL_error(L,
+                                   "netem: direction must be \"out\", \"in\" or \"both\", got %s",
+                                   str ? lua_pushfstring(L, "\"%s\"", d) : luaL_typename(L, -1));
+                *egress = !in;
+                *ingress = !out;
+        }
+        lua_pop(L, 1);
+}
+
 /* vm:_netem(ifname, delay_ms, jitter_ms [, opts]): opts.loss, .duplicate, .corrupt, .reorder
- * and their _correlation, fractions 0..1 */
+ * and their _correlation, fractions 0..1; opts.direction */
 static int l_netem(lua_State *L)
 {
         Target tg = check_target(L, 1);
@@ -79,6 +105,8 @@ static int l_netem(lua_State *L)
                 luaL_checktype(L, 5, LUA_TTABLE);
         lua_Integer ppm[NETEM_NPROBS];
         check_probs(L, 5, ppm);
+        bool egress, ingress;
+        check_direction(L, 5, &egress, &ingress);
         if (!netlink_has_netem())
                 bind_refuse_local_because(L, tg.vm, "add_latency",
                                           "the host's kernel has no sch_netem");
@@ -88,10 +116,12 @@ static int l_netem(lua_State *L)
         Op *op;
         NEW_OP_OR_FAIL(op, L, tg, "netem", ifname, opt_timeout(L, 5, "timeout"));
         op->push_ok = op_push_true;
-        ProtoWriter *w = agent_request_begin(tg.agent, &op->req, "netem", 3 + NETEM_NPROBS);
+        ProtoWriter *w = agent_request_begin(tg.agent, &op->req, "netem", 5 + NETEM_NPROBS);
         proto_kv_str(w, "ifname", ifname);
         proto_kv_uint(w, "delay_us", (uint64_t) delay_us);
         proto_kv_uint(w, "jitter_us", (uint64_t) jitter_us);
+        proto_kv_bool(w, "egress", egress);
+        proto_kv_bool(w, "ingress", ingress);
         for (size_t i = 0; i < NETEM_NPROBS; i++)
                 proto_kv_uint(w, netem_probs[i].field, (uint64_t) ppm[i]);
         return op_send(L, op);

@@ -104,7 +104,8 @@ end
 
 
 -- Sets netem (in the guest) on the links of self (a bridge or a link) and says so with
--- event(b, link); returns the handle that clears it.
+-- event(b, link); returns the handle that clears it (both directions: the agent's clear takes
+-- off the root netem and the ingress qdisc and IFB device of opts.direction "in" or "both").
 local function netem_on(self, what, ms, jitter, opts, event)
     local b, links = targets(self)
     check_bridge_alive(b, what)
@@ -146,13 +147,16 @@ local function add_latency(self, ms, jitter)
 end
 
 local NETEM_OPTIONS = { "delay_ms", "jitter_ms", "loss", "loss_correlation", "duplicate", "duplicate_correlation",
-                        "corrupt", "corrupt_correlation", "reorder", "reorder_correlation" }
+                        "corrupt", "corrupt_correlation", "reorder", "reorder_correlation", "direction" }
+local NETEM_DIRECTIONS = { out = true, ["in"] = true, both = true }
 
--- netem{delay_ms, jitter_ms, loss, duplicate, corrupt, reorder and each's _correlation}: what a
--- VM sends on the link (its egress, netem in the guest) is delayed, lost, duplicated, corrupted
--- or reordered; on the whole bridge, what every VM sends. Fractions are 0..1; reorder needs a
--- delay (the frames it does not send at once wait it). It replaces the link's add_latency, and
--- undo clears both. The kernel's netem draws its own randomness: the run's seed does not reach it.
+-- netem{delay_ms, jitter_ms, loss, duplicate, corrupt, reorder and each's _correlation,
+-- direction}: what a VM sends on the link (direction "out", the default: its egress, netem in
+-- the guest), receives ("in": its ingress, turned through an IFB device in the guest to a netem
+-- there) or both ("both") is delayed, lost, duplicated, corrupted or reordered; on the whole
+-- bridge, on every VM's link. Fractions are 0..1; reorder needs a delay (the frames it does not
+-- send at once wait it). It replaces the link's add_latency and netem, in both directions, and
+-- undo clears all. The kernel's netem draws its own randomness: the run's seed does not reach it.
 local function netem(self, opts)
     local b = targets(self)
     local who = "bridge " .. net[b].name .. ": netem"
@@ -162,14 +166,21 @@ local function netem(self, opts)
         for _, o in ipairs(NETEM_OPTIONS) do known = known or o == k end
         if not known then raise(who .. ": unknown option " .. show(k) .. P.suggest(tostring(k), NETEM_OPTIONS)) end
     end
+    local direction = opts.direction or "out"
+    if not NETEM_DIRECTIONS[direction] then
+        raise(who .. ': direction must be "out", "in" or "both", got ' .. show(opts.direction))
+    end
     local ms = opts.delay_ms or 0
     if (opts.reorder or 0) > 0 and ms == 0 then
         raise(who .. ": reorder needs delay_ms (the frames not sent at once wait it)")
     end
     local text = {}
-    for _, o in ipairs(NETEM_OPTIONS) do if opts[o] then text[#text + 1] = o .. "=" .. tostring(opts[o]) end end
+    for _, o in ipairs(NETEM_OPTIONS) do
+        if opts[o] and o ~= "direction" then text[#text + 1] = o .. "=" .. tostring(opts[o]) end
+    end
     return netem_on(self, "netem", ms, opts.jitter_ms or 0, opts, function(br, link)
-        internal.event("bridge.netem", { bridge = net[br].name, vm = link.vm:name(), what = table.concat(text, " ") })
+        internal.event("bridge.netem", { bridge = net[br].name, vm = link.vm:name(), what = table.concat(text, " "),
+                                         direction = direction })
     end)
 end
 
