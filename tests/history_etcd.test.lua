@@ -7,7 +7,11 @@
 local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
 local st = dofile(here .. "/lib/selftest.lua")(here)
 
-provium:claim({ memory = "1G" }) -- three VMs of 256 MiB: etcd holds some 25 MiB of each
+-- three VMs of 512 MiB: etcd preallocates its write-ahead log, 64 MiB a segment and the next
+-- one made ahead (123 MiB in all), in the guest's writable layer, a tmpfs of half its RAM; at
+-- the default 256 MiB a member now and then stopped on "no space left on device" when the
+-- second segment filled it before the database's first commit
+provium:claim({ memory = "2G" })
 
 local NODES = 3
 local CLIENTS_PER_NODE = 2
@@ -33,7 +37,7 @@ end
 test("an etcd register under partitions: the history is judged linearizable", function(t)
     local lan = provium:bridge("lan")
     local vms = {}
-    for i = 1, NODES do vms[i] = provium:vm("n" .. i, "etcd"):boot() end
+    for i = 1, NODES do vms[i] = provium:vm("n" .. i, "etcd"):boot({ memory = 512 }) end
     lan:attach(vms)
 
     -- one static cluster, each member's data in the guest's RAM (its overlay's tmpfs); Raft's
@@ -55,7 +59,12 @@ test("an etcd register under partitions: the history is judged linearizable", fu
             "> /tmp/etcd.log 2>&1",
         }, " "))
     end
-    for _, vm in ipairs(vms) do vm:wait_for_port(2379, 60) end
+    for _, vm in ipairs(vms) do
+        local ok, err = pcall(vm.wait_for_port, vm, 2379, 60)
+        if not ok then
+            t:fail(string.format("%s\n%s's etcd log ends:\n%s", err, vm:name(), vm:run("tail -20 /tmp/etcd.log; ps").stdout))
+        end
+    end
     -- a leader: a put through every member commits (a key of its own: r is never written
     -- before the history starts, so it begins absent, nil)
     for _, vm in ipairs(vms) do
