@@ -42,9 +42,8 @@ test("an etcd register under partitions: the history is judged linearizable", fu
 
     -- one static cluster, each member's data in the guest's RAM (its overlay's tmpfs); Raft's
     -- timings 2.5 times etcd's defaults (100 ms, 1 s), for guests under TCG on a loaded host;
-    -- --pre-vote, so that a member cut off does not raise its term meanwhile and depose the
-    -- leader when it comes back (without it, one run had 86 of 150 operations info, and the
-    -- checker gave up on them)
+    -- --pre-vote (etcd 3.5's default), so that a member cut off does not raise its term
+    -- meanwhile and depose the leader when it comes back
     local peers = {}
     for i, vm in ipairs(vms) do peers[i] = string.format("n%d=http://%s:2380", i, vm:ip(lan)) end
     for i, vm in ipairs(vms) do
