@@ -258,11 +258,16 @@ test("fails with a VM on a bridge", function(t)
     vm:boot()
     local cap = lan:capture()
     vm:run("ping -c 2 -W 1 10.77.1.1 || true")
+    local h = provium.history("h")
+    h:invoke(0, "read"):ok(1)
+    t:artifact(os.getenv("ART_DIR") .. "/history.edn") -- written after it is named: read at the end
+    h:write_edn(os.getenv("ART_DIR") .. "/history.edn")
+    t:artifact(os.getenv("ART_DIR") .. "/never-written.log")
     t:fail("on purpose")
 end)
-test("passes", function(t) t:ok(true) end)
+test("passes", function(t) t:artifact(os.getenv("ART_DIR") .. "/history.edn") end)
 ]])
-    local out, code = st.run(dir, "", "TEST_UNDECLARED_OUTPUTS_DIR=" .. dir .. "/undeclared")
+    local out, code = st.run(dir, "", "ART_DIR=" .. dir .. " TEST_UNDECLARED_OUTPUTS_DIR=" .. dir .. "/undeclared")
     t:eq(code, 1, out)
     local saved = dir .. "/undeclared/" .. (dir .. "/art.test.lua"):gsub("[^%w._-]", "_") ..
                   "/01-fails_with_a_VM_on_a_bridge"
@@ -271,13 +276,16 @@ test("passes", function(t) t:ok(true) end)
     t:ok(#pcap > 24, "the capture has packets after its header: " .. #pcap .. " bytes")
     t:ok(pcap:sub(1, 4) == "\x4d\x3c\xb2\xa1" or pcap:sub(1, 4) == "\xd4\xc3\xb2\xa1",
          "a pcap file (its magic number)")
+    t:match(read(saved .. "/history.edn") or "", "^{:index 0, :type :invoke, :f :read, ", "the file t:artifact named")
+    t:match(out, "provium: artifacts: [^\n]*/never%-written%.log: No such file or directory\n", "a named file that is not there is said")
     t:eq(sh("ls " .. dir .. "/undeclared/*/ | wc -l"), "1\n", "nothing for the test that passed")
     t:eq(st.count_events(dir .. "/undeclared/events.msgpack", "test.artifacts"), 1)
     t:eq(st.count_events(dir .. "/undeclared/events.msgpack", "test.end"), 2, "the run's events")
     -- --artifacts names the directory itself, and makes it
-    out, code = st.run(dir, "--artifacts " .. dir .. "/a/b -k passes")
+    out, code = st.run(dir, "--artifacts " .. dir .. "/a/b -k passes", "ART_DIR=" .. dir)
     t:eq(code, 0, out)
     t:ok(read(dir .. "/a/b/events.msgpack"), "events in the directory --artifacts made")
+    t:error(function() t:artifact(42) end, "bad argument #1 to 'artifact' %(a host file's path expected, got 42%)")
 end)
 
 -- A run whose host cannot give what VMs need: exit status 3, and which thing it was.

@@ -142,7 +142,7 @@ test("an etcd register under partitions: the history is judged linearizable", fu
     end
 
     local dir = st.tmpdir("etcd") -- removed at the file's end
-    h:write_edn(dir .. "/history.edn"):write_json(dir .. "/history.json")
+    h:write_edn(t:artifact(dir .. "/history.edn")):write_json(t:artifact(dir .. "/history.json"))
     local records = h:events()
     local r = h:check({ model = "register" })
     local reasons = {}

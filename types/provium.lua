@@ -455,6 +455,12 @@ function T:error(fn, pattern, msg) end
 ---@param msg string?
 function T:fail(msg) end
 
+--- t:artifact(path): a host file kept with the test's artifacts if it fails (--artifacts);
+--- read when the test ends. Returns path.
+---@param path string
+---@return string
+function T:artifact(path) end
+
 ---@param s string
 ---@param pattern string?
 ---@param msg string?

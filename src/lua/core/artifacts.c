@@ -120,8 +120,40 @@ static unsigned save_consoles(Vm **const *vms, size_t nvms, const char *to)
         return saved;
 }
 
+/* The files a test named (t:artifact): regular files only, each as its base name made safe;
+ * a second of one name gets its place in the list before it ("2-history.edn"). */
+static unsigned save_extra(const char *const *extra, size_t nextra, const char *to)
+{
+        unsigned saved = 0;
+        for (size_t i = 0; i < nextra; i++) {
+                const char *base = strrchr(extra[i], '/');
+                char name[NAME_MAX_CHARS + 1];
+                slug(name, base ? base + 1 : extra[i]);
+                char *dst = xasprintf("%s/%s", to, name);
+                struct stat st;
+                int r = dst ? 0 : -ENOMEM;
+                if (r == 0 && lstat(dst, &st) == 0) { /* taken by a console, a capture or another */
+                        free(dst);
+                        dst = xasprintf("%s/%zu-%s", to, i + 1, name);
+                        r = dst ? 0 : -ENOMEM;
+                }
+                if (r == 0 && stat(extra[i], &st) < 0)
+                        r = -errno;
+                else if (r == 0 && !S_ISREG(st.st_mode))
+                        r = -EINVAL;
+                if (r == 0)
+                        r = copy_file(extra[i], dst);
+                if (r < 0)
+                        fprintf(stderr, "provium: artifacts: %s: %s\n", extra[i],
+                                r == -EINVAL ? "not a regular file" : strerror(-r));
+                saved += r == 0;
+                free(dst);
+        }
+        return saved;
+}
+
 void artifacts_save(const char *dir, const char *file, int index, const char *test, Vm **const *vms,
-                    size_t nvms, const char *run_dir)
+                    size_t nvms, const char *run_dir, const char *const *extra, size_t nextra)
 {
         char fslug[NAME_MAX_CHARS + 1], tslug[NAME_MAX_CHARS + 1];
         slug(fslug, file);
@@ -135,7 +167,8 @@ void artifacts_save(const char *dir, const char *file, int index, const char *te
         if (r < 0)
                 fprintf(stderr, "provium: artifacts: %s: %s\n", tdir ? tdir : dir, strerror(-r));
         else
-                saved = save_consoles(vms, nvms, tdir) + save_captures(run_dir, tdir);
+                saved = save_consoles(vms, nvms, tdir) + save_captures(run_dir, tdir) +
+                        save_extra(extra, nextra, tdir);
         EventBuilder ev;
         event_begin(&ev, "test.artifacts", 2);
         proto_kv_str(&ev.w, "dir", r == 0 ? tdir : "");

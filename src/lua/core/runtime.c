@@ -534,12 +534,29 @@ static void count(Runtime *rt)
 
 static bool chunk_failed(Runtime *rt);
 
-/* A failed test's consoles and captures, when the run keeps artifacts (artifacts.h). */
+#define ARTIFACTS_NAMED_MAX 64 /* files a test may name with t:artifact */
+
+/* A failed test's consoles and captures, and the files it named (internal.test_artifacts, a
+ * list of paths), when the run keeps artifacts (artifacts.h). */
 static void save_artifacts(Runtime *rt, int index, const char *name)
 {
-        if (rt->status == TEST_FAIL && rt->cfg.artifacts)
-                artifacts_save(rt->cfg.artifacts, rt->cfg.file, index, name,
-                               (Vm * *const *) rt->vms, rt->nvms, rt->cfg.run_dir);
+        if (rt->status != TEST_FAIL || !rt->cfg.artifacts)
+                return;
+        lua_State *L = rt->L;
+        int top = lua_gettop(L);
+        const char *named[ARTIFACTS_NAMED_MAX];
+        size_t n = 0;
+        lua_getfield(L, LUA_REGISTRYINDEX, INTERNAL_KEY);
+        if (lua_getfield(L, -1, "test_artifacts") == LUA_TTABLE &&
+            lua_checkstack(L, ARTIFACTS_NAMED_MAX))
+                for (lua_Integer i = 1; n < ARTIFACTS_NAMED_MAX; i++) {
+                        if (lua_rawgeti(L, top + 2, i) != LUA_TSTRING)
+                                break;
+                        named[n++] = lua_tostring(L, -1); /* stays on the stack until settop */
+                }
+        artifacts_save(rt->cfg.artifacts, rt->cfg.file, index, name, (Vm * *const *) rt->vms,
+                       rt->nvms, rt->cfg.run_dir, named, n);
+        lua_settop(L, top);
 }
 
 /* The file's own chunk runs first, as a pseudo-test: it registers the tests. */

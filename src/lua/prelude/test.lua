@@ -54,6 +54,19 @@ end
 
 function T:fail(msg) fail(tostring(msg or "failed"), nil) end
 
+-- t:artifact(path): a host file (a history, a service's log) kept with the test's consoles
+-- and captures if it fails and the run keeps artifacts (--artifacts; docs/ci.md). Read when
+-- the test ends, so it may be written after this call. Returns path.
+function T:artifact(path)
+    if type(path) ~= "string" or path == "" or path:find("\0", 1, true) then
+        error("bad argument #1 to 'artifact' (a host file's path expected, got " .. show(path) .. ")", 2)
+    end
+    local list = internal.test_artifacts
+    if #list >= 64 then error("t:artifact: at most 64 files a test, got another: " .. path, 2) end
+    list[#list + 1] = path
+    return path
+end
+
 function T:ok(v, msg)
     if not v then fail("expected a true value, got " .. show(v), msg) end
     return v
@@ -145,6 +158,7 @@ end
 
 function internal.run_test(entry)
     local t = setmetatable({ name = entry.name }, T)
+    internal.test_artifacts = {}
     P.current_test = entry.name -- provium.seed() and provium.random() are the test's own
     if provium.reset_between_tests then
         local ok, err = pcall(reset_vms)
