@@ -18,6 +18,7 @@ local EXPECTED = {
     ioctls = { "0x5413: 3 calls in 1 test; ok 1, ENOTTY 2" },
     ops = {
         "exec: 1 call in 1 test; ok 1",
+        "hwrng: 2 calls in 2 tests; ok 2", -- each VM's /dev/hwrng seed, once it is up
         "ioctl: 3 calls in 1 test; ok 1, ENOTTY 2",
         "read_file: 1 call in 1 test; ok 1",
         "syscall: 8 calls in 3 tests; ok 6, ENOENT 2",
