@@ -33,6 +33,13 @@ test("shutdown powers the guest off cleanly, and the console ends", function(t)
     t:error(function() vm:run("true") end, "not running")
 end)
 
+test("reset is refused, saying why, and the VM goes on", function(t)
+    local vm = provium:vm("resetme"):boot()
+    t:error(function() vm:reset() end, "vm resetme: reset: not supported: QEMU runs with %-no%-reboot")
+    t:eq(vm:run("echo still here"):assert_ok().stdout, "still here\n")
+    t:eq(vm:state(), "running")
+end)
+
 test("kill is a power loss, and wait_exit waits for it", function(t)
     local vm = provium:vm("kill"):boot()
     vm:kill()

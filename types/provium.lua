@@ -613,6 +613,8 @@ function VM:power_button() end
 ---@return string|integer
 function VM:read_file(path, opts) end
 
+--- vm:reset(): refused, saying why (QEMU runs with -no-reboot; a second boot of one VM is not
+--- built): vm:kill() and a new VM, or vm:snapshot() and vm:restore().
 function VM:reset() end
 
 ---@param snap any

@@ -114,10 +114,21 @@ static int l_resume(lua_State *L)
         return qmp_op(L, "cont", "resume", 0);
 }
 
+/* A hardware reset is refused rather than sent: QEMU runs with -no-reboot (a guest that panics
+ * or reboots must stop, not boot again unseen), under which QMP's system_reset ends QEMU too,
+ * and the host would have to redo the agent's handshake, the links' addresses and the workers
+ * after the guest's second boot, which it does not. */
 static int l_reset(lua_State *L)
 {
-        bind_refuse_local(L, check_vm(L, 1), "reset");
-        return qmp_op(L, "system_reset", "reset", -1);
+        Vm *vm = check_vm(L, 1);
+        bind_refuse_local(L, vm, "reset");
+        lua_pushnil(L);
+        lua_pushfstring(L,
+                        "vm %s: reset: not supported: QEMU runs with -no-reboot, so a hardware "
+                        "reset would end it; for a power loss use vm:kill() and boot a new VM, "
+                        "for a state to go back to, vm:snapshot() and vm:restore()",
+                        vm_name(vm));
+        return 2;
 }
 
 static int l_power_button(lua_State *L)
