@@ -39,49 +39,51 @@ static void choices_add(Choices *c, const msgpack_object *m, const char *kind, c
         free(line);
 }
 
+/* The events that are seeded choices, each written as "KIND FIRST[SEP SECOND]" from two of its
+ * fields (a number or a string). Of the nemeses' faults, only those applied count. */
+static const struct ChoiceShape {
+        const char *type, *kind, *first, *sep, *second;
+} choice_shapes[] = {
+    {"seed.draws", "provium.random", "draws", " draws, digest ", "digest"},
+    {"bridge.drop_rate", "drop_rate", "vm", " pattern ", "pattern"},
+    {"bridge.impair", "impair", "what", NULL, NULL},
+    {"bridge.grudge", "grudge", "preset", ": ", "grudge"},
+    {"vm.hwrng", "hwrng", "vm", " seed ", "seed"},
+    {"disk.draws", "disk", "disk", " first ", "first"},
+    {"nemesis.fault", "nemesis", "fault", " ", "targets"},
+};
+
+/* m's field key as text: its number, else its string ("" when it has neither). */
+static void field_text(const msgpack_object *m, const char *key, char *out, size_t n)
+{
+        uint64_t v;
+        if (proto_get_uint(m, key, &v) > 0)
+                snprintf(out, n, "%llu", (unsigned long long) v);
+        else
+                proto_copy_str(m, key, out, n);
+}
+
 static void on_event(Choices *c, const msgpack_object *m)
 {
-        char type[32], a[1024], b[256], what[1400];
+        char type[32], first[1024], second[1024], what[2100];
         proto_copy_str(m, "type", type, sizeof type);
-        if (strcmp(type, "seed.draws") == 0) {
-                uint64_t n = 0;
-                (void) proto_get_uint(m, "draws", &n);
-                proto_copy_str(m, "digest", a, sizeof a);
-                snprintf(what, sizeof what, "%llu draws, digest %s", (unsigned long long) n, a);
-                choices_add(c, m, "provium.random", what);
-        } else if (strcmp(type, "bridge.drop_rate") == 0) {
-                proto_copy_str(m, "vm", b, sizeof b);
-                proto_copy_str(m, "pattern", a, sizeof a);
-                snprintf(what, sizeof what, "%s pattern %s", b, a);
-                choices_add(c, m, "drop_rate", what);
-        } else if (strcmp(type, "bridge.impair") == 0) {
-                proto_copy_str(m, "what", a, sizeof a);
-                choices_add(c, m, "impair", a);
-        } else if (strcmp(type, "bridge.grudge") == 0) {
-                proto_copy_str(m, "preset", b, sizeof b);
-                proto_copy_str(m, "grudge", a, sizeof a);
-                snprintf(what, sizeof what, "%s: %s", b, a);
-                choices_add(c, m, "grudge", what);
-        } else if (strcmp(type, "vm.hwrng") == 0) {
-                uint64_t seed = 0;
-                (void) proto_get_uint(m, "seed", &seed);
-                proto_copy_str(m, "vm", b, sizeof b);
-                snprintf(what, sizeof what, "%s seed %llu", b, (unsigned long long) seed);
-                choices_add(c, m, "hwrng", what);
-        } else if (strcmp(type, "disk.draws") == 0) {
-                proto_copy_str(m, "disk", b, sizeof b);
-                proto_copy_str(m, "first", a, sizeof a);
-                snprintf(what, sizeof what, "%s first %s", b, a);
-                choices_add(c, m, "disk", what);
-        } else if (strcmp(type, "nemesis.fault") == 0) {
-                proto_copy_str(m, "action", b, sizeof b);
-                proto_copy_str(m, "targets", a, sizeof a);
-                char fault[64];
-                proto_copy_str(m, "fault", fault, sizeof fault);
-                if (strcmp(b, "apply") == 0) {
-                        snprintf(what, sizeof what, "%s %s", fault, a);
-                        choices_add(c, m, "nemesis", what);
+        for (size_t i = 0; i < sizeof choice_shapes / sizeof *choice_shapes; i++) {
+                const struct ChoiceShape *sh = &choice_shapes[i];
+                if (strcmp(type, sh->type) != 0)
+                        continue;
+                if (strcmp(type, "nemesis.fault") == 0) {
+                        char action[16];
+                        proto_copy_str(m, "action", action, sizeof action);
+                        if (strcmp(action, "apply") != 0)
+                                return;
                 }
+                field_text(m, sh->first, first, sizeof first);
+                if (sh->second)
+                        field_text(m, sh->second, second, sizeof second);
+                snprintf(what, sizeof what, "%s%s%s", first, sh->sep ? sh->sep : "",
+                         sh->second ? second : "");
+                choices_add(c, m, sh->kind, what);
+                return;
         }
 }
 
