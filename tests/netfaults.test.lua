@@ -168,14 +168,21 @@ test("it is one direction: what the VM sends, not what it receives", function(t)
     t:error(function() lan:link(a):netem({ loss = 2 }) end, "loss must be a fraction from 0 to 1")
 end)
 
+-- Loss 1 in direction on a's link, five pings each way: the replies a and b got, and how many
+-- of a's requests reached b and of b's reached a.
+local function all_lost(direction)
+    local h = lan:link(a):netem({ loss = 1, direction = direction })
+    local a_got, _, _, b_echos = ping_from(a, "b.lan", b, 5)
+    local b_got, _, _, a_echos = ping_from(b, "a.lan", a, 5)
+    h:undo()
+    return a_got, b_got, b_echos, a_echos
+end
+
 -- direction = "in": netem on what the VM receives (an IFB device in the guest), not what it sends.
 test('direction "in": what the VM receives is lost, what it sends still leaves', function(t)
     pair()
     warm()
-    local h = lan:link(a):netem({ loss = 1, direction = "in" })
-    local a_got, _, _, b_echos = ping_from(a, "b.lan", b, 5)
-    local b_got, _, _, a_echos = ping_from(b, "a.lan", a, 5)
-    h:undo()
+    local a_got, b_got, b_echos, a_echos = all_lost("in")
     t:eq(b_echos, 5, "a's requests leave a and reach b")
     t:eq(a_got, 0, "but b's replies never reach a")
     t:eq(a_echos, 0, "b's requests never reach a")
@@ -204,10 +211,7 @@ end)
 test('direction "both": nothing reaches a and nothing leaves it', function(t)
     pair()
     warm()
-    local h = lan:link(a):netem({ loss = 1, direction = "both" })
-    local a_got, _, _, b_echos = ping_from(a, "b.lan", b, 5)
-    local b_got, _, _, a_echos = ping_from(b, "a.lan", a, 5)
-    h:undo()
+    local a_got, b_got, b_echos, a_echos = all_lost("both")
     t:eq(b_echos, 0, "a's requests are lost on their way out of a")
     t:eq(a_echos, 0, "b's requests are lost on their way into a")
     t:eq(a_got + b_got, 0, "no replies either way")
