@@ -34,6 +34,22 @@ local function within(vm, seconds, fn)
     return false
 end
 
+-- A put of key through every member of vms commits within seconds, else the test fails with
+-- what it means (why) and the member's log.
+local function commits_everywhere(t, vms, key, seconds, why)
+    for _, vm in ipairs(vms) do
+        local last
+        local up = within(vm, seconds, function()
+            last = etcdctl(vm, "put", key, vm:name())
+            return last.code == 0
+        end)
+        if not up then
+            t:fail(string.format("%s: %s: %s; its log ends:\n%s", vm:name(), why, last.stderr,
+                                 vm:run("tail -20 /tmp/etcd.log").stdout))
+        end
+    end
+end
+
 test("an etcd register under partitions: the history is judged linearizable", function(t)
     local lan = provium:bridge("lan")
     local vms = {}
@@ -66,17 +82,7 @@ test("an etcd register under partitions: the history is judged linearizable", fu
     end
     -- a leader: a put through every member commits (a key of its own: r is never written
     -- before the history starts, so it begins absent, nil)
-    for _, vm in ipairs(vms) do
-        local last
-        local up = within(vm, 60, function()
-            last = etcdctl(vm, "put", "ready", vm:name())
-            return last.code == 0
-        end)
-        if not up then
-            t:fail(string.format("%s: no leader after 60 s: %s; its log ends:\n%s", vm:name(), last.stderr,
-                                 vm:run("tail -20 /tmp/etcd.log").stdout))
-        end
-    end
+    commits_everywhere(t, vms, "ready", 60, "no leader after 60 s")
 
     local h = provium.history("etcd")
     local count = { ok = 0, fail = 0, info = 0 }
@@ -118,17 +124,7 @@ test("an etcd register under partitions: the history is judged linearizable", fu
     -- healed, the cluster serves again: a put through every member within 30 s, then one last
     -- read of r through each, in the history too (after every write: they must agree)
     local t0 = os.time()
-    for _, vm in ipairs(vms) do
-        local last
-        local up = within(vm, 30, function()
-            last = etcdctl(vm, "put", "healed", vm:name())
-            return last.code == 0
-        end)
-        if not up then
-            t:fail(string.format("%s: no put committed 30 s after the nemesis stopped: %s; its log ends:\n%s",
-                                 vm:name(), last.stderr, vm:run("tail -20 /tmp/etcd.log").stdout))
-        end
-    end
+    commits_everywhere(t, vms, "healed", 30, "no put committed 30 s after the nemesis stopped")
     local healed_in = os.time() - t0
     local finals = 0
     for i, vm in ipairs(vms) do
